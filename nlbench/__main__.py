@@ -1,0 +1,8 @@
+"""``python -m nlbench`` is the ``nlbench`` command."""
+
+import sys
+
+from nlbench.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Forward+backward time and peak memory of the non-local block variants across feature-map sizes.
+
+    python -m nlbench.bench.block --device cpu --batch 16 --sizes [8,16,32,56,112]
+
+Variants: softmax through SDPA's fused kernels (the block's path), softmax forced onto SDPA's math kernel (the
+explicit bmm-softmax-bmm of the official code, for reference), scale in the N x N order and re-associated.
+Prints a markdown table. Time: median over ``--reps`` timed forward+backward passes (training mode, input that
+requires grad, a fixed random output gradient) after ``--warmup`` untimed ones. Peak memory: the most memory held
+at any point of one extra forward+backward beyond what was allocated before it (parameters, input), so it counts
+activations, the attention map where one is built, and gradients. On CUDA that is ``torch.cuda.max_memory_allocated``;
+on CPU it is the running sum of the allocation/free events that the PyTorch profiler records with
+``profile_memory=True`` (every tensor allocation through the CPU allocator), peaked.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from jsonargparse import ArgumentParser
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.profiler import ProfilerActivity, profile
+
+from nlbench.nn import NonLocal2d
+
+GiB = 2**30
+MiB = 2**20
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    normalization: str
+    order: str
+    quadratic: bool  # O(N^2) work
+    maps_held: int  # N x N maps alive at once in forward+backward (0 when none is materialised)
+    sdpa_backends: tuple[SDPBackend, ...] = ()  # restrict SDPA to these kernels; () = its own choice
+
+
+VARIANTS = (
+    Variant("softmax (SDPA)", "softmax", "reassociated", quadratic=True, maps_held=0),
+    # The math kernel computes softmax(q k^T) v explicitly, as the official code's bmm-softmax-bmm does.
+    Variant(
+        "softmax (unfused)", "softmax", "reassociated", quadratic=True, maps_held=3, sdpa_backends=(SDPBackend.MATH,)
+    ),
+    Variant("scale nxn", "scale", "nxn", quadratic=True, maps_held=2),
+    Variant("scale re-associated", "scale", "reassociated", quadratic=False, maps_held=0),
+)
+
+AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+PLAIN_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _step_fn(
+    block: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, variant: Variant, autocast_dtype: torch.dtype | None
+) -> Callable[[], None]:
+    def step() -> None:
+        block.zero_grad(set_to_none=True)
+        x.grad = None
+        with (
+            sdpa_kernel(list(variant.sdpa_backends)) if variant.sdpa_backends else nullcontext(),
+            torch.autocast(x.device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None),
+        ):
+            out = block(x)
+        out.backward(grad)
+
+    return step
+
+
+def time_ms(step: Callable[[], None], device: torch.device, *, warmup: int, reps: int) -> float:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(reps):
+        _synchronize(device)
+        start = time.perf_counter()
+        step()
+        _synchronize(device)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def peak_bytes(step: Callable[[], None], device: torch.device) -> int:
+    if device.type == "cuda":
+        _synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        _synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    # The raw profiler events carry every allocation (+bytes) and free (-bytes) with its time; the aggregated
+    # FunctionEvents net them per op and would hide peaks inside an op.
+    events = sorted(
+        (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns()
+    )
+    current = peak = 0
+    for event in events:
+        current += event.nbytes()
+        peak = max(peak, current)
+    return peak
+
+
+def estimate(variant: Variant, *, batch: int, width: int, positions: int, map_element_size: int) -> tuple[float, float]:
+    """(GiB of N x N maps held at once, GFLOP of the N^2 attention products in forward+backward) of a variant."""
+    if not variant.quadratic:
+        return 0.0, 0.0
+    pairs = batch * positions * positions
+    # q k^T and (.) v in forward, twice as many products in backward; 2 FLOP per multiply-add.
+    gflop = 6 * 2 * pairs * width / 1e9
+    return variant.maps_held * pairs * map_element_size / GiB, gflop
+
+
+def parse_args(argv: list[str] | None) -> object:
+    parser = ArgumentParser(prog="nlbench bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--sizes", type=list[int], default=[8, 16, 32, 56, 112], help="feature-map sides H = W")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--channels", type=int, default=64)
+    parser.add_argument("--reduction", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=1)
+    parser.add_argument("--reps", type=int, default=5, help="timed repetitions (median reported)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument(
+        "--dtype",
+        type=str,
+        default="float32",
+        help="float32 | float64 (block and input in that dtype) | bfloat16 | float16 (autocast, float32 weights)",
+    )
+    parser.add_argument("--max_gib", type=float, default=8.0, help="skip N x N variants whose maps would exceed this")
+    parser.add_argument("--max_gflop", type=float, default=500.0, help="skip N^2 variants whose work would exceed this")
+    parser.add_argument("--compile", type=bool, default=False, help="torch.compile each block (compile time not timed)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.dtype not in {**PLAIN_DTYPES, **AUTOCAST_DTYPES}:
+        raise ValueError(f"--dtype must be one of {', '.join([*PLAIN_DTYPES, *AUTOCAST_DTYPES])}; got {args.dtype!r}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    param_dtype = PLAIN_DTYPES.get(args.dtype, torch.float32)
+    autocast_dtype = AUTOCAST_DTYPES.get(args.dtype)
+    # Explicit maps are float32 (float64 for float64 blocks) whatever the autocast dtype.
+    map_element_size = 8 if param_dtype == torch.float64 else 4
+
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    print(
+        f"NonLocal2d forward+backward: device={device}, dtype={args.dtype}, batch={args.batch}, "
+        f"channels={args.channels}, reduction={args.reduction}, heads={args.heads}, compile={args.compile}, "
+        f"median of {args.reps} after {args.warmup} warm-up; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, load average at start {load}\n"
+    )
+    print("| size | N | variant | time (ms) | peak memory (MiB) | speedup vs softmax (SDPA) | vs softmax (unfused) |")
+    print("|---|---|---|---|---|---|---|")
+    for side in args.sizes:
+        positions = side * side
+        reference_ms: dict[str, float] = {}
+        for variant in VARIANTS:
+            block = NonLocal2d(
+                args.channels,
+                normalization=variant.normalization,
+                order=variant.order,
+                reduction=args.reduction,
+                heads=args.heads,
+            ).to(device=device, dtype=param_dtype)
+            gib, gflop = estimate(
+                variant, batch=args.batch, width=block.width, positions=positions, map_element_size=map_element_size
+            )
+            row = f"| {side}x{side} | {positions} | {variant.name} |"
+            if gib > args.max_gib:
+                print(f"{row} skipped (estimated {gib:.1f} GiB) | | | |", flush=True)
+                continue
+            if gflop > args.max_gflop:
+                print(f"{row} skipped (estimated {gflop:.0f} GFLOP) | | | |", flush=True)
+                continue
+            model = torch.compile(block) if args.compile else block
+            x = torch.randn(args.batch, args.channels, side, side, device=device, dtype=param_dtype, requires_grad=True)
+            step = _step_fn(model, x, torch.randn_like(x), variant, autocast_dtype)
+            ms = time_ms(step, device, warmup=args.warmup, reps=args.reps)
+            peak = peak_bytes(step, device) / MiB
+            if variant.normalization == "softmax":
+                reference_ms[variant.name] = ms
+            speedups = [
+                f"{reference_ms[name] / ms:.1f}x" if name in reference_ms else "n/a"
+                for name in ("softmax (SDPA)", "softmax (unfused)")
+            ]
+            print(f"{row} {ms:.2f} | {peak:.2f} | {' | '.join(speedups)} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

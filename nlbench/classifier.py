@@ -1,0 +1,203 @@
+"""The LightningModule: image classification around any backbone, with the paper's metrics and NL statistics."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from nlbench.models import named_nl_blocks, num_parameters
+
+log = logging.getLogger(__name__)
+
+
+class ImageClassifier(L.LightningModule):
+    """Cross-entropy classification of a backbone (e.g. a pre-activation ResNet with non-local blocks).
+
+    Args:
+        backbone: the network; its ``num_classes`` is linked from the DataModule by the CLI.
+        optimizer: optimizer factory (LightningCLI dependency injection), e.g. SGD(lr=0.1, momentum=0.9).
+        scheduler: optional learning-rate scheduler factory, e.g. MultiStepLR(milestones=[150, 225]). A scheduler
+            whose ``total_steps`` is left unset (OneCycleLR) gets the run's length in steps (or epochs).
+        scheduler_interval: step the scheduler every "epoch" (the paper's milestones) or every optimizer "step".
+        label_smoothing: cross-entropy label smoothing (0 in the paper).
+        channels_last: run the backbone in channels-last memory format (faster convolutions on GPU).
+        compile: wrap the backbone's forward in ``torch.compile``.
+        nl_stats_every_n_steps: log NL-block statistics (key norms, attention entropy) every N training steps;
+            0 disables. They cost an extra pass through each block, so keep N large.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        optimizer: OptimizerCallable,
+        scheduler: LRSchedulerCallable | None = None,
+        scheduler_interval: Literal["epoch", "step"] = "epoch",
+        label_smoothing: float = 0.0,
+        channels_last: bool = False,
+        compile: bool = False,
+        nl_stats_every_n_steps: int = 0,
+    ) -> None:
+        super().__init__()
+        if nl_stats_every_n_steps < 0:
+            raise ValueError(f"model.nl_stats_every_n_steps must be >= 0, got {nl_stats_every_n_steps}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"])
+        self.model = backbone
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        # A compiled *function* (not module) so the backbone's weights are registered only once.
+        self._compiled_forward = torch.compile(backbone.forward) if compile else None
+        self.diverged = False
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+        num_classes = _num_classes(backbone)
+        top5 = min(5, num_classes)
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.train_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.val_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.val_acc5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
+        self.test_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.test_acc5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
+        self.val_acc1_best = MaxMetric()
+        self.val_acc1_best.persistent(True)  # kept in checkpoints, so a resumed run remembers its best epoch
+
+        self._nl_inputs: dict[str, torch.Tensor] = {}
+        self._capture_nl = False
+        if nl_stats_every_n_steps:
+            self._register_nl_capture()
+
+    # ---- forward -------------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self._compiled_forward(x) if self._compiled_forward is not None else self.model(x)
+
+    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        return loss, logits, y
+
+    # ---- training ------------------------------------------------------------------------------------------
+    def on_train_start(self) -> None:
+        # A resumed run restores val_acc1_best from the checkpoint; nothing to reset here.
+        counts = {"params": num_parameters(self.model), "nl_params": num_parameters(self.model, nl_only=True)}
+        for logger in self.loggers:
+            logger.log_hyperparams(counts)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        every = self.hparams.nl_stats_every_n_steps
+        self._capture_nl = bool(every) and self.global_step % every == 0
+        loss, logits, y = self._shared_step(batch)
+        self.train_loss(loss.detach())
+        self.train_acc1(logits.detach(), y)
+        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc1", self.train_acc1, on_step=False, on_epoch=True)
+        if self._capture_nl:
+            self._capture_nl = False
+            self._log_nl_stats()
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # Divergence check only when Lightning logs anyway (it syncs there too), to keep the hot loop sync-free.
+        if (batch_idx + 1) % self.trainer.log_every_n_steps == 0:
+            self._stop_if_diverged(outputs["loss"] if isinstance(outputs, dict) else outputs)
+
+    def on_train_epoch_end(self) -> None:
+        self._stop_if_diverged(self.train_loss.compute() if self.train_loss.update_count else None)
+
+    def _stop_if_diverged(self, loss: torch.Tensor | None) -> None:
+        if loss is not None and not torch.isfinite(loss).all():
+            log.warning("Training diverged (non-finite loss at step %d): stopping.", self.global_step)
+            self.diverged = True
+            self.trainer.should_stop = True
+
+    # ---- evaluation ----------------------------------------------------------------------------------------
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        loss, logits, y = self._shared_step(batch)
+        self.val_loss(loss)
+        self.val_acc1(logits, y)
+        self.val_acc5(logits, y)
+        self.log("val/loss", self.val_loss, prog_bar=False)
+        self.log("val/acc1", self.val_acc1, prog_bar=True)
+        self.log("val/acc5", self.val_acc5)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc1_best(self.val_acc1.compute())
+        self.log("val/acc1_best", self.val_acc1_best.compute(), prog_bar=True)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        loss, logits, y = self._shared_step(batch)
+        self.test_loss(loss)
+        self.test_acc1(logits, y)
+        self.test_acc5(logits, y)
+        self.log("test/loss", self.test_loss)
+        self.log("test/acc1", self.test_acc1)
+        self.log("test/acc5", self.test_acc5)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).softmax(dim=-1)
+
+    # ---- optimisation --------------------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        extra: dict[str, Any] = {}
+        if getattr(self.scheduler_factory, "keywords", {}).get("total_steps", 0) is None:
+            # e.g. OneCycleLR left without total_steps in YAML: it spans the whole run, whatever the data size.
+            steps = int(self.trainer.estimated_stepping_batches)
+            extra["total_steps"] = steps if self.hparams.scheduler_interval == "step" else self.trainer.max_epochs
+        scheduler = self.scheduler_factory(optimizer, **extra)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval},
+        }
+
+    # ---- NL statistics -------------------------------------------------------------------------------------
+    def nl_blocks(self) -> dict[str, nn.Module]:
+        return dict(named_nl_blocks(self.model))
+
+    def _register_nl_capture(self) -> None:
+        # The hooks only keep a reference to an activation autograd holds anyway, and only on sampled steps.
+        for name, block in self.nl_blocks().items():
+
+            def hook(module: nn.Module, args: tuple[torch.Tensor, ...], name: str = name) -> None:
+                if self._capture_nl:
+                    self._nl_inputs[name] = args[0].detach()
+
+            block.register_forward_pre_hook(hook)
+
+    @torch.no_grad()
+    def _log_nl_stats(self) -> None:
+        blocks = self.nl_blocks()
+        for name, x in self._nl_inputs.items():
+            stats = blocks[name].attention_stats(x)
+            tag = name.replace(".", "_")
+            for key, value in stats.items():
+                self.log(f"nl/{tag}/{key}", value.float(), on_step=True, on_epoch=False)
+        self._nl_inputs.clear()
+
+
+def _num_classes(backbone: nn.Module) -> int:
+    """The number of outputs of the backbone's classifier head (its last Linear layer)."""
+    num = getattr(backbone, "num_classes", None)
+    if isinstance(num, int):
+        return num
+    linears = [m for m in backbone.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("model.backbone has no num_classes attribute and no Linear head to read it from")
+    return linears[-1].out_features

@@ -1,0 +1,210 @@
+"""Logging set-up: W&B with an offline fallback, and the run names/groups that make runs comparable.
+
+W&B must never be the reason a run fails: without credentials it runs offline (sync later with ``wandb sync``),
+and if the service cannot be reached it falls back to offline, then to disabled.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
+from lightning.pytorch.loggers.logger import DummyExperiment, rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+WandbMode = Literal["auto", "online", "offline", "disabled"]
+
+
+def wandb_credentials_available() -> bool:
+    """True when W&B has an API key: ``WANDB_API_KEY`` or a netrc entry for the W&B host."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    path = os.environ.get("NETRC") or str(Path.home() / ".netrc")
+    try:
+        return netrc.netrc(path).authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def resolve_wandb_mode(mode: WandbMode) -> Literal["online", "offline", "disabled"]:
+    """"auto" honours ``WANDB_MODE`` if set, else goes online only when credentials exist."""
+    if mode != "auto":
+        return mode
+    env = os.environ.get("WANDB_MODE", "").lower()
+    if env in ("online", "offline", "disabled"):
+        return env  # type: ignore[return-value]
+    if env == "dryrun":
+        return "offline"
+    return "online" if wandb_credentials_available() else "offline"
+
+
+class WandbLogger(_LightningWandbLogger):
+    """Lightning's WandbLogger with explicit, YAML-friendly options and a fallback that never fails a run.
+
+    Args:
+        project: W&B project.
+        name: run name; the CLI fills it from the configuration (e.g. ``scale-r2-h1-normal-s0``) when unset.
+        group: runs that differ only by seed share a group; filled by the CLI when unset.
+        tags: extra tags (the CLI adds dataset and normalization).
+        notes: free-text notes.
+        entity: W&B entity (user or team); default from your W&B settings.
+        save_dir: where W&B keeps run files; the CLI sets it to the run directory.
+        id: W&B run id; the CLI derives it from the run directory so a resumed run continues the same W&B run.
+        mode: "auto" (online with credentials, else offline), "online", "offline" or "disabled".
+        log_model: upload checkpoints as W&B artifacts (online only).
+        init_timeout: seconds to wait for the W&B service before falling back to offline.
+    """
+
+    def __init__(
+        self,
+        project: str = "nlbench",
+        name: str | None = None,
+        group: str | None = None,
+        tags: list[str] | None = None,
+        notes: str | None = None,
+        entity: str | None = None,
+        save_dir: str = ".",
+        id: str | None = None,
+        mode: WandbMode = "auto",
+        log_model: bool = False,
+        init_timeout: float = 30.0,
+    ) -> None:
+        import wandb
+
+        resolved = resolve_wandb_mode(mode)
+        super().__init__(
+            name=name,
+            save_dir=save_dir,
+            id=id,
+            project=project,
+            log_model=log_model and resolved == "online",
+            group=group,
+            tags=list(tags or []),
+            notes=notes,
+            entity=entity,
+            mode=resolved,
+            settings=wandb.Settings(init_timeout=init_timeout, console="off", silent=True),
+        )
+
+    @property
+    def mode(self) -> str:
+        return self._wandb_init["mode"]
+
+    def update_init(self, **kwargs: Any) -> None:
+        """Set W&B init arguments (name, group, tags, id, dir) before the run starts."""
+        if self._experiment is not None:
+            raise RuntimeError("the W&B run has already started; its init arguments can no longer change")
+        if "dir" in kwargs:
+            self._save_dir = kwargs["dir"]
+        self._wandb_init.update(kwargs)
+        self._name = self._wandb_init.get("name")
+        self._id = self._wandb_init.get("id")
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        if self._experiment is not None:
+            return self._experiment
+        while True:
+            try:
+                return super().experiment
+            except Exception as err:  # noqa: BLE001 - any W&B failure must not stop training
+                fallback = {"online": "offline", "offline": "disabled"}.get(self.mode)
+                if fallback is None:
+                    raise
+                rank_zero_warn(f"W&B could not start in {self.mode} mode ({err}); falling back to {fallback}.")
+                self._wandb_init["mode"] = fallback
+
+    def finalize(self, status: str) -> None:
+        super().finalize(status)
+        if self._experiment is None or isinstance(self._experiment, DummyExperiment):
+            return
+        run_dir = Path(self._experiment.dir).parent
+        # Finish the W&B run: one CLI invocation is one run, and a later run in the same process needs a fresh one.
+        self._experiment.finish(exit_code=0 if status == "success" else 1)
+        self._experiment = None
+        if self.mode == "offline":
+            rank_zero_info(f"W&B ran offline. Upload this run later with: wandb sync {run_dir}")
+
+
+# ---- run identity ----------------------------------------------------------------------------------------------
+@dataclass
+class RunIdentity:
+    """How a run is named and grouped in W&B, the run directory and the results tables."""
+
+    name: str
+    group: str
+    tags: list[str]
+    hparams: dict[str, Any] = field(default_factory=dict)
+
+
+_DATASET_NAMES = {
+    "CIFAR10DataModule": "cifar10",
+    "CIFAR100DataModule": "cifar100",
+    "TinyImageNetDataModule": "tiny_imagenet",
+    "CIFAR10SampleDataModule": "cifar10_sample",
+}
+
+
+def _short_class(path: str | None) -> str:
+    return (path or "").rsplit(".", 1)[-1]
+
+
+def describe_run(config: dict[str, Any]) -> RunIdentity:
+    """Derive the run's name, group, tags and headline hyper-parameters from a resolved fit config (as a dict)."""
+    model = config.get("model") or {}
+    backbone = model.get("backbone") or {}
+    bb_args = backbone.get("init_args") or {}
+    nl = bb_args.get("nl") or {}
+    data = config.get("data") or {}
+    data_cls = _short_class(data.get("class_path"))
+    dataset = _DATASET_NAMES.get(data_cls, data_cls.removesuffix("DataModule").lower() or "data")
+    seed = config.get("seed_everything")
+    seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+    backbone_name = _short_class(backbone.get("class_path")) or "backbone"
+    depth = bb_args.get("depth")
+    has_nl = bool(bb_args.get("nl_stages", [2])) and int(bb_args.get("nl_blocks", 1)) > 0
+
+    hparams: dict[str, Any] = {
+        "dataset": dataset,
+        "backbone": backbone_name,
+        "depth": depth,
+        "widen": bb_args.get("widen"),
+        "nl_stages": list(bb_args.get("nl_stages") or []),
+        "nl_blocks": bb_args.get("nl_blocks"),
+        "normalization": nl.get("normalization") if has_nl else "none",
+        "reduction": nl.get("reduction"),
+        "width": nl.get("width"),
+        "heads": nl.get("heads"),
+        "scale": nl.get("scale"),
+        "order": nl.get("order"),
+        "similarity": nl.get("similarity"),
+        "init": nl.get("init"),
+        "pos_encoding": nl.get("pos_encoding"),
+        "subsample": nl.get("subsample"),
+        "seed": seed,
+        "max_epochs": (config.get("trainer") or {}).get("max_epochs"),
+        "batch_size": (data.get("init_args") or {}).get("batch_size"),
+    }
+    hparams = {k: v for k, v in hparams.items() if v is not None}
+
+    if has_nl:
+        width = f"w{nl['width']}" if nl.get("width") else f"r{nl.get('reduction')}"
+        parts = [str(nl.get("normalization")), width, f"h{nl.get('heads', 1)}", str(nl.get("init"))]
+        if nl.get("similarity", "dot") != "dot":
+            parts.append(str(nl["similarity"]))
+        if nl.get("normalization") == "scale" and nl.get("order", "reassociated") != "reassociated":
+            parts.append(str(nl["order"]))
+    else:
+        parts = ["baseline"]
+    config_name = "-".join(parts)
+    name = f"{config_name}-s{seed}" if seed is not None else config_name
+    group = f"{dataset}-{backbone_name.lower()}{depth if depth is not None else ''}-{config_name}"
+    tags = [dataset, hparams["normalization"]]
+    return RunIdentity(name=name, group=group, tags=tags, hparams=hparams)

@@ -1,0 +1,118 @@
+"""Where non-local blocks go in a backbone, and the helpers every backbone shares.
+
+A backbone is a stem, a few stages of residual blocks, and a head. The NL placement keywords mean the same for all:
+
+- ``nl_stages``: 1-based numbers of the stages that receive NL blocks (``[]`` = the baseline without NL);
+- ``nl_blocks``: how many NL blocks are stacked at each insertion point (0 = none);
+- ``nl_position``: index of the residual block in the stage before which they go, Python-style: -1 = before the
+  last block (the paper's placement), 0 = at the stage input (before its first, possibly down-sampling, block),
+  ``len(stage)`` = after the last block.
+
+Each stage becomes an ``nn.Sequential`` whose residual blocks are named ``block0, block1, ...`` whatever the
+placement, and whose NL blocks are named ``nonlocal0, nonlocal1, ...``: a baseline's state dict is therefore a subset
+of the same backbone's with NL blocks, and ``stage2.nonlocal0`` names a block in logs.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from torch import nn
+
+from nlbench.nn import NLConfig, NonLocal2d
+
+
+def resolve_placement(
+    blocks_per_stage: Sequence[int], *, nl_stages: Sequence[int], nl_blocks: int, nl_position: int
+) -> dict[int, int]:
+    """Check the placement keywords against a backbone's stages.
+
+    Returns {1-based stage: index in 0..len(stage) of the residual block the NL blocks go before}; empty when no NL
+    block is placed. Raises ValueError naming the offending option.
+    """
+    if nl_blocks < 0:
+        raise ValueError(f"nl_blocks must be >= 0 (0 = no NL blocks), got {nl_blocks}")
+    num_stages = len(blocks_per_stage)
+    if len(set(nl_stages)) != len(nl_stages):
+        raise ValueError(f"nl_stages lists a stage more than once: {list(nl_stages)}")
+    placement = {}
+    for stage in nl_stages:
+        if not 1 <= stage <= num_stages:
+            raise ValueError(
+                f"nl_stages={list(nl_stages)}: stage {stage} does not exist; this backbone has stages 1..{num_stages}"
+            )
+        n = blocks_per_stage[stage - 1]
+        if not -n <= nl_position <= n:
+            raise ValueError(
+                f"nl_position={nl_position} is out of range for stage {stage} with {n} residual blocks: valid are "
+                f"{-n}..{n} (-1 = before the last block, 0 = at the stage input, {n} = after the last block)"
+            )
+        placement[stage] = nl_position if nl_position >= 0 else n + nl_position
+    return placement if nl_blocks > 0 else {}
+
+
+def build_stages(
+    stages: Sequence[Sequence[nn.Module]],
+    *,
+    nl: NLConfig,
+    nl_stages: Sequence[int],
+    nl_blocks: int,
+    nl_position: int,
+) -> list[nn.Sequential]:
+    """Chain each stage's residual blocks into an ``nn.Sequential`` and insert the NL blocks (see module docstring).
+
+    Each residual block must expose ``in_channels`` and ``out_channels``: NL blocks take the channels of the feature
+    map at their insertion point. ``nl`` passes unchanged to every NL block.
+    """
+    placement = resolve_placement(
+        [len(blocks) for blocks in stages], nl_stages=nl_stages, nl_blocks=nl_blocks, nl_position=nl_position
+    )
+    built = []
+    for number, blocks in enumerate(stages, start=1):
+        insert_at = placement.get(number)
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        for index, block in enumerate(blocks):
+            if index == insert_at:
+                layers.update(_nonlocal_layers(block.in_channels, nl, nl_blocks))
+            layers[f"block{index}"] = block
+        if insert_at == len(blocks):
+            layers.update(_nonlocal_layers(blocks[-1].out_channels, nl, nl_blocks))
+        built.append(nn.Sequential(layers))
+    return built
+
+
+def _nonlocal_layers(channels: int, nl: NLConfig, count: int) -> dict[str, NonLocal2d]:
+    return {f"nonlocal{k}": NonLocal2d.from_config(channels, nl) for k in range(count)}
+
+
+def init_weights(model: nn.Module) -> None:
+    """Backbone init: Kaiming normal (fan_out) convs, BatchNorm weight 1 and bias 0, PyTorch's default Linear init.
+
+    NL blocks are then reset to their own init (small embeddings, output BN at zero) because the backbone pass
+    also reaches the convs and BN inside them; the official code orders it the same way.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+    for block in nl_blocks_of(model):
+        block.reset_parameters()
+
+
+def named_nl_blocks(model: nn.Module) -> list[tuple[str, NonLocal2d]]:
+    """The model's NL blocks with their qualified names (e.g. ``stage2.nonlocal0``), in forward order."""
+    return [(name, module) for name, module in model.named_modules() if isinstance(module, NonLocal2d)]
+
+
+def nl_blocks_of(model: nn.Module) -> list[NonLocal2d]:
+    """The model's NL blocks in forward order."""
+    return [module for _, module in named_nl_blocks(model)]
+
+
+def num_parameters(model: nn.Module, *, nl_only: bool = False) -> int:
+    """Number of parameters of the model, or of its NL blocks only (works on the meta device)."""
+    modules = nl_blocks_of(model) if nl_only else [model]
+    return sum(p.numel() for module in modules for p in module.parameters())

@@ -1,0 +1,44 @@
+"""The non-local block's options, as one dataclass that configs, backbones and sweeps share.
+
+The field names are the words used everywhere else (YAML keys, sweep axes, W&B run names, report columns).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Union
+
+Normalization = Literal["softmax", "scale"]
+Order = Literal["reassociated", "nxn"]
+Similarity = Literal["dot", "magnitude", "direction"]
+Init = Literal["normal", "zeros", "kaiming"]
+ScaleDivisor = Union[Literal["sqrt_n", "n"], float]
+
+
+@dataclass
+class NLConfig:
+    """Options of one 2-D non-local block (defaults follow the official code).
+
+    Attributes:
+        normalization: "softmax" (embedded Gaussian) or "scale" (the paper's method: divide by a constant).
+        reduction: embedding width d = channels // reduction (ignored when ``width`` is given).
+        width: explicit total embedding width d; overrides ``reduction``.
+        heads: number of heads; the embedding width d is split into ``heads`` heads of width d / heads.
+        scale: divisor for "scale": "sqrt_n" (sqrt of the number of key positions, official), "n", or a number.
+        order: for "scale", "reassociated" (theta (phi^T g), O(N d^2)) or "nxn" (the N x N map, O(N^2 d)).
+        similarity: "dot" (default), "magnitude" (norms only) or "direction" (cosine), applied to theta and phi.
+        init: initialisation of theta/phi/g/W_z: "normal" (std 0.01), "zeros" or "kaiming".
+        pos_encoding: add a fixed 2-D sinusoidal positional encoding to the block input.
+        subsample: 2x2 max-pool phi and g (keys/values) as in the original non-local paper.
+    """
+
+    normalization: Normalization = "scale"
+    reduction: int = 2
+    width: int | None = None
+    heads: int = 1
+    scale: ScaleDivisor = "sqrt_n"
+    order: Order = "reassociated"
+    similarity: Similarity = "dot"
+    init: Init = "normal"
+    pos_encoding: bool = True
+    subsample: bool = False

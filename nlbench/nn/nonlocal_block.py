@@ -1,0 +1,258 @@
+"""The 2-D non-local block with every option of the paper's study (softmax vs. scaling and its ablations)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import get_args
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nlbench.nn.attention import (
+    NORMALIZATIONS,
+    ORDERS,
+    SCALE_NAMES,
+    SIMILARITIES,
+    apply_similarity,
+    attention_weights,
+    scale_divisor,
+    scaled_attention,
+    scaled_attention_projected,
+    softmax_attention,
+)
+from nlbench.nn.config import Init, NLConfig, Normalization, Order, ScaleDivisor, Similarity
+from nlbench.nn.posenc import SinusoidalPositionalEncoding2d
+
+INITS: tuple[str, ...] = get_args(Init)
+
+
+def _check_choice(option: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"NonLocal2d: {option} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_scale(scale: object) -> ScaleDivisor:
+    if scale in SCALE_NAMES:
+        return scale  # type: ignore[return-value]
+    number = isinstance(scale, (int, float)) and not isinstance(scale, bool)
+    if not (number and math.isfinite(scale) and scale > 0):
+        raise ValueError(
+            f"NonLocal2d: scale must be one of {', '.join(SCALE_NAMES)} or a positive number; got {scale!r}"
+        )
+    return float(scale)  # type: ignore[arg-type]
+
+
+def _embedding_width(channels: int, reduction: int, width: int | None, heads: int) -> int:
+    if channels < 1:
+        raise ValueError(f"NonLocal2d: channels must be positive; got {channels}")
+    if heads < 1:
+        raise ValueError(f"NonLocal2d: heads must be positive; got {heads}")
+    if width is None:
+        if reduction < 1:
+            raise ValueError(f"NonLocal2d: reduction must be positive; got {reduction}")
+        width = channels // reduction
+        if width == 0:
+            raise ValueError(f"NonLocal2d: width comes out 0 (channels={channels} // reduction={reduction})")
+    elif width < 1:
+        raise ValueError(f"NonLocal2d: width must be positive; got {width}")
+    if width % heads:
+        raise ValueError(f"NonLocal2d: width {width} is not divisible by heads={heads}")
+    return width
+
+
+class NonLocal2d(nn.Module):
+    """Non-local block x (B, C, H, W) -> z = x' + BN(W_z y), the same shape; x' = x + positional encoding when on.
+
+    theta, phi, g are bias-free 1x1 convs C -> d, W_z a bias-free 1x1 conv d -> C followed by BatchNorm2d(C) whose
+    gamma and beta start at 0, so the block starts as the identity (on x'). The positional encoding stays in the
+    trunk, as in the official "add_init".
+
+    Width and heads: d = ``width`` if given, else channels // ``reduction``. d is the *total* width, split into
+    ``heads`` heads of d / heads channels each (so heads do not change the parameter count; the official code's
+    default of C / h per head for h heads is ``width=channels``).
+
+    Attention per head, with queries theta, keys phi and values g (N query positions, M key positions; M = N
+    unless ``subsample`` 2x2 max-pools phi and g, ceil mode so odd sizes keep their border):
+
+    - ``normalization="softmax"`` (embedded Gaussian): y_i = sum_j softmax_j(theta_i . phi_j) g_j, through
+      ``F.scaled_dot_product_attention`` with the plain dot product (no 1/sqrt(d), as the official code).
+    - ``normalization="scale"`` (the paper): y_i = sum_j (theta_i . phi_j / s) g_j with s = sqrt(M) for
+      ``scale="sqrt_n"`` (official), M for "n", or a given number. ``order="reassociated"`` evaluates
+      theta (phi^T g) / s in O(N d^2) time and O(d^2) memory per head, with W_z folded into the (d x d) summary
+      (see ``scaled_attention_projected``); ``"nxn"`` builds the N x M map. The official re-associated code
+      additionally divided by sqrt(d); we do not, so both orders give the same output.
+      ``order`` and ``scale`` are ignored for softmax.
+
+    ``similarity`` (theta and phi only): "dot", "magnitude" (logit |theta_i| |phi_j|) or "direction" (cosine). It
+    is a plain attribute read in every forward, so analysis can switch it on a trained block.
+
+    ``init`` for theta, phi, g and W_z: "normal" (std 0.01, default), "zeros" or "kaiming" (He normal, fan_out, as
+    torchvision's ResNet). With "zeros" every path through the block has zero gradient, so it stays the identity
+    (plus a learned per-channel BN bias); this mirrors the official code's zero init. Backbones that re-initialise
+    all convs after construction should call :meth:`reset_parameters` on their blocks afterwards.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        normalization: Normalization = "scale",
+        reduction: int = 2,
+        width: int | None = None,
+        heads: int = 1,
+        scale: ScaleDivisor = "sqrt_n",
+        order: Order = "reassociated",
+        similarity: Similarity = "dot",
+        init: Init = "normal",
+        pos_encoding: bool = True,
+        subsample: bool = False,
+    ) -> None:
+        super().__init__()
+        _check_choice("normalization", normalization, NORMALIZATIONS)
+        _check_choice("order", order, ORDERS)
+        _check_choice("init", init, INITS)
+        self.channels = channels
+        self.width = _embedding_width(channels, reduction, width, heads)
+        self.heads = heads
+        self.normalization = normalization
+        self.scale = _check_scale(scale)
+        self.order = order
+        self.similarity = similarity
+        self.init = init
+        self.subsample = subsample
+        self.theta = nn.Conv2d(channels, self.width, 1, bias=False)
+        self.phi = nn.Conv2d(channels, self.width, 1, bias=False)
+        self.g = nn.Conv2d(channels, self.width, 1, bias=False)
+        self.w_z = nn.Conv2d(self.width, channels, 1, bias=False)
+        self.bn = nn.BatchNorm2d(channels)
+        self.pos_encoding = SinusoidalPositionalEncoding2d(channels) if pos_encoding else None
+        self.reset_parameters()
+
+    @classmethod
+    def from_config(cls, channels: int, cfg: NLConfig) -> NonLocal2d:
+        return cls(channels, **dataclasses.asdict(cfg))
+
+    @property
+    def similarity(self) -> Similarity:
+        return self._similarity
+
+    @similarity.setter
+    def similarity(self, value: Similarity) -> None:
+        _check_choice("similarity", value, SIMILARITIES)
+        self._similarity = value
+
+    def reset_parameters(self) -> None:
+        for conv in (self.theta, self.phi, self.g, self.w_z):
+            if self.init == "normal":
+                nn.init.normal_(conv.weight, mean=0.0, std=0.01)
+            elif self.init == "zeros":
+                nn.init.zeros_(conv.weight)
+            else:
+                nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+        self.bn.reset_parameters()
+        nn.init.zeros_(self.bn.weight)
+
+    def _split_heads(self, t: Tensor) -> Tensor:
+        """(B, d, H, W) -> (B, heads, H*W, d / heads), a view of the channel-first conv output."""
+        return t.flatten(2).unflatten(1, (self.heads, -1)).transpose(-2, -1)
+
+    def _with_position(self, x: Tensor) -> Tensor:
+        return x if self.pos_encoding is None else self.pos_encoding(x)
+
+    def _embed(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries (after ``similarity``), keys (after ``similarity``) and values, each (B, heads, positions, width)."""
+        # theta, phi and g as one 1x1 conv: one pass over x and one GEMM (forward and backward) instead of three.
+        qkv = F.conv2d(x, torch.cat([self.theta.weight, self.phi.weight, self.g.weight]))
+        q, kv = qkv.split([self.width, 2 * self.width], dim=1)
+        if self.subsample:
+            kv = F.max_pool2d(kv, 2, ceil_mode=True)
+        k, v = kv.chunk(2, dim=1)
+        q, k = apply_similarity(self._split_heads(q), self._split_heads(k), self.similarity)
+        return q, k, self._split_heads(v)
+
+    def _divisor(self, num_keys: int) -> float:
+        return scale_divisor(self.scale, num_keys)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self._with_position(x)
+        q, k, v = self._embed(x)
+        if self.normalization == "scale" and self.order == "reassociated":
+            out = scaled_attention_projected(q, k, v, self.w_z.weight.flatten(1), divisor=self._divisor(k.shape[-2]))
+            return x + self.bn(out.view_as(x))
+        if self.normalization == "softmax":
+            y = softmax_attention(q, k, v)
+        else:
+            y = scaled_attention(q, k, v, divisor=self._divisor(k.shape[-2]), order=self.order)
+        b, _, h, w = x.shape
+        y = y.transpose(-2, -1).reshape(b, self.width, h, w)
+        return x + self.bn(self.w_z(y))
+
+    def attention_map(self, x: Tensor) -> Tensor:
+        """The explicit (B, heads, N, M) weights, in float32: softmax probabilities, or the scaled logits for "scale".
+
+        y = map @ g reproduces the forward's y. O(N M) memory: for analysis on small inputs; the forward never
+        builds it (except for ``order="nxn"``).
+        """
+        q, k, _ = self._embed(self._with_position(x))
+        return attention_weights(q, k, normalization=self.normalization, divisor=self._divisor(k.shape[-2]))
+
+    @torch.no_grad()
+    def attention_stats(self, x: Tensor, *, max_map_elements: int = 2**24) -> dict[str, Tensor]:
+        """Cheap scalar statistics of queries, keys and the attention they induce, for low-frequency logging.
+
+        Norms are of the per-head query/key vectors after ``similarity``; each statistic is computed per (sample,
+        head) over positions, then averaged:
+
+        - ``query_norm_mean``, ``key_norm_mean``: mean L2 norms.
+        - ``key_norm_cv``: std / mean of the key norms over key positions (how much attention can lean on key
+          magnitude, the paper's claim; 0 for "direction").
+        - ``key_norm_attention_corr``: Pearson correlation over keys between a key's norm and the attention mass it
+          receives (the sum over queries of its weight; for "scale" the signed scaled logits, computed as
+          k_j . sum_i q_i / s without an N x M map).
+        - ``attention_entropy`` (softmax only): entropy of each query's distribution over keys divided by log M,
+          averaged over queries (1 = uniform). The softmax map is built for an evenly strided subset of queries so
+          that it has at most ``max_map_elements`` elements (never fewer than one query).
+        """
+        q, k, _ = self._embed(self._with_position(x))
+        q, k = q.float(), k.float()
+        query_norm = torch.linalg.vector_norm(q, dim=-1)
+        key_norm = torch.linalg.vector_norm(k, dim=-1)
+        b, heads, n, _ = q.shape
+        m = k.shape[-2]
+        stats = {
+            "query_norm_mean": query_norm.mean(),
+            "key_norm_mean": key_norm.mean(),
+            "key_norm_cv": (key_norm.std(dim=-1, correction=0) / key_norm.mean(dim=-1).clamp_min(1e-12)).mean(),
+        }
+        if self.normalization == "softmax":
+            step = math.ceil(n * b * heads * m / max_map_elements)
+            probs = attention_weights(q[:, :, ::step], k, normalization="softmax")
+            entropy = torch.special.entr(probs).sum(dim=-1).mean()
+            stats["attention_entropy"] = entropy / math.log(m) if m > 1 else torch.zeros_like(entropy)
+            mass = probs.sum(dim=-2)
+        else:
+            mass = torch.matmul(k, q.sum(dim=-2).unsqueeze(-1)).squeeze(-1) / self._divisor(m)
+        stats["key_norm_attention_corr"] = _pearson(key_norm, mass).mean()
+        return stats
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.channels}, width={self.width}, heads={self.heads}, normalization={self.normalization}, "
+            f"scale={self.scale}, order={self.order}, similarity={self.similarity}, init={self.init}, "
+            f"subsample={self.subsample}"
+        )
+
+
+def _pearson(a: Tensor, b: Tensor) -> Tensor:
+    """Correlation along the last dim; 0 where either side is constant up to rounding (key norms under "direction")."""
+    a_centred = a - a.mean(dim=-1, keepdim=True)
+    b_centred = b - b.mean(dim=-1, keepdim=True)
+    a_spread = torch.linalg.vector_norm(a_centred, dim=-1)
+    b_spread = torch.linalg.vector_norm(b_centred, dim=-1)
+    constant = (a_spread <= 1e-5 * torch.linalg.vector_norm(a, dim=-1)) | (
+        b_spread <= 1e-5 * torch.linalg.vector_norm(b, dim=-1)
+    )
+    correlation = (a_centred * b_centred).sum(dim=-1) / (a_spread * b_spread).clamp_min(1e-30)
+    return correlation.masked_fill(constant, 0.0)

@@ -1,0 +1,59 @@
+"""``nlbench report``: write report.md, a self-contained report.html and PNG figures for a sweep.
+
+Reads the sweep directory written by ``nlbench sweep`` (results table, per-run result.json and metrics.csv), or the
+runs of a W&B project when online (``--wandb ENTITY/PROJECT [--group G ...]``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from jsonargparse import ArgumentError, ArgumentParser
+
+from nlbench.report.collect import SweepDirError, WandbSourceError, load_sweep, load_wandb
+from nlbench.report.render import write_report
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="nlbench report", description=__doc__.splitlines()[0], exit_on_error=False)
+    parser.add_argument("sweep_dir", type=str | None, nargs="?", default=None, help="sweep directory (nlbench sweep)")
+    parser.add_argument("--out", type=str | None, default=None, help="output folder (default: <sweep_dir>/report)")
+    parser.add_argument("--wandb", type=str | None, default=None, help="read the runs from W&B ENTITY/PROJECT instead")
+    parser.add_argument("--group", type=str, nargs="*", default=[], help="with --wandb: only these W&B groups")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except ArgumentError as err:
+        print(f"nlbench report: error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 2
+    try:
+        if args.wandb:
+            if not args.out:
+                raise ValueError("--out is required with --wandb (there is no sweep directory to write into)")
+            sweep = load_wandb(args.wandb, groups=args.group)
+        elif args.sweep_dir:
+            if args.group:
+                raise ValueError("--group only applies with --wandb")
+            sweep = load_sweep(args.sweep_dir)
+        else:
+            raise ValueError("give a sweep directory, or --wandb ENTITY/PROJECT with --out")
+        out = Path(args.out) if args.out else Path(args.sweep_dir) / "report"
+        files = write_report(sweep, out)
+    except (SweepDirError, WandbSourceError, ValueError) as err:
+        print(f"nlbench report: error: {err}", file=sys.stderr)
+        return 2
+    finished = len(sweep.finished)
+    print(f"report for {sweep.name}: {finished}/{len(sweep.runs)} runs finished")
+    print(f"  {files.markdown}\n  {files.html}")
+    for image in files.images:
+        print(f"  {image}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

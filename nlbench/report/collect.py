@@ -1,0 +1,414 @@
+"""Collect a sweep's runs as tidy records (plain dicts, no pandas) from its directory or from W&B.
+
+A record is one run: ``run_id``, ``status`` ("finished" | "failed" | "diverged" | ...), ``error``, the run's
+hyper-parameters under their short names (``normalization``, ``reduction``, ``init``, ``seed``, ...), and the
+scalar results of ``result.json`` (``best_val_acc1``, ``final_val_acc1``, ``train_images_per_s``, ``params``, ...).
+Learning curves are kept apart, per run id, as one row per epoch.
+
+A *configuration* is what the sweep compares: the hyper-parameters that take more than one value across the runs,
+seed excluded (:attr:`Sweep.config_keys`). Statistics over seeds are computed per configuration from finished runs
+only; failed and diverged runs are counted and listed, never averaged.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+FINISHED = "finished"
+# Scalars of result.json (design.md "Run directory") that describe the outcome, not the configuration.
+RESULT_METRICS: tuple[str, ...] = (
+    "best_val_acc1",
+    "final_val_acc1",
+    "best_val_acc5",
+    "final_val_acc5",
+    "best_epoch",
+    "epochs",
+    "global_step",
+    "time_s",
+    "train_images_per_s",
+    "params",
+    "nl_params",
+)
+# Columns of results.csv/json and result.json that are bookkeeping, never hyper-parameters.
+BOOKKEEPING: frozenset[str] = frozenset(
+    {"run_id", "status", "error", "run_name", "group", "run_dir", "hparams", "written_at", *RESULT_METRICS}
+)
+# Per-epoch columns kept from metrics.csv (CSVLogger output; sparse rows, one metric family per row).
+CURVE_COLUMNS: tuple[str, ...] = (
+    "train/loss",
+    "train/acc1",
+    "val/loss",
+    "val/acc1",
+    "val/acc5",
+    "lr",
+    "train/images_per_s",
+)
+SEED_KEYS: frozenset[str] = frozenset({"seed", "seed_everything"})
+# The hyper-parameter vocabulary of design.md (result.json "hparams", W&B config, sweep axes' last segments).
+HPARAM_NAMES: tuple[str, ...] = (
+    "dataset",
+    "backbone",
+    "depth",
+    "widen",
+    "normalization",
+    "reduction",
+    "width",
+    "heads",
+    "scale",
+    "order",
+    "similarity",
+    "init",
+    "pos_encoding",
+    "subsample",
+    "nl_stages",
+    "nl_blocks",
+    "seed",
+    "max_epochs",
+    "batch_size",
+)
+
+
+class SweepDirError(FileNotFoundError):
+    """A sweep directory is missing or lacks its results table."""
+
+
+class WandbSourceError(RuntimeError):
+    """W&B could not be used as a source (offline, no credentials, unknown project)."""
+
+
+@dataclass
+class Sweep:
+    """The runs of one sweep, ready for aggregation and plotting."""
+
+    name: str
+    source: str
+    runs: list[dict[str, Any]]
+    curves: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    spec: dict[str, Any] | None = None
+    created: str | None = None
+
+    @property
+    def config_keys(self) -> tuple[str, ...]:
+        """The hyper-parameters that tell configurations apart: those varying across runs (seed excluded; a key
+        missing from some runs counts as a distinct value), minus any that the others already determine (e.g.
+        ``nl_blocks`` 0 next to ``normalization`` "none" for a baseline), dropping later-seen keys first so the
+        sweep's own axes (the results table's columns) are kept."""
+        names: dict[str, None] = {}
+        for run in self.runs:
+            names.update((key, None) for key in run if key not in BOOKKEEPING and key not in SEED_KEYS)
+        keys = [key for key in names if len({config_of(run, [key]) for run in self.runs}) > 1]
+        configurations = len({config_of(run, keys) for run in self.runs})
+        for key in reversed(list(keys)):
+            rest = [k for k in keys if k != key]
+            if len({config_of(run, rest) for run in self.runs}) == configurations:
+                keys = rest
+        return tuple(keys)
+
+    @property
+    def finished(self) -> list[dict[str, Any]]:
+        return [run for run in self.runs if run.get("status") == FINISHED]
+
+    @property
+    def unfinished(self) -> list[dict[str, Any]]:
+        """Runs that failed, diverged or never completed: listed in the report, excluded from statistics."""
+        return [run for run in self.runs if run.get("status") != FINISHED]
+
+
+def top1_error(acc: float | None) -> float | None:
+    """Top-1 error in percent from an accuracy fraction in [0, 1] (the paper's figure)."""
+    return None if acc is None else 100.0 * (1.0 - acc)
+
+
+def mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None, int]:
+    """Mean, sample standard deviation (None below two values) and count of the non-missing values."""
+    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not xs:
+        return None, None, 0
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None), len(xs)
+
+
+def config_of(run: Mapping[str, Any], keys: Sequence[str]) -> tuple[Any, ...]:
+    """The run's values of ``keys`` as a hashable tuple (lists such as ``nl_stages`` become tuples)."""
+    return tuple(_freeze(run.get(key)) for key in keys)
+
+
+def group_runs(
+    runs: Iterable[Mapping[str, Any]], keys: Sequence[str]
+) -> dict[tuple[Any, ...], list[Mapping[str, Any]]]:
+    """Runs by configuration (the values of ``keys``), configurations in sorted order (None first)."""
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(config_of(run, keys), []).append(run)
+    return dict(sorted(groups.items(), key=lambda item: tuple(_sort_key(v) for v in item[0])))
+
+
+def summarize(sweep: Sweep, metrics: Sequence[str] = RESULT_METRICS) -> list[dict[str, Any]]:
+    """One row per configuration: its key values, ``n`` finished runs, ``n_unfinished``, and for each metric
+    ``<metric>_mean``, ``<metric>_std`` over the finished runs' seeds."""
+    keys = sweep.config_keys
+    rows = []
+    for config, runs in group_runs(sweep.runs, keys).items():
+        finished = [run for run in runs if run.get("status") == FINISHED]
+        row: dict[str, Any] = dict(zip(keys, config))
+        row["n"] = len(finished)
+        row["n_unfinished"] = len(runs) - len(finished)
+        row["seeds"] = sorted((run["seed"] for run in finished if run.get("seed") is not None), key=_sort_key)
+        for metric in metrics:
+            row[f"{metric}_mean"], row[f"{metric}_std"], _ = mean_std(run.get(metric) for run in finished)
+        rows.append(row)
+    return rows
+
+
+def mean_curve(
+    sweep: Sweep, runs: Iterable[Mapping[str, Any]], column: str = "val/acc1"
+) -> list[tuple[int, float, float | None]]:
+    """(epoch, mean, std) of one metrics.csv column over the given runs, for the epochs any of them reached."""
+    by_epoch: dict[int, list[float]] = {}
+    for run in runs:
+        for row in sweep.curves.get(run["run_id"], []):
+            if row.get(column) is not None:
+                by_epoch.setdefault(int(row["epoch"]), []).append(row[column])
+    return [(epoch, *mean_std(values)[:2]) for epoch, values in sorted(by_epoch.items())]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Local sweep directory
+
+
+def load_sweep(sweep_dir: str | os.PathLike[str]) -> Sweep:
+    """Read ``<sweep_dir>/results.json`` (or results.csv), each run's result.json and metrics.csv."""
+    root = Path(sweep_dir)
+    if not root.is_dir():
+        raise SweepDirError(f"sweep directory {root} does not exist")
+    table = root / "results.json"
+    if table.is_file():
+        rows = _read_results_json(table)
+    elif (table := root / "results.csv").is_file():
+        rows = [_parse_row(row) for row in _read_csv(table)]
+    else:
+        raise SweepDirError(f"{root} holds no results.json or results.csv: is it a sweep directory (nlbench sweep)?")
+    spec = _read_spec(root / "sweep.yaml")
+    runs, curves = [], {}
+    for row in rows:
+        if "run_id" not in row:
+            raise ValueError(f"{table}: a row has no run_id column: {sorted(row)}")
+        run_dir = root / "runs" / str(row["run_id"])
+        runs.append(_record(row, _read_json(run_dir / "result.json")))
+        metrics = run_dir / "metrics.csv"
+        if metrics.is_file():
+            curves[str(row["run_id"])] = epoch_rows(_read_csv(metrics))
+    name = str((spec or {}).get("name") or root.resolve().name)
+    created = datetime.fromtimestamp(table.stat().st_mtime, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return Sweep(name=name, source=str(root), runs=runs, curves=curves, spec=spec, created=created)
+
+
+def epoch_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, float]]:
+    """Collapse CSVLogger rows (sparse: train and val metrics on separate rows) to one row per epoch holding the
+    last logged value of each :data:`CURVE_COLUMNS` column."""
+    epochs: dict[int, dict[str, float]] = {}
+    for row in rows:
+        epoch = _number(row.get("epoch"))
+        if epoch is None:
+            continue
+        merged = epochs.setdefault(int(epoch), {"epoch": int(epoch)})
+        for column in CURVE_COLUMNS:
+            # A metric logged both per step and per epoch appears as "<name>_epoch" (Lightning's naming).
+            value = _number(row.get(f"{column}_epoch"))
+            value = _number(row.get(column)) if value is None else value
+            if value is not None:
+                merged[column] = value
+    return [epochs[epoch] for epoch in sorted(epochs)]
+
+
+def _record(row: Mapping[str, Any], result: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Merge a results-table row with its run's result.json: hyper-parameters under short names, results flat."""
+    # Besides bookkeeping and metrics, a results row holds the swept keys under short column names (the sweep's
+    # `column_names`); result.json's hparams use the same vocabulary and win where both exist.
+    record: dict[str, Any] = {
+        ("seed" if key in SEED_KEYS else key): value for key, value in row.items() if key not in BOOKKEEPING
+    }
+    hparams = (result or {}).get("hparams") or row.get("hparams") or {}
+    record.update({_short_name(key): value for key, value in hparams.items()})
+    # result.json is the run's own word; the table row stands in when the run never wrote one.
+    for key in ("status", "error", "run_name", "group", *RESULT_METRICS):
+        record[key] = (result or {}).get(key, row.get(key))
+    record["run_id"] = str(row["run_id"])
+    record["status"] = record["status"] or "missing"
+    return record
+
+
+def _short_name(key: str) -> str:
+    name = key.rsplit(".", 1)[-1]
+    return "seed" if name in SEED_KEYS else name
+
+
+def _read_results_json(path: Path) -> list[dict[str, Any]]:
+    rows = _read_json(path)
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise ValueError(f"{path}: expected a list of run rows (objects), got {type(rows).__name__}")
+    return rows
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from err
+
+
+def _read_spec(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    spec = yaml.safe_load(path.read_text())
+    return spec if isinstance(spec, dict) else None
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _parse_row(row: Mapping[str, str]) -> dict[str, Any]:
+    """Type the strings of a results.csv row: numbers, booleans, JSON lists/objects, empty -> None."""
+    return {key: _parse_value(value) for key, value in row.items()}
+
+
+def _parse_value(value: str | None) -> Any:
+    if value is None or value == "":
+        return None
+    if value in ("True", "true", "False", "false"):
+        return value.lower() == "true"
+    if value[0] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _number(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _freeze(value: Any) -> Any:
+    return tuple(_freeze(v) for v in value) if isinstance(value, list) else value
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    """Order None < numbers < everything else (as text), so mixed columns sort without TypeError."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (1, value)
+    return (2, str(value))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# W&B
+
+
+def load_wandb(path: str, *, groups: Sequence[str] = (), timeout: int = 20) -> Sweep:
+    """Read the runs of a W&B project ``ENTITY/PROJECT`` (optionally only some groups) as a :class:`Sweep`.
+
+    Hyper-parameters come from each run's uploaded config (matched by short name), results from its summary,
+    learning curves from its history. Needs network access and credentials (``wandb login``).
+    """
+    if path.count("/") != 1 or not all(path.split("/")):
+        raise ValueError(f"--wandb must be ENTITY/PROJECT, got {path!r}")
+    if os.environ.get("WANDB_MODE") in ("offline", "disabled") or os.environ.get("WANDB_OFFLINE") == "true":
+        raise WandbSourceError(
+            f"cannot read W&B project {path}: WANDB_MODE is {os.environ.get('WANDB_MODE', 'offline')}; "
+            "report from the local sweep directory instead (nlbench report SWEEP_DIR)"
+        )
+    import wandb
+
+    try:
+        api = wandb.Api(timeout=timeout)
+        filters = {"group": {"$in": list(groups)}} if groups else {}
+        wandb_runs = list(api.runs(path, filters=filters))
+    except Exception as err:  # wandb raises UsageError/CommError/ValueError/requests errors for the same causes
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WandbSourceError(
+            f"cannot read W&B project {path} ({message}); check `wandb login` and network access, or report from the "
+            "local sweep directory instead (nlbench report SWEEP_DIR)"
+        ) from err
+    if not wandb_runs:
+        raise WandbSourceError(f"W&B project {path} has no runs" + (f" in groups {list(groups)}" if groups else ""))
+    runs, curves = [], {}
+    for wandb_run in wandb_runs:
+        record = _wandb_record(wandb_run)
+        runs.append(record)
+        history = wandb_run.scan_history(keys=["epoch", "val/acc1"])
+        curves[record["run_id"]] = epoch_rows(history)
+    name = f"{path}" + (f" ({', '.join(groups)})" if groups else "")
+    created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return Sweep(name=name, source=f"wandb:{path}", runs=runs, curves=curves, created=created)
+
+
+# W&B run state -> result.json status.
+_WANDB_STATUS = {"finished": FINISHED, "crashed": "failed", "failed": "failed", "killed": "failed"}
+# result.json scalar <- W&B summary key logged by the training module.
+_WANDB_SUMMARY = {
+    "best_val_acc1": "val/acc1_best",
+    "final_val_acc1": "val/acc1",
+    "final_val_acc5": "val/acc5",
+    "train_images_per_s": "train/images_per_s",
+    "epochs": "epoch",
+    "global_step": "trainer/global_step",
+}
+
+
+def _wandb_record(wandb_run: Any) -> dict[str, Any]:
+    # nlbench uploads its headline hparams (result.json's names) at the top level of the W&B config and the full
+    # resolved config under "config"; a full config has hundreds of leaves, so keep only the names the report knows.
+    config = dict(wandb_run.config)
+    record = {
+        _short_name(key): value for key, value in _flatten(config).items() if _short_name(key) in HPARAM_NAMES
+    }
+    record.update({key: value for key, value in config.items() if key in HPARAM_NAMES})  # the run's own words win
+    summary = dict(wandb_run.summary)
+    for name in RESULT_METRICS:
+        record[name] = summary.get(name, summary.get(_WANDB_SUMMARY.get(name, name), config.get(name)))
+    record.update(
+        run_id=str(wandb_run.id),
+        run_name=wandb_run.name,
+        group=wandb_run.group,
+        status=_WANDB_STATUS.get(wandb_run.state, wandb_run.state),
+        error=None,
+    )
+    return record
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

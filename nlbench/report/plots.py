@@ -1,0 +1,199 @@
+"""The report's figures, drawn on plain ``matplotlib.figure.Figure`` objects with the Agg canvas.
+
+No pyplot: figures hold no global state, so the report can run in threads or inside a notebook without touching
+its backend. Every function returns None when the sweep has nothing to draw (e.g. no finished run).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, NullLocator
+
+from nlbench.report.collect import Sweep, config_of, group_runs, mean_curve, mean_std, summarize, top1_error
+
+# The two normalisations keep their colours in every figure; the baseline (no NL block) is grey.
+NORMALIZATION_COLORS = {"softmax": "tab:orange", "scale": "tab:blue", "none": "tab:gray"}
+OTHER_COLORS = ("tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+LINESTYLES = ("-", "--", ":", "-.")
+# Compact labels, the same words as the W&B run names (scale-r2-h1-normal).
+_PREFIXES = {"reduction": "r", "heads": "h", "width": "w", "depth": "d"}
+_BARE = {"normalization", "init", "similarity", "order", "dataset", "backbone"}
+METRICS = {"best": "best_val_acc1", "final": "final_val_acc1"}
+
+
+def config_label(config: Mapping[str, Any]) -> str:
+    """'scale r2 normal' style label of a configuration; '(all runs)' when nothing varies."""
+    parts = []
+    for key, value in config.items():
+        if key in _PREFIXES and value is not None:
+            parts.append(f"{_PREFIXES[key]}{value}")
+        elif key in _BARE:
+            parts.append(str(value))
+        else:
+            parts.append(f"{key}={value}")
+    return " ".join(parts) or "(all runs)"
+
+
+def to_png(fig: Figure, *, dpi: int = 110) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def error_vs_reduction(sweep: Sweep) -> Figure | None:
+    """Top-1 error (%) mean +- std over seeds against the reduction ratio: rows best / final epoch, one column per
+    ``init`` (one column when init is not swept), one line per remaining configuration (softmax vs scale, ...).
+    Runs without an NL block (normalization "none") are drawn as a horizontal band in every panel."""
+    rows = [row for row in summarize(sweep) if row["n"] > 0]
+    if not rows:
+        return None
+    keys = sweep.config_keys
+    panel_key = "init" if "init" in keys else None
+    has_x = any(run.get("reduction") is not None for run in sweep.finished)
+    series_keys = [key for key in keys if key not in ("init", "reduction")]
+    nl_rows = [row for row in rows if row.get("normalization") != "none"]
+    # Panels in the sweep's own order (its axis as written), e.g. normal, zeros, kaiming.
+    panels = list(dict.fromkeys(run.get(panel_key) for run in sweep.finished if run.get("normalization") != "none"))
+    panels = panels if panel_key and panels else [None]
+    baseline = [run for run in sweep.finished if run.get("normalization") == "none"]
+    series = list(dict.fromkeys(config_of(row, series_keys) for row in nl_rows))
+
+    fig = _figure(ncols=len(panels), nrows=len(METRICS), width=4.2, height=3.2, sharey="row")
+    for r, (which, metric) in enumerate(METRICS.items()):
+        for c, panel in enumerate(panels):
+            ax = fig.axes[r * len(panels) + c]
+            for s, values in enumerate(series):
+                points = [
+                    row
+                    for row in nl_rows
+                    if config_of(row, series_keys) == values and (panel_key is None or row.get(panel_key) == panel)
+                ]
+                if not points:
+                    continue
+                points.sort(key=lambda row: row.get("reduction") or 0)
+                xs = [row.get("reduction") for row in points] if has_x else [s] * len(points)
+                ys = [top1_error(row[f"{metric}_mean"]) for row in points]
+                errs = [100.0 * (row[f"{metric}_std"] or 0.0) for row in points]
+                config = dict(zip(series_keys, values))
+                ax.errorbar(
+                    xs, ys, yerr=errs, capsize=3, label=config_label(config), **_style(config, s)
+                )
+            if baseline:
+                mean, std, _ = mean_std(top1_error(run.get(metric)) for run in baseline)
+                if mean is not None:
+                    ax.axhline(mean, color=NORMALIZATION_COLORS["none"], linestyle="--", label="baseline (no NL)")
+                    if std:
+                        ax.axhspan(mean - std, mean + std, color=NORMALIZATION_COLORS["none"], alpha=0.15)
+            _reduction_axis(ax, sorted({row["reduction"] for row in nl_rows if row.get("reduction")}) if has_x else None,
+                            [config_label(dict(zip(series_keys, v))) for v in series])
+            title = f"init={panel}" if panel_key else ""
+            ax.set_title(f"{title}  ({which} epoch)".strip(), fontsize=10)
+            if c == 0:
+                ax.set_ylabel(f"{which} top-1 error (%)")
+            ax.grid(True, alpha=0.3)
+    fig.axes[0].legend(fontsize=8)
+    return fig
+
+
+def learning_curves(sweep: Sweep) -> Figure | None:
+    """Validation top-1 error per epoch, mean over seeds (band: +- std): one panel per configuration without its
+    normalisation, one line per normalisation, so softmax and scale share each panel. Runs without an NL block
+    (normalization "none") are a grey reference line in every panel."""
+    if not any(sweep.curves.get(run["run_id"]) for run in sweep.finished):
+        return None
+    keys = sweep.config_keys
+    panel_keys = [key for key in keys if key != "normalization"]
+    line_key = ["normalization"] if "normalization" in keys else []
+    baseline = [run for run in sweep.finished if run.get("normalization") == "none"]
+    panels = group_runs([run for run in sweep.finished if run.get("normalization") != "none"], panel_keys)
+    if not panels:  # a sweep of baselines only
+        panels, baseline = {(): baseline}, []
+    ncols = min(4, len(panels))
+    fig = _figure(ncols=ncols, nrows=math.ceil(len(panels) / ncols), width=3.6, height=2.8, sharey=True)
+    for ax, (values, runs) in zip(fig.axes, panels.items()):
+        lines = [(dict(zip(line_key, line)), line_runs) for line, line_runs in group_runs(runs, line_key).items()]
+        if baseline:
+            lines.append(({"normalization": "none"}, baseline))
+        for s, (config, line_runs) in enumerate(lines):
+            curve = mean_curve(sweep, line_runs, "val/acc1")
+            if not curve:
+                continue
+            epochs = [epoch for epoch, _, _ in curve]
+            errors = [top1_error(mean) for _, mean, _ in curve]
+            spread = [100.0 * (std or 0.0) for _, _, std in curve]
+            style = _style(config, s)
+            label = "baseline (no NL)" if config.get("normalization") == "none" else config_label(config)
+            ax.plot(epochs, errors, label=f"{label} (n={len(line_runs)})", color=style["color"],
+                    linestyle=style["linestyle"], marker=style["marker"] if len(epochs) < 15 else None, markersize=3)
+            ax.fill_between(epochs, [e - d for e, d in zip(errors, spread)], [e + d for e, d in zip(errors, spread)],
+                            color=style["color"], alpha=0.15, linewidth=0)
+        ax.set_title(config_label(dict(zip(panel_keys, values))), fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in fig.axes[len(panels):]:
+        ax.set_visible(False)
+    for row_start in range(0, len(panels), ncols):
+        fig.axes[row_start].set_ylabel("val top-1 error (%)")
+    return fig
+
+
+def throughput_and_params(sweep: Sweep) -> Figure | None:
+    """Training throughput (images/s, mean +- std over seeds) and parameter counts per configuration."""
+    rows = [row for row in summarize(sweep) if row["n"] > 0]
+    if not rows or all(row["train_images_per_s_mean"] is None and row["params_mean"] is None for row in rows):
+        return None
+    keys = sweep.config_keys
+    labels = [config_label({key: row.get(key) for key in keys}) for row in rows]
+    colors = [NORMALIZATION_COLORS.get(str(row.get("normalization")), OTHER_COLORS[0]) for row in rows]
+    positions = list(range(len(rows)))
+    fig = _figure(ncols=2, nrows=1, width=5.0, height=max(2.4, 0.28 * len(rows) + 1.0), sharey=True)
+    speed, params = fig.axes
+    speed.barh(positions, [row["train_images_per_s_mean"] or 0.0 for row in rows],
+               xerr=[row["train_images_per_s_std"] or 0.0 for row in rows], color=colors, capsize=2)
+    speed.set_xlabel("training images/s")
+    params.barh(positions, [(row["params_mean"] or 0.0) / 1e3 for row in rows], color=colors, alpha=0.45,
+                label="all parameters")
+    params.barh(positions, [(row["nl_params_mean"] or 0.0) / 1e3 for row in rows], color=colors,
+                label="in NL blocks")
+    params.set_xlabel("parameters (thousands)")
+    params.legend(fontsize=8, loc="lower right")
+    speed.set_yticks(positions, labels, fontsize=8)
+    speed.invert_yaxis()
+    for ax in fig.axes:
+        ax.grid(True, axis="x", alpha=0.3)
+    return fig
+
+
+def _figure(*, ncols: int, nrows: int, width: float, height: float, sharey: bool | str) -> Figure:
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    fig.subplots(nrows, ncols, sharey=sharey, squeeze=False)
+    return fig
+
+
+def _style(config: Mapping[str, Any], index: int) -> dict[str, Any]:
+    """Colour by normalisation when it is part of the configuration; marker and line style by series index, so
+    series sharing a normalisation (e.g. several head counts) stay apart, also in greyscale."""
+    color = NORMALIZATION_COLORS.get(str(config.get("normalization"))) or OTHER_COLORS[index % len(OTHER_COLORS)]
+    return {"color": color, "marker": MARKERS[index % len(MARKERS)], "linestyle": LINESTYLES[index % len(LINESTYLES)]}
+
+
+def _reduction_axis(ax: Any, reductions: Sequence[int] | None, series_labels: Sequence[str]) -> None:
+    if reductions is None:
+        # No reduction ratio recorded: one categorical position per series.
+        ax.set_xticks(range(len(series_labels)), series_labels, rotation=30, ha="right", fontsize=8)
+        return
+    if len(reductions) > 1 and min(reductions) > 0:
+        ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(list(reductions)))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([str(r) for r in reductions])
+    ax.set_xlabel("reduction ratio r (d = C / r)")

@@ -1,0 +1,287 @@
+"""Assemble the report once as sections of text, tables and figures, then write it as Markdown (PNGs beside it)
+and as one self-contained HTML file (PNGs embedded as base64 data URIs, no external resources)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from nlbench.io import atomic_write_text
+from nlbench.report import plots
+from nlbench.report.collect import BOOKKEEPING, SEED_KEYS, Sweep, config_of, summarize, top1_error
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+
+    def to_markdown(self) -> str:
+        lines = [_md_row(self.header), _md_row(["---"] * len(self.header))]
+        return "\n".join(lines + [_md_row(row) for row in self.rows])
+
+
+@dataclass
+class Image:
+    name: str  # file name of the PNG, also its anchor
+    png: bytes
+    caption: str
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list[str | Table | Image] = field(default_factory=list)
+
+
+@dataclass
+class ReportFiles:
+    markdown: Path
+    html: Path
+    images: list[Path]
+
+
+def build_report(sweep: Sweep) -> tuple[str, list[Section]]:
+    """The report's title and sections, independent of the output format."""
+    sections = [
+        _header(sweep),
+        _figure_section(
+            "Top-1 error against the reduction ratio",
+            plots.error_vs_reduction(sweep),
+            "error_vs_reduction.png",
+            "Top-1 error in % = 100 (1 - accuracy) on the validation split, mean ± std over seeds (error bars; none "
+            "for a single seed). *best*: the lowest error over all epochs, the figure the paper reports; *final*: "
+            "the last epoch. Failed and diverged runs are excluded.",
+            missing="No finished run: nothing to plot.",
+        ),
+        Section("Every configuration", [configuration_table(sweep)]),
+        _figure_section(
+            "Learning curves",
+            plots.learning_curves(sweep),
+            "learning_curves.png",
+            "Validation top-1 error per epoch, mean over seeds (band: ± std), from each run's metrics.csv.",
+            missing="No per-epoch metrics of finished runs found (runs/<run_id>/metrics.csv).",
+        ),
+        _figure_section(
+            "Throughput and parameters",
+            plots.throughput_and_params(sweep),
+            "throughput_params.png",
+            "Training images/s as measured by the training loop (mean ± std over seeds) and parameter counts "
+            "(darker: the parameters inside the NL blocks).",
+            missing="No throughput or parameter counts recorded.",
+        ),
+    ]
+    if sweep.unfinished:
+        sections.append(
+            Section(
+                "Runs left out of the statistics",
+                ["Failed, diverged or unfinished runs: counted in the configuration table, never averaged.",
+                 _unfinished_table(sweep)],
+            )
+        )
+    return f"nlbench report: {sweep.name}", sections
+
+
+def _figure_section(title: str, figure: Figure | None, name: str, text: str, *, missing: str) -> Section:
+    if figure is None:
+        return Section(title, [missing])
+    return Section(title, [text, Image(name, plots.to_png(figure), title)])
+
+
+def write_report(sweep: Sweep, out_dir: str | os.PathLike[str]) -> ReportFiles:
+    """Write report.md, report.html and the figures as PNG files into ``out_dir`` (created if needed)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    title, sections = build_report(sweep)
+    images = []
+    for section in sections:
+        for block in section.blocks:
+            if isinstance(block, Image):
+                (out / block.name).write_bytes(block.png)
+                images.append(out / block.name)
+    markdown, page = out / "report.md", out / "report.html"
+    atomic_write_text(markdown, to_markdown(title, sections))
+    atomic_write_text(page, to_html(title, sections))
+    return ReportFiles(markdown=markdown, html=page, images=images)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Content
+
+
+def _header(sweep: Sweep) -> Section:
+    counts: dict[str, int] = {}
+    for run in sweep.runs:
+        counts[run["status"]] = counts.get(run["status"], 0) + 1
+    status = ", ".join(f"{n} {name}" for name, n in sorted(counts.items(), key=lambda item: (item[0] != "finished", item[0])))
+    fixed = _fixed_settings(sweep)
+    seeds = sorted({str(run["seed"]) for run in sweep.runs if run.get("seed") is not None})
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"**Sweep** `{sweep.name}` from `{sweep.source}`",
+        f"**Results written** {sweep.created or 'unknown'}; **report generated** {generated}",
+        f"**Runs** {len(sweep.runs)} ({status})",
+        "**Compared** " + (" × ".join(sweep.config_keys) or "nothing (a single configuration)")
+        + (f"; **seeds** {', '.join(seeds)}" if seeds else ""),
+    ]
+    if fixed:
+        lines.append("**Fixed** " + ", ".join(f"{key}={value}" for key, value in fixed.items()))
+    return Section("Summary", lines)
+
+
+def _fixed_settings(sweep: Sweep) -> dict[str, Any]:
+    """Hyper-parameters with one value across all runs (what the sweep held constant)."""
+    varying = set(sweep.config_keys) | SEED_KEYS | BOOKKEEPING
+    fixed: dict[str, Any] = {}
+    for run in sweep.runs:
+        for key, value in run.items():
+            if key not in varying and value is not None:
+                fixed.setdefault(key, value)
+    return {key: value for key, value in fixed.items() if all(run.get(key) == value for run in sweep.runs)}
+
+
+def configuration_table(sweep: Sweep) -> Table:
+    """One row per configuration: its values, n finished seeds, top-1/top-5 errors (mean ± std), throughput and
+    parameter counts, and (when any) how many of its runs failed or diverged."""
+    keys = sweep.config_keys
+    rows = summarize(sweep)
+    show_unfinished = any(row["n_unfinished"] for row in rows)
+    header = [*keys, "n", "best top-1 err (%)", "final top-1 err (%)", "best top-5 err (%)", "best epoch",
+              "epochs", "images/s", "params", "NL params"]
+    if show_unfinished:
+        header.append("failed/diverged")
+    table = Table(header, [])
+    for row in rows:
+        cells = [_text(row.get(key)) for key in keys]
+        cells += [
+            str(row["n"]),
+            _error_pm(row, "best_val_acc1"),
+            _error_pm(row, "final_val_acc1"),
+            _error_pm(row, "best_val_acc5"),
+            _pm(row["best_epoch_mean"], row["best_epoch_std"], digits=1),
+            _pm(row["epochs_mean"], None, digits=0),
+            _pm(row["train_images_per_s_mean"], row["train_images_per_s_std"], digits=0),
+            _count(row["params_mean"]),
+            _count(row["nl_params_mean"]),
+        ]
+        if show_unfinished:
+            cells.append(str(row["n_unfinished"]))
+        table.rows.append(cells)
+    return table
+
+
+def _unfinished_table(sweep: Sweep) -> Table:
+    keys = sweep.config_keys
+    table = Table(["run_id", "status", "configuration", "seed", "error"], [])
+    for run in sweep.unfinished:
+        config = plots.config_label(dict(zip(keys, config_of(run, keys))))
+        table.rows.append([run["run_id"], run["status"], config, _text(run.get("seed")), _text(run.get("error"))])
+    return table
+
+
+def _error_pm(row: dict[str, Any], metric: str) -> str:
+    std = row[f"{metric}_std"]
+    return _pm(top1_error(row[f"{metric}_mean"]), None if std is None else 100.0 * std, digits=2)
+
+
+def _pm(mean: float | None, std: float | None, *, digits: int) -> str:
+    if mean is None:
+        return "–"
+    return f"{mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
+
+
+def _count(value: float | None) -> str:
+    return "–" if value is None else f"{round(value):,}"
+
+
+def _text(value: Any) -> str:
+    return "–" if value is None else str(value)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Formats
+
+
+def to_markdown(title: str, sections: Sequence[Section]) -> str:
+    out = [f"# {title}", ""]
+    for section in sections:
+        out += [f"## {section.title}", ""]
+        for block in section.blocks:
+            if isinstance(block, Table):
+                out.append(block.to_markdown())
+            elif isinstance(block, Image):
+                out.append(f"![{block.caption}]({block.name})")
+            else:
+                # Header lines are separate paragraphs in Markdown; keep them on their own lines.
+                out.append(block + "  ")
+            out.append("")
+    return "\n".join(out)
+
+
+def _md_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|").replace("\n", " ") for cell in cells) + " |"
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f3f3f3; }
+td:first-child, th:first-child { text-align: left; }
+figure { margin: 1em 0; }
+figure img { max-width: 100%; height: auto; }
+figcaption { font-size: 0.85em; color: #555; }
+code { background: #f3f3f3; padding: 0 0.2em; }
+"""
+
+
+def to_html(title: str, sections: Sequence[Section]) -> str:
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    for section in sections:
+        body.append(f"<h2>{html.escape(section.title)}</h2>")
+        for block in section.blocks:
+            if isinstance(block, Table):
+                head = "".join(f"<th>{html.escape(cell)}</th>" for cell in block.header)
+                rows = "".join(
+                    "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in block.rows
+                )
+                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            elif isinstance(block, Image):
+                data = base64.b64encode(block.png).decode("ascii")
+                body.append(
+                    f'<figure id="{html.escape(block.name)}"><img src="data:image/png;base64,{data}" '
+                    f'alt="{html.escape(block.caption)}"><figcaption>{html.escape(block.caption)}</figcaption></figure>'
+                )
+            else:
+                body.append(f"<p>{_inline_markdown(block)}</p>")
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
+
+
+def _inline_markdown(text: str) -> str:
+    """The little Markdown the report's paragraphs use (**bold**, *italic*, `code`), escaped, as HTML."""
+    out, i = [], 0
+    markers = (("**", "strong"), ("*", "em"), ("`", "code"))
+    while i < len(text):
+        for marker, tag in markers:
+            end = text.find(marker, i + len(marker)) if text.startswith(marker, i) else -1
+            if end > i:
+                out.append(f"<{tag}>{html.escape(text[i + len(marker):end])}</{tag}>")
+                i = end + len(marker)
+                break
+        else:
+            out.append(html.escape(text[i]))
+            i += 1
+    return "".join(out)

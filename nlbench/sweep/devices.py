@@ -1,0 +1,74 @@
+"""Device slots for a sweep: which GPUs each concurrently running `nlbench fit` gets.
+
+N visible GPUs and ``devices_per_run`` k give floor(N / k) slots of k GPUs each, pinned with
+``CUDA_VISIBLE_DEVICES`` and run with ``--trainer.accelerator gpu --trainer.devices k`` (plus
+``--trainer.strategy ddp`` when k > 1). Without GPUs there is one CPU slot, so runs go one after another.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one run executes: a group of GPU ids (as ``CUDA_VISIBLE_DEVICES`` names them), or the CPU."""
+
+    gpus: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"gpu {','.join(self.gpus)}" if self.gpus else "cpu"
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that pin the run to this slot's GPUs (inside the run they are 0..k-1)."""
+        return {"CUDA_VISIBLE_DEVICES": ",".join(self.gpus)} if self.gpus else {}
+
+    def fit_args(self, *, strategy_given: bool = False) -> list[str]:
+        """Trainer arguments for this slot; `strategy_given` when the run's own overrides choose a strategy."""
+        if not self.gpus:
+            return ["--trainer.accelerator=cpu", "--trainer.devices=1"]
+        args = ["--trainer.accelerator=gpu", f"--trainer.devices={len(self.gpus)}"]
+        if len(self.gpus) > 1 and not strategy_given:
+            args.append("--trainer.strategy=ddp")
+        return args
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids this process may use, in the names ``CUDA_VISIBLE_DEVICES`` uses (indices, or UUIDs if set so)."""
+    import torch
+
+    count = torch.cuda.device_count()
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is None:
+        return [str(i) for i in range(count)]
+    return [d.strip() for d in listed.split(",") if d.strip()][:count]
+
+
+def parse_devices(text: str) -> list[str] | None:
+    """``--devices`` text: "auto" -> None (all visible GPUs, else CPU), "cpu" -> [], "0,2" -> ["0", "2"]."""
+    text = text.strip()
+    if text == "auto":
+        return None
+    if text == "cpu":
+        return []
+    gpus = [d.strip() for d in text.split(",")]
+    if not all(gpus) or len(set(gpus)) != len(gpus):
+        raise ValueError(f"--devices: expected auto, cpu or distinct comma-separated GPU ids such as 0,1; got {text!r}")
+    return gpus
+
+
+def plan_slots(gpus: Sequence[str], devices_per_run: int) -> list[Slot]:
+    """Split `gpus` into floor(len / devices_per_run) slots; no GPUs -> one CPU slot (runs go sequentially)."""
+    if devices_per_run < 1:
+        raise ValueError(f"devices_per_run must be >= 1, got {devices_per_run}")
+    if not gpus:
+        if devices_per_run > 1:
+            raise ValueError(f"devices_per_run={devices_per_run} needs GPUs, but none are visible")
+        return [Slot()]
+    if len(gpus) < devices_per_run:
+        raise ValueError(f"devices_per_run={devices_per_run} but only {len(gpus)} GPU(s) visible: {','.join(gpus)}")
+    n_slots = len(gpus) // devices_per_run
+    return [Slot(tuple(gpus[i * devices_per_run : (i + 1) * devices_per_run])) for i in range(n_slots)]

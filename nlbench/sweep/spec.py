@@ -1,0 +1,329 @@
+"""Sweep specs: a YAML file -> a validated `SweepSpec`, expanded into runs with stable ids.
+
+The format is documented at the top of experiments/sweeps/cifar10.yaml. In short: `base` LightningCLI config(s),
+fixed dotted `overrides`, a grid of dotted `axes`, optional explicit `points` (added to the grid), `output_dir`
+and `devices_per_run`. Every run is ``nlbench fit --config BASE... --key=value...``; nothing here imports the
+training code except `validate_runs`, which asks the real fit parser whether each run's command line is valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SEED_KEY = "seed_everything"
+SPEC_KEYS = ("name", "base", "output_dir", "overrides", "axes", "points", "devices_per_run")
+# Set by the sweep itself (run directory, resume, device assignment), so a spec may not set them.
+RESERVED_KEYS = frozenset({"config", "run_dir", "ckpt_path", "trainer.accelerator", "trainer.devices"})
+_KEY_RE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+_ID_PREFIX_MAX = 150  # keeps run directory names well below the usual 255-byte limit
+
+
+class SweepSpecError(ValueError):
+    """A bad sweep spec; the message is one line naming the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One point of a sweep: the dotted overrides that distinguish it, and its stable id."""
+
+    run_id: str
+    params: Mapping[str, Any]
+    origin: str  # "grid" or "points[i]", for error messages
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A loaded and structurally validated sweep spec (paths resolved, values checked for type)."""
+
+    name: str
+    base: tuple[Path, ...]
+    output_dir: Path
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    axes: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    points: tuple[Mapping[str, Any], ...] = ()
+    devices_per_run: int = 1
+    source: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return str(self.source) if self.source else self.name
+
+    @property
+    def swept_keys(self) -> list[str]:
+        """Keys that vary between runs: the axes, then keys only explicit points set (first-seen order)."""
+        keys = dict.fromkeys(self.axes)
+        for point in self.points:
+            keys.update(dict.fromkeys(point))
+        return list(keys)
+
+    def expand(self) -> list[SweepRun]:
+        """The grid (product of the axes, if any) followed by the explicit points; duplicates are an error."""
+        runs: list[SweepRun] = []
+        seen: dict[str, str] = {}
+        grid = [dict(zip(self.axes, values)) for values in itertools.product(*self.axes.values())] if self.axes else []
+        candidates = [(params, "grid") for params in grid]
+        candidates += [(dict(point), f"points[{i}]") for i, point in enumerate(self.points)]
+        for params, origin in candidates:
+            canon = _canonical(params)
+            if canon in seen:
+                raise SweepSpecError(
+                    f"{self.label}: {origin} {_describe(params)} duplicates {seen[canon]}; every run must differ"
+                )
+            seen[canon] = "a grid point" if origin == "grid" else origin
+            runs.append(SweepRun(run_id(params, base=self.base, overrides=self.overrides), params, origin))
+        return runs
+
+    def fit_args(self, params: Mapping[str, Any]) -> list[str]:
+        """The ``nlbench fit`` arguments of a run (without run directory and devices): configs, then overrides."""
+        args = [arg for path in self.base for arg in ("--config", str(path))]
+        return args + override_args({**self.overrides, **params})
+
+    def as_dict(self) -> dict[str, Any]:
+        """The spec as run, for ``<sweep_dir>/sweep.yaml`` (absolute paths)."""
+        return {
+            "name": self.name,
+            "base": [str(p) for p in self.base],
+            "output_dir": str(self.output_dir),
+            "overrides": dict(self.overrides),
+            "axes": {k: list(v) for k, v in self.axes.items()},
+            "points": [dict(p) for p in self.points],
+            "devices_per_run": self.devices_per_run,
+        }
+
+
+# ---- loading ------------------------------------------------------------------------------------------------------
+def load_spec(path: str | Path, *, output_dir: str | Path | None = None) -> SweepSpec:
+    """Read and check a sweep YAML file; `output_dir` overrides the spec's (relative paths: to the working dir)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: sweep spec not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise SweepSpecError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from err
+    return spec_from_dict(data, root=path.parent, source=path, output_dir=output_dir)
+
+
+def spec_from_dict(
+    data: Any, *, root: Path, source: Path | None = None, output_dir: str | Path | None = None
+) -> SweepSpec:
+    """Check a parsed spec; `root` is the folder relative `base` paths are resolved against."""
+    label = str(source) if source else "sweep spec"
+
+    def fail(message: str) -> SweepSpecError:
+        return SweepSpecError(f"{label}: {message}")
+
+    if not isinstance(data, dict):
+        raise fail(f"expected a mapping with keys {', '.join(SPEC_KEYS)}, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(SPEC_KEYS))
+    if unknown:
+        raise fail(f"unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(SPEC_KEYS)}")
+
+    name = data.get("name", source.stem if source else None)
+    if not isinstance(name, str) or not name.strip():
+        raise fail(f"'name' must be a non-empty string, got {name!r}")
+
+    base_value = data.get("base")
+    bases = [base_value] if isinstance(base_value, str) else base_value
+    if not isinstance(bases, list) or not bases or not all(isinstance(b, str) for b in bases):
+        raise fail(f"'base' must be a config path or a non-empty list of paths, got {base_value!r}")
+    base = tuple((root / b).resolve() for b in bases)
+    for given, resolved in zip(bases, base):
+        if not resolved.is_file():
+            raise FileNotFoundError(f"{label}: base config {given!r} not found (looked for {resolved})")
+
+    out = output_dir if output_dir is not None else data.get("output_dir", f"sweeps/{name}")
+    if not isinstance(out, (str, Path)) or not str(out):
+        raise fail(f"'output_dir' must be a path, got {out!r}")
+
+    overrides = _check_mapping(data.get("overrides") or {}, "overrides", fail)
+    axes_value = data.get("axes") or {}
+    if not isinstance(axes_value, dict):
+        raise fail(f"'axes' must map dotted config keys to lists of values, got {type(axes_value).__name__}")
+    axes: dict[str, list[Any]] = {}
+    for key, values in axes_value.items():
+        _check_key(key, "axes", fail)
+        if not isinstance(values, list):
+            raise fail(f"axis {key!r} must be a list of values, got {values!r}")
+        if not values:
+            raise fail(f"axis {key!r} is an empty list; give at least one value")
+        for value in values:
+            _check_value(value, f"axis {key!r} value {value!r}", fail)
+        canon = [_canonical(v) for v in values]
+        dup = next((v for v, c in zip(values, canon) if canon.count(c) > 1), None)
+        if dup is not None:
+            raise fail(f"axis {key!r} lists the value {dup!r} more than once")
+        if key in overrides:
+            raise fail(f"{key!r} is both an axis and a fixed override; keep one")
+        axes[key] = values
+
+    points_value = data.get("points") or []
+    if not isinstance(points_value, list):
+        raise fail(f"'points' must be a list of {{key: value}} mappings, got {type(points_value).__name__}")
+    points = []
+    for i, point in enumerate(points_value):
+        point = _check_mapping(point, f"points[{i}]", fail)
+        clash = sorted(set(point) & set(overrides))
+        if clash:
+            raise fail(f"points[{i}] sets {', '.join(clash)}, which 'overrides' already fixes for every run")
+        points.append(point)
+    if not axes and not points:
+        raise fail("no runs: give 'axes' and/or 'points'")
+
+    devices_per_run = data.get("devices_per_run", 1)
+    if isinstance(devices_per_run, bool) or not isinstance(devices_per_run, int) or devices_per_run < 1:
+        raise fail(f"'devices_per_run' must be a positive integer, got {devices_per_run!r}")
+
+    return SweepSpec(
+        name=name,
+        base=base,
+        output_dir=Path(out).absolute(),
+        overrides=overrides,
+        axes=axes,
+        points=tuple(points),
+        devices_per_run=devices_per_run,
+        source=source,
+    )
+
+
+def _check_key(key: Any, where: str, fail: Callable[[str], SweepSpecError]) -> None:
+    if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
+        raise fail(f"{where}: {key!r} is not a dotted config key such as model.backbone.nl.reduction")
+    if key in RESERVED_KEYS:
+        raise fail(f"{where}: {key!r} is set by the sweep itself (run directory, resume, devices_per_run)")
+
+
+def _check_mapping(value: Any, where: str, fail: Callable[[str], SweepSpecError]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise fail(f"'{where}' must map dotted config keys to values, got {value!r}")
+    for key, item in value.items():
+        _check_key(key, where, fail)
+        _check_value(item, f"{where}: {key!r} value {item!r}", fail)
+    return dict(value)
+
+
+def _check_value(value: Any, where: str, fail: Callable[[str], SweepSpecError]) -> None:
+    """Values must survive a JSON round trip: they become command-line text and run-id hashes."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return
+    if isinstance(value, list):
+        for item in value:
+            _check_value(item, where, fail)
+        return
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        for item in value.values():
+            _check_value(item, where, fail)
+        return
+    raise fail(f"{where} has type {type(value).__name__}; use a string, number, bool, null, list or mapping")
+
+
+# ---- command lines and ids ----------------------------------------------------------------------------------------
+def format_value(value: Any) -> str:
+    """A value as `nlbench fit` reads it after ``--key=``: strings as is, everything else as JSON (valid YAML)."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def override_args(overrides: Mapping[str, Any]) -> list[str]:
+    return [f"--{key}={format_value(value)}" for key, value in overrides.items()]
+
+
+def short_name(key: str) -> str:
+    """The readable name of a dotted key: its last component (``seed_everything`` -> ``seed``)."""
+    return "seed" if key == SEED_KEY else key.rsplit(".", 1)[-1]
+
+
+def column_names(keys: Sequence[str], *, taken: Sequence[str] = ()) -> dict[str, str]:
+    """Unique table column names for dotted keys: the shortest dotted suffix that clashes with nothing."""
+
+    def suffixes(key: str) -> list[str]:
+        parts = key.split(".")
+        return [short_name(key)] + [".".join(parts[-n:]) for n in range(2, len(parts) + 1)]
+
+    names: dict[str, str] = {}
+    for key in keys:
+        used = set(taken).union(*(suffixes(other) for other in keys if other != key))
+        names[key] = next((name for name in suffixes(key) if name not in used), key)
+    return names
+
+
+def run_id(params: Mapping[str, Any], *, base: Sequence[Path], overrides: Mapping[str, Any]) -> str:
+    """``init=normal_normalization=scale_reduction=2_seed=0-1a2b3c4d``: readable, and a pure function of the run.
+
+    The readable part lists the run's own swept values (keys sorted, short names); the 8-hex suffix is the sha1 of
+    the canonical JSON of the base config file names and all overrides, so ids do not depend on key order, and a
+    changed fixed override gives new ids (a different experiment) instead of silently reusing old results.
+    """
+    merged = {**overrides, **params}
+    digest = hashlib.sha1(_canonical({"base": [p.name for p in base], "overrides": merged}).encode()).hexdigest()
+    prefix = "_".join(f"{short_name(k)}={_slug(params[k])}" for k in sorted(params)) or "base"
+    return f"{prefix[:_ID_PREFIX_MAX]}-{digest[:8]}"
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _slug(value: Any) -> str:
+    if isinstance(value, list):
+        return "+".join(_slug(v) for v in value) or "empty"
+    text = format_value(value) if not isinstance(value, dict) else _canonical(value)
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-")[:32] or "x"
+
+
+def _describe(params: Mapping[str, Any]) -> str:
+    return "{" + ", ".join(f"{k}: {format_value(v)}" for k, v in params.items()) + "}"
+
+
+# ---- validation against the real fit parser -----------------------------------------------------------------------
+def validate_runs(
+    spec: SweepSpec, runs: Sequence[SweepRun], *, parse_args: Callable[[list[str]], Any] | None = None
+) -> dict[str, Any]:
+    """Parse every run's fit command line with `nlbench.cli.parse_fit_args`; returns run_id -> parsed config.
+
+    Raises `SweepSpecError` naming the fixed override, or the axis/point key and value, that the parser rejects.
+    Every full point is parsed (not each axis value alone) because keys can depend on each other, e.g. a
+    ``class_path`` axis changes which ``init_args`` exist.
+    """
+    from nlbench.cli import ConfigError, parse_fit_args
+
+    with warnings.catch_warnings():
+        # LightningCLI warns when given args while sys.argv holds others (here: the sweep's own command line).
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        return _validate(spec, runs, parse_args or parse_fit_args, ConfigError)
+
+
+def _validate(
+    spec: SweepSpec, runs: Sequence[SweepRun], parse: Callable[[list[str]], Any], error: type[Exception]
+) -> dict[str, Any]:
+    try:
+        parse(spec.fit_args({}))
+    except error as err:
+        raise SweepSpecError(f"{spec.label}: base config with 'overrides' is not a valid fit config: {err}") from err
+    parsed: dict[str, Any] = {}
+    for run in runs:
+        try:
+            parsed[run.run_id] = parse(spec.fit_args(run.params))
+        except error as err:
+            raise SweepSpecError(f"{spec.label}: {_culprit(spec, run, parse, error)}: {err}") from err
+    return parsed
+
+
+def _culprit(spec: SweepSpec, run: SweepRun, parse: Callable[[list[str]], Any], error: type[Exception]) -> str:
+    """Name the single key/value the parser rejects on its own, else the whole point (keys that clash together)."""
+    where = "axis" if run.origin == "grid" else f"{run.origin} key"
+    for key, value in run.params.items():
+        try:
+            parse(spec.fit_args({key: value}))
+        except error:
+            return f"{where} {key!r} value {value!r}"
+    return f"{run.origin} point {_describe(run.params)}"

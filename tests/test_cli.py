@@ -1,0 +1,232 @@
+"""End-to-end tests of `nlbench fit/validate/test` through LightningCLI, on generated data in the official formats."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from nlbench.cli import ConfigError, load_run, main, parse_fit_args
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = REPO / "experiments"
+# Small, fast runs: two training batches of 16 images, one validation batch.
+FAST = [
+    "--trainer.accelerator=cpu",
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=2",
+    "--trainer.limit_val_batches=1",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--data.init_args.batch_size=16",
+    "--data.init_args.eval_batch_size=16",
+]
+
+
+@pytest.fixture(autouse=True)
+def _no_wandb_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    # W&B is exercised (offline) in its own tests; elsewhere "auto" resolves to disabled.
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+
+
+@pytest.fixture
+def data_args(cifar10_root: Path, cifar100_root: Path, tiny_imagenet_root: Path) -> dict[str, list[str]]:
+    """Per experiment file: the overrides that point it at generated data."""
+    return {
+        "cifar10.yaml": [f"--data.init_args.data_dir={cifar10_root}", "--data.init_args.verify=false"],
+        "cifar100.yaml": [f"--data.init_args.data_dir={cifar100_root}", "--data.init_args.verify=false"],
+        "tiny_imagenet.yaml": [f"--data.init_args.data_dir={tiny_imagenet_root}", "--data.init_args.verify=false"],
+        "demo.yaml": [],
+    }
+
+
+def fit(tmp_path: Path, config: str, *extra: str, name: str = "run") -> tuple[int, Path]:
+    run_dir = tmp_path / name
+    code = main(["fit", f"--config={EXPERIMENTS / config}", *FAST, f"--run_dir={run_dir}", *extra])
+    return code, run_dir
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in EXPERIMENTS.glob("*.yaml")))
+def test_every_experiment_config_fits(tmp_path: Path, config: str, data_args: dict[str, list[str]]) -> None:
+    code, run_dir = fit(tmp_path, config, *data_args[config])
+    assert code == 0
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "finished"
+    assert 0.0 <= result["best_val_acc1"] <= 1.0 and result["final_val_acc1"] is not None
+    assert result["epochs"] == 1 and result["global_step"] in (1, 2)  # the generated Tiny-ImageNet has 1 batch
+    assert result["params"] > 0 and result["nl_params"] > 0
+    assert (run_dir / "config.yaml").is_file()
+    assert {"best.ckpt", "last.ckpt"} <= {p.name for p in (run_dir / "checkpoints").iterdir()}
+    rows = read_metrics(run_dir)
+    assert any(r.get("val/acc1") for r in rows) and any(r.get("train/loss_epoch") for r in rows)
+
+
+def test_softmax_and_scale_runs_are_named_and_grouped_apart(tmp_path: Path) -> None:
+    results = {}
+    for norm in ("softmax", "scale"):
+        code, run_dir = fit(tmp_path, "demo.yaml", f"--model.backbone.nl.normalization={norm}", name=norm)
+        assert code == 0
+        results[norm] = json.loads((run_dir / "result.json").read_text())
+    assert results["softmax"]["run_name"] == "softmax-r2-h1-normal-s0"
+    assert results["scale"]["group"].endswith("scale-r2-h1-normal")
+    assert results["softmax"]["hparams"]["normalization"] == "softmax"
+
+
+def test_default_run_dir_is_named_and_never_reused(tmp_path: Path) -> None:
+    args = ["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--trainer.default_root_dir={tmp_path}"]
+    assert main(args) == 0 and main(args) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scale-r2-h1-normal-s0", "scale-r2-h1-normal-s0-v2"]
+
+
+def test_same_seed_gives_identical_runs(tmp_path: Path) -> None:
+    runs = [fit(tmp_path, "demo.yaml", "--seed_everything=7", name=f"r{i}")[1] for i in range(2)]
+    metrics = [[{k: v for k, v in row.items() if "images_per_s" not in k} for row in read_metrics(r)] for r in runs]
+    assert metrics[0] == metrics[1]
+    weights = [torch.load(r / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"] for r in runs]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_resume_continues_optimizer_scheduler_and_epoch_state(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    base = ["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--run_dir={run_dir}",
+            "--model.scheduler=torch.optim.lr_scheduler.StepLR", "--model.scheduler.step_size=1",
+            "--model.scheduler.gamma=0.5", "--model.scheduler_interval=epoch"]
+    assert main([*base, "--trainer.max_epochs=1"]) == 0
+    first = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    # Without --ckpt_path the existing checkpoints are protected.
+    assert main([*base, "--trainer.max_epochs=2"]) == 2
+    assert main([*base, "--trainer.max_epochs=2", "--ckpt_path=last"]) == 0
+    second = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert (first["epoch"], second["epoch"]) == (0, 1)
+    assert (first["global_step"], second["global_step"]) == (2, 4)
+    # The schedule went on from epoch 1 instead of restarting: lr 0.1 -> 0.05 -> 0.025.
+    assert second["lr_schedulers"][0]["last_epoch"] == 2
+    assert second["lr_schedulers"][0]["_last_lr"] == pytest.approx([0.025])
+    momentum = second["optimizer_states"][0]["state"]
+    assert momentum and all(torch.isfinite(s["momentum_buffer"]).all() for s in momentum.values())
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["epochs"] == 2 and result["global_step"] == 4 and result["status"] == "finished"
+    assert result["time_s"] > 0
+
+
+def test_diverged_run_is_recorded(tmp_path: Path) -> None:
+    code, run_dir = fit(
+        tmp_path, "demo.yaml", "--model.optimizer.init_args.lr=1e30", "--model.scheduler=null",
+        "--trainer.log_every_n_steps=1", "--trainer.limit_train_batches=4", "--trainer.max_epochs=3",
+    )
+    assert code == 0
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "diverged"
+    assert result["global_step"] < 12
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("--model.backbone.nl.normalization=softmaxx", "normalization"),
+        ("--model.backbone.nl.reduction=1000", "reduction"),
+        ("--model.backbone.nl.heads=3", "heads"),
+        ("--model.backbone.nl.bogus=1", "bogus"),
+        ("--trainer.max_epochz=1", "max_epochz"),
+        ("--data.init_args.loader=fast", "loader"),
+    ],
+)
+def test_bad_options_fail_in_one_line_without_run_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], override: str, expected: str
+) -> None:
+    code, run_dir = fit(tmp_path, "demo.yaml", override)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and expected in err, err
+    assert not run_dir.exists()
+
+
+def test_bad_config_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fit", f"--config={tmp_path / 'missing.yaml'}"]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    assert main(["fit", f"--config={bad}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bad.yaml" in err, err
+
+
+def test_missing_dataset_names_the_place_and_leaves_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    code, run_dir = fit(tmp_path, "cifar10.yaml", f"--data.init_args.data_dir={empty}")
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and str(empty) in err and len(err.splitlines()) == 1, err
+    assert not run_dir.exists()
+
+
+def test_parse_fit_args_validates_without_side_effects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = parse_fit_args([f"--config={EXPERIMENTS / 'cifar10.yaml'}", "--model.backbone.nl.reduction=4"])
+    assert cfg.model.backbone.init_args.nl.reduction == 4
+    with pytest.raises(ConfigError, match="normalization"):
+        parse_fit_args([f"--config={EXPERIMENTS / 'cifar10.yaml'}", "--model.backbone.nl.normalization=x"])
+    assert not list(tmp_path.iterdir())  # parse-only creates no run directory, logs or W&B files
+
+
+def test_validate_test_and_load_run(tmp_path: Path) -> None:
+    code, run_dir = fit(tmp_path, "demo.yaml")
+    assert code == 0
+    model, data = load_run(run_dir, "best")
+    assert not model.training and data.num_classes == 10
+    assert main(["test", f"--config={run_dir / 'config.yaml'}", f"--run_dir={run_dir}",
+                 f"--ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}", "--trainer.limit_test_batches=1"]) == 0
+    assert (run_dir / "test" / "metrics.csv").is_file()
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("fit", "validate", "test", "predict", "sweep", "report", "analyze", "bench"):
+        assert f"  {command} " in out
+
+
+def _offline_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(NETRC=str(tmp_path / "no-netrc"), PYTHONUNBUFFERED="1")
+    return env
+
+
+def test_wandb_runs_offline_without_credentials(tmp_path: Path) -> None:
+    """No credentials and no network: the run completes, W&B files hold the config, and sync is explained."""
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "nlbench", "fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--run_dir={run_dir}"]
+    proc = subprocess.run(cmd, env=_offline_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    offline_runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 1
+    assert "wandb sync" in proc.stdout + proc.stderr
+    # The resolved config travels twice: as a file next to the run, and in the run's config record.
+    config = (offline_runs[0] / "files" / "config.yaml").read_text()
+    assert "normalization: scale" in config
+    record = next(offline_runs[0].glob("run-*.wandb")).read_bytes()
+    assert b"normalization" in record and b"scale-r2-h1-normal-s0" in record
+
+
+@pytest.mark.slow
+def test_ddp_on_cpu_with_two_processes(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "nlbench", "fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST,
+           f"--run_dir={run_dir}", "--trainer.devices=2", "--trainer.strategy=ddp"]
+    proc = subprocess.run(cmd, env=_offline_env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "finished" and result["global_step"] == 2
+    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1  # one W&B run, not one per process
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # both processes used the same run directory

@@ -1,0 +1,57 @@
+"""The block benchmark's table, skipping rules and CPU memory measurement (tiny sizes; timings are not checked)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nlbench.bench import block as bench
+
+
+def table_rows(output: str) -> dict[tuple[str, str], list[str]]:
+    rows = {}
+    for line in output.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if line.startswith("| ") and "x" in cells[0] and cells[0] != "size":
+            rows[(cells[0], cells[2])] = cells[3:]
+    return rows
+
+
+def test_table_has_every_variant_and_size(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.main(["--device", "cpu", "--sizes", "[4, 32]", "--batch", "1", "--reps", "1", "--warmup", "0"]) == 0
+    rows = table_rows(capsys.readouterr().out)
+    assert set(rows) == {(f"{s}x{s}", v.name) for s in (4, 32) for v in bench.VARIANTS}
+    for (size, _), cells in rows.items():
+        assert float(cells[0]) > 0 and float(cells[1]) >= 0
+        if size == "32x32":
+            assert float(cells[1]) > 0
+    assert rows[("32x32", "softmax (SDPA)")][2] == "1.0x"
+    # The explicit 1024 x 1024 maps (4 MiB each) dominate the N x N order; re-association avoids them.
+    assert float(rows[("32x32", "scale nxn")][1]) > 8
+    assert float(rows[("32x32", "scale re-associated")][1]) < 4
+
+
+def test_quadratic_variants_are_skipped_by_estimate(capsys: pytest.CaptureFixture[str]) -> None:
+    bench.main(["--device", "cpu", "--sizes", "[8]", "--batch", "1", "--reps", "1", "--warmup", "0", "--max_gib", "1e-6"])
+    rows = table_rows(capsys.readouterr().out)
+    assert rows[("8x8", "scale nxn")][0].startswith("skipped (estimated")
+    assert rows[("8x8", "softmax (unfused)")][0].startswith("skipped (estimated")
+    assert not rows[("8x8", "softmax (SDPA)")][0].startswith("skipped")  # fused: no map is materialised
+    bench.main(["--device", "cpu", "--sizes", "[8]", "--batch", "1", "--reps", "1", "--warmup", "0", "--max_gflop", "0"])
+    rows = table_rows(capsys.readouterr().out)
+    assert rows[("8x8", "softmax (SDPA)")][0].endswith("GFLOP)")
+    assert float(rows[("8x8", "scale re-associated")][0]) > 0
+
+
+def test_cpu_peak_memory_sees_temporary_tensors() -> None:
+    def step() -> None:
+        big = torch.ones(1024, 1024)  # 4 MiB, freed before the step returns
+        del big
+        torch.ones(256, 1024).sum()  # 1 MiB
+
+    assert bench.peak_bytes(step, torch.device("cpu")) == pytest.approx(4 * 2**20, rel=0.01)
+
+
+def test_bad_dtype_is_rejected() -> None:
+    with pytest.raises(ValueError, match="--dtype"):
+        bench.main(["--device", "cpu", "--dtype", "int8"])

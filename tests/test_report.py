@@ -1,0 +1,363 @@
+"""`nlbench report`: collecting a sweep directory, statistics over seeds, figures, Markdown/HTML output, and the HTML
+rendered by a real headless Chromium.
+
+The sweep directories are synthetic but written in exactly the documented layout (docs/design.md "Run directory"
+and "nlbench/sweep"), with accuracies from a known formula so the aggregated numbers can be checked.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import itertools
+import json
+import math
+import re
+import shutil
+import statistics
+import subprocess
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+import yaml
+
+from nlbench.report import collect, plots, render
+from nlbench.report.cli import main as report_main
+from nlbench.sweep.results import write_results
+from nlbench.sweep.spec import spec_from_dict
+
+REPO = Path(__file__).resolve().parents[1]
+
+METRIC_COLUMNS = ["epoch", "step", "train/loss", "train/acc1", "val/loss", "val/acc1", "val/acc5", "lr",
+                  "train/images_per_s"]
+
+
+def synthetic_acc(normalization: str, reduction: int, init: str, seed: int, epoch: int, epochs: int) -> float:
+    """Validation top-1 of a synthetic run: scale beats softmax, softmax degrades with r; rises then dips."""
+    final = 0.80 - (0.02 * math.log2(reduction) if normalization == "softmax" else 0.0) - 0.01 * seed
+    final -= {"normal": 0.0, "zeros": 0.03, "kaiming": 0.01}.get(init, 0.0)
+    curve = final * (epoch + 1) / epochs
+    return curve + (0.02 if epoch == epochs - 2 else 0.0)  # the best epoch is the one before last
+
+
+def write_sweep(
+    root: Path,
+    *,
+    normalizations: tuple[str, ...] = ("softmax", "scale"),
+    reductions: tuple[int, ...] = (1, 4),
+    inits: tuple[str, ...] | None = ("normal", "zeros"),
+    seeds: tuple[int, ...] = (0, 1),
+    epochs: int = 3,
+    failed: tuple[tuple[str, int, str | None, int], ...] = (("softmax", 4, "zeros", 1),),
+    diverged: tuple[tuple[str, int, str | None, int], ...] = (("scale", 1, "normal", 0),),
+    baseline: bool = False,
+    write_json: bool = True,
+) -> Path:
+    """Write a sweep directory the way `nlbench sweep` does (its spec expansion, run ids and results writer, with
+    synthetic run directories in place of training); returns it. Runs listed in ``failed``/``diverged`` as
+    (normalization, reduction, init, seed) get that status; failed ones have no metrics."""
+    axes: dict[str, list] = {"model.backbone.nl.normalization": list(normalizations),
+                             "model.backbone.nl.reduction": list(reductions)}
+    if inits:
+        axes["model.backbone.nl.init"] = list(inits)
+    axes["seed_everything"] = list(seeds)
+    points = [{"model.backbone.nl_blocks": 0, "seed_everything": seed} for seed in seeds] if baseline else []
+    spec = spec_from_dict({"name": "synthetic", "base": "experiments/demo.yaml", "axes": axes, "points": points},
+                          root=REPO, output_dir=root)
+    runs = spec.expand()
+    for run in runs:
+        if "model.backbone.nl_blocks" in run.params:
+            normalization, reduction, init = "none", 2, "normal"  # the base config's NL options, reported as is
+        else:
+            normalization, reduction = run.params["model.backbone.nl.normalization"], run.params["model.backbone.nl.reduction"]
+            init = run.params.get("model.backbone.nl.init")
+        seed = run.params["seed_everything"]
+        write_run(root / "runs" / run.run_id, normalization, reduction, init, seed, epochs=epochs,
+                  status="failed" if (normalization, reduction, init, seed) in failed
+                  else "diverged" if (normalization, reduction, init, seed) in diverged else "finished")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "sweep.yaml").write_text(yaml.safe_dump(spec.as_dict(), sort_keys=False))
+    write_results(spec, runs)
+    if not write_json:
+        (root / "results.json").unlink()
+    return root
+
+
+def write_run(run_dir: Path, normalization: str, reduction: int, init: str | None, seed: int, *, epochs: int,
+              status: str) -> None:
+    """A run directory as `nlbench fit` leaves it (result.json, CSVLogger metrics.csv, config.yaml)."""
+    (run_dir / "checkpoints").mkdir(parents=True)
+    hparams = {"dataset": "cifar10", "backbone": "PreActResNet", "depth": 20, "nl_stages": [2],
+               "nl_blocks": 0 if normalization == "none" else 1, "normalization": normalization,
+               "reduction": reduction, "heads": 1, "init": init or "normal", "similarity": "dot",
+               "order": "reassociated", "seed": seed}
+    accs = [synthetic_acc(normalization, reduction, init or "normal", seed, e, epochs) for e in range(epochs)]
+    accs = {"finished": accs, "diverged": accs[:1], "failed": []}[status]
+    nl_params = 0 if normalization == "none" else 4 * 32 * 32 // reduction + 64
+    result = {
+        "status": status, "run_name": run_dir.name, "group": run_dir.name.split("_seed")[0], "hparams": hparams,
+        "best_val_acc1": max(accs) if accs else None, "final_val_acc1": accs[-1] if accs else None,
+        "best_val_acc5": min(1.0, max(accs) + 0.15) if accs else None,
+        "final_val_acc5": min(1.0, accs[-1] + 0.15) if accs else None,
+        "best_epoch": accs.index(max(accs)) if accs else None, "epochs": len(accs), "global_step": 10 * len(accs),
+        "time_s": 12.5, "train_images_per_s": 400.0 + (50.0 if normalization == "scale" else 0.0) + seed,
+        "params": 270_000 + nl_params, "nl_params": nl_params,
+        "error": "RuntimeError: CUDA out of memory" if status == "failed" else None,
+        "written_at": "2024-01-01T00:00:00+00:00",
+    }
+    (run_dir / "result.json").write_text(json.dumps(result))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"seed_everything": seed}))
+    (run_dir / "stdout.log").write_text("")
+    with (run_dir / "metrics.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, METRIC_COLUMNS)
+        writer.writeheader()
+        for epoch, acc in enumerate(accs):
+            # CSVLogger's sparse layout: a train row and a val row per epoch.
+            writer.writerow({"epoch": epoch, "step": 10 * epoch + 9, "train/loss": 2.0 - epoch * 0.1,
+                             "train/acc1": acc - 0.05, "lr": 0.1, "train/images_per_s": 400.0})
+            writer.writerow({"epoch": epoch, "step": 10 * epoch + 9, "val/loss": 1.5 - epoch * 0.1,
+                             "val/acc1": acc, "val/acc5": min(1.0, acc + 0.15)})
+
+
+def find_run(sweep: collect.Sweep, normalization: str, reduction: int, init: str | None, seed: int) -> dict:
+    return next(r for r in sweep.runs if (r["normalization"], r["reduction"], r.get("init"), r["seed"])
+                == (normalization, reduction, init, seed))
+
+
+@pytest.fixture
+def sweep_dir(tmp_path: Path) -> Path:
+    return write_sweep(tmp_path / "sweep")
+
+
+# ---- collect -----------------------------------------------------------------------------------------------------
+def test_load_sweep_records_config_keys_and_curves(sweep_dir: Path) -> None:
+    sweep = collect.load_sweep(sweep_dir)
+    assert sweep.name == "synthetic"
+    assert len(sweep.runs) == 2 * 2 * 2 * 2
+    assert sweep.config_keys == ("normalization", "reduction", "init")
+    run = find_run(sweep, "scale", 4, "zeros", 1)
+    assert run["status"] == "finished" and run["dataset"] == "cifar10"
+    assert run["final_val_acc1"] == pytest.approx(synthetic_acc("scale", 4, "zeros", 1, 2, 3))
+    assert {r["run_id"]: r["status"] for r in sweep.unfinished} == {
+        find_run(sweep, "softmax", 4, "zeros", 1)["run_id"]: "failed",
+        find_run(sweep, "scale", 1, "normal", 0)["run_id"]: "diverged"}
+    assert find_run(sweep, "softmax", 4, "zeros", 1)["error"] == "RuntimeError: CUDA out of memory"
+    # Sparse CSVLogger rows collapse to one row per epoch holding both train and val metrics.
+    curve = sweep.curves[run["run_id"]]
+    assert [row["epoch"] for row in curve] == [0, 1, 2]
+    assert curve[1]["val/acc1"] == pytest.approx(synthetic_acc("scale", 4, "zeros", 1, 1, 3))
+    assert curve[1]["train/loss"] == pytest.approx(1.9)
+
+
+def test_results_csv_alone_gives_the_same_records(tmp_path: Path) -> None:
+    from_json = collect.load_sweep(write_sweep(tmp_path / "a"))
+    from_csv = collect.load_sweep(write_sweep(tmp_path / "b", write_json=False))
+    assert from_csv.runs == from_json.runs
+    # Without result.json the typed CSV row alone must still carry axes and metrics.
+    for run_dir in (tmp_path / "b" / "runs").iterdir():
+        (run_dir / "result.json").unlink()
+    bare = collect.load_sweep(tmp_path / "b")
+    assert bare.config_keys == ("normalization", "reduction", "init")
+    run = find_run(bare, "softmax", 4, "normal", 0)
+    assert run["best_val_acc1"] == pytest.approx(find_run(from_json, "softmax", 4, "normal", 0)["best_val_acc1"])
+
+
+def test_summarize_means_over_finished_seeds_only(sweep_dir: Path) -> None:
+    rows = {(r["normalization"], r["reduction"], r["init"]): r for r in collect.summarize(collect.load_sweep(sweep_dir))}
+    assert len(rows) == 8
+    row = rows[("softmax", 1, "normal")]
+    bests = [max(synthetic_acc("softmax", 1, "normal", s, e, 3) for e in range(3)) for s in (0, 1)]
+    assert row["n"] == 2 and row["n_unfinished"] == 0 and row["seeds"] == [0, 1]
+    assert row["best_val_acc1_mean"] == pytest.approx(statistics.fmean(bests))
+    assert row["best_val_acc1_std"] == pytest.approx(statistics.stdev(bests))
+    # The failed seed is excluded from the statistics and counted; one finished seed left: no std.
+    failed = rows[("softmax", 4, "zeros")]
+    assert failed["n"] == 1 and failed["n_unfinished"] == 1 and failed["best_val_acc1_std"] is None
+    assert failed["best_val_acc1_mean"] == pytest.approx(max(synthetic_acc("softmax", 4, "zeros", 0, e, 3)
+                                                             for e in range(3)))
+
+
+def test_bad_sweep_dirs_raise_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(collect.SweepDirError, match="does not exist"):
+        collect.load_sweep(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(collect.SweepDirError, match="no results.json or results.csv"):
+        collect.load_sweep(tmp_path / "empty")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "results.json").write_text("{not json")
+    with pytest.raises(ValueError, match="results.json is not valid JSON"):
+        collect.load_sweep(tmp_path / "bad")
+
+
+# ---- figures -------------------------------------------------------------------------------------------------------
+def _series(ax) -> dict[str, tuple[list[float], list[float]]]:
+    """Legend label -> (x, y) of the data lines of an errorbar plot."""
+    handles, labels = ax.get_legend_handles_labels()
+    out = {}
+    for handle, label in zip(handles, labels):
+        line = handle.lines[0] if hasattr(handle, "lines") else handle
+        out[label] = (list(line.get_xdata()), list(line.get_ydata()))
+    return out
+
+
+def test_error_figure_plots_mean_error_per_reduction_and_init(sweep_dir: Path) -> None:
+    sweep = collect.load_sweep(sweep_dir)
+    fig = plots.error_vs_reduction(sweep)
+    assert len(fig.axes) == 4  # rows best/final x columns init normal/zeros
+    best_normal = fig.axes[0]
+    assert best_normal.get_title() == "init=normal  (best epoch)"
+    series = _series(best_normal)
+    assert set(series) == {"softmax", "scale"}
+    xs, ys = series["softmax"]
+    expected = [100 * (1 - statistics.fmean(max(synthetic_acc("softmax", r, "normal", s, e, 3) for e in range(3))
+                                            for s in (0, 1))) for r in (1, 4)]
+    assert xs == [1, 4] and ys == pytest.approx(expected)
+    # The diverged scale r1 seed 0 is excluded: the point is seed 1 alone.
+    xs, ys = series["scale"]
+    assert ys[0] == pytest.approx(100 * (1 - max(synthetic_acc("scale", 1, "normal", 1, e, 3) for e in range(3))))
+    final_zeros = fig.axes[3]
+    assert final_zeros.get_title() == "init=zeros  (final epoch)"
+
+
+def test_figures_without_init_axis_single_seed_and_baseline(tmp_path: Path) -> None:
+    sweep = collect.load_sweep(write_sweep(tmp_path / "s", inits=None, seeds=(0,), failed=(), diverged=(),
+                                           baseline=True))
+    assert sweep.config_keys == ("normalization", "reduction")
+    fig = plots.error_vs_reduction(sweep)
+    assert len(fig.axes) == 2  # one column: best and final
+    series = _series(fig.axes[0])
+    assert set(series) == {"softmax", "scale", "baseline (no NL)"}
+    baseline_error = 100 * (1 - max(synthetic_acc("none", 1, "normal", 0, e, 3) for e in range(3)))
+    assert series["baseline (no NL)"][1] == pytest.approx([baseline_error] * 2)
+    curves = plots.learning_curves(sweep)
+    assert [ax.get_title() for ax in curves.axes if ax.get_visible()] == ["r1", "r4"]
+    assert {line.get_label() for line in curves.axes[1].lines} == {"baseline (no NL) (n=1)", "scale (n=1)",
+                                                                 "softmax (n=1)"}
+    md = render.to_markdown(*render.build_report(sweep))
+    assert "±" not in md.split("## Every configuration")[1].split("##")[0]
+
+
+def test_learning_curves_mean_over_seeds(sweep_dir: Path) -> None:
+    sweep = collect.load_sweep(sweep_dir)
+    fig = plots.learning_curves(sweep)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == 4  # reduction x init panels, softmax and scale lines in each
+    ax = next(ax for ax in visible if ax.get_title() == "r1 normal")
+    lines = {line.get_label(): line for line in ax.lines}
+    assert set(lines) == {"softmax (n=2)", "scale (n=1)"}
+    expected = [100 * (1 - statistics.fmean(synthetic_acc("softmax", 1, "normal", s, e, 3) for s in (0, 1)))
+                for e in range(3)]
+    assert list(lines["softmax (n=2)"].get_ydata()) == pytest.approx(expected)
+
+
+# ---- report files and CLI ------------------------------------------------------------------------------------------
+def _png_is_drawn(path: Path) -> bool:
+    pixels = matplotlib.image.imread(path)
+    return pixels.shape[0] > 100 and pixels.shape[1] > 100 and float(pixels[..., :3].std()) > 0.02
+
+
+def test_report_cli_writes_markdown_html_and_pngs(sweep_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    assert report_main([str(sweep_dir), "--out", str(out)]) == 0
+    assert str(out / "report.html") in capsys.readouterr().out
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == ["error_vs_reduction.png", "learning_curves.png", "throughput_params.png"]
+    assert all(_png_is_drawn(out / name) for name in pngs)
+
+    md = (out / "report.md").read_text()
+    assert md.startswith("# nlbench report: synthetic")
+    assert "**Runs** 16 (14 finished, 1 diverged, 1 failed)" in md
+    assert "**Compared** normalization × reduction × init; **seeds** 0, 1" in md
+    assert "dataset=cifar10" in md and "depth=20" in md
+    for name in pngs:
+        assert f"({name})" in md
+    # Every configuration's row: mean ± std of the best top-1 error in %.
+    bests = [max(synthetic_acc("softmax", 1, "normal", s, e, 3) for e in range(3)) for s in (0, 1)]
+    cell = f"{100 * (1 - statistics.fmean(bests)):.2f} ± {100 * statistics.stdev(bests):.2f}"
+    assert re.search(rf"^\| softmax \| 1 \| normal \| 2 \| {re.escape(cell)} \|", md, re.M)
+    # Failed and diverged runs are listed with their error.
+    failed = md.split("## Runs left out of the statistics")[1]
+    sweep = collect.load_sweep(sweep_dir)
+    failed_id, diverged_id = find_run(sweep, "softmax", 4, "zeros", 1)["run_id"], find_run(sweep, "scale", 1, "normal", 0)["run_id"]
+    assert f"| {failed_id} | failed | softmax r4 zeros | 1 | RuntimeError: CUDA out of memory |" in failed
+    assert f"| {diverged_id} | diverged | scale r1 normal | 0 | – |" in failed
+
+    page = (out / "report.html").read_text()
+    embedded = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
+    assert [base64.b64decode(data) for data in embedded] == [(out / name).read_bytes() for name in
+                                                              ["error_vs_reduction.png", "learning_curves.png",
+                                                               "throughput_params.png"]]
+    assert "src=\"http" not in page and "<script" not in page  # self-contained, static
+    assert f"<td>{cell}</td>" in page
+
+
+def test_report_cli_default_out_and_errors(sweep_dir: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    assert report_main([str(sweep_dir)]) == 0
+    assert (sweep_dir / "report" / "report.html").is_file()
+    capsys.readouterr()
+    assert report_main([str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.strip() == f"nlbench report: error: sweep directory {tmp_path / 'missing'} does not exist"
+    assert report_main([]) == 2
+    assert "give a sweep directory" in capsys.readouterr().err
+    assert report_main(["--wandb", "entity-only", "--out", str(tmp_path / "w")]) == 2
+    assert "--wandb must be ENTITY/PROJECT" in capsys.readouterr().err
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert report_main(["--wandb", "me/nlbench", "--group", "g1", "--out", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot read W&B project me/nlbench" in err and "nlbench report SWEEP_DIR" in err
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert report_main(["--wandb", "me/nlbench", "--out", str(tmp_path / "w")]) == 2
+    assert "cannot read W&B project me/nlbench" in capsys.readouterr().err
+
+
+def test_report_with_no_finished_run(tmp_path: Path) -> None:
+    every = tuple(itertools.product(("softmax", "scale"), (1,), ("normal",), (0,)))
+    sweep = collect.load_sweep(write_sweep(tmp_path / "s", reductions=(1,), inits=("normal",), seeds=(0,),
+                                           failed=every, diverged=()))
+    files = render.write_report(sweep, tmp_path / "out")
+    md = files.markdown.read_text()
+    assert files.images == [] and "No finished run: nothing to plot." in md
+    assert md.count("| failed |") == 2
+
+
+# ---- a real browser ------------------------------------------------------------------------------------------------
+def _chromium() -> str | None:
+    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+
+
+# Appended to a copy of the page: once everything has loaded, record whether each image decoded.
+_PROBE = """<script>
+window.addEventListener("load", () => {
+  const imgs = Array.from(document.images);
+  document.body.setAttribute("data-probe",
+    imgs.map(i => i.complete && i.naturalWidth > 0 ? i.naturalWidth + "x" + i.naturalHeight : "broken").join(","));
+});
+</script>"""
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium/Chrome binary on PATH (apt-get install chromium)")
+def test_report_html_renders_in_headless_chromium(sweep_dir: Path, tmp_path: Path) -> None:
+    files = render.write_report(collect.load_sweep(sweep_dir), tmp_path / "out")
+    probe = tmp_path / "probe.html"
+    probe.write_text(files.html.read_text().replace("</body>", _PROBE + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000"]
+    dom = subprocess.run([_chromium(), *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True,
+                         timeout=60)
+    match = re.search(r'data-probe="([^"]*)"', dom.stdout)
+    assert match, f"no probe result in the DOM; stderr: {dom.stderr[-2000:]}"
+    sizes = match.group(1).split(",")
+    assert len(sizes) == 3 and "broken" not in sizes
+    for size, png in zip(sizes, files.images):
+        height, width = matplotlib.image.imread(png).shape[:2]
+        assert size == f"{width}x{height}"
+    # And the page as a user sees it: a screenshot that is not blank.
+    shot = tmp_path / "page.png"
+    subprocess.run([_chromium(), *flags, "--window-size=1280,2400", f"--screenshot={shot}", files.html.as_uri()],
+                   capture_output=True, timeout=60, check=True)
+    assert _png_is_drawn(shot)

@@ -1,0 +1,148 @@
+"""`nlbench sweep` end to end: errors, --dry-run, --export-wandb, and a real tiny sweep through `nlbench fit`."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from nlbench.io import atomic_write_json
+from nlbench.sweep.cli import main
+from nlbench.sweep.runner import LOG_MARK, run_dir_of
+from nlbench.sweep.spec import load_spec
+from nlbench.sweep.wandb_export import export_wandb
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "experiments" / "demo.yaml"
+NORMALIZATION = "model.backbone.nl.normalization"
+# A couple of batches per run: the sweep machinery, not the training, is under test.
+TINY = {
+    "trainer.max_epochs": 1, "trainer.limit_train_batches": 2, "trainer.limit_val_batches": 1,
+    "trainer.num_sanity_val_steps": 0, "trainer.enable_progress_bar": False, "data.batch_size": 32,
+}  # fmt: skip
+
+
+def demo_spec(tmp_path: Path, **body: Any) -> Path:
+    path = tmp_path / "tiny.yaml"
+    spec = {"name": "tiny", "base": str(DEMO), "output_dir": str(tmp_path / "out"), **body}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--max-runs", "-1"], "--max-runs must be >= 0"),
+        (["--devices", "1,1"], "--devices: expected auto, cpu or distinct"),
+        (["--no-such-option", "1"], "no-such-option"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    spec = demo_spec(tmp_path, axes={NORMALIZATION: ["scale"]})
+    assert main(["--config", str(spec), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nlbench sweep: error: ") and message in err and err.count("\n") == 1
+
+
+def test_bad_spec_exits_2_naming_the_axis(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = demo_spec(tmp_path, axes={NORMALIZATION: ["softmax", "sigmoid"]})
+    assert main(["--config", str(spec), "--dry-run", "--devices", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"axis '{NORMALIZATION}' value 'sigmoid'" in err and "softmax', 'scale'" in err
+    assert err.count("\n") == 1
+
+
+def test_dry_run_lists_runs_with_status_and_cost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = demo_spec(tmp_path, overrides={"trainer.max_epochs": 4}, axes={NORMALIZATION: ["softmax", "scale"]})
+    spec = load_spec(path)
+    first, second = spec.expand()
+    argv = ["--config", str(path), "--dry-run", "--devices", "cpu"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "cost: 2 runs x 4 epochs = 8 epochs on 1 slot(s): cpu" in out
+    assert "ETA: unknown (no finished runs to time yet)" in out
+
+    # One run finished earlier (4 epochs in 20 s): skipped, and it times the rest.
+    atomic_write_json(run_dir_of(spec, first) / "result.json", {"status": "finished", "epochs": 4, "time_s": 20.0})
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(ln.split() == ["finished", "skip", first.run_id, "normalization=softmax"] for ln in lines)
+    assert any(ln.split() == ["new", "run", second.run_id, "normalization=scale"] for ln in lines)
+    assert "cost: 1 runs x 4 epochs = 4 epochs on 1 slot(s): cpu" in lines
+    assert "ETA: ~20s at 5.0 s/epoch (measured over 1 finished run(s))" in lines
+    assert sorted(p.name for p in spec.output_dir.iterdir()) == ["runs"]  # a dry run writes nothing
+
+
+def test_wandb_export_names_real_fit_arguments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args  # what `wandb agent` uses for ${args}
+
+    from nlbench.cli import parse_fit_args
+
+    monkeypatch.chdir(REPO)  # agents run from the repository root
+    spec = load_spec("experiments/sweeps/cifar10.yaml")
+    text = export_wandb(spec, tmp_path / "cifar10-wandb.yaml").read_text()
+    assert text.startswith("# W&B sweep definition") and "wandb agent ENTITY/PROJECT/SWEEP_ID" in text
+    definition = yaml.safe_load(text)
+    assert definition["method"] == "grid" and definition["project"] == "nlbench-cifar10"
+    assert definition["command"] == ["${env}", "nlbench", "fit", "--config", "experiments/cifar10.yaml", "${args}"]
+    parameters = definition["parameters"]
+    assert {k: p["values"] for k, p in parameters.items() if "values" in p} == spec.axes
+    assert parameters["data.download"] == {"value": True}
+
+    # Every value of every parameter, turned into a command line as the agent does, is a valid fit command line.
+    longest = max(len(p.get("values", [])) for p in parameters.values())
+    for i in range(longest):
+        chosen = {k: p["values"][i % len(p["values"])] if "values" in p else p["value"] for k, p in parameters.items()}
+        args = create_sweep_command_args({"args": {k: {"value": v} for k, v in chosen.items()}})["args"]
+        command = [a for c in definition["command"] for a in {"${env}": [], "${args}": args}.get(c, [c])]
+        assert command[:2] == ["nlbench", "fit"]
+        config = parse_fit_args(command[2:])
+        nl = config.model.backbone.init_args.nl
+        assert (nl.normalization, nl.reduction, nl.init) == (
+            chosen[NORMALIZATION], chosen["model.backbone.nl.reduction"], chosen["model.backbone.nl.init"])
+        assert config.seed_everything == chosen["seed_everything"] and config.data.init_args.download is True
+
+    # Through the CLI; explicit points cannot be a W&B grid.
+    path = demo_spec(tmp_path, axes={NORMALIZATION: ["softmax", "scale"]}, points=[{"model.backbone.nl_stages": []}])
+    assert main(["--config", str(path), "--export-wandb", str(tmp_path / "w.yaml")]) == 2
+    assert "cannot express explicit 'points'" in capsys.readouterr().err
+
+
+def test_real_tiny_sweep_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    path = demo_spec(tmp_path, overrides=TINY, axes={NORMALIZATION: ["softmax", "scale"]})
+    spec = load_spec(path)
+    argv = ["--config", str(path), "--devices", "cpu"]
+    assert main(argv) == 0, capsys.readouterr()
+
+    with open(spec.output_dir / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["status"], r["normalization"]) for r in rows] == [("finished", "softmax"), ("finished", "scale")]
+    for row in rows:
+        assert 0.0 <= float(row["best_val_acc1"]) <= 1.0 and 0.0 <= float(row["final_val_acc5"]) <= 1.0
+        assert row["epochs"] == "1" and float(row["time_s"]) > 0 and int(row["params"]) > 0 and not row["error"]
+    summary = json.loads((spec.output_dir / "summary.json").read_text())
+    assert [(s["normalization"], s["n"], s["best_val_acc1_std"]) for s in summary] == [
+        ("softmax", 1, None), ("scale", 1, None)]  # fmt: skip
+    for run, value in zip(spec.expand(), ["softmax", "scale"]):
+        run_dir = run_dir_of(spec, run)
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert config["model"]["backbone"]["init_args"]["nl"]["normalization"] == value  # the axis reached the fit
+        assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+    # Re-running the finished sweep starts nothing and keeps the same rows.
+    assert main(argv) == 0
+    for run in spec.expand():
+        assert (run_dir_of(spec, run) / "stdout.log").read_text().count(LOG_MARK) == 1
+    with open(spec.output_dir / "results.csv") as f:
+        assert [r["run_id"] for r in csv.DictReader(f)] == [r["run_id"] for r in rows]

@@ -1,0 +1,254 @@
+"""The sweep runner against a fake `nlbench fit` (this file run as a script), so runs take milliseconds.
+
+The fake honours the fit contract the sweep relies on (docs/design.md): ``--run_dir``, ``--ckpt_path last``,
+refusing a run directory with checkpoints otherwise, result.json (finished / failed / diverged), checkpoints/last.ckpt
+after every epoch. ``fake.*`` overrides steer it: mode (ok, fail, fail_result, diverge), epochs, sleep per epoch,
+hang_once=PATH (the first fit to find no PATH writes its pid there and hangs after its first epoch's
+checkpoint until killed). Every call is appended to
+``<run_dir>/calls.jsonl`` so the tests can see how each run was launched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+FAKE_FIT = [sys.executable, str(Path(__file__).resolve()), "fit"]
+
+
+# ---- the fake `nlbench fit` -----------------------------------------------------------------------------------------
+def _parse_cli(argv: list[str]) -> dict[str, str]:
+    opts: dict[str, str] = {}
+    it = iter(argv)
+    for arg in it:
+        key, sep, value = arg[2:].partition("=")
+        opts[key] = value if sep else next(it)
+    return opts
+
+
+def fake_fit(argv: list[str]) -> int:
+    from nlbench.io import atomic_write_json  # lean on purpose: no torch, starts in milliseconds
+
+    opts = _parse_cli(argv)
+    run_dir = Path(opts["run_dir"])
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    resumed = opts.get("ckpt_path") == "last"
+    if ckpt.exists() and not resumed:
+        print(f"nlbench fit: error: --run_dir {run_dir} already holds checkpoints", file=sys.stderr)
+        return 2
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = json.loads(ckpt.read_text())["epoch"] + 1 if resumed and ckpt.exists() else 0
+    call = {"pid": os.getpid(), "ckpt_path": opts.get("ckpt_path"), "start_epoch": start, "t0": time.time(),
+            "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "argv": argv}  # fmt: skip
+    mode, epochs = opts.get("fake.mode", "ok"), int(opts.get("fake.epochs", "2"))
+    seed = int(opts.get("seed_everything", "0"))
+    acc = float(opts.get("fake.acc", "0.5")) + 0.01 * seed
+    result = {"status": "finished", "run_name": run_dir.name, "group": "", "hparams": {"seed": seed},
+              "best_val_acc1": acc, "final_val_acc1": acc - 0.01, "best_val_acc5": 0.9, "final_val_acc5": 0.89,
+              "best_epoch": epochs - 1, "epochs": epochs, "global_step": 10 * epochs, "time_s": 2.0 * epochs,
+              "train_images_per_s": 100.0, "params": 1000, "nl_params": 100, "error": None}  # fmt: skip
+    print(f"fake fit {run_dir.name} from epoch {start}", flush=True)
+    try:
+        if mode == "fail":
+            print("Traceback (most recent call last):\nRuntimeError: boom from the fake fit", file=sys.stderr)
+            return 1
+        if mode == "fail_result":
+            atomic_write_json(run_dir / "result.json", {**result, "status": "failed", "error": "ValueError: bad"})
+            return 1
+        for epoch in range(start, epochs):
+            time.sleep(float(opts.get("fake.sleep", "0")))
+            ckpt.parent.mkdir(exist_ok=True)
+            atomic_write_json(ckpt, {"epoch": epoch})
+            if mode == "diverge":
+                atomic_write_json(run_dir / "result.json", {**result, "status": "diverged", "epochs": epoch + 1})
+                return 0
+            hang_marker = Path(opts.get("fake.hang_once", run_dir / "no-hang"))
+            if "fake.hang_once" in opts and not resumed and not hang_marker.exists():
+                hang_marker.write_text(str(os.getpid()))
+                time.sleep(60)  # "hangs" until killed; bounded so a broken test cannot stall forever
+                return 3
+        atomic_write_json(run_dir / "result.json", result)
+        return 0
+    finally:
+        call["t1"] = time.time()
+        with open(run_dir / "calls.jsonl", "a") as f:
+            f.write(json.dumps(call) + "\n")
+
+
+def drive_sweep(spec_path: str) -> int:
+    """A sweep process for the kill test: the real runner with the fake fit, on the CPU slot."""
+    from nlbench.sweep import Slot, load_spec, run_sweep
+
+    run_sweep(load_spec(spec_path), slots=[Slot()], fit_command=FAKE_FIT, progress=False, poll_interval_s=0.05)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(fake_fit(sys.argv[2:]) if sys.argv[1] == "fit" else drive_sweep(sys.argv[2]))
+
+# ---- the tests ----------------------------------------------------------------------------------------------------
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from nlbench.sweep import Slot, SweepSpec, load_spec, plan_slots, run_sweep  # noqa: E402
+from nlbench.sweep.runner import SweepLockedError, _sweep_lock, fit_command_of, run_dir_of  # noqa: E402
+
+
+def write_spec(tmp_path: Path, body: dict[str, Any]) -> Path:
+    base = tmp_path / "base.yaml"
+    base.write_text("trainer: {}\n")
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(json.dumps({"name": "t", "base": "base.yaml", "output_dir": str(tmp_path / "out"), **body}))
+    return spec
+
+
+def calls(spec: SweepSpec, run_id: str) -> list[dict[str, Any]]:
+    path = spec.output_dir / "runs" / run_id / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def sweep(spec: SweepSpec, **kwargs: Any) -> list[dict[str, Any]]:
+    return run_sweep(spec, fit_command=FAKE_FIT, progress=False, poll_interval_s=0.02, **kwargs)
+
+
+def test_outcomes_are_recorded_and_a_rerun_only_retries_failures(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, {
+        "overrides": {"fake.epochs": 2},
+        "axes": {"seed_everything": [0, 1, 2]},
+        "points": [{"fake.mode": "fail"}, {"fake.mode": "fail_result"}, {"fake.mode": "diverge"}],
+    }))  # fmt: skip
+    runs = spec.expand()
+    rows = sweep(spec, slots=[Slot()])
+    by_id = {row["run_id"]: row for row in rows}
+    assert [row["status"] for row in rows] == ["finished"] * 3 + ["failed", "failed", "diverged"]
+    assert by_id[runs[3].run_id]["error"] == "RuntimeError: boom from the fake fit"  # last line of its log
+    assert by_id[runs[4].run_id]["error"] == "ValueError: bad"  # the fit's own result.json
+    assert by_id[runs[5].run_id]["error"] is None and by_id[runs[5].run_id]["epochs"] == 1
+    assert by_id[runs[1].run_id]["best_val_acc1"] == pytest.approx(0.51) and rows[0]["seed"] == 0
+    # CPU slot: sequential runs, told to use the CPU.
+    starts = sorted((c["t0"], c["t1"]) for run in runs for c in calls(spec, run.run_id))
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(starts, starts[1:]))
+    assert "--trainer.accelerator=cpu" in calls(spec, runs[0].run_id)[0]["argv"]
+
+    # Tables: one row per run, and mean/sample-std over seeds for the seed-swept configuration.
+    with open(spec.output_dir / "results.csv") as f:
+        csv_rows = list(csv.DictReader(f))
+    assert [r["run_id"] for r in csv_rows] == [run.run_id for run in runs]
+    assert list(csv_rows[0])[:5] == ["run_id", "status", "seed", "mode", "best_val_acc1"]
+    summary = json.loads((spec.output_dir / "summary.json").read_text())
+    grid = next(s for s in summary if s["mode"] is None)
+    assert grid["n"] == 3 and grid["best_val_acc1_mean"] == pytest.approx(0.51)
+    assert grid["best_val_acc1_std"] == pytest.approx(0.01)  # sample std (n - 1) of 0.50, 0.51, 0.52
+    singles = [s for s in summary if s["mode"] is not None]
+    assert [(s["n"], s["failed"], s["diverged"], s["best_val_acc1_std"]) for s in singles] == [
+        (0, 1, 0, None), (0, 1, 0, None), (0, 0, 1, None)]  # fmt: skip
+
+    # Re-running: finished and diverged runs are skipped, failed ones retried; rows stay unique.
+    rows = sweep(spec, slots=[Slot()])
+    assert [len(calls(spec, run.run_id)) for run in runs] == [1, 1, 1, 2, 2, 1]
+    assert sorted(r["run_id"] for r in rows) == sorted(run.run_id for run in runs)
+    assert yaml.safe_load((spec.output_dir / "sweep.yaml").read_text()) == spec.as_dict()
+
+
+def test_gpu_slots_run_concurrently_and_are_pinned(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, {
+        "overrides": {"fake.epochs": 1, "fake.sleep": 0.4}, "axes": {"seed_everything": [0, 1, 2, 3, 4]},
+        "devices_per_run": 2}))  # fmt: skip
+    slots = plan_slots(["0", "1", "2", "3", "4"], spec.devices_per_run)  # 5 simulated GPUs -> 2 slots of 2
+    rows = sweep(spec, slots=slots)
+    assert {row["status"] for row in rows} == {"finished"}
+    launched = [calls(spec, run.run_id)[0] for run in spec.expand()]
+    assert {c["cuda"] for c in launched} == {"0,1", "2,3"}
+    for c in launched:
+        assert {"--trainer.accelerator=gpu", "--trainer.devices=2", "--trainer.strategy=ddp"} <= set(c["argv"])
+    overlaps = [(a, b) for i, a in enumerate(launched) for b in launched[i + 1:] if a["t0"] < b["t1"] and b["t0"] < a["t1"]]
+    assert overlaps, "two slots should run two runs at once"
+    assert all(a["cuda"] != b["cuda"] for a, b in overlaps)  # never two runs on the same GPUs
+    for c in launched:  # never more than 2 at once
+        assert sum(o["t0"] < c["t0"] < o["t1"] for o in launched) <= 1
+
+
+def test_max_runs_and_resume_of_an_interrupted_run(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, {"overrides": {"fake.epochs": 3}, "axes": {"seed_everything": [0, 1]}}))
+    first, second = spec.expand()
+    # An interrupted attempt: a checkpoint after epoch 0 and no result.
+    ckpt = run_dir_of(spec, first) / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_text(json.dumps({"epoch": 0}))
+    assert "--ckpt_path=last" in fit_command_of(spec, first, Slot(), resume=True)
+    rows = sweep(spec, slots=[Slot()], max_runs=1)
+    assert [row["status"] for row in rows] == ["finished", "new"]
+    (call,) = calls(spec, first.run_id)
+    assert call["ckpt_path"] == "last" and call["start_epoch"] == 1
+    rows = sweep(spec, slots=[Slot()])
+    assert [row["status"] for row in rows] == ["finished", "finished"]
+    assert calls(spec, second.run_id)[0]["ckpt_path"] is None
+
+
+def test_sweep_directory_lock(tmp_path: Path) -> None:
+    fd = os.open(tmp_path / ".sweep.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(SweepLockedError, match="in use"):
+            with _sweep_lock(tmp_path, timeout_s=0.3):
+                pass
+    finally:
+        os.close(fd)
+    with _sweep_lock(tmp_path, timeout_s=0.3):
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by init) counts as gone.
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+
+def _wait_for(predicate: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_kill_9_mid_run_then_rerun_completes_without_duplicates(tmp_path: Path) -> None:
+    marker = tmp_path / "hanging"
+    spec_path = write_spec(tmp_path, {
+        "overrides": {"fake.epochs": 2, "fake.hang_once": str(marker)}, "axes": {"seed_everything": [0, 1, 2]}})  # fmt: skip
+    spec = load_spec(spec_path)
+    runs = spec.expand()
+    sweeper = subprocess.Popen([sys.executable, __file__, "sweep", str(spec_path)], start_new_session=True)
+    try:
+        _wait_for(marker.exists, 60, "the first run to hang after its first checkpoint")
+        child = int(marker.read_text())
+        os.kill(sweeper.pid, signal.SIGKILL)  # the sweep alone: its child must not be left running
+        sweeper.wait(timeout=10)
+        _wait_for(lambda: not _alive(child), 10, "the orphaned fit process to exit")
+    finally:  # whatever happened, leave no process of this test behind
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(sweeper.pid, signal.SIGKILL)
+    assert json.loads((spec.output_dir / "results.json").read_text())[0]["status"] == "running"
+
+    rows = sweep(spec, slots=[Slot()])
+    assert [row["status"] for row in rows] == ["finished"] * 3
+    assert len({row["run_id"] for row in rows}) == 3
+    attempts = calls(spec, runs[0].run_id)
+    assert [(c["ckpt_path"], c["start_epoch"]) for c in attempts][-1] == ("last", 1)  # resumed from its checkpoint
+    assert all(len(calls(spec, run.run_id)) == 1 for run in runs[1:])
+    log = (run_dir_of(spec, runs[0]) / "stdout.log").read_text()
+    assert log.count("[nlbench sweep]") == 2  # both attempts in one log
