@@ -31,12 +31,39 @@ test-slow: $(STAMP) ## Run only the slow tests
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 .PHONY: demo
-demo: $(STAMP) ## Run the main job on the CIFAR-10 sample embedded in the package (CPU, ~1 min)
+demo: $(STAMP) ## The main job: softmax vs scale sweep on the CIFAR-10 sample shipped in the package, then its report
+	$(NLBENCH) sweep --config experiments/sweeps/demo.yaml
+	$(NLBENCH) report sweeps/demo
+
+.PHONY: fit-demo
+fit-demo: $(STAMP) ## One training run on the embedded CIFAR-10 sample (CPU, about a minute)
 	$(NLBENCH) fit --config experiments/demo.yaml
 
+.PHONY: sweep-demo
+sweep-demo: $(STAMP) ## A tiny softmax-vs-scale grid on the embedded sample (a few minutes on CPU)
+	$(NLBENCH) sweep --config experiments/sweeps/demo.yaml
+
+.PHONY: sweep-cifar10
+sweep-cifar10: $(STAMP) ## The paper's CIFAR-10 grid: normalization x reduction x init x 3 seeds (downloads the data)
+	$(NLBENCH) sweep --config experiments/sweeps/cifar10.yaml
+
+.PHONY: sweep-cifar100
+sweep-cifar100: $(STAMP) ## The paper's CIFAR-100 grid (downloads the data)
+	$(NLBENCH) sweep --config experiments/sweeps/cifar100.yaml
+
+.PHONY: sweep-tiny-imagenet
+sweep-tiny-imagenet: $(STAMP) ## The paper's Tiny-ImageNet grid (downloads the data, about 237 MB)
+	$(NLBENCH) sweep --config experiments/sweeps/tiny_imagenet.yaml
+
+.PHONY: report
+report: $(STAMP) ## Report of a sweep directory: make report SWEEP=sweeps/cifar10
+	$(NLBENCH) report $(or $(SWEEP),sweeps/demo)
+
 .PHONY: bench
-bench: $(STAMP) ## Benchmark the NL block variants (time and peak memory per feature-map size)
+bench: $(STAMP) ## Benchmarks: NL block variants, data loaders, training step vs a plain loop
 	$(NLBENCH) bench block
+	$(NLBENCH) bench loader
+	$(NLBENCH) bench train
 
 .PHONY: clean
 clean: ## Remove caches and build artefacts (keeps .venv, data and runs)

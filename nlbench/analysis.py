@@ -417,7 +417,7 @@ def to_markdown(summary: dict[str, Any]) -> str:
         "",
         f"Checkpoint `{summary['checkpoint']}`, {summary['images_analysed']} test images for the attention "
         f"statistics, {summary['test_images_evaluated']} for the accuracies (device {summary['device']}). "
-        "Definitions: see `nlbench analyze --help` / the docstring of nlbench/analysis.py.",
+        "Definitions: the docstring of nlbench/analysis.py.",
         "",
         "## Test accuracy with the similarity switched at test time",
         "",

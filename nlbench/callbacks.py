@@ -79,7 +79,7 @@ class RunResult(Callback):
         if self._images and seconds > 0:
             rate = self._images * trainer.world_size / seconds
             self.state["train_images_per_s"] = rate
-            pl_module.log("train/images_per_s", rate, on_step=False, on_epoch=True, rank_zero_only=True)
+            pl_module.log("train/images_per_s", rate, on_step=False, on_epoch=True, sync_dist=True)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:

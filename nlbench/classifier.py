@@ -136,7 +136,8 @@ class ImageClassifier(L.LightningModule):
         if self.trainer.sanity_checking:
             return
         self.val_acc1_best(self.val_acc1.compute())
-        self.log("val/acc1_best", self.val_acc1_best.compute(), prog_bar=True)
+        # Already reduced across ranks by torchmetrics; sync_dist only states that (and is a no-op mean).
+        self.log("val/acc1_best", self.val_acc1_best.compute(), prog_bar=True, sync_dist=True)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         loss, logits, y = self._shared_step(batch)

@@ -49,13 +49,18 @@ class ConfigError(ValueError):
 class ConfigSaver(SaveConfigCallback):
     """Writes config.yaml into the run directory and uploads the resolved config to W&B once."""
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # trainer.log_dir is a collective (broadcast) under DDP: read it here, where every rank runs.
+        self._log_dir = Path(trainer.log_dir or ".")
+        super().setup(trainer, pl_module, stage)
+
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         identity = describe_run(self.config.as_dict())
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and logger.mode != "disabled":
                 run = logger.experiment
                 run.config.update({**identity.hparams, "config": self.config.as_dict()}, allow_val_change=True)
-                path = Path(trainer.log_dir or ".") / self.config_filename
+                path = self._log_dir / self.config_filename
                 run.save(str(path), base_path=str(path.parent), policy="now")
 
 

@@ -219,7 +219,6 @@ def test_wandb_runs_offline_without_credentials(tmp_path: Path) -> None:
     assert b"normalization" in record and b"scale-r2-h1-normal-s0" in record
 
 
-@pytest.mark.slow
 def test_ddp_on_cpu_with_two_processes(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "nlbench", "fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST,

@@ -376,7 +376,7 @@ def test_cache_is_rebuilt_when_the_source_changes(tmp_path: Path) -> None:
     changed = fakedata.write_cifar10(tmp_path, archive=False, seed=1, test_size=12)
     second = load("cifar10", tmp_path, "test", verify=False)
     assert_split_equal(second, changed.test, changed.classes)
-    assert not torch.equal(first.labels[:10], second.labels[:10]) or not torch.equal(first.images, second.images[:10])
+    assert len(first) == 10 and len(second) == 12
     # The same size and an older timestamp still count as a change.
     path = tmp_path / "cifar-10-batches-py" / "test_batch"
     stamp = path.stat()

@@ -52,6 +52,7 @@ def test_cpu_peak_memory_sees_temporary_tensors() -> None:
     assert bench.peak_bytes(step, torch.device("cpu")) == pytest.approx(4 * 2**20, rel=0.01)
 
 
-def test_bad_dtype_is_rejected() -> None:
-    with pytest.raises(ValueError, match="--dtype"):
-        bench.main(["--device", "cpu", "--dtype", "int8"])
+@pytest.mark.parametrize(("option", "value"), [("--dtype", "int8"), ("--clock", "sundial")])
+def test_bad_choices_are_rejected(option: str, value: str) -> None:
+    with pytest.raises(ValueError, match=option):
+        bench.main(["--device", "cpu", option, value])

@@ -314,6 +314,53 @@ def test_report_cli_default_out_and_errors(sweep_dir: Path, tmp_path: Path, caps
     assert "cannot read W&B project me/nlbench" in capsys.readouterr().err
 
 
+class _FakeWandbRun:
+    """The parts of wandb.apis.public.Run the W&B source reads, as nlbench's loggers fill them."""
+
+    def __init__(self, normalization: str, seed: int, state: str = "finished") -> None:
+        self.id, self.name, self.group, self.state = f"{normalization}{seed}", f"{normalization}-s{seed}", normalization, state
+        accs = [synthetic_acc(normalization, 2, "normal", seed, e, 3) for e in range(3)]
+        # Top level: the run's headline hparams; "config": the full resolved LightningCLI config.
+        self.config = {"normalization": normalization, "reduction": 2, "init": "normal", "seed": seed,
+                       "params": 1000, "nl_params": 100,
+                       "config": {"seed_everything": seed, "model": {"backbone": {"init_args": {"nl": {
+                           "normalization": "scale", "reduction": 2}}}}}}
+        self.summary = {"val/acc1_best": max(accs), "val/acc1": accs[-1], "val/acc5": 0.9, "epoch": 2,
+                        "train/images_per_s": 300.0}
+        self._history = [{"epoch": e, "val/acc1": acc} for e, acc in enumerate(accs)]
+
+    def scan_history(self, keys: list[str]):
+        return iter(self._history)
+
+
+def test_wandb_source_reads_config_summary_and_history(tmp_path: Path, monkeypatch) -> None:
+    import wandb
+
+    calls = []
+
+    class FakeApi:
+        def __init__(self, timeout: int) -> None:
+            pass
+
+        def runs(self, path: str, filters: dict):
+            calls.append((path, filters))
+            return [_FakeWandbRun(n, s, "crashed" if (n, s) == ("softmax", 1) else "finished")
+                    for n in ("softmax", "scale") for s in (0, 1)]
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setattr(wandb, "Api", FakeApi)
+    sweep = collect.load_wandb("me/nlbench", groups=["softmax", "scale"])
+    assert calls == [("me/nlbench", {"group": {"$in": ["softmax", "scale"]}})]
+    assert sweep.config_keys == ("normalization",)
+    run = find_run(sweep, "scale", 2, "normal", 1)
+    assert run["best_val_acc1"] == max(synthetic_acc("scale", 2, "normal", 1, e, 3) for e in range(3))
+    assert run["params"] == 1000 and run["train_images_per_s"] == 300.0 and run["status"] == "finished"
+    assert [r["status"] for r in sweep.unfinished] == ["failed"]
+    assert [row["epoch"] for row in sweep.curves[run["run_id"]]] == [0, 1, 2]
+    assert report_main(["--wandb", "me/nlbench", "--out", str(tmp_path / "w")]) == 0
+    assert "**Runs** 4 (3 finished, 1 failed)" in (tmp_path / "w" / "report.md").read_text()
+
+
 def test_report_with_no_finished_run(tmp_path: Path) -> None:
     every = tuple(itertools.product(("softmax", "scale"), (1,), ("normal",), (0,)))
     sweep = collect.load_sweep(write_sweep(tmp_path / "s", reductions=(1,), inits=("normal",), seeds=(0,),

@@ -22,7 +22,7 @@ NORMALIZATION = "model.backbone.nl.normalization"
 # A couple of batches per run: the sweep machinery, not the training, is under test.
 TINY = {
     "trainer.max_epochs": 1, "trainer.limit_train_batches": 2, "trainer.limit_val_batches": 1,
-    "trainer.num_sanity_val_steps": 0, "trainer.enable_progress_bar": False, "data.batch_size": 32,
+    "trainer.num_sanity_val_steps": 0, "data.batch_size": 32, "data.eval_batch_size": 50,
 }  # fmt: skip
 
 
@@ -138,6 +138,7 @@ def test_real_tiny_sweep_end_to_end(
         run_dir = run_dir_of(spec, run)
         config = yaml.safe_load((run_dir / "config.yaml").read_text())
         assert config["model"]["backbone"]["init_args"]["nl"]["normalization"] == value  # the axis reached the fit
+        assert (config["trainer"]["accelerator"], config["trainer"]["enable_progress_bar"]) == ("cpu", False)
         assert (run_dir / "checkpoints" / "last.ckpt").is_file()
 
     # Re-running the finished sweep starts nothing and keeps the same rows.

@@ -170,7 +170,8 @@ def test_gpu_slots_run_concurrently_and_are_pinned(tmp_path: Path) -> None:
     assert {c["cuda"] for c in launched} == {"0,1", "2,3"}
     for c in launched:
         assert {"--trainer.accelerator=gpu", "--trainer.devices=2", "--trainer.strategy=ddp"} <= set(c["argv"])
-    overlaps = [(a, b) for i, a in enumerate(launched) for b in launched[i + 1:] if a["t0"] < b["t1"] and b["t0"] < a["t1"]]
+    pairs = [(a, b) for i, a in enumerate(launched) for b in launched[i + 1 :]]
+    overlaps = [(a, b) for a, b in pairs if a["t0"] < b["t1"] and b["t0"] < a["t1"]]
     assert overlaps, "two slots should run two runs at once"
     assert all(a["cuda"] != b["cuda"] for a, b in overlaps)  # never two runs on the same GPUs
     for c in launched:  # never more than 2 at once
@@ -228,8 +229,8 @@ def _wait_for(predicate: Any, timeout_s: float, what: str) -> None:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
 def test_kill_9_mid_run_then_rerun_completes_without_duplicates(tmp_path: Path) -> None:
     marker = tmp_path / "hanging"
-    spec_path = write_spec(tmp_path, {
-        "overrides": {"fake.epochs": 2, "fake.hang_once": str(marker)}, "axes": {"seed_everything": [0, 1, 2]}})  # fmt: skip
+    overrides = {"fake.epochs": 2, "fake.hang_once": str(marker)}
+    spec_path = write_spec(tmp_path, {"overrides": overrides, "axes": {"seed_everything": [0, 1, 2]}})
     spec = load_spec(spec_path)
     runs = spec.expand()
     sweeper = subprocess.Popen([sys.executable, __file__, "sweep", str(spec_path)], start_new_session=True)
@@ -252,3 +253,22 @@ def test_kill_9_mid_run_then_rerun_completes_without_duplicates(tmp_path: Path) 
     assert all(len(calls(spec, run.run_id)) == 1 for run in runs[1:])
     log = (run_dir_of(spec, runs[0]) / "stdout.log").read_text()
     assert log.count("[nlbench sweep]") == 2  # both attempts in one log
+
+
+def test_sigterm_stops_the_runs_and_leaves_a_consistent_table(tmp_path: Path) -> None:
+    marker = tmp_path / "hanging"
+    overrides = {"fake.epochs": 2, "fake.hang_once": str(marker)}
+    spec_path = write_spec(tmp_path, {"overrides": overrides, "axes": {"seed_everything": [0, 1]}})
+    spec = load_spec(spec_path)
+    sweeper = subprocess.Popen([sys.executable, __file__, "sweep", str(spec_path)], start_new_session=True)
+    try:
+        _wait_for(marker.exists, 60, "the first run to hang")
+        child = int(marker.read_text())
+        sweeper.send_signal(signal.SIGTERM)  # e.g. a batch scheduler ending the job
+        sweeper.wait(timeout=20)
+        assert not _alive(child)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(sweeper.pid, signal.SIGKILL)
+    rows = json.loads((spec.output_dir / "results.json").read_text())
+    assert [row["status"] for row in rows] == ["interrupted", "new"]  # rebuilt on the way out, nothing "running"

@@ -33,8 +33,8 @@ def verify_md5(path: Path, md5: str) -> None:
     actual = calculate_md5(path)
     if actual != md5:
         raise IntegrityError(
-            f"md5 mismatch for {path}: expected {md5}, got {actual}; delete it to download it again, "
-            "or switch verification off (verify=False, e.g. `--data.verify false`) for a local copy you trust"
+            f"md5 mismatch for {path}: expected {md5}, got {actual}; replace it with the official file, or switch "
+            "verification off (verify=False, e.g. `--data.verify false`) for a local copy you trust"
         )
 
 
@@ -108,7 +108,9 @@ def _extract_tar(archive: Path, dest: Path, *, folder: str) -> None:
                     )
                 tar.extract(member, dest, **_TAR_FILTER)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
-        raise ArchiveError(f"cannot extract {archive}: truncated or corrupted archive ({e}); delete it") from e
+        raise ArchiveError(
+            f"cannot extract {archive}: truncated or corrupted archive ({e}); delete it and download it again"
+        ) from e
 
 
 def _extract_zip(archive: Path, dest: Path, *, folder: str) -> None:
@@ -132,4 +134,6 @@ def _extract_zip(archive: Path, dest: Path, *, folder: str) -> None:
                 with zf.open(info) as src, open(target, "wb") as dst:
                     shutil.copyfileobj(src, dst)
     except (zipfile.BadZipFile, EOFError, zlib.error) as e:
-        raise ArchiveError(f"cannot extract {archive}: truncated or corrupted archive ({e}); delete it") from e
+        raise ArchiveError(
+            f"cannot extract {archive}: truncated or corrupted archive ({e}); delete it and download it again"
+        ) from e

@@ -163,11 +163,14 @@ def split_files(tree: Path, layout: CifarLayout, split: str, *, require_all: boo
     names = layout.train_files if split == "train" else layout.test_files
     present = [tree / n for n in names if (tree / n).is_file()]
     missing = [n for n in (*names, layout.meta_file) if not (tree / n).is_file()]
-    if missing and (require_all or not present or layout.meta_file in missing):
+    if missing and require_all:
         raise DatasetNotFoundError(
-            f"{tree} lacks {', '.join(missing)} of the official layout; delete the folder to extract it again"
-            + ("" if not require_all else ", or switch verification off (verify=False) for a partial local copy")
+            f"{tree} lacks {', '.join(missing)} of the official layout; verification needs every official file: "
+            "switch it off (verify=False, e.g. `--data.verify false`) to use a partial local copy"
         )
+    if not present or layout.meta_file in missing:
+        raise DatasetNotFoundError(f"{tree} lacks {', '.join(missing)}: not a {layout.folder} tree in the official "
+                                   "layout")
     if len(present) < len(names):
         log.info("%s: using %d of the %d official %s batches", tree, len(present), len(names), split)
     return [*present, tree / layout.meta_file]

@@ -40,7 +40,7 @@ SAMPLE_ROOT = Path(__file__).resolve().parent / "sample"
 class SplitSource(Protocol):
     """The files one split is built from, and how to check and read them."""
 
-    files: list[Path]
+    files: list[str | Path]
     checkable: bool  # whether verify() checks anything (per-file official md5s exist)
 
     def verify(self) -> None: ...

@@ -344,26 +344,24 @@ def load_wandb(path: str, *, groups: Sequence[str] = (), timeout: int = 20) -> S
             f"cannot read W&B project {path}: WANDB_MODE is {os.environ.get('WANDB_MODE', 'offline')}; "
             "report from the local sweep directory instead (nlbench report SWEEP_DIR)"
         )
+    import requests
     import wandb
 
+    runs, curves = [], {}
     try:
         api = wandb.Api(timeout=timeout)
-        filters = {"group": {"$in": list(groups)}} if groups else {}
-        wandb_runs = list(api.runs(path, filters=filters))
-    except Exception as err:  # wandb raises UsageError/CommError/ValueError/requests errors for the same causes
+        for wandb_run in api.runs(path, filters={"group": {"$in": list(groups)}} if groups else {}):
+            record = _wandb_record(wandb_run)
+            runs.append(record)
+            curves[record["run_id"]] = epoch_rows(wandb_run.scan_history(keys=["epoch", "val/acc1"]))
+    except (wandb.errors.Error, requests.RequestException, ValueError) as err:  # no key, offline, unknown project
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise WandbSourceError(
             f"cannot read W&B project {path} ({message}); check `wandb login` and network access, or report from the "
             "local sweep directory instead (nlbench report SWEEP_DIR)"
         ) from err
-    if not wandb_runs:
+    if not runs:
         raise WandbSourceError(f"W&B project {path} has no runs" + (f" in groups {list(groups)}" if groups else ""))
-    runs, curves = [], {}
-    for wandb_run in wandb_runs:
-        record = _wandb_record(wandb_run)
-        runs.append(record)
-        history = wandb_run.scan_history(keys=["epoch", "val/acc1"])
-        curves[record["run_id"]] = epoch_rows(history)
     name = f"{path}" + (f" ({', '.join(groups)})" if groups else "")
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return Sweep(name=name, source=f"wandb:{path}", runs=runs, curves=curves, created=created)

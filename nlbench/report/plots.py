@@ -13,7 +13,7 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, NullLocator
+from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
 from nlbench.report.collect import Sweep, config_of, group_runs, mean_curve, mean_std, summarize, top1_error
 
@@ -65,7 +65,10 @@ def error_vs_reduction(sweep: Sweep) -> Figure | None:
     baseline = [run for run in sweep.finished if run.get("normalization") == "none"]
     series = list(dict.fromkeys(config_of(row, series_keys) for row in nl_rows))
 
-    fig = _figure(ncols=len(panels), nrows=len(METRICS), width=4.2, height=3.2, sharey="row")
+    # Rows best / final, a column per panel; a single panel puts best and final side by side instead.
+    single = len(panels) == 1
+    fig = _figure(ncols=len(METRICS) if single else len(panels), nrows=1 if single else len(METRICS), width=4.2,
+                  height=3.2, sharey=False if single else "row")
     for r, (which, metric) in enumerate(METRICS.items()):
         for c, panel in enumerate(panels):
             ax = fig.axes[r * len(panels) + c]
@@ -136,6 +139,7 @@ def learning_curves(sweep: Sweep) -> Figure | None:
                             color=style["color"], alpha=0.15, linewidth=0)
         ax.set_title(config_label(dict(zip(panel_keys, values))), fontsize=9)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     for ax in fig.axes[len(panels):]:

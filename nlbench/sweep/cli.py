@@ -33,12 +33,15 @@ def build_parser() -> ArgumentParser:
         exit_on_error=False,
     )
     parser.add_argument("--config", type=str, required=True, help="sweep spec, e.g. experiments/sweeps/demo.yaml")
-    parser.add_argument("--dry-run", action="store_true", help="print the runs, their status and the cost; run nothing")
-    parser.add_argument("--export-wandb", type=str, default=None, metavar="FILE",
-                        help="write a W&B sweep definition (method grid) for `wandb sweep`/`wandb agent`; run nothing")  # fmt: skip
-    parser.add_argument("--output_dir", type=str, default=None, help="sweep directory (default: the spec's output_dir)")
-    parser.add_argument("--devices", type=str, default="auto",
-                        help="auto (all visible GPUs, else CPU), cpu, or GPU ids such as 0,1,3")  # fmt: skip
+    parser.add_argument("--dry-run", action="store_true", help="print the runs, their status and cost; run nothing")
+    parser.add_argument(
+        "--export-wandb", type=str, default=None, metavar="FILE",
+        help="write a W&B sweep definition (method grid) for `wandb sweep` + `wandb agent`; run nothing",
+    )  # fmt: skip
+    parser.add_argument("--output_dir", type=str, default=None, help="sweep directory, instead of the spec's")
+    parser.add_argument(
+        "--devices", type=str, default="auto", help="auto (all visible GPUs, else CPU), cpu, or GPU ids such as 0,1,3"
+    )
     parser.add_argument("--max-runs", type=int, default=None, help="start at most this many runs, then stop")
     return parser
 
@@ -58,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         slots = None  # only needed to run or preview; an export may be made on a machine without the GPUs
         if args.dry_run or not args.export_wandb:
             slots = plan_slots(visible_gpus() if gpus is None else gpus, spec.devices_per_run)
+        print(f"checking {len(runs)} run(s) with the `nlbench fit` parser ...", file=sys.stderr, flush=True)
         parsed = validate_runs(spec, runs)
         if args.export_wandb:
             path = export_wandb(spec, args.export_wandb)

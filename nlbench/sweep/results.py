@@ -33,8 +33,8 @@ SUMMARY_METRICS = ("best_val_acc1", "final_val_acc1", "best_val_acc5", "final_va
 class RunState:
     """What a run directory says about a run.
 
-    status: "new" (nothing yet), "interrupted" (stopped without a final result), "running" (in flight now),
-    "failed", "diverged" or "finished".
+    status: "new" (nothing yet), "interrupted" (stopped without a final result), "failed", "diverged" or
+    "finished". (Tables written while a sweep runs also say "running".)
     resumable: the directory holds checkpoints, so the next attempt passes ``--ckpt_path last``.
     """
 

@@ -77,8 +77,11 @@ def fit_command_of(
     spec: SweepSpec, run: SweepRun, slot: Slot, *, resume: bool, fit_command: Sequence[str] = DEFAULT_FIT_COMMAND
 ) -> list[str]:
     """The full command line of one run on one slot."""
-    strategy_given = "trainer.strategy" in {**spec.overrides, **run.params}
-    command = [*fit_command, *spec.fit_args(run.params), *slot.fit_args(strategy_given=strategy_given)]
+    given = {**spec.overrides, **run.params}
+    command = [*fit_command, *spec.fit_args(run.params), *slot.fit_args(strategy_given="trainer.strategy" in given)]
+    if "trainer.enable_progress_bar" not in given:
+        # The log is a file: a per-batch progress bar would fill it with megabytes of carriage returns.
+        command.append("--trainer.enable_progress_bar=false")
     command.append(f"--run_dir={run_dir_of(spec, run)}")
     if resume:
         command.append("--ckpt_path=last")
@@ -110,7 +113,9 @@ def run_sweep(
         pending = [run for run, state in plan(spec, runs) if state.action != "skip"]
         todo, skipped = pending[:max_runs], len(runs) - len(pending)
         write_results(spec, runs)
-        queue, free, active = deque(todo), list(slots), []
+        queue: deque[SweepRun] = deque(todo)
+        free: list[Slot] = list(slots)
+        active: list[_Job] = []
         counts: Counter[str] = Counter()
         bar = _Bar(total=skipped + len(todo), initial=skipped, unit="run", desc=spec.name,
                    disable=None if progress else True, dynamic_ncols=True)  # fmt: skip
