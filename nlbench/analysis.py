@@ -223,7 +223,7 @@ def similarity_ablation(model: nn.Module, batches: Sequence[tuple[Tensor, Tensor
     return results
 
 
-# ---- a trained run --------------------------------------------------------------------------------------------------
+# ---- a trained run -------------------------------------------------------------------------------------------------
 def eval_batches(datamodule: Any, *, count: int, device: torch.device) -> list[tuple[Tensor, Tensor]]:
     """The first ``count`` batches of the official test split as the model sees them (evaluation transform)."""
     datamodule.prepare_data()
@@ -320,7 +320,7 @@ def analyze_run(
     return summary
 
 
-# ---- figures ----------------------------------------------------------------------------------------------------------
+# ---- figures -------------------------------------------------------------------------------------------------------
 def _figure(nrows: int, ncols: int, *, width: float, height: float) -> tuple[Figure, Any]:
     fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
     FigureCanvasAgg(fig)
@@ -407,7 +407,7 @@ def ablation_figure(ablation: dict[str, float]) -> Figure:
     return fig
 
 
-# ---- summary ------------------------------------------------------------------------------------------------------------
+# ---- summary -------------------------------------------------------------------------------------------------------
 def to_markdown(summary: dict[str, Any]) -> str:
     def number(value: Any) -> str:
         return "–" if value is None else f"{value:.3f}"
@@ -449,7 +449,7 @@ def to_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-# ---- command line -------------------------------------------------------------------------------------------------------
+# ---- command line --------------------------------------------------------------------------------------------------
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="nlbench analyze", description=__doc__.splitlines()[0], exit_on_error=False)
     parser.add_argument("--run_dir", type=str | None, default=None, help="run directory written by `nlbench fit`")

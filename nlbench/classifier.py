@@ -158,10 +158,16 @@ class ImageClassifier(L.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         extra: dict[str, Any] = {}
-        if getattr(self.scheduler_factory, "keywords", {}).get("total_steps", 0) is None:
+        keywords = getattr(self.scheduler_factory, "keywords", {})
+        if keywords.get("total_steps", 0) is None:
             # e.g. OneCycleLR left without total_steps in YAML: it spans the whole run, whatever the data size.
             steps = int(self.trainer.estimated_stepping_batches)
             extra["total_steps"] = steps if self.hparams.scheduler_interval == "step" else self.trainer.max_epochs
+            if float(keywords.get("pct_start", 0.3)) * extra["total_steps"] == 1:
+                # torch's OneCycleLR divides by zero when its warm-up phase is exactly one step long.
+                raise ValueError(f"model.scheduler: a warm-up of pct_start={keywords['pct_start']} x "
+                                 f"{extra['total_steps']} steps is exactly one step, which OneCycleLR cannot "
+                                 "schedule; change pct_start or the run length")
         scheduler = self.scheduler_factory(optimizer, **extra)
         return {
             "optimizer": optimizer,

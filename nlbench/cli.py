@@ -186,7 +186,9 @@ class _ParseOnlyCLI(NLBenchCLI):
 def parse_fit_args(args: list[str]) -> Namespace:
     """Parse and validate a ``nlbench fit`` command line (without "fit"); raises ConfigError with one line."""
     try:
-        return _ParseOnlyCLI(args=list(args), run=False).config
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+            return _ParseOnlyCLI(args=list(args), run=False).config
     except ConfigError:
         raise
     except (ArgumentError, ValueError, TypeError, FileNotFoundError) as err:
@@ -212,7 +214,9 @@ def load_run(
     for key in ("ckpt_path", "weights_only"):  # Trainer.fit arguments; the parse-only parser has no subcommands
         cfg.pop(key, None)
     cfg.setdefault("trainer", {})["logger"] = False
-    cli = _ParseOnlyCLI(args=cfg, run=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        cli = _ParseOnlyCLI(args=cfg, run=False)
     model, data = cli.config_init.model, cli.config_init.data
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     model.load_state_dict(state["state_dict"])

@@ -17,7 +17,7 @@ from nlbench.nn import NonLocal2d
 
 REPO = Path(__file__).resolve().parents[1]
 # A real but tiny training run: the embedded CIFAR-10 sample, PreResNet-8 (the demo's PreResNet-20 with one
-# residual block per stage) with its NL block in stage 2, a few steps.
+# residual block per stage, so its NL block sits at the input of stage 2, on the 32x32 map), a few steps.
 # Validation = the first VAL_BATCHES x EVAL_BATCH test images, which the analysis evaluates again.
 VAL_BATCHES, EVAL_BATCH = 2, 50
 
@@ -150,7 +150,7 @@ def _drawn(path: Path) -> bool:
 def test_analyze_a_trained_run(tiny_run: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "analysis"
     rc = analyze_main(["--run_dir", str(tiny_run), "--out", str(out), "--batches", str(VAL_BATCHES),
-                       "--images", "16", "--queries", "[[0.5, 0.5], [0.0, 1.0]]", "--show_images", "2",
+                       "--images", "4", "--queries", "[[0.5, 0.5], [0.0, 1.0]]", "--show_images", "2",
                        "--device", "cpu"])
     assert rc == 0, capsys.readouterr().err
     summary = json.loads((out / "analysis.json").read_text())
@@ -161,14 +161,14 @@ def test_analyze_a_trained_run(tiny_run: Path, tmp_path: Path, capsys) -> None:
     assert all(0.0 <= value <= 1.0 for value in summary["accuracy"].values())
     [block] = summary["blocks"]
     assert block["name"] == "stage2.nonlocal0" and block["normalization"] == "scale"
-    assert block["query_grid"] == [16, 16] and block["key_grid"] == [16, 16]
+    assert block["query_grid"] == [32, 32] and block["key_grid"] == [32, 32]
     assert -1 <= block["key_norm_mass_pearson"] <= 1 and 0 <= block["logit_r2_magnitude"] <= 1
-    assert summary["images_analysed"] == 16
+    assert summary["images_analysed"] == 4
     assert sorted(summary["figures"]) == ["attention_stage2_nonlocal0.png", "key_norm_vs_mass.png",
                                           "similarity_ablation.png"]
     assert all(_drawn(out / name) for name in summary["figures"])
     md = (out / "analysis.md").read_text()
-    assert "| stage2.nonlocal0 | scale | 1 | 16x16 |" in md and "| dot |" in md
+    assert "| stage2.nonlocal0 | scale | 1 | 32x32 |" in md and "| dot |" in md
 
 
 def test_analyze_bad_input(tiny_run: Path, tmp_path: Path, capsys) -> None:

@@ -37,7 +37,8 @@ def run_notebook(name: str, kernel_path: Path, monkeypatch: pytest.MonkeyPatch, 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
-    NotebookClient(notebook, kernel_name=KERNEL, timeout=180, resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    client = NotebookClient(notebook, kernel_name=KERNEL, timeout=180, resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client.execute()
     return notebook
 
 
@@ -77,9 +78,9 @@ def test_attention_analysis_notebook(kernel_path: Path, tmp_path_factory: pytest
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir = train_tiny_run(tmp_path_factory.getbasetemp() / "tiny-run")
     notebook = run_notebook("attention_analysis.ipynb", kernel_path, monkeypatch,
-                            {"NLBENCH_RUN_DIR": str(run_dir), "NLBENCH_BATCHES": "1", "NLBENCH_IMAGES": "8",
+                            {"NLBENCH_RUN_DIR": str(run_dir), "NLBENCH_BATCHES": "1", "NLBENCH_IMAGES": "4",
                              "NLBENCH_DEVICE": "cpu"})
     [summary] = outputs_of(notebook, "text/markdown")
-    assert "| stage2.nonlocal0 | scale | 1 | 16x16 |" in summary["data"]["text/markdown"]
+    assert "| stage2.nonlocal0 | scale | 1 | 32x32 |" in summary["data"]["text/markdown"]
     # Attention maps, scatter, ablation bars, key-norm histogram.
     assert len(outputs_of(notebook, "image/png")) == 4

@@ -70,7 +70,8 @@ def write_sweep(
         if "model.backbone.nl_blocks" in run.params:
             normalization, reduction, init = "none", 2, "normal"  # the base config's NL options, reported as is
         else:
-            normalization, reduction = run.params["model.backbone.nl.normalization"], run.params["model.backbone.nl.reduction"]
+            normalization = run.params["model.backbone.nl.normalization"]
+            reduction = run.params["model.backbone.nl.reduction"]
             init = run.params.get("model.backbone.nl.init")
         seed = run.params["seed_everything"]
         write_run(root / "runs" / run.run_id, normalization, reduction, init, seed, epochs=epochs,
@@ -164,7 +165,8 @@ def test_results_csv_alone_gives_the_same_records(tmp_path: Path) -> None:
 
 
 def test_summarize_means_over_finished_seeds_only(sweep_dir: Path) -> None:
-    rows = {(r["normalization"], r["reduction"], r["init"]): r for r in collect.summarize(collect.load_sweep(sweep_dir))}
+    summary = collect.summarize(collect.load_sweep(sweep_dir))
+    rows = {(r["normalization"], r["reduction"], r["init"]): r for r in summary}
     assert len(rows) == 8
     row = rows[("softmax", 1, "normal")]
     bests = [max(synthetic_acc("softmax", 1, "normal", s, e, 3) for e in range(3)) for s in (0, 1)]
@@ -279,7 +281,8 @@ def test_report_cli_writes_markdown_html_and_pngs(sweep_dir: Path, tmp_path: Pat
     # Failed and diverged runs are listed with their error.
     failed = md.split("## Runs left out of the statistics")[1]
     sweep = collect.load_sweep(sweep_dir)
-    failed_id, diverged_id = find_run(sweep, "softmax", 4, "zeros", 1)["run_id"], find_run(sweep, "scale", 1, "normal", 0)["run_id"]
+    failed_id = find_run(sweep, "softmax", 4, "zeros", 1)["run_id"]
+    diverged_id = find_run(sweep, "scale", 1, "normal", 0)["run_id"]
     assert f"| {failed_id} | failed | softmax r4 zeros | 1 | RuntimeError: CUDA out of memory |" in failed
     assert f"| {diverged_id} | diverged | scale r1 normal | 0 | – |" in failed
 
@@ -297,7 +300,8 @@ def test_report_cli_default_out_and_errors(sweep_dir: Path, tmp_path: Path, caps
     assert (sweep_dir / "report" / "report.html").is_file()
     capsys.readouterr()
     assert report_main([str(tmp_path / "missing")]) == 2
-    assert capsys.readouterr().err.strip() == f"nlbench report: error: sweep directory {tmp_path / 'missing'} does not exist"
+    missing = tmp_path / "missing"
+    assert capsys.readouterr().err.strip() == f"nlbench report: error: sweep directory {missing} does not exist"
     assert report_main([]) == 2
     assert "give a sweep directory" in capsys.readouterr().err
     assert report_main(["--wandb", "entity-only", "--out", str(tmp_path / "w")]) == 2
@@ -318,7 +322,8 @@ class _FakeWandbRun:
     """The parts of wandb.apis.public.Run the W&B source reads, as nlbench's loggers fill them."""
 
     def __init__(self, normalization: str, seed: int, state: str = "finished") -> None:
-        self.id, self.name, self.group, self.state = f"{normalization}{seed}", f"{normalization}-s{seed}", normalization, state
+        self.id, self.name, self.state = f"{normalization}{seed}", f"{normalization}-s{seed}", state
+        self.group = normalization
         accs = [synthetic_acc(normalization, 2, "normal", seed, e, 3) for e in range(3)]
         # Top level: the run's headline hparams; "config": the full resolved LightningCLI config.
         self.config = {"normalization": normalization, "reduction": 2, "init": "normal", "seed": seed,

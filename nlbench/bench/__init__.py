@@ -1,0 +1,25 @@
+"""Benchmarks that print markdown tables (results are recorded in BENCHMARKS.md, never asserted in tests).
+
+    nlbench bench block    NL block variants: forward+backward time and peak memory per feature-map size
+    nlbench bench loader   images/s of the tensor fast path vs torchvision per-sample transforms
+    nlbench bench train    training step through Lightning vs a plain PyTorch loop; --grid for backbones
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = ("block", "loader", "train")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    if argv[0] not in BENCHMARKS:
+        print(f"nlbench bench: error: unknown benchmark {argv[0]!r}; choose from {', '.join(BENCHMARKS)}",
+              file=sys.stderr)
+        return 2
+    return importlib.import_module(f"nlbench.bench.{argv[0]}").main(argv[1:])

@@ -128,6 +128,7 @@ class ImageDataModule(LightningDataModule):
         self.subset = subset
         self.drop_last = drop_last
         self._arrays: dict[str, ImageArrays] = {}
+        self._generator: torch.Generator | None = None
 
     # ---- what the model sees -------------------------------------------------------------------------------
     @property
@@ -147,8 +148,9 @@ class ImageDataModule(LightningDataModule):
             self._arrays["test"] = self._load("test")
         return next(iter(self._arrays.values())).classes
 
-    def batch_transform(self, images: Tensor, *, train: bool) -> Tensor:
-        """uint8 (B, 3, H, W) on any device -> float32 normalised (B, 3, S, S): the fast path's transform."""
+    def batch_transform(self, images: Tensor, *, train: bool, generator: torch.Generator | None = None) -> Tensor:
+        """uint8 (B, 3, H, W) on any device -> float32 normalised (B, 3, S, S): the fast path's transform.
+        ``generator`` draws the augmentation (default: the global generator of the images' device)."""
         raise NotImplementedError
 
     def sample_transform(self, *, train: bool) -> v2.Transform:
@@ -196,7 +198,17 @@ class ImageDataModule(LightningDataModule):
             return batch
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
-        return self.batch_transform(images, train=training), labels
+        generator = self._rank_generator(images.device) if training else None
+        return self.batch_transform(images, train=training, generator=generator), labels
+
+    def _rank_generator(self, device: torch.device) -> torch.Generator | None:
+        """Under DDP every rank has the same seed; a per-rank generator keeps their augmentations independent."""
+        if self.trainer is None or self.trainer.world_size == 1:
+            return None
+        if self._generator is None or self._generator.device != device:
+            seed = (torch.initial_seed() + 7919 * self.trainer.global_rank) % 2**63
+            self._generator = torch.Generator(device=device).manual_seed(seed)
+        return self._generator
 
     # ---- internals ---------------------------------------------------------------------------------------------
     def _load(self, split: str) -> ImageArrays:
@@ -269,9 +281,9 @@ class CIFARDataModule(ImageDataModule):
     def image_size(self) -> int:
         return sources.SPECS[self.name].image_size
 
-    def batch_transform(self, images: Tensor, *, train: bool) -> Tensor:
+    def batch_transform(self, images: Tensor, *, train: bool, generator: torch.Generator | None = None) -> Tensor:
         if train and self.augment:
-            images = random_crop_flip(images, padding=self.crop_padding, flip=self.flip)
+            images = random_crop_flip(images, padding=self.crop_padding, flip=self.flip, generator=generator)
         return self._to_normalized_float(images)
 
     def sample_transform(self, *, train: bool) -> v2.Transform:
@@ -337,11 +349,12 @@ class TinyImageNetDataModule(ImageDataModule):
     def image_size(self) -> int:
         return self.crop_size
 
-    def batch_transform(self, images: Tensor, *, train: bool) -> Tensor:
+    def batch_transform(self, images: Tensor, *, train: bool, generator: torch.Generator | None = None) -> Tensor:
         if not (train and self.augment):
             return self._to_normalized_float(F.center_crop(images, [self.crop_size]))
         images = random_resized_crop_flip(F.to_dtype(images, torch.float32, scale=True), size=self.crop_size,
-                                          scale=self.rrc_scale, ratio=self.rrc_ratio, flip=self.flip)
+                                          scale=self.rrc_scale, ratio=self.rrc_ratio, flip=self.flip,
+                                          generator=generator)
         return F.normalize(images, mean=list(self.mean), std=list(self.std))
 
     def sample_transform(self, *, train: bool) -> v2.Transform:

@@ -94,8 +94,8 @@ def error_vs_reduction(sweep: Sweep) -> Figure | None:
                     ax.axhline(mean, color=NORMALIZATION_COLORS["none"], linestyle="--", label="baseline (no NL)")
                     if std:
                         ax.axhspan(mean - std, mean + std, color=NORMALIZATION_COLORS["none"], alpha=0.15)
-            _reduction_axis(ax, sorted({row["reduction"] for row in nl_rows if row.get("reduction")}) if has_x else None,
-                            [config_label(dict(zip(series_keys, v))) for v in series])
+            reductions = sorted({row["reduction"] for row in nl_rows if row.get("reduction")}) if has_x else None
+            _reduction_axis(ax, reductions, [config_label(dict(zip(series_keys, v))) for v in series])
             title = f"init={panel}" if panel_key else ""
             ax.set_title(f"{title}  ({which} epoch)".strip(), fontsize=10)
             if c == 0:

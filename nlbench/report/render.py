@@ -121,7 +121,8 @@ def _header(sweep: Sweep) -> Section:
     counts: dict[str, int] = {}
     for run in sweep.runs:
         counts[run["status"]] = counts.get(run["status"], 0) + 1
-    status = ", ".join(f"{n} {name}" for name, n in sorted(counts.items(), key=lambda item: (item[0] != "finished", item[0])))
+    order = sorted(counts, key=lambda name: (name != "finished", name))
+    status = ", ".join(f"{counts[name]} {name}" for name in order)
     fixed = _fixed_settings(sweep)
     seeds = sorted({str(run["seed"]) for run in sweep.runs if run.get("seed") is not None})
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

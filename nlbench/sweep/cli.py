@@ -113,6 +113,9 @@ def print_plan(spec: SweepSpec, runs: Sequence[SweepRun], parsed: Mapping[str, A
     print(_counts_line(spec, runs))
 
     todo = [run for run, state in planned if state.action != "skip"]
+    if not todo:
+        print("cost: nothing left to run (every run is finished or diverged)")
+        return
     epochs = [_max_epochs(parsed.get(run.run_id)) for run in todo]
     known = [e for e in epochs if e is not None]
     total = sum(known)
@@ -124,9 +127,7 @@ def print_plan(spec: SweepSpec, runs: Sequence[SweepRun], parsed: Mapping[str, A
     timed = [s.result for _, s in planned if s.status == "finished" and s.result and s.result.get("epochs")]
     seconds = sum(float(r.get("time_s") or 0.0) for r in timed)
     measured_epochs = sum(int(r["epochs"]) for r in timed)
-    if not todo:
-        print("ETA: nothing to run")
-    elif seconds > 0 and measured_epochs:
+    if seconds > 0 and measured_epochs:
         per_epoch = seconds / measured_epochs
         eta = format_duration(total * per_epoch / len(slots))
         print(f"ETA: ~{eta} at {per_epoch:.1f} s/epoch (measured over {len(timed)} finished run(s))")
