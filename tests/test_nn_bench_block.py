@@ -32,12 +32,13 @@ def test_table_has_every_variant_and_size(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_quadratic_variants_are_skipped_by_estimate(capsys: pytest.CaptureFixture[str]) -> None:
-    bench.main(["--device", "cpu", "--sizes", "[8]", "--batch", "1", "--reps", "1", "--warmup", "0", "--max_gib", "1e-6"])
+    tiny = ["--device", "cpu", "--sizes", "[8]", "--batch", "1", "--reps", "1", "--warmup", "0"]
+    bench.main([*tiny, "--max_gib", "1e-6"])
     rows = table_rows(capsys.readouterr().out)
     assert rows[("8x8", "scale nxn")][0].startswith("skipped (estimated")
     assert rows[("8x8", "softmax (unfused)")][0].startswith("skipped (estimated")
     assert not rows[("8x8", "softmax (SDPA)")][0].startswith("skipped")  # fused: no map is materialised
-    bench.main(["--device", "cpu", "--sizes", "[8]", "--batch", "1", "--reps", "1", "--warmup", "0", "--max_gflop", "0"])
+    bench.main([*tiny, "--max_gflop", "0"])
     rows = table_rows(capsys.readouterr().out)
     assert rows[("8x8", "softmax (SDPA)")][0].endswith("GFLOP)")
     assert float(rows[("8x8", "scale re-associated")][0]) > 0

@@ -1,11 +1,11 @@
 """The sweep runner against a fake `nlbench fit` (this file run as a script), so runs take milliseconds.
 
 The fake honours the fit contract the sweep relies on (docs/design.md): ``--run_dir``, ``--ckpt_path last``,
-refusing a run directory with checkpoints otherwise, result.json (finished / failed / diverged), checkpoints/last.ckpt
-after every epoch. ``fake.*`` overrides steer it: mode (ok, fail, fail_result, diverge), epochs, sleep per epoch,
-hang_once=PATH (the first fit to find no PATH writes its pid there and hangs after its first epoch's
-checkpoint until killed). Every call is appended to
-``<run_dir>/calls.jsonl`` so the tests can see how each run was launched.
+refusing a run directory with checkpoints otherwise, result.json (finished / failed / diverged) and
+checkpoints/last.ckpt after every epoch. ``fake.*`` overrides steer it: mode (ok, fail, fail_result, diverge,
+killed), epochs, sleep (per epoch), hang_once=PATH (the first fit to find no PATH writes its pid there and hangs
+after its first checkpoint until killed). Every call is appended to ``<run_dir>/calls.jsonl`` so the tests can see
+how each run was launched.
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ def fake_fit(argv: list[str]) -> int:
         if mode == "fail":
             print("Traceback (most recent call last):\nRuntimeError: boom from the fake fit", file=sys.stderr)
             return 1
+        if mode == "killed":  # e.g. by the OOM killer: no result, no traceback
+            os.kill(os.getpid(), signal.SIGKILL)
         if mode == "fail_result":
             atomic_write_json(run_dir / "result.json", {**result, "status": "failed", "error": "ValueError: bad"})
             return 1
@@ -124,15 +126,16 @@ def test_outcomes_are_recorded_and_a_rerun_only_retries_failures(tmp_path: Path)
     spec = load_spec(write_spec(tmp_path, {
         "overrides": {"fake.epochs": 2},
         "axes": {"seed_everything": [0, 1, 2]},
-        "points": [{"fake.mode": "fail"}, {"fake.mode": "fail_result"}, {"fake.mode": "diverge"}],
+        "points": [{"fake.mode": m} for m in ("fail", "fail_result", "diverge", "killed")],
     }))  # fmt: skip
     runs = spec.expand()
     rows = sweep(spec, slots=[Slot()])
     by_id = {row["run_id"]: row for row in rows}
-    assert [row["status"] for row in rows] == ["finished"] * 3 + ["failed", "failed", "diverged"]
+    assert [row["status"] for row in rows] == ["finished"] * 3 + ["failed", "failed", "diverged", "failed"]
     assert by_id[runs[3].run_id]["error"] == "RuntimeError: boom from the fake fit"  # last line of its log
     assert by_id[runs[4].run_id]["error"] == "ValueError: bad"  # the fit's own result.json
     assert by_id[runs[5].run_id]["error"] is None and by_id[runs[5].run_id]["epochs"] == 1
+    assert by_id[runs[6].run_id]["error"] == "killed by SIGKILL"
     assert by_id[runs[1].run_id]["best_val_acc1"] == pytest.approx(0.51) and rows[0]["seed"] == 0
     # CPU slot: sequential runs, told to use the CPU.
     starts = sorted((c["t0"], c["t1"]) for run in runs for c in calls(spec, run.run_id))
@@ -150,11 +153,12 @@ def test_outcomes_are_recorded_and_a_rerun_only_retries_failures(tmp_path: Path)
     assert grid["best_val_acc1_std"] == pytest.approx(0.01)  # sample std (n - 1) of 0.50, 0.51, 0.52
     singles = [s for s in summary if s["mode"] is not None]
     assert [(s["n"], s["failed"], s["diverged"], s["best_val_acc1_std"]) for s in singles] == [
-        (0, 1, 0, None), (0, 1, 0, None), (0, 0, 1, None)]  # fmt: skip
+        (0, 1, 0, None), (0, 1, 0, None), (0, 0, 1, None), (0, 1, 0, None)]  # fmt: skip
 
     # Re-running: finished and diverged runs are skipped, failed ones retried; rows stay unique.
     rows = sweep(spec, slots=[Slot()])
-    assert [len(calls(spec, run.run_id)) for run in runs] == [1, 1, 1, 2, 2, 1]
+    assert [len(calls(spec, run.run_id)) for run in runs] == [1, 1, 1, 2, 2, 1, 0]  # "killed" never logs a call
+    assert (run_dir_of(spec, runs[6]) / "stdout.log").read_text().count("[nlbench sweep]") == 2
     assert sorted(r["run_id"] for r in rows) == sorted(run.run_id for run in runs)
     assert yaml.safe_load((spec.output_dir / "sweep.yaml").read_text()) == spec.as_dict()
 

@@ -29,6 +29,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
 
 from nlbench.nn import NonLocal2d
+from nlbench.bench.timing import synchronize
 
 GiB = 2**30
 MiB = 2**20
@@ -58,10 +59,6 @@ AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 PLAIN_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
 
 def _step_fn(
     block: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, variant: Variant, autocast_dtype: torch.dtype | None
@@ -88,21 +85,21 @@ def time_ms(step: Callable[[], None], device: torch.device, *, warmup: int, reps
         step()
     times = []
     for _ in range(reps):
-        _synchronize(device)
+        synchronize(device)
         start = now()
         step()
-        _synchronize(device)
+        synchronize(device)
         times.append(now() - start)
     return 1000 * statistics.median(times)
 
 
 def peak_bytes(step: Callable[[], None], device: torch.device) -> int:
     if device.type == "cuda":
-        _synchronize(device)
+        synchronize(device)
         before = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
         step()
-        _synchronize(device)
+        synchronize(device)
         return torch.cuda.max_memory_allocated(device) - before
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 import torch
 from jsonargparse import ArgumentParser
 
+from nlbench.bench.timing import synchronize
 from nlbench.data import (
     DATASETS,
     CIFAR10DataModule,
@@ -88,17 +89,13 @@ def images_per_second(dm: ImageDataModule, arrays: ImageArrays, device: torch.de
         return len(images)
 
     step()  # warm-up: starts the workers, first-call allocations
-    _synchronize(device)
+    synchronize(device)
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         count += step()
-    _synchronize(device)
+    synchronize(device)
     return count / (time.perf_counter() - start)
 
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main(argv: list[str] | None = None) -> int:

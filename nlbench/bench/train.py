@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import functools
 import itertools
+import platform
 import statistics
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 import lightning as L
@@ -22,17 +24,15 @@ import torch.nn.functional as F
 from jsonargparse import ArgumentParser
 from torch import nn
 
+from nlbench.bench.block import peak_bytes
+from nlbench.bench.timing import synchronize
 from nlbench.classifier import ImageClassifier
 from nlbench.data import CIFAR10SampleDataModule
+from nlbench.io import atomic_write_json
 from nlbench.models import PreActResNet
 from nlbench.nn import NLConfig
 
 SGD = functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9, weight_decay=5e-4)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _batches(dm: CIFAR10SampleDataModule):
@@ -50,7 +50,7 @@ def plain_loop(model: nn.Module, dm: CIFAR10SampleDataModule, device: torch.devi
     start = 0.0
     for step in range(warmup + steps):
         if step == warmup:
-            _sync(device)
+            synchronize(device)
             start, images = time.perf_counter(), 0
         x, y = next(batches)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -61,7 +61,7 @@ def plain_loop(model: nn.Module, dm: CIFAR10SampleDataModule, device: torch.devi
         loss.backward()
         optimizer.step()
         images += len(y)
-    _sync(device)
+    synchronize(device)
     return images / (time.perf_counter() - start)
 
 
@@ -71,7 +71,7 @@ class _StepTimer(L.Callback):
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, idx: int) -> None:
         if trainer.global_step == self.warmup:
-            _sync(pl_module.device)
+            synchronize(pl_module.device)
             self.start, self.images = time.perf_counter(), 0
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, out: Any, batch: Any,
@@ -79,7 +79,7 @@ class _StepTimer(L.Callback):
         self.images += len(batch[1])
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        _sync(pl_module.device)
+        synchronize(pl_module.device)
         self.end = time.perf_counter()
 
 
@@ -123,25 +123,44 @@ def overhead_table(device: torch.device, batch_size: int, steps: int, warmup: in
     return "\n".join(rows)
 
 
-def _peak_memory_mib(device: torch.device) -> str:
-    if device.type != "cuda":
-        return "n/a"
-    return f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f}"
+def training_step_peak_mib(model: nn.Module, dm: CIFAR10SampleDataModule, device: torch.device,
+                           autocast: bool) -> float:
+    """Peak memory of one training step (allocations during the step, on CPU via the profiler's memory events)."""
+    model = model.to(device).train()
+    x, y = next(iter(dm.train_dataloader()))
+    x, y = dm.batch_transform(x.to(device), train=True), y.to(device)
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+
+    step()  # allocate the gradients once, so the peak is the step's working memory
+    return peak_bytes(step, device) / 2**20
 
 
-def grid_table(device: torch.device, batch_size: int, steps: int, warmup: int, depths: list[int],
-               reductions: list[int], heads: list[int], autocast: bool) -> str:
+def grid_records(device: torch.device, batch_size: int, steps: int, warmup: int, depths: list[int],
+                 reductions: list[int], heads: list[int], autocast: bool) -> list[dict[str, Any]]:
+    """Images/s and peak memory of PreResNet training steps per depth x normalization x reduction x heads."""
     dm = _datamodule(batch_size)
-    rows = ["| backbone | normalization | reduction | heads | img/s | peak MiB |", "|---|---|---:|---:|---:|---:|"]
+    records = []
     for depth, norm, r, h in itertools.product(depths, ("softmax", "scale"), reductions, heads):
         try:
             model = _model(norm, r, h, depth)
         except ValueError:  # the width C / r does not split into h heads
             continue
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
         rate = plain_loop(model, dm, device, steps, warmup, autocast)
-        rows.append(f"| PreResNet-{depth} | {norm} | {r} | {h} | {rate:.0f} | {_peak_memory_mib(device)} |")
+        peak = training_step_peak_mib(_model(norm, r, h, depth), dm, device, autocast)
+        records.append({"backbone": f"PreResNet-{depth}", "depth": depth, "normalization": norm, "reduction": r,
+                        "heads": h, "images_per_s": rate, "peak_mib": peak})
+    return records
+
+
+def grid_table(records: list[dict[str, Any]]) -> str:
+    rows = ["| backbone | normalization | reduction | heads | img/s | peak MiB |", "|---|---|---:|---:|---:|---:|"]
+    rows += [f"| {r['backbone']} | {r['normalization']} | {r['reduction']} | {r['heads']} | "
+             f"{r['images_per_s']:.0f} | {r['peak_mib']:.0f} |" for r in records]
     return "\n".join(rows)
 
 
@@ -157,13 +176,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depths", type=list[int], default=[20, 56])
     parser.add_argument("--reductions", type=list[int], default=[1, 2, 4, 8, 16])
     parser.add_argument("--heads", type=list[int], default=[1, 2, 4])
+    parser.add_argument("--out", type=str | None, default=None,
+                        help="grid mode: also write the records as JSON (`nlbench report --bench FILE` plots them)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"# training-step benchmark on {name}, batch {args.batch_size}, PreResNet, NL block in stage 2\n")
     if args.grid:
-        print(grid_table(device, args.batch_size, args.steps, args.warmup, args.depths, args.reductions, args.heads,
-                         args.bf16))
+        records = grid_records(device, args.batch_size, args.steps, args.warmup, args.depths, args.reductions,
+                               args.heads, args.bf16)
+        print(grid_table(records))
+        if args.out:
+            atomic_write_json(args.out, {
+                "machine": f"{platform.node()} ({name})", "device": device.type, "batch_size": args.batch_size,
+                "bf16": args.bf16, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "records": records,
+            })
     else:
         print(overhead_table(device, args.batch_size, args.steps, args.warmup, args.repeats, args.bf16))
     return 0

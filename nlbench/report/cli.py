@@ -1,7 +1,8 @@
 """``nlbench report``: write report.md, a self-contained report.html and PNG figures for a sweep.
 
 Reads the sweep directory written by ``nlbench sweep`` (results table, per-run result.json and metrics.csv), or the
-runs of a W&B project when online (``--wandb ENTITY/PROJECT [--group G ...]``).
+runs of a W&B project when online (``--wandb ENTITY/PROJECT [--group G ...]``). ``--bench FILE [FILE ...]`` adds a
+section per training benchmark file (``nlbench bench train --grid --out FILE``), e.g. one from a CPU, one from a GPU.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from jsonargparse import ArgumentError, ArgumentParser
 
-from nlbench.report.collect import SweepDirError, WandbSourceError, load_sweep, load_wandb
+from nlbench.report.collect import WandbSourceError, load_benchmark, load_sweep, load_wandb
 from nlbench.report.render import write_report
 
 
@@ -21,6 +22,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--out", type=str | None, default=None, help="output folder (default: <sweep_dir>/report)")
     parser.add_argument("--wandb", type=str | None, default=None, help="read the runs from W&B ENTITY/PROJECT instead")
     parser.add_argument("--group", type=str, nargs="*", default=[], help="with --wandb: only these W&B groups")
+    parser.add_argument("--bench", type=str, nargs="+", action="extend", default=[],
+                        help="training benchmark JSON files (nlbench bench train --grid --out FILE), one report "
+                        "section each; repeatable")
     return parser
 
 
@@ -41,10 +45,13 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("--group only applies with --wandb")
             sweep = load_sweep(args.sweep_dir)
         else:
-            raise ValueError("give a sweep directory, or --wandb ENTITY/PROJECT with --out")
+            hint = "; put it before --bench, which takes every argument after it" if args.bench else ""
+            raise ValueError(f"give a sweep directory, or --wandb ENTITY/PROJECT with --out{hint}")
+        # Every input is read and checked before anything is written.
+        benchmarks = [load_benchmark(path) for path in args.bench]
         out = Path(args.out) if args.out else Path(args.sweep_dir) / "report"
-        files = write_report(sweep, out)
-    except (SweepDirError, WandbSourceError, ValueError) as err:
+        files = write_report(sweep, out, benchmarks=benchmarks)
+    except (FileNotFoundError, WandbSourceError, ValueError) as err:
         print(f"nlbench report: error: {err}", file=sys.stderr)
         return 2
     finished = len(sweep.finished)

@@ -15,7 +15,16 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
-from nlbench.report.collect import Sweep, config_of, group_runs, mean_curve, mean_std, summarize, top1_error
+from nlbench.report.collect import (
+    Benchmark,
+    Sweep,
+    config_of,
+    group_runs,
+    mean_curve,
+    mean_std,
+    summarize,
+    top1_error,
+)
 
 # The two normalisations keep their colours in every figure; the baseline (no NL block) is grey.
 NORMALIZATION_COLORS = {"softmax": "tab:orange", "scale": "tab:blue", "none": "tab:gray"}
@@ -173,6 +182,47 @@ def throughput_and_params(sweep: Sweep) -> Figure | None:
     speed.invert_yaxis()
     for ax in fig.axes:
         ax.grid(True, axis="x", alpha=0.3)
+    return fig
+
+
+# The rows of the benchmark figure: record field -> y-axis label.
+BENCH_ROWS = {"images_per_s": "training images/s", "peak_mib": "peak memory (MiB)"}
+
+
+def training_benchmark(bench: Benchmark) -> Figure:
+    """Images/s (top row) and peak memory (bottom row) of training steps against the reduction ratio: one column
+    per backbone, colour by normalisation (softmax vs scale), one line style and marker per head count."""
+    backbones = bench.backbones
+    normalizations = list(dict.fromkeys(record["normalization"] for record in bench.records))
+    heads = sorted({record["heads"] for record in bench.records})
+    reductions = sorted({record["reduction"] for record in bench.records})
+    fig = _figure(ncols=len(backbones), nrows=len(BENCH_ROWS), width=4.2, height=3.0, sharey=False)
+    for r, (metric, ylabel) in enumerate(BENCH_ROWS.items()):
+        for c, backbone in enumerate(backbones):
+            ax = fig.axes[r * len(backbones) + c]
+            for n, normalization in enumerate(normalizations):
+                for h, head_count in enumerate(heads):
+                    points = sorted(
+                        (record["reduction"], record[metric])
+                        for record in bench.records
+                        if (record["backbone"], record["normalization"], record["heads"])
+                        == (backbone, normalization, head_count)
+                    )
+                    if not points:  # e.g. C / r does not split into this many heads
+                        continue
+                    color = NORMALIZATION_COLORS.get(normalization) or OTHER_COLORS[n % len(OTHER_COLORS)]
+                    ax.plot([x for x, _ in points], [y for _, y in points], color=color,
+                            linestyle=LINESTYLES[h % len(LINESTYLES)], marker=MARKERS[h % len(MARKERS)],
+                            label=config_label({"normalization": normalization, "heads": head_count}))
+            # From zero, so the gap between the lines reads as the ratio it is.
+            ax.set_ylim(bottom=0)
+            _reduction_axis(ax, reductions, [])
+            if r == 0:
+                ax.set_title(backbone, fontsize=10)
+            if c == 0:
+                ax.set_ylabel(ylabel)
+            ax.grid(True, alpha=0.3)
+    fig.axes[0].legend(fontsize=8)
     return fig
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -16,7 +17,7 @@ from matplotlib.figure import Figure
 
 from nlbench.io import atomic_write_text
 from nlbench.report import plots
-from nlbench.report.collect import BOOKKEEPING, SEED_KEYS, Sweep, config_of, summarize, top1_error
+from nlbench.report.collect import BOOKKEEPING, SEED_KEYS, Benchmark, Sweep, config_of, summarize, top1_error
 
 
 @dataclass
@@ -49,8 +50,8 @@ class ReportFiles:
     images: list[Path]
 
 
-def build_report(sweep: Sweep) -> tuple[str, list[Section]]:
-    """The report's title and sections, independent of the output format."""
+def build_report(sweep: Sweep, benchmarks: Sequence[Benchmark] = ()) -> tuple[str, list[Section]]:
+    """The report's title and sections, independent of the output format; each benchmark file adds a section."""
     sections = [
         _header(sweep),
         _figure_section(
@@ -87,6 +88,8 @@ def build_report(sweep: Sweep) -> tuple[str, list[Section]]:
                  _unfinished_table(sweep)],
             )
         )
+    names: set[str] = set()
+    sections += [benchmark_section(bench, _unique_png_name(bench, names)) for bench in benchmarks]
     return f"nlbench report: {sweep.name}", sections
 
 
@@ -96,11 +99,14 @@ def _figure_section(title: str, figure: Figure | None, name: str, text: str, *, 
     return Section(title, [text, Image(name, plots.to_png(figure), title)])
 
 
-def write_report(sweep: Sweep, out_dir: str | os.PathLike[str]) -> ReportFiles:
-    """Write report.md, report.html and the figures as PNG files into ``out_dir`` (created if needed)."""
-    out = Path(out_dir)
+def write_report(
+    sweep: Sweep, out_dir: str | os.PathLike[str], *, benchmarks: Sequence[Benchmark] = ()
+) -> ReportFiles:
+    """Write report.md, report.html and the figures as PNG files into ``out_dir`` (created if needed), with a
+    section per training benchmark file."""
+    title, sections = build_report(sweep, benchmarks)
+    out = Path(out_dir)  # created only once everything is drawn: a failure leaves nothing behind
     out.mkdir(parents=True, exist_ok=True)
-    title, sections = build_report(sweep)
     images = []
     for section in sections:
         for block in section.blocks:
@@ -177,6 +183,63 @@ def configuration_table(sweep: Sweep) -> Table:
             cells.append(str(row["n_unfinished"]))
         table.rows.append(cells)
     return table
+
+
+def benchmark_section(bench: Benchmark, png_name: str) -> Section:
+    """A training benchmark file: where and how it was measured, its figure, and its numbers side by side."""
+    settings = [f"device {bench.device}" if bench.device else None,
+                f"batch {bench.batch_size}" if bench.batch_size else None,
+                None if bench.bf16 is None else f"bf16 autocast {'on' if bench.bf16 else 'off'}"]
+    text = (
+        "Whole training steps (forward, backward, SGD step) measured by `nlbench bench train --grid` ("
+        f"{', '.join(filter(None, settings)) or 'settings not recorded'}), read from `{bench.source}`. "
+        "Peak memory: the most memory one forward + backward pass holds beyond what was allocated before it "
+        "(activations, attention maps, gradients; on CPU from the profiler's allocation events)."
+    )
+    return Section(
+        f"Training throughput benchmark ({bench.machine}, {bench.when})",
+        [text, Image(png_name, plots.to_png(plots.training_benchmark(bench)),
+                     f"Training images/s and peak memory against the reduction ratio ({bench.machine})"),
+         benchmark_table(bench)],
+    )
+
+
+def benchmark_table(bench: Benchmark) -> Table:
+    """One row per backbone x reduction x heads, the normalisations side by side (images/s, then peak MiB), and
+    scale's speed-up over softmax when both were measured."""
+    normalizations = list(dict.fromkeys(record["normalization"] for record in bench.records))
+    measured = {config_of(record, ("backbone", "reduction", "heads", "normalization")): record
+                for record in bench.records}
+    speedup = {"softmax", "scale"} <= set(normalizations)
+    header = ["backbone", "r", "heads", *(f"{n} img/s" for n in normalizations),
+              *(f"{n} peak MiB" for n in normalizations)]
+    if speedup:
+        header.append("scale / softmax img/s")
+    table = Table(header, [])
+    configs = sorted({config_of(record, ("backbone", "reduction", "heads")) for record in bench.records},
+                     key=lambda config: (bench.backbones.index(config[0]), *config[1:]))
+    for config in configs:
+        records = {n: measured.get((*config, n)) for n in normalizations}
+        cells = [_text(value) for value in config]
+        for metric in ("images_per_s", "peak_mib"):
+            cells += [_pm(None if rec is None else rec[metric], None, digits=0) for rec in records.values()]
+        if speedup:
+            softmax, scale = records["softmax"], records["scale"]
+            both = softmax is not None and scale is not None and softmax["images_per_s"] > 0
+            cells.append(f"{scale['images_per_s'] / softmax['images_per_s']:.2f}×" if both else "–")
+        table.rows.append(cells)
+    return table
+
+
+def _unique_png_name(bench: Benchmark, taken: set[str]) -> str:
+    """``bench_<file stem>.png`` (e.g. bench_cpu.png), numbered when two benchmark files share a stem."""
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(bench.source).stem) or "train"
+    name, k = f"bench_{stem}.png", 1
+    while name in taken:
+        k += 1
+        name = f"bench_{stem}-{k}.png"
+    taken.add(name)
+    return name
 
 
 def _unfinished_table(sweep: Sweep) -> Table:

@@ -175,8 +175,12 @@ def _finish(spec: SweepSpec, job: _Job) -> str:
     if state.result is not None:  # the fit wrote its own outcome (an "interrupted" one stays resumable)
         return state.status
     # The fit died without a result (crash, config error, OOM kill) or exited 0 without one: record it as failed.
-    error = _last_log_line(run_dir / LOG_NAME) if code != 0 else None
-    error = error or (f"exit code {code}" if code else "exited 0 without writing result.json")
+    if code < 0:  # killed by a signal (e.g. the OOM killer): its log just stops, so name the signal
+        error = f"killed by {signal.Signals(-code).name}"
+    elif code > 0:  # a traceback or `nlbench fit: error: ...` ends the log
+        error = _last_log_line(run_dir / LOG_NAME) or f"exit code {code}"
+    else:
+        error = "exited 0 without writing result.json"
     atomic_write_json(run_dir / "result.json", _failed_result(job.run, error, code))
     return "failed"
 
