@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from nlbench.io import atomic_write_json, atomic_write_text
 from nlbench.models import named_nl_blocks
 from nlbench.nn import NonLocal2d
-from nlbench.nn.attention import scale_divisor
+from nlbench.nn.attention import pearson
 
 SIMILARITIES = ("dot", "magnitude", "direction")
 DEFAULT_QUERIES = ((0.25, 0.25), (0.25, 0.75), (0.5, 0.5), (0.75, 0.25))
@@ -85,37 +85,14 @@ class BlockAttention:
 
 
 # ---- the block-level analysis -------------------------------------------------------------------------------------
-def queries_keys(block: NonLocal2d, x: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-head queries (B, h, N, d/h) and keys (B, h, M, d/h) of ``block`` for its input ``x``, before any
-    similarity transform: the raw vectors whose magnitude and direction we study.
-
-    Rebuilt from the block's public parts (positional encoding, theta, phi, key pooling, heads);
-    :func:`analyze_block` checks the result against ``block.attention_map``, so a change of the block cannot
-    silently skew the analysis."""
-    if block.pos_encoding is not None:
-        x = block.pos_encoding(x)
-    q, k = block.theta(x), block.phi(x)
-    if block.subsample:
-        k = F.max_pool2d(k, 2, ceil_mode=True)
-
-    def split_heads(t: Tensor) -> Tensor:  # (B, d, H, W) -> (B, heads, H*W, d / heads)
-        return t.flatten(2).unflatten(1, (block.heads, -1)).transpose(-2, -1).float()
-
-    return split_heads(q), split_heads(k)
-
-
 @torch.no_grad()
 def analyze_block(name: str, block: NonLocal2d, x: Tensor) -> BlockAttention:
     """Statistics of one block on its input ``x`` (B, C, H, W) captured from a forward pass."""
-    q, k = queries_keys(block, x)
+    q, k = (t.float() for t in block.queries_keys(x))
     with similarity_set([block], "dot"):
         weights = block.attention_map(x).float()
     logits = q @ k.transpose(-2, -1)  # (B, h, N, M)
     softmax = block.normalization == "softmax"
-    reference = logits.softmax(dim=-1) if softmax else logits / scale_divisor(block.scale, k.shape[-2])
-    if not torch.allclose(reference, weights, rtol=1e-3, atol=1e-5 * float(weights.abs().max())):
-        raise RuntimeError(f"{name}: the queries and keys rebuilt by nlbench.analysis.queries_keys do not reproduce "
-                           "NonLocal2d.attention_map; update queries_keys to the block")
     key_norm = torch.linalg.vector_norm(k, dim=-1)  # (B, h, M)
     query_norm = torch.linalg.vector_norm(q, dim=-1)  # (B, h, N)
     mass = weights.sum(dim=-2) if softmax else weights.abs().sum(dim=-2)
@@ -136,8 +113,8 @@ def analyze_block(name: str, block: NonLocal2d, x: Tensor) -> BlockAttention:
         query_grid=(h, w),
         key_grid=key_grid,
         mass="sum over queries of softmax probabilities" if softmax else "sum over queries of |q.k| / s",
-        key_norm_mass_pearson=float(_pearson(key_norm, mass).mean()),
-        key_norm_mass_spearman=float(_pearson(_ranks(key_norm), _ranks(mass)).mean()),
+        key_norm_mass_pearson=float(pearson(key_norm, mass).mean()),
+        key_norm_mass_spearman=float(pearson(_ranks(key_norm), _ranks(mass)).mean()),
         key_norm_cv=float((key_norm.std(dim=-1) / key_norm.mean(dim=-1).clamp_min(1e-12)).mean()),
         attention_entropy=entropy,
         query_variation=variation,
@@ -145,20 +122,6 @@ def analyze_block(name: str, block: NonLocal2d, x: Tensor) -> BlockAttention:
         logit_r2_direction=r2_direction,
     )
     return BlockAttention(stats=stats, weights=weights, key_norm=key_norm, mass=mass)
-
-
-def _pearson(a: Tensor, b: Tensor) -> Tensor:
-    """Correlation along the last dim; 0 where either side is constant up to float rounding (a relative spread
-    below 1e-5), where there is nothing to correlate."""
-    a_centered = a - a.mean(dim=-1, keepdim=True)
-    b_centered = b - b.mean(dim=-1, keepdim=True)
-    a_spread = torch.linalg.vector_norm(a_centered, dim=-1)
-    b_spread = torch.linalg.vector_norm(b_centered, dim=-1)
-    constant = (a_spread <= 1e-5 * torch.linalg.vector_norm(a, dim=-1)) | (
-        b_spread <= 1e-5 * torch.linalg.vector_norm(b, dim=-1)
-    )
-    correlation = (a_centered * b_centered).sum(-1) / (a_spread * b_spread).clamp_min(1e-30)
-    return torch.where(constant, 0.0, correlation)
 
 
 def _ranks(values: Tensor) -> Tensor:
@@ -171,7 +134,7 @@ def _weighted_row_r2(logits: Tensor, factor: Tensor) -> float:
     total = variance.sum()
     if total <= 0:
         return 0.0
-    return float((_pearson(logits, factor) ** 2 * variance).sum() / total)
+    return float((pearson(logits, factor) ** 2 * variance).sum() / total)
 
 
 @contextmanager

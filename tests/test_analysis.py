@@ -11,9 +11,10 @@ import matplotlib.image
 import pytest
 import torch
 
-from nlbench.analysis import analyze_block, main as analyze_main, queries_keys, similarity_ablation
+from nlbench.analysis import analyze_block, main as analyze_main, similarity_ablation, similarity_set
 from nlbench.models import nl_blocks_of
 from nlbench.nn import NonLocal2d
+from nlbench.nn.attention import scale_divisor
 
 REPO = Path(__file__).resolve().parents[1]
 # A real but tiny training run: the embedded CIFAR-10 sample, PreResNet-8 (the demo's PreResNet-20 with one
@@ -107,14 +108,19 @@ def test_uniform_softmax_attention_has_entropy_one() -> None:
 @pytest.mark.parametrize("options", [dict(heads=2, subsample=True, pos_encoding=True),
                                      dict(heads=1, subsample=False, pos_encoding=True, similarity="direction")])
 @pytest.mark.parametrize("normalization", ["softmax", "scale"])
-def test_rebuilt_queries_keys_match_the_block(normalization: str, options: dict) -> None:
+def test_queries_keys_reproduce_the_attention_map(normalization: str, options: dict) -> None:
     torch.manual_seed(0)
     block = NonLocal2d(8, normalization=normalization, reduction=1, init="kaiming", **options).eval()
     x = torch.randn(2, 8, 5, 6)
-    q, k = queries_keys(block, x)
+    q, k = block.queries_keys(x)
+    logits = q @ k.transpose(-2, -1)
+    with similarity_set([block], "dot"):
+        weights = block.attention_map(x)
+    expected = logits.softmax(-1) if normalization == "softmax" else logits / scale_divisor(block.scale, k.shape[-2])
+    torch.testing.assert_close(expected, weights, rtol=1e-4, atol=1e-5)
     assert q.shape == (2, options["heads"], 30, 8 // options["heads"])
     assert k.shape[2] == (9 if options["subsample"] else 30)  # 2x2 ceil-mode pooling of 5x6
-    item = analyze_block("stage2.nonlocal0", block, x)  # raises if the rebuilt logits disagree with the block
+    item = analyze_block("stage2.nonlocal0", block, x)
     assert item.stats.key_grid == ((3, 3) if options["subsample"] else (5, 6))
     assert item.weights.shape[-2:] == (30, 9 if options["subsample"] else 30)
     assert block.similarity == options.get("similarity", "dot")  # analysed with "dot", then restored

@@ -376,6 +376,163 @@ def test_report_with_no_finished_run(tmp_path: Path) -> None:
     assert md.count("| failed |") == 2
 
 
+# ---- training benchmark files (nlbench bench train --grid --out FILE) -----------------------------------------------
+BENCH_HEADS = (1, 2, 4)
+DROP = object()  # an override that removes the key
+
+
+def bench_rate(depth: int, normalization: str, reduction: int, heads: int) -> float:
+    """Images/s of a synthetic record: a distinct value per configuration, so mixed-up points are caught."""
+    return 10_000 / depth + (100.0 if normalization == "scale" else 0.0) + 10 * reduction + heads
+
+
+def bench_peak(depth: int, normalization: str, reduction: int, heads: int) -> float:
+    return 2.0 * depth + (50.0 if normalization == "softmax" else 0.0) + 100 / reduction + heads / 10
+
+
+def write_bench(path: Path, *, machine: str = "host (CPU, 2 threads)", depths: tuple[int, ...] = (20, 56),
+                reductions: tuple[int, ...] = (1, 2, 4, 8, 16), **overrides) -> Path:
+    """A benchmark file as `nlbench bench train --grid --out` writes it. As in the real grid, a configuration whose
+    width C / r does not split into the heads is absent (here r16 with 4 heads)."""
+    records = [{"backbone": f"PreResNet-{depth}", "depth": depth, "normalization": norm, "reduction": r, "heads": h,
+                "images_per_s": bench_rate(depth, norm, r, h), "peak_mib": bench_peak(depth, norm, r, h)}
+               for depth, norm, r, h in itertools.product(depths, ("softmax", "scale"), reductions, BENCH_HEADS)
+               if (r, h) != (16, 4)]
+    data = {"machine": machine, "device": "cpu", "batch_size": 128, "bf16": False,
+            "date": "2026-11-24T15:00:00+00:00", "records": records, **overrides}
+    data = {key: value for key, value in data.items() if value is not DROP}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_load_benchmark_reads_the_grid_file(tmp_path: Path) -> None:
+    bench = collect.load_benchmark(write_bench(tmp_path / "cpu.json", date="2026-11-24T16:30:00+01:00"))
+    assert bench.machine == "host (CPU, 2 threads)" and bench.device == "cpu" and bench.batch_size == 128
+    assert bench.backbones == ["PreResNet-20", "PreResNet-56"]
+    assert bench.when == "2026-11-24 15:30 UTC"
+    assert len(bench.records) == 2 * 2 * (5 * 3 - 1)
+
+
+def test_benchmark_figure_plots_the_records(tmp_path: Path) -> None:
+    bench = collect.load_benchmark(write_bench(tmp_path / "cpu.json"))
+    fig = plots.training_benchmark(bench)
+    assert len(fig.axes) == 4  # rows images/s, peak memory x a column per backbone
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["PreResNet-20", "PreResNet-56"]
+    assert [fig.axes[0].get_ylabel(), fig.axes[2].get_ylabel()] == ["training images/s", "peak memory (MiB)"]
+    for (row, value), (col, depth) in itertools.product(enumerate((bench_rate, bench_peak)), enumerate((20, 56))):
+        ax = fig.axes[2 * row + col]
+        assert ax.get_xscale() == "log"
+        lines = {line.get_label(): line for line in ax.lines}
+        assert set(lines) == {f"{norm} h{h}" for norm in ("softmax", "scale") for h in BENCH_HEADS}
+        for norm, h in itertools.product(("softmax", "scale"), BENCH_HEADS):
+            reductions = [1, 2, 4, 8] if h == 4 else [1, 2, 4, 8, 16]
+            line = lines[f"{norm} h{h}"]
+            assert list(line.get_xdata()) == reductions
+            assert list(line.get_ydata()) == pytest.approx([value(depth, norm, r, h) for r in reductions])
+        # Colour tells the normalisation, line style and marker the head count.
+        assert lines["softmax h2"].get_color() == lines["softmax h4"].get_color() != lines["scale h2"].get_color()
+        assert lines["softmax h2"].get_linestyle() == lines["scale h2"].get_linestyle()
+        assert lines["scale h1"].get_linestyle() != lines["scale h2"].get_linestyle()
+        assert ax.get_ylim()[0] == 0
+
+
+def test_report_cli_adds_a_section_per_benchmark_file(sweep_dir: Path, tmp_path: Path, capsys) -> None:
+    cpu = write_bench(tmp_path / "cpu.json")
+    gpu = write_bench(tmp_path / "gpu.json", machine="gpu-host (NVIDIA H200)", depths=(20,), reductions=(2, 4))
+    again = write_bench(tmp_path / "other" / "cpu.json", machine="laptop (CPU, 8 threads)", depths=(56,))
+    out = tmp_path / "out"
+    assert report_main([str(sweep_dir), "--out", str(out), "--bench", str(cpu), str(gpu), "--bench", str(again)]) == 0
+    bench_pngs = ["bench_cpu.png", "bench_gpu.png", "bench_cpu-2.png"]
+    printed = capsys.readouterr().out.splitlines()
+    assert all(f"  {out / name}" in printed and _png_is_drawn(out / name) for name in bench_pngs)
+
+    md = (out / "report.md").read_text()
+    titles = re.findall(r"^## (Training throughput benchmark .*)$", md, re.M)
+    assert titles == ["Training throughput benchmark (host (CPU, 2 threads), 2026-11-24 15:00 UTC)",
+                      "Training throughput benchmark (gpu-host (NVIDIA H200), 2026-11-24 15:00 UTC)",
+                      "Training throughput benchmark (laptop (CPU, 8 threads), 2026-11-24 15:00 UTC)"]
+    cpu_section = md.split(f"## {titles[0]}")[1].split("\n## ")[0]
+    assert "(bench_cpu.png)" in cpu_section and f"`{cpu}`" in cpu_section and "batch 128" in cpu_section
+    assert ("| backbone | r | heads | softmax img/s | scale img/s | softmax peak MiB | scale peak MiB "
+            "| scale / softmax img/s |") in cpu_section
+    rates = [bench_rate(56, norm, 8, 2) for norm in ("softmax", "scale")]
+    peaks = [bench_peak(56, norm, 8, 2) for norm in ("softmax", "scale")]
+    row = (f"| PreResNet-56 | 8 | 2 | {rates[0]:.0f} | {rates[1]:.0f} | {peaks[0]:.0f} | {peaks[1]:.0f} "
+           f"| {rates[1] / rates[0]:.2f}× |")
+    assert row in cpu_section
+    assert cpu_section.count("\n| PreResNet-") == 2 * (5 * 3 - 1)
+    # Rows follow the benchmark's backbone order, then reduction and heads.
+    assert cpu_section.index("| PreResNet-20 | 16 | 2 |") < cpu_section.index("| PreResNet-56 | 1 | 1 |")
+
+    page = (out / "report.html").read_text()
+    embedded = [base64.b64decode(data) for data in re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)]
+    assert embedded[-3:] == [(out / name).read_bytes() for name in bench_pngs]
+    assert f"<h2>{titles[1]}</h2>" in page
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "is not valid JSON"),
+        ("[]", "expected an object, got list"),
+        ({"date": DROP, "records": DROP}, "missing date, records"),
+        ({"date": "yesterday"}, "date 'yesterday' is not an ISO 8601 date"),
+        ({"records": []}, "records is not a non-empty list"),
+        ({"records": [{"backbone": "PreResNet-20"}]},
+         "records[0] lacks normalization, reduction, heads, images_per_s, peak_mib"),
+        ({"records": [{"backbone": "b", "normalization": "scale", "reduction": 0, "heads": 1, "images_per_s": 1.0,
+                       "peak_mib": 1.0}]}, "records[0] reduction 0 is not a positive integer"),
+        ({"records": [{"backbone": "b", "normalization": "scale", "reduction": 2, "heads": 1, "images_per_s": "fast",
+                       "peak_mib": 1.0}]}, "records[0] images_per_s 'fast' is not a non-negative number"),
+        ({"records": [{"backbone": "b", "normalization": "scale", "reduction": 2, "heads": 1,
+                       "images_per_s": 1.0, "peak_mib": 1.0}] * 2}, "records[1] repeats"),
+    ],
+)
+def test_report_cli_rejects_a_bad_benchmark_file(sweep_dir: Path, tmp_path: Path, capsys, content, message) -> None:
+    good = write_bench(tmp_path / "good.json")
+    bad = tmp_path / "bad.json"
+    if isinstance(content, str):
+        bad.write_text(content)
+    else:
+        write_bench(bad, **content)
+    out = tmp_path / "out"
+    assert report_main([str(sweep_dir), "--out", str(out), "--bench", str(good), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"nlbench report: error: benchmark file {bad}") and message in err
+    assert not out.exists()  # every input is checked before anything is written
+
+
+def test_report_cli_missing_benchmark_file_and_misplaced_sweep_dir(sweep_dir: Path, tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "missing.json"
+    assert report_main([str(sweep_dir), "--bench", str(missing)]) == 2
+    assert capsys.readouterr().err.startswith(f"nlbench report: error: benchmark file {missing} does not exist")
+    assert not (sweep_dir / "report").exists()
+    # --bench takes every argument after it, so a sweep directory written last is read as a benchmark file.
+    assert report_main(["--bench", str(write_bench(tmp_path / "cpu.json")), str(sweep_dir)]) == 2
+    assert "put it before --bench" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_report_of_a_real_tiny_benchmark_run(sweep_dir: Path, tmp_path: Path) -> None:
+    """End to end with the benchmark itself (about a minute on 2 CPU cores): its file loads and is plotted as is."""
+    from nlbench.bench.train import main as bench_main
+
+    path = tmp_path / "tiny.json"
+    assert bench_main(["--grid", "--device", "cpu", "--depths", "[8]", "--steps", "2", "--warmup", "1",
+                       "--reductions", "[2,4]", "--heads", "[1,2]", "--batch_size", "16", "--out", str(path)]) == 0
+    records = json.loads(path.read_text())["records"]
+    bench = collect.load_benchmark(path)
+    fig = plots.training_benchmark(bench)
+    for ax, metric in zip(fig.axes, ("images_per_s", "peak_mib")):
+        for line in ax.lines:
+            norm, heads = line.get_label().split(" h")
+            expected = [rec[metric] for rec in records if (rec["normalization"], rec["heads"]) == (norm, int(heads))]
+            assert list(line.get_ydata()) == pytest.approx(expected)
+    assert report_main([str(sweep_dir), "--out", str(tmp_path / "out"), "--bench", str(path)]) == 0
+    assert "## Training throughput benchmark (" in (tmp_path / "out" / "report.md").read_text()
+
+
 # ---- a real browser ------------------------------------------------------------------------------------------------
 def _chromium() -> str | None:
     return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
@@ -393,7 +550,8 @@ window.addEventListener("load", () => {
 
 @pytest.mark.skipif(_chromium() is None, reason="no Chromium/Chrome binary on PATH (apt-get install chromium)")
 def test_report_html_renders_in_headless_chromium(sweep_dir: Path, tmp_path: Path) -> None:
-    files = render.write_report(collect.load_sweep(sweep_dir), tmp_path / "out")
+    bench = collect.load_benchmark(write_bench(tmp_path / "cpu.json"))
+    files = render.write_report(collect.load_sweep(sweep_dir), tmp_path / "out", benchmarks=[bench])
     probe = tmp_path / "probe.html"
     probe.write_text(files.html.read_text().replace("</body>", _PROBE + "</body>"))
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -404,7 +562,7 @@ def test_report_html_renders_in_headless_chromium(sweep_dir: Path, tmp_path: Pat
     match = re.search(r'data-probe="([^"]*)"', dom.stdout)
     assert match, f"no probe result in the DOM; stderr: {dom.stderr[-2000:]}"
     sizes = match.group(1).split(",")
-    assert len(sizes) == 3 and "broken" not in sizes
+    assert len(sizes) == 4 and "broken" not in sizes
     for size, png in zip(sizes, files.images):
         height, width = matplotlib.image.imread(png).shape[:2]
         assert size == f"{width}x{height}"

@@ -21,7 +21,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from jsonargparse import ArgumentParser
+from jsonargparse import ActionYesNo, ArgumentParser
 from torch import nn
 
 from nlbench.bench.block import peak_bytes
@@ -171,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3, help="overhead mode: measurements per path (median)")
-    parser.add_argument("--bf16", type=bool, default=False, help="bf16 autocast (bf16-mixed in Lightning)")
-    parser.add_argument("--grid", type=bool, default=False, help="throughput/memory grid instead of overhead")
+    parser.add_argument("--bf16", action=ActionYesNo, default=False, help="bf16 autocast (bf16-mixed in Lightning)")
+    parser.add_argument("--grid", action=ActionYesNo, default=False, help="throughput/memory grid, not overhead")
     parser.add_argument("--depths", type=list[int], default=[20, 56])
     parser.add_argument("--reductions", type=list[int], default=[1, 2, 4, 8, 16])
     parser.add_argument("--heads", type=list[int], default=[1, 2, 4])

@@ -129,3 +129,16 @@ def scaled_attention_projected(q: Tensor, k: Tensor, v: Tensor, weight: Tensor, 
     # A view when q is the transposed view of a channel-first conv output, as in the block.
     queries = q.transpose(-2, -1).reshape(b, heads * dk, n)
     return torch.matmul(folded.to(q.dtype), queries)
+
+
+def pearson(a: Tensor, b: Tensor) -> Tensor:
+    """Correlation along the last dim; 0 where either side is constant up to rounding (key norms under "direction")."""
+    a_centred = a - a.mean(dim=-1, keepdim=True)
+    b_centred = b - b.mean(dim=-1, keepdim=True)
+    a_spread = torch.linalg.vector_norm(a_centred, dim=-1)
+    b_spread = torch.linalg.vector_norm(b_centred, dim=-1)
+    constant = (a_spread <= 1e-5 * torch.linalg.vector_norm(a, dim=-1)) | (
+        b_spread <= 1e-5 * torch.linalg.vector_norm(b, dim=-1)
+    )
+    correlation = (a_centred * b_centred).sum(dim=-1) / (a_spread * b_spread).clamp_min(1e-30)
+    return correlation.masked_fill(constant, 0.0)

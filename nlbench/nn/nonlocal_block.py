@@ -17,6 +17,7 @@ from nlbench.nn.attention import (
     SIMILARITIES,
     apply_similarity,
     attention_weights,
+    pearson,
     scale_divisor,
     scaled_attention,
     scaled_attention_projected,
@@ -161,15 +162,16 @@ class NonLocal2d(nn.Module):
     def _with_position(self, x: Tensor) -> Tensor:
         return x if self.pos_encoding is None else self.pos_encoding(x)
 
-    def _embed(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Queries (after ``similarity``), keys (after ``similarity``) and values, each (B, heads, positions, width)."""
+    def _embed(self, x: Tensor, similarity: str | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries and keys (after ``similarity``, default the block's) and values, each (B, heads, positions,
+        width)."""
         # theta, phi and g as one 1x1 conv: one pass over x and one GEMM (forward and backward) instead of three.
         qkv = F.conv2d(x, torch.cat([self.theta.weight, self.phi.weight, self.g.weight]))
         q, kv = qkv.split([self.width, 2 * self.width], dim=1)
         if self.subsample:
             kv = F.max_pool2d(kv, 2, ceil_mode=True)
         k, v = kv.chunk(2, dim=1)
-        q, k = apply_similarity(self._split_heads(q), self._split_heads(k), self.similarity)
+        q, k = apply_similarity(self._split_heads(q), self._split_heads(k), similarity or self.similarity)
         return q, k, self._split_heads(v)
 
     def _divisor(self, num_keys: int) -> float:
@@ -188,6 +190,12 @@ class NonLocal2d(nn.Module):
         b, _, h, w = x.shape
         y = y.transpose(-2, -1).reshape(b, self.width, h, w)
         return x + self.bn(self.w_z(y))
+
+    def queries_keys(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-head queries (B, heads, N, d/heads) and keys (B, heads, M, d/heads) for the input ``x``, before the
+        similarity transform: the raw vectors whose magnitude and direction the paper studies."""
+        q, k, _ = self._embed(self._with_position(x), similarity="dot")
+        return q, k
 
     def attention_map(self, x: Tensor) -> Tensor:
         """The explicit (B, heads, N, M) weights, in float32: softmax probabilities, or the scaled logits for "scale".
@@ -234,7 +242,7 @@ class NonLocal2d(nn.Module):
             mass = probs.sum(dim=-2)
         else:
             mass = torch.matmul(k, q.sum(dim=-2).unsqueeze(-1)).squeeze(-1) / self._divisor(m)
-        stats["key_norm_attention_corr"] = _pearson(key_norm, mass).mean()
+        stats["key_norm_attention_corr"] = pearson(key_norm, mass).mean()
         return stats
 
     def extra_repr(self) -> str:
@@ -244,15 +252,3 @@ class NonLocal2d(nn.Module):
             f"subsample={self.subsample}"
         )
 
-
-def _pearson(a: Tensor, b: Tensor) -> Tensor:
-    """Correlation along the last dim; 0 where either side is constant up to rounding (key norms under "direction")."""
-    a_centred = a - a.mean(dim=-1, keepdim=True)
-    b_centred = b - b.mean(dim=-1, keepdim=True)
-    a_spread = torch.linalg.vector_norm(a_centred, dim=-1)
-    b_spread = torch.linalg.vector_norm(b_centred, dim=-1)
-    constant = (a_spread <= 1e-5 * torch.linalg.vector_norm(a, dim=-1)) | (
-        b_spread <= 1e-5 * torch.linalg.vector_norm(b, dim=-1)
-    )
-    correlation = (a_centred * b_centred).sum(dim=-1) / (a_spread * b_spread).clamp_min(1e-30)
-    return correlation.masked_fill(constant, 0.0)
