@@ -44,6 +44,7 @@ class RunResult(Callback):
             "best_val_acc1": None, "best_val_acc5": None, "best_epoch": None,
             "final_val_acc1": None, "final_val_acc5": None, "time_s": 0.0, "train_images_per_s": None,
         }
+        self.training_started = False  # before it, a failure is a set-up error that the CLI reports in one line
         self._fit_start = 0.0
         self._epoch_start = 0.0
         self._last_batch_end = 0.0
@@ -62,6 +63,9 @@ class RunResult(Callback):
     # ---- hooks -----------------------------------------------------------------------------------------------
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._fit_start = time.perf_counter()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.training_started = True
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_start = self._last_batch_end = time.perf_counter()
@@ -98,6 +102,8 @@ class RunResult(Callback):
         self.write(trainer, pl_module, "diverged" if getattr(pl_module, "diverged", False) else "finished")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if not self.training_started:
+            return
         status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
         self.write(trainer, pl_module, status, error=_first_line(exception))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any, Literal
 
@@ -62,12 +63,14 @@ class ImageClassifier(L.LightningModule):
 
         num_classes = _num_classes(backbone)
         top5 = min(5, num_classes)
-        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
-        self.train_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
-        self.val_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
-        self.val_acc5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
-        self.test_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
-        self.test_acc5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
+        # No NaN filtering and no argument validation: both sync with the device on every update, and a NaN
+        # loss must reach the epoch mean so that divergence is seen.
+        mean = functools.partial(MeanMetric, nan_strategy="disable")
+        accuracy = functools.partial(MulticlassAccuracy, num_classes, average="micro", validate_args=False)
+        self.train_loss, self.val_loss, self.test_loss = mean(), mean(), mean()
+        self.train_acc1 = accuracy(top_k=1)
+        self.val_acc1, self.val_acc5 = accuracy(top_k=1), accuracy(top_k=top5)
+        self.test_acc1, self.test_acc5 = accuracy(top_k=1), accuracy(top_k=top5)
         self.val_acc1_best = MaxMetric()
         self.val_acc1_best.persistent(True)  # kept in checkpoints, so a resumed run remembers its best epoch
 
@@ -117,7 +120,9 @@ class ImageClassifier(L.LightningModule):
         self._stop_if_diverged(self.train_loss.compute() if self.train_loss.update_count else None)
 
     def _stop_if_diverged(self, loss: torch.Tensor | None) -> None:
-        if loss is not None and not torch.isfinite(loss).all():
+        finite = loss is None or bool(torch.isfinite(loss).all())
+        # One decision for all ranks (a collective: every rank checks at the same steps), or DDP would hang.
+        if self.trainer.strategy.reduce_boolean_decision(not finite, all=False):
             log.warning("Training diverged (non-finite loss at step %d): stopping.", self.global_step)
             self.diverged = True
             self.trainer.should_stop = True
@@ -136,8 +141,8 @@ class ImageClassifier(L.LightningModule):
         if self.trainer.sanity_checking:
             return
         self.val_acc1_best(self.val_acc1.compute())
-        # Already reduced across ranks by torchmetrics; sync_dist only states that (and is a no-op mean).
-        self.log("val/acc1_best", self.val_acc1_best.compute(), prog_bar=True, sync_dist=True)
+        # Equal on every rank (torchmetrics already reduced val/acc1), so rank 0's value is the value.
+        self.log("val/acc1_best", self.val_acc1_best.compute(), prog_bar=True, rank_zero_only=True)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         loss, logits, y = self._shared_step(batch)
@@ -171,7 +176,8 @@ class ImageClassifier(L.LightningModule):
         scheduler = self.scheduler_factory(optimizer, **extra)
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval},
+            # "name" makes LearningRateMonitor log it as "lr".
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval, "name": "lr"},
         }
 
     # ---- NL statistics -------------------------------------------------------------------------------------
@@ -190,13 +196,18 @@ class ImageClassifier(L.LightningModule):
 
     @torch.no_grad()
     def _log_nl_stats(self) -> None:
+        # Straight to the loggers, once per sampled step: self.log(on_step=True) would repeat the last value at
+        # every later logging step.
         blocks = self.nl_blocks()
-        for name, x in self._nl_inputs.items():
-            stats = blocks[name].attention_stats(x)
-            tag = name.replace(".", "_")
-            for key, value in stats.items():
-                self.log(f"nl/{tag}/{key}", value.float(), on_step=True, on_epoch=False)
+        metrics = {
+            f"nl/{name.replace('.', '_')}/{key}": float(value)
+            for name, x in self._nl_inputs.items()
+            for key, value in blocks[name].attention_stats(x).items()
+        }
         self._nl_inputs.clear()
+        if self.trainer.is_global_zero:
+            for logger in self.loggers:
+                logger.log_metrics(metrics, step=self.global_step)
 
 
 def _num_classes(backbone: nn.Module) -> int:

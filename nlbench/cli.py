@@ -26,6 +26,7 @@ from nlbench.loggers import RunIdentity, WandbLogger, describe_run
 
 RUN_DIR_ENV = "NLBENCH_RUN_DIR"  # hands the resolved run directory to DDP worker processes
 _created_run_dir: Path | None = None  # set when this process chose a run directory that did not exist yet
+_run_result: RunResult | None = None  # the fit's result callback: tells set-up failures from training failures
 
 # Subcommands implemented outside LightningCLI: name -> (module with main(argv), one-line help).
 EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
@@ -104,10 +105,9 @@ class NLBenchCLI(LightningCLI):
             if str(callback.get("class_path", "")).endswith("ModelCheckpoint") and not callback.init_args.dirpath:
                 callback.init_args.dirpath = str(run_dir / "checkpoints")
         if self.subcommand == "fit":
-            self.trainer_defaults = {
-                **self.trainer_defaults,
-                "callbacks": [RunResult(str(run_dir / "result.json"), identity.hparams, identity.name, identity.group)],
-            }
+            global _run_result
+            _run_result = RunResult(str(run_dir / "result.json"), identity.hparams, identity.name, identity.group)
+            self.trainer_defaults = {**self.trainer_defaults, "callbacks": [_run_result]}
 
     def _resolve_run_dir(self, cfg: Namespace, identity: RunIdentity) -> Path:
         if os.environ.get(RUN_DIR_ENV) and os.environ.get("LOCAL_RANK") not in (None, "0"):
@@ -147,12 +147,13 @@ def _checkpoints_in(run_dir: Path) -> bool:
 
 
 def _configure_loggers(loggers: Any, log_dir: Path, run_dir: Path, identity: RunIdentity) -> Any:
-    """Point the configured loggers at the run directory and give W&B the run's name, group, tags and id."""
-    if loggers is False:
-        return False
+    """Point the configured loggers at the run directory and give W&B the run's name, group, tags and id.
+
+    A CSV logger is always there (metrics.csv feeds the sweep table and the offline report), even with
+    ``trainer.logger: false``, which then only switches the other loggers off."""
     configured = _as_list(loggers)
-    if not configured:  # trainer.logger true/null: Lightning's default would be a CSV logger anyway
-        configured = [Namespace(class_path="lightning.pytorch.loggers.CSVLogger", init_args=Namespace())]
+    if not any(str(logger.get("class_path", "")).endswith("CSVLogger") for logger in configured):
+        configured.insert(0, Namespace(class_path="nlbench.loggers.CSVLogger", init_args=Namespace()))
     for logger in configured:
         class_path = str(logger.get("class_path", ""))
         args = logger.init_args
@@ -266,8 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         choices = ", ".join([*LIGHTNING_COMMANDS, *EXTRA_COMMANDS])
         print(f"nlbench: error: unknown command {argv[0]!r}; choose from {choices}", file=sys.stderr)
         return 2
-    global _created_run_dir
-    _created_run_dir = None
+    global _created_run_dir, _run_result
+    _created_run_dir = _run_result = None
     try:
         _check_config_files(argv)
         with warnings.catch_warnings():
@@ -275,15 +276,20 @@ def main(argv: list[str] | None = None) -> int:
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
             NLBenchCLI(args=None if from_sys_argv else argv)
     except (ArgumentError, ConfigError, ValueError, FileNotFoundError) as err:
+        if _training_started() or os.environ.get("NLBENCH_DEBUG"):
+            raise  # a failure during training: result.json says "failed", the traceback says why
         _discard_new_run_dir()
-        if os.environ.get("NLBENCH_DEBUG"):
-            raise
         print(f"nlbench {argv[0]}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except BaseException:
-        _discard_new_run_dir()
+        if not _training_started():
+            _discard_new_run_dir()
         raise
     return 0
+
+
+def _training_started() -> bool:
+    return _run_result is not None and _run_result.training_started
 
 
 def _check_config_files(argv: list[str]) -> None:
@@ -308,7 +314,8 @@ def _check_config_files(argv: list[str]) -> None:
 
 
 def _discard_new_run_dir() -> None:
-    """Remove the run directory this invocation created, unless it already holds a checkpoint (never lose one)."""
+    """Remove the run directory this invocation created for a run that failed before training (bad input, missing
+    data), unless it holds a checkpoint (never lose one)."""
     run_dir = _created_run_dir
     if run_dir is None or not run_dir.exists() or _checkpoints_in(run_dir):
         return

@@ -6,6 +6,7 @@ and if the service cannot be reached it falls back to offline, then to disabled.
 
 from __future__ import annotations
 
+import csv
 import netrc
 import os
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
+from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.loggers.logger import DummyExperiment, rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -96,16 +98,6 @@ class WandbLogger(_LightningWandbLogger):
     def mode(self) -> str:
         return self._wandb_init["mode"]
 
-    def update_init(self, **kwargs: Any) -> None:
-        """Set W&B init arguments (name, group, tags, id, dir) before the run starts."""
-        if self._experiment is not None:
-            raise RuntimeError("the W&B run has already started; its init arguments can no longer change")
-        if "dir" in kwargs:
-            self._save_dir = kwargs["dir"]
-        self._wandb_init.update(kwargs)
-        self._name = self._wandb_init.get("name")
-        self._id = self._wandb_init.get("id")
-
     @property
     @rank_zero_experiment
     def experiment(self) -> Any:
@@ -131,6 +123,26 @@ class WandbLogger(_LightningWandbLogger):
         self._experiment = None
         if self.mode == "offline":
             rank_zero_info(f"W&B ran offline. Upload this run later with: wandb sync {run_dir}")
+
+
+class CSVLogger(_LightningCSVLogger):
+    """Lightning's CSVLogger, except that a resumed run keeps its metrics.csv (Lightning's deletes the file when the
+    log directory exists), so the learning curves of a resumed run cover all of its epochs."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        if self._experiment is not None:
+            return self._experiment
+        path = Path(self.log_dir) / "metrics.csv"
+        previous = path.read_bytes() if path.is_file() else None
+        experiment = super().experiment
+        if previous is not None:
+            path.write_bytes(previous)
+            # The writer appends to the file and widens its header when new columns appear.
+            header = previous.decode().split("\n", 1)[0]
+            experiment.metrics_keys = next(csv.reader([header]), [])
+        return experiment
 
 
 # ---- run identity ----------------------------------------------------------------------------------------------

@@ -362,6 +362,7 @@ def test_wandb_source_reads_config_summary_and_history(tmp_path: Path, monkeypat
     assert run["params"] == 1000 and run["train_images_per_s"] == 300.0 and run["status"] == "finished"
     assert [r["status"] for r in sweep.unfinished] == ["failed"]
     assert [row["epoch"] for row in sweep.curves[run["run_id"]]] == [0, 1, 2]
+    assert run["epochs"] == 3  # W&B's last 0-based epoch is 2; result.json counts epochs
     assert report_main(["--wandb", "me/nlbench", "--out", str(tmp_path / "w")]) == 0
     assert "**Runs** 4 (3 finished, 1 failed)" in (tmp_path / "w" / "report.md").read_text()
 

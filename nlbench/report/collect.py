@@ -382,7 +382,6 @@ _WANDB_SUMMARY = {
     "final_val_acc1": "val/acc1",
     "final_val_acc5": "val/acc5",
     "train_images_per_s": "train/images_per_s",
-    "epochs": "epoch",
     "global_step": "trainer/global_step",
 }
 
@@ -398,6 +397,8 @@ def _wandb_record(wandb_run: Any) -> dict[str, Any]:
     summary = dict(wandb_run.summary)
     for name in RESULT_METRICS:
         record[name] = summary.get(name, summary.get(_WANDB_SUMMARY.get(name, name), config.get(name)))
+    if isinstance(summary.get("epoch"), (int, float)) and "epochs" not in summary:
+        record["epochs"] = int(summary["epoch"]) + 1  # W&B keeps the last 0-based epoch; result.json counts epochs
     record.update(
         run_id=str(wandb_run.id),
         run_name=wandb_run.name,

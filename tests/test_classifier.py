@@ -1,0 +1,97 @@
+"""Behaviour of the LightningModule and its result callback through real (tiny) `nlbench fit` runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from nlbench.classifier import ImageClassifier
+from nlbench.cli import main
+
+DEMO = Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml"
+FAST = [
+    "--trainer.accelerator=cpu", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=1",
+    "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.log_every_n_steps=1",
+    "--data.init_args.batch_size=16", "--data.init_args.eval_batch_size=64", "--model.nl_stats_every_n_steps=2",
+    "--model.scheduler=torch.optim.lr_scheduler.StepLR", "--model.scheduler.step_size=1",
+    "--model.scheduler_interval=epoch",
+]
+
+
+@pytest.fixture(autouse=True)
+def _no_wandb_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+
+
+def fit(run_dir: Path, *extra: str) -> int:
+    return main(["fit", f"--config={DEMO}", *FAST, f"--run_dir={run_dir}", *extra])
+
+
+def epoch_rows(run_dir: Path, column: str) -> list[float]:
+    with open(run_dir / "metrics.csv") as f:
+        return [float(row[column]) for row in csv.DictReader(f) if row.get(column)]
+
+
+def test_best_and_final_accuracy_over_epochs(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    assert fit(run_dir, "--trainer.max_epochs=3", "--model.optimizer.init_args.lr=0.5") == 0
+    result = json.loads((run_dir / "result.json").read_text())
+    val = epoch_rows(run_dir, "val/acc1")
+    assert len(val) == 3
+    assert result["best_val_acc1"] == pytest.approx(max(val))
+    assert result["final_val_acc1"] == pytest.approx(val[-1])
+    assert result["best_epoch"] == val.index(max(val))
+    assert epoch_rows(run_dir, "val/acc1_best")[-1] == pytest.approx(max(val))
+    assert epoch_rows(run_dir, "lr") == pytest.approx([0.5, 0.05, 0.005])
+    # NL statistics are logged every 2 steps for the stage-2 block.
+    assert len(epoch_rows(run_dir, "nl/stage2_nonlocal0/key_norm_mean")) == 5  # steps 0, 2, 4, 6, 8
+    assert result["train_images_per_s"] > 0 and result["epochs"] == 3
+
+
+def test_resume_keeps_the_learning_curve_and_the_best_epoch(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    assert fit(run_dir, "--trainer.max_epochs=2") == 0
+    first = json.loads((run_dir / "result.json").read_text())
+    first_val = epoch_rows(run_dir, "val/acc1")
+    assert fit(run_dir, "--trainer.max_epochs=3", "--ckpt_path=last") == 0
+    result = json.loads((run_dir / "result.json").read_text())
+    val = epoch_rows(run_dir, "val/acc1")
+    assert len(val) == 3 and val[:2] == first_val  # Lightning's CSVLogger would have deleted the first two
+    assert result["best_val_acc1"] == pytest.approx(max(val)) and result["best_epoch"] == val.index(max(val))
+    assert result["time_s"] > first["time_s"]
+
+
+def test_failure_during_training_keeps_the_run_and_says_failed(tmp_path: Path, monkeypatch) -> None:
+    original = ImageClassifier.training_step
+
+    def broken_step(self, batch, batch_idx):
+        if self.global_step == 2:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(ImageClassifier, "training_step", broken_step)
+    run_dir = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="out of memory"):
+        fit(run_dir, "--trainer.max_epochs=2", "--trainer.limit_train_batches=2")
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "failed" and "out of memory" in result["error"]
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()  # epoch 1 finished and was checkpointed
+
+
+def test_divergence_is_caught_at_epoch_end_without_step_checks(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    code = fit(run_dir, "--trainer.max_epochs=3", "--trainer.log_every_n_steps=50", "--model.scheduler=null",
+               "--model.optimizer.init_args.lr=1e30")
+    assert code == 0
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "diverged" and result["global_step"] == 3  # stopped after the first epoch
+
+
+def test_no_per_step_device_syncs_in_the_metrics() -> None:
+    model = ImageClassifier(torch.nn.Linear(4, 10), optimizer=torch.optim.SGD)
+    assert model.train_loss.nan_strategy == "disable"  # NaN filtering syncs, and would hide divergence
+    assert not model.train_acc1.validate_args and not model.val_acc1.validate_args
