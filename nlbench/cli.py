@@ -19,6 +19,7 @@ from typing import Any, Callable
 import lightning as L
 from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities import rank_zero_warn
 
 from nlbench.callbacks import RunResult
 from nlbench.classifier import ImageClassifier
@@ -59,10 +60,13 @@ class ConfigSaver(SaveConfigCallback):
         identity = describe_run(self.config.as_dict())
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and logger.mode != "disabled":
-                run = logger.experiment
-                run.config.update({**identity.hparams, "config": self.config.as_dict()}, allow_val_change=True)
-                path = self._log_dir / self.config_filename
-                run.save(str(path), base_path=str(path.parent), policy="now")
+                try:
+                    run = logger.experiment
+                    run.config.update({**identity.hparams, "config": self.config.as_dict()}, allow_val_change=True)
+                    path = self._log_dir / self.config_filename
+                    run.save(str(path), base_path=str(path.parent), policy="now")
+                except Exception as err:  # noqa: BLE001 - W&B must never fail a run
+                    rank_zero_warn(f"could not upload the config to W&B ({err}); it is in {self._log_dir}")
 
 
 class NLBenchCLI(LightningCLI):
