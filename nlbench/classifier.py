@@ -93,14 +93,14 @@ class ImageClassifier(L.LightningModule):
 
     # ---- training ------------------------------------------------------------------------------------------
     def on_train_start(self) -> None:
-        # A resumed run restores val_acc1_best from the checkpoint; nothing to reset here.
         counts = {"params": num_parameters(self.model), "nl_params": num_parameters(self.model, nl_only=True)}
         for logger in self.loggers:
             logger.log_hyperparams(counts)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         every = self.hparams.nl_stats_every_n_steps
-        self._capture_nl = bool(every) and self.global_step % every == 0
+        # Only rank 0 logs, so only rank 0 pays for the statistics.
+        self._capture_nl = bool(every) and self.global_step % every == 0 and self.trainer.is_global_zero
         loss, logits, y = self._shared_step(batch)
         self.train_loss(loss.detach())
         self.train_acc1(logits.detach(), y)
@@ -205,9 +205,8 @@ class ImageClassifier(L.LightningModule):
             for key, value in blocks[name].attention_stats(x).items()
         }
         self._nl_inputs.clear()
-        if self.trainer.is_global_zero:
-            for logger in self.loggers:
-                logger.log_metrics(metrics, step=self.global_step)
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=self.global_step)
 
 
 def _num_classes(backbone: nn.Module) -> int:

@@ -29,7 +29,6 @@ from nlbench.data import (
     ImageArrays,
     ImageDataModule,
     TinyImageNetDataModule,
-    load,
     prepare,
 )
 from nlbench.data.sources import SPECS

@@ -15,9 +15,10 @@ Init = Literal["normal", "zeros", "kaiming"]
 ScaleDivisor = Union[Literal["sqrt_n", "n"], float]
 
 
-@dataclass
+@dataclass(frozen=True)
 class NLConfig:
-    """Options of one 2-D non-local block (defaults follow the official code).
+    """Options of one 2-D non-local block (defaults follow the official code). Frozen: backbones share one
+    default instance, and the blocks only read it.
 
     Attributes:
         normalization: "softmax" (embedded Gaussian) or "scale" (the paper's method: divide by a constant).
