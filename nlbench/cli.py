@@ -23,7 +23,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from nlbench.callbacks import RunResult
 from nlbench.classifier import ImageClassifier
-from nlbench.loggers import RunIdentity, WandbLogger, describe_run
+from nlbench.loggers import WandbLogger
+from nlbench.run import RunIdentity, identity_from_config
 
 RUN_DIR_ENV = "NLBENCH_RUN_DIR"  # hands the resolved run directory to DDP worker processes
 _created_run_dir: Path | None = None  # set when this process chose a run directory that did not exist yet
@@ -57,7 +58,7 @@ class ConfigSaver(SaveConfigCallback):
         super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        identity = describe_run(self.config.as_dict())
+        identity = identity_from_config(self.config)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and logger.mode != "disabled":
                 try:
@@ -99,7 +100,7 @@ class NLBenchCLI(LightningCLI):
     # ---- run directory and loggers -------------------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
-        identity = describe_run(cfg.as_dict())
+        identity = identity_from_config(cfg)
         run_dir = self._resolve_run_dir(cfg, identity)
         self.run_dir, self.identity = run_dir, identity
         log_dir = run_dir if self.subcommand in (None, "fit") else run_dir / self.subcommand
@@ -110,7 +111,8 @@ class NLBenchCLI(LightningCLI):
                 callback.init_args.dirpath = str(run_dir / "checkpoints")
         if self.subcommand == "fit":
             global _run_result
-            _run_result = RunResult(str(run_dir / "result.json"), identity.hparams, identity.name, identity.group)
+            wandb_ids = [lg.init_args.get("id") for lg in cfg.trainer.logger if str(lg.class_path).endswith("WandbLogger")]
+            _run_result = RunResult(str(run_dir), identity, wandb_id=next(iter(wandb_ids), None))
             self.trainer_defaults = {**self.trainer_defaults, "callbacks": [_run_result]}
 
     def _resolve_run_dir(self, cfg: Namespace, identity: RunIdentity) -> Path:

@@ -1,4 +1,5 @@
-"""Logging set-up: W&B with an offline fallback, and the run names/groups that make runs comparable.
+"""Logging set-up: W&B with an offline fallback, and a CSV logger that keeps a resumed run's metrics (run names
+ and groups: nlbench.run.identify).
 
 W&B must never be the reason a run fails: without credentials it runs offline (sync later with ``wandb sync``),
 and if the service cannot be reached it falls back to offline, then to disabled.
@@ -9,7 +10,6 @@ from __future__ import annotations
 import csv
 import netrc
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -143,80 +143,3 @@ class CSVLogger(_LightningCSVLogger):
             header = previous.decode().split("\n", 1)[0]
             experiment.metrics_keys = next(csv.reader([header]), [])
         return experiment
-
-
-# ---- run identity ----------------------------------------------------------------------------------------------
-@dataclass
-class RunIdentity:
-    """How a run is named and grouped in W&B, the run directory and the results tables."""
-
-    name: str
-    group: str
-    tags: list[str]
-    hparams: dict[str, Any] = field(default_factory=dict)
-
-
-_DATASET_NAMES = {
-    "CIFAR10DataModule": "cifar10",
-    "CIFAR100DataModule": "cifar100",
-    "TinyImageNetDataModule": "tiny_imagenet",
-    "CIFAR10SampleDataModule": "cifar10_sample",
-}
-
-
-def _short_class(path: str | None) -> str:
-    return (path or "").rsplit(".", 1)[-1]
-
-
-def describe_run(config: dict[str, Any]) -> RunIdentity:
-    """Derive the run's name, group, tags and headline hyper-parameters from a resolved fit config (as a dict)."""
-    model = config.get("model") or {}
-    backbone = model.get("backbone") or {}
-    bb_args = backbone.get("init_args") or {}
-    nl = bb_args.get("nl") or {}
-    data = config.get("data") or {}
-    data_cls = _short_class(data.get("class_path"))
-    dataset = _DATASET_NAMES.get(data_cls, data_cls.removesuffix("DataModule").lower() or "data")
-    seed = config.get("seed_everything")
-    seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
-    backbone_name = _short_class(backbone.get("class_path")) or "backbone"
-    depth = bb_args.get("depth")
-    has_nl = bool(bb_args.get("nl_stages", [2])) and int(bb_args.get("nl_blocks", 1)) > 0
-
-    hparams: dict[str, Any] = {
-        "dataset": dataset,
-        "backbone": backbone_name,
-        "depth": depth,
-        "widen": bb_args.get("widen"),
-        "nl_stages": list(bb_args.get("nl_stages") or []),
-        "nl_blocks": bb_args.get("nl_blocks"),
-        "normalization": nl.get("normalization") if has_nl else "none",
-        "reduction": nl.get("reduction"),
-        "width": nl.get("width"),
-        "heads": nl.get("heads"),
-        "scale": nl.get("scale"),
-        "order": nl.get("order"),
-        "similarity": nl.get("similarity"),
-        "init": nl.get("init"),
-        "pos_encoding": nl.get("pos_encoding"),
-        "subsample": nl.get("subsample"),
-        "seed": seed,
-        "max_epochs": (config.get("trainer") or {}).get("max_epochs"),
-        "batch_size": (data.get("init_args") or {}).get("batch_size"),
-    }
-    hparams = {k: v for k, v in hparams.items() if v is not None}
-
-    if has_nl:
-        width = f"w{nl['width']}" if nl.get("width") else f"r{nl.get('reduction')}"
-        parts = [str(nl.get("normalization")), width, f"h{nl.get('heads', 1)}", str(nl.get("init"))]
-        if nl.get("similarity", "dot") != "dot":
-            parts.append(str(nl["similarity"]))
-        if nl.get("normalization") == "scale" and nl.get("order", "reassociated") != "reassociated":
-            parts.append(str(nl["order"]))
-    else:
-        parts = ["baseline"]
-    config_name = "-".join(parts)
-    name = f"{config_name}-s{seed}" if seed is not None else config_name
-    group = f"{dataset}-{backbone_name.lower()}{depth if depth is not None else ''}-{config_name}"
-    tags = [dataset, hparams["normalization"]]
-    return RunIdentity(name=name, group=group, tags=tags, hparams=hparams)

@@ -313,6 +313,8 @@ class CIFAR10SampleDataModule(CIFAR10DataModule):
     differ from the official archive's). Takes every option of ``CIFAR10DataModule`` except data_dir, download
     and verify."""
 
+    record_name: ClassVar[str] = "cifar10_sample"  # the run record's dataset: a subset, never pooled with cifar10
+
     def __init__(self, **kwargs) -> None:
         super().__init__(data_dir=str(sources.SAMPLE_ROOT), download=False, verify=False, **kwargs)
 

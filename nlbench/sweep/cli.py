@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     counts = Counter(row["status"] for row in rows)
     print(f"sweep {spec.name}: " + ", ".join(f"{n} {status}" for status, n in counts.most_common()))
-    print(f"results: {spec.output_dir / 'results.csv'}, mean/std over seeds: {spec.output_dir / 'summary.csv'}")
+    print(f"results: {spec.output_dir / 'results.csv'}; statistics over seeds: nlbench report {spec.output_dir}")
     return 1 if counts["failed"] else 0
 
 
@@ -124,7 +124,7 @@ def print_plan(spec: SweepSpec, runs: Sequence[SweepRun], parsed: Mapping[str, A
     print(f"cost: {len(todo)} runs x {per_run} epochs = {total} epochs{unknown} on {len(slots)} slot(s): "
           f"{', '.join(s.label for s in slots)}")  # fmt: skip
 
-    timed = [s.result for _, s in planned if s.status == "finished" and s.result and s.result.get("epochs")]
+    timed = [s.record.metrics for _, s in planned if s.status == "finished" and s.record and s.record.metrics["epochs"]]
     seconds = sum(float(r.get("time_s") or 0.0) for r in timed)
     measured_epochs = sum(int(r["epochs"]) for r in timed)
     if seconds > 0 and measured_epochs:

@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-SEED_KEY = "seed_everything"
+from nlbench.run import SEED_KEY, short_name
+
 SPEC_KEYS = ("name", "base", "output_dir", "overrides", "axes", "points", "devices_per_run")
 # Set by the sweep itself (run directory, resume, device assignment), so a spec may not set them.
 RESERVED_KEYS = frozenset({"config", "run_dir", "ckpt_path", "trainer.accelerator", "trainer.devices"})
@@ -235,11 +236,6 @@ def format_value(value: Any) -> str:
 
 def override_args(overrides: Mapping[str, Any]) -> list[str]:
     return [f"--{key}={format_value(value)}" for key, value in overrides.items()]
-
-
-def short_name(key: str) -> str:
-    """The readable name of a dotted key: its last component (``seed_everything`` -> ``seed``)."""
-    return "seed" if key == SEED_KEY else key.rsplit(".", 1)[-1]
 
 
 def column_names(keys: Sequence[str], *, taken: Sequence[str] = ()) -> dict[str, str]:
