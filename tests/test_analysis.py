@@ -15,6 +15,7 @@ from nlbench.analysis import analyze_block, main as analyze_main, similarity_abl
 from nlbench.models import nl_blocks_of
 from nlbench.nn import NonLocal2d
 from nlbench.nn.attention import scale_divisor
+from nlbench.run import BEST_ACC1, read_record
 
 REPO = Path(__file__).resolve().parents[1]
 # A real but tiny training run: the embedded CIFAR-10 sample, PreResNet-8 (the demo's PreResNet-20 with one
@@ -160,10 +161,10 @@ def test_analyze_a_trained_run(tiny_run: Path, tmp_path: Path, capsys) -> None:
                        "--device", "cpu"])
     assert rc == 0, capsys.readouterr().err
     summary = json.loads((out / "analysis.json").read_text())
-    result = json.loads((tiny_run / "result.json").read_text())
+    result = read_record(tiny_run).flat()
     # The same test images the run validated on, through the evaluation transform: the same accuracy.
     assert summary["test_images_evaluated"] == VAL_BATCHES * EVAL_BATCH
-    assert summary["accuracy"]["dot"] == pytest.approx(result["best_val_acc1"], abs=1e-6)
+    assert summary["accuracy"]["dot"] == pytest.approx(result[BEST_ACC1], abs=1e-6)
     assert all(0.0 <= value <= 1.0 for value in summary["accuracy"].values())
     [block] = summary["blocks"]
     assert block["name"] == "stage2.nonlocal0" and block["normalization"] == "scale"

@@ -78,7 +78,8 @@ class Sweep:
         sweep's own axes (the results table's columns) are kept."""
         names: dict[str, None] = {}
         for run in self.runs:
-            names.update((key, None) for key in run if key not in BOOKKEEPING and key not in SEED_KEYS)
+            names.update((key, None) for key in run if key not in BOOKKEEPING and key not in SEED_KEYS
+                         and key not in run_.METRICS)
         keys = [key for key in names if len({config_of(run, [key]) for run in self.runs}) > 1]
         configurations = len({config_of(run, keys) for run in self.runs})
         for key in reversed(list(keys)):
@@ -125,9 +126,10 @@ def group_runs(
     return dict(sorted(groups.items(), key=lambda item: tuple(_sort_key(v) for v in item[0])))
 
 
-def summarize(sweep: Sweep, metrics: Sequence[str] = run_.METRICS) -> list[dict[str, Any]]:
+def summarize(sweep: Sweep, metrics: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """One row per configuration: its key values, ``n`` finished runs, ``n_unfinished``, and for each metric
     ``<metric>_mean``, ``<metric>_std`` over the finished runs' seeds."""
+    metrics = run_.METRICS if metrics is None else metrics  # read at call time: the vocabulary is nlbench.run's
     keys = sweep.config_keys
     rows = []
     for config, runs in group_runs(sweep.runs, keys).items():
