@@ -181,7 +181,11 @@ def describe_run(config: dict[str, Any]) -> RunIdentity:
     seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
     backbone_name = _short_class(backbone.get("class_path")) or "backbone"
     depth = bb_args.get("depth")
-    has_nl = bool(bb_args.get("nl_stages", [2])) and int(bb_args.get("nl_blocks", 1)) > 0
+    nl_blocks = bb_args.get("nl_blocks", 1)
+    if isinstance(nl_blocks, list):  # one count per stage (the backbone checks it against nl_stages)
+        has_nl = sum(nl_blocks) > 0
+    else:
+        has_nl = bb_args.get("nl_stages") != [] and int(nl_blocks) > 0
 
     hparams: dict[str, Any] = {
         "dataset": dataset,
