@@ -117,8 +117,8 @@ def identify(
     backbone: str,
     depth: int | None = None,
     widen: int | None = None,
-    nl_stages: list[int] | tuple[int, ...] = (),
-    nl_blocks: int = 0,
+    nl_stages: list[int] | tuple[int, ...] | None = None,
+    nl_blocks: int | list[int] = 0,
     seed: int | None = None,
     max_epochs: int | None = None,
     batch_size: int | None = None,
@@ -127,10 +127,15 @@ def identify(
 
     ``nl`` is the NLConfig the backbone's blocks get; a backbone without NL blocks (no stage or zero blocks) is the
     baseline, recorded as normalization "none"."""
-    has_nl = nl is not None and bool(nl_stages) and nl_blocks > 0
+    # nl_blocks is one count for every NL stage, or one count per stage (then nl_stages may be empty)
+    if isinstance(nl_blocks, (list, tuple)):
+        has_nl = nl is not None and sum(nl_blocks) > 0
+        nl_blocks = list(nl_blocks)
+    else:
+        has_nl = nl is not None and (nl_stages is None or len(nl_stages) > 0) and nl_blocks > 0  # None = stage 2
     hparams: dict[str, Any] = {
         "dataset": dataset, "backbone": backbone, "depth": depth, "widen": widen,
-        "nl_stages": list(nl_stages), "nl_blocks": nl_blocks,
+        "nl_stages": None if nl_stages is None else list(nl_stages), "nl_blocks": nl_blocks,
         **(dataclasses.asdict(nl) if has_nl else {"normalization": "none"}),
         "seed": seed, "max_epochs": max_epochs, "batch_size": batch_size,
     }  # fmt: skip
@@ -167,12 +172,18 @@ def identity_from_config(config: Any) -> RunIdentity:
         backbone=str(backbone.get("class_path") or "backbone").rsplit(".", 1)[-1],
         depth=args.get("depth"),
         widen=args.get("widen"),
-        nl_stages=list(args.get("nl_stages") or []),
-        nl_blocks=int(args.get("nl_blocks") or 0),
+        nl_stages=None if args.get("nl_stages") is None else list(args["nl_stages"]),
+        nl_blocks=_blocks(args.get("nl_blocks")),
         seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
         max_epochs=(cfg.get("trainer") or {}).get("max_epochs"),
         batch_size=(data.get("init_args") or {}).get("batch_size"),
     )
+
+
+def _blocks(value: Any) -> int | list[int]:
+    if isinstance(value, (list, tuple)):
+        return [int(v) for v in value]
+    return int(value or 0)
 
 
 def dataset_name(class_path: str | None) -> str:

@@ -117,7 +117,7 @@ def test_queries_keys_reproduce_the_attention_map(normalization: str, options: d
     logits = q @ k.transpose(-2, -1)
     with similarity_set([block], "dot"):
         weights = block.attention_map(x)
-    expected = logits.softmax(-1) if normalization == "softmax" else logits / scale_divisor(block.scale, k.shape[-2])
+    expected = logits.softmax(-1) if normalization == "softmax" else logits / scale_divisor(block.scale, k.shape[-2], head_width=block.width // block.heads)
     torch.testing.assert_close(expected, weights, rtol=1e-4, atol=1e-5)
     assert q.shape == (2, options["heads"], 30, 8 // options["heads"])
     assert k.shape[2] == (9 if options["subsample"] else 30)  # 2x2 ceil-mode pooling of 5x6
