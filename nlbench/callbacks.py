@@ -10,6 +10,8 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from nlbench.io import atomic_write_json
 from nlbench.models import num_parameters
@@ -104,8 +106,13 @@ class RunResult(Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not self.training_started:
             return
-        status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
-        self.write(trainer, pl_module, status, error=_first_line(exception))
+        # Ctrl-C and SIGTERM (a scheduler's or the sweep's stop; Lightning raises SIGTERMException) are stops, not
+        # failures: the run resumes from its last checkpoint.
+        status = "interrupted" if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) else "failed"
+        try:
+            self.write(trainer, pl_module, status, error=_first_line(exception))
+        except OSError as err:  # e.g. the disk that failed the run is still full: keep the original error
+            rank_zero_warn(f"could not record the {status} run in {self.path}: {err}")
 
     def write(self, trainer: L.Trainer, pl_module: L.LightningModule, status: str, error: str | None = None) -> None:
         if not trainer.is_global_zero:
