@@ -8,6 +8,8 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from nlbench import run
 from nlbench.models import num_parameters
@@ -111,8 +113,13 @@ class RunResult(Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not self.training_started:
             return
-        status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
-        self.write(trainer, pl_module, status, error=_first_line(exception))
+        # Ctrl-C and SIGTERM (a scheduler's or the sweep's stop; Lightning raises SIGTERMException) are stops, not
+        # failures: the run resumes from its last checkpoint.
+        status = "interrupted" if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) else "failed"
+        try:
+            self.write(trainer, pl_module, status, error=_first_line(exception))
+        except OSError as err:  # e.g. the disk that failed the run is still full: keep the original error
+            rank_zero_warn(f"could not record the {status} run in {self.run_dir.result}: {err}")
 
     # ---- the record ------------------------------------------------------------------------------------------
     def metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:

@@ -22,8 +22,10 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_warn
 
 from nlbench.callbacks import RunResult
+from nlbench.checkpoint_io import check_resumable, resume_checkpoint
 from nlbench.classifier import ImageClassifier
-from nlbench.loggers import WandbLogger
+from nlbench.loggers import ResumedMetrics, WandbLogger
+from nlbench.rng import RandomState
 from nlbench.run import RunIdentity, identity_from_config
 
 RUN_DIR_ENV = "NLBENCH_RUN_DIR"  # hands the resolved run directory to DDP worker processes
@@ -109,11 +111,18 @@ class NLBenchCLI(LightningCLI):
         for callback in _as_list(cfg.trainer.callbacks):
             if str(callback.get("class_path", "")).endswith("ModelCheckpoint") and not callback.init_args.dirpath:
                 callback.init_args.dirpath = str(run_dir / "checkpoints")
+        cfg.trainer.plugins = _with_atomic_checkpoints(cfg.trainer.get("plugins"))
         if self.subcommand == "fit":
             global _run_result
             wandb_ids = [lg.init_args.get("id") for lg in cfg.trainer.logger if str(lg.class_path).endswith("WandbLogger")]
             _run_result = RunResult(str(run_dir), identity, wandb_id=next(iter(wandb_ids), None))
-            self.trainer_defaults = {**self.trainer_defaults, "callbacks": [_run_result]}
+            self.trainer_defaults = {**self.trainer_defaults, "callbacks": [_run_result, RandomState(), ResumedMetrics()]}
+
+    def before_fit(self) -> None:
+        # "last" -> the newest readable checkpoint (or a fresh start); a finished fixed-length run is not resumed.
+        fit = self.config_init["fit"]
+        fit.ckpt_path = resume_checkpoint(fit.get("ckpt_path"), self.run_dir / "checkpoints")
+        check_resumable(self.run_dir, fit.ckpt_path)
 
     def _resolve_run_dir(self, cfg: Namespace, identity: RunIdentity) -> Path:
         if os.environ.get(RUN_DIR_ENV) and os.environ.get("LOCAL_RANK") not in (None, "0"):
@@ -146,6 +155,15 @@ def _as_list(value: Any) -> list[Any]:
     if value is None or isinstance(value, bool):
         return []
     return list(value) if isinstance(value, list) else [value]
+
+
+def _with_atomic_checkpoints(plugins: Any) -> Any:
+    """Every Trainer writes checkpoints atomically (nlbench.checkpoint_io) unless a CheckpointIO is configured."""
+    configured = _as_list(plugins)
+    if any("CheckpointIO" in str(p.get("class_path", "") if isinstance(p, (dict, Namespace)) else p)
+           for p in configured):
+        return plugins
+    return [*configured, Namespace(class_path="nlbench.checkpoint_io.AtomicCheckpointIO", init_args=Namespace())]
 
 
 def _checkpoints_in(run_dir: Path) -> bool:

@@ -8,16 +8,20 @@ and if the service cannot be reached it falls back to offline, then to disabled.
 from __future__ import annotations
 
 import csv
+import io
 import netrc
 import os
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.loggers.logger import DummyExperiment, rank_zero_experiment
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
+
+from nlbench.io import atomic_write_text
 
 WandbMode = Literal["auto", "online", "offline", "disabled"]
 
@@ -143,3 +147,39 @@ class CSVLogger(_LightningCSVLogger):
             header = previous.decode().split("\n", 1)[0]
             experiment.metrics_keys = next(csv.reader([header]), [])
         return experiment
+
+    @rank_zero_only
+    def discard_from(self, step: int) -> None:
+        """Drop the rows logged at ``step`` or later: a resumed run logs them again (a killed attempt got past its
+        checkpoint), and a fresh start in an old run directory logs everything again."""
+        path = Path(self.experiment.metrics_file_path)
+        if not path.is_file():
+            return
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            keys, rows = list(reader.fieldnames or []), list(reader)
+        kept = [row for row in rows if _step(row) < step]
+        if len(kept) == len(rows):
+            return
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(kept)
+        atomic_write_text(path, out.getvalue())
+
+
+def _step(row: dict[str, str]) -> float:
+    try:
+        return float(row.get("step") or "nan")
+    except ValueError:
+        return float("nan")  # compares False: a row without a step is never dropped
+
+
+class ResumedMetrics(Callback):
+    """When training (re)starts, drops the CSV rows that the restored state will log again (see
+    ``CSVLogger.discard_from``), so metrics.csv holds each step once."""
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, CSVLogger):
+                logger.discard_from(trainer.global_step)

@@ -198,11 +198,13 @@ class ImageDataModule(LightningDataModule):
             return batch
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
-        generator = self._rank_generator(images.device) if training else None
+        generator = self.augmentation_generator(images.device) if training else None
         return self.batch_transform(images, train=training, generator=generator), labels
 
-    def _rank_generator(self, device: torch.device) -> torch.Generator | None:
-        """Under DDP every rank has the same seed; a per-rank generator keeps their augmentations independent."""
+    def augmentation_generator(self, device: torch.device) -> torch.Generator | None:
+        """The generator the fast path's training augmentation draws from on ``device``: None (the device's global
+        generator) on one device; under DDP, where every rank has the same seed, a per-rank generator keeps their
+        augmentations independent. ``nlbench.rng.RandomState`` checkpoints it."""
         if self.trainer is None or self.trainer.world_size == 1:
             return None
         if self._generator is None or self._generator.device != device:
