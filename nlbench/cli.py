@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
-import re
 import shutil
 import sys
 import warnings
@@ -21,6 +20,7 @@ from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_warn
 
+from nlbench import errors
 from nlbench.callbacks import RunResult
 from nlbench.checkpoint_io import check_resumable, resume_checkpoint
 from nlbench.classifier import ImageClassifier
@@ -31,6 +31,7 @@ from nlbench.run import RunIdentity, identity_from_config
 RUN_DIR_ENV = "NLBENCH_RUN_DIR"  # hands the resolved run directory to DDP worker processes
 _created_run_dir: Path | None = None  # set when this process chose a run directory that did not exist yet
 _run_result: RunResult | None = None  # the fit's result callback: tells set-up failures from training failures
+_config_keys: list[str] = []  # the parsed config's dotted keys, so an error message can name its option
 
 # Subcommands implemented outside LightningCLI: name -> (module with main(argv), one-line help).
 EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
@@ -102,6 +103,8 @@ class NLBenchCLI(LightningCLI):
     # ---- run directory and loggers -------------------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
+        global _config_keys
+        _config_keys = list(cfg.keys())
         identity = identity_from_config(cfg)
         run_dir = self._resolve_run_dir(cfg, identity)
         self.run_dir, self.identity = run_dir, identity
@@ -202,10 +205,33 @@ class _ParseOnlyCLI(NLBenchCLI):
     def instantiate_classes(self) -> None:
         cfg = self.config.clone()
         cfg.trainer.logger, cfg.trainer.callbacks = None, None
-        self.config_init = self.parser.instantiate_classes(cfg)
+        try:
+            self.config_init = self.parser.instantiate_classes(cfg)
+            _check_trainer_args(cfg.trainer)
+        except Exception as err:
+            if not errors.is_user_error(err):
+                raise
+            raise ConfigError(errors.one_line(err, self.config.keys())) from err
 
     def _set_seed(self) -> None:
         pass
+
+
+def _check_trainer_args(trainer: Namespace) -> None:
+    """Let Lightning check the Trainer options (e.g. max_epochs >= -1) by building a bare CPU Trainer (a few ms):
+    the devices, precision and strategy are the sweep's or the machine's business, so they are left out."""
+    import logging
+
+    left_out = {"accelerator", "devices", "strategy", "num_nodes", "precision", "plugins", "logger", "callbacks",
+                "enable_checkpointing", "default_root_dir", "profiler"}  # fmt: skip
+    kwargs = {k: v for k, v in trainer.as_dict().items() if k not in left_out}
+    quiet = logging.getLogger("lightning.pytorch")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # no "GPU available: ..." lines for a check
+    try:
+        L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, **kwargs)
+    finally:
+        quiet.setLevel(level)
 
 
 def parse_fit_args(args: list[str]) -> Namespace:
@@ -249,23 +275,9 @@ def load_run(
 
 
 # ---- entry point --------------------------------------------------------------------------------------------------
-_KEY = re.compile(r'^(?:- )?Parser key "([^"]+)":?$')
-_NOISE = ("Problem with given class_path", "Does not validate against", "Subtypes:", "Errors:", "Given value",
-          "- Expected a <class 'NoneType'>")
-
-
 def _one_line(err: BaseException) -> str:
-    """Condense jsonargparse's nested multi-line errors to "<full.dotted.key>: <what is wrong>"."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    keys: list[str] = []
-    for line in lines:
-        match = _KEY.match(line)
-        if match:
-            keys.append(match.group(1))
-        elif not line.lstrip("- ").startswith(_NOISE) and not line.startswith(_NOISE):
-            detail = line.lstrip("- ").replace("Expected a typing.Literal[", "expected one of [")
-            return f"{'.'.join(keys)}: {detail}" if keys else detail
-    return ".".join(keys) or type(err).__name__
+    """The error as one line naming the option or file at fault (see nlbench.errors)."""
+    return errors.one_line(err, _config_keys)
 
 
 def _print_overview() -> None:
@@ -291,18 +303,24 @@ def main(argv: list[str] | None = None) -> int:
         choices = ", ".join([*LIGHTNING_COMMANDS, *EXTRA_COMMANDS])
         print(f"nlbench: error: unknown command {argv[0]!r}; choose from {choices}", file=sys.stderr)
         return 2
-    global _created_run_dir, _run_result
+    global _created_run_dir, _run_result, _config_keys
     _created_run_dir = _run_result = None
+    _config_keys = []
     try:
         _check_config_files(argv)
         with warnings.catch_warnings():
             # Explicit argv (tests, `nlbench sweep` in-process) differs from sys.argv on purpose.
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
             NLBenchCLI(args=None if from_sys_argv else argv)
-    except (ArgumentError, ConfigError, ValueError, FileNotFoundError) as err:
-        if _training_started() or os.environ.get("NLBENCH_DEBUG"):
+    except Exception as err:
+        if not errors.is_user_error(err) or os.environ.get("NLBENCH_DEBUG"):
+            if not _training_started():
+                _discard_new_run_dir()
+            raise
+        if _training_started() and not errors.is_disk_error(err):
             raise  # a failure during training: result.json says "failed", the traceback says why
-        _discard_new_run_dir()
+        if not _training_started():
+            _discard_new_run_dir()
         print(f"nlbench {argv[0]}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except BaseException:
@@ -330,11 +348,16 @@ def _check_config_files(argv: list[str]) -> None:
         if not path.is_file():
             raise ConfigError(f"--config {path}: file does not exist")
         try:
-            yaml.safe_load(path.read_text())
+            config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"--config {path}: not a text (YAML) file: {errors.one_line(err)}") from err
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
             raise ConfigError(f"--config {path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from err
+        if not isinstance(config, dict):
+            got = "an empty file" if config is None else f"a {type(config).__name__}"
+            raise ConfigError(f"--config {path}: expected a mapping of options (trainer:, model:, data:), got {got}")
 
 
 def _discard_new_run_dir() -> None:
