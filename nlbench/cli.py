@@ -23,6 +23,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from nlbench.callbacks import RunResult
 from nlbench.classifier import ImageClassifier
+from nlbench.device_share import DeviceShare
 from nlbench.loggers import RunIdentity, WandbLogger, describe_run
 
 RUN_DIR_ENV = "NLBENCH_RUN_DIR"  # hands the resolved run directory to DDP worker processes
@@ -111,7 +112,8 @@ class NLBenchCLI(LightningCLI):
         if self.subcommand == "fit":
             global _run_result
             _run_result = RunResult(str(run_dir / "result.json"), identity.hparams, identity.name, identity.group)
-            self.trainer_defaults = {**self.trainer_defaults, "callbacks": [_run_result]}
+            # DeviceShare: the memory cap of a run sharing its GPU with others (`runs_per_device` in a sweep).
+            self.trainer_defaults = {**self.trainer_defaults, "callbacks": [_run_result, DeviceShare()]}
 
     def _resolve_run_dir(self, cfg: Namespace, identity: RunIdentity) -> Path:
         if os.environ.get(RUN_DIR_ENV) and os.environ.get("LOCAL_RANK") not in (None, "0"):

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 SEED_KEY = "seed_everything"
-SPEC_KEYS = ("name", "base", "output_dir", "overrides", "axes", "points", "devices_per_run")
+SPEC_KEYS = ("name", "base", "output_dir", "overrides", "axes", "points", "devices_per_run", "runs_per_device")
 # Set by the sweep itself (run directory, resume, device assignment), so a spec may not set them.
 RESERVED_KEYS = frozenset({"config", "run_dir", "ckpt_path", "trainer.accelerator", "trainer.devices"})
 _KEY_RE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
@@ -52,6 +52,7 @@ class SweepSpec:
     axes: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     points: tuple[Mapping[str, Any], ...] = ()
     devices_per_run: int = 1
+    runs_per_device: int = 1  # concurrent runs per GPU group (or on the CPU); see nlbench.sweep.devices
     source: Path | None = None
 
     @property
@@ -98,6 +99,7 @@ class SweepSpec:
             "axes": {k: list(v) for k, v in self.axes.items()},
             "points": [dict(p) for p in self.points],
             "devices_per_run": self.devices_per_run,
+            "runs_per_device": self.runs_per_device,
         }
 
 
@@ -183,6 +185,9 @@ def spec_from_dict(
     devices_per_run = data.get("devices_per_run", 1)
     if isinstance(devices_per_run, bool) or not isinstance(devices_per_run, int) or devices_per_run < 1:
         raise fail(f"'devices_per_run' must be a positive integer, got {devices_per_run!r}")
+    runs_per_device = data.get("runs_per_device", 1)
+    if isinstance(runs_per_device, bool) or not isinstance(runs_per_device, int) or runs_per_device < 1:
+        raise fail(f"'runs_per_device' must be a positive integer, got {runs_per_device!r}")
 
     return SweepSpec(
         name=name,
@@ -192,6 +197,7 @@ def spec_from_dict(
         axes=axes,
         points=tuple(points),
         devices_per_run=devices_per_run,
+        runs_per_device=runs_per_device,
         source=source,
     )
 
