@@ -24,6 +24,7 @@ from nlbench import errors
 from nlbench.callbacks import RunResult
 from nlbench.checkpoint_io import check_resumable, resume_checkpoint
 from nlbench.classifier import ImageClassifier
+from nlbench.device_share import DeviceShare
 from nlbench.loggers import ResumedMetrics, WandbLogger
 from nlbench.rng import RandomState
 from nlbench.run import RunIdentity, identity_from_config
@@ -119,7 +120,8 @@ class NLBenchCLI(LightningCLI):
             global _run_result
             wandb_ids = [lg.init_args.get("id") for lg in cfg.trainer.logger if str(lg.class_path).endswith("WandbLogger")]
             _run_result = RunResult(str(run_dir), identity, wandb_id=next(iter(wandb_ids), None))
-            self.trainer_defaults = {**self.trainer_defaults, "callbacks": [_run_result, RandomState(), ResumedMetrics()]}
+            # DeviceShare: the memory cap of a run sharing its GPU with others (`runs_per_device` in a sweep).
+            self.trainer_defaults = {**self.trainer_defaults, "callbacks": [_run_result, RandomState(), ResumedMetrics(), DeviceShare()]}
 
     def before_fit(self) -> None:
         # "last" -> the newest readable checkpoint (or a fresh start); a finished fixed-length run is not resumed.
