@@ -7,41 +7,26 @@ Every ``fit`` owns one run directory (see docs/design.md): resolved config, CSV 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 import re
 import shutil
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import lightning as L
 from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_warn
 
+from nlbench import commands
 from nlbench.callbacks import RunResult
 from nlbench.classifier import ImageClassifier
-from nlbench.loggers import RunIdentity, WandbLogger, describe_run
+from nlbench.loggers import RunIdentity, WandbLogger, describe_run, quiet_third_party_output
+from nlbench.predict import PredictionWriter
 
-RUN_DIR_ENV = "NLBENCH_RUN_DIR"  # hands the resolved run directory to DDP worker processes
-_created_run_dir: Path | None = None  # set when this process chose a run directory that did not exist yet
-_run_result: RunResult | None = None  # the fit's result callback: tells set-up failures from training failures
-
-# Subcommands implemented outside LightningCLI: name -> (module with main(argv), one-line help).
-EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
-    "sweep": ("nlbench.sweep.cli", "run a grid of fit runs (resumable), or export it as a W&B sweep"),
-    "report": ("nlbench.report.cli", "write report.md/report.html/PNGs for a sweep directory"),
-    "analyze": ("nlbench.analysis", "the paper's key magnitude/direction analysis of a trained run"),
-    "bench": ("nlbench.bench", "benchmarks: block, loader, train"),
-}
-LIGHTNING_COMMANDS = {
-    "fit": "train a model (one run directory per run)",
-    "validate": "evaluate on the validation split",
-    "test": "evaluate on the test split",
-    "predict": "class probabilities for the predict split",
-}
+LIGHTNING_COMMANDS = commands.LIGHTNING_COMMANDS
 
 
 class ConfigError(ValueError):
@@ -72,19 +57,36 @@ class ConfigSaver(SaveConfigCallback):
 class NLBenchCLI(LightningCLI):
     """LightningCLI with nlbench's run directories, run naming and data -> model links."""
 
+    # Hands the launcher's run directory to DDP worker processes, which re-run the same command line.
+    RUN_DIR_ENV = "NLBENCH_DDP_RUN_DIR"
+
     def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any) -> None:
-        super().__init__(
-            ImageClassifier,
-            L.LightningDataModule,
-            subclass_mode_data=True,
-            save_config_callback=ConfigSaver,
-            save_config_kwargs={"overwrite": True, "multifile": False},
-            auto_configure_optimizers=False,
-            parser_kwargs={"exit_on_error": False, "env_prefix": "NLBENCH", "default_env": False},
-            args=args,
-            run=run,
-            **kwargs,
-        )
+        self.run_dir: Path | None = None
+        self.created_run_dir: Path | None = None  # a run directory this process chose and that did not exist yet
+        self.run_result: RunResult | None = None  # the fit's result callback: set-up vs training failures
+        quiet_third_party_output()
+        try:
+            super().__init__(
+                ImageClassifier,
+                L.LightningDataModule,
+                subclass_mode_data=True,
+                save_config_callback=ConfigSaver,
+                save_config_kwargs={"overwrite": True, "multifile": False},
+                auto_configure_optimizers=False,
+                parser_kwargs={"exit_on_error": False, "env_prefix": "NLBENCH", "default_env": False},
+                args=args,
+                run=run,
+                **kwargs,
+            )
+        except BaseException as err:
+            if not self.training_started:
+                self._discard_new_run_dir()
+            err.nlbench_training_started = self.training_started  # type: ignore[attr-defined]  # read by main()
+            raise
+
+    @property
+    def training_started(self) -> bool:
+        return self.run_result is not None and self.run_result.training_started
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_argument(
@@ -109,13 +111,22 @@ class NLBenchCLI(LightningCLI):
             if str(callback.get("class_path", "")).endswith("ModelCheckpoint") and not callback.init_args.dirpath:
                 callback.init_args.dirpath = str(run_dir / "checkpoints")
         if self.subcommand == "fit":
-            global _run_result
-            _run_result = RunResult(str(run_dir / "result.json"), identity.hparams, identity.name, identity.group)
-            self.trainer_defaults = {**self.trainer_defaults, "callbacks": [_run_result]}
+            self.run_result = RunResult(str(run_dir / "result.json"), identity.hparams, identity.name, identity.group)
+            self.trainer_defaults = {**self.trainer_defaults, "callbacks": [self.run_result]}
+        elif self.subcommand == "predict":
+            self.trainer_defaults = {**self.trainer_defaults, "callbacks": [PredictionWriter(log_dir)]}
+
+    def _share_run_dir(self) -> None:
+        """Before a multi-process run, let the DDP workers (started with this environment) find the run directory
+        chosen here; a default one (``-vN``) could otherwise differ between the processes."""
+        if self.trainer.world_size > 1 and self.run_dir is not None:
+            os.environ[self.RUN_DIR_ENV] = str(self.run_dir)
+
+    before_fit = before_validate = before_test = before_predict = _share_run_dir
 
     def _resolve_run_dir(self, cfg: Namespace, identity: RunIdentity) -> Path:
-        if os.environ.get(RUN_DIR_ENV) and os.environ.get("LOCAL_RANK") not in (None, "0"):
-            return Path(os.environ[RUN_DIR_ENV])  # a DDP worker: the launcher already chose
+        if os.environ.get(self.RUN_DIR_ENV) and os.environ.get("LOCAL_RANK") not in (None, "0"):
+            return Path(os.environ[self.RUN_DIR_ENV])  # a DDP worker: the launcher already chose
         resuming = bool(cfg.get("ckpt_path"))
         if cfg.run_dir:
             run_dir = Path(cfg.run_dir)
@@ -133,11 +144,19 @@ class NLBenchCLI(LightningCLI):
                     version += 1
                     run_dir = root / f"{identity.name}-v{version}"
         run_dir = run_dir.resolve()
-        os.environ[RUN_DIR_ENV] = str(run_dir)
         if self.subcommand == "fit" and not run_dir.exists():
-            global _created_run_dir
-            _created_run_dir = run_dir
+            self.created_run_dir = run_dir
         return run_dir
+
+    def _discard_new_run_dir(self) -> None:
+        """Remove the run directory this invocation created for a run that failed before training (bad input,
+        missing data), unless it holds a checkpoint (never lose one)."""
+        run_dir = self.created_run_dir
+        if run_dir is None or not run_dir.exists() or _checkpoints_in(run_dir):
+            return
+        if os.environ.get("LOCAL_RANK") not in (None, "0"):
+            return
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -248,31 +267,12 @@ def _one_line(err: BaseException) -> str:
     return ".".join(keys) or type(err).__name__
 
 
-def _print_overview() -> None:
-    print("usage: nlbench <command> [options]   (nlbench <command> --help for a command's options)\n")
-    print("Training (LightningCLI; --config experiments/<name>.yaml, dotted overrides, --print_config):")
-    for name, text in LIGHTNING_COMMANDS.items():
-        print(f"  {name:<10} {text}")
-    print("\nStudy:")
-    for name, (_, text) in EXTRA_COMMANDS.items():
-        print(f"  {name:<10} {text}")
-
-
 def main(argv: list[str] | None = None) -> int:
+    """Run a LightningCLI subcommand (fit/validate/test/predict); anything else goes to :func:`nlbench.commands.main`."""
     from_sys_argv = argv is None  # then LightningCLI reads sys.argv itself (DDP workers re-run the same argv)
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        _print_overview()
-        return 0
-    if argv[0] in EXTRA_COMMANDS:
-        entry: Callable[[list[str]], int] = importlib.import_module(EXTRA_COMMANDS[argv[0]][0]).main
-        return entry(argv[1:])
-    if argv[0] not in LIGHTNING_COMMANDS:
-        choices = ", ".join([*LIGHTNING_COMMANDS, *EXTRA_COMMANDS])
-        print(f"nlbench: error: unknown command {argv[0]!r}; choose from {choices}", file=sys.stderr)
-        return 2
-    global _created_run_dir, _run_result
-    _created_run_dir = _run_result = None
+    if not argv or argv[0] not in LIGHTNING_COMMANDS:
+        return commands.main(argv)
     try:
         _check_config_files(argv)
         with warnings.catch_warnings():
@@ -280,20 +280,11 @@ def main(argv: list[str] | None = None) -> int:
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
             NLBenchCLI(args=None if from_sys_argv else argv)
     except (ArgumentError, ConfigError, ValueError, FileNotFoundError) as err:
-        if _training_started() or os.environ.get("NLBENCH_DEBUG"):
+        if getattr(err, "nlbench_training_started", False) or os.environ.get("NLBENCH_DEBUG"):
             raise  # a failure during training: result.json says "failed", the traceback says why
-        _discard_new_run_dir()
         print(f"nlbench {argv[0]}: error: {_one_line(err)}", file=sys.stderr)
         return 2
-    except BaseException:
-        if not _training_started():
-            _discard_new_run_dir()
-        raise
     return 0
-
-
-def _training_started() -> bool:
-    return _run_result is not None and _run_result.training_started
 
 
 def _check_config_files(argv: list[str]) -> None:
@@ -315,14 +306,3 @@ def _check_config_files(argv: list[str]) -> None:
             mark = getattr(err, "problem_mark", None)
             where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
             raise ConfigError(f"--config {path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from err
-
-
-def _discard_new_run_dir() -> None:
-    """Remove the run directory this invocation created for a run that failed before training (bad input, missing
-    data), unless it holds a checkpoint (never lose one)."""
-    run_dir = _created_run_dir
-    if run_dir is None or not run_dir.exists() or _checkpoints_in(run_dir):
-        return
-    if os.environ.get("LOCAL_RANK") not in (None, "0"):
-        return
-    shutil.rmtree(run_dir, ignore_errors=True)
