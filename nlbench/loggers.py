@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import netrc
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -18,12 +20,38 @@ from urllib.parse import urlparse
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter as _LightningExperimentWriter
 from lightning.pytorch.loggers.logger import DummyExperiment, rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 
 from nlbench.io import atomic_write_text
 
 WandbMode = Literal["auto", "online", "offline", "disabled"]
+
+
+# ---- console noise -----------------------------------------------------------------------------------------------
+class _DropAdvertisements(logging.Filter):
+    """Lightning's "Tip: try litlogger/litmodels" lines: advertisements, not information about the run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("💡 Tip:")
+
+
+_ADVERTISEMENTS = _DropAdvertisements()
+
+
+def quiet_third_party_output() -> None:
+    """Silence the library messages that say nothing true or useful about an nlbench run; real warnings stay.
+
+    Fixed at their source elsewhere in this module: W&B's "anonymous setting" warning (WandbLogger no longer passes
+    the setting), its "git root does not exist" (the run directory exists before W&B starts) and Lightning's false
+    "Previous log files ... will be deleted" (nlbench's CSVLogger keeps them)."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if _ADVERTISEMENTS not in logger.filters:
+            logger.addFilter(_ADVERTISEMENTS)
+    # Lightning 2.6 still calls a torch pytree API that torch 2.14 deprecated; nothing a user can act on.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
 
 
 def wandb_credentials_available() -> bool:
@@ -97,6 +125,8 @@ class WandbLogger(_LightningWandbLogger):
             mode=resolved,
             settings=wandb.Settings(init_timeout=init_timeout, console="off", silent=True),
         )
+        # Lightning passes anonymous=None, which W&B now answers with "The anonymous setting has no effect".
+        self._wandb_init.pop("anonymous", None)
 
     @property
     def mode(self) -> str:
@@ -107,6 +137,10 @@ class WandbLogger(_LightningWandbLogger):
     def experiment(self) -> Any:
         if self._experiment is not None:
             return self._experiment
+        # W&B looks for the git repository from its directory and warns "git root ... does not exist" before
+        # creating it.
+        if self._save_dir:
+            Path(self._save_dir).mkdir(parents=True, exist_ok=True)
         while True:
             try:
                 return super().experiment
@@ -129,6 +163,18 @@ class WandbLogger(_LightningWandbLogger):
             rank_zero_info(f"W&B ran offline. Upload this run later with: wandb sync {run_dir}")
 
 
+class _KeepingExperimentWriter(_LightningExperimentWriter):
+    """Lightning's CSV writer, except that it continues an existing metrics.csv instead of deleting it (with a
+    warning that the previous log files will be deleted)."""
+
+    def _check_log_dir_exists(self) -> None:
+        if not self._fs.isfile(self.metrics_file_path):
+            return
+        with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+            # The writer appends to the file and widens its header when new columns appear.
+            self.metrics_keys = next(csv.reader(file), [])
+
+
 class CSVLogger(_LightningCSVLogger):
     """Lightning's CSVLogger, except that a resumed run keeps its metrics.csv (Lightning's deletes the file when the
     log directory exists), so the learning curves of a resumed run cover all of its epochs."""
@@ -136,17 +182,10 @@ class CSVLogger(_LightningCSVLogger):
     @property
     @rank_zero_experiment
     def experiment(self) -> Any:
-        if self._experiment is not None:
-            return self._experiment
-        path = Path(self.log_dir) / "metrics.csv"
-        previous = path.read_bytes() if path.is_file() else None
-        experiment = super().experiment
-        if previous is not None:
-            path.write_bytes(previous)
-            # The writer appends to the file and widens its header when new columns appear.
-            header = previous.decode().split("\n", 1)[0]
-            experiment.metrics_keys = next(csv.reader([header]), [])
-        return experiment
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _KeepingExperimentWriter(log_dir=self.log_dir)
+        return self._experiment
 
     @rank_zero_only
     def discard_from(self, step: int) -> None:

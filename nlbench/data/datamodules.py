@@ -203,8 +203,8 @@ class ImageDataModule(LightningDataModule):
         return self._dataloader("test", train=False)
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
-        if self.loader != "tensor":
-            return batch
+        if self.loader != "tensor" or not isinstance(batch, (tuple, list)):
+            return batch  # e.g. the model's example_input_array for its summary: already a float image batch
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
         generator = self.augmentation_generator(images.device) if training else None
