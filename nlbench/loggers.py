@@ -194,6 +194,7 @@ def describe_run(config: dict[str, Any]) -> RunIdentity:
         "widen": bb_args.get("widen"),
         "nl_stages": list(bb_args.get("nl_stages") or []),
         "nl_blocks": bb_args.get("nl_blocks"),
+        "fc_init": bb_args.get("fc_init"),
         "normalization": nl.get("normalization") if has_nl else "none",
         "reduction": nl.get("reduction"),
         "width": nl.get("width"),
@@ -217,8 +218,23 @@ def describe_run(config: dict[str, Any]) -> RunIdentity:
             parts.append(str(nl["similarity"]))
         if nl.get("normalization") == "scale" and nl.get("order", "reassociated") != "reassociated":
             parts.append(str(nl["order"]))
+        # Options off their default, so that configurations that differ never share a W&B group.
+        if nl.get("normalization") == "scale" and nl.get("scale", "sqrt_n") != "sqrt_n":
+            parts.append(str(nl["scale"]))
+        if nl.get("pos_encoding") is False:
+            parts.append("nopos")
+        if isinstance(nl_blocks, list):
+            parts.append("blocks" + "-".join(map(str, nl_blocks)))
+        else:
+            stages = bb_args.get("nl_stages")
+            if stages is not None and list(stages) != [2]:
+                parts.append("stages" + "-".join(map(str, stages)))
+            if int(nl_blocks) > 1:
+                parts.append(f"x{nl_blocks}")
     else:
         parts = ["baseline"]
+    if bb_args.get("fc_init", "kaiming") != "kaiming":
+        parts.append(f"fc{bb_args['fc_init']}")
     config_name = "-".join(parts)
     name = f"{config_name}-s{seed}" if seed is not None else config_name
     group = f"{dataset}-{backbone_name.lower()}{depth if depth is not None else ''}-{config_name}"

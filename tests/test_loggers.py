@@ -60,3 +60,18 @@ def test_run_names_and_groups_follow_the_vocabulary() -> None:
     config["model"]["backbone"]["init_args"]["nl_stages"] = []
     assert describe_run(config).name == "baseline-s3"
     assert describe_run(config).hparams["normalization"] == "none"
+
+
+def test_options_off_their_default_name_the_run_and_per_stage_counts_read() -> None:
+    args = {"depth": 20, "nl_stages": None, "nl_blocks": [0, 1, 0], "nl": {"normalization": "scale", "reduction": 2,
+            "heads": 1, "init": "normal", "scale": "sqrt_nd", "pos_encoding": False}}  # fmt: skip
+    config = {"seed_everything": 1, "data": {"class_path": "nlbench.data.CIFAR10DataModule"},
+              "model": {"backbone": {"class_path": "nlbench.models.PreActResNet", "init_args": args}}}  # fmt: skip
+    identity = describe_run(config)
+    assert identity.name == "scale-r2-h1-normal-sqrt_nd-nopos-blocks0-1-0-s1"
+    assert identity.hparams["nl_blocks"] == [0, 1, 0] and identity.hparams["normalization"] == "scale"
+    args["nl_blocks"] = [0, 0, 0]
+    assert describe_run(config).hparams["normalization"] == "none"
+    args.update(nl_blocks=2, nl_stages=[1, 3], fc_init="pytorch")
+    args["nl"] = {"normalization": "softmax", "reduction": 2, "heads": 1, "init": "normal"}
+    assert describe_run(config).name == "softmax-r2-h1-normal-stages1-3-x2-fcpytorch-s1"
