@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import shutil
 import sys
 import warnings
@@ -102,6 +103,16 @@ class NLBenchCLI(LightningCLI):
         )
         parser.link_arguments("data.num_classes", "model.backbone.init_args.num_classes", apply_on="instantiate")
 
+    def _set_seed(self) -> None:
+        # Lightning 2.6 seeds 0 for `seed_everything: true` (and reuses PL_GLOBAL_SEED left by an earlier run in
+        # the same process): draw a real random seed instead, so config.yaml and result.json record it. DDP
+        # workers re-run this command line and take the launcher's seed from PL_GLOBAL_SEED.
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        if cfg.get("seed_everything") is True:
+            worker = os.environ.get("LOCAL_RANK") not in (None, "0") and os.environ.get("PL_GLOBAL_SEED")
+            cfg.seed_everything = int(os.environ["PL_GLOBAL_SEED"]) if worker else random_seed()
+        super()._set_seed()
+
     # ---- run directory and loggers -------------------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
@@ -173,6 +184,11 @@ class NLBenchCLI(LightningCLI):
         if os.environ.get("LOCAL_RANK") not in (None, "0"):
             return
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def random_seed() -> int:
+    """A fresh seed from the OS, in the 32-bit range every seeded library accepts."""
+    return secrets.randbelow(2**32)
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -218,7 +218,87 @@ class ResumedMetrics(Callback):
     """When training (re)starts, drops the CSV rows that the restored state will log again (see
     ``CSVLogger.discard_from``), so metrics.csv holds each step once."""
 
+<<<<<<< HEAD
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         for logger in trainer.loggers:
             if isinstance(logger, CSVLogger):
                 logger.discard_from(trainer.global_step)
+=======
+
+def _short_class(path: str | None) -> str:
+    return (path or "").rsplit(".", 1)[-1]
+
+
+def describe_run(config: dict[str, Any]) -> RunIdentity:
+    """Derive the run's name, group, tags and headline hyper-parameters from a resolved fit config (as a dict)."""
+    model = config.get("model") or {}
+    backbone = model.get("backbone") or {}
+    bb_args = backbone.get("init_args") or {}
+    nl = bb_args.get("nl") or {}
+    data = config.get("data") or {}
+    data_cls = _short_class(data.get("class_path"))
+    dataset = _DATASET_NAMES.get(data_cls, data_cls.removesuffix("DataModule").lower() or "data")
+    seed = config.get("seed_everything")
+    seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+    backbone_name = _short_class(backbone.get("class_path")) or "backbone"
+    depth = bb_args.get("depth")
+    nl_blocks = bb_args.get("nl_blocks", 1)
+    if isinstance(nl_blocks, list):  # one count per stage (the backbone checks it against nl_stages)
+        has_nl = sum(nl_blocks) > 0
+    else:
+        has_nl = bb_args.get("nl_stages") != [] and int(nl_blocks) > 0
+
+    hparams: dict[str, Any] = {
+        "dataset": dataset,
+        "backbone": backbone_name,
+        "depth": depth,
+        "widen": bb_args.get("widen"),
+        "nl_stages": list(bb_args.get("nl_stages") or []),
+        "nl_blocks": bb_args.get("nl_blocks"),
+        "fc_init": bb_args.get("fc_init"),
+        "normalization": nl.get("normalization") if has_nl else "none",
+        "reduction": nl.get("reduction"),
+        "width": nl.get("width"),
+        "heads": nl.get("heads"),
+        "scale": nl.get("scale"),
+        "order": nl.get("order"),
+        "similarity": nl.get("similarity"),
+        "init": nl.get("init"),
+        "pos_encoding": nl.get("pos_encoding"),
+        "subsample": nl.get("subsample"),
+        "seed": seed,
+        "max_epochs": (config.get("trainer") or {}).get("max_epochs"),
+        "batch_size": (data.get("init_args") or {}).get("batch_size"),
+    }
+    hparams = {k: v for k, v in hparams.items() if v is not None}
+
+    if has_nl:
+        width = f"w{nl['width']}" if nl.get("width") else f"r{nl.get('reduction')}"
+        parts = [str(nl.get("normalization")), width, f"h{nl.get('heads', 1)}", str(nl.get("init"))]
+        if nl.get("similarity", "dot") != "dot":
+            parts.append(str(nl["similarity"]))
+        if nl.get("normalization") == "scale" and nl.get("order", "reassociated") != "reassociated":
+            parts.append(str(nl["order"]))
+        # Options off their default, so that configurations that differ never share a W&B group.
+        if nl.get("normalization") == "scale" and nl.get("scale", "sqrt_n") != "sqrt_n":
+            parts.append(str(nl["scale"]))
+        if nl.get("pos_encoding") is False:
+            parts.append("nopos")
+        if isinstance(nl_blocks, list):
+            parts.append("blocks" + "-".join(map(str, nl_blocks)))
+        else:
+            stages = bb_args.get("nl_stages")
+            if stages is not None and list(stages) != [2]:
+                parts.append("stages" + "-".join(map(str, stages)))
+            if int(nl_blocks) > 1:
+                parts.append(f"x{nl_blocks}")
+    else:
+        parts = ["baseline"]
+    if bb_args.get("fc_init", "kaiming") != "kaiming":
+        parts.append(f"fc{bb_args['fc_init']}")
+    config_name = "-".join(parts)
+    name = f"{config_name}-s{seed}" if seed is not None else config_name
+    group = f"{dataset}-{backbone_name.lower()}{depth if depth is not None else ''}-{config_name}"
+    tags = [dataset, hparams["normalization"]]
+    return RunIdentity(name=name, group=group, tags=tags, hparams=hparams)
+>>>>>>> fidelity

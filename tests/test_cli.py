@@ -72,7 +72,7 @@ def test_every_experiment_config_fits(tmp_path: Path, config: str, data_args: di
     assert (run_dir / "config.yaml").is_file()
     assert {"best.ckpt", "last.ckpt"} <= {p.name for p in (run_dir / "checkpoints").iterdir()}
     rows = read_metrics(run_dir)
-    assert any(r.get("val/acc1") for r in rows) and any(r.get("train/loss_epoch") for r in rows)
+    assert any(r.get("val/acc1") for r in rows) and any(r.get("train/loss") for r in rows)
 
 
 def test_softmax_and_scale_runs_are_named_and_grouped_apart(tmp_path: Path) -> None:

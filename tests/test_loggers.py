@@ -42,3 +42,4 @@ def test_unreachable_wandb_falls_back_instead_of_failing(tmp_path: Path, monkeyp
     assert logger.experiment is not None
     assert modes == ["online", "offline", "disabled"] and logger.mode == "disabled"
     logger.finalize("success")
+

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from nlbench import run
+from nlbench.run import identity_from_config
 from nlbench.report import collect
 from nlbench.sweep.results import collect_rows, write_results
 from nlbench.sweep.spec import spec_from_dict
@@ -148,3 +149,36 @@ def test_a_plain_fit_run_directory_loads_and_the_failure_path_writes_the_same_hp
     running = run.RunRecord.from_json({**fitted.to_json(), "status": "running"})
     kept = _failed_record(spec, point, running, "killed by SIGKILL", -9)
     assert kept.hparams == fitted.hparams and kept.metrics == fitted.metrics and kept.error == "killed by SIGKILL"
+
+
+def test_run_names_and_groups_follow_the_vocabulary() -> None:
+    config = {
+        "seed_everything": 3,
+        "data": {"class_path": "nlbench.data.CIFAR100DataModule", "init_args": {"batch_size": 128}},
+        "model": {"backbone": {"class_path": "nlbench.models.PreActResNet", "init_args": {
+            "depth": 20, "nl_stages": [2], "nl_blocks": 1,
+            "nl": {"normalization": "scale", "reduction": 8, "heads": 4, "init": "zeros", "similarity": "direction",
+                   "order": "nxn"}}}},
+    }
+    identity = identity_from_config(config)
+    assert identity.name == "scale-r8-h4-zeros-direction-nxn-s3"
+    assert identity.group == "cifar100-preactresnet20-scale-r8-h4-zeros-direction-nxn"
+    assert identity.hparams["reduction"] == 8 and identity.hparams["seed"] == 3
+    config["model"]["backbone"]["init_args"]["nl_stages"] = []
+    assert identity_from_config(config).name == "baseline-s3"
+    assert identity_from_config(config).hparams["normalization"] == "none"
+
+
+def test_options_off_their_default_name_the_run_and_per_stage_counts_read() -> None:
+    args = {"depth": 20, "nl_stages": None, "nl_blocks": [0, 1, 0], "nl": {"normalization": "scale", "reduction": 2,
+            "heads": 1, "init": "normal", "scale": "sqrt_nd", "pos_encoding": False}}  # fmt: skip
+    config = {"seed_everything": 1, "data": {"class_path": "nlbench.data.CIFAR10DataModule"},
+              "model": {"backbone": {"class_path": "nlbench.models.PreActResNet", "init_args": args}}}  # fmt: skip
+    identity = identity_from_config(config)
+    assert identity.name == "scale-r2-h1-normal-sqrt_nd-nopos-blocks0-1-0-s1"
+    assert identity.hparams["nl_blocks"] == [0, 1, 0] and identity.hparams["normalization"] == "scale"
+    args["nl_blocks"] = [0, 0, 0]
+    assert identity_from_config(config).hparams["normalization"] == "none"
+    args.update(nl_blocks=2, nl_stages=[1, 3], fc_init="pytorch")
+    args["nl"] = {"normalization": "softmax", "reduction": 2, "heads": 1, "init": "normal"}
+    assert identity_from_config(config).name == "softmax-r2-h1-normal-stages1-3-x2-fcpytorch-s1"
