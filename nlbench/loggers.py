@@ -10,6 +10,8 @@ import csv
 import io
 import netrc
 import os
+import secrets
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -115,6 +117,7 @@ class WandbLogger(_LightningWandbLogger):
                 if fallback is None:
                     raise
                 rank_zero_warn(f"W&B could not start in {self.mode} mode ({err}); falling back to {fallback}.")
+                _tear_down_half_started_run()
                 self._wandb_init["mode"] = fallback
 
     def finalize(self, status: str) -> None:
@@ -127,6 +130,18 @@ class WandbLogger(_LightningWandbLogger):
         self._experiment = None
         if self.mode == "offline":
             rank_zero_info(f"W&B ran offline. Upload this run later with: wandb sync {run_dir}")
+
+
+def _tear_down_half_started_run() -> None:
+    """A failed ``wandb.init`` leaves its run id registered in the W&B service ("run ID ... is in use" on the next
+    init with that id): finish whatever run exists and stop the service, so the fallback starts clean."""
+    import wandb
+
+    for step in (lambda: wandb.run is not None and wandb.run.finish(exit_code=1), wandb.teardown):
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - best effort: the next init reports what is still wrong
+            pass
 
 
 class CSVLogger(_LightningCSVLogger):
@@ -183,6 +198,26 @@ class ResumedMetrics(Callback):
         for logger in trainer.loggers:
             if isinstance(logger, CSVLogger):
                 logger.discard_from(trainer.global_step)
+
+
+WANDB_ID_FILE = "wandb-id"  # in the run directory: the run's W&B id, reused when the run is resumed
+
+
+def wandb_run_id(run_dir: Path, resuming: bool) -> str:
+    """The W&B id of the run in ``run_dir``: the stored one when resuming, else a new random id that is stored.
+
+    Ids are never derived from the path, so a run directory that is deleted and run again does not append to the old
+    W&B run. Only the process that picks the id (rank 0, or the launcher) writes the file; DDP workers read it.
+    """
+    path = Path(run_dir) / WANDB_ID_FILE
+    stored = path.read_text().strip() if path.is_file() else ""
+    worker = os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("RANK", "0") != "0"
+    if worker or (resuming and stored):
+        return stored
+    # W&B's own id alphabet and length (wandb.util.generate_id), without importing wandb here.
+    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+    atomic_write_text(path, run_id + "\n")
+    return run_id
 
 
 # ---- run identity ----------------------------------------------------------------------------------------------
