@@ -252,13 +252,12 @@ def test_test_on_a_fit_run_directory_opens_no_wandb_run(tmp_path: Path, monkeypa
     assert (run_dir / "test" / "metrics.csv").is_file()
 
 
-def test_a_failed_first_run_leaves_no_empty_root(tmp_path: Path) -> None:
-    empty = tmp_path / "nodata"
-    empty.mkdir()
+def test_a_failed_first_run_leaves_no_empty_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The optimizer is built after the run directory's first files are written.
     root = tmp_path / "runs" / "demo"
-    code = main(["fit", f"--config={EXPERIMENTS / 'cifar10.yaml'}", *FAST, f"--trainer.default_root_dir={root}",
-                 f"--data.init_args.data_dir={empty}"])
-    assert code == 2
+    code = main(["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--trainer.default_root_dir={root}",
+                 "--model.optimizer.init_args.lr=-0.1"])
+    assert code == 2 and "learning rate" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
 
 
