@@ -2,7 +2,9 @@
 
 A record is one run: ``run_id``, ``status`` ("finished" | "failed" | "diverged" | ...), ``error``, the run's
 hyper-parameters under their short names (``normalization``, ``reduction``, ``init``, ``seed``, ...), and the
-scalar results of ``result.json`` (``best_val_acc1``, ``final_val_acc1``, ``train_images_per_s``, ``params``, ...).
+scalar results under nlbench.run's metric names (``val/acc1_best``, ``val/acc1``, ``train/images_per_s``, ``params``,
+...). A running run (status "running") is neither finished nor failed: it is shown as running and left out of the
+statistics until it ends.
 Learning curves are kept apart, per run id, as one row per epoch.
 
 A :class:`Benchmark` is one file written by ``nlbench bench train --grid --out FILE``: images/s and peak memory of
@@ -19,7 +21,6 @@ import csv
 import json
 import math
 import os
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,24 +29,25 @@ from typing import Any
 
 import yaml
 
+from nlbench.report import stats
+from nlbench.run import BEST_ACC1, BEST_ACC5, FINAL_ACC1, FINAL_ACC5, IMAGES_PER_S, METRICS
+
 FINISHED = "finished"
-# Scalars of result.json (design.md "Run directory") that describe the outcome, not the configuration.
-RESULT_METRICS: tuple[str, ...] = (
-    "best_val_acc1",
-    "final_val_acc1",
-    "best_val_acc5",
-    "final_val_acc5",
-    "best_epoch",
-    "epochs",
-    "global_step",
-    "time_s",
-    "train_images_per_s",
-    "params",
-    "nl_params",
-)
+RUNNING = "running"
+# Scalars of a record that describe the outcome, not the configuration: nlbench.run's metric vocabulary.
+RESULT_METRICS: tuple[str, ...] = METRICS
+# The names result.json and results.csv used before nlbench.run's vocabulary, read as the new names.
+_LEGACY_METRICS: dict[str, str] = {
+    "best_val_acc1": BEST_ACC1, "final_val_acc1": FINAL_ACC1, "best_val_acc5": BEST_ACC5,
+    "final_val_acc5": FINAL_ACC5, "train_images_per_s": IMAGES_PER_S,
+}  # fmt: skip
+# Where a run trained, as far as it says (result.json, else its config.yaml's trainer): for the throughput caveat.
+MACHINE_KEYS: tuple[str, ...] = ("device", "threads", "host")
 # Columns of results.csv/json and result.json that are bookkeeping, never hyper-parameters.
 BOOKKEEPING: frozenset[str] = frozenset(
-    {"run_id", "status", "error", "run_name", "group", "run_dir", "hparams", "written_at", *RESULT_METRICS}
+    {"run_id", "status", "error", "run_name", "group", "run_dir", "hparams", "written_at", "wandb_id",
+     *MACHINE_KEYS,
+     *RESULT_METRICS, *_LEGACY_METRICS}
 )
 # Per-epoch columns kept from metrics.csv (CSVLogger output; sparse rows, one metric family per row).
 CURVE_COLUMNS: tuple[str, ...] = (
@@ -114,7 +116,13 @@ class Sweep:
         names: dict[str, None] = {}
         for run in self.runs:
             names.update((key, None) for key in run if key not in BOOKKEEPING and key not in SEED_KEYS)
-        keys = [key for key in names if len({config_of(run, [key]) for run in self.runs}) > 1]
+        # A run without a record yet (running, or failed before writing one) knows only its swept keys: a key it
+        # lacks is unknown there, not a distinct value (else a mid-sweep report invents a "dataset" axis).
+        def values(key: str) -> set[tuple[Any, ...]]:
+            return {config_of(run, [key]) for run in self.runs
+                    if run.get("status") == FINISHED or run.get(key) is not None}
+
+        keys = [key for key in names if len(values(key)) > 1]
         configurations = len({config_of(run, keys) for run in self.runs})
         for key in reversed(list(keys)):
             rest = [k for k in keys if k != key]
@@ -127,9 +135,15 @@ class Sweep:
         return [run for run in self.runs if run.get("status") == FINISHED]
 
     @property
+    def running(self) -> list[dict[str, Any]]:
+        """Runs still training: shown as running, excluded from statistics until they end."""
+        return [run for run in self.runs if run.get("status") == RUNNING]
+
+    @property
     def unfinished(self) -> list[dict[str, Any]]:
-        """Runs that failed, diverged or never completed: listed in the report, excluded from statistics."""
-        return [run for run in self.runs if run.get("status") != FINISHED]
+        """Runs that failed, diverged, were interrupted or never started: listed in the report, excluded from
+        statistics."""
+        return [run for run in self.runs if run.get("status") not in (FINISHED, RUNNING)]
 
 
 def top1_error(acc: float | None) -> float | None:
@@ -139,10 +153,8 @@ def top1_error(acc: float | None) -> float | None:
 
 def mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None, int]:
     """Mean, sample standard deviation (None below two values) and count of the non-missing values."""
-    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not xs:
-        return None, None, 0
-    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None), len(xs)
+    est = stats.estimate(values)
+    return est.mean, est.std, est.n
 
 
 def config_of(run: Mapping[str, Any], keys: Sequence[str]) -> tuple[Any, ...]:
@@ -162,17 +174,21 @@ def group_runs(
 
 def summarize(sweep: Sweep, metrics: Sequence[str] = RESULT_METRICS) -> list[dict[str, Any]]:
     """One row per configuration: its key values, ``n`` finished runs, ``n_unfinished``, and for each metric
-    ``<metric>_mean``, ``<metric>_std`` over the finished runs' seeds."""
+    ``<metric>_mean``, ``<metric>_std`` and the 95% interval ``<metric>_low``, ``<metric>_high`` over the finished
+    runs' seeds (:func:`nlbench.report.stats.estimate`)."""
     keys = sweep.config_keys
     rows = []
     for config, runs in group_runs(sweep.runs, keys).items():
         finished = [run for run in runs if run.get("status") == FINISHED]
         row: dict[str, Any] = dict(zip(keys, config))
         row["n"] = len(finished)
-        row["n_unfinished"] = len(runs) - len(finished)
+        row["n_running"] = sum(run.get("status") == RUNNING for run in runs)
+        row["n_unfinished"] = len(runs) - len(finished) - row["n_running"]
         row["seeds"] = sorted((run["seed"] for run in finished if run.get("seed") is not None), key=_sort_key)
         for metric in metrics:
-            row[f"{metric}_mean"], row[f"{metric}_std"], _ = mean_std(run.get(metric) for run in finished)
+            est = stats.estimate(run.get(metric) for run in finished)
+            row[f"{metric}_mean"], row[f"{metric}_std"] = est.mean, est.std
+            row[f"{metric}_low"], row[f"{metric}_high"] = est.low, est.high
         rows.append(row)
     return rows
 
@@ -194,30 +210,70 @@ def mean_curve(
 
 
 def load_sweep(sweep_dir: str | os.PathLike[str]) -> Sweep:
-    """Read ``<sweep_dir>/results.json`` (or results.csv), each run's result.json and metrics.csv."""
+    """Read ``<sweep_dir>/results.json`` (or results.csv), each run's result.json and metrics.csv; a plain
+    ``nlbench fit`` run directory (result.json or config.yaml, metrics.csv) reads as a sweep of one run."""
     root = Path(sweep_dir)
     if not root.is_dir():
         raise SweepDirError(f"sweep directory {root} does not exist")
+    if not (root / "results.json").is_file() and not (root / "results.csv").is_file() and (
+            (root / "result.json").is_file() or (root / "config.yaml").is_file()):
+        return _load_run_dir(root)
     table = root / "results.json"
     if table.is_file():
         rows = _read_results_json(table)
     elif (table := root / "results.csv").is_file():
         rows = [_parse_row(row) for row in _read_csv(table)]
     else:
-        raise SweepDirError(f"{root} holds no results.json or results.csv: is it a sweep directory (nlbench sweep)?")
+        raise SweepDirError(f"{root} holds no results.json or results.csv (a sweep directory) nor result.json or "
+                            "config.yaml (a run directory of nlbench fit)")
     spec = _read_spec(root / "sweep.yaml")
     runs, curves = [], {}
     for row in rows:
         if "run_id" not in row:
             raise ValueError(f"{table}: a row has no run_id column: {sorted(row)}")
         run_dir = root / "runs" / str(row["run_id"])
-        runs.append(_record(row, _read_json(run_dir / "result.json")))
+        runs.append(_with_device(_record(row, _read_json(run_dir / "result.json")), run_dir))
         metrics = run_dir / "metrics.csv"
         if metrics.is_file():
             curves[str(row["run_id"])] = epoch_rows(_read_csv(metrics))
     name = str((spec or {}).get("name") or root.resolve().name)
     created = datetime.fromtimestamp(table.stat().st_mtime, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return Sweep(name=name, source=str(root), runs=runs, curves=curves, spec=spec, created=created)
+
+
+def _load_run_dir(root: Path) -> Sweep:
+    """One ``nlbench fit`` run directory as a sweep of one run (run id: the directory's name)."""
+    result = _read_json(root / "result.json")
+    row: dict[str, Any] = {"run_id": root.resolve().name}
+    if result is None:  # started, never wrote a result: its identity is in the resolved config
+        config = _read_spec(root / "config.yaml") or {}
+        row.update(status="interrupted", seed=config.get("seed_everything"))
+    record = _with_device(_record(row, result), root)
+    curves = {}
+    if (root / "metrics.csv").is_file():
+        curves[record["run_id"]] = epoch_rows(_read_csv(root / "metrics.csv"))
+    stamp = (root / "result.json") if result is not None else root
+    created = datetime.fromtimestamp(stamp.stat().st_mtime, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return Sweep(name=record["run_id"], source=str(root), runs=[record], curves=curves, created=created)
+
+
+def merge(sweeps: Sequence[Sweep]) -> Sweep:
+    """Several sources (sweep and run directories, W&B projects) as one: runs side by side, grouped later by
+    whatever varies across all of them. A run id seen twice keeps its first source."""
+    if len(sweeps) == 1:
+        return sweeps[0]
+    runs, curves, seen = [], {}, set()
+    for sweep in sweeps:
+        for run in sweep.runs:
+            if run["run_id"] in seen:
+                continue
+            seen.add(run["run_id"])
+            runs.append(run)
+            if run["run_id"] in sweep.curves:
+                curves[run["run_id"]] = sweep.curves[run["run_id"]]
+    created = max((s.created for s in sweeps if s.created), default=None)
+    return Sweep(name=" + ".join(s.name for s in sweeps), source=", ".join(s.source for s in sweeps), runs=runs,
+                 curves=curves, created=created)
 
 
 def epoch_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, float]]:
@@ -247,11 +303,31 @@ def _record(row: Mapping[str, Any], result: Mapping[str, Any] | None) -> dict[st
     }
     hparams = (result or {}).get("hparams") or row.get("hparams") or {}
     record.update({_short_name(key): value for key, value in hparams.items()})
-    # result.json is the run's own word; the table row stands in when the run never wrote one.
-    for key in ("status", "error", "run_name", "group", *RESULT_METRICS):
-        record[key] = (result or {}).get(key, row.get(key))
+    # result.json is the run's own word; the table row stands in when the run never wrote one. Metrics may sit in
+    # a "metrics" object or at the top level, under nlbench.run's names or the older ones (_LEGACY_METRICS).
+    sources = [dict((result or {}).get("metrics") or {}), dict(result or {}), dict(row)]
+    for source in sources:
+        for old, new in _LEGACY_METRICS.items():
+            if old in source:
+                source.setdefault(new, source.pop(old))
+    for key in ("status", "error", "run_name", "group", "written_at", *MACHINE_KEYS, *RESULT_METRICS):
+        record[key] = next((source[key] for source in sources if key in source), None)
     record["run_id"] = str(row["run_id"])
-    record["status"] = record["status"] or "missing"
+    # The sweep's table says "running" while a child trains, whatever an earlier attempt left in result.json.
+    record["status"] = RUNNING if row.get("status") == RUNNING else record["status"] or "missing"
+    return record
+
+
+def _with_device(record: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """Fill ``device`` from the run's config.yaml (trainer.accelerator x devices) when its record does not say."""
+    if record.get("device") is None and (run_dir / "config.yaml").is_file():
+        try:
+            trainer = (_read_spec(run_dir / "config.yaml") or {}).get("trainer") or {}
+        except yaml.YAMLError:
+            trainer = {}
+        accelerator, devices = trainer.get("accelerator"), trainer.get("devices")
+        if accelerator and accelerator != "auto":
+            record["device"] = f"{accelerator} x{devices}" if devices not in (None, 1, "1") else str(accelerator)
     return record
 
 
@@ -375,15 +451,10 @@ def load_wandb(path: str, *, groups: Sequence[str] = (), timeout: int = 20) -> S
 
 
 # W&B run state -> result.json status.
-_WANDB_STATUS = {"finished": FINISHED, "crashed": "failed", "failed": "failed", "killed": "failed"}
-# result.json scalar <- W&B summary key logged by the training module.
-_WANDB_SUMMARY = {
-    "best_val_acc1": "val/acc1_best",
-    "final_val_acc1": "val/acc1",
-    "final_val_acc5": "val/acc5",
-    "train_images_per_s": "train/images_per_s",
-    "global_step": "trainer/global_step",
-}
+_WANDB_STATUS = {"finished": FINISHED, "crashed": "failed", "failed": "failed", "killed": "interrupted",
+                 "running": RUNNING}
+# Record metric <- W&B summary key, where Lightning's logger names it differently (the rest share nlbench.run's names).
+_WANDB_SUMMARY = {"global_step": "trainer/global_step"}
 
 
 def _wandb_record(wandb_run: Any) -> dict[str, Any]:
