@@ -541,37 +541,75 @@ def _chromium() -> str | None:
     return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 
 
-# Appended to a copy of the page: once everything has loaded, record whether each image decoded.
+# Appended to a copy of the page: once everything has loaded, record whether each image decoded, and how many pixels
+# of the first image (the headline figure) have the series colours (tab:blue for scale, tab:orange for softmax).
 _PROBE = """<script>
 window.addEventListener("load", () => {
   const imgs = Array.from(document.images);
+  const counts = [0, 0];
+  const first = imgs[0];
+  if (first && first.naturalWidth > 0) {
+    const canvas = document.createElement("canvas");
+    canvas.width = first.naturalWidth; canvas.height = first.naturalHeight;
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(first, 0, 0);
+    const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+    const colours = [[31, 119, 180], [255, 127, 14]];
+    for (let i = 0; i < px.length; i += 4) {
+      colours.forEach((c, k) => {
+        if (Math.abs(px[i] - c[0]) < 12 && Math.abs(px[i + 1] - c[1]) < 12 && Math.abs(px[i + 2] - c[2]) < 12) counts[k]++;
+      });
+    }
+  }
   document.body.setAttribute("data-probe",
     imgs.map(i => i.complete && i.naturalWidth > 0 ? i.naturalWidth + "x" + i.naturalHeight : "broken").join(","));
+  document.body.setAttribute("data-series", counts.join(","));
 });
 </script>"""
+
+_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+          "--virtual-time-budget=3000"]
+
+
+def _probe(html: Path, tmp_path: Path) -> tuple[list[str], list[int]]:
+    """Image sizes as Chromium decoded them, and the series-colour pixel counts of the first image."""
+    probe = tmp_path / "probe.html"
+    probe.write_text(html.read_text().replace("</body>", _PROBE + "</body>"))
+    dom = subprocess.run([_chromium(), *_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+                          probe.as_uri()], capture_output=True, text=True, timeout=60)
+    match = re.search(r'data-probe="([^"]*)"', dom.stdout)
+    series = re.search(r'data-series="([^"]*)"', dom.stdout)
+    assert match and series, f"no probe result in the DOM; stderr: {dom.stderr[-2000:]}"
+    return match.group(1).split(","), [int(n) for n in series.group(1).split(",")]
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium/Chrome binary on PATH (apt-get install chromium)")
+@pytest.mark.parametrize("kwargs", [{"reductions": (2,), "inits": None},  # one axis: the demo's softmax vs scale
+                                    {}])  # normalization x reduction x init
+def test_headline_figure_shows_both_series_in_chromium(tmp_path: Path, kwargs) -> None:
+    sweep = collect.load_sweep(write_sweep(tmp_path / "s", **kwargs))
+    files = render.write_report(sweep, tmp_path / "out")
+    sizes, (blue, orange) = _probe(files.html, tmp_path)
+    assert "broken" not in sizes
+    # Each series draws markers and error bars: hundreds of pixels; an empty axis (the old demo figure) has only
+    # its two legend entries (a few dozen).
+    assert blue > 300 and orange > 300, (blue, orange)
 
 
 @pytest.mark.skipif(_chromium() is None, reason="no Chromium/Chrome binary on PATH (apt-get install chromium)")
 def test_report_html_renders_in_headless_chromium(sweep_dir: Path, tmp_path: Path) -> None:
     bench = collect.load_benchmark(write_bench(tmp_path / "cpu.json"))
     files = render.write_report(collect.load_sweep(sweep_dir), tmp_path / "out", benchmarks=[bench])
-    probe = tmp_path / "probe.html"
-    probe.write_text(files.html.read_text().replace("</body>", _PROBE + "</body>"))
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000"]
-    dom = subprocess.run([_chromium(), *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True,
-                         timeout=60)
-    match = re.search(r'data-probe="([^"]*)"', dom.stdout)
-    assert match, f"no probe result in the DOM; stderr: {dom.stderr[-2000:]}"
-    sizes = match.group(1).split(",")
+    sizes, _ = _probe(files.html, tmp_path)
     assert len(sizes) == 4 and "broken" not in sizes
     for size, png in zip(sizes, files.images):
         height, width = matplotlib.image.imread(png).shape[:2]
         assert size == f"{width}x{height}"
     # And the page as a user sees it: a screenshot that is not blank.
     shot = tmp_path / "page.png"
-    subprocess.run([_chromium(), *flags, "--window-size=1280,2400", f"--screenshot={shot}", files.html.as_uri()],
+    subprocess.run([_chromium(), *_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2400",
+                    f"--screenshot={shot}", files.html.as_uri()],
                    capture_output=True, timeout=60, check=True)
     assert _png_is_drawn(shot)
 
