@@ -16,6 +16,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib.image
@@ -774,3 +775,9 @@ def test_throughput_says_where_it_was_measured_and_drops_identical_params(tmp_pa
     several = collect.load_sweep(write_sweep(tmp_path / "r", failed=(), diverged=()))
     assert len(plots.throughput_and_params(several).axes) == 2  # NL params differ with r: shown with their share
     assert any("% of the model" in text.get_text() for text in plots.throughput_and_params(several).axes[1].texts)
+
+
+def test_the_report_does_not_import_torch() -> None:
+    """`nlbench report` reads files and draws figures: it must start without the training stack."""
+    code = "import sys, nlbench.report.cli, nlbench.report.stats; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0

@@ -81,6 +81,12 @@ def error_by_configuration(sweep: Sweep) -> Figure | None:
         return None
     keys = sweep.config_keys
     x_keys = [key for key in keys if key != "normalization"]
+    # Runs without an NL block are a horizontal band (their NL options mean nothing), unless they are all there is.
+    baseline = [run for run in sweep.finished if run.get("normalization") == "none"]
+    if len(baseline) < len(sweep.finished):
+        rows = [row for row in rows if row.get("normalization") != "none"]
+    else:
+        baseline = []
     positions = list(dict.fromkeys(config_of(row, x_keys) for row in rows))
     normalizations = list(dict.fromkeys(str(row.get("normalization")) for row in rows))
     width = 0.6 / max(1, len(normalizations))
@@ -98,9 +104,19 @@ def error_by_configuration(sweep: Sweep) -> Figure | None:
             ax.errorbar([x + offset for x, _ in points], [top1_error(row[f"{metric}_mean"]) for _, row in points],
                         yerr=[100.0 * (row[f"{metric}_std"] or 0.0) for _, row in points], capsize=4,
                         linestyle="none", marker=style["marker"], color=style["color"], markersize=7, label=label)
-        labels = [config_label(dict(zip(x_keys, values))) if x_keys else "" for values in positions]
-        ax.set_xticks(range(len(positions)), labels, rotation=30 if len(positions) > 3 else 0,
-                      ha="right" if len(positions) > 3 else "center", fontsize=8)
+        if baseline:
+            mean, std, _ = mean_std(top1_error(run.get(metric)) for run in baseline)
+            if mean is not None:
+                ax.axhline(mean, color=NORMALIZATION_COLORS["none"], linestyle="--", label="baseline (no NL)")
+                if std:
+                    ax.axhspan(mean - std, mean + std, color=NORMALIZATION_COLORS["none"], alpha=0.15)
+        if x_keys:
+            labels = [config_label(dict(zip(x_keys, values))) for values in positions]
+            ax.set_xticks(range(len(positions)), labels, rotation=30 if len(positions) > 3 else 0,
+                          ha="right" if len(positions) > 3 else "center", fontsize=8)
+        else:  # only the normalization varies: name each point under it
+            offsets = [(s - (len(normalizations) - 1) / 2) * width for s in range(len(normalizations))]
+            ax.set_xticks(offsets, ["baseline (no NL)" if n == "none" else n for n in normalizations], fontsize=9)
         ax.set_xlim(-0.6, len(positions) - 0.4)
         ax.set_title(f"{which} epoch", fontsize=10)
         ax.set_ylabel(f"{which} top-1 error (%)")
