@@ -104,12 +104,7 @@ def error_by_configuration(sweep: Sweep) -> Figure | None:
             ax.errorbar([x + offset for x, _ in points], [top1_error(row[f"{metric}_mean"]) for _, row in points],
                         yerr=[100.0 * (row[f"{metric}_std"] or 0.0) for _, row in points], capsize=4,
                         linestyle="none", marker=style["marker"], color=style["color"], markersize=7, label=label)
-        if baseline:
-            mean, std, _ = mean_std(top1_error(run.get(metric)) for run in baseline)
-            if mean is not None:
-                ax.axhline(mean, color=NORMALIZATION_COLORS["none"], linestyle="--", label="baseline (no NL)")
-                if std:
-                    ax.axhspan(mean - std, mean + std, color=NORMALIZATION_COLORS["none"], alpha=0.15)
+        _baseline_band(ax, baseline, metric)
         if x_keys:
             labels = [config_label(dict(zip(x_keys, values))) for values in positions]
             ax.set_xticks(range(len(positions)), labels, rotation=30 if len(positions) > 3 else 0,
@@ -166,12 +161,7 @@ def error_vs_reduction(sweep: Sweep) -> Figure | None:
                 ax.errorbar(
                     xs, ys, yerr=errs, capsize=3, label=config_label(config), **_style(config, s)
                 )
-            if baseline:
-                mean, std, _ = mean_std(top1_error(run.get(metric)) for run in baseline)
-                if mean is not None:
-                    ax.axhline(mean, color=NORMALIZATION_COLORS["none"], linestyle="--", label="baseline (no NL)")
-                    if std:
-                        ax.axhspan(mean - std, mean + std, color=NORMALIZATION_COLORS["none"], alpha=0.15)
+            _baseline_band(ax, baseline, metric)
             reductions = sorted({row["reduction"] for row in nl_rows if row.get("reduction")}) if has_x else None
             _reduction_axis(ax, reductions, [config_label(dict(zip(series_keys, v))) for v in series])
             title = f"init={panel}" if panel_key else ""
@@ -307,6 +297,15 @@ def training_benchmark(bench: Benchmark) -> Figure:
             ax.grid(True, alpha=0.3)
     fig.axes[0].legend(fontsize=8)
     return fig
+
+
+def _baseline_band(ax: Any, baseline: Sequence[Mapping[str, Any]], metric: str) -> None:
+    """The runs without an NL block as a dashed line at their mean top-1 error and a +- std band."""
+    mean, std, _ = mean_std(top1_error(run.get(metric)) for run in baseline)
+    if mean is not None:
+        ax.axhline(mean, color=NORMALIZATION_COLORS["none"], linestyle="--", label="baseline (no NL)")
+        if std:
+            ax.axhspan(mean - std, mean + std, color=NORMALIZATION_COLORS["none"], alpha=0.15)
 
 
 def _figure(*, ncols: int, nrows: int, width: float, height: float, sharey: bool | str) -> Figure:
