@@ -23,6 +23,7 @@ import matplotlib.image
 import pytest
 import yaml
 
+from nlbench import run as nlrun
 from nlbench.report import collect, plots, render
 from nlbench.report.cli import main as report_main
 from nlbench.run import BEST_ACC1, FINAL_ACC1, IMAGES_PER_S
@@ -98,18 +99,17 @@ def write_run(run_dir: Path, normalization: str, reduction: int, init: str | Non
     accs = [synthetic_acc(normalization, reduction, init or "normal", seed, e, epochs) for e in range(epochs)]
     accs = {"finished": accs, "diverged": accs[:1], "failed": []}[status]
     nl_params = 0 if normalization == "none" else 4 * 32 * 32 // reduction + 64
-    result = {
-        "status": status, "run_name": run_dir.name, "group": run_dir.name.split("_seed")[0], "hparams": hparams,
-        "best_val_acc1": max(accs) if accs else None, "final_val_acc1": accs[-1] if accs else None,
-        "best_val_acc5": min(1.0, max(accs) + 0.15) if accs else None,
-        "final_val_acc5": min(1.0, accs[-1] + 0.15) if accs else None,
-        "best_epoch": accs.index(max(accs)) if accs else None, "epochs": len(accs), "global_step": 10 * len(accs),
-        "time_s": 12.5, "train_images_per_s": 400.0 + (50.0 if normalization == "scale" else 0.0) + seed,
+    metrics = {
+        nlrun.BEST_ACC1: max(accs) if accs else None, nlrun.FINAL_ACC1: accs[-1] if accs else None,
+        nlrun.BEST_ACC5: min(1.0, max(accs) + 0.15) if accs else None,
+        nlrun.FINAL_ACC5: min(1.0, accs[-1] + 0.15) if accs else None,
+        nlrun.BEST_EPOCH: accs.index(max(accs)) if accs else None, "epochs": len(accs), "global_step": 10 * len(accs),
+        "time_s": 12.5, nlrun.IMAGES_PER_S: 400.0 + (50.0 if normalization == "scale" else 0.0) + seed,
         "params": 270_000 + nl_params, "nl_params": nl_params,
-        "error": "RuntimeError: CUDA out of memory" if status == "failed" else None,
-        "written_at": "2024-01-01T00:00:00+00:00",
     }
-    (run_dir / "result.json").write_text(json.dumps(result))
+    nlrun.write_record(run_dir, nlrun.RunRecord(
+        status=status, run_name=run_dir.name, group=run_dir.name.split("_seed")[0], hparams=hparams, metrics=metrics,
+        error="RuntimeError: CUDA out of memory" if status == "failed" else None))
     (run_dir / "config.yaml").write_text(yaml.safe_dump({"seed_everything": seed}))
     (run_dir / "stdout.log").write_text("")
     with (run_dir / "metrics.csv").open("w", newline="") as f:

@@ -14,7 +14,6 @@ from pathlib import Path
 from jsonargparse import ArgumentError, ArgumentParser
 
 from nlbench.report.collect import Sweep, WandbSourceError, load_benchmark, load_sweep, load_wandb, merge
-from nlbench.report.render import write_report
 
 
 def build_parser() -> ArgumentParser:
@@ -57,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         # Every input is read and checked before anything is written.
         benchmarks = [load_benchmark(path) for path in args.bench]
         out = Path(args.out) if args.out else Path(sources[0]) / "report"
+        from nlbench.report.render import write_report  # matplotlib: only once there is a report to draw
+
         files = write_report(sweep, out, benchmarks=benchmarks)
     except (FileNotFoundError, WandbSourceError, ValueError) as err:
         print(f"nlbench report: error: {err}", file=sys.stderr)
