@@ -16,6 +16,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from nlbench.models import Backbone, named_nl_blocks, num_parameters
+from nlbench.nn.nl_stats import register_input_capture
 
 log = logging.getLogger(__name__)
 
@@ -221,14 +222,8 @@ class ImageClassifier(L.LightningModule):
         return dict(named_nl_blocks(self.model))
 
     def _register_nl_capture(self) -> None:
-        # The hooks only keep a reference to an activation autograd holds anyway, and only on sampled steps.
-        for name, block in self.nl_blocks().items():
-
-            def hook(module: nn.Module, args: tuple[torch.Tensor, ...], name: str = name) -> None:
-                if self._capture_nl:
-                    self._nl_inputs[name] = args[0].detach()
-
-            block.register_forward_pre_hook(hook)
+        # Only on sampled steps (self._capture_nl).
+        register_input_capture(self.nl_blocks().items(), self._nl_inputs, enabled=lambda: self._capture_nl)
 
     @torch.no_grad()
     def _log_nl_stats(self) -> None:

@@ -1,26 +1,30 @@
-"""Building blocks: the non-local block, its attention kernels and the positional encoding."""
+"""Building blocks: the non-local block, its attention kernels and the positional encoding.
 
-from nlbench.nn.attention import (
-    apply_similarity,
-    attention_weights,
-    scale_divisor,
-    scaled_attention,
-    scaled_attention_projected,
-    softmax_attention,
-)
+NLConfig (the vocabulary) is imported eagerly and is torch-free, so readers of the run record (``nlbench report``)
+can use it without the training stack; the torch modules load on first use (PEP 562 module ``__getattr__``).
+"""
+
+from importlib import import_module
+from typing import Any
+
 from nlbench.nn.config import NLConfig
-from nlbench.nn.nonlocal_block import NonLocal2d
-from nlbench.nn.posenc import SinusoidalPositionalEncoding2d, sinusoidal_table_2d
 
-__all__ = [
-    "NLConfig",
-    "NonLocal2d",
-    "SinusoidalPositionalEncoding2d",
-    "apply_similarity",
-    "attention_weights",
-    "scale_divisor",
-    "scaled_attention",
-    "scaled_attention_projected",
-    "sinusoidal_table_2d",
-    "softmax_attention",
-]
+_LAZY = {
+    "apply_similarity": "nlbench.nn.attention",
+    "attention_weights": "nlbench.nn.attention",
+    "scale_divisor": "nlbench.nn.attention",
+    "scaled_attention": "nlbench.nn.attention",
+    "scaled_attention_projected": "nlbench.nn.attention",
+    "softmax_attention": "nlbench.nn.attention",
+    "NonLocal2d": "nlbench.nn.nonlocal_block",
+    "SinusoidalPositionalEncoding2d": "nlbench.nn.posenc",
+    "sinusoidal_table_2d": "nlbench.nn.posenc",
+}
+
+__all__ = ["NLConfig", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'nlbench.nn' has no attribute {name!r}")
