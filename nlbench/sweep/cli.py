@@ -1,7 +1,7 @@
 """``nlbench sweep``: run a sweep spec's grid as ``nlbench fit`` runs, preview it, or export it as a W&B sweep.
 
     nlbench sweep --config experiments/sweeps/cifar10.yaml [--dry-run] [--export-wandb FILE]
-                  [--output_dir DIR] [--devices auto|cpu|0,1,...] [--max-runs N]
+                  [--output_dir DIR] [--devices auto|cpu|0,1,...] [--runs-per-device K] [--max-runs N]
 
 Re-running the same command skips finished and diverged runs, resumes interrupted ones from their last checkpoint
 and retries failed ones (also resuming when they left a checkpoint). Exit code: 0 when no run of the sweep is
@@ -55,6 +55,11 @@ def build_parser() -> ArgumentParser:
     parser.add_argument(
         "--devices", type=str, default="auto", help="auto (all visible GPUs, else CPU), cpu, or GPU ids such as 0,1,3"
     )
+    parser.add_argument(
+        "--runs-per-device", type=int, default=None, metavar="K",
+        help="concurrent runs per GPU (group of devices_per_run GPUs) or on the CPU, instead of the spec's "
+        "runs_per_device; each gets 1/K of the GPU memory, or of the CPU cores",
+    )  # fmt: skip
     parser.add_argument("--max-runs", type=int, default=None, help="start at most this many runs, then stop")
     parser.add_argument(
         "--grid-limit", type=int, default=None, metavar="N",
@@ -75,13 +80,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.grid_limit is not None and args.grid_limit < 1:
             raise ValueError(f"--grid-limit must be >= 1, got {args.grid_limit}")
         gpus = parse_devices(args.devices)
+        if args.runs_per_device is not None and args.runs_per_device < 1:
+            raise ValueError(f"--runs-per-device must be >= 1, got {args.runs_per_device}")
         spec = load_spec(args.config, output_dir=args.output_dir)
         if args.grid_limit is not None:
             spec = dataclasses.replace(spec, grid_limit=args.grid_limit)
+        if args.runs_per_device is not None:
+            spec = dataclasses.replace(spec, runs_per_device=args.runs_per_device)
         spec.check_size()
         slots = None  # only needed to run or preview; an export may be made on a machine without the GPUs
         if args.dry_run or not args.export_wandb:
-            slots = plan_slots(_check_gpus(gpus), spec.devices_per_run)
+            slots = plan_slots(_check_gpus(gpus), spec.devices_per_run, spec.runs_per_device)
         print(f"expanding {spec.size} run(s) ...", file=sys.stderr, flush=True)
         runs = spec.expand()
         probes = probe_runs(spec, runs)
@@ -118,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     counts = Counter(row["status"] for row in rows)
     print(f"sweep {spec.name}: " + ", ".join(f"{n} {status}" for status, n in counts.most_common()))
-    print(f"results: {spec.output_dir / 'results.csv'}, mean/std over seeds: {spec.output_dir / 'summary.csv'}")
+    print(f"results: {spec.output_dir / 'results.csv'}; statistics over seeds: nlbench report {spec.output_dir}")
     return 1 if counts["failed"] else 0
 
 
@@ -181,7 +190,7 @@ def print_plan(
     print(f"cost: {len(todo)} runs x {per_run} epochs = {total} epochs{unknown} on {len(slots)} slot(s): "
           f"{', '.join(s.label for s in slots)}")  # fmt: skip
 
-    timed = [s.result for _, s in planned if s.status == "finished" and s.result and s.result.get("epochs")]
+    timed = [s.record.metrics for _, s in planned if s.status == "finished" and s.record and s.record.metrics["epochs"]]
     seconds = sum(float(r.get("time_s") or 0.0) for r in timed)
     measured_epochs = sum(int(r["epochs"]) for r in timed)
     if seconds > 0 and measured_epochs:

@@ -22,8 +22,9 @@ from typing import Any
 
 import yaml
 
-SEED_KEY = "seed_everything"
-SPEC_KEYS = ("name", "base", "output_dir", "overrides", "axes", "points", "devices_per_run", "grid_limit")
+from nlbench.run import SEED_KEY, short_name
+
+SPEC_KEYS = ("name", "base", "output_dir", "overrides", "axes", "points", "devices_per_run", "grid_limit", "runs_per_device")
 # Above this many runs a spec is refused unless it (or --grid-limit) raises the limit: a typo such as a 1000-value
 # seed axis should fail at once, not after minutes of expansion. 100,000 runs of even one minute are ~70 GPU-days.
 DEFAULT_GRID_LIMIT = 100_000
@@ -57,6 +58,7 @@ class SweepSpec:
     axes: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     points: tuple[Mapping[str, Any], ...] = ()
     devices_per_run: int = 1
+    runs_per_device: int = 1  # concurrent runs per GPU group (or on the CPU); see nlbench.sweep.devices
     source: Path | None = None
     grid_limit: int = DEFAULT_GRID_LIMIT
 
@@ -123,6 +125,7 @@ class SweepSpec:
             "points": [dict(p) for p in self.points],
             "devices_per_run": self.devices_per_run,
             "grid_limit": self.grid_limit,
+            "runs_per_device": self.runs_per_device,
         }
 
 
@@ -208,6 +211,9 @@ def spec_from_dict(
     devices_per_run = data.get("devices_per_run", 1)
     if isinstance(devices_per_run, bool) or not isinstance(devices_per_run, int) or devices_per_run < 1:
         raise fail(f"'devices_per_run' must be a positive integer, got {devices_per_run!r}")
+    runs_per_device = data.get("runs_per_device", 1)
+    if isinstance(runs_per_device, bool) or not isinstance(runs_per_device, int) or runs_per_device < 1:
+        raise fail(f"'runs_per_device' must be a positive integer, got {runs_per_device!r}")
 
     grid_limit = data.get("grid_limit", DEFAULT_GRID_LIMIT)
     if isinstance(grid_limit, bool) or not isinstance(grid_limit, int) or grid_limit < 1:
@@ -221,6 +227,7 @@ def spec_from_dict(
         axes=axes,
         points=tuple(points),
         devices_per_run=devices_per_run,
+        runs_per_device=runs_per_device,
         source=source,
         grid_limit=grid_limit,
     )
@@ -265,11 +272,6 @@ def format_value(value: Any) -> str:
 
 def override_args(overrides: Mapping[str, Any]) -> list[str]:
     return [f"--{key}={format_value(value)}" for key, value in overrides.items()]
-
-
-def short_name(key: str) -> str:
-    """The readable name of a dotted key: its last component (``seed_everything`` -> ``seed``)."""
-    return "seed" if key == SEED_KEY else key.rsplit(".", 1)[-1]
 
 
 def column_names(keys: Sequence[str], *, taken: Sequence[str] = ()) -> dict[str, str]:
