@@ -352,4 +352,6 @@ def test_a_full_disk_during_training_is_one_line(
     assert code == 2, err
     assert err.splitlines()[-1] == (f"nlbench fit: error: {run_dir / 'checkpoints' / 'last.ckpt'}: cannot write: "
                                     "no space left on device; free some space or write elsewhere")
+    import json
+
     assert json.loads((run_dir / "result.json").read_text())["status"] == "failed"  # the run is kept, as failed

@@ -71,7 +71,7 @@ def test_dry_run_lists_runs_with_status_and_cost(tmp_path: Path, capsys: pytest.
     assert "ETA: unknown (no finished runs to time yet)" in out
 
     # One run finished earlier (4 epochs in 20 s): skipped, and it times the rest.
-    atomic_write_json(run_dir_of(spec, first) / "result.json", {"status": "finished", "epochs": 4, "time_s": 20.0})
+    atomic_write_json(run_dir_of(spec, first) / "result.json", {"status": "finished", "metrics": {"epochs": 4, "time_s": 20.0}})
     assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert any(ln.split() == ["finished", "skip", first.run_id, "normalization=softmax"] for ln in lines)
