@@ -64,6 +64,7 @@ bench: $(STAMP) ## Benchmarks: NL block variants, data loaders, training step vs
 	$(NLBENCH) bench block
 	$(NLBENCH) bench loader
 	$(NLBENCH) bench train
+	$(NLBENCH) bench sweep
 
 .PHONY: clean
 clean: ## Remove caches and build artefacts (keeps .venv, data and runs)

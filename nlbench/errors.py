@@ -93,29 +93,60 @@ def find_option(message: str, keys: Iterable[str]) -> str | None:
 
 def _jsonargparse_line(text: str, config_keys: Iterable[str] = ()) -> str:
     """Condense jsonargparse's nested multi-line errors to "<full.dotted.key>: <what is wrong>"."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    keys: list[str] = []
-    for line in lines:
-        match = _KEY.match(line)
-        if match:
-            keys.append(match.group(1))
+    return _condense([line for line in text.splitlines() if line.strip()], [], list(config_keys))
+
+
+def _condense(lines: list[str], keys: list[str], config_keys: list[str]) -> str:
+    keys = list(keys)
+    while lines and _KEY.match(lines[0].strip()):
+        keys.append(_KEY.match(lines[0].strip()).group(1))  # type: ignore[union-attr]
+        lines = lines[1:]
     key = ".".join(keys)
-    # A class's own complaint (its __init__ raised), reported as one branch of a union: name its option.
-    raised = [line[2:] for line in lines if line.startswith("- ") and not line.startswith(("- Expected a",
-              "- Parser key", "- Problem with", "- Does not validate"))]  # fmt: skip
-    if raised:
-        detail = raised[0]
-        named = find_option(detail, config_keys)
-        return f"{named or key}: {detail}" if (named or key) else detail
-    subtypes = next((line for line in lines if line.startswith("Subtypes:")), None)
-    given = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Given value:")), None)
-    if subtypes and given is not None:  # a union: list every accepted form, not the first branch's complaint
-        return f"{key}: got {given!r}; expected {_describe_union(subtypes)}"
-    for line in lines:
-        if not _KEY.match(line) and not line.lstrip("- ").startswith(_NOISE) and not line.startswith(_NOISE):
+    stripped = [line.strip() for line in lines]
+    if any(line.startswith("Does not validate against any of the Union subtypes") for line in stripped):
+        # Drop the branches that merely are other types (another backbone class, None), then follow the one that
+        # complains about the given value: a class_path's nested error, or its __init__'s own message.
+        entries = [e for e in _union_entries(lines) if not e[0].startswith(_OTHER_BRANCH)]
+        nested = next((e for e in entries if e[0].startswith("Problem with given class_path")), None)
+        if nested is not None and len(nested) > 1:
+            return _condense(nested[1:], keys, config_keys)
+        raised = [e for e in entries if not e[0].startswith("Expected a")]
+        if raised:
+            detail = " ".join(line.strip() for line in raised[0])
+            named = find_option(detail, config_keys)
+            return f"{named or key}: {detail}" if (named or key) else detail
+        subtypes = next((line for line in stripped if line.startswith("Subtypes:")), None)
+        given = next((line.split(":", 1)[1].strip() for line in stripped if line.startswith("Given value:")), None)
+        if subtypes and given is not None:  # list every accepted form, not the first branch's complaint
+            return f"{key}: got {given!r}; expected {_describe_union(subtypes)}"
+    for line in stripped:
+        if not line.lstrip("- ").startswith(_NOISE) and not line.startswith(_NOISE):
             detail = line.lstrip("- ").replace("Expected a typing.Literal[", "expected one of [")
             return f"{key}: {detail}" if key else detail
     return key or "invalid arguments"
+
+
+_OTHER_BRANCH = ("Expected a <class 'NoneType'>", "Import path ")
+
+
+def _union_entries(lines: list[str]) -> list[list[str]]:
+    """The items of a union error's "Errors:" list, each as its stripped lines ("- " removed from the first)."""
+    start = next((i for i, line in enumerate(lines) if line.strip() == "Errors:"), None)
+    if start is None:
+        return []
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    entries: list[list[str]] = []
+    entries_depth = 0
+    for line in lines[start + 1 :]:
+        depth = len(line) - len(line.lstrip())
+        if depth <= indent:  # "Given value type: ..." ends the list
+            break
+        if line.strip().startswith("- ") and (not entries or depth <= entries_depth):
+            entries_depth = depth
+            entries.append([line.strip()[2:]])
+        elif entries:
+            entries[-1].append(line)
+    return entries
 
 
 def _describe_union(subtypes: str) -> str:

@@ -274,3 +274,126 @@ def test_ddp_on_cpu_with_two_processes(tmp_path: Path) -> None:
     assert result["status"] == "finished" and result["global_step"] == 2
     assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1  # one W&B run, not one per process
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # both processes used the same run directory
+
+
+# ---- one-line errors that name the option or file (exit 2, no traceback, no run directory left) ------------------
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("--trainer.max_epochs=-5", "trainer.max_epochs: `max_epochs` must be a non-negative integer or -1"),
+        ("--model.optimizer.init_args.lr=-0.1", "model.optimizer.lr: Invalid learning rate: -0.1"),
+        ("--data.init_args.batch_size=0", "data.batch_size: batch_size must be >= 1, got 0"),
+        ("--model.backbone.nl.heads=3", "model.backbone.nl.heads: NonLocal2d: width 16 is not divisible by heads=3"),
+        ("--seed_everything=notanint", "seed_everything: got 'notanint'; expected a bool or an int"),
+        ("--trainer.precision=bogus", "trainer.precision: got 'bogus'; expected one of 64, 32, 16, "
+                                      "'transformer-engine', "),
+    ],
+)
+def test_bad_values_name_their_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], override: str, expected: str
+) -> None:
+    code, run_dir = fit(tmp_path, "demo.yaml", override)
+    err = capsys.readouterr().err
+    line = err.splitlines()[-1]  # (lr is checked when the optimizer is built: W&B may have said something first)
+    assert code == 2 and line.startswith(f"nlbench fit: error: {expected}") and "Traceback" not in err, err
+    assert not run_dir.exists()
+    if "precision" in override:
+        assert "'bf16-mixed'" in err and "'32-true'" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"\x00\x01\xff\xfe", "not a text (YAML) file"),
+        (b"", "expected a mapping of options (trainer:, model:, data:), got an empty file"),
+        (b"- a\n- b\n", "expected a mapping of options (trainer:, model:, data:), got a list"),
+    ],
+)
+def test_unusable_config_files_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, expected: str
+) -> None:
+    path = tmp_path / "odd.yaml"
+    path.write_bytes(content)
+    assert main(["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", f"--config={path}", f"--run_dir={tmp_path / 'r'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"nlbench fit: error: --config {path}: {expected}") and err.count("\n") == 1, err
+
+
+def test_corrupt_and_unsafe_archives_are_one_line(
+    tmp_path: Path, cifar10_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The generated archive's md5 is not the official one: verify=true refuses it.
+    code, run_dir = fit(tmp_path, "cifar10.yaml", f"--data.init_args.data_dir={cifar10_root}")
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "md5 mismatch" in err and "cifar-10-python.tar.gz" in err, err
+    assert not run_dir.exists()
+
+    import io
+    import tarfile
+
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    with tarfile.open(evil / "cifar-10-python.tar.gz", "w:gz") as tar:
+        info = tarfile.TarInfo("cifar-10-batches-py/../../escaped")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"evil"))
+    code, run_dir = fit(tmp_path, "cifar10.yaml", f"--data.init_args.data_dir={evil}",
+                        "--data.init_args.verify=false", name="evil-run")  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "'..' component" in err, err
+    assert not run_dir.exists() and not (tmp_path / "escaped").exists()
+
+
+def test_an_unwritable_run_dir_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+
+    from nlbench.cli import NLBenchCLI
+
+    run_dir = tmp_path / "ro" / "run"
+    real = NLBenchCLI.before_instantiate_classes
+
+    def read_only(self: NLBenchCLI) -> None:  # root ignores chmod: simulate the mount where the run dir is made
+        real(self)
+        raise PermissionError(errno.EROFS, "Read-only file system", str(run_dir))
+
+    monkeypatch.setattr(NLBenchCLI, "before_instantiate_classes", read_only)
+    code = main(["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--run_dir={run_dir}"])
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"nlbench fit: error: {run_dir}: cannot write: read-only file system; " \
+                                "choose a writable directory\n", err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_really_read_only_run_dir_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parent = tmp_path / "ro"
+    parent.mkdir()
+    parent.chmod(0o555)
+    try:
+        code = main(["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--run_dir={parent / 'run'}"])
+    finally:
+        parent.chmod(0o755)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "cannot write: permission denied" in err, err
+
+
+def test_a_full_disk_during_training_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+
+    from nlbench.classifier import ImageClassifier
+
+    def full(self: ImageClassifier, *args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "checkpoints" / "last.ckpt"))
+
+    monkeypatch.setattr(ImageClassifier, "on_train_epoch_end", full)
+    code, run_dir = fit(tmp_path, "demo.yaml")
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.splitlines()[-1] == (f"nlbench fit: error: {run_dir / 'checkpoints' / 'last.ckpt'}: cannot write: "
+                                    "no space left on device; free some space or write elsewhere")
+    import json
+
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "failed"  # the run is kept, as failed

@@ -151,3 +151,98 @@ def test_real_tiny_sweep_end_to_end(
         assert (run_dir_of(spec, run) / "stdout.log").read_text().count(LOG_MARK) == 1
     with open(spec.output_dir / "results.csv") as f:
         assert [r["run_id"] for r in csv.DictReader(f)] == [r["run_id"] for r in rows]
+
+
+# ---- fail fast: devices, grid size, data, disks -------------------------------------------------------------------
+CIFAR10 = REPO / "experiments" / "cifar10.yaml"
+
+
+def test_gpu_ids_that_are_not_visible_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("nlbench.sweep.cli.visible_gpus", lambda: [])  # a machine without GPUs
+    spec = demo_spec(tmp_path, axes={NORMALIZATION: ["scale"]})
+    assert main(["--config", str(spec), "--devices", "7,9", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("nlbench sweep: error: --devices 7,9: GPU(s) 7, 9 not visible on this machine (visible: none); "
+                   "use --devices auto or cpu\n")  # fmt: skip
+
+
+def test_grid_limit_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = demo_spec(tmp_path, axes={NORMALIZATION: ["softmax", "scale"], "seed_everything": [0, 1]})
+    assert main(["--config", str(spec), "--dry-run", "--devices", "cpu", "--grid-limit", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "4 runs (axes 2 x 2, 0 points) exceed the limit of 3" in err and err.count("\n") == 1
+    assert main(["--config", str(spec), "--dry-run", "--devices", "cpu", "--grid-limit", "4"]) == 0
+
+
+def test_missing_data_fails_once_before_any_run_and_the_dry_run_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "nodata"
+    path = demo_spec(tmp_path, axes={NORMALIZATION: ["softmax", "scale"]},
+                     overrides={"data.data_dir": str(empty), "data.download": False})  # fmt: skip
+    yaml_spec = yaml.safe_load(path.read_text())
+    yaml_spec["base"] = str(CIFAR10)
+    path.write_text(yaml.safe_dump(yaml_spec))
+    assert main(["--config", str(path), "--devices", "cpu"]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err == (f"nlbench sweep: error: cifar10 missing from {empty}; put cifar-10-python.tar.gz "
+                   f"(https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz) into {empty}, or set data.download: true")
+    assert not (tmp_path / "out").exists()  # no run was started
+
+    assert main(["--config", str(path), "--devices", "cpu", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"data: cifar10 missing from {empty}; put cifar-10-python.tar.gz" in out
+    assert "devices: 1 slot(s), one run at a time on each: cpu (no GPU visible, or --devices cpu)" in out
+
+
+def test_a_failed_download_fails_the_sweep_once_saying_where_to_put_the_archive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nlbench.data import archives
+    from nlbench.data.errors import DownloadError
+
+    calls = []
+
+    def offline(url: str, dest: Path, **kwargs: Any) -> None:
+        calls.append(url)
+        raise DownloadError(f"downloading {url} to {dest} failed: <urlopen error [Errno -3] no network>")
+
+    monkeypatch.setattr(archives, "download", offline)
+    empty = tmp_path / "nodata"
+    spec = {"name": "c", "base": str(CIFAR10), "output_dir": str(tmp_path / "out"),
+            "overrides": {"data.data_dir": str(empty), "data.download": True},
+            "axes": {NORMALIZATION: ["softmax", "scale"], "seed_everything": [0, 1, 2]}}  # fmt: skip
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["--config", str(path), "--devices", "cpu"]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("nlbench sweep: error: cifar10: downloading https://www.cs.toronto.edu/")
+    assert err.endswith(f"without network, put cifar-10-python.tar.gz "
+                        f"(https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz) into {empty}")
+    assert len(calls) == 1 and not (tmp_path / "out" / "runs").exists()  # once, and no run started
+
+
+@pytest.mark.parametrize("code", [30, 28])  # EROFS, ENOSPC
+def test_an_unwritable_output_dir_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], code: int
+) -> None:
+    import errno
+    import os
+
+    out = tmp_path / "out"
+    real_mkdir = Path.mkdir
+
+    def mkdir(self: Path, *args: Any, **kwargs: Any) -> None:  # root ignores chmod: simulate the mount
+        if self == out or out in self.parents:
+            raise OSError(code, os.strerror(code), str(self))
+        real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    spec = demo_spec(tmp_path, axes={NORMALIZATION: ["scale"]})
+    assert main(["--config", str(spec), "--devices", "cpu"]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    what = {errno.EROFS: "read-only file system; choose a writable directory",
+            errno.ENOSPC: "no space left on device; free some space or write elsewhere"}[code]  # fmt: skip
+    assert err == f"nlbench sweep: error: {out / 'runs'}: cannot write: {what}"

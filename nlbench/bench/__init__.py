@@ -4,6 +4,7 @@
     nlbench bench loader   images/s of the tensor fast path vs torchvision per-sample transforms
     nlbench bench train    training step through Lightning vs a plain PyTorch loop; --grid for backbones
     nlbench bench imports  start-up time of short nlbench commands (--help, usage errors) in fresh processes
+    nlbench bench sweep    start-up of `nlbench sweep --dry-run` / `--export-wandb` on a 10,000-run grid
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("block", "loader", "train", "imports")
+BENCHMARKS = ("block", "loader", "train", "imports", "sweep")
 
 
 def main(argv: list[str] | None = None) -> int:
