@@ -3,6 +3,8 @@
     nlbench bench block    NL block variants: forward+backward time and peak memory per feature-map size
     nlbench bench loader   images/s of the tensor fast path vs torchvision per-sample transforms
     nlbench bench train    training step through Lightning vs a plain PyTorch loop; --grid for backbones
+    nlbench bench device-check   everything above plus epoch time, packed runs and the grid's projected wall
+                           time on one GPU, in under 8 minutes (--smoke: the CPU at tiny sizes); `make device-check`
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("block", "loader", "train")
+BENCHMARKS = ("block", "loader", "train", "device-check")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,4 +24,4 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nlbench bench: error: unknown benchmark {argv[0]!r}; choose from {', '.join(BENCHMARKS)}",
               file=sys.stderr)
         return 2
-    return importlib.import_module(f"nlbench.bench.{argv[0]}").main(argv[1:])
+    return importlib.import_module(f"nlbench.bench.{argv[0].replace('-', '_')}").main(argv[1:])
