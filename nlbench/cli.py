@@ -35,7 +35,7 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("nlbench.sweep.cli", "run a grid of fit runs (resumable), or export it as a W&B sweep"),
     "report": ("nlbench.report.cli", "write report.md/report.html/PNGs for a sweep directory"),
     "analyze": ("nlbench.analysis", "the paper's key magnitude/direction analysis of a trained run"),
-    "bench": ("nlbench.bench", "benchmarks: block, loader, train"),
+    "bench": ("nlbench.bench", "benchmarks: block, loader, train, device-check"),
 }
 LIGHTNING_COMMANDS = {
     "fit": "train a model (one run directory per run)",

@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -191,10 +192,20 @@ def epoch_phase(device: torch.device, sizes: Sizes, data_dir: Path) -> dict[str,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[clock], log_every_n_steps=50)  # fmt: skip
     start = time.perf_counter()
-    trainer.fit(model, datamodule=dm)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if device.type == "cuda":  # every implicit host sync (.item(), nonzero, blocking copies) warns
+            torch.cuda.set_sync_debug_mode("warn")
+        try:
+            trainer.fit(model, datamodule=dm)
+        finally:
+            if device.type == "cuda":
+                torch.cuda.set_sync_debug_mode(0)
+    syncs = sum("synchroniz" in str(w.message) for w in caught) if device.type == "cuda" else None
     last = clock.epochs[-1]
     return {"settings": settings, "train_images": sizes.train_images, "val_images": sizes.test_images,
-            "epochs": clock.epochs, "fit_s": time.perf_counter() - start, **last,
+            "host_syncs": syncs, "steps": trainer.global_step, "fit_s": time.perf_counter() - start,
+            "epochs": clock.epochs, **last,
             "train_images_per_s": sizes.train_images / last["train_s"]}  # fmt: skip
 
 
@@ -254,7 +265,10 @@ def packed_phase(device: torch.device, sizes: Sizes, data_dir: Path, budget: Bud
         if not budget.allows(estimate):
             records.append({"k": k, "skipped": "time budget"})
             continue
-        records.append(_packed_run(device, k, data_dir, smoke))
+        try:
+            records.append(_packed_run(device, k, data_dir, smoke))
+        except Exception as err:  # noqa: BLE001 - one k failing (e.g. out of memory) must not lose the others
+            records.append({"k": k, "error": f"{type(err).__name__}: {err}".splitlines()[0]})
         print(f"[device-check] packed k={k}: {records[-1]}", file=sys.stderr, flush=True)
     base = next((r["images_per_s"] for r in records if r["k"] == 1 and r.get("images_per_s")), None)
     for record in records:
@@ -267,7 +281,10 @@ def _packed_run(device: torch.device, k: int, data_dir: Path, smoke: bool) -> di
     with tempfile.TemporaryDirectory(prefix=f"nlbench-packed-{k}-") as tmp:
         work = Path(tmp)
         go = work / "go"
-        env = {**os.environ, **share_env(k, gpu=device.type == "cuda"), "PYTHONUNBUFFERED": "1"}
+        # Each process would otherwise start one Inductor compile worker per core: k x cores processes.
+        threads = str(max(1, (os.cpu_count() or 1) // k))
+        env = {**os.environ, **share_env(k, gpu=device.type == "cuda"), "PYTHONUNBUFFERED": "1",
+               "TORCHINDUCTOR_COMPILE_THREADS": threads}
         procs = []
         spawned = time.perf_counter()
         for i in range(k):
@@ -296,6 +313,10 @@ def _packed_run(device: torch.device, k: int, data_dir: Path, smoke: bool) -> di
                     proc.kill()
                     proc.wait()
                 log.close()
+        failed = [i for i in range(k) if not (work / f"out{i}.json").is_file()]
+        if failed:
+            tail = (work / f"log{failed[0]}.txt").read_text(errors="replace").strip().splitlines()
+            return {"k": k, "error": f"process {failed[0]} failed: {tail[-1] if tail else 'no output'}"}
         outs = [json.loads((work / f"out{i}.json").read_text()) for i in range(k)]
     rates = [o["images"] / o["seconds"] for o in outs]
     return {"k": k, "images_per_s": sum(rates), "per_run_images_per_s": sum(rates) / k,
@@ -358,7 +379,9 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [f"Settings {epoch['settings']}; {epoch['train_images']} training + {epoch['val_images']} "
                   f"validation images; last of {len(epoch['epochs'])} epochs: **{epoch['epoch_s']:.2f} s** "
                   f"({epoch['train_s']:.2f} s training at {epoch['train_images_per_s']:.0f} img/s, "
-                  f"{epoch['val_s']:.2f} s validation); whole fit {epoch['fit_s']:.1f} s."]  # fmt: skip
+                  f"{epoch['val_s']:.2f} s validation); whole fit {epoch['fit_s']:.1f} s. Implicit host syncs "
+                  f"(torch.cuda.set_sync_debug_mode) in the whole fit, validation and logging steps included: "
+                  f"{_fmt(epoch['host_syncs'])} over {epoch['steps']} training steps."]  # fmt: skip
     else:
         lines.append(f"error: {epoch}")
     packed = results.get("packed")
