@@ -2,7 +2,7 @@
 
 import sys
 
-from nlbench.cli import main
+from nlbench.commands import main
 
 if __name__ == "__main__":
     sys.exit(main())

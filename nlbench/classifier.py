@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from typing import Any, Literal
 
 import lightning as L
@@ -14,7 +15,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from nlbench.models import named_nl_blocks, num_parameters
+from nlbench.models import Backbone, named_nl_blocks, num_parameters
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,8 @@ class ImageClassifier(L.LightningModule):
     """Cross-entropy classification of a backbone (e.g. a pre-activation ResNet with non-local blocks).
 
     Args:
-        backbone: the network; its ``num_classes`` is linked from the DataModule by the CLI.
+        backbone: the network: one of nlbench's backbones, or any importable ``nn.Module`` by ``class_path``; its
+            ``num_classes`` is linked from the DataModule by the CLI.
         optimizer: optimizer factory (LightningCLI dependency injection), e.g. SGD(lr=0.1, momentum=0.9).
         scheduler: optional learning-rate scheduler factory, e.g. MultiStepLR(milestones=[150, 225]). A scheduler
             whose ``total_steps`` is left unset (OneCycleLR) gets the run's length in steps (or epochs).
@@ -44,7 +46,7 @@ class ImageClassifier(L.LightningModule):
 
     def __init__(
         self,
-        backbone: nn.Module,
+        backbone: Backbone,
         optimizer: OptimizerCallable,
         scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: Literal["epoch", "step"] = "epoch",
@@ -60,7 +62,13 @@ class ImageClassifier(L.LightningModule):
             raise ValueError(f"model.compile must be false or one of {', '.join(COMPILE_MODES)}, got {compile!r}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
-        self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"])
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Attribute 'backbone' is an instance of `nn.Module`")
+            self.save_hyperparameters()
+        # Built by LightningCLI, backbone/optimizer/scheduler are saved as their config (class_path and init_args),
+        # which is what lets ImageClassifier.load_from_checkpoint rebuild them. Built in Python they are objects,
+        # which hparams (logged, pickled in every checkpoint) must not hold.
+        self.remove_ignored_hparams([k for k in ("backbone", "optimizer", "scheduler") if not _is_config(self.hparams[k])])
         self.model = backbone
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -101,6 +109,13 @@ class ImageClassifier(L.LightningModule):
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
         return loss, logits, y
 
+    def setup(self, stage: str) -> None:
+        # An example batch gives the model summary its FLOPs and tensor sizes (all 0 without one). Not with
+        # torch.compile, which would compile the summary's batch-of-one forward as well.
+        size = getattr(self.trainer.datamodule, "image_size", None) if self._trainer is not None else None
+        if isinstance(size, int) and self.example_input_array is None and self._compiled_forward is None:
+            self.example_input_array = torch.zeros(1, 3, size, size)
+
     # ---- training ------------------------------------------------------------------------------------------
     def on_train_start(self) -> None:
         counts = {"params": num_parameters(self.model), "nl_params": num_parameters(self.model, nl_only=True)}
@@ -114,10 +129,12 @@ class ImageClassifier(L.LightningModule):
         loss, logits, y = self._shared_step(batch)
         self.train_loss(loss.detach())
         self.train_acc1(logits.detach(), y)
-        # A progress-bar metric is copied to the host (.item()) after every batch: show the step loss only when
-        # a progress bar is there to show it, so runs without one (sweeps, the GPU overlay) never sync per step.
-        prog_bar = self.trainer.progress_bar_callback is not None
-        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=prog_bar)
+        # One name in the logs (the epoch mean, as docs/design.md says). A progress-bar value is copied to the host
+        # (.item()) after every batch: show the step loss only when a progress bar is there to show it, so runs
+        # without one (sweeps, the GPU overlay) never sync per step.
+        self.log("train/loss", self.train_loss, on_step=False, on_epoch=True)
+        if self.trainer.progress_bar_callback is not None:
+            self.log("loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, logger=False)
         self.log("train/acc1", self.train_acc1, on_step=False, on_epoch=True)
         if self._capture_nl:
             self._capture_nl = False
@@ -220,6 +237,10 @@ class ImageClassifier(L.LightningModule):
         self._nl_inputs.clear()
         for logger in self.loggers:
             logger.log_metrics(metrics, step=self.global_step)
+
+
+def _is_config(value: Any) -> bool:
+    return value is None or isinstance(value, (dict, str, int, float, bool))
 
 
 def _num_classes(backbone: nn.Module) -> int:

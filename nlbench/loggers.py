@@ -1,4 +1,5 @@
-"""Logging set-up: W&B with an offline fallback, and the run names/groups that make runs comparable.
+"""Logging set-up: W&B with an offline fallback, and a CSV logger that keeps a resumed run's metrics (run names
+ and groups: nlbench.run.identify).
 
 W&B must never be the reason a run fails: without credentials it runs offline (sync later with ``wandb sync``),
 and if the service cannot be reached it falls back to offline, then to disabled.
@@ -7,19 +8,50 @@ and if the service cannot be reached it falls back to offline, then to disabled.
 from __future__ import annotations
 
 import csv
+import io
+import logging
 import netrc
 import os
-from dataclasses import dataclass, field
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter as _LightningExperimentWriter
 from lightning.pytorch.loggers.logger import DummyExperiment, rank_zero_experiment
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
+
+from nlbench.io import atomic_write_text
 
 WandbMode = Literal["auto", "online", "offline", "disabled"]
+
+
+# ---- console noise -----------------------------------------------------------------------------------------------
+class _DropAdvertisements(logging.Filter):
+    """Lightning's "Tip: try litlogger/litmodels" lines: advertisements, not information about the run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("💡 Tip:")
+
+
+_ADVERTISEMENTS = _DropAdvertisements()
+
+
+def quiet_third_party_output() -> None:
+    """Silence the library messages that say nothing true or useful about an nlbench run; real warnings stay.
+
+    Fixed at their source elsewhere in this module: W&B's "anonymous setting" warning (WandbLogger no longer passes
+    the setting), its "git root does not exist" (the run directory exists before W&B starts) and Lightning's false
+    "Previous log files ... will be deleted" (nlbench's CSVLogger keeps them)."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if _ADVERTISEMENTS not in logger.filters:
+            logger.addFilter(_ADVERTISEMENTS)
+    # Lightning 2.6 still calls a torch pytree API that torch 2.14 deprecated; nothing a user can act on.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
 
 
 def wandb_credentials_available() -> bool:
@@ -93,6 +125,8 @@ class WandbLogger(_LightningWandbLogger):
             mode=resolved,
             settings=wandb.Settings(init_timeout=init_timeout, console="off", silent=True),
         )
+        # Lightning passes anonymous=None, which W&B now answers with "The anonymous setting has no effect".
+        self._wandb_init.pop("anonymous", None)
 
     @property
     def mode(self) -> str:
@@ -103,6 +137,10 @@ class WandbLogger(_LightningWandbLogger):
     def experiment(self) -> Any:
         if self._experiment is not None:
             return self._experiment
+        # W&B looks for the git repository from its directory and warns "git root ... does not exist" before
+        # creating it.
+        if self._save_dir:
+            Path(self._save_dir).mkdir(parents=True, exist_ok=True)
         while True:
             try:
                 return super().experiment
@@ -125,6 +163,18 @@ class WandbLogger(_LightningWandbLogger):
             rank_zero_info(f"W&B ran offline. Upload this run later with: wandb sync {run_dir}")
 
 
+class _KeepingExperimentWriter(_LightningExperimentWriter):
+    """Lightning's CSV writer, except that it continues an existing metrics.csv instead of deleting it (with a
+    warning that the previous log files will be deleted)."""
+
+    def _check_log_dir_exists(self) -> None:
+        if not self._fs.isfile(self.metrics_file_path):
+            return
+        with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+            # The writer appends to the file and widens its header when new columns appear.
+            self.metrics_keys = next(csv.reader(file), [])
+
+
 class CSVLogger(_LightningCSVLogger):
     """Lightning's CSVLogger, except that a resumed run keeps its metrics.csv (Lightning's deletes the file when the
     log directory exists), so the learning curves of a resumed run cover all of its epochs."""
@@ -132,91 +182,43 @@ class CSVLogger(_LightningCSVLogger):
     @property
     @rank_zero_experiment
     def experiment(self) -> Any:
-        if self._experiment is not None:
-            return self._experiment
-        path = Path(self.log_dir) / "metrics.csv"
-        previous = path.read_bytes() if path.is_file() else None
-        experiment = super().experiment
-        if previous is not None:
-            path.write_bytes(previous)
-            # The writer appends to the file and widens its header when new columns appear.
-            header = previous.decode().split("\n", 1)[0]
-            experiment.metrics_keys = next(csv.reader([header]), [])
-        return experiment
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _KeepingExperimentWriter(log_dir=self.log_dir)
+        return self._experiment
+
+    @rank_zero_only
+    def discard_from(self, step: int) -> None:
+        """Drop the rows logged at ``step`` or later: a resumed run logs them again (a killed attempt got past its
+        checkpoint), and a fresh start in an old run directory logs everything again."""
+        path = Path(self.experiment.metrics_file_path)
+        if not path.is_file():
+            return
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            keys, rows = list(reader.fieldnames or []), list(reader)
+        kept = [row for row in rows if _step(row) < step]
+        if len(kept) == len(rows):
+            return
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(kept)
+        atomic_write_text(path, out.getvalue())
 
 
-# ---- run identity ----------------------------------------------------------------------------------------------
-@dataclass
-class RunIdentity:
-    """How a run is named and grouped in W&B, the run directory and the results tables."""
-
-    name: str
-    group: str
-    tags: list[str]
-    hparams: dict[str, Any] = field(default_factory=dict)
+def _step(row: dict[str, str]) -> float:
+    try:
+        return float(row.get("step") or "nan")
+    except ValueError:
+        return float("nan")  # compares False: a row without a step is never dropped
 
 
-_DATASET_NAMES = {
-    "CIFAR10DataModule": "cifar10",
-    "CIFAR100DataModule": "cifar100",
-    "TinyImageNetDataModule": "tiny_imagenet",
-    "CIFAR10SampleDataModule": "cifar10_sample",
-}
+class ResumedMetrics(Callback):
+    """When training (re)starts, drops the CSV rows that the restored state will log again (see
+    ``CSVLogger.discard_from``), so metrics.csv holds each step once."""
 
-
-def _short_class(path: str | None) -> str:
-    return (path or "").rsplit(".", 1)[-1]
-
-
-def describe_run(config: dict[str, Any]) -> RunIdentity:
-    """Derive the run's name, group, tags and headline hyper-parameters from a resolved fit config (as a dict)."""
-    model = config.get("model") or {}
-    backbone = model.get("backbone") or {}
-    bb_args = backbone.get("init_args") or {}
-    nl = bb_args.get("nl") or {}
-    data = config.get("data") or {}
-    data_cls = _short_class(data.get("class_path"))
-    dataset = _DATASET_NAMES.get(data_cls, data_cls.removesuffix("DataModule").lower() or "data")
-    seed = config.get("seed_everything")
-    seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
-    backbone_name = _short_class(backbone.get("class_path")) or "backbone"
-    depth = bb_args.get("depth")
-    has_nl = bool(bb_args.get("nl_stages", [2])) and int(bb_args.get("nl_blocks", 1)) > 0
-
-    hparams: dict[str, Any] = {
-        "dataset": dataset,
-        "backbone": backbone_name,
-        "depth": depth,
-        "widen": bb_args.get("widen"),
-        "nl_stages": list(bb_args.get("nl_stages") or []),
-        "nl_blocks": bb_args.get("nl_blocks"),
-        "normalization": nl.get("normalization") if has_nl else "none",
-        "reduction": nl.get("reduction"),
-        "width": nl.get("width"),
-        "heads": nl.get("heads"),
-        "scale": nl.get("scale"),
-        "order": nl.get("order"),
-        "similarity": nl.get("similarity"),
-        "init": nl.get("init"),
-        "pos_encoding": nl.get("pos_encoding"),
-        "subsample": nl.get("subsample"),
-        "seed": seed,
-        "max_epochs": (config.get("trainer") or {}).get("max_epochs"),
-        "batch_size": (data.get("init_args") or {}).get("batch_size"),
-    }
-    hparams = {k: v for k, v in hparams.items() if v is not None}
-
-    if has_nl:
-        width = f"w{nl['width']}" if nl.get("width") else f"r{nl.get('reduction')}"
-        parts = [str(nl.get("normalization")), width, f"h{nl.get('heads', 1)}", str(nl.get("init"))]
-        if nl.get("similarity", "dot") != "dot":
-            parts.append(str(nl["similarity"]))
-        if nl.get("normalization") == "scale" and nl.get("order", "reassociated") != "reassociated":
-            parts.append(str(nl["order"]))
-    else:
-        parts = ["baseline"]
-    config_name = "-".join(parts)
-    name = f"{config_name}-s{seed}" if seed is not None else config_name
-    group = f"{dataset}-{backbone_name.lower()}{depth if depth is not None else ''}-{config_name}"
-    tags = [dataset, hparams["normalization"]]
-    return RunIdentity(name=name, group=group, tags=tags, hparams=hparams)
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, CSVLogger):
+                logger.discard_from(trainer.global_step)

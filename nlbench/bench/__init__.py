@@ -3,6 +3,7 @@
     nlbench bench block    NL block variants: forward+backward time and peak memory per feature-map size
     nlbench bench loader   images/s of the tensor fast path vs torchvision per-sample transforms
     nlbench bench train    training step through Lightning vs a plain PyTorch loop; --grid for backbones
+    nlbench bench imports  start-up time of short nlbench commands (--help, usage errors) in fresh processes
     nlbench bench device-check   everything above plus epoch time, packed runs and the grid's projected wall
                            time on one GPU, in under 8 minutes (--smoke: the CPU at tiny sizes); `make device-check`
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("block", "loader", "train", "device-check")
+BENCHMARKS = ("block", "loader", "train", "imports", "device-check")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -203,15 +203,17 @@ class ImageDataModule(LightningDataModule):
         return self._dataloader("test", train=False)
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
-        if self.loader != "tensor":
-            return batch
+        if self.loader != "tensor" or not isinstance(batch, (tuple, list)):
+            return batch  # e.g. the model's example_input_array for its summary: already a float image batch
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
-        generator = self._rank_generator(images.device) if training else None
+        generator = self.augmentation_generator(images.device) if training else None
         return self.batch_transform(images, train=training, generator=generator), labels
 
-    def _rank_generator(self, device: torch.device) -> torch.Generator | None:
-        """Under DDP every rank has the same seed; a per-rank generator keeps their augmentations independent."""
+    def augmentation_generator(self, device: torch.device) -> torch.Generator | None:
+        """The generator the fast path's training augmentation draws from on ``device``: None (the device's global
+        generator) on one device; under DDP, where every rank has the same seed, a per-rank generator keeps their
+        augmentations independent. ``nlbench.rng.RandomState`` checkpoints it."""
         if self.trainer is None or self.trainer.world_size == 1:
             return None
         if self._generator is None or self._generator.device != device:
@@ -336,6 +338,8 @@ class CIFAR10SampleDataModule(CIFAR10DataModule):
     """The real CIFAR-10 sample embedded in the package: nothing to download, checksums not checked (its bytes
     differ from the official archive's). Takes every option of ``CIFAR10DataModule`` except data_dir, download
     and verify."""
+
+    record_name: ClassVar[str] = "cifar10_sample"  # the run record's dataset: a subset, never pooled with cifar10
 
     def __init__(self, **kwargs) -> None:
         super().__init__(data_dir=str(sources.SAMPLE_ROOT), download=False, verify=False, **kwargs)

@@ -4,7 +4,18 @@
     write_report(load_sweep("sweeps/demo"), "sweeps/demo/report", benchmarks=[load_benchmark("bench_cpu.json")])
 """
 
+from typing import Any
+
 from nlbench.report.collect import Benchmark, Sweep, load_benchmark, load_sweep, load_wandb, summarize
-from nlbench.report.render import write_report
+
+
+def __getattr__(name: str) -> Any:
+    # write_report needs matplotlib: imported on first use, so `nlbench report` parses its options without it.
+    if name == "write_report":
+        from nlbench.report.render import write_report
+
+        return write_report
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["Benchmark", "Sweep", "load_benchmark", "load_sweep", "load_wandb", "summarize", "write_report"]

@@ -13,7 +13,6 @@ from pathlib import Path
 from jsonargparse import ArgumentError, ArgumentParser
 
 from nlbench.report.collect import WandbSourceError, load_benchmark, load_sweep, load_wandb
-from nlbench.report.render import write_report
 
 
 def build_parser() -> ArgumentParser:
@@ -49,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"give a sweep directory, or --wandb ENTITY/PROJECT with --out{hint}")
         # Every input is read and checked before anything is written.
         benchmarks = [load_benchmark(path) for path in args.bench]
+        from nlbench.report.render import write_report  # matplotlib: only once there is a report to draw
+
         out = Path(args.out) if args.out else Path(args.sweep_dir) / "report"
         files = write_report(sweep, out, benchmarks=benchmarks)
     except (FileNotFoundError, WandbSourceError, ValueError) as err:

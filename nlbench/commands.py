@@ -1,0 +1,56 @@
+"""The ``nlbench`` command's table of subcommands and its dispatcher.
+
+Kept free of heavy imports: a subcommand's module (and with it torch, Lightning or matplotlib) is imported only
+when that subcommand runs, so ``nlbench --help`` and a usage error answer in well under a second
+(``nlbench bench imports`` measures it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Callable
+
+# Subcommands implemented outside LightningCLI: name -> (module with main(argv), one-line help).
+EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
+    "sweep": ("nlbench.sweep.cli", "run a grid of fit runs (resumable), or export it as a W&B sweep"),
+    "report": ("nlbench.report.cli", "write report.md/report.html/PNGs for a sweep directory"),
+    "analyze": ("nlbench.analysis", "the paper's key magnitude/direction analysis of a trained run"),
+    "bench": ("nlbench.bench", "benchmarks: block, loader, train, imports, device-check"),
+}
+# LightningCLI subcommands, run by nlbench.cli.
+LIGHTNING_COMMANDS: dict[str, str] = {
+    "fit": "train a model (one run directory per run)",
+    "validate": "evaluate on the validation split",
+    "test": "evaluate on the test split",
+    "predict": "class probabilities for the test split, written to <run_dir>/predict/predictions.csv",
+}
+
+
+def print_overview() -> None:
+    print("usage: nlbench <command> [options]   (nlbench <command> --help for a command's options)\n")
+    print("Training (LightningCLI; --config experiments/<name>.yaml, dotted overrides, --print_config):")
+    for name, text in LIGHTNING_COMMANDS.items():
+        print(f"  {name:<10} {text}")
+    print("\nStudy:")
+    for name, (_, text) in EXTRA_COMMANDS.items():
+        print(f"  {name:<10} {text}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``nlbench`` entry point. ``argv=None`` reads ``sys.argv`` (LightningCLI then reads it too: DDP workers
+    re-run the same command line)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print_overview()
+        return 0
+    if args[0] in EXTRA_COMMANDS:
+        entry: Callable[[list[str]], int] = importlib.import_module(EXTRA_COMMANDS[args[0]][0]).main
+        return entry(args[1:])
+    if args[0] not in LIGHTNING_COMMANDS:
+        choices = ", ".join([*LIGHTNING_COMMANDS, *EXTRA_COMMANDS])
+        print(f"nlbench: error: unknown command {args[0]!r}; choose from {choices}", file=sys.stderr)
+        return 2
+    from nlbench.cli import main as lightning_main  # torch and Lightning: only for the training commands
+
+    return lightning_main(argv)
