@@ -82,7 +82,8 @@ FULL = Sizes(train_images=50_000, test_images=10_000, block_sizes=(16, 32, 56, 1
 # Compilation takes a minute on a CPU, so the smoke run leaves it out (and says so in the table).
 SMOKE = Sizes(train_images=256, test_images=64, block_sizes=(16,), block_batch=2, block_dtypes=("float32",),
               block_reps=1, step_batch=32, steps=2, step_warmup=1, compile_modes=(), epochs=1, packed_k=(1, 2),
-              packed_seconds=1.0, packed_warmup=1, budget_s=50.0, reserve_s=0.0)  # fmt: skip
+              packed_seconds=1.0, packed_warmup=1, budget_s=300.0, reserve_s=0.0)  # fmt: skip
+# (The smoke budget only guards against a hung phase: on a loaded CPU the phases may take longer than usual.)
 
 
 class Budget:
