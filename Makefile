@@ -66,6 +66,10 @@ bench: $(STAMP) ## Benchmarks: NL block variants, data loaders, training step vs
 	$(NLBENCH) bench train
 	$(NLBENCH) bench sweep
 
+.PHONY: device-check
+device-check: $(STAMP) ## One GPU, under 8 min: block/step/epoch/packed benchmarks + grid ETA -> device-check/ (SMOKE=1: CPU, <1 min)
+	$(NLBENCH) bench device-check $(if $(SMOKE),--smoke) --out $(or $(OUT),device-check)
+
 .PHONY: clean
 clean: ## Remove caches and build artefacts (keeps .venv, data and runs)
 	rm -rf .pytest_cache build dist *.egg-info

@@ -5,6 +5,8 @@
     nlbench bench train    training step through Lightning vs a plain PyTorch loop; --grid for backbones
     nlbench bench imports  start-up time of short nlbench commands (--help, usage errors) in fresh processes
     nlbench bench sweep    start-up of `nlbench sweep --dry-run` / `--export-wandb` on a 10,000-run grid
+    nlbench bench device-check   everything above plus epoch time, packed runs and the grid's projected wall
+                           time on one GPU, in under 8 minutes (--smoke: the CPU at tiny sizes); `make device-check`
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("block", "loader", "train", "imports", "sweep")
+BENCHMARKS = ("block", "loader", "train", "imports", "sweep", "device-check")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,4 +26,4 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nlbench bench: error: unknown benchmark {argv[0]!r}; choose from {', '.join(BENCHMARKS)}",
               file=sys.stderr)
         return 2
-    return importlib.import_module(f"nlbench.bench.{argv[0]}").main(argv[1:])
+    return importlib.import_module(f"nlbench.bench.{argv[0].replace('-', '_')}").main(argv[1:])

@@ -125,6 +125,65 @@ def estimate(variant: Variant, *, batch: int, width: int, positions: int, map_el
     return variant.maps_held * pairs * map_element_size / GiB, gflop
 
 
+BLOCK_HEADER = ("| size | N | variant | time (ms) | peak memory (MiB) | speedup vs softmax (SDPA) | vs softmax (unfused) |\n"
+                "|---|---|---|---|---|---|---|")
+
+
+def block_row(record: dict) -> str:
+    """One markdown row of the block table."""
+    row = f"| {record['size']}x{record['size']} | {record['positions']} | {record['variant']} |"
+    if record.get("skipped"):
+        return f"{row} skipped ({record['skipped']}) | | | |"
+    speedups = [f"{v:.1f}x" if v is not None else "n/a" for v in (record["vs_sdpa"], record["vs_unfused"])]
+    return f"{row} {record['time_ms']:.2f} | {record['peak_mib']:.2f} | {' | '.join(speedups)} |"
+
+
+def block_records(
+    device: torch.device, sizes: list[int], *, batch: int, channels: int = 64, reduction: int = 2, heads: int = 1,
+    reps: int = 5, warmup: int = 2, dtype: str = "float32", max_gib: float = 8.0, max_gflop: float = 500.0,
+    compile: bool = False, clock: str = "wall", on_record: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Time and peak memory of every variant at every size (see the module docstring), one record per row."""
+    param_dtype = PLAIN_DTYPES.get(dtype, torch.float32)
+    autocast_dtype = AUTOCAST_DTYPES.get(dtype)
+    # Explicit maps are float32 (float64 for float64 blocks) whatever the autocast dtype.
+    map_element_size = 8 if param_dtype == torch.float64 else 4
+    records: list[dict] = []
+    for side in sizes:
+        positions = side * side
+        reference_ms: dict[str, float] = {}
+        for variant in VARIANTS:
+            block = NonLocal2d(
+                channels, normalization=variant.normalization, order=variant.order, reduction=reduction, heads=heads
+            ).to(device=device, dtype=param_dtype)
+            gib, gflop = estimate(
+                variant, batch=batch, width=block.width, positions=positions, map_element_size=map_element_size
+            )
+            record: dict = {"size": side, "positions": positions, "variant": variant.name, "dtype": dtype,
+                            "batch": batch, "time_ms": None, "peak_mib": None, "vs_sdpa": None, "vs_unfused": None,
+                            "skipped": None}  # fmt: skip
+            if gib > max_gib:
+                record["skipped"] = f"estimated {gib:.1f} GiB"
+            elif gflop > max_gflop:
+                record["skipped"] = f"estimated {gflop:.0f} GFLOP"
+            else:
+                model = torch.compile(block) if compile else block
+                x = torch.randn(batch, channels, side, side, device=device, dtype=param_dtype, requires_grad=True)
+                step = _step_fn(model, x, torch.randn_like(x), variant, autocast_dtype)
+                ms = time_ms(step, device, warmup=warmup, reps=reps, clock=clock)
+                if variant.normalization == "softmax":
+                    reference_ms[variant.name] = ms
+                record.update(time_ms=ms, peak_mib=peak_bytes(step, device) / MiB,
+                              vs_sdpa=reference_ms["softmax (SDPA)"] / ms if "softmax (SDPA)" in reference_ms else None,
+                              vs_unfused=reference_ms["softmax (unfused)"] / ms
+                              if "softmax (unfused)" in reference_ms else None)  # fmt: skip
+            records.append(record)
+            if on_record is not None:
+                on_record(record)
+    return records
+
+
+
 def parse_args(argv: list[str] | None) -> object:
     parser = ArgumentParser(prog="nlbench bench", description=__doc__.splitlines()[0])
     parser.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu")
@@ -166,11 +225,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    param_dtype = PLAIN_DTYPES.get(args.dtype, torch.float32)
-    autocast_dtype = AUTOCAST_DTYPES.get(args.dtype)
-    # Explicit maps are float32 (float64 for float64 blocks) whatever the autocast dtype.
-    map_element_size = 8 if param_dtype == torch.float64 else 4
-
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     print(
         f"NonLocal2d forward+backward: device={device}, dtype={args.dtype}, batch={args.batch}, "
@@ -178,41 +232,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.clock} clock, median of {args.reps} after {args.warmup} warm-up; torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, load average at start {load}\n"
     )
-    print("| size | N | variant | time (ms) | peak memory (MiB) | speedup vs softmax (SDPA) | vs softmax (unfused) |")
-    print("|---|---|---|---|---|---|---|")
-    for side in args.sizes:
-        positions = side * side
-        reference_ms: dict[str, float] = {}
-        for variant in VARIANTS:
-            block = NonLocal2d(
-                args.channels,
-                normalization=variant.normalization,
-                order=variant.order,
-                reduction=args.reduction,
-                heads=args.heads,
-            ).to(device=device, dtype=param_dtype)
-            gib, gflop = estimate(
-                variant, batch=args.batch, width=block.width, positions=positions, map_element_size=map_element_size
-            )
-            row = f"| {side}x{side} | {positions} | {variant.name} |"
-            if gib > args.max_gib:
-                print(f"{row} skipped (estimated {gib:.1f} GiB) | | | |", flush=True)
-                continue
-            if gflop > args.max_gflop:
-                print(f"{row} skipped (estimated {gflop:.0f} GFLOP) | | | |", flush=True)
-                continue
-            model = torch.compile(block) if args.compile else block
-            x = torch.randn(args.batch, args.channels, side, side, device=device, dtype=param_dtype, requires_grad=True)
-            step = _step_fn(model, x, torch.randn_like(x), variant, autocast_dtype)
-            ms = time_ms(step, device, warmup=args.warmup, reps=args.reps, clock=args.clock)
-            peak = peak_bytes(step, device) / MiB
-            if variant.normalization == "softmax":
-                reference_ms[variant.name] = ms
-            speedups = [
-                f"{reference_ms[name] / ms:.1f}x" if name in reference_ms else "n/a"
-                for name in ("softmax (SDPA)", "softmax (unfused)")
-            ]
-            print(f"{row} {ms:.2f} | {peak:.2f} | {' | '.join(speedups)} |", flush=True)
+    print(BLOCK_HEADER)
+    block_records(
+        device, args.sizes, batch=args.batch, channels=args.channels, reduction=args.reduction, heads=args.heads,
+        reps=args.reps, warmup=args.warmup, dtype=args.dtype, max_gib=args.max_gib, max_gflop=args.max_gflop,
+        compile=args.compile, clock=args.clock, on_record=lambda r: print(block_row(r), flush=True),
+    )
     return 0
 
 

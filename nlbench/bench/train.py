@@ -41,10 +41,16 @@ def _batches(dm: CIFAR10SampleDataModule):
 
 
 def plain_loop(model: nn.Module, dm: CIFAR10SampleDataModule, device: torch.device, steps: int, warmup: int,
-               autocast: bool) -> float:
-    """Images/s of a hand-written loop: transfer, batched augmentation, forward, backward, SGD step."""
+               autocast: bool, *, channels_last: bool = False, compile: str | None = None) -> float:
+    """Images/s of a hand-written loop: transfer, batched augmentation, forward, backward, SGD step.
+
+    `channels_last` and `compile` (a ``torch.compile`` mode) as ``ImageClassifier`` applies them; the warm-up
+    steps then include the compilation."""
     model = model.to(device).train()
     optimizer = SGD(model.parameters())
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model, mode=compile) if compile else model
     batches = _batches(dm)
     images = 0
     start = 0.0
@@ -55,8 +61,10 @@ def plain_loop(model: nn.Module, dm: CIFAR10SampleDataModule, device: torch.devi
         x, y = next(batches)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         x = dm.batch_transform(x, train=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss = F.cross_entropy(model(x), y)
+            loss = F.cross_entropy(forward(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
