@@ -60,7 +60,7 @@ def test_wide_resnet_delta_fits(tmp_path: Path, cifar10_root: Path) -> None:
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["model"]["backbone"]["class_path"] == "nlbench.models.WideResNet"
     assert saved["model"]["backbone"]["init_args"]["nl"]["normalization"] == "scale"
-    assert json.loads((run_dir / "result.json").read_text())["nl_params"] > 0
+    assert json.loads((run_dir / "result.json").read_text())["metrics"]["nl_params"] > 0
 
 
 # ---- the sweeps of the paper's experiments -------------------------------------------------------------------

@@ -28,6 +28,7 @@ from nlbench.data import CIFAR10SampleDataModule
 from nlbench.data.loaders import BatchedImageDataset
 from nlbench.models import PreActResNet
 from nlbench.nn import NLConfig
+from nlbench.run import identify
 
 REPO = Path(__file__).resolve().parents[1]
 SYNCING_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "_unique2", "unique_dim", "unique_consecutive",
@@ -112,7 +113,7 @@ def test_training_makes_no_host_syncs_between_logging_steps(tmp_path: Path, norm
         accelerator="cpu", max_epochs=1, limit_val_batches=1, num_sanity_val_steps=0, precision="bf16-mixed",
         logger=L.pytorch.loggers.CSVLogger(tmp_path), enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, log_every_n_steps=5,
-        callbacks=[StepMarker(probe), RunResult(str(tmp_path / "result.json")),
+        callbacks=[StepMarker(probe), RunResult(str(tmp_path), identify(nl=None, dataset="cifar10_sample", backbone="PreActResNet")),
                    L.pytorch.callbacks.LearningRateMonitor(logging_interval="epoch")],
     )  # fmt: skip
     with probe:

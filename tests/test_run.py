@@ -113,7 +113,7 @@ def test_a_report_made_mid_sweep_shows_running_runs_as_running(tmp_path: Path) -
     by_id = {r["run_id"]: r for r in sweep.runs}
     assert by_id[busy.run_id]["status"] == "running" and by_id[busy.run_id]["error"] is None
     assert by_id[busy.run_id]["dataset"] == "cifar10" and "dataset" not in sweep.config_keys
-    assert [r["run_id"] for r in sweep.unfinished] == [busy.run_id]
+    assert [r["run_id"] for r in sweep.running] == [busy.run_id] and not sweep.unfinished
     # After the sweep stopped, the same "running" record belongs to a process that is gone: interrupted.
     write_results(spec, runs)
     assert [r["status"] for r in collect.load_sweep(spec.output_dir).runs] == ["finished", "interrupted"]
