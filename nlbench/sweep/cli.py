@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from jsonargparse import ArgumentError, ArgumentParser
@@ -86,7 +87,20 @@ def main(argv: list[str] | None = None) -> int:
     counts = Counter(row["status"] for row in rows)
     print(f"sweep {spec.name}: " + ", ".join(f"{n} {status}" for status, n in counts.most_common()))
     print(f"results: {spec.output_dir / 'results.csv'}, mean/std over seeds: {spec.output_dir / 'summary.csv'}")
+    sync = wandb_sync_line(spec.output_dir)
+    if sync:
+        print(sync)
     return 1 if counts["failed"] else 0
+
+
+def wandb_sync_line(output_dir: Path) -> str | None:
+    """One `wandb sync` command for every offline W&B run of the sweep (each run's own hint stays in its
+    stdout.log), or None when no run logged offline."""
+    pattern = "runs/*/wandb/offline-run-*"
+    offline = sorted(Path(output_dir).glob(pattern))
+    if not offline:
+        return None
+    return f"W&B ran offline for {len(offline)} run(s); upload them later with: wandb sync {Path(output_dir) / pattern}"
 
 
 def _error(message: str) -> int:
