@@ -1,17 +1,17 @@
-"""Callbacks owned by nlbench: the run's result file and training throughput."""
+"""Callbacks owned by nlbench: the run's record (result.json) and training throughput."""
 
 from __future__ import annotations
 
-import math
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from nlbench.io import atomic_write_json
+from nlbench import run
 from nlbench.models import num_parameters
 
 
@@ -21,29 +21,31 @@ def _first_line(err: BaseException) -> str:
 
 
 class RunResult(Callback):
-    """Tracks best/final validation accuracy, time and throughput, and writes ``result.json`` atomically.
+    """Keeps the run's record (:class:`nlbench.run.RunRecord`) in ``result.json``: "running" from the start of
+    training (updated after every validation), then finished, diverged, failed or interrupted. Only global rank 0
+    writes. The metrics carry the names the module logs (:data:`nlbench.run.METRICS`), and the W&B summary gets the
+    same names.
 
-    The state travels in checkpoints, so a resumed run reports the best epoch over its whole history and its
-    total training time. Only global rank 0 writes.
+    Library pieces and why this callback still exists:
+    - best top-1 is the module's ``val/acc1_best`` (a torchmetrics MaxMetric, kept in checkpoints); W&B's summary
+      of it is ``define_metric(summary="max")``. ``ModelCheckpoint.best_model_score`` holds the same number only
+      when a checkpoint callback monitors val/acc1, and neither knows the epoch or the top-5 at the best epoch,
+      so those two are tracked here (and travel in checkpoints, so a resumed run keeps its whole history).
+    - throughput is timed here, not with ``ThroughputMonitor``: that one calls ``torch.cuda.synchronize()`` after
+      every batch and logs per step under its own names; one sync-free per-epoch ``train/images_per_s`` is wanted.
 
     Args:
-        path: where to write the result file.
-        hparams: headline hyper-parameters copied into the file (normalization, reduction, init, seed, ...).
-        run_name: the run's display name.
-        group: the run's group (same configuration, other seeds).
+        path: the run directory (result.json goes there).
+        identity: the run's name, group and hyper-parameters (:func:`nlbench.run.identity_from_config`).
+        wandb_id: the run's W&B id, recorded so the report can find it.
     """
 
-    def __init__(
-        self, path: str, hparams: dict[str, Any] | None = None, run_name: str = "", group: str = ""
-    ) -> None:
-        self.path = Path(path)
-        self.hparams = dict(hparams or {})
-        self.run_name = run_name
-        self.group = group
-        self.state: dict[str, Any] = {
-            "best_val_acc1": None, "best_val_acc5": None, "best_epoch": None,
-            "final_val_acc1": None, "final_val_acc5": None, "time_s": 0.0, "train_images_per_s": None,
-        }
+    def __init__(self, path: str, identity: run.RunIdentity, wandb_id: str | None = None) -> None:
+        self.run_dir = run.RunDir(Path(path))
+        self.identity = identity
+        self.wandb_id = wandb_id
+        self.state: dict[str, Any] = {run.BEST_ACC5: None, run.BEST_EPOCH: None, "time_s": 0.0,
+                                      run.IMAGES_PER_S: None, "_best": None}  # fmt: skip
         self.training_started = False  # before it, a failure is a set-up error that the CLI reports in one line
         self._fit_start = 0.0
         self._epoch_start = 0.0
@@ -55,7 +57,7 @@ class RunResult(Callback):
         return {**self.state, "time_s": self.state["time_s"] + self._elapsed()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.state.update(state_dict)
+        self.state.update({key: value for key, value in state_dict.items() if key in self.state})
 
     def _elapsed(self) -> float:
         return time.perf_counter() - self._fit_start if self._fit_start else 0.0
@@ -66,6 +68,14 @@ class RunResult(Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.training_started = True
+        for logger in trainer.loggers:
+            experiment = getattr(logger, "experiment", None)
+            if hasattr(experiment, "define_metric"):  # a live W&B run
+                try:
+                    experiment.define_metric(run.BEST_ACC1, summary="max")
+                except Exception:  # noqa: BLE001 - W&B must never fail a run
+                    pass
+        self.write(trainer, pl_module, "running")
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_start = self._last_batch_end = time.perf_counter()
@@ -82,21 +92,20 @@ class RunResult(Callback):
         seconds = self._last_batch_end - self._epoch_start
         if self._images and seconds > 0:
             rate = self._images * trainer.world_size / seconds
-            self.state["train_images_per_s"] = rate
-            pl_module.log("train/images_per_s", rate, on_step=False, on_epoch=True, sync_dist=True)
+            self.state[run.IMAGES_PER_S] = rate
+            pl_module.log(run.IMAGES_PER_S, rate, on_step=False, on_epoch=True, sync_dist=True)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or run.FINAL_ACC1 not in trainer.callback_metrics:
             return
-        metrics = trainer.callback_metrics
-        if "val/acc1" not in metrics:
-            return
-        acc1 = float(metrics["val/acc1"])
-        acc5 = float(metrics["val/acc5"]) if "val/acc5" in metrics else None
-        self.state["final_val_acc1"], self.state["final_val_acc5"] = acc1, acc5
-        best = self.state["best_val_acc1"]
+        acc1 = float(trainer.callback_metrics[run.FINAL_ACC1])
+        best = self.state["_best"]
         if best is None or acc1 > best:
-            self.state.update(best_val_acc1=acc1, best_val_acc5=acc5, best_epoch=trainer.current_epoch)
+            acc5 = trainer.callback_metrics.get(run.FINAL_ACC5)
+            self.state.update({"_best": acc1, run.BEST_ACC5: None if acc5 is None else float(acc5),
+                               run.BEST_EPOCH: trainer.current_epoch})  # fmt: skip
+        if self.training_started:
+            self.write(trainer, pl_module, "running")
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.write(trainer, pl_module, "diverged" if getattr(pl_module, "diverged", False) else "finished")
@@ -104,25 +113,55 @@ class RunResult(Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not self.training_started:
             return
-        status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
-        self.write(trainer, pl_module, status, error=_first_line(exception))
+        # Ctrl-C and SIGTERM (a scheduler's or the sweep's stop; Lightning raises SIGTERMException) are stops, not
+        # failures: the run resumes from its last checkpoint.
+        status = "interrupted" if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) else "failed"
+        try:
+            self.write(trainer, pl_module, status, error=_first_line(exception))
+        except OSError as err:  # e.g. the disk that failed the run is still full: keep the original error
+            rank_zero_warn(f"could not record the {status} run in {self.run_dir.result}: {err}")
+
+    # ---- the record ------------------------------------------------------------------------------------------
+    def metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        """The run's metrics now, keyed by :data:`nlbench.run.METRICS`."""
+        logged = trainer.callback_metrics
+        model = getattr(pl_module, "model", pl_module)
+        state = self.state_dict()
+
+        def value(name: str) -> float | None:
+            return float(logged[name]) if name in logged else None
+
+        return {
+            # = the module's val/acc1_best (both the max of val/acc1), which is logged after this hook runs.
+            run.BEST_ACC1: state["_best"],
+            run.FINAL_ACC1: value(run.FINAL_ACC1), run.BEST_ACC5: state[run.BEST_ACC5],
+            run.FINAL_ACC5: value(run.FINAL_ACC5), run.BEST_EPOCH: state[run.BEST_EPOCH],
+            "epochs": trainer.current_epoch,  # completed epochs (Lightning counts up after each one)
+            "global_step": trainer.global_step, "time_s": state["time_s"], run.IMAGES_PER_S: state[run.IMAGES_PER_S],
+            "params": num_parameters(model), "nl_params": num_parameters(model, nl_only=True),
+        }  # fmt: skip
 
     def write(self, trainer: L.Trainer, pl_module: L.LightningModule, status: str, error: str | None = None) -> None:
         if not trainer.is_global_zero:
             return
-        model = getattr(pl_module, "model", pl_module)
-        state = self.state_dict()
-        result = {
-            "status": status,
-            "run_name": self.run_name,
-            "group": self.group,
-            "hparams": self.hparams,
-            **{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in state.items()},
-            "epochs": trainer.current_epoch,  # completed epochs (Lightning counts up after each one)
-            "global_step": trainer.global_step,
-            "params": num_parameters(model),
-            "nl_params": num_parameters(model, nl_only=True),
-            "error": error,
-            "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        atomic_write_json(self.path, result)
+        record = run.RunRecord(
+            status=status, run_name=self.identity.name, group=self.identity.group, wandb_id=self.wandb_id,
+            hparams=dict(self.identity.hparams), metrics=self.metrics(trainer, pl_module), error=error,
+        )  # fmt: skip
+        run.write_record(self.run_dir, record)
+        if status != "running":
+            _update_wandb_summary(trainer, record.metrics)
+
+
+def _update_wandb_summary(trainer: L.Trainer, metrics: dict[str, Any]) -> None:
+    """Give the W&B summary the record's metrics under the same names (best epoch, top-5 at best, time, ...)."""
+    for logger in trainer.loggers:
+        experiment = getattr(logger, "_experiment", None)  # only a W&B run that exists; never start one here
+        summary = getattr(experiment, "summary", None)
+        if summary is None or not hasattr(summary, "update"):
+            continue
+        try:
+            # define_metric(summary="max") owns val/acc1_best's summary; the others are the record's values.
+            summary.update({k: v for k, v in metrics.items() if v is not None and k != run.BEST_ACC1})
+        except Exception:  # noqa: BLE001 - W&B must never fail a run
+            pass

@@ -19,6 +19,9 @@ from nlbench.models import Backbone, named_nl_blocks, num_parameters
 
 log = logging.getLogger(__name__)
 
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+COMPILE_MODES: tuple[str, ...] = CompileMode.__args__
+
 
 class ImageClassifier(L.LightningModule):
     """Cross-entropy classification of a backbone (e.g. a pre-activation ResNet with non-local blocks).
@@ -32,7 +35,11 @@ class ImageClassifier(L.LightningModule):
         scheduler_interval: step the scheduler every "epoch" (the paper's milestones) or every optimizer "step".
         label_smoothing: cross-entropy label smoothing (0 in the paper).
         channels_last: run the backbone in channels-last memory format (faster convolutions on GPU).
-        compile: wrap the backbone's forward in ``torch.compile``.
+        compile: ``torch.compile`` the backbone's forward (and, through AOTAutograd, its backward) with this mode:
+            false (eager), "default" (Inductor kernel fusion; true means the same), "reduce-overhead" (plus CUDA
+            graphs, which remove the per-kernel launch cost that dominates a small network's step),
+            "max-autotune" (plus GEMM/conv autotuning: minutes of compilation) or "max-autotune-no-cudagraphs".
+            experiments/gpu.yaml chooses the mode; `nlbench bench device-check` measures them.
         nl_stats_every_n_steps: log NL-block statistics (key norms, attention entropy) every N training steps;
             0 disables. They cost an extra pass through each block, so keep N large.
     """
@@ -45,12 +52,14 @@ class ImageClassifier(L.LightningModule):
         scheduler_interval: Literal["epoch", "step"] = "epoch",
         label_smoothing: float = 0.0,
         channels_last: bool = False,
-        compile: bool = False,
+        compile: bool | CompileMode = False,
         nl_stats_every_n_steps: int = 0,
     ) -> None:
         super().__init__()
         if nl_stats_every_n_steps < 0:
             raise ValueError(f"model.nl_stats_every_n_steps must be >= 0, got {nl_stats_every_n_steps}")
+        if isinstance(compile, str) and compile not in COMPILE_MODES:
+            raise ValueError(f"model.compile must be false or one of {', '.join(COMPILE_MODES)}, got {compile!r}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
         with warnings.catch_warnings():
@@ -64,7 +73,8 @@ class ImageClassifier(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         # A compiled *function* (not module) so the backbone's weights are registered only once.
-        self._compiled_forward = torch.compile(backbone.forward) if compile else None
+        mode = "default" if compile is True else compile or None
+        self._compiled_forward = torch.compile(backbone.forward, mode=mode) if mode else None
         self.diverged = False
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -119,9 +129,12 @@ class ImageClassifier(L.LightningModule):
         loss, logits, y = self._shared_step(batch)
         self.train_loss(loss.detach())
         self.train_acc1(logits.detach(), y)
-        # One name in the logs (the epoch mean, as docs/design.md says); the per-step loss only in the progress bar.
+        # One name in the logs (the epoch mean, as docs/design.md says). A progress-bar value is copied to the host
+        # (.item()) after every batch: show the step loss only when a progress bar is there to show it, so runs
+        # without one (sweeps, the GPU overlay) never sync per step.
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True)
-        self.log("loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, logger=False)
+        if self.trainer.progress_bar_callback is not None:
+            self.log("loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, logger=False)
         self.log("train/acc1", self.train_acc1, on_step=False, on_epoch=True)
         if self._capture_nl:
             self._capture_nl = False

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import sys
 import warnings
@@ -20,11 +19,15 @@ from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_warn
 
-from nlbench import commands
+from nlbench import commands, errors
 from nlbench.callbacks import RunResult
+from nlbench.checkpoint_io import check_resumable, resume_checkpoint
 from nlbench.classifier import ImageClassifier
-from nlbench.loggers import RunIdentity, WandbLogger, describe_run, quiet_third_party_output
+from nlbench.device_share import DeviceShare
+from nlbench.loggers import ResumedMetrics, WandbLogger, quiet_third_party_output
 from nlbench.predict import PredictionWriter
+from nlbench.rng import RandomState
+from nlbench.run import RunIdentity, identity_from_config
 
 LIGHTNING_COMMANDS = commands.LIGHTNING_COMMANDS
 
@@ -42,7 +45,7 @@ class ConfigSaver(SaveConfigCallback):
         super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        identity = describe_run(self.config.as_dict())
+        identity = identity_from_config(self.config)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and logger.mode != "disabled":
                 try:
@@ -64,6 +67,7 @@ class NLBenchCLI(LightningCLI):
         self.run_dir: Path | None = None
         self.created_run_dir: Path | None = None  # a run directory this process chose and that did not exist yet
         self.run_result: RunResult | None = None  # the fit's result callback: set-up vs training failures
+        self.config_keys: list[str] = []  # the parsed config's dotted keys, so an error message can name its option
         quiet_third_party_output()
         try:
             super().__init__(
@@ -81,7 +85,7 @@ class NLBenchCLI(LightningCLI):
         except BaseException as err:
             if not self.training_started:
                 self._discard_new_run_dir()
-            err.nlbench_training_started = self.training_started  # type: ignore[attr-defined]  # read by main()
+            err.nlbench_cli = self  # type: ignore[attr-defined]  # main() reads training_started and config_keys
             raise
 
     @property
@@ -101,7 +105,8 @@ class NLBenchCLI(LightningCLI):
     # ---- run directory and loggers -------------------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
-        identity = describe_run(cfg.as_dict())
+        self.config_keys = list(cfg.keys())
+        identity = identity_from_config(cfg)
         run_dir = self._resolve_run_dir(cfg, identity)
         self.run_dir, self.identity = run_dir, identity
         log_dir = run_dir if self.subcommand in (None, "fit") else run_dir / self.subcommand
@@ -110,9 +115,13 @@ class NLBenchCLI(LightningCLI):
         for callback in _as_list(cfg.trainer.callbacks):
             if str(callback.get("class_path", "")).endswith("ModelCheckpoint") and not callback.init_args.dirpath:
                 callback.init_args.dirpath = str(run_dir / "checkpoints")
+        cfg.trainer.plugins = _with_atomic_checkpoints(cfg.trainer.get("plugins"))
         if self.subcommand == "fit":
-            self.run_result = RunResult(str(run_dir / "result.json"), identity.hparams, identity.name, identity.group)
-            self.trainer_defaults = {**self.trainer_defaults, "callbacks": [self.run_result]}
+            wandb_ids = [lg.init_args.get("id") for lg in cfg.trainer.logger if str(lg.class_path).endswith("WandbLogger")]
+            self.run_result = RunResult(str(run_dir), identity, wandb_id=next(iter(wandb_ids), None))
+            # DeviceShare: the memory cap of a run sharing its GPU with others (`runs_per_device` in a sweep).
+            callbacks = [self.run_result, RandomState(), ResumedMetrics(), DeviceShare()]
+            self.trainer_defaults = {**self.trainer_defaults, "callbacks": callbacks}
         elif self.subcommand == "predict":
             self.trainer_defaults = {**self.trainer_defaults, "callbacks": [PredictionWriter(log_dir)]}
 
@@ -122,7 +131,14 @@ class NLBenchCLI(LightningCLI):
         if self.trainer.world_size > 1 and self.run_dir is not None:
             os.environ[self.RUN_DIR_ENV] = str(self.run_dir)
 
-    before_fit = before_validate = before_test = before_predict = _share_run_dir
+    before_validate = before_test = before_predict = _share_run_dir
+
+    def before_fit(self) -> None:
+        self._share_run_dir()
+        # "last" -> the newest readable checkpoint (or a fresh start); a finished fixed-length run is not resumed.
+        fit = self.config_init["fit"]
+        fit.ckpt_path = resume_checkpoint(fit.get("ckpt_path"), self.run_dir / "checkpoints")
+        check_resumable(self.run_dir, fit.ckpt_path)
 
     def _resolve_run_dir(self, cfg: Namespace, identity: RunIdentity) -> Path:
         if os.environ.get(self.RUN_DIR_ENV) and os.environ.get("LOCAL_RANK") not in (None, "0"):
@@ -191,6 +207,15 @@ def _configure_loggers(loggers: Any, log_dir: Path, run_dir: Path, identity: Run
     return configured
 
 
+def _with_atomic_checkpoints(plugins: Any) -> Any:
+    """Every Trainer writes checkpoints atomically (nlbench.checkpoint_io) unless a CheckpointIO is configured."""
+    configured = _as_list(plugins)
+    if any("CheckpointIO" in str(p.get("class_path", "") if isinstance(p, (dict, Namespace)) else p)
+           for p in configured):
+        return plugins
+    return [*configured, Namespace(class_path="nlbench.checkpoint_io.AtomicCheckpointIO", init_args=Namespace())]
+
+
 # ---- programmatic access ----------------------------------------------------------------------------------------
 class _ParseOnlyCLI(NLBenchCLI):
     """Parses and instantiates model and data (to validate values) without creating a Trainer or any file."""
@@ -201,10 +226,33 @@ class _ParseOnlyCLI(NLBenchCLI):
     def instantiate_classes(self) -> None:
         cfg = self.config.clone()
         cfg.trainer.logger, cfg.trainer.callbacks = None, None
-        self.config_init = self.parser.instantiate_classes(cfg)
+        try:
+            self.config_init = self.parser.instantiate_classes(cfg)
+            _check_trainer_args(cfg.trainer)
+        except Exception as err:
+            if not errors.is_user_error(err):
+                raise
+            raise ConfigError(errors.one_line(err, self.config.keys())) from err
 
     def _set_seed(self) -> None:
         pass
+
+
+def _check_trainer_args(trainer: Namespace) -> None:
+    """Let Lightning check the Trainer options (e.g. max_epochs >= -1) by building a bare CPU Trainer (a few ms):
+    the devices, precision and strategy are the sweep's or the machine's business, so they are left out."""
+    import logging
+
+    left_out = {"accelerator", "devices", "strategy", "num_nodes", "precision", "plugins", "logger", "callbacks",
+                "enable_checkpointing", "default_root_dir", "profiler"}  # fmt: skip
+    kwargs = {k: v for k, v in trainer.as_dict().items() if k not in left_out}
+    quiet = logging.getLogger("lightning.pytorch")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # no "GPU available: ..." lines for a check
+    try:
+        L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, **kwargs)
+    finally:
+        quiet.setLevel(level)
 
 
 def parse_fit_args(args: list[str]) -> Namespace:
@@ -248,23 +296,9 @@ def load_run(
 
 
 # ---- entry point --------------------------------------------------------------------------------------------------
-_KEY = re.compile(r'^(?:- )?Parser key "([^"]+)":?$')
-_NOISE = ("Problem with given class_path", "Does not validate against", "Subtypes:", "Errors:", "Given value",
-          "- Expected a <class 'NoneType'>")
-
-
-def _one_line(err: BaseException) -> str:
-    """Condense jsonargparse's nested multi-line errors to "<full.dotted.key>: <what is wrong>"."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    keys: list[str] = []
-    for line in lines:
-        match = _KEY.match(line)
-        if match:
-            keys.append(match.group(1))
-        elif not line.lstrip("- ").startswith(_NOISE) and not line.startswith(_NOISE):
-            detail = line.lstrip("- ").replace("Expected a typing.Literal[", "expected one of [")
-            return f"{'.'.join(keys)}: {detail}" if keys else detail
-    return ".".join(keys) or type(err).__name__
+def _one_line(err: BaseException, config_keys: list[str] | None = None) -> str:
+    """The error as one line naming the option or file at fault (see nlbench.errors)."""
+    return errors.one_line(err, config_keys or [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,10 +313,14 @@ def main(argv: list[str] | None = None) -> int:
             # Explicit argv (tests, `nlbench sweep` in-process) differs from sys.argv on purpose.
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
             NLBenchCLI(args=None if from_sys_argv else argv)
-    except (ArgumentError, ConfigError, ValueError, FileNotFoundError) as err:
-        if getattr(err, "nlbench_training_started", False) or os.environ.get("NLBENCH_DEBUG"):
+    except Exception as err:
+        cli = getattr(err, "nlbench_cli", None)  # NLBenchCLI discarded a run directory it created, if untrained
+        started = bool(cli and cli.training_started)
+        if not errors.is_user_error(err) or os.environ.get("NLBENCH_DEBUG"):
+            raise
+        if started and not errors.is_disk_error(err):
             raise  # a failure during training: result.json says "failed", the traceback says why
-        print(f"nlbench {argv[0]}: error: {_one_line(err)}", file=sys.stderr)
+        print(f"nlbench {argv[0]}: error: {_one_line(err, cli.config_keys if cli else None)}", file=sys.stderr)
         return 2
     return 0
 
@@ -301,8 +339,13 @@ def _check_config_files(argv: list[str]) -> None:
         if not path.is_file():
             raise ConfigError(f"--config {path}: file does not exist")
         try:
-            yaml.safe_load(path.read_text())
+            config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"--config {path}: not a text (YAML) file: {errors.one_line(err)}") from err
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
             raise ConfigError(f"--config {path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from err
+        if not isinstance(config, dict):
+            got = "an empty file" if config is None else f"a {type(config).__name__}"
+            raise ConfigError(f"--config {path}: expected a mapping of options (trainer:, model:, data:), got {got}")

@@ -1,4 +1,5 @@
-"""Logging set-up: W&B with an offline fallback, and the run names/groups that make runs comparable.
+"""Logging set-up: W&B with an offline fallback, and a CSV logger that keeps a resumed run's metrics (run names
+ and groups: nlbench.run.identify).
 
 W&B must never be the reason a run fails: without credentials it runs offline (sync later with ``wandb sync``),
 and if the service cannot be reached it falls back to offline, then to disabled.
@@ -7,20 +8,23 @@ and if the service cannot be reached it falls back to offline, then to disabled.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import netrc
 import os
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter as _LightningExperimentWriter
 from lightning.pytorch.loggers.logger import DummyExperiment, rank_zero_experiment
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
+
+from nlbench.io import atomic_write_text
 
 WandbMode = Literal["auto", "online", "offline", "disabled"]
 
@@ -183,79 +187,38 @@ class CSVLogger(_LightningCSVLogger):
             self._experiment = _KeepingExperimentWriter(log_dir=self.log_dir)
         return self._experiment
 
-
-# ---- run identity ----------------------------------------------------------------------------------------------
-@dataclass
-class RunIdentity:
-    """How a run is named and grouped in W&B, the run directory and the results tables."""
-
-    name: str
-    group: str
-    tags: list[str]
-    hparams: dict[str, Any] = field(default_factory=dict)
-
-
-_DATASET_NAMES = {
-    "CIFAR10DataModule": "cifar10",
-    "CIFAR100DataModule": "cifar100",
-    "TinyImageNetDataModule": "tiny_imagenet",
-    "CIFAR10SampleDataModule": "cifar10_sample",
-}
-
-
-def _short_class(path: str | None) -> str:
-    return (path or "").rsplit(".", 1)[-1]
+    @rank_zero_only
+    def discard_from(self, step: int) -> None:
+        """Drop the rows logged at ``step`` or later: a resumed run logs them again (a killed attempt got past its
+        checkpoint), and a fresh start in an old run directory logs everything again."""
+        path = Path(self.experiment.metrics_file_path)
+        if not path.is_file():
+            return
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            keys, rows = list(reader.fieldnames or []), list(reader)
+        kept = [row for row in rows if _step(row) < step]
+        if len(kept) == len(rows):
+            return
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(kept)
+        atomic_write_text(path, out.getvalue())
 
 
-def describe_run(config: dict[str, Any]) -> RunIdentity:
-    """Derive the run's name, group, tags and headline hyper-parameters from a resolved fit config (as a dict)."""
-    model = config.get("model") or {}
-    backbone = model.get("backbone") or {}
-    bb_args = backbone.get("init_args") or {}
-    nl = bb_args.get("nl") or {}
-    data = config.get("data") or {}
-    data_cls = _short_class(data.get("class_path"))
-    dataset = _DATASET_NAMES.get(data_cls, data_cls.removesuffix("DataModule").lower() or "data")
-    seed = config.get("seed_everything")
-    seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
-    backbone_name = _short_class(backbone.get("class_path")) or "backbone"
-    depth = bb_args.get("depth")
-    has_nl = bool(bb_args.get("nl_stages", [2])) and int(bb_args.get("nl_blocks", 1)) > 0
+def _step(row: dict[str, str]) -> float:
+    try:
+        return float(row.get("step") or "nan")
+    except ValueError:
+        return float("nan")  # compares False: a row without a step is never dropped
 
-    hparams: dict[str, Any] = {
-        "dataset": dataset,
-        "backbone": backbone_name,
-        "depth": depth,
-        "widen": bb_args.get("widen"),
-        "nl_stages": list(bb_args.get("nl_stages") or []),
-        "nl_blocks": bb_args.get("nl_blocks"),
-        "normalization": nl.get("normalization") if has_nl else "none",
-        "reduction": nl.get("reduction"),
-        "width": nl.get("width"),
-        "heads": nl.get("heads"),
-        "scale": nl.get("scale"),
-        "order": nl.get("order"),
-        "similarity": nl.get("similarity"),
-        "init": nl.get("init"),
-        "pos_encoding": nl.get("pos_encoding"),
-        "subsample": nl.get("subsample"),
-        "seed": seed,
-        "max_epochs": (config.get("trainer") or {}).get("max_epochs"),
-        "batch_size": (data.get("init_args") or {}).get("batch_size"),
-    }
-    hparams = {k: v for k, v in hparams.items() if v is not None}
 
-    if has_nl:
-        width = f"w{nl['width']}" if nl.get("width") else f"r{nl.get('reduction')}"
-        parts = [str(nl.get("normalization")), width, f"h{nl.get('heads', 1)}", str(nl.get("init"))]
-        if nl.get("similarity", "dot") != "dot":
-            parts.append(str(nl["similarity"]))
-        if nl.get("normalization") == "scale" and nl.get("order", "reassociated") != "reassociated":
-            parts.append(str(nl["order"]))
-    else:
-        parts = ["baseline"]
-    config_name = "-".join(parts)
-    name = f"{config_name}-s{seed}" if seed is not None else config_name
-    group = f"{dataset}-{backbone_name.lower()}{depth if depth is not None else ''}-{config_name}"
-    tags = [dataset, hparams["normalization"]]
-    return RunIdentity(name=name, group=group, tags=tags, hparams=hparams)
+class ResumedMetrics(Callback):
+    """When training (re)starts, drops the CSV rows that the restored state will log again (see
+    ``CSVLogger.discard_from``), so metrics.csv holds each step once."""
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, CSVLogger):
+                logger.discard_from(trainer.global_step)

@@ -15,6 +15,7 @@ from nlbench.analysis import analyze_block, main as analyze_main, similarity_abl
 from nlbench.models import nl_blocks_of
 from nlbench.nn import NonLocal2d
 from nlbench.nn.attention import scale_divisor
+from nlbench.run import BEST_ACC1, read_record
 
 REPO = Path(__file__).resolve().parents[1]
 # A real but tiny training run: the embedded CIFAR-10 sample, PreResNet-8 (the demo's PreResNet-20 with one
@@ -116,7 +117,7 @@ def test_queries_keys_reproduce_the_attention_map(normalization: str, options: d
     logits = q @ k.transpose(-2, -1)
     with similarity_set([block], "dot"):
         weights = block.attention_map(x)
-    expected = logits.softmax(-1) if normalization == "softmax" else logits / scale_divisor(block.scale, k.shape[-2])
+    expected = logits.softmax(-1) if normalization == "softmax" else logits / scale_divisor(block.scale, k.shape[-2], head_width=block.width // block.heads)
     torch.testing.assert_close(expected, weights, rtol=1e-4, atol=1e-5)
     assert q.shape == (2, options["heads"], 30, 8 // options["heads"])
     assert k.shape[2] == (9 if options["subsample"] else 30)  # 2x2 ceil-mode pooling of 5x6
@@ -160,10 +161,10 @@ def test_analyze_a_trained_run(tiny_run: Path, tmp_path: Path, capsys) -> None:
                        "--device", "cpu"])
     assert rc == 0, capsys.readouterr().err
     summary = json.loads((out / "analysis.json").read_text())
-    result = json.loads((tiny_run / "result.json").read_text())
+    result = read_record(tiny_run).flat()
     # The same test images the run validated on, through the evaluation transform: the same accuracy.
     assert summary["test_images_evaluated"] == VAL_BATCHES * EVAL_BATCH
-    assert summary["accuracy"]["dot"] == pytest.approx(result["best_val_acc1"], abs=1e-6)
+    assert summary["accuracy"]["dot"] == pytest.approx(result[BEST_ACC1], abs=1e-6)
     assert all(0.0 <= value <= 1.0 for value in summary["accuracy"].values())
     [block] = summary["blocks"]
     assert block["name"] == "stage2.nonlocal0" and block["normalization"] == "scale"

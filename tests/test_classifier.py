@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ import torch
 
 from nlbench.classifier import ImageClassifier
 from nlbench.cli import main
+from nlbench.run import BEST_ACC1, FINAL_ACC1, IMAGES_PER_S, read_record
 
 DEMO = Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml"
 FAST = [
@@ -39,29 +39,29 @@ def epoch_rows(run_dir: Path, column: str) -> list[float]:
 def test_best_and_final_accuracy_over_epochs(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     assert fit(run_dir, "--trainer.max_epochs=3", "--model.optimizer.init_args.lr=0.5") == 0
-    result = json.loads((run_dir / "result.json").read_text())
+    result = read_record(run_dir).flat()
     val = epoch_rows(run_dir, "val/acc1")
     assert len(val) == 3
-    assert result["best_val_acc1"] == pytest.approx(max(val))
-    assert result["final_val_acc1"] == pytest.approx(val[-1])
+    assert result[BEST_ACC1] == pytest.approx(max(val))
+    assert result[FINAL_ACC1] == pytest.approx(val[-1])
     assert result["best_epoch"] == val.index(max(val))
     assert epoch_rows(run_dir, "val/acc1_best")[-1] == pytest.approx(max(val))
     assert epoch_rows(run_dir, "lr") == pytest.approx([0.5, 0.05, 0.005])
     # NL statistics are logged every 2 steps for the stage-2 block.
     assert len(epoch_rows(run_dir, "nl/stage2_nonlocal0/key_norm_mean")) == 5  # steps 0, 2, 4, 6, 8
-    assert result["train_images_per_s"] > 0 and result["epochs"] == 3
+    assert result[IMAGES_PER_S] > 0 and result["epochs"] == 3
 
 
 def test_resume_keeps_the_learning_curve_and_the_best_epoch(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     assert fit(run_dir, "--trainer.max_epochs=2") == 0
-    first = json.loads((run_dir / "result.json").read_text())
+    first = read_record(run_dir).flat()
     first_val = epoch_rows(run_dir, "val/acc1")
     assert fit(run_dir, "--trainer.max_epochs=3", "--ckpt_path=last") == 0
-    result = json.loads((run_dir / "result.json").read_text())
+    result = read_record(run_dir).flat()
     val = epoch_rows(run_dir, "val/acc1")
     assert len(val) == 3 and val[:2] == first_val  # Lightning's CSVLogger would have deleted the first two
-    assert result["best_val_acc1"] == pytest.approx(max(val)) and result["best_epoch"] == val.index(max(val))
+    assert result[BEST_ACC1] == pytest.approx(max(val)) and result["best_epoch"] == val.index(max(val))
     assert result["time_s"] > first["time_s"]
 
 
@@ -77,7 +77,7 @@ def test_failure_during_training_keeps_the_run_and_says_failed(tmp_path: Path, m
     run_dir = tmp_path / "run"
     with pytest.raises(RuntimeError, match="out of memory"):
         fit(run_dir, "--trainer.max_epochs=2", "--trainer.limit_train_batches=2")
-    result = json.loads((run_dir / "result.json").read_text())
+    result = read_record(run_dir).flat()
     assert result["status"] == "failed" and "out of memory" in result["error"]
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()  # epoch 1 finished and was checkpointed
 
@@ -87,7 +87,7 @@ def test_divergence_is_caught_at_epoch_end_without_step_checks(tmp_path: Path) -
     code = fit(run_dir, "--trainer.max_epochs=3", "--trainer.log_every_n_steps=50", "--model.scheduler=null",
                "--model.optimizer.init_args.lr=1e30")
     assert code == 0
-    result = json.loads((run_dir / "result.json").read_text())
+    result = read_record(run_dir).flat()
     assert result["status"] == "diverged" and result["global_step"] == 3  # stopped after the first epoch
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import wandb
 
-from nlbench.loggers import WandbLogger, describe_run, resolve_wandb_mode
+from nlbench.loggers import WandbLogger, resolve_wandb_mode
 
 
 @pytest.fixture
@@ -42,21 +42,3 @@ def test_unreachable_wandb_falls_back_instead_of_failing(tmp_path: Path, monkeyp
     assert logger.experiment is not None
     assert modes == ["online", "offline", "disabled"] and logger.mode == "disabled"
     logger.finalize("success")
-
-
-def test_run_names_and_groups_follow_the_vocabulary() -> None:
-    config = {
-        "seed_everything": 3,
-        "data": {"class_path": "nlbench.data.CIFAR100DataModule", "init_args": {"batch_size": 128}},
-        "model": {"backbone": {"class_path": "nlbench.models.PreActResNet", "init_args": {
-            "depth": 20, "nl_stages": [2], "nl_blocks": 1,
-            "nl": {"normalization": "scale", "reduction": 8, "heads": 4, "init": "zeros", "similarity": "direction",
-                   "order": "nxn"}}}},
-    }
-    identity = describe_run(config)
-    assert identity.name == "scale-r8-h4-zeros-direction-nxn-s3"
-    assert identity.group == "cifar100-preactresnet20-scale-r8-h4-zeros-direction-nxn"
-    assert identity.hparams["reduction"] == 8 and identity.hparams["seed"] == 3
-    config["model"]["backbone"]["init_args"]["nl_stages"] = []
-    assert describe_run(config).name == "baseline-s3"
-    assert describe_run(config).hparams["normalization"] == "none"

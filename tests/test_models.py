@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from jsonargparse import ArgumentParser
@@ -10,7 +12,7 @@ from torch import nn
 from nlbench.models import PreActResNet, PreActResNetTiny, WideResNet, named_nl_blocks, nl_blocks_of, num_parameters
 from nlbench.models.preact_resnet import PreActBasicBlock, PreActBottleneck
 from nlbench.models.wide_resnet import WideBasicBlock
-from nlbench.nn import NLConfig, NonLocal2d
+from nlbench.nn import NLConfig, NonLocal2d, SinusoidalPositionalEncoding2d
 
 
 def _on_meta(factory):
@@ -167,7 +169,8 @@ def test_nl_options_reach_every_block_unchanged(backbone, depth, monkeypatch):
 
     monkeypatch.setattr(NonLocal2d, "from_config", classmethod(record))
     model = _on_meta(lambda: backbone(depth=depth, nl=cfg, nl_stages=[1, 2], nl_blocks=2))
-    assert len(received) == 4 and all(config is cfg for config in received)
+    # The second block of each insertion point is the same config without the positional encoding.
+    assert received == [cfg, dataclasses.replace(cfg, pos_encoding=False)] * 2
     for block in nl_blocks_of(model):
         assert (block.normalization, block.width, block.heads, block.similarity, block.init, block.subsample) == (
             "softmax", 16, 4, "direction", "zeros", True
@@ -202,11 +205,11 @@ def test_nl_blocks_start_as_the_identity_on_the_baseline_weights(build, normaliz
 
 def test_backbone_init_is_kaiming_and_nl_blocks_keep_their_own():
     torch.manual_seed(0)
-    model = PreActResNet(depth=20, nl_stages=[3])
+    model = PreActResNet(depth=20, nl_stages=[3], fc_init="pytorch")
     conv = model.stage3.block2.conv2  # 64 -> 64, 3x3: fan_out 576
     assert conv.weight.std().item() == pytest.approx((2 / 576) ** 0.5, rel=0.05)
     assert torch.equal(model.stage3.block2.bn1.weight, torch.ones(64))
-    assert model.head.fc.weight.abs().max() <= 64**-0.5  # PyTorch's default Linear init
+    assert model.head.fc.weight.abs().max() <= 64**-0.5  # PyTorch's default Linear init: U(+-1/sqrt(fan_in))
     (block,) = nl_blocks_of(model)
     assert torch.equal(block.bn.weight, torch.zeros(64))
     assert block.theta.weight.std().item() == pytest.approx(0.01, rel=0.2)
@@ -264,3 +267,74 @@ def test_configs_instantiate_backbones_by_class_path():
         "stage1.nonlocal0", "stage1.nonlocal1", "stage3.nonlocal0", "stage3.nonlocal1"
     ]
     assert {(block.normalization, block.heads) for block in nl_blocks_of(model)} == {("softmax", 2)}
+
+
+# --- the official set-up: classifier init, stacked blocks, per-stage counts ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "fan_in", "fan_out"),
+    [
+        (lambda **kw: PreActResNet(depth=20, **kw), 64, 10),
+        (lambda **kw: PreActResNet(depth=11, block="bottleneck", num_classes=100, **kw), 256, 100),
+        (lambda **kw: PreActResNetTiny(depth=18, **kw), 512, 200),
+        (lambda **kw: WideResNet(depth=10, widen=2, **kw), 128, 10),
+    ],
+)
+def test_classifier_init_is_the_official_kaiming_fan_out_by_default(build, fan_in, fan_out):
+    torch.manual_seed(0)
+    weight = build(nl_stages=[]).head.fc.weight.detach()
+    assert weight.shape == (fan_out, fan_in)
+    # kaiming_normal_(mode="fan_out"): N(0, 2 / fan_out), e.g. std 0.447 for 64 -> 10 (PyTorch's default: < 0.125).
+    assert weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.1)
+    assert abs(weight.mean().item()) < 0.1 * (2 / fan_out) ** 0.5
+    assert weight.abs().max() > fan_in**-0.5  # impossible under PyTorch's default U(+-1/sqrt(fan_in))
+    default = build(nl_stages=[], fc_init="pytorch").head.fc.weight.detach()
+    assert default.abs().max() <= fan_in**-0.5
+    assert default.std().item() == pytest.approx((3 * fan_in) ** -0.5, rel=0.1)
+
+
+def test_fc_init_rejects_other_words():
+    with pytest.raises(ValueError, match="fc_init"):
+        PreActResNet(depth=8, fc_init="xavier")
+
+
+def test_positional_encoding_is_added_once_per_insertion_point(monkeypatch):
+    model = PreActResNet(depth=20, nl_stages=[2, 3], nl_blocks=3)
+    blocks = named_nl_blocks(model)
+    assert [(name, block.pos_encoding is not None) for name, block in blocks] == [
+        ("stage2.nonlocal0", True), ("stage2.nonlocal1", False), ("stage2.nonlocal2", False),
+        ("stage3.nonlocal0", True), ("stage3.nonlocal1", False), ("stage3.nonlocal2", False),
+    ]
+    calls = []
+    real = SinusoidalPositionalEncoding2d.forward
+    monkeypatch.setattr(SinusoidalPositionalEncoding2d, "forward", lambda self, x: calls.append(x.shape) or real(self, x))
+    model(torch.randn(2, 3, 32, 32))
+    assert calls == [torch.Size([2, 32, 16, 16]), torch.Size([2, 64, 8, 8])]
+    # Switched off, no block adds it.
+    off = PreActResNet(depth=20, nl_stages=[2], nl_blocks=2, nl=NLConfig(pos_encoding=False))
+    assert all(block.pos_encoding is None for block in nl_blocks_of(off))
+
+
+def test_per_stage_counts_place_that_many_blocks_in_each_stage():
+    names = lambda model: [name for name, _ in named_nl_blocks(model)]  # noqa: E731
+    assert names(PreActResNet(depth=20, nl_blocks=[0, 1, 0])) == names(PreActResNet(depth=20)) == ["stage2.nonlocal0"]
+    assert names(PreActResNet(depth=20, nl_blocks=[2, 0, 1], nl_stages=[1, 3])) == [
+        "stage1.nonlocal0", "stage1.nonlocal1", "stage3.nonlocal0"
+    ]
+    tiny = _on_meta(lambda: PreActResNetTiny(depth=18, nl_blocks=[0, 1, 2, 0]))
+    assert names(tiny) == ["stage2.nonlocal0", "stage3.nonlocal0", "stage3.nonlocal1"]
+    assert nl_blocks_of(PreActResNet(depth=20, nl_blocks=[0, 0, 0])) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"nl_blocks": [0, 1]}, "one count >= 0 for each of this backbone's 3 stages"),
+        ({"nl_blocks": [0, -1, 1]}, "one count >= 0"),
+        ({"nl_blocks": [1, 1, 0], "nl_stages": [2]}, "nl_stages=\\[2\\] disagrees"),
+    ],
+)
+def test_bad_per_stage_counts_name_the_option(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PreActResNet(depth=8, **kwargs)

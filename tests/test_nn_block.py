@@ -183,7 +183,7 @@ def test_softmax_attention_matches_explicit_softmax_without_temperature() -> Non
 @pytest.mark.parametrize("similarity", SIMILARITIES)
 @pytest.mark.parametrize("subsample", [False, True])
 @pytest.mark.parametrize("heads", [1, 2])
-@pytest.mark.parametrize("scale", ["sqrt_n", "n", 3.0])
+@pytest.mark.parametrize("scale", ["sqrt_n", "sqrt_nd", "n", 3.0])
 def test_both_scale_orders_give_the_same_block_in_float64(similarity: str, subsample: bool, heads: int, scale) -> None:
     options = dict(width=4, heads=heads, subsample=subsample, similarity=similarity, scale=scale)
     reassociated = make_block(**options, order="reassociated").double()
@@ -215,11 +215,12 @@ def test_projected_attention_folds_the_output_weight(key_width: int) -> None:
 
 
 def test_scale_divisor() -> None:
-    assert scale_divisor("sqrt_n", 49) == 7.0
-    assert scale_divisor("n", 49) == 49.0
-    assert scale_divisor(2.5, 49) == 2.5
+    assert scale_divisor("sqrt_n", 49, head_width=4) == 7.0
+    assert scale_divisor("sqrt_nd", 49, head_width=4) == 14.0
+    assert scale_divisor("n", 49, head_width=4) == 49.0
+    assert scale_divisor(2.5, 49, head_width=4) == 2.5
     with pytest.raises(ValueError, match="scale"):
-        scale_divisor("log_n", 49)
+        scale_divisor("log_n", 49, head_width=4)
 
 
 def test_scale_option_divides_the_map() -> None:
@@ -415,3 +416,41 @@ def test_attention_stats_bound_the_softmax_map() -> None:
 def test_attention_stats_of_a_fresh_softmax_block_are_uniform() -> None:
     block = NonLocal2d(8, normalization="softmax", init="zeros")
     assert block.attention_stats(torch.randn(2, 8, 4, 4))["attention_entropy"] == pytest.approx(1.0)
+
+
+# --- the official re-associated head and the official widths ------------------------------------------------------
+
+
+@pytest.mark.parametrize("order", ["reassociated", "nxn"])
+@pytest.mark.parametrize("heads", [1, 4])
+def test_sqrt_nd_is_the_official_t_head_divisor_in_float64(order: str, heads: int) -> None:
+    """z = x' + BN(W_z y), y_i = sum_j (theta_i . phi_j / sqrt(M d_head)) g_j per head, written out by hand."""
+    x = torch.randn(2, 16, 5, 6, dtype=torch.float64)
+    block = make_block(16, heads=heads, reduction=1, scale="sqrt_nd", order=order).double().eval()
+    xp = x + sinusoidal_table_2d(16, 5, 6, dtype=torch.float64)
+    n, d_head = 5 * 6, 16 // heads
+
+    def embed(conv: torch.nn.Conv2d) -> torch.Tensor:  # (B, heads, N, d_head)
+        return torch.einsum("oc,bcn->bon", conv.weight[:, :, 0, 0], xp.flatten(2)).unflatten(1, (heads, d_head)).transpose(-2, -1)
+
+    q, k, v = embed(block.theta), embed(block.phi), embed(block.g)
+    y = (q @ k.transpose(-2, -1) / math.sqrt(n * d_head)) @ v  # (B, heads, N, d_head)
+    y = y.transpose(-2, -1).reshape(2, 16, 5, 6)
+    expected = xp + block.bn(block.w_z(y))
+    torch.testing.assert_close(block(x), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        block.attention_map(x), q @ k.transpose(-2, -1) / math.sqrt(n * d_head), rtol=1e-12, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize(("heads", "per_head"), [(1, 32), (2, 32), (4, 16), (8, 8)])
+def test_official_width_is_c_over_h_per_head_and_c_over_2_for_one_head(heads: int, per_head: int) -> None:
+    block = NonLocal2d(64, width="official", heads=heads, reduction=16)  # reduction is ignored
+    assert block.width // block.heads == per_head
+    assert block.width == (32 if heads == 1 else 64)
+    assert NonLocal2d.from_config(64, NLConfig(width="official", heads=heads)).width == block.width
+
+
+def test_width_rejects_other_words() -> None:
+    with pytest.raises(ValueError, match="width"):
+        NonLocal2d(64, width="paper")  # type: ignore[arg-type]

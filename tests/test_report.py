@@ -22,6 +22,7 @@ import matplotlib.image
 import pytest
 import yaml
 
+from nlbench import run as nlrun
 from nlbench.report import collect, plots, render
 from nlbench.report.cli import main as report_main
 from nlbench.sweep.results import write_results
@@ -96,18 +97,17 @@ def write_run(run_dir: Path, normalization: str, reduction: int, init: str | Non
     accs = [synthetic_acc(normalization, reduction, init or "normal", seed, e, epochs) for e in range(epochs)]
     accs = {"finished": accs, "diverged": accs[:1], "failed": []}[status]
     nl_params = 0 if normalization == "none" else 4 * 32 * 32 // reduction + 64
-    result = {
-        "status": status, "run_name": run_dir.name, "group": run_dir.name.split("_seed")[0], "hparams": hparams,
-        "best_val_acc1": max(accs) if accs else None, "final_val_acc1": accs[-1] if accs else None,
-        "best_val_acc5": min(1.0, max(accs) + 0.15) if accs else None,
-        "final_val_acc5": min(1.0, accs[-1] + 0.15) if accs else None,
-        "best_epoch": accs.index(max(accs)) if accs else None, "epochs": len(accs), "global_step": 10 * len(accs),
-        "time_s": 12.5, "train_images_per_s": 400.0 + (50.0 if normalization == "scale" else 0.0) + seed,
+    metrics = {
+        nlrun.BEST_ACC1: max(accs) if accs else None, nlrun.FINAL_ACC1: accs[-1] if accs else None,
+        nlrun.BEST_ACC5: min(1.0, max(accs) + 0.15) if accs else None,
+        nlrun.FINAL_ACC5: min(1.0, accs[-1] + 0.15) if accs else None,
+        nlrun.BEST_EPOCH: accs.index(max(accs)) if accs else None, "epochs": len(accs), "global_step": 10 * len(accs),
+        "time_s": 12.5, nlrun.IMAGES_PER_S: 400.0 + (50.0 if normalization == "scale" else 0.0) + seed,
         "params": 270_000 + nl_params, "nl_params": nl_params,
-        "error": "RuntimeError: CUDA out of memory" if status == "failed" else None,
-        "written_at": "2024-01-01T00:00:00+00:00",
     }
-    (run_dir / "result.json").write_text(json.dumps(result))
+    nlrun.write_record(run_dir, nlrun.RunRecord(
+        status=status, run_name=run_dir.name, group=run_dir.name.split("_seed")[0], hparams=hparams, metrics=metrics,
+        error="RuntimeError: CUDA out of memory" if status == "failed" else None))
     (run_dir / "config.yaml").write_text(yaml.safe_dump({"seed_everything": seed}))
     (run_dir / "stdout.log").write_text("")
     with (run_dir / "metrics.csv").open("w", newline="") as f:
@@ -139,7 +139,7 @@ def test_load_sweep_records_config_keys_and_curves(sweep_dir: Path) -> None:
     assert sweep.config_keys == ("normalization", "reduction", "init")
     run = find_run(sweep, "scale", 4, "zeros", 1)
     assert run["status"] == "finished" and run["dataset"] == "cifar10"
-    assert run["final_val_acc1"] == pytest.approx(synthetic_acc("scale", 4, "zeros", 1, 2, 3))
+    assert run[nlrun.FINAL_ACC1] == pytest.approx(synthetic_acc("scale", 4, "zeros", 1, 2, 3))
     assert {r["run_id"]: r["status"] for r in sweep.unfinished} == {
         find_run(sweep, "softmax", 4, "zeros", 1)["run_id"]: "failed",
         find_run(sweep, "scale", 1, "normal", 0)["run_id"]: "diverged"}
@@ -161,7 +161,7 @@ def test_results_csv_alone_gives_the_same_records(tmp_path: Path) -> None:
     bare = collect.load_sweep(tmp_path / "b")
     assert bare.config_keys == ("normalization", "reduction", "init")
     run = find_run(bare, "softmax", 4, "normal", 0)
-    assert run["best_val_acc1"] == pytest.approx(find_run(from_json, "softmax", 4, "normal", 0)["best_val_acc1"])
+    assert run[nlrun.BEST_ACC1] == pytest.approx(find_run(from_json, "softmax", 4, "normal", 0)[nlrun.BEST_ACC1])
 
 
 def test_summarize_means_over_finished_seeds_only(sweep_dir: Path) -> None:
@@ -171,12 +171,12 @@ def test_summarize_means_over_finished_seeds_only(sweep_dir: Path) -> None:
     row = rows[("softmax", 1, "normal")]
     bests = [max(synthetic_acc("softmax", 1, "normal", s, e, 3) for e in range(3)) for s in (0, 1)]
     assert row["n"] == 2 and row["n_unfinished"] == 0 and row["seeds"] == [0, 1]
-    assert row["best_val_acc1_mean"] == pytest.approx(statistics.fmean(bests))
-    assert row["best_val_acc1_std"] == pytest.approx(statistics.stdev(bests))
+    assert row[f"{nlrun.BEST_ACC1}_mean"] == pytest.approx(statistics.fmean(bests))
+    assert row[f"{nlrun.BEST_ACC1}_std"] == pytest.approx(statistics.stdev(bests))
     # The failed seed is excluded from the statistics and counted; one finished seed left: no std.
     failed = rows[("softmax", 4, "zeros")]
-    assert failed["n"] == 1 and failed["n_unfinished"] == 1 and failed["best_val_acc1_std"] is None
-    assert failed["best_val_acc1_mean"] == pytest.approx(max(synthetic_acc("softmax", 4, "zeros", 0, e, 3)
+    assert failed["n"] == 1 and failed["n_unfinished"] == 1 and failed[f"{nlrun.BEST_ACC1}_std"] is None
+    assert failed[f"{nlrun.BEST_ACC1}_mean"] == pytest.approx(max(synthetic_acc("softmax", 4, "zeros", 0, e, 3)
                                                              for e in range(3)))
 
 
@@ -358,8 +358,8 @@ def test_wandb_source_reads_config_summary_and_history(tmp_path: Path, monkeypat
     assert calls == [("me/nlbench", {"group": {"$in": ["softmax", "scale"]}})]
     assert sweep.config_keys == ("normalization",)
     run = find_run(sweep, "scale", 2, "normal", 1)
-    assert run["best_val_acc1"] == max(synthetic_acc("scale", 2, "normal", 1, e, 3) for e in range(3))
-    assert run["params"] == 1000 and run["train_images_per_s"] == 300.0 and run["status"] == "finished"
+    assert run[nlrun.BEST_ACC1] == max(synthetic_acc("scale", 2, "normal", 1, e, 3) for e in range(3))
+    assert run["params"] == 1000 and run[nlrun.IMAGES_PER_S] == 300.0 and run["status"] == "finished"
     assert [r["status"] for r in sweep.unfinished] == ["failed"]
     assert [row["epoch"] for row in sweep.curves[run["run_id"]]] == [0, 1, 2]
     assert run["epochs"] == 3  # W&B's last 0-based epoch is 2; result.json counts epochs

@@ -53,8 +53,9 @@ def test_bad_options_exit_2_with_one_line(
 def test_bad_spec_exits_2_naming_the_axis(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = demo_spec(tmp_path, axes={NORMALIZATION: ["softmax", "sigmoid"]})
     assert main(["--config", str(spec), "--dry-run", "--devices", "cpu"]) == 2
-    progress, error = capsys.readouterr().err.splitlines()
-    assert progress == "checking 2 run(s) with the `nlbench fit` parser ..."
+    expanding, progress, error = capsys.readouterr().err.splitlines()
+    assert expanding == "expanding 2 run(s) ..."
+    assert progress == "checking 2 run(s) with the `nlbench fit` parser (3 configs parsed) ..."
     assert error.startswith("nlbench sweep: error: ") and f"axis '{NORMALIZATION}' value 'sigmoid'" in error
     assert "softmax', 'scale'" in error  # the parser's reason
 

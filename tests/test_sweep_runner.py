@@ -48,14 +48,18 @@ def fake_fit(argv: list[str]) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     start = json.loads(ckpt.read_text())["epoch"] + 1 if resumed and ckpt.exists() else 0
     call = {"pid": os.getpid(), "ckpt_path": opts.get("ckpt_path"), "start_epoch": start, "t0": time.time(),
-            "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "argv": argv}  # fmt: skip
+            "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "argv": argv,
+            "memory_fraction": os.environ.get("NLBENCH_CUDA_MEMORY_FRACTION"),
+            "threads": os.environ.get("OMP_NUM_THREADS")}  # fmt: skip
     mode, epochs = opts.get("fake.mode", "ok"), int(opts.get("fake.epochs", "2"))
     seed = int(opts.get("seed_everything", "0"))
     acc = float(opts.get("fake.acc", "0.5")) + 0.01 * seed
+    # result.json in the record's layout (nlbench.run.RunRecord), written by hand: importing it pulls in torch.
+    metrics = {"val/acc1_best": acc, "val/acc1": acc - 0.01, "val/acc5_at_best": 0.9, "val/acc5": 0.89,
+               "best_epoch": epochs - 1, "epochs": epochs, "global_step": 10 * epochs, "time_s": 2.0 * epochs,
+               "train/images_per_s": 100.0, "params": 1000, "nl_params": 100}  # fmt: skip
     result = {"status": "finished", "run_name": run_dir.name, "group": "", "hparams": {"seed": seed},
-              "best_val_acc1": acc, "final_val_acc1": acc - 0.01, "best_val_acc5": 0.9, "final_val_acc5": 0.89,
-              "best_epoch": epochs - 1, "epochs": epochs, "global_step": 10 * epochs, "time_s": 2.0 * epochs,
-              "train_images_per_s": 100.0, "params": 1000, "nl_params": 100, "error": None}  # fmt: skip
+              "metrics": metrics, "error": None}
     print(f"fake fit {run_dir.name} from epoch {start}", flush=True)
     try:
         if mode == "fail":
@@ -71,7 +75,8 @@ def fake_fit(argv: list[str]) -> int:
             ckpt.parent.mkdir(exist_ok=True)
             atomic_write_json(ckpt, {"epoch": epoch})
             if mode == "diverge":
-                atomic_write_json(run_dir / "result.json", {**result, "status": "diverged", "epochs": epoch + 1})
+                atomic_write_json(run_dir / "result.json", {**result, "status": "diverged",
+                                                              "metrics": {**metrics, "epochs": epoch + 1}})
                 return 0
             hang_marker = Path(opts.get("fake.hang_once", run_dir / "no-hang"))
             if "fake.hang_once" in opts and not resumed and not hang_marker.exists():
@@ -101,6 +106,7 @@ if __name__ == "__main__":
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
+from nlbench.report import collect  # noqa: E402
 from nlbench.sweep import Slot, SweepSpec, load_spec, plan_slots, run_sweep  # noqa: E402
 from nlbench.sweep.runner import SweepLockedError, _sweep_lock, fit_command_of, run_dir_of  # noqa: E402
 
@@ -136,7 +142,7 @@ def test_outcomes_are_recorded_and_a_rerun_only_retries_failures(tmp_path: Path)
     assert by_id[runs[4].run_id]["error"] == "ValueError: bad"  # the fit's own result.json
     assert by_id[runs[5].run_id]["error"] is None and by_id[runs[5].run_id]["epochs"] == 1
     assert by_id[runs[6].run_id]["error"] == "killed by SIGKILL"
-    assert by_id[runs[1].run_id]["best_val_acc1"] == pytest.approx(0.51) and rows[0]["seed"] == 0
+    assert by_id[runs[1].run_id]["val/acc1_best"] == pytest.approx(0.51) and rows[0]["seed"] == 0
     # CPU slot: sequential runs, told to use the CPU.
     starts = sorted((c["t0"], c["t1"]) for run in runs for c in calls(spec, run.run_id))
     assert all(end <= next_start for (_, end), (next_start, _) in zip(starts, starts[1:]))
@@ -146,14 +152,15 @@ def test_outcomes_are_recorded_and_a_rerun_only_retries_failures(tmp_path: Path)
     with open(spec.output_dir / "results.csv") as f:
         csv_rows = list(csv.DictReader(f))
     assert [r["run_id"] for r in csv_rows] == [run.run_id for run in runs]
-    assert list(csv_rows[0])[:5] == ["run_id", "status", "seed", "mode", "best_val_acc1"]
-    summary = json.loads((spec.output_dir / "summary.json").read_text())
+    assert list(csv_rows[0])[:5] == ["run_id", "status", "seed", "mode", "val/acc1_best"]
+    # One summarize: statistics over seeds are the report's, computed from the same table.
+    assert not (spec.output_dir / "summary.json").exists() and not (spec.output_dir / "summary.csv").exists()
+    summary = collect.summarize(collect.load_sweep(spec.output_dir))
     grid = next(s for s in summary if s["mode"] is None)
-    assert grid["n"] == 3 and grid["best_val_acc1_mean"] == pytest.approx(0.51)
-    assert grid["best_val_acc1_std"] == pytest.approx(0.01)  # sample std (n - 1) of 0.50, 0.51, 0.52
+    assert grid["n"] == 3 and grid["val/acc1_best_mean"] == pytest.approx(0.51)
+    assert grid["val/acc1_best_std"] == pytest.approx(0.01)  # sample std (n - 1) of 0.50, 0.51, 0.52
     singles = [s for s in summary if s["mode"] is not None]
-    assert [(s["n"], s["failed"], s["diverged"], s["best_val_acc1_std"]) for s in singles] == [
-        (0, 1, 0, None), (0, 1, 0, None), (0, 0, 1, None), (0, 1, 0, None)]  # fmt: skip
+    assert [(s["n"], s["n_unfinished"], s["val/acc1_best_std"]) for s in singles] == [(0, 1, None)] * 4
 
     # Re-running: finished and diverged runs are skipped, failed ones retried; rows stay unique.
     rows = sweep(spec, slots=[Slot()])

@@ -134,3 +134,68 @@ def test_every_run_is_checked_by_the_real_fit_parser(tmp_path: Path) -> None:
     bad_fixed = spec_with("{seed_everything: [0]}", "{trainer.max_epochs: many}")
     with pytest.raises(SweepSpecError, match=r"base config with 'overrides' is not a valid fit config: .*max_epochs"):
         validate_runs(bad_fixed, bad_fixed.expand())
+
+
+# ---- big grids: a size limit, and validation of what can differ instead of every product --------------------------
+def test_a_grid_above_the_limit_is_refused_before_it_is_expanded(tmp_path: Path) -> None:
+    axes = "axes: {model.x: [%s], model.y: [%s]}\n" % (", ".join(map(str, range(400))), ", ".join(map(str, range(400))))
+    spec = load_spec(write(tmp_path, "base: base.yaml\n" + axes))
+    assert spec.size == 160_000
+    with pytest.raises(SweepSpecError, match=r"160,000 runs \(axes 400 x 400, 0 points\) exceed the limit of 100,000.*"
+                       r"--grid-limit 160000 \(or grid_limit: in the spec\)"):
+        spec.expand()
+    raised = load_spec(write(tmp_path, "base: base.yaml\ngrid_limit: 200000\n" + axes, name="raised.yaml"))
+    assert raised.grid_limit == 200_000 and len(raised.expand()) == 160_000
+    with pytest.raises(SweepSpecError, match="'grid_limit' must be a positive integer, got 0"):
+        load_spec(write(tmp_path, "base: base.yaml\ngrid_limit: 0\n" + axes, name="zero.yaml"))
+
+
+def test_validation_parses_each_value_of_each_axis_and_each_point_not_every_product(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, """
+base: base.yaml
+axes: {model.a: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], model.b: [0, 1, 2, 3, 4], seed_everything: [0, 1, 2, 3, 4, 5, 6, 7]}
+points: [{model.a: 99}]
+"""))
+    runs = spec.expand()
+    parsed_args: list[list[str]] = []
+
+    def parse(args: list[str]) -> list[str]:
+        parsed_args.append(args)
+        return args
+
+    parsed = validate_runs(spec, runs, parse_args=parse, progress=False)
+    assert len(runs) == 401 and len(parsed_args) == 1 + 10 + 1  # base, the longest axis, the point
+    grid = {r.run_id for r in runs if r.origin == "grid"}
+    assert {k for k in parsed if k} <= {r.run_id for r in runs} and len(parsed) == 12
+    assert len({k for k in parsed if k in grid}) == 10  # each probe is a real grid point
+    for key, values in spec.axes.items():  # every value of every axis was parsed
+        for value in values:
+            assert any(f"--{key}={value}" in args for args in parsed_args), (key, value)
+    assert any("--model.a=99" in args for args in parsed_args)
+
+    class Rejected(ValueError):
+        pass
+
+    def strict(args: list[str]) -> list[str]:
+        if "--model.b=3" in args:
+            raise Rejected("model.b: 3 is not allowed")
+        return args
+
+    from nlbench.sweep.spec import _validate
+
+    with pytest.raises(SweepSpecError, match=r"axis 'model.b' value 3: model.b: 3 is not allowed"):
+        _validate(spec, runs, strict, Rejected)  # a bad value in the middle of an axis is still found
+
+
+def test_negative_values_keep_their_sign_in_run_ids(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, "base: base.yaml\naxes: {trainer.max_epochs: [-1, 1], model.lr: [-0.5]}\n"))
+    prefixes = [r.run_id.rsplit("-", 1)[0] for r in spec.expand()]
+    assert prefixes == ["lr=-0.5_max_epochs=-1", "lr=-0.5_max_epochs=1"]
+
+
+def test_the_real_parser_rejects_a_trainer_value_lightning_refuses(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(f"base: {DEMO}\naxes: {{trainer.max_epochs: [-1, -5]}}\n")
+    spec = load_spec(path)
+    with pytest.raises(SweepSpecError, match=r"axis 'trainer.max_epochs' value -5: trainer.max_epochs: .*-1"):
+        validate_runs(spec, spec.expand(), progress=False)

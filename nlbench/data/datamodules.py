@@ -74,6 +74,9 @@ class ImageDataModule(LightningDataModule):
         std: Per-channel normalisation standard deviation.
         subset: Keep only this many training images (a seeded random draw), e.g. for demos and smoke tests.
         drop_last: Drop the last incomplete training batch (the official loaders keep it).
+        device_cache: Tensor path on a GPU: keep the uint8 cache in GPU memory (moved once, about 180 MB for
+            CIFAR), so a batch is one gather on the device instead of a host gather plus a transfer. Needs
+            ``num_workers=0``; without a GPU it changes nothing.
     """
 
     name: ClassVar[str]  # the dataset's name in ``sources.DATASETS``
@@ -96,6 +99,7 @@ class ImageDataModule(LightningDataModule):
         std: tuple[float, float, float],
         subset: int | None = None,
         drop_last: bool = False,
+        device_cache: bool = False,
     ) -> None:
         super().__init__()
         for option, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -109,6 +113,9 @@ class ImageDataModule(LightningDataModule):
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError(f"mean and std need 3 values each with std > 0, got mean={mean}, std={std}")
+        if device_cache and (loader != "tensor" or num_workers):
+            raise ValueError("device_cache needs loader='tensor' and num_workers=0 (workers cannot share GPU memory), "
+                             f"got loader={loader!r}, num_workers={num_workers}")
         if subset is not None and subset < 1:
             raise ValueError(f"subset must be >= 1 or None, got {subset}")
         self.save_hyperparameters()
@@ -127,7 +134,9 @@ class ImageDataModule(LightningDataModule):
         self.std = tuple(std)
         self.subset = subset
         self.drop_last = drop_last
+        self.device_cache = device_cache
         self._arrays: dict[str, ImageArrays] = {}
+        self._device_arrays: dict[tuple[int, torch.device], tuple[ImageArrays, ImageArrays]] = {}
         self._generator: torch.Generator | None = None
 
     # ---- what the model sees -------------------------------------------------------------------------------
@@ -198,11 +207,13 @@ class ImageDataModule(LightningDataModule):
             return batch  # e.g. the model's example_input_array for its summary: already a float image batch
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
-        generator = self._rank_generator(images.device) if training else None
+        generator = self.augmentation_generator(images.device) if training else None
         return self.batch_transform(images, train=training, generator=generator), labels
 
-    def _rank_generator(self, device: torch.device) -> torch.Generator | None:
-        """Under DDP every rank has the same seed; a per-rank generator keeps their augmentations independent."""
+    def augmentation_generator(self, device: torch.device) -> torch.Generator | None:
+        """The generator the fast path's training augmentation draws from on ``device``: None (the device's global
+        generator) on one device; under DDP, where every rank has the same seed, a per-rank generator keeps their
+        augmentations independent. ``nlbench.rng.RandomState`` checkpoints it."""
         if self.trainer is None or self.trainer.world_size == 1:
             return None
         if self._generator is None or self._generator.device != device:
@@ -232,6 +243,13 @@ class ImageDataModule(LightningDataModule):
             splits["val"] = _take(train, order[:n_val].sort().values)
         return splits
 
+    def _on_device(self, arrays: ImageArrays, device: torch.device) -> ImageArrays:
+        """`arrays` moved to `device` once per split (val and test share one copy when they are the same split)."""
+        key = (id(arrays), device)
+        if key not in self._device_arrays:  # holding `arrays` in the value keeps its id from being reused
+            self._device_arrays[key] = (arrays, _on_device_copy(arrays, device))
+        return self._device_arrays[key][1]
+
     def _dataloader(self, split: str, *, train: bool) -> DataLoader:
         if split not in self._arrays:
             stage = "fit" if split == "train" else "validate" if split == "val" else "test"
@@ -244,6 +262,10 @@ class ImageDataModule(LightningDataModule):
         ``pin_memory=None`` pins batches when the attached Trainer runs on CUDA.
         """
         if self.loader == "tensor":
+            device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+            if self.device_cache and device.type == "cuda":
+                arrays = self._on_device(arrays, device)
+                pin_memory = False  # the batches are on the GPU already
             dataset: ImageTensorDataset = BatchedImageDataset(arrays.images, arrays.labels)
         else:
             dataset = ImageTensorDataset(arrays.images, arrays.labels, transform=self.sample_transform(train=train))
@@ -251,6 +273,10 @@ class ImageDataModule(LightningDataModule):
             pin_memory = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
         return make_loader(dataset, batch_size=self.batch_size if train else self.eval_batch_size, shuffle=train,
                            drop_last=train and self.drop_last, num_workers=self.num_workers, pin_memory=pin_memory)
+
+
+def _on_device_copy(arrays: ImageArrays, device: torch.device) -> ImageArrays:
+    return dataclasses.replace(arrays, images=arrays.images.to(device), labels=arrays.labels.to(device))
 
 
 def _take(arrays: ImageArrays, index: Tensor) -> ImageArrays:
@@ -312,6 +338,8 @@ class CIFAR10SampleDataModule(CIFAR10DataModule):
     """The real CIFAR-10 sample embedded in the package: nothing to download, checksums not checked (its bytes
     differ from the official archive's). Takes every option of ``CIFAR10DataModule`` except data_dir, download
     and verify."""
+
+    record_name: ClassVar[str] = "cifar10_sample"  # the run record's dataset: a subset, never pooled with cifar10
 
     def __init__(self, **kwargs) -> None:
         super().__init__(data_dir=str(sources.SAMPLE_ROOT), download=False, verify=False, **kwargs)

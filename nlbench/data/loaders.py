@@ -3,7 +3,8 @@
 - ``BatchedImageDataset`` (fast path): ``__getitems__`` returns a whole batch with one tensor index, so a standard
   ``DataLoader`` (``collate_fn=keep_batch``) costs one gather per batch, and any sampler works unchanged
   (Lightning's automatic ``DistributedSampler`` injection shards it under DDP like any other dataset).
-  Augmentation happens later, batched, on the model's device (see ``augment.py``).
+  Augmentation happens later, batched, on the model's device (see ``augment.py``). The arrays may live on the GPU
+  (``device_cache``), and the gather then runs there.
 - ``ImageTensorDataset`` (torchvision path): ``__getitem__`` applies a per-sample transform (transforms v2) to one
   image; the default collate stacks the results.
 """
@@ -51,6 +52,10 @@ class BatchedImageDataset(ImageTensorDataset):
 
     def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
         index = torch.as_tensor(indices, dtype=torch.long)
+        if self.images.is_cuda:
+            # A GPU-resident cache: copy the indices from pinned memory without blocking, so the gather is queued
+            # behind the running step instead of waiting for it (a pageable copy would synchronise the host).
+            index = index.pin_memory().to(self.images.device, non_blocking=True)
         return self.images[index], self.labels[index]
 
 

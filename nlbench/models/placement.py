@@ -2,8 +2,12 @@
 
 A backbone is a stem, a few stages of residual blocks, and a head. The NL placement keywords mean the same for all:
 
-- ``nl_stages``: 1-based numbers of the stages that receive NL blocks (``[]`` = the baseline without NL);
-- ``nl_blocks``: how many NL blocks are stacked at each insertion point (0 = none);
+- ``nl_stages``: 1-based numbers of the stages that receive NL blocks (``[]`` = the baseline without NL; default
+  ``None`` = stage 2, or the stages a per-stage ``nl_blocks`` list gives blocks to);
+- ``nl_blocks``: how many NL blocks are stacked at each insertion point (0 = none), either one count for every
+  stage of ``nl_stages`` or a list with one count per stage, like the official ``--num-block1..4``
+  (``[0, 1, 0]`` = one block in stage 2). As in the official ``nlblock``, the positional encoding is added once
+  per insertion point, by its first NL block; the stacked blocks after it run attention only;
 - ``nl_position``: index of the residual block in the stage before which they go, Python-style: -1 = before the
   last block (the paper's placement), 0 = at the stage input (before its first, possibly down-sampling, block),
   ``len(stage)`` = after the last block.
@@ -15,29 +19,63 @@ of the same backbone's with NL blocks, and ``stage2.nonlocal0`` names a block in
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Literal
 
 from torch import nn
 
 from nlbench.nn import NLConfig, NonLocal2d
 
 
-def resolve_placement(
-    blocks_per_stage: Sequence[int], *, nl_stages: Sequence[int], nl_blocks: int, nl_position: int
+FcInit = Literal["kaiming", "pytorch"]
+DEFAULT_NL_STAGES = (2,)
+
+
+def stage_counts(
+    num_stages: int, *, nl_stages: Sequence[int] | None, nl_blocks: int | Sequence[int]
 ) -> dict[int, int]:
+    """{1-based stage: number of stacked NL blocks} for the stages that get at least one; raises ValueError naming
+    the option when ``nl_stages`` and ``nl_blocks`` are malformed or disagree."""
+    if isinstance(nl_blocks, int):
+        if nl_blocks < 0:
+            raise ValueError(f"nl_blocks must be >= 0 (0 = no NL blocks), got {nl_blocks}")
+        stages = DEFAULT_NL_STAGES if nl_stages is None else nl_stages
+        return {stage: nl_blocks for stage in stages} if nl_blocks > 0 else {}
+    counts = list(nl_blocks)
+    if len(counts) != num_stages or any(not isinstance(c, int) or c < 0 for c in counts):
+        raise ValueError(
+            f"nl_blocks={counts}: a per-stage list needs one count >= 0 for each of this backbone's {num_stages} "
+            "stages (or give one int for the stages in nl_stages)"
+        )
+    chosen = {stage: count for stage, count in enumerate(counts, start=1) if count > 0}
+    if nl_stages is not None and sorted(nl_stages) != sorted(chosen):
+        raise ValueError(
+            f"nl_stages={list(nl_stages)} disagrees with the per-stage nl_blocks={counts} (blocks in stages "
+            f"{sorted(chosen)}); set nl_stages to null or to those stages"
+        )
+    return chosen
+
+
+def resolve_placement(
+    blocks_per_stage: Sequence[int],
+    *,
+    nl_stages: Sequence[int] | None,
+    nl_blocks: int | Sequence[int],
+    nl_position: int,
+) -> dict[int, tuple[int, int]]:
     """Check the placement keywords against a backbone's stages.
 
-    Returns {1-based stage: index in 0..len(stage) of the residual block the NL blocks go before}; empty when no NL
-    block is placed. Raises ValueError naming the offending option.
+    Returns {1-based stage: (index in 0..len(stage) of the residual block the NL blocks go before, number of NL
+    blocks)}; empty when no NL block is placed. Raises ValueError naming the offending option.
     """
-    if nl_blocks < 0:
-        raise ValueError(f"nl_blocks must be >= 0 (0 = no NL blocks), got {nl_blocks}")
     num_stages = len(blocks_per_stage)
-    if len(set(nl_stages)) != len(nl_stages):
+    if nl_stages is not None and len(set(nl_stages)) != len(nl_stages):
         raise ValueError(f"nl_stages lists a stage more than once: {list(nl_stages)}")
+    counts = stage_counts(num_stages, nl_stages=nl_stages, nl_blocks=nl_blocks)
     placement = {}
-    for stage in nl_stages:
+    for stage, count in counts.items():
         if not 1 <= stage <= num_stages:
             raise ValueError(
                 f"nl_stages={list(nl_stages)}: stage {stage} does not exist; this backbone has stages 1..{num_stages}"
@@ -48,16 +86,16 @@ def resolve_placement(
                 f"nl_position={nl_position} is out of range for stage {stage} with {n} residual blocks: valid are "
                 f"{-n}..{n} (-1 = before the last block, 0 = at the stage input, {n} = after the last block)"
             )
-        placement[stage] = nl_position if nl_position >= 0 else n + nl_position
-    return placement if nl_blocks > 0 else {}
+        placement[stage] = (nl_position if nl_position >= 0 else n + nl_position, count)
+    return placement
 
 
 def build_stages(
     stages: Sequence[Sequence[nn.Module]],
     *,
     nl: NLConfig,
-    nl_stages: Sequence[int],
-    nl_blocks: int,
+    nl_stages: Sequence[int] | None,
+    nl_blocks: int | Sequence[int],
     nl_position: int,
 ) -> list[nn.Sequential]:
     """Chain each stage's residual blocks into an ``nn.Sequential`` and insert the NL blocks (see module docstring).
@@ -70,30 +108,39 @@ def build_stages(
     )
     built = []
     for number, blocks in enumerate(stages, start=1):
-        insert_at = placement.get(number)
+        insert_at, count = placement.get(number, (None, 0))
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         for index, block in enumerate(blocks):
             if index == insert_at:
-                layers.update(_nonlocal_layers(block.in_channels, nl, nl_blocks))
+                layers.update(_nonlocal_layers(block.in_channels, nl, count))
             layers[f"block{index}"] = block
         if insert_at == len(blocks):
-            layers.update(_nonlocal_layers(blocks[-1].out_channels, nl, nl_blocks))
+            layers.update(_nonlocal_layers(blocks[-1].out_channels, nl, count))
         built.append(nn.Sequential(layers))
     return built
 
 
 def _nonlocal_layers(channels: int, nl: NLConfig, count: int) -> dict[str, NonLocal2d]:
-    return {f"nonlocal{k}": NonLocal2d.from_config(channels, nl) for k in range(count)}
+    # The official nlblock adds the positional encoding once, then runs its k attention modules.
+    stacked = dataclasses.replace(nl, pos_encoding=False) if nl.pos_encoding else nl
+    return {f"nonlocal{k}": NonLocal2d.from_config(channels, nl if k == 0 else stacked) for k in range(count)}
 
 
-def init_weights(model: nn.Module) -> None:
-    """Backbone init: Kaiming normal (fan_out) convs, BatchNorm weight 1 and bias 0, PyTorch's default Linear init.
+def init_weights(model: nn.Module, fc_init: FcInit = "kaiming") -> None:
+    """Backbone init: Kaiming normal (fan_out) convs, BatchNorm weight 1 and bias 0, and for ``nn.Linear`` the
+    official code's Kaiming normal (fan_out) weight (``fc_init="kaiming"``) or PyTorch's default (``"pytorch"``).
 
     NL blocks are then reset to their own init (small embeddings, output BN at zero) because the backbone pass
     also reaches the convs and BN inside them; the official code orders it the same way.
     """
+    if fc_init not in ("kaiming", "pytorch"):
+        raise ValueError(f"fc_init must be one of kaiming, pytorch; got {fc_init!r}")
     for module in model.modules():
-        if isinstance(module, nn.Conv2d):
+        if isinstance(module, nn.Linear) and fc_init == "kaiming":
+            # The official models/preresnet.py and wrn.py: kaiming_normal_(mode="fan_out"), default gain sqrt(2);
+            # the bias keeps PyTorch's default, as there.
+            nn.init.kaiming_normal_(module.weight, mode="fan_out")
+        elif isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(module, nn.BatchNorm2d):
             nn.init.ones_(module.weight)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nlbench.models.placement import build_stages, init_weights
+from nlbench.models.placement import FcInit, build_stages, init_weights
 from nlbench.nn import NLConfig
 
 BlockKind = Literal["auto", "basic", "bottleneck"]
@@ -118,9 +118,13 @@ class PreActResNet(nn.Module):
             bottleneck blocks per stage, and 110 is 12 per stage, 1.1 M parameters; the classic 1.7 M
             PreResNet-110 is ``block="basic"``).
         nl: options of every NL block, passed unchanged.
-        nl_stages: 1-based stages that receive NL blocks; empty = the baseline without NL.
-        nl_blocks: NL blocks stacked at each insertion point.
+        nl_stages: 1-based stages that receive NL blocks; empty = the baseline without NL; None = stage 2, or the
+            stages a per-stage ``nl_blocks`` list names.
+        nl_blocks: NL blocks stacked at each insertion point: one count, or one per stage (``[0, 1, 0]``); the
+            positional encoding is added once per insertion point.
         nl_position: residual block index in the stage before which the NL blocks go (-1 = before the last one).
+        fc_init: "kaiming" (the official code: Kaiming normal, fan_out, on the classifier's weight) or
+            "pytorch" (PyTorch's default Linear init).
     """
 
     def __init__(
@@ -130,9 +134,10 @@ class PreActResNet(nn.Module):
         *,
         block: BlockKind = "auto",
         nl: NLConfig = NLConfig(),
-        nl_stages: Sequence[int] = (2,),
-        nl_blocks: int = 1,
+        nl_stages: Sequence[int] | None = None,
+        nl_blocks: int | list[int] = 1,
         nl_position: int = -1,
+        fc_init: FcInit = "kaiming",
     ) -> None:
         super().__init__()
         residual, count = _cifar_layout(depth, block)
@@ -146,7 +151,7 @@ class PreActResNet(nn.Module):
             stages, nl=nl, nl_stages=nl_stages, nl_blocks=nl_blocks, nl_position=nl_position
         )
         self.head = classifier_head(channels, num_classes)
-        init_weights(self)
+        init_weights(self, fc_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stage3(self.stage2(self.stage1(self.stem(x)))))
@@ -172,7 +177,7 @@ class PreActResNetTiny(nn.Module):
     Args:
         num_classes: number of output logits.
         depth: 18 or 34 (basic blocks), 50, 101, 152 or 200 (bottleneck blocks).
-        nl, nl_stages, nl_blocks, nl_position: NL placement, as for :class:`PreActResNet`.
+        nl, nl_stages, nl_blocks, nl_position, fc_init: as for :class:`PreActResNet`.
     """
 
     def __init__(
@@ -181,9 +186,10 @@ class PreActResNetTiny(nn.Module):
         depth: int = 18,
         *,
         nl: NLConfig = NLConfig(),
-        nl_stages: Sequence[int] = (2,),
-        nl_blocks: int = 1,
+        nl_stages: Sequence[int] | None = None,
+        nl_blocks: int | list[int] = 1,
         nl_position: int = -1,
+        fc_init: FcInit = "kaiming",
     ) -> None:
         super().__init__()
         if depth not in _TINY_LAYOUTS:
@@ -199,7 +205,7 @@ class PreActResNetTiny(nn.Module):
             stages, nl=nl, nl_stages=nl_stages, nl_blocks=nl_blocks, nl_position=nl_position
         )
         self.head = classifier_head(channels, num_classes)
-        init_weights(self)
+        init_weights(self, fc_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stage4(self.stage3(self.stage2(self.stage1(self.stem(x))))))

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nlbench.models.placement import build_stages, init_weights
+from nlbench.models.placement import FcInit, build_stages, init_weights
 from nlbench.models.preact_resnet import classifier_head
 from nlbench.nn import NLConfig
 
@@ -52,7 +52,7 @@ class WideResNet(nn.Module):
         depth: 6n+4 (e.g. 16, 28, 40).
         widen: widening factor k.
         dropout: dropout probability between the two convolutions of each block.
-        nl, nl_stages, nl_blocks, nl_position: NL placement, as for :class:`~nlbench.models.PreActResNet`.
+        nl, nl_stages, nl_blocks, nl_position, fc_init: as for :class:`~nlbench.models.PreActResNet`.
     """
 
     def __init__(
@@ -63,9 +63,10 @@ class WideResNet(nn.Module):
         *,
         dropout: float = 0.0,
         nl: NLConfig = NLConfig(),
-        nl_stages: Sequence[int] = (2,),
-        nl_blocks: int = 1,
+        nl_stages: Sequence[int] | None = None,
+        nl_blocks: int | list[int] = 1,
         nl_position: int = -1,
+        fc_init: FcInit = "kaiming",
     ) -> None:
         super().__init__()
         count, rest = divmod(depth - 4, 6)
@@ -86,7 +87,7 @@ class WideResNet(nn.Module):
             stages, nl=nl, nl_stages=nl_stages, nl_blocks=nl_blocks, nl_position=nl_position
         )
         self.head = classifier_head(channels, num_classes)
-        init_weights(self)
+        init_weights(self, fc_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stage3(self.stage2(self.stage1(self.stem(x)))))

@@ -54,10 +54,13 @@ def apply_similarity(q: Tensor, k: Tensor, similarity: Similarity) -> tuple[Tens
     raise ValueError(f"similarity must be one of {', '.join(SIMILARITIES)}; got {similarity!r}")
 
 
-def scale_divisor(scale: ScaleDivisor, num_keys: int) -> float:
-    """The divisor s of the scaled block: sqrt(M) for "sqrt_n" (official), M for "n", or the number itself."""
+def scale_divisor(scale: ScaleDivisor, num_keys: int, *, head_width: int) -> float:
+    """The divisor s of the scaled block: sqrt(M) for "sqrt_n" (official N x N head), sqrt(M * d_head) for
+    "sqrt_nd" (the official re-associated "T" head), M for "n", or the number itself."""
     if scale == "sqrt_n":
         return math.sqrt(num_keys)
+    if scale == "sqrt_nd":
+        return math.sqrt(num_keys * head_width)
     if scale == "n":
         return float(num_keys)
     if isinstance(scale, str):

@@ -12,7 +12,9 @@ Normalization = Literal["softmax", "scale"]
 Order = Literal["reassociated", "nxn"]
 Similarity = Literal["dot", "magnitude", "direction"]
 Init = Literal["normal", "zeros", "kaiming"]
-ScaleDivisor = Union[Literal["sqrt_n", "n"], float]
+ScaleDivisor = Union[Literal["sqrt_n", "sqrt_nd", "n"], float]
+# "official": the official code's embedding widths, C / h per head for h > 1 heads (total C), C / 2 for one head.
+Width = Union[Literal["official"], int, None]
 
 
 @dataclass(frozen=True)
@@ -23,9 +25,11 @@ class NLConfig:
     Attributes:
         normalization: "softmax" (embedded Gaussian) or "scale" (the paper's method: divide by a constant).
         reduction: embedding width d = channels // reduction (ignored when ``width`` is given).
-        width: explicit total embedding width d; overrides ``reduction``.
+        width: explicit total embedding width d, overriding ``reduction``; or "official": the official code's
+            widths, C / h per head for h > 1 heads (total width C) and C / 2 for one head.
         heads: number of heads; the embedding width d is split into ``heads`` heads of width d / heads.
-        scale: divisor for "scale": "sqrt_n" (sqrt of the number of key positions, official), "n", or a number.
+        scale: divisor for "scale": "sqrt_n" (sqrt of the number M of key positions, official N x N head),
+            "sqrt_nd" (sqrt(M * d_head), the official re-associated "T" head), "n" (M), or a number.
         order: for "scale", "reassociated" (theta (phi^T g), O(N d^2)) or "nxn" (the N x N map, O(N^2 d)).
         similarity: "dot" (default), "magnitude" (norms only) or "direction" (cosine), applied to theta and phi.
         init: initialisation of theta/phi/g/W_z: "normal" (std 0.01), "zeros" or "kaiming".
@@ -35,7 +39,7 @@ class NLConfig:
 
     normalization: Normalization = "scale"
     reduction: int = 2
-    width: int | None = None
+    width: Width = None
     heads: int = 1
     scale: ScaleDivisor = "sqrt_n"
     order: Order = "reassociated"

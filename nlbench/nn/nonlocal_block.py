@@ -23,7 +23,7 @@ from nlbench.nn.attention import (
     scaled_attention_projected,
     softmax_attention,
 )
-from nlbench.nn.config import Init, NLConfig, Normalization, Order, ScaleDivisor, Similarity
+from nlbench.nn.config import Init, NLConfig, Normalization, Order, ScaleDivisor, Similarity, Width
 from nlbench.nn.posenc import SinusoidalPositionalEncoding2d
 
 INITS: tuple[str, ...] = get_args(Init)
@@ -45,11 +45,16 @@ def _check_scale(scale: object) -> ScaleDivisor:
     return float(scale)  # type: ignore[arg-type]
 
 
-def _embedding_width(channels: int, reduction: int, width: int | None, heads: int) -> int:
+def _embedding_width(channels: int, reduction: int, width: Width, heads: int) -> int:
     if channels < 1:
         raise ValueError(f"NonLocal2d: channels must be positive; got {channels}")
     if heads < 1:
         raise ValueError(f"NonLocal2d: heads must be positive; got {heads}")
+    if width == "official":
+        # The official code's num_c: C / h per head for h > 1 heads, C / 2 for a single head.
+        width = channels if heads > 1 else channels // 2
+    elif isinstance(width, str) or isinstance(width, bool):
+        raise ValueError(f"NonLocal2d: width must be a positive integer, \"official\" or null; got {width!r}")
     if width is None:
         if reduction < 1:
             raise ValueError(f"NonLocal2d: reduction must be positive; got {reduction}")
@@ -71,8 +76,8 @@ class NonLocal2d(nn.Module):
     trunk, as in the official "add_init".
 
     Width and heads: d = ``width`` if given, else channels // ``reduction``. d is the *total* width, split into
-    ``heads`` heads of d / heads channels each (so heads do not change the parameter count; the official code's
-    default of C / h per head for h heads is ``width=channels``).
+    ``heads`` heads of d / heads channels each (so heads do not change the parameter count). ``width="official"``
+    is the official code's default: C / h per head for h > 1 heads (total C), C / 2 for one head.
 
     Attention per head, with queries theta, keys phi and values g (N query positions, M key positions; M = N
     unless ``subsample`` 2x2 max-pools phi and g, ceil mode so odd sizes keep their border):
@@ -82,8 +87,9 @@ class NonLocal2d(nn.Module):
     - ``normalization="scale"`` (the paper): y_i = sum_j (theta_i . phi_j / s) g_j with s = sqrt(M) for
       ``scale="sqrt_n"`` (official), M for "n", or a given number. ``order="reassociated"`` evaluates
       theta (phi^T g) / s in O(N d^2) time and O(d^2) memory per head, with W_z folded into the (d x d) summary
-      (see ``scaled_attention_projected``); ``"nxn"`` builds the N x M map. The official re-associated code
-      additionally divided by sqrt(d); we do not, so both orders give the same output.
+      (see ``scaled_attention_projected``); ``"nxn"`` builds the N x M map. Both orders give the same output for
+      every ``scale``. The official re-associated ("T") head additionally divides by sqrt(d_head):
+      ``scale="sqrt_nd"`` (s = sqrt(M * d_head), d_head = d / heads) is that head, in either order.
       ``order`` and ``scale`` are ignored for softmax.
 
     ``similarity`` (theta and phi only): "dot", "magnitude" (logit |theta_i| |phi_j|) or "direction" (cosine). It
@@ -101,7 +107,7 @@ class NonLocal2d(nn.Module):
         *,
         normalization: Normalization = "scale",
         reduction: int = 2,
-        width: int | None = None,
+        width: Width = None,
         heads: int = 1,
         scale: ScaleDivisor = "sqrt_n",
         order: Order = "reassociated",
@@ -175,7 +181,7 @@ class NonLocal2d(nn.Module):
         return q, k, self._split_heads(v)
 
     def _divisor(self, num_keys: int) -> float:
-        return scale_divisor(self.scale, num_keys)
+        return scale_divisor(self.scale, num_keys, head_width=self.width // self.heads)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self._with_position(x)

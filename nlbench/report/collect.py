@@ -2,7 +2,8 @@
 
 A record is one run: ``run_id``, ``status`` ("finished" | "failed" | "diverged" | ...), ``error``, the run's
 hyper-parameters under their short names (``normalization``, ``reduction``, ``init``, ``seed``, ...), and the
-scalar results of ``result.json`` (``best_val_acc1``, ``final_val_acc1``, ``train_images_per_s``, ``params``, ...).
+metrics of its record under :data:`nlbench.run.METRICS` (``val/acc1_best``, ``val/acc1``, ``train/images_per_s``,
+``params``, ...); see :class:`nlbench.run.RunRecord`.
 Learning curves are kept apart, per run id, as one row per epoch.
 
 A :class:`Benchmark` is one file written by ``nlbench bench train --grid --out FILE``: images/s and peak memory of
@@ -28,58 +29,22 @@ from typing import Any
 
 import yaml
 
+from nlbench import run as run_
+
 FINISHED = "finished"
-# Scalars of result.json (design.md "Run directory") that describe the outcome, not the configuration.
-RESULT_METRICS: tuple[str, ...] = (
-    "best_val_acc1",
-    "final_val_acc1",
-    "best_val_acc5",
-    "final_val_acc5",
-    "best_epoch",
-    "epochs",
-    "global_step",
-    "time_s",
-    "train_images_per_s",
-    "params",
-    "nl_params",
-)
-# Columns of results.csv/json and result.json that are bookkeeping, never hyper-parameters.
-BOOKKEEPING: frozenset[str] = frozenset(
-    {"run_id", "status", "error", "run_name", "group", "run_dir", "hparams", "written_at", *RESULT_METRICS}
-)
+# A flat record's keys that are bookkeeping or outcome, never hyper-parameters.
+BOOKKEEPING: frozenset[str] = frozenset({*run_.BOOKKEEPING, "run_dir", "hparams", *run_.METRICS})
 # Per-epoch columns kept from metrics.csv (CSVLogger output; sparse rows, one metric family per row).
 CURVE_COLUMNS: tuple[str, ...] = (
     "train/loss",
     "train/acc1",
     "val/loss",
-    "val/acc1",
-    "val/acc5",
+    run_.FINAL_ACC1,
+    run_.FINAL_ACC5,
     "lr",
-    "train/images_per_s",
+    run_.IMAGES_PER_S,
 )
-SEED_KEYS: frozenset[str] = frozenset({"seed", "seed_everything"})
-# The hyper-parameter vocabulary of design.md (result.json "hparams", W&B config, sweep axes' last segments).
-HPARAM_NAMES: tuple[str, ...] = (
-    "dataset",
-    "backbone",
-    "depth",
-    "widen",
-    "normalization",
-    "reduction",
-    "width",
-    "heads",
-    "scale",
-    "order",
-    "similarity",
-    "init",
-    "pos_encoding",
-    "subsample",
-    "nl_stages",
-    "nl_blocks",
-    "seed",
-    "max_epochs",
-    "batch_size",
-)
+SEED_KEYS: frozenset[str] = frozenset({run_.SEED, run_.SEED_KEY})
 
 
 class SweepDirError(FileNotFoundError):
@@ -113,7 +78,8 @@ class Sweep:
         sweep's own axes (the results table's columns) are kept."""
         names: dict[str, None] = {}
         for run in self.runs:
-            names.update((key, None) for key in run if key not in BOOKKEEPING and key not in SEED_KEYS)
+            names.update((key, None) for key in run if key not in BOOKKEEPING and key not in SEED_KEYS
+                         and key not in run_.METRICS)
         keys = [key for key in names if len({config_of(run, [key]) for run in self.runs}) > 1]
         configurations = len({config_of(run, keys) for run in self.runs})
         for key in reversed(list(keys)):
@@ -160,9 +126,10 @@ def group_runs(
     return dict(sorted(groups.items(), key=lambda item: tuple(_sort_key(v) for v in item[0])))
 
 
-def summarize(sweep: Sweep, metrics: Sequence[str] = RESULT_METRICS) -> list[dict[str, Any]]:
+def summarize(sweep: Sweep, metrics: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """One row per configuration: its key values, ``n`` finished runs, ``n_unfinished``, and for each metric
     ``<metric>_mean``, ``<metric>_std`` over the finished runs' seeds."""
+    metrics = run_.METRICS if metrics is None else metrics  # read at call time: the vocabulary is nlbench.run's
     keys = sweep.config_keys
     rows = []
     for config, runs in group_runs(sweep.runs, keys).items():
@@ -178,7 +145,7 @@ def summarize(sweep: Sweep, metrics: Sequence[str] = RESULT_METRICS) -> list[dic
 
 
 def mean_curve(
-    sweep: Sweep, runs: Iterable[Mapping[str, Any]], column: str = "val/acc1"
+    sweep: Sweep, runs: Iterable[Mapping[str, Any]], column: str = run_.FINAL_ACC1
 ) -> list[tuple[int, float, float | None]]:
     """(epoch, mean, std) of one metrics.csv column over the given runs, for the epochs any of them reached."""
     by_epoch: dict[int, list[float]] = {}
@@ -211,8 +178,8 @@ def load_sweep(sweep_dir: str | os.PathLike[str]) -> Sweep:
         if "run_id" not in row:
             raise ValueError(f"{table}: a row has no run_id column: {sorted(row)}")
         run_dir = root / "runs" / str(row["run_id"])
-        runs.append(_record(row, _read_json(run_dir / "result.json")))
-        metrics = run_dir / "metrics.csv"
+        runs.append(_record(row, run_.read_record(run_dir)))
+        metrics = run_.RunDir(run_dir).metrics_csv
         if metrics.is_file():
             curves[str(row["run_id"])] = epoch_rows(_read_csv(metrics))
     name = str((spec or {}).get("name") or root.resolve().name)
@@ -238,26 +205,37 @@ def epoch_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, float]]:
     return [epochs[epoch] for epoch in sorted(epochs)]
 
 
-def _record(row: Mapping[str, Any], result: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Merge a results-table row with its run's result.json: hyper-parameters under short names, results flat."""
-    # Besides bookkeeping and metrics, a results row holds the swept keys under short column names (the sweep's
-    # `column_names`); result.json's hparams use the same vocabulary and win where both exist.
-    record: dict[str, Any] = {
+def _record(row: Mapping[str, Any], record: run_.RunRecord | None) -> dict[str, Any]:
+    """Merge a results-table row with its run's record into one flat dict."""
+    # A results row holds the swept keys under their short column names (nlbench.run.short_name), the record's
+    # hparams use the same names and win where both exist; the record is the run's own word on metrics and status,
+    # except that a "running" record of a run the table no longer lists as running means its process is gone.
+    flat: dict[str, Any] = {
         ("seed" if key in SEED_KEYS else key): value for key, value in row.items() if key not in BOOKKEEPING
     }
-    hparams = (result or {}).get("hparams") or row.get("hparams") or {}
-    record.update({_short_name(key): value for key, value in hparams.items()})
-    # result.json is the run's own word; the table row stands in when the run never wrote one.
-    for key in ("status", "error", "run_name", "group", *RESULT_METRICS):
-        record[key] = (result or {}).get(key, row.get(key))
-    record["run_id"] = str(row["run_id"])
-    record["status"] = record["status"] or "missing"
-    return record
+    flat.update({key: row.get(key) for key in ("status", "error", *run_.METRICS)})
+    if record is not None:
+        flat.update(record.flat())
+        if record.status == "running" and row.get("status") not in (None, "running"):
+            flat["status"] = row["status"]
+    flat["run_id"] = str(row["run_id"])
+    flat["status"] = flat.get("status") or "missing"
+    return flat
 
 
-def _short_name(key: str) -> str:
-    name = key.rsplit(".", 1)[-1]
-    return "seed" if name in SEED_KEYS else name
+def load_run_dir(run_dir: str | os.PathLike[str]) -> Sweep:
+    """A single run directory (a plain ``nlbench fit``) as a sweep of one run: its record and learning curve."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise SweepDirError(f"run directory {root} does not exist")
+    paths = run_.RunDir(root)
+    record = run_.load_run_record(root)
+    flat = {**record.flat(), "run_id": root.resolve().name}
+    curves = {flat["run_id"]: epoch_rows(_read_csv(paths.metrics_csv))} if paths.metrics_csv.is_file() else {}
+    stamp = paths.result if paths.result.is_file() else paths.config
+    created = datetime.fromtimestamp(stamp.stat().st_mtime, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return Sweep(name=record.run_name or flat["run_id"], source=str(root), runs=[flat], curves=curves,
+                 created=created)
 
 
 def _read_results_json(path: Path) -> list[dict[str, Any]]:
@@ -374,31 +352,25 @@ def load_wandb(path: str, *, groups: Sequence[str] = (), timeout: int = 20) -> S
     return Sweep(name=name, source=f"wandb:{path}", runs=runs, curves=curves, created=created)
 
 
-# W&B run state -> result.json status.
-_WANDB_STATUS = {"finished": FINISHED, "crashed": "failed", "failed": "failed", "killed": "failed"}
-# result.json scalar <- W&B summary key logged by the training module.
-_WANDB_SUMMARY = {
-    "best_val_acc1": "val/acc1_best",
-    "final_val_acc1": "val/acc1",
-    "final_val_acc5": "val/acc5",
-    "train_images_per_s": "train/images_per_s",
-    "global_step": "trainer/global_step",
-}
+# W&B run state -> record status.
+_WANDB_STATUS = {"finished": FINISHED, "running": "running", "crashed": "failed", "failed": "failed",
+                 "killed": "failed"}
 
 
 def _wandb_record(wandb_run: Any) -> dict[str, Any]:
-    # nlbench uploads its headline hparams (result.json's names) at the top level of the W&B config and the full
-    # resolved config under "config"; a full config has hundreds of leaves, so keep only the names the report knows.
+    # nlbench uploads the record's hparams at the top level of the W&B config (the full resolved config goes under
+    # "config") and puts the record's metrics in the summary under the same names (nlbench.callbacks.RunResult);
+    # params and nl_params are also logged as hyper-parameters.
     config = dict(wandb_run.config)
-    record = {
-        _short_name(key): value for key, value in _flatten(config).items() if _short_name(key) in HPARAM_NAMES
-    }
-    record.update({key: value for key, value in config.items() if key in HPARAM_NAMES})  # the run's own words win
     summary = dict(wandb_run.summary)
-    for name in RESULT_METRICS:
-        record[name] = summary.get(name, summary.get(_WANDB_SUMMARY.get(name, name), config.get(name)))
-    if isinstance(summary.get("epoch"), (int, float)) and "epochs" not in summary:
-        record["epochs"] = int(summary["epoch"]) + 1  # W&B keeps the last 0-based epoch; result.json counts epochs
+    record: dict[str, Any] = {key: config[key] for key in run_.HPARAMS if key in config}
+    for name in run_.METRICS:
+        value = summary.get(name, config.get(name))
+        record[name] = value.get("max") if isinstance(value, Mapping) else value  # define_metric(summary="max")
+    if record["epochs"] is None and isinstance(summary.get("epoch"), (int, float)):
+        record["epochs"] = int(summary["epoch"]) + 1  # W&B keeps the last 0-based epoch; the record counts epochs
+    if record["global_step"] is None:
+        record["global_step"] = summary.get("trainer/global_step")
     record.update(
         run_id=str(wandb_run.id),
         run_name=wandb_run.name,
@@ -407,17 +379,6 @@ def _wandb_record(wandb_run: Any) -> dict[str, Any]:
         error=None,
     )
     return record
-
-
-def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 # --------------------------------------------------------------------------------------------------------------

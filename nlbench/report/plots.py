@@ -15,6 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
+from nlbench import run as run_
 from nlbench.report.collect import (
     Benchmark,
     Sweep,
@@ -34,7 +35,7 @@ LINESTYLES = ("-", "--", ":", "-.")
 # Compact labels, the same words as the W&B run names (scale-r2-h1-normal).
 _PREFIXES = {"reduction": "r", "heads": "h", "width": "w", "depth": "d"}
 _BARE = {"normalization", "init", "similarity", "order", "dataset", "backbone"}
-METRICS = {"best": "best_val_acc1", "final": "final_val_acc1"}
+METRICS = {"best": run_.BEST_ACC1, "final": run_.FINAL_ACC1}
 
 
 def config_label(config: Mapping[str, Any]) -> str:
@@ -161,7 +162,7 @@ def learning_curves(sweep: Sweep) -> Figure | None:
 def throughput_and_params(sweep: Sweep) -> Figure | None:
     """Training throughput (images/s, mean +- std over seeds) and parameter counts per configuration."""
     rows = [row for row in summarize(sweep) if row["n"] > 0]
-    if not rows or all(row["train_images_per_s_mean"] is None and row["params_mean"] is None for row in rows):
+    if not rows or all(row[f"{run_.IMAGES_PER_S}_mean"] is None and row["params_mean"] is None for row in rows):
         return None
     keys = sweep.config_keys
     labels = [config_label({key: row.get(key) for key in keys}) for row in rows]
@@ -169,8 +170,8 @@ def throughput_and_params(sweep: Sweep) -> Figure | None:
     positions = list(range(len(rows)))
     fig = _figure(ncols=2, nrows=1, width=5.0, height=max(2.4, 0.28 * len(rows) + 1.0), sharey=True)
     speed, params = fig.axes
-    speed.barh(positions, [row["train_images_per_s_mean"] or 0.0 for row in rows],
-               xerr=[row["train_images_per_s_std"] or 0.0 for row in rows], color=colors, capsize=2)
+    speed.barh(positions, [row[f"{run_.IMAGES_PER_S}_mean"] or 0.0 for row in rows],
+               xerr=[row[f"{run_.IMAGES_PER_S}_std"] or 0.0 for row in rows], color=colors, capsize=2)
     speed.set_xlabel("training images/s")
     params.barh(positions, [(row["params_mean"] or 0.0) / 1e3 for row in rows], color=colors, alpha=0.45,
                 label="all parameters")

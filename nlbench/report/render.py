@@ -15,6 +15,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from nlbench import run as run_
 from nlbench.io import atomic_write_text
 from nlbench.report import plots
 from nlbench.report.collect import BOOKKEEPING, SEED_KEYS, Benchmark, Sweep, config_of, summarize, top1_error
@@ -170,12 +171,12 @@ def configuration_table(sweep: Sweep) -> Table:
         cells = [_text(row.get(key)) for key in keys]
         cells += [
             str(row["n"]),
-            _error_pm(row, "best_val_acc1"),
-            _error_pm(row, "final_val_acc1"),
-            _error_pm(row, "best_val_acc5"),
+            _error_pm(row, run_.BEST_ACC1),
+            _error_pm(row, run_.FINAL_ACC1),
+            _error_pm(row, run_.BEST_ACC5),
             _pm(row["best_epoch_mean"], row["best_epoch_std"], digits=1),
             _pm(row["epochs_mean"], None, digits=0),
-            _pm(row["train_images_per_s_mean"], row["train_images_per_s_std"], digits=0),
+            _pm(row[f"{run_.IMAGES_PER_S}_mean"], row[f"{run_.IMAGES_PER_S}_std"], digits=0),
             _count(row["params_mean"]),
             _count(row["nl_params_mean"]),
         ]

@@ -1,7 +1,7 @@
 """``nlbench sweep``: run a sweep spec's grid as ``nlbench fit`` runs, preview it, or export it as a W&B sweep.
 
     nlbench sweep --config experiments/sweeps/cifar10.yaml [--dry-run] [--export-wandb FILE]
-                  [--output_dir DIR] [--devices auto|cpu|0,1,...] [--max-runs N]
+                  [--output_dir DIR] [--devices auto|cpu|0,1,...] [--runs-per-device K] [--max-runs N]
 
 Re-running the same command skips finished and diverged runs, resumes interrupted ones from their last checkpoint
 and retries failed ones (also resuming when they left a checkpoint). Exit code: 0 when no run of the sweep is
@@ -11,6 +11,7 @@ failed (diverged runs are results, and runs left for later by --max-runs are not
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -19,10 +20,22 @@ from typing import Any
 
 from jsonargparse import ArgumentError, ArgumentParser
 
+from nlbench.errors import os_error_line
+from nlbench.sweep.datacheck import DataNeed, check_data, data_needs, fetch_data
 from nlbench.sweep.devices import Slot, parse_devices, plan_slots, visible_gpus
 from nlbench.sweep.results import axis_columns
 from nlbench.sweep.runner import SweepLockedError, format_duration, plan, run_sweep
-from nlbench.sweep.spec import SweepRun, SweepSpec, SweepSpecError, format_value, load_spec, validate_runs
+from nlbench.sweep.spec import (
+    BASE_RUN,
+    DEFAULT_GRID_LIMIT,
+    SweepRun,
+    SweepSpec,
+    SweepSpecError,
+    format_value,
+    load_spec,
+    probe_runs,
+    validate_runs,
+)
 from nlbench.sweep.wandb_export import export_wandb
 
 
@@ -43,7 +56,16 @@ def build_parser() -> ArgumentParser:
     parser.add_argument(
         "--devices", type=str, default="auto", help="auto (all visible GPUs, else CPU), cpu, or GPU ids such as 0,1,3"
     )
+    parser.add_argument(
+        "--runs-per-device", type=int, default=None, metavar="K",
+        help="concurrent runs per GPU (group of devices_per_run GPUs) or on the CPU, instead of the spec's "
+        "runs_per_device; each gets 1/K of the GPU memory, or of the CPU cores",
+    )  # fmt: skip
     parser.add_argument("--max-runs", type=int, default=None, help="start at most this many runs, then stop")
+    parser.add_argument(
+        "--grid-limit", type=int, default=None, metavar="N",
+        help=f"refuse specs with more than N runs (default: the spec's grid_limit, else {DEFAULT_GRID_LIMIT:,})",
+    )  # fmt: skip
     return parser
 
 
@@ -56,37 +78,57 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.max_runs is not None and args.max_runs < 0:
             raise ValueError(f"--max-runs must be >= 0, got {args.max_runs}")
+        if args.grid_limit is not None and args.grid_limit < 1:
+            raise ValueError(f"--grid-limit must be >= 1, got {args.grid_limit}")
         gpus = parse_devices(args.devices)
+        if args.runs_per_device is not None and args.runs_per_device < 1:
+            raise ValueError(f"--runs-per-device must be >= 1, got {args.runs_per_device}")
         spec = load_spec(args.config, output_dir=args.output_dir)
-        runs = spec.expand()
+        if args.grid_limit is not None:
+            spec = dataclasses.replace(spec, grid_limit=args.grid_limit)
+        if args.runs_per_device is not None:
+            spec = dataclasses.replace(spec, runs_per_device=args.runs_per_device)
+        spec.check_size()
         slots = None  # only needed to run or preview; an export may be made on a machine without the GPUs
         if args.dry_run or not args.export_wandb:
-            slots = plan_slots(visible_gpus() if gpus is None else gpus, spec.devices_per_run)
-        print(f"checking {len(runs)} run(s) with the `nlbench fit` parser ...", file=sys.stderr, flush=True)
+            slots = plan_slots(_check_gpus(gpus), spec.devices_per_run, spec.runs_per_device)
+        print(f"expanding {spec.size} run(s) ...", file=sys.stderr, flush=True)
+        runs = spec.expand()
+        probes = probe_runs(spec, runs)
+        print(f"checking {len(runs)} run(s) with the `nlbench fit` parser ({len(probes) + 1} configs parsed) ...",
+              file=sys.stderr, flush=True)  # fmt: skip
         parsed = validate_runs(spec, runs)
+        needs = data_needs(parsed.values())
         if args.export_wandb:
             path = export_wandb(spec, args.export_wandb)
             print(f"wrote W&B sweep definition {path} ({len(runs)} runs); its header says how to run it")
+        elif not args.dry_run:
+            check_data(needs)
     except (SweepSpecError, FileNotFoundError, ValueError) as err:
         return _error(str(err))
+    except OSError as err:  # e.g. a read-only or full disk for --export-wandb
+        return _error(os_error_line(err))
     if slots is None:
         return 0
     if args.dry_run:
-        print_plan(spec, runs, parsed, slots)
+        print_plan(spec, runs, parsed, slots, needs)
         return 0
 
     print(f"sweep {spec.name}: {_counts_line(spec, runs)}; {len(slots)} slot(s): "
           f"{', '.join(s.label for s in slots)} -> {spec.output_dir}")  # fmt: skip
     try:
+        fetch_data(needs)
         rows = run_sweep(spec, slots=slots, runs=runs, max_runs=args.max_runs)
-    except SweepLockedError as err:
+    except (SweepLockedError, FileNotFoundError) as err:
         return _error(str(err))
+    except OSError as err:  # a read-only or full output_dir: one line, and no run was started on it
+        return _error(os_error_line(err, where=spec.output_dir))
     except KeyboardInterrupt:
         print(f"nlbench sweep: interrupted; run the same command again to resume ({spec.output_dir})", file=sys.stderr)
         return 130
     counts = Counter(row["status"] for row in rows)
     print(f"sweep {spec.name}: " + ", ".join(f"{n} {status}" for status, n in counts.most_common()))
-    print(f"results: {spec.output_dir / 'results.csv'}, mean/std over seeds: {spec.output_dir / 'summary.csv'}")
+    print(f"results: {spec.output_dir / 'results.csv'}; statistics over seeds: nlbench report {spec.output_dir}")
     sync = wandb_sync_line(spec.output_dir)
     if sync:
         print(sync)
@@ -103,6 +145,18 @@ def wandb_sync_line(output_dir: Path) -> str | None:
     return f"W&B ran offline for {len(offline)} run(s); upload them later with: wandb sync {Path(output_dir) / pattern}"
 
 
+def _check_gpus(gpus: list[str] | None) -> list[str]:
+    """The GPUs to use: all visible ones for auto, else the --devices ids, each of which must be visible."""
+    visible = visible_gpus()
+    if gpus is None:
+        return visible
+    missing = [gpu for gpu in gpus if gpu not in visible]
+    if missing:
+        raise ValueError(f"--devices {','.join(gpus)}: GPU(s) {', '.join(missing)} not visible on this machine "
+                         f"(visible: {','.join(visible) or 'none'}); use --devices auto or cpu")  # fmt: skip
+    return gpus
+
+
 def _error(message: str) -> int:
     print(f"nlbench sweep: error: {message}", file=sys.stderr)
     return 2
@@ -114,8 +168,14 @@ def _counts_line(spec: SweepSpec, runs: Sequence[SweepRun]) -> str:
             f"{actions['retry']} to retry")  # fmt: skip
 
 
-def print_plan(spec: SweepSpec, runs: Sequence[SweepRun], parsed: Mapping[str, Any], slots: Sequence[Slot]) -> None:
-    """The dry run: one line per run (status, action, id, overrides), then the estimated cost."""
+def print_plan(
+    spec: SweepSpec,
+    runs: Sequence[SweepRun],
+    parsed: Mapping[str, Any],
+    slots: Sequence[Slot],
+    needs: Sequence[DataNeed] = (),
+) -> None:
+    """The dry run: one line per run (status, action, id, overrides), then data, devices and estimated cost."""
     columns = axis_columns(spec)
     planned = plan(spec, runs)
     print(f"sweep {spec.name} ({spec.label}) -> {spec.output_dir}")
@@ -125,12 +185,18 @@ def print_plan(spec: SweepSpec, runs: Sequence[SweepRun], parsed: Mapping[str, A
         overrides = " ".join(f"{columns[k]}={format_value(v)}" for k, v in run.params.items())
         print(f"{state.status:<11} {state.action:<6} {run.run_id:<{width}}  {overrides}")
     print(_counts_line(spec, runs))
+    for need in needs:
+        print(need.describe)
+    print(f"devices: {len(slots)} slot(s), one run at a time on each: {', '.join(s.label for s in slots)}"
+          + ("" if slots[0].gpus else " (no GPU visible, or --devices cpu)"))  # fmt: skip
 
     todo = [run for run, state in planned if state.action != "skip"]
     if not todo:
         print("cost: nothing left to run (every run is finished or diverged)")
         return
-    epochs = [_max_epochs(parsed.get(run.run_id)) for run in todo]
+    base_epochs = _max_epochs(parsed[BASE_RUN].get("trainer.max_epochs")) if BASE_RUN in parsed else None
+    epochs = [_max_epochs(run.params["trainer.max_epochs"]) if "trainer.max_epochs" in run.params else base_epochs
+              for run in todo]  # fmt: skip
     known = [e for e in epochs if e is not None]
     total = sum(known)
     per_run = f"{known[0]}" if known and len(set(known)) == 1 else "varying"
@@ -138,7 +204,7 @@ def print_plan(spec: SweepSpec, runs: Sequence[SweepRun], parsed: Mapping[str, A
     print(f"cost: {len(todo)} runs x {per_run} epochs = {total} epochs{unknown} on {len(slots)} slot(s): "
           f"{', '.join(s.label for s in slots)}")  # fmt: skip
 
-    timed = [s.result for _, s in planned if s.status == "finished" and s.result and s.result.get("epochs")]
+    timed = [s.record.metrics for _, s in planned if s.status == "finished" and s.record and s.record.metrics["epochs"]]
     seconds = sum(float(r.get("time_s") or 0.0) for r in timed)
     measured_epochs = sum(int(r["epochs"]) for r in timed)
     if seconds > 0 and measured_epochs:
@@ -149,9 +215,8 @@ def print_plan(spec: SweepSpec, runs: Sequence[SweepRun], parsed: Mapping[str, A
         print("ETA: unknown (no finished runs to time yet)")
 
 
-def _max_epochs(config: Any) -> int | None:
-    epochs = config.get("trainer.max_epochs") if config is not None else None
-    return epochs if isinstance(epochs, int) and epochs >= 0 else None
+def _max_epochs(epochs: Any) -> int | None:
+    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 0 else None
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
 N visible GPUs and ``devices_per_run`` k give floor(N / k) slots of k GPUs each, pinned with
 ``CUDA_VISIBLE_DEVICES`` and run with ``--trainer.accelerator gpu --trainer.devices k`` (plus
 ``--trainer.strategy ddp`` when k > 1). Without GPUs there is one CPU slot, so runs go one after another.
+
+``runs_per_device`` r puts r runs on every slot at once (r slots share each GPU group, or the CPU): small runs
+leave most of a modern GPU idle, and r processes overlap one another's host overhead and kernel launches. Each
+sharing run gets a memory cap on GPU, or an even share of the cores on CPU (see `nlbench.device_share`).
 """
 
 from __future__ import annotations
@@ -11,20 +15,28 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nlbench.device_share import share_env
+
 
 @dataclass(frozen=True)
 class Slot:
     """Where one run executes: a group of GPU ids (as ``CUDA_VISIBLE_DEVICES`` names them), or the CPU."""
 
     gpus: tuple[str, ...] = ()
+    shared_by: int = 1  # runs that use the same GPUs (or the CPU) at once, this one included
+    index: int = 0  # which of those runs this slot is (0 .. shared_by - 1)
+    cpus: int | None = None  # cores to split between CPU runs (None: the cores this process may use)
 
     @property
     def label(self) -> str:
-        return f"gpu {','.join(self.gpus)}" if self.gpus else "cpu"
+        where = f"gpu {','.join(self.gpus)}" if self.gpus else "cpu"
+        return f"{where} #{self.index + 1}/{self.shared_by}" if self.shared_by > 1 else where
 
     def env(self) -> dict[str, str]:
-        """Environment variables that pin the run to this slot's GPUs (inside the run they are 0..k-1)."""
-        return {"CUDA_VISIBLE_DEVICES": ",".join(self.gpus)} if self.gpus else {}
+        """Environment variables that pin the run to this slot's GPUs (inside the run they are 0..k-1) and, when
+        the slot is shared, cap its share of the device (memory fraction on GPU, threads on CPU)."""
+        pinned = {"CUDA_VISIBLE_DEVICES": ",".join(self.gpus)} if self.gpus else {}
+        return {**pinned, **share_env(self.shared_by, gpu=bool(self.gpus), cpus=self.cpus)}
 
     def fit_args(self, *, strategy_given: bool = False) -> list[str]:
         """Trainer arguments for this slot; `strategy_given` when the run's own overrides choose a strategy."""
@@ -60,15 +72,25 @@ def parse_devices(text: str) -> list[str] | None:
     return gpus
 
 
-def plan_slots(gpus: Sequence[str], devices_per_run: int) -> list[Slot]:
-    """Split `gpus` into floor(len / devices_per_run) slots; no GPUs -> one CPU slot (runs go sequentially)."""
+def plan_slots(gpus: Sequence[str], devices_per_run: int, runs_per_device: int = 1) -> list[Slot]:
+    """Split `gpus` into floor(len / devices_per_run) groups, each shared by `runs_per_device` runs at once.
+
+    No GPUs -> the CPU, shared the same way. Slots are ordered round-robin over the groups, so a sweep with fewer
+    runs than slots spreads them over the GPUs before doubling up on one.
+    """
     if devices_per_run < 1:
         raise ValueError(f"devices_per_run must be >= 1, got {devices_per_run}")
+    if runs_per_device < 1:
+        raise ValueError(f"runs_per_device must be >= 1, got {runs_per_device}")
     if not gpus:
         if devices_per_run > 1:
             raise ValueError(f"devices_per_run={devices_per_run} needs GPUs, but none are visible")
-        return [Slot()]
-    if len(gpus) < devices_per_run:
-        raise ValueError(f"devices_per_run={devices_per_run} but only {len(gpus)} GPU(s) visible: {','.join(gpus)}")
-    n_slots = len(gpus) // devices_per_run
-    return [Slot(tuple(gpus[i * devices_per_run : (i + 1) * devices_per_run])) for i in range(n_slots)]
+        groups: list[tuple[str, ...]] = [()]
+    else:
+        if len(gpus) < devices_per_run:
+            raise ValueError(
+                f"devices_per_run={devices_per_run} but only {len(gpus)} GPU(s) visible: {','.join(gpus)}"
+            )
+        n_groups = len(gpus) // devices_per_run
+        groups = [tuple(gpus[i * devices_per_run : (i + 1) * devices_per_run]) for i in range(n_groups)]
+    return [Slot(group, runs_per_device, index) for index in range(runs_per_device) for group in groups]

@@ -1,8 +1,8 @@
-"""The sweep's tables, rebuilt from the run directories (the source of truth) and written atomically.
+"""The sweep's results table, rebuilt from the run directories (the source of truth) and written atomically.
 
-``results.csv/json``: one row per run of the spec (run_id, status, one column per swept key, metrics from the
-run's result.json, error). ``summary.csv/json``: per configuration (all swept keys except the seed), mean, sample
-standard deviation (n - 1; empty for n = 1) and n of the accuracies over the finished runs.
+``results.csv/json``: one row per run of the spec: run_id, status, one column per swept key (its short name,
+:func:`nlbench.run.short_name`, made unique), the run record's metrics under :data:`nlbench.run.METRICS`, error.
+Statistics over seeds are the report's (``nlbench report SWEEP_DIR``): the table holds no aggregate of its own.
 """
 
 from __future__ import annotations
@@ -10,37 +10,31 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
-import statistics
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nlbench import run as record_
 from nlbench.io import atomic_write_json, atomic_write_text
-from nlbench.sweep.spec import SEED_KEY, SweepRun, SweepSpec, column_names
+from nlbench.sweep.spec import SweepRun, SweepSpec, column_names
 
-# Status of a run directory. "finished" and "diverged" are final; the others are (re)run by the next sweep.
-FINAL_STATUSES = ("finished", "diverged")
-METRIC_COLUMNS = (
-    "best_val_acc1", "final_val_acc1", "best_val_acc5", "final_val_acc5", "best_epoch",
-    "epochs", "time_s", "train_images_per_s", "params", "nl_params",
-)  # fmt: skip
-SUMMARY_METRICS = ("best_val_acc1", "final_val_acc1", "best_val_acc5", "final_val_acc5")
+FINAL_STATUSES = record_.FINAL_STATUSES  # "finished" and "diverged" are final; the others are (re)run
 
 
 @dataclass(frozen=True)
 class RunState:
     """What a run directory says about a run.
 
-    status: "new" (nothing yet), "interrupted" (stopped without a final result), "failed", "diverged" or
-    "finished". (Tables written while a sweep runs also say "running".)
+    status: "new" (nothing yet), "interrupted" (stopped without a final result, or a "running" record whose
+    process is gone), "failed", "diverged" or "finished". (Tables written while a sweep runs also say "running".)
     resumable: the directory holds checkpoints, so the next attempt passes ``--ckpt_path last``.
+    record: the run's result.json, if readable.
     """
 
     status: str
     resumable: bool
-    result: Mapping[str, Any] | None = None
+    record: record_.RunRecord | None = None
 
     @property
     def action(self) -> str:
@@ -53,27 +47,19 @@ class RunState:
 
 
 def read_state(run_dir: Path) -> RunState:
-    """The state of one run directory (missing or unreadable result.json counts as no result)."""
-    resumable = any(run_dir.glob("checkpoints/*.ckpt"))
-    result = _read_result(run_dir / "result.json")
-    status = result.get("status") if result else None
+    """The state of one run directory (a missing or unreadable result.json counts as no result)."""
+    paths = record_.RunDir(run_dir)
+    record = record_.read_record(paths)
+    status = record.status if record else None
     if status in (*FINAL_STATUSES, "failed"):
-        return RunState(status, resumable, result)
-    # No result, or "interrupted" (Ctrl-C): stopped mid-way; the next attempt resumes from a checkpoint if any.
-    return RunState("interrupted" if run_dir.exists() else "new", resumable, result)
-
-
-def _read_result(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+        return RunState(status, paths.resumable, record)
+    # No result, "running" or "interrupted" (Ctrl-C): stopped mid-way; the next attempt resumes from a checkpoint.
+    return RunState("interrupted" if run_dir.exists() else "new", paths.resumable, record)
 
 
 def axis_columns(spec: SweepSpec) -> dict[str, str]:
-    """Dotted swept key -> results column name (short, unique, never a metric column's name)."""
-    return column_names(spec.swept_keys, taken=("run_id", "status", "error", *METRIC_COLUMNS, "n"))
+    """Dotted swept key -> results column name (short, unique, never a bookkeeping or metric column's name)."""
+    return column_names(spec.swept_keys, taken=(*record_.BOOKKEEPING, *record_.METRICS))
 
 
 def collect_rows(spec: SweepSpec, runs: Sequence[SweepRun], *, running: Collection[str] = ()) -> list[dict[str, Any]]:
@@ -82,58 +68,27 @@ def collect_rows(spec: SweepSpec, runs: Sequence[SweepRun], *, running: Collecti
     rows = []
     for run in runs:
         state = read_state(spec.output_dir / "runs" / run.run_id)
-        result = state.result or {}
+        metrics = state.record.metrics if state.record else dict.fromkeys(record_.METRICS)
         status = "running" if run.run_id in running else state.status
         row: dict[str, Any] = {"run_id": run.run_id, "status": status}
         row.update({col: run.params.get(key) for key, col in columns.items()})
-        row.update({name: _finite(result.get(name)) for name in METRIC_COLUMNS})
-        row["error"] = result.get("error") if state.status == "failed" else None
+        row.update({name: metrics.get(name) for name in record_.METRICS})
+        row["error"] = state.record.error if state.record and state.status == "failed" else None
         rows.append(row)
     return rows
-
-
-def summarize(rows: Sequence[Mapping[str, Any]], group_columns: Sequence[str]) -> list[dict[str, Any]]:
-    """Mean, sample std and n of the accuracies of finished runs per configuration (all groups, in row order)."""
-    groups: dict[str, list[Mapping[str, Any]]] = {}
-    for row in rows:
-        key = json.dumps([row.get(c) for c in group_columns])
-        groups.setdefault(key, []).append(row)
-    summary = []
-    for members in groups.values():
-        finished = [r for r in members if r["status"] == "finished"]
-        entry: dict[str, Any] = {c: members[0].get(c) for c in group_columns}
-        entry.update(
-            n=len(finished),
-            diverged=sum(r["status"] == "diverged" for r in members),
-            failed=sum(r["status"] == "failed" for r in members),
-        )
-        for metric in SUMMARY_METRICS:
-            values = [float(r[metric]) for r in finished if r.get(metric) is not None]
-            entry[f"{metric}_mean"] = statistics.fmean(values) if values else None
-            entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else None
-        summary.append(entry)
-    return summary
 
 
 def write_results(
     spec: SweepSpec, runs: Sequence[SweepRun], *, running: Collection[str] = ()
 ) -> list[dict[str, Any]]:
-    """Rebuild results.{csv,json} and summary.{csv,json} in the sweep directory; returns the result rows."""
+    """Rebuild results.{csv,json} in the sweep directory; returns the result rows."""
     rows = collect_rows(spec, runs, running=running)
-    columns = axis_columns(spec)
-    seed_column = columns.get(SEED_KEY)
-    summary = summarize(rows, [c for c in columns.values() if c != seed_column])
     out = spec.output_dir
     atomic_write_json(out / "results.json", rows)
     atomic_write_text(out / "results.csv", _to_csv(rows))
-    atomic_write_json(out / "summary.json", summary)
-    atomic_write_text(out / "summary.csv", _to_csv(summary))
+    for stale in ("summary.json", "summary.csv"):  # written by earlier versions; statistics are the report's now
+        (out / stale).unlink(missing_ok=True)
     return rows
-
-
-def _finite(value: Any) -> Any:
-    """NaN/inf become None: JSON has no NaN, and an empty cell reads better than 'nan' in a CSV."""
-    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _to_csv(rows: Sequence[Mapping[str, Any]]) -> str:

@@ -33,13 +33,14 @@ from typing import IO, Any
 import yaml
 from tqdm import tqdm
 
-from nlbench.io import atomic_write_json, atomic_write_text
+from nlbench import run as record_
+from nlbench.io import atomic_write_text
 from nlbench.sweep.devices import Slot
 from nlbench.sweep.results import RunState, read_state, write_results
 from nlbench.sweep.spec import SweepRun, SweepSpec
 
 DEFAULT_FIT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "nlbench", "fit")
-LOG_NAME = "stdout.log"
+LOG_NAME = record_.RunDir(Path()).stdout.name
 LOCK_NAME = ".sweep.lock"
 LOG_MARK = "[nlbench sweep]"  # prefixes the lines the sweep itself writes into a run's log
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -172,8 +173,8 @@ def _finish(spec: SweepSpec, job: _Job) -> str:
     code = job.proc.returncode
     run_dir = run_dir_of(spec, job.run)
     state = read_state(run_dir)
-    if state.result is not None:  # the fit wrote its own outcome (an "interrupted" one stays resumable)
-        return state.status
+    if state.record is not None and state.record.status != "running":
+        return state.status  # the fit wrote its own outcome (an "interrupted" one stays resumable)
     # The fit died without a result (crash, config error, OOM kill) or exited 0 without one: record it as failed.
     if code < 0:  # killed by a signal (e.g. the OOM killer): its log just stops, so name the signal
         error = f"killed by {signal.Signals(-code).name}"
@@ -181,19 +182,34 @@ def _finish(spec: SweepSpec, job: _Job) -> str:
         error = _last_log_line(run_dir / LOG_NAME) or f"exit code {code}"
     else:
         error = "exited 0 without writing result.json"
-    atomic_write_json(run_dir / "result.json", _failed_result(job.run, error, code))
+    record_.write_record(run_dir, _failed_record(spec, job.run, state.record, error, code))
     return "failed"
 
 
-def _failed_result(run: SweepRun, error: str, code: int) -> dict[str, Any]:
-    """A result.json in the fit's format for a run that could not write its own."""
-    metrics = ("best_val_acc1", "final_val_acc1", "best_val_acc5", "final_val_acc5", "best_epoch", "epochs",
-               "global_step", "time_s", "train_images_per_s", "params", "nl_params")  # fmt: skip
-    return {
-        "status": "failed", "run_name": run.run_id, "group": "", "hparams": dict(run.params),
-        **dict.fromkeys(metrics), "error": error, "exit_code": code, "written_by": "nlbench sweep",
-        "written_at": _now(),
-    }  # fmt: skip
+def _failed_record(
+    spec: SweepSpec, run: SweepRun, running: record_.RunRecord | None, error: str, code: int
+) -> record_.RunRecord:
+    """The record of a run that could not write its outcome: its last "running" record (identity and metrics up
+    to the last validation) when it got that far, else the identity of its fit config."""
+    if running is None:
+        identity = _identity_of(spec, run)
+        running = record_.RunRecord(status="failed", run_name=identity.name if identity else run.run_id,
+                                    group=identity.group if identity else "",
+                                    hparams=identity.hparams if identity else {})  # fmt: skip
+    running.status, running.error, running.exit_code, running.written_by = "failed", error, code, "nlbench sweep"
+    return running
+
+
+def _identity_of(spec: SweepSpec, run: SweepRun) -> record_.RunIdentity | None:
+    """The identity the fit would have recorded (same names, same hparams), or None when its config does not parse."""
+    try:
+        from nlbench.cli import ConfigError, parse_fit_args
+    except ImportError:
+        return None
+    try:
+        return record_.identity_from_config(parse_fit_args(spec.fit_args(run.params)))
+    except (ConfigError, ValueError, TypeError, FileNotFoundError):
+        return None
 
 
 def _last_log_line(path: Path, tail_bytes: int = 16384) -> str | None:
@@ -281,14 +297,15 @@ def _show(bar: tqdm, counts: Counter[str], active: Sequence[_Job]) -> None:
 
 
 def _describe_end(spec: SweepSpec, job: _Job, status: str, *, done: str) -> str:
-    result = read_state(run_dir_of(spec, job.run)).result or {}
+    record = read_state(run_dir_of(spec, job.run)).record
+    metrics = record.metrics if record else {}
     seconds = time.monotonic() - job.started
     if status == "failed":
-        detail = f"error: {result.get('error')}"
-    elif result.get("best_val_acc1") is not None:
-        detail = f"best val acc1 {result['best_val_acc1']:.4f} after {result.get('epochs')} epochs"
+        detail = f"error: {record.error if record else None}"
+    elif metrics.get(record_.BEST_ACC1) is not None:
+        detail = f"best val acc1 {metrics[record_.BEST_ACC1]:.4f} after {metrics.get('epochs')} epochs"
     else:
-        detail = f"{result.get('epochs')} epochs"
+        detail = f"{metrics.get('epochs')} epochs"
     return f"[{done}] {status:<11} {job.run.run_id} ({format_duration(seconds)}, {job.slot.label}) {detail}"
 
 

@@ -3,7 +3,7 @@
 The format is documented at the top of experiments/sweeps/cifar10.yaml. In short: `base` LightningCLI config(s),
 fixed dotted `overrides`, a grid of dotted `axes`, optional explicit `points` (added to the grid), `output_dir`
 and `devices_per_run`. Every run is ``nlbench fit --config BASE... --key=value...``; nothing here imports the
-training code except `validate_runs`, which asks the real fit parser whether each run's command line is valid.
+training code except `validate_runs`, which asks the real fit parser whether the values the runs differ by are valid.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
+import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,8 +22,12 @@ from typing import Any
 
 import yaml
 
-SEED_KEY = "seed_everything"
-SPEC_KEYS = ("name", "base", "output_dir", "overrides", "axes", "points", "devices_per_run")
+from nlbench.run import SEED_KEY, short_name
+
+SPEC_KEYS = ("name", "base", "output_dir", "overrides", "axes", "points", "devices_per_run", "grid_limit", "runs_per_device")
+# Above this many runs a spec is refused unless it (or --grid-limit) raises the limit: a typo such as a 1000-value
+# seed axis should fail at once, not after minutes of expansion. 100,000 runs of even one minute are ~70 GPU-days.
+DEFAULT_GRID_LIMIT = 100_000
 # Set by the sweep itself (run directory, resume, device assignment), so a spec may not set them.
 RESERVED_KEYS = frozenset({"config", "run_dir", "ckpt_path", "trainer.accelerator", "trainer.devices"})
 _KEY_RE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
@@ -52,7 +58,9 @@ class SweepSpec:
     axes: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     points: tuple[Mapping[str, Any], ...] = ()
     devices_per_run: int = 1
+    runs_per_device: int = 1  # concurrent runs per GPU group (or on the CPU); see nlbench.sweep.devices
     source: Path | None = None
+    grid_limit: int = DEFAULT_GRID_LIMIT
 
     @property
     def label(self) -> str:
@@ -66,13 +74,31 @@ class SweepSpec:
             keys.update(dict.fromkeys(point))
         return list(keys)
 
+    @property
+    def size(self) -> int:
+        """The number of runs (grid product plus explicit points), computed without expanding the grid."""
+        return (math.prod(len(v) for v in self.axes.values()) if self.axes else 0) + len(self.points)
+
+    def check_size(self, limit: int | None = None) -> None:
+        """Refuse a spec with more runs than `limit` (default: the spec's `grid_limit`) before expanding it."""
+        limit = self.grid_limit if limit is None else limit
+        if self.size > limit:
+            sizes = " x ".join(str(len(v)) for v in self.axes.values()) or "0"
+            raise SweepSpecError(
+                f"{self.label}: {self.size:,} runs (axes {sizes}, {len(self.points)} points) exceed the limit of "
+                f"{limit:,}; shrink the axes, or raise it with --grid-limit {self.size} (or grid_limit: in the spec)"
+            )
+
     def expand(self) -> list[SweepRun]:
         """The grid (product of the axes, if any) followed by the explicit points; duplicates are an error."""
+        self.check_size()
         runs: list[SweepRun] = []
         seen: dict[str, str] = {}
-        grid = [dict(zip(self.axes, values)) for values in itertools.product(*self.axes.values())] if self.axes else []
-        candidates = [(params, "grid") for params in grid]
-        candidates += [(dict(point), f"points[{i}]") for i, point in enumerate(self.points)]
+        grid = (dict(zip(self.axes, values)) for values in itertools.product(*self.axes.values())) if self.axes else ()
+        candidates = itertools.chain(
+            ((params, "grid") for params in grid),
+            ((dict(point), f"points[{i}]") for i, point in enumerate(self.points)),
+        )
         for params, origin in candidates:
             canon = _canonical(params)
             if canon in seen:
@@ -98,6 +124,8 @@ class SweepSpec:
             "axes": {k: list(v) for k, v in self.axes.items()},
             "points": [dict(p) for p in self.points],
             "devices_per_run": self.devices_per_run,
+            "grid_limit": self.grid_limit,
+            "runs_per_device": self.runs_per_device,
         }
 
 
@@ -183,6 +211,13 @@ def spec_from_dict(
     devices_per_run = data.get("devices_per_run", 1)
     if isinstance(devices_per_run, bool) or not isinstance(devices_per_run, int) or devices_per_run < 1:
         raise fail(f"'devices_per_run' must be a positive integer, got {devices_per_run!r}")
+    runs_per_device = data.get("runs_per_device", 1)
+    if isinstance(runs_per_device, bool) or not isinstance(runs_per_device, int) or runs_per_device < 1:
+        raise fail(f"'runs_per_device' must be a positive integer, got {runs_per_device!r}")
+
+    grid_limit = data.get("grid_limit", DEFAULT_GRID_LIMIT)
+    if isinstance(grid_limit, bool) or not isinstance(grid_limit, int) or grid_limit < 1:
+        raise fail(f"'grid_limit' must be a positive integer, got {grid_limit!r}")
 
     return SweepSpec(
         name=name,
@@ -192,7 +227,9 @@ def spec_from_dict(
         axes=axes,
         points=tuple(points),
         devices_per_run=devices_per_run,
+        runs_per_device=runs_per_device,
         source=source,
+        grid_limit=grid_limit,
     )
 
 
@@ -237,11 +274,6 @@ def override_args(overrides: Mapping[str, Any]) -> list[str]:
     return [f"--{key}={format_value(value)}" for key, value in overrides.items()]
 
 
-def short_name(key: str) -> str:
-    """The readable name of a dotted key: its last component (``seed_everything`` -> ``seed``)."""
-    return "seed" if key == SEED_KEY else key.rsplit(".", 1)[-1]
-
-
 def column_names(keys: Sequence[str], *, taken: Sequence[str] = ()) -> dict[str, str]:
     """Unique table column names for dotted keys: the shortest dotted suffix that clashes with nothing."""
 
@@ -277,7 +309,8 @@ def _slug(value: Any) -> str:
     if isinstance(value, list):
         return "+".join(_slug(v) for v in value) or "empty"
     text = format_value(value) if not isinstance(value, dict) else _canonical(value)
-    return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-")[:32] or "x"
+    sign = "-" if text.startswith("-") else ""  # -1 and 1 must read differently
+    return (sign + re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-"))[:32] or "x"
 
 
 def _describe(params: Mapping[str, Any]) -> str:
@@ -285,32 +318,58 @@ def _describe(params: Mapping[str, Any]) -> str:
 
 
 # ---- validation against the real fit parser -----------------------------------------------------------------------
+BASE_RUN = ""  # the key of the base config (base + overrides, no swept value) in `validate_runs`' answer
+
+
+def probe_runs(spec: SweepSpec, runs: Sequence[SweepRun]) -> list[SweepRun]:
+    """The few runs whose parsing checks every value that can differ: each explicit point, and for the grid the
+    i-th value of every axis together (axes cycled, i < the longest axis), so each value of each axis is parsed
+    once, within a real grid point (keys that depend on each other, such as a ``class_path`` axis and the
+    ``init_args`` it allows, are met only in combinations the grid holds). A 10,000-run grid of four 10-value axes
+    needs 10 parses instead of 10,000."""
+    grid = {_canonical(dict(run.params)): run for run in runs if run.origin == "grid"}
+    probes: list[SweepRun] = []
+    for i in range(max((len(v) for v in spec.axes.values()), default=0)):
+        params = {key: values[i % len(values)] for key, values in spec.axes.items()}
+        run = grid.get(_canonical(params))
+        if run is not None:
+            probes.append(run)
+    return probes + [run for run in runs if run.origin != "grid"]
+
+
 def validate_runs(
-    spec: SweepSpec, runs: Sequence[SweepRun], *, parse_args: Callable[[list[str]], Any] | None = None
+    spec: SweepSpec,
+    runs: Sequence[SweepRun],
+    *,
+    parse_args: Callable[[list[str]], Any] | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
-    """Parse every run's fit command line with `nlbench.cli.parse_fit_args`; returns run_id -> parsed config.
+    """Parse the base config and the `probe_runs` with `nlbench.cli.parse_fit_args`; returns run_id -> parsed
+    config for those runs, plus `BASE_RUN` -> the base config (what every other run shares but its swept values).
 
     Raises `SweepSpecError` naming the fixed override, or the axis/point key and value, that the parser rejects.
-    Every full point is parsed (not each axis value alone) because keys can depend on each other, e.g. a
-    ``class_path`` axis changes which ``init_args`` exist.
     """
     from nlbench.cli import ConfigError, parse_fit_args
 
     with warnings.catch_warnings():
         # LightningCLI warns when given args while sys.argv holds others (here: the sweep's own command line).
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        return _validate(spec, runs, parse_args or parse_fit_args, ConfigError)
+        return _validate(spec, probe_runs(spec, runs), parse_args or parse_fit_args, ConfigError, progress=progress)
 
 
 def _validate(
-    spec: SweepSpec, runs: Sequence[SweepRun], parse: Callable[[list[str]], Any], error: type[Exception]
+    spec: SweepSpec, runs: Sequence[SweepRun], parse: Callable[[list[str]], Any], error: type[Exception],
+    *, progress: bool = False,
 ) -> dict[str, Any]:
+    from tqdm import tqdm
+
     try:
-        parse(spec.fit_args({}))
+        parsed: dict[str, Any] = {BASE_RUN: parse(spec.fit_args({}))}
     except error as err:
         raise SweepSpecError(f"{spec.label}: base config with 'overrides' is not a valid fit config: {err}") from err
-    parsed: dict[str, Any] = {}
-    for run in runs:
+    # disable=None: a bar on a terminal only (logs and tests get the one "checking" line).
+    for run in tqdm(runs, desc="checking", unit="config", file=sys.stderr, disable=None if progress else True,
+                    leave=False):  # fmt: skip
         try:
             parsed[run.run_id] = parse(spec.fit_args(run.params))
         except error as err:

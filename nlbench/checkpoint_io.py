@@ -1,0 +1,95 @@
+"""Crash-safe checkpoints: atomic writes, and a resume that survives an unreadable checkpoint.
+
+A checkpoint is written to a temporary file in the same folder, flushed to disk (fsync) and renamed over the old
+one, so a full disk or a kill mid-write leaves the previous checkpoint intact instead of a truncated zip that every
+later resume trips over. ``resume_checkpoint`` picks what ``--ckpt_path last`` resumes from: the newest *readable*
+checkpoint of the run, or none (a fresh start), saying in one line what it skipped.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from nlbench.io import atomic_writer
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``TorchCheckpointIO`` with atomic saves (temporary file, fsync, rename, fsync of the folder)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike[str],
+                        storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not take storage_options, got {storage_options!r}")
+        # Serialised in memory first (as Lightning's own writer does): a full disk then fails the plain file write
+        # with OSError ENOSPC, not torch's zip writer with an opaque "unexpected pos" RuntimeError.
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        with atomic_writer(path, "wb") as f:
+            f.write(buffer.getbuffer())
+
+
+def readable(path: Path) -> str | None:
+    """None if ``path`` is an intact checkpoint (a zip whose every member passes its CRC), else why not."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+        return None if bad is None else f"member {bad} is corrupt"
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        return str(err) or type(err).__name__
+
+
+def resume_checkpoint(ckpt_path: str | None, checkpoints: Path) -> str | None:
+    """The checkpoint a fit should resume from.
+
+    ``"last"``: ``checkpoints/last.ckpt`` if readable, else the newest other readable checkpoint there, else None (a
+    fresh start); each skipped file is reported in one line on stderr. An explicit path must be readable (ValueError
+    otherwise): the user chose it, so nothing else is substituted.
+    """
+    if not ckpt_path:
+        return None
+    if ckpt_path != "last":
+        problem = readable(Path(ckpt_path)) if Path(ckpt_path).is_file() else None
+        if problem:
+            raise ValueError(f"--ckpt_path {ckpt_path}: unreadable checkpoint ({problem})")
+        return ckpt_path  # Lightning reports a missing file and resolves "best"/"hpc"/... itself
+    candidates = sorted(checkpoints.glob("*.ckpt"), key=lambda p: (p.name != "last.ckpt", -p.stat().st_mtime))
+    for candidate in candidates:
+        problem = readable(candidate)
+        if problem is None:
+            return str(candidate)
+        # Moved aside (not deleted: it is evidence), so ModelCheckpoint writes last.ckpt again instead of last-v1.
+        aside = candidate.with_name(candidate.name + ".unreadable")
+        candidate.replace(aside)
+        print(f"nlbench fit: warning: unreadable checkpoint {candidate} ({problem}), moved to {aside.name}; "
+              "trying the previous one", file=sys.stderr)
+    if candidates:
+        print(f"nlbench fit: warning: no readable checkpoint in {checkpoints}; starting fresh", file=sys.stderr)
+    return None
+
+
+def check_resumable(run_dir: Path, ckpt_path: str | None) -> None:
+    """Refuse (ValueError, one line) to resume a finished run whose schedule was sized to its length (OneCycleLR's
+    ``total_steps``): it cannot go on, and a crash would overwrite its finished result."""
+    if not ckpt_path:
+        return
+    try:
+        status = json.loads((run_dir / "result.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return
+    if status != "finished":
+        return
+    state = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=False)
+    if any("total_steps" in scheduler for scheduler in state.get("lr_schedulers", [])):
+        raise ValueError(
+            f"--ckpt_path {ckpt_path}: {run_dir} already finished its run-length schedule (result.json says "
+            "finished); train longer in a new --run_dir instead of resuming it"
+        )

@@ -1,0 +1,150 @@
+"""The run record (nlbench.run): one schema from result.json to results.csv to the report's records, identity from
+the config's classes, a plain fit run directory, mid-sweep runs, and the same hparams from the fit and the sweep's
+failure path."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from nlbench import run
+from nlbench.report import collect
+from nlbench.sweep.results import collect_rows, write_results
+from nlbench.sweep.spec import spec_from_dict
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "experiments" / "demo.yaml"
+FAST = ["--trainer.accelerator=cpu", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
+        "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false", "--data.init_args.batch_size=16",
+        "--data.init_args.eval_batch_size=16"]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+
+
+def demo_sweep(root: Path, seeds: tuple[int, ...] = (0, 1)):
+    spec = spec_from_dict({"name": "s", "base": "experiments/demo.yaml",
+                           "axes": {"model.backbone.nl.normalization": ["scale"], "seed_everything": list(seeds)}},
+                          root=REPO, output_dir=root)  # fmt: skip
+    return spec, spec.expand()
+
+
+def record(status: str = "finished", **metrics: float) -> run.RunRecord:
+    identity = run.identify(nl=run.NLConfig(), dataset="cifar10", backbone="PreActResNet", depth=20, nl_stages=[2],
+                            nl_blocks=1, seed=0)  # fmt: skip
+    return run.RunRecord(status=status, run_name=identity.name, group=identity.group, hparams=identity.hparams,
+                         metrics=metrics)  # fmt: skip
+
+
+# ---- identity ------------------------------------------------------------------------------------------------------
+def test_identity_comes_from_the_config_classes_not_second_defaults() -> None:
+    config = {
+        "seed_everything": 3,
+        "data": {"class_path": "nlbench.data.CIFAR100DataModule", "init_args": {"batch_size": 128}},
+        "model": {"backbone": {"class_path": "nlbench.models.PreActResNet", "init_args": {
+            "depth": 20, "nl_stages": [2], "nl_blocks": 1,
+            "nl": {"normalization": "scale", "reduction": 8, "heads": 4, "init": "zeros", "similarity": "direction",
+                   "order": "nxn"}}}},
+    }  # fmt: skip
+    identity = run.identity_from_config(config)
+    assert identity.name == "scale-r8-h4-zeros-direction-nxn-s3"
+    assert identity.group == "cifar100-preactresnet20-scale-r8-h4-zeros-direction-nxn"
+    # Options the config leaves out are NLConfig's own defaults, under NLConfig's field names.
+    assert identity.hparams["pos_encoding"] is run.NLConfig().pos_encoding and identity.hparams["seed"] == 3
+    assert set(identity.hparams) <= set(run.HPARAMS)
+    assert set(identity.hparams) >= {f for f in run.NL_FIELDS if getattr(run.NLConfig(), f) is not None}
+    config["model"]["backbone"]["init_args"]["nl_stages"] = []
+    baseline = run.identity_from_config(config)
+    assert baseline.name == "baseline-s3" and baseline.hparams["normalization"] == "none"
+    assert "reduction" not in baseline.hparams  # a baseline has no NL options to compare
+    # The dataset is the DataModule's name: the embedded sample is never pooled with the full CIFAR-10.
+    assert run.dataset_name("nlbench.data.CIFAR10SampleDataModule") == "cifar10_sample"
+    assert run.dataset_name("nlbench.data.TinyImageNetDataModule") == "tiny_imagenet"
+
+
+# ---- one schema ----------------------------------------------------------------------------------------------------
+def test_a_metric_added_to_the_vocabulary_reaches_result_json_results_csv_and_the_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run, "METRICS", (*run.METRICS, "val/extra"))
+    spec, runs = demo_sweep(tmp_path / "sweep")
+    for i, r in enumerate(runs):
+        run.write_record(spec.output_dir / "runs" / r.run_id, record(**{run.BEST_ACC1: 0.5, "val/extra": 0.1 * i}))
+    write_results(spec, runs)
+    saved = json.loads((spec.output_dir / "runs" / runs[1].run_id / "result.json").read_text())
+    assert saved["metrics"]["val/extra"] == pytest.approx(0.1)
+    with open(spec.output_dir / "results.csv") as f:
+        header = next(csv.reader(f))
+    assert [c for c in header if c in run.METRICS] == list(run.METRICS)  # every metric, in vocabulary order
+    sweep = collect.load_sweep(spec.output_dir)
+    assert [r["val/extra"] for r in sweep.runs] == pytest.approx([0.0, 0.1])
+    assert "val/extra" not in sweep.config_keys  # a metric is never mistaken for an axis
+    [row] = collect.summarize(sweep)
+    assert row["val/extra_mean"] == pytest.approx(0.05)
+
+
+def test_reader_tolerates_missing_and_corrupt_result_json(tmp_path: Path) -> None:
+    assert run.read_record(tmp_path) is None
+    (tmp_path / "result.json").write_text('{"status": "finished", "metr')  # half a file
+    assert run.read_record(tmp_path) is None
+    (tmp_path / "result.json").write_text('{"status": "exploded"}')  # not a status of the vocabulary
+    assert run.read_record(tmp_path) is None
+    run.write_record(tmp_path, record(**{run.BEST_ACC1: float("nan")}))
+    loaded = run.read_record(tmp_path)
+    assert loaded is not None and loaded.metrics[run.BEST_ACC1] is None and set(loaded.metrics) == set(run.METRICS)
+    assert loaded.written_at and not list(tmp_path.glob(".result.json.*"))  # atomic: no temporary left behind
+
+
+# ---- running runs --------------------------------------------------------------------------------------------------
+def test_a_report_made_mid_sweep_shows_running_runs_as_running(tmp_path: Path) -> None:
+    spec, runs = demo_sweep(tmp_path / "sweep")
+    done, busy = runs
+    run.write_record(spec.output_dir / "runs" / done.run_id, record(**{run.BEST_ACC1: 0.6}))
+    run.write_record(spec.output_dir / "runs" / busy.run_id, record("running", **{run.BEST_ACC1: 0.3, "epochs": 1}))
+    write_results(spec, runs, running={busy.run_id})
+    sweep = collect.load_sweep(spec.output_dir)
+    by_id = {r["run_id"]: r for r in sweep.runs}
+    assert by_id[busy.run_id]["status"] == "running" and by_id[busy.run_id]["error"] is None
+    assert by_id[busy.run_id]["dataset"] == "cifar10" and "dataset" not in sweep.config_keys
+    assert [r["run_id"] for r in sweep.unfinished] == [busy.run_id]
+    # After the sweep stopped, the same "running" record belongs to a process that is gone: interrupted.
+    write_results(spec, runs)
+    assert [r["status"] for r in collect.load_sweep(spec.output_dir).runs] == ["finished", "interrupted"]
+    assert [row["status"] for row in collect_rows(spec, runs)] == ["finished", "interrupted"]
+
+
+# ---- the fit and the sweep's failure path --------------------------------------------------------------------------
+def test_a_plain_fit_run_directory_loads_and_the_failure_path_writes_the_same_hparams(tmp_path: Path) -> None:
+    from nlbench.cli import main
+    from nlbench.sweep.runner import _failed_record
+
+    run_dir = tmp_path / "fit"
+    assert main(["fit", f"--config={DEMO}", *FAST, "--seed_everything=0", f"--run_dir={run_dir}"]) == 0
+    fitted = run.read_record(run_dir)
+    assert fitted is not None and fitted.status == "finished" and fitted.metrics[run.BEST_ACC1] is not None
+    # The report reads a plain fit run directory as a one-run sweep, with its learning curve.
+    sweep = collect.load_run_dir(run_dir)
+    [flat] = sweep.runs
+    assert flat["status"] == "finished" and flat["normalization"] == "scale" and flat["run_id"] == "fit"
+    assert flat[run.BEST_ACC1] == fitted.metrics[run.BEST_ACC1] and sweep.curves["fit"]
+    # Without result.json (killed before writing it) the directory still loads, from its config.yaml.
+    (run_dir / "result.json").unlink()
+    bare = run.load_run_record(run_dir)
+    assert bare.status == "interrupted" and bare.hparams == fitted.hparams
+
+    # The sweep's failure path for the same configuration: same short names, same values.
+    spec = spec_from_dict({"name": "s", "base": "experiments/demo.yaml", "overrides": dict(
+        arg[2:].split("=", 1) for arg in FAST[1:]), "axes": {"seed_everything": [0]}}, root=REPO, output_dir=tmp_path / "sw")
+    [point] = spec.expand()
+    failed = _failed_record(spec, point, None, "RuntimeError: boom", 1)
+    assert failed.status == "failed" and failed.hparams == fitted.hparams and failed.run_name == fitted.run_name
+    # A fit that died mid-training left a "running" record: the failure keeps its identity and metrics.
+    running = run.RunRecord.from_json({**fitted.to_json(), "status": "running"})
+    kept = _failed_record(spec, point, running, "killed by SIGKILL", -9)
+    assert kept.hparams == fitted.hparams and kept.metrics == fitted.metrics and kept.error == "killed by SIGKILL"

@@ -1,0 +1,174 @@
+"""`runs_per_device: k`: k concurrent runs per GPU group (simulated GPUs, fake fits) or on the CPU (real fits)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from nlbench.device_share import CUDA_RESERVE, MEMORY_FRACTION_ENV, DeviceShare, apply_memory_share, memory_fraction
+from nlbench.sweep import Slot, load_spec, plan_slots, run_sweep
+from nlbench.sweep.cli import main as sweep_main
+from nlbench.sweep.runner import LOG_MARK, run_dir_of
+from nlbench.sweep.spec import SweepSpecError, spec_from_dict
+from test_sweep_runner import FAKE_FIT, calls, write_spec
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "experiments" / "demo.yaml"
+
+
+# ---- slots ------------------------------------------------------------------------------------------------------
+def test_each_gpu_group_is_shared_by_k_slots_round_robin() -> None:
+    slots = plan_slots(["0", "1", "2", "3"], devices_per_run=2, runs_per_device=3)
+    assert [(s.gpus, s.index) for s in slots] == [
+        (("0", "1"), 0), (("2", "3"), 0), (("0", "1"), 1), (("2", "3"), 1), (("0", "1"), 2), (("2", "3"), 2)]  # fmt: skip
+    assert len(set(slots)) == 6 and slots[2].label == "gpu 0,1 #2/3"
+    env = slots[0].env()
+    assert env["CUDA_VISIBLE_DEVICES"] == "0,1"
+    assert float(env[MEMORY_FRACTION_ENV]) == pytest.approx((1 - CUDA_RESERVE) / 3)
+    assert "--trainer.strategy=ddp" in slots[0].fit_args()  # combined with devices_per_run as before
+    assert plan_slots(["0"], 1, 1)[0].env() == {"CUDA_VISIBLE_DEVICES": "0"}  # alone on its GPU: no cap
+
+
+def test_cpu_slots_split_the_cores() -> None:
+    slots = plan_slots([], 1, runs_per_device=2)
+    assert [s.label for s in slots] == ["cpu #1/2", "cpu #2/2"]
+    assert Slot((), 2, 0, cpus=16).env() == {"OMP_NUM_THREADS": "8"}
+    assert Slot((), 4, 1, cpus=2).env() == {"OMP_NUM_THREADS": "1"}  # never below one thread
+    assert Slot().env() == {}  # a run alone keeps the machine's default threads
+    with pytest.raises(ValueError, match="runs_per_device must be >= 1"):
+        plan_slots([], 1, runs_per_device=0)
+
+
+def test_spec_key_and_cli_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = tmp_path / "base.yaml"
+    base.write_text("trainer: {}\n")
+    spec = spec_from_dict({"name": "t", "base": "base.yaml", "axes": {"a.b": [1]}, "runs_per_device": 4}, root=tmp_path)
+    assert spec.runs_per_device == 4 and spec.as_dict()["runs_per_device"] == 4
+    for bad in (0, True, "2"):
+        with pytest.raises(SweepSpecError, match="'runs_per_device' must be a positive integer"):
+            spec_from_dict({"name": "t", "base": "base.yaml", "axes": {"a.b": [1]}, "runs_per_device": bad}, root=tmp_path)
+    path = write_spec(tmp_path, {"axes": {"seed_everything": [0]}})
+    assert sweep_main(["--config", str(path), "--runs-per-device", "0"]) == 2
+    assert "--runs-per-device must be >= 1, got 0" in capsys.readouterr().err
+
+
+# ---- the child's memory cap ---------------------------------------------------------------------------------------
+def test_memory_cap_is_applied_on_the_runs_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    applied: list[tuple[float, Any]] = []
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, d=None: applied.append((f, d)))
+    monkeypatch.setattr(torch.cuda, "device", lambda d: _Null())
+    monkeypatch.delenv(MEMORY_FRACTION_ENV, raising=False)
+    assert apply_memory_share(torch.device("cuda", 1)) is None and not applied
+    monkeypatch.setenv(MEMORY_FRACTION_ENV, f"{memory_fraction(4):.6f}")
+    assert apply_memory_share(torch.device("cpu")) is None and not applied  # nothing to cap on the CPU
+
+    class Trainer:  # what DeviceShare reads: the device Lightning chose for this rank
+        class strategy:  # noqa: N801
+            root_device = torch.device("cuda", 1)
+
+    DeviceShare().setup(Trainer(), None, "fit")  # type: ignore[arg-type]
+    assert applied == [(pytest.approx(0.225), torch.device("cuda", 1))]
+    monkeypatch.setenv(MEMORY_FRACTION_ENV, "1.5")
+    with pytest.raises(ValueError, match=f"{MEMORY_FRACTION_ENV}='1.5': expected a fraction in"):
+        apply_memory_share(torch.device("cuda", 0))
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+# ---- scheduling, with fake fits -----------------------------------------------------------------------------------
+def _overlapping(launched: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    pairs = [(a, b) for i, a in enumerate(launched) for b in launched[i + 1 :]]
+    return [(a, b) for a, b in pairs if a["t0"] < b["t1"] and b["t0"] < a["t1"]]
+
+
+def test_k_runs_share_one_simulated_gpu(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, {
+        "overrides": {"fake.epochs": 1, "fake.sleep": 0.5}, "axes": {"seed_everything": [0, 1, 2, 3]},
+        "runs_per_device": 2}))  # fmt: skip
+    slots = plan_slots(["3"], spec.devices_per_run, spec.runs_per_device)
+    rows = run_sweep(spec, slots=slots, fit_command=FAKE_FIT, progress=False, poll_interval_s=0.02)
+    assert {row["status"] for row in rows} == {"finished"}
+    launched = [calls(spec, run.run_id)[0] for run in spec.expand()]
+    assert {(c["cuda"], c["memory_fraction"]) for c in launched} == {("3", f"{0.9 / 2:.6f}")}
+    assert _overlapping(launched), "two runs should share the GPU at once"
+    for c in launched:  # never more than k = 2 at once
+        assert sum(o["t0"] < c["t0"] < o["t1"] for o in launched) <= 1
+
+
+def test_k_runs_on_the_cpu_get_their_share_of_threads(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, {
+        "overrides": {"fake.epochs": 1, "fake.sleep": 0.5}, "axes": {"seed_everything": [0, 1]}}))  # fmt: skip
+    slots = [Slot((), 2, i, cpus=8) for i in range(2)]
+    run_sweep(spec, slots=slots, fit_command=FAKE_FIT, progress=False, poll_interval_s=0.02)
+    launched = [calls(spec, run.run_id)[0] for run in spec.expand()]
+    assert [c["threads"] for c in launched] == ["4", "4"] and _overlapping(launched)
+    assert all("--trainer.accelerator=cpu" in c["argv"] for c in launched)
+
+
+# ---- real fits on the CPU -----------------------------------------------------------------------------------------
+TINY = {
+    "trainer.max_epochs": 2, "trainer.limit_train_batches": 3, "trainer.limit_val_batches": 2,
+    "trainer.num_sanity_val_steps": 0, "data.batch_size": 32, "data.eval_batch_size": 50,
+    "model.nl_stats_every_n_steps": 0,
+}  # fmt: skip
+
+
+def _real_sweep(tmp_path: Path, name: str, runs_per_device: int) -> tuple[Any, list[dict[str, str]]]:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "base": str(DEMO), "output_dir": str(tmp_path / name),
+                                    "overrides": TINY, "axes": {"seed_everything": [3, 4]}}))  # fmt: skip
+    assert sweep_main(["--config", str(path), "--devices", "cpu", "--runs-per-device", str(runs_per_device)]) == 0
+    spec = load_spec(path)
+    with open(spec.output_dir / "results.csv") as f:
+        return spec, list(csv.DictReader(f))
+
+
+def _span(spec: Any, run: Any) -> tuple[float, float]:
+    """(start, end) of a real run: the sweep's launch line in its log, and its result's time of writing."""
+    run_dir = run_dir_of(spec, run)
+    launch = next(ln for ln in (run_dir / "stdout.log").read_text().splitlines() if ln.startswith(LOG_MARK))
+    start = datetime.fromisoformat(launch.split()[2]).timestamp()
+    end = datetime.fromisoformat(json.loads((run_dir / "result.json").read_text())["written_at"]).timestamp()
+    return start, end
+
+
+def _losses(spec: Any, run: Any) -> list[str]:
+    with open(run_dir_of(spec, run) / "metrics.csv") as f:
+        return [row["val/loss"] for row in csv.DictReader(f) if row.get("val/loss")]
+
+
+def test_two_real_fits_run_at_once_on_the_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    spec, rows = _real_sweep(tmp_path, "packed", 2)
+    assert [r["status"] for r in rows] == ["finished", "finished"]
+    (a0, a1), (b0, b1) = (_span(spec, run) for run in spec.expand())
+    assert b0 < a1 and a0 < b1, "the two runs should overlap in time"
+    for run in spec.expand():
+        assert "cpu #" in (run_dir_of(spec, run) / "stdout.log").read_text()
+
+
+@pytest.mark.slow
+def test_packed_seeded_results_equal_sequential_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    # Same threads per run in both sweeps (the CPU's float reductions depend on the thread count, not on packing).
+    monkeypatch.setenv("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // 2)))
+    sequential, seq_rows = _real_sweep(tmp_path, "sequential", 1)
+    packed, packed_rows = _real_sweep(tmp_path, "packed", 2)
+    metrics = ("status", "best_val_acc1", "final_val_acc1", "final_val_acc5", "epochs")
+    assert [[r[m] for m in metrics] for r in packed_rows] == [[r[m] for m in metrics] for r in seq_rows]
+    for run_s, run_p in zip(sequential.expand(), packed.expand()):
+        assert _losses(packed, run_p) == _losses(sequential, run_s) and len(_losses(packed, run_p)) == 2
