@@ -102,7 +102,19 @@ def _jsonargparse_line(text: str, config_keys: Iterable[str] = ()) -> str:
     key = ".".join(keys)
     # A class's own complaint (its __init__ raised), reported as one branch of a union: name its option.
     raised = [line[2:] for line in lines if line.startswith("- ") and not line.startswith(("- Expected a",
-              "- Parser key", "- Problem with", "- Does not validate"))]  # fmt: skip
+              "- Parser key", "- Problem with", "- Does not validate", "- Import path"))]  # fmt: skip
+    # A union of classes (model.backbone): the branch of the given class_path says what is wrong; the others only
+    # say that the class is not theirs ("Import path ... does not correspond to a subclass of ...").
+    start = next((i for i, line in enumerate(lines) if line.startswith("- Problem with given class_path")), None)
+    if not raised and start is not None:
+        nested = keys[:1]
+        for line in lines[start + 1:]:
+            match = _KEY.match(line)
+            if match:
+                nested.append(match.group(1))
+            elif not line.lstrip("- ").startswith(_NOISE):
+                detail = line.lstrip("- ").replace("Expected a typing.Literal[", "expected one of [")
+                return f"{'.'.join(k for k in nested if k)}: {detail}"
     if raised:
         detail = raised[0]
         named = find_option(detail, config_keys)
