@@ -6,9 +6,10 @@ whatever the query is. For every NL block of a trained run, on a batch of real t
 this module measures:
 
 - ``key_norm_mass_pearson`` / ``key_norm_mass_spearman``: correlation over key positions between a key's L2 norm
-  and the attention mass it receives. Mass = column sum of the weights over queries: softmax probabilities for
+  and the attention mass it receives. Mass = column sum of |weights| over queries: softmax probabilities for
   "softmax", absolute scaled weights |q_i . k_j| / s for "scale" (the scaled map is signed; its magnitude is what
-  a key contributes). Computed per (image, head), then averaged.
+  a key contributes). Computed per (image, head), then averaged. This, ``key_norm_cv`` and the entropy are the
+  definitions of :mod:`nlbench.nn.nl_stats`, shared with the training logs (``NonLocal2d.attention_stats``).
 - ``attention_entropy`` (softmax only): each query's entropy over the keys divided by log M (1 = uniform).
 - ``query_variation`` (softmax only): mean total-variation distance between each query's distribution and the
   mean distribution of its image and head (0 = every query attends identically, the query-independent attention
@@ -48,9 +49,12 @@ from torch import Tensor, nn
 from nlbench.io import atomic_write_json, atomic_write_text
 from nlbench.models import named_nl_blocks
 from nlbench.nn import NonLocal2d
+from nlbench.nn import nl_stats
 from nlbench.nn.attention import pearson
 
 SIMILARITIES = ("dot", "magnitude", "direction")
+# Below this multiple of chance accuracy (1 / classes) the model has learnt too little for the ablation to mean much.
+NEAR_CHANCE = 1.5
 DEFAULT_QUERIES = ((0.25, 0.25), (0.25, 0.75), (0.5, 0.5), (0.75, 0.25))
 
 
@@ -94,14 +98,14 @@ def analyze_block(name: str, block: NonLocal2d, x: Tensor) -> BlockAttention:
     softmax = block.normalization == "softmax"
     key_norm = torch.linalg.vector_norm(k, dim=-1)  # (B, h, M)
     query_norm = torch.linalg.vector_norm(q, dim=-1)  # (B, h, N)
-    mass = weights.sum(dim=-2) if softmax else weights.abs().sum(dim=-2)
+    mass = nl_stats.attention_mass(weights)
     cosine = logits / (query_norm.unsqueeze(-1) * key_norm.unsqueeze(-2)).clamp_min(1e-12)
     r2_magnitude = _weighted_row_r2(logits, key_norm.unsqueeze(-2).expand_as(logits))
     r2_direction = _weighted_row_r2(logits, cosine)
     entropy = variation = None
     m = k.shape[-2]
     if softmax:
-        entropy = float(torch.special.entr(weights).sum(-1).mean() / math.log(m)) if m > 1 else 0.0
+        entropy = float(nl_stats.attention_entropy(weights))
         variation = float(0.5 * (weights - weights.mean(dim=-2, keepdim=True)).abs().sum(-1).mean())
     h, w = x.shape[-2:]
     key_grid = (math.ceil(h / 2), math.ceil(w / 2)) if block.subsample else (h, w)
@@ -112,9 +116,9 @@ def analyze_block(name: str, block: NonLocal2d, x: Tensor) -> BlockAttention:
         query_grid=(h, w),
         key_grid=key_grid,
         mass="sum over queries of softmax probabilities" if softmax else "sum over queries of |q.k| / s",
-        key_norm_mass_pearson=float(pearson(key_norm, mass).mean()),
-        key_norm_mass_spearman=float(pearson(_ranks(key_norm), _ranks(mass)).mean()),
-        key_norm_cv=float((key_norm.std(dim=-1) / key_norm.mean(dim=-1).clamp_min(1e-12)).mean()),
+        key_norm_mass_pearson=float(nl_stats.key_norm_mass_corr(key_norm, mass).mean()),
+        key_norm_mass_spearman=float(nl_stats.key_norm_mass_corr(_ranks(key_norm), _ranks(mass)).mean()),
+        key_norm_cv=float(nl_stats.key_norm_cv(key_norm).mean()),
         attention_entropy=entropy,
         query_variation=variation,
         logit_r2_magnitude=r2_magnitude,
@@ -152,16 +156,8 @@ def similarity_set(blocks: Sequence[NonLocal2d], similarity: str) -> Iterator[No
 @torch.no_grad()
 def capture_inputs(model: nn.Module, images: Tensor) -> dict[str, Tensor]:
     """The input of every NL block of ``model`` during one forward pass on ``images``, by block name."""
-    captured: dict[str, Tensor] = {}
-    handles = [
-        block.register_forward_pre_hook(lambda _m, args, name=name: captured.__setitem__(name, args[0].detach()))
-        for name, block in named_nl_blocks(model)
-    ]
-    try:
+    with nl_stats.captured_inputs(named_nl_blocks(model)) as captured:
         model(images)
-    finally:
-        for handle in handles:
-            handle.remove()
     return captured
 
 
@@ -207,6 +203,17 @@ class Analysis:
     blocks: list[BlockAttention]
     accuracy: dict[str, float]
     test_images: int
+    classes: int | None = None
+
+    @property
+    def warning(self) -> str | None:
+        """A warning when the model's own accuracy ("dot") is near chance: its attention statistics and the
+        similarity ablation then say little about the paper's claims."""
+        dot = self.accuracy.get("dot")
+        if not self.classes or dot is None or dot >= NEAR_CHANCE / self.classes:
+            return None
+        return (f"the model is near chance: top-1 {100 * dot:.1f}% against {100 / self.classes:.1f}% for "
+                f"{self.classes} classes; train it longer before reading the ablation")
 
     def summary(self, **meta: Any) -> dict[str, Any]:
         """JSON-ready summary; ``meta`` (run_dir, checkpoint, device, figures, ...) goes first."""
@@ -215,6 +222,8 @@ class Analysis:
             "images_analysed": len(self.images),
             "test_images_evaluated": self.test_images,
             "accuracy": self.accuracy,
+            "classes": self.classes,
+            "warning": self.warning,
             "blocks": [asdict(item.stats) for item in self.blocks],
         }
 
@@ -228,11 +237,14 @@ def analyze(model: nn.Module, batches: Sequence[tuple[Tensor, Tensor]], *, image
         raise ValueError("the model has no NL blocks (a baseline run?); nothing to analyse")
     sample = torch.cat([x for x, _ in batches])[:images]
     inputs = capture_inputs(model, sample)
+    with torch.no_grad():
+        classes = int(model(sample[:1]).shape[-1])
     return Analysis(
         images=sample,
         blocks=[analyze_block(name, block, inputs[name]) for name, block in blocks],
         accuracy=similarity_ablation(model, batches),
         test_images=sum(len(y) for _, y in batches),
+        classes=classes,
     )
 
 
@@ -381,6 +393,7 @@ def to_markdown(summary: dict[str, Any]) -> str:
         f"statistics, {summary['test_images_evaluated']} for the accuracies (device {summary['device']}). "
         "Definitions: the docstring of nlbench/analysis.py.",
         "",
+        *([f"**Warning:** {summary['warning']}.", ""] if summary.get("warning") else []),
         "## Test accuracy with the similarity switched at test time",
         "",
         "| similarity | top-1 (%) | change vs dot (points) |",
@@ -447,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out) if args.out else run_dir / "analysis"
     print(json.dumps({"accuracy": summary["accuracy"], "blocks": summary["blocks"]}, indent=1))
+    if summary.get("warning"):
+        print(f"nlbench analyze: warning: {summary['warning']}", file=sys.stderr)
     print(f"wrote {out / 'analysis.md'}, {out / 'analysis.json'} and {len(summary['figures'])} figures")
     return 0
 

@@ -69,12 +69,12 @@ class RunResult(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.training_started = True
         for logger in trainer.loggers:
-            experiment = getattr(logger, "experiment", None)
-            if hasattr(experiment, "define_metric"):  # a live W&B run
-                try:
+            try:
+                experiment = logger.experiment
+                if hasattr(experiment, "define_metric"):  # a live W&B run
                     experiment.define_metric(run.BEST_ACC1, summary="max")
-                except Exception:  # noqa: BLE001 - W&B must never fail a run
-                    pass
+            except Exception:  # noqa: BLE001 - W&B must never fail a run
+                pass
         self.write(trainer, pl_module, "running")
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -106,6 +106,11 @@ class RunResult(Callback):
                                run.BEST_EPOCH: trainer.current_epoch})  # fmt: skip
         if self.training_started:
             self.write(trainer, pl_module, "running")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # The W&B run is finished (loggers finalized) before on_fit_end: give its summary the record's metrics here.
+        if trainer.is_global_zero:
+            _update_wandb_summary(trainer, self.metrics(trainer, pl_module))
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.write(trainer, pl_module, "diverged" if getattr(pl_module, "diverged", False) else "finished")
@@ -149,7 +154,7 @@ class RunResult(Callback):
             hparams=dict(self.identity.hparams), metrics=self.metrics(trainer, pl_module), error=error,
         )  # fmt: skip
         run.write_record(self.run_dir, record)
-        if status != "running":
+        if status in ("failed", "interrupted"):  # on_exception runs while the W&B run is still live
             _update_wandb_summary(trainer, record.metrics)
 
 

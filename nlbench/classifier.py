@@ -16,11 +16,14 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from nlbench.models import Backbone, named_nl_blocks, num_parameters
+from nlbench.nn.nl_stats import register_input_capture
 
 log = logging.getLogger(__name__)
 
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 COMPILE_MODES: tuple[str, ...] = CompileMode.__args__
+# Scheduler arguments that mean "the run's length": filled in by configure_optimizers when a config leaves them null.
+RUN_LENGTH_ARGS = ("total_steps", "T_max")
 
 
 class ImageClassifier(L.LightningModule):
@@ -31,7 +34,8 @@ class ImageClassifier(L.LightningModule):
             ``num_classes`` is linked from the DataModule by the CLI.
         optimizer: optimizer factory (LightningCLI dependency injection), e.g. SGD(lr=0.1, momentum=0.9).
         scheduler: optional learning-rate scheduler factory, e.g. MultiStepLR(milestones=[150, 225]). A scheduler
-            whose ``total_steps`` is left unset (OneCycleLR) gets the run's length in steps (or epochs).
+            whose ``total_steps`` (OneCycleLR) or ``T_max`` (``nlbench.schedulers.CosineAnnealingLR``) is left
+            unset gets the run's length in steps (or epochs).
         scheduler_interval: step the scheduler every "epoch" (the paper's milestones) or every optimizer "step".
         label_smoothing: cross-entropy label smoothing (0 in the paper).
         channels_last: run the backbone in channels-last memory format (faster convolutions on GPU).
@@ -194,10 +198,13 @@ class ImageClassifier(L.LightningModule):
             return optimizer
         extra: dict[str, Any] = {}
         keywords = getattr(self.scheduler_factory, "keywords", {})
-        if keywords.get("total_steps", 0) is None:
-            # e.g. OneCycleLR left without total_steps in YAML: it spans the whole run, whatever the data size.
-            steps = int(self.trainer.estimated_stepping_batches)
-            extra["total_steps"] = steps if self.hparams.scheduler_interval == "step" else self.trainer.max_epochs
+        for length_arg in RUN_LENGTH_ARGS:
+            if length_arg in keywords and keywords[length_arg] is None:
+                # e.g. OneCycleLR's total_steps or nlbench's CosineAnnealingLR's T_max left unset in YAML: the
+                # schedule spans the whole run, whatever the data size, in units of scheduler_interval.
+                steps = int(self.trainer.estimated_stepping_batches)
+                extra[length_arg] = steps if self.hparams.scheduler_interval == "step" else self.trainer.max_epochs
+        if "total_steps" in extra:
             if float(keywords.get("pct_start", 0.3)) * extra["total_steps"] == 1:
                 # torch's OneCycleLR divides by zero when its warm-up phase is exactly one step long.
                 raise ValueError(f"model.scheduler: a warm-up of pct_start={keywords['pct_start']} x "
@@ -215,14 +222,8 @@ class ImageClassifier(L.LightningModule):
         return dict(named_nl_blocks(self.model))
 
     def _register_nl_capture(self) -> None:
-        # The hooks only keep a reference to an activation autograd holds anyway, and only on sampled steps.
-        for name, block in self.nl_blocks().items():
-
-            def hook(module: nn.Module, args: tuple[torch.Tensor, ...], name: str = name) -> None:
-                if self._capture_nl:
-                    self._nl_inputs[name] = args[0].detach()
-
-            block.register_forward_pre_hook(hook)
+        # Only on sampled steps (self._capture_nl).
+        register_input_capture(self.nl_blocks().items(), self._nl_inputs, enabled=lambda: self._capture_nl)
 
     @torch.no_grad()
     def _log_nl_stats(self) -> None:

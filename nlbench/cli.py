@@ -6,8 +6,8 @@ Every ``fit`` owns one run directory (see docs/design.md): resolved config, CSV 
 
 from __future__ import annotations
 
-import hashlib
 import os
+import secrets
 import shutil
 import sys
 import warnings
@@ -24,7 +24,7 @@ from nlbench.callbacks import RunResult
 from nlbench.checkpoint_io import check_resumable, resume_checkpoint
 from nlbench.classifier import ImageClassifier
 from nlbench.device_share import DeviceShare
-from nlbench.loggers import ResumedMetrics, WandbLogger, quiet_third_party_output
+from nlbench.loggers import ResumedMetrics, WandbLogger, quiet_third_party_output, wandb_run_id
 from nlbench.predict import PredictionWriter
 from nlbench.rng import RandomState
 from nlbench.run import RunIdentity, identity_from_config
@@ -34,6 +34,9 @@ LIGHTNING_COMMANDS = commands.LIGHTNING_COMMANDS
 
 class ConfigError(ValueError):
     """A bad command line or config: reported as one line, exit code 2."""
+
+
+WANDB_CONFIG_NAME = "nlbench-config.yaml"  # the resolved config among the W&B run's files
 
 
 class ConfigSaver(SaveConfigCallback):
@@ -51,8 +54,11 @@ class ConfigSaver(SaveConfigCallback):
                 try:
                     run = logger.experiment
                     run.config.update({**identity.hparams, "config": self.config.as_dict()}, allow_val_change=True)
-                    path = self._log_dir / self.config_filename
-                    run.save(str(path), base_path=str(path.parent), policy="now")
+                    # A copy under a name W&B does not reserve: run.save would symlink the run's config.yaml into
+                    # the W&B files, where W&B writes its own config.yaml through the link (wandb/wandb#7654).
+                    copy = Path(run.dir) / WANDB_CONFIG_NAME
+                    shutil.copyfile(self._log_dir / self.config_filename, copy)
+                    run.save(str(copy), base_path=run.dir, policy="now")
                 except Exception as err:  # noqa: BLE001 - W&B must never fail a run
                     rank_zero_warn(f"could not upload the config to W&B ({err}); it is in {self._log_dir}")
 
@@ -102,6 +108,16 @@ class NLBenchCLI(LightningCLI):
         )
         parser.link_arguments("data.num_classes", "model.backbone.init_args.num_classes", apply_on="instantiate")
 
+    def _set_seed(self) -> None:
+        # Lightning 2.6 seeds 0 for `seed_everything: true` (and reuses PL_GLOBAL_SEED left by an earlier run in
+        # the same process): draw a real random seed instead, so config.yaml and result.json record it. DDP
+        # workers re-run this command line and take the launcher's seed from PL_GLOBAL_SEED.
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        if cfg.get("seed_everything") is True:
+            worker = os.environ.get("LOCAL_RANK") not in (None, "0") and os.environ.get("PL_GLOBAL_SEED")
+            cfg.seed_everything = int(os.environ["PL_GLOBAL_SEED"]) if worker else random_seed()
+        super()._set_seed()
+
     # ---- run directory and loggers -------------------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
@@ -111,7 +127,8 @@ class NLBenchCLI(LightningCLI):
         self.run_dir, self.identity = run_dir, identity
         log_dir = run_dir if self.subcommand in (None, "fit") else run_dir / self.subcommand
         cfg.trainer.default_root_dir = str(run_dir)
-        cfg.trainer.logger = _configure_loggers(cfg.trainer.logger, log_dir, run_dir, identity)
+        cfg.trainer.logger = _configure_loggers(cfg.trainer.logger, log_dir, run_dir, identity, self.subcommand,
+                                                resuming=bool(cfg.get("ckpt_path")))
         for callback in _as_list(cfg.trainer.callbacks):
             if str(callback.get("class_path", "")).endswith("ModelCheckpoint") and not callback.init_args.dirpath:
                 callback.init_args.dirpath = str(run_dir / "checkpoints")
@@ -161,18 +178,26 @@ class NLBenchCLI(LightningCLI):
                     run_dir = root / f"{identity.name}-v{version}"
         run_dir = run_dir.resolve()
         if self.subcommand == "fit" and not run_dir.exists():
-            self.created_run_dir = run_dir
+            created = run_dir
+            while not created.parent.exists():  # e.g. runs/demo/ of a first run: remove it too if the run fails
+                created = created.parent
+            self.created_run_dir = created
         return run_dir
 
     def _discard_new_run_dir(self) -> None:
         """Remove the run directory this invocation created for a run that failed before training (bad input,
         missing data), unless it holds a checkpoint (never lose one)."""
-        run_dir = self.created_run_dir
-        if run_dir is None or not run_dir.exists() or _checkpoints_in(run_dir):
+        run_dir = self.created_run_dir  # the run directory, or the topmost folder this invocation created above it
+        if run_dir is None or not run_dir.exists() or any(run_dir.rglob("*.ckpt")):
             return
         if os.environ.get("LOCAL_RANK") not in (None, "0"):
             return
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def random_seed() -> int:
+    """A fresh seed from the OS, in the 32-bit range every seeded library accepts."""
+    return secrets.randbelow(2**32)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -185,12 +210,16 @@ def _checkpoints_in(run_dir: Path) -> bool:
     return any(run_dir.glob("checkpoints/*.ckpt"))
 
 
-def _configure_loggers(loggers: Any, log_dir: Path, run_dir: Path, identity: RunIdentity) -> Any:
+def _configure_loggers(loggers: Any, log_dir: Path, run_dir: Path, identity: RunIdentity, subcommand: str | None,
+                       resuming: bool) -> Any:
     """Point the configured loggers at the run directory and give W&B the run's name, group, tags and id.
 
     A CSV logger is always there (metrics.csv feeds the sweep table and the offline report), even with
-    ``trainer.logger: false``, which then only switches the other loggers off."""
+    ``trainer.logger: false``, which then only switches the other loggers off. Only ``fit`` logs to W&B:
+    validate/test/predict write ``<run_dir>/<command>/metrics.csv`` and never open (or append to) the fit's W&B run."""
     configured = _as_list(loggers)
+    if subcommand not in (None, "fit"):
+        configured = [logger for logger in configured if not str(logger.get("class_path", "")).endswith("WandbLogger")]
     if not any(str(logger.get("class_path", "")).endswith("CSVLogger") for logger in configured):
         configured.insert(0, Namespace(class_path="nlbench.loggers.CSVLogger", init_args=Namespace()))
     for logger in configured:
@@ -203,7 +232,7 @@ def _configure_loggers(loggers: Any, log_dir: Path, run_dir: Path, identity: Run
             args.name = args.get("name") or identity.name
             args.group = args.get("group") or identity.group
             args.tags = list(dict.fromkeys([*(args.get("tags") or []), *identity.tags]))
-            args.id = args.get("id") or hashlib.sha1(str(run_dir).encode()).hexdigest()[:16]
+            args.id = args.get("id") or wandb_run_id(run_dir, resuming)
     return configured
 
 

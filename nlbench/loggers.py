@@ -12,6 +12,8 @@ import io
 import logging
 import netrc
 import os
+import secrets
+import string
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -149,6 +151,7 @@ class WandbLogger(_LightningWandbLogger):
                 if fallback is None:
                     raise
                 rank_zero_warn(f"W&B could not start in {self.mode} mode ({err}); falling back to {fallback}.")
+                _tear_down_half_started_run()
                 self._wandb_init["mode"] = fallback
 
     def finalize(self, status: str) -> None:
@@ -173,6 +176,18 @@ class _KeepingExperimentWriter(_LightningExperimentWriter):
         with self._fs.open(self.metrics_file_path, "r", newline="") as file:
             # The writer appends to the file and widens its header when new columns appear.
             self.metrics_keys = next(csv.reader(file), [])
+
+
+def _tear_down_half_started_run() -> None:
+    """A failed ``wandb.init`` leaves its run id registered in the W&B service ("run ID ... is in use" on the next
+    init with that id): finish whatever run exists and stop the service, so the fallback starts clean."""
+    import wandb
+
+    for step in (lambda: wandb.run is not None and wandb.run.finish(exit_code=1), wandb.teardown):
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - best effort: the next init reports what is still wrong
+            pass
 
 
 class CSVLogger(_LightningCSVLogger):
@@ -222,3 +237,23 @@ class ResumedMetrics(Callback):
         for logger in trainer.loggers:
             if isinstance(logger, CSVLogger):
                 logger.discard_from(trainer.global_step)
+
+
+WANDB_ID_FILE = "wandb-id"  # in the run directory: the run's W&B id, reused when the run is resumed
+
+
+def wandb_run_id(run_dir: Path, resuming: bool) -> str:
+    """The W&B id of the run in ``run_dir``: the stored one when resuming, else a new random id that is stored.
+
+    Ids are never derived from the path, so a run directory that is deleted and run again does not append to the old
+    W&B run. Only the process that picks the id (rank 0, or the launcher) writes the file; DDP workers read it.
+    """
+    path = Path(run_dir) / WANDB_ID_FILE
+    stored = path.read_text().strip() if path.is_file() else ""
+    worker = os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("RANK", "0") != "0"
+    if worker or (resuming and stored):
+        return stored
+    # W&B's own id alphabet and length (wandb.util.generate_id), without importing wandb here.
+    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+    atomic_write_text(path, run_id + "\n")
+    return run_id

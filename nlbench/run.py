@@ -39,7 +39,7 @@ ACCURACIES: tuple[str, ...] = (BEST_ACC1, FINAL_ACC1, BEST_ACC5, FINAL_ACC5)
 # ---- hyper-parameter vocabulary ---------------------------------------------------------------------------------
 NL_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(NLConfig))
 HPARAMS: tuple[str, ...] = (
-    "dataset", "backbone", "depth", "widen", "nl_stages", "nl_blocks", *NL_FIELDS,
+    "dataset", "backbone", "depth", "widen", "nl_stages", "nl_blocks", "fc_init", *NL_FIELDS,
     "seed", "max_epochs", "batch_size",
 )  # fmt: skip
 SEED = "seed"
@@ -119,6 +119,7 @@ def identify(
     widen: int | None = None,
     nl_stages: list[int] | tuple[int, ...] | None = None,
     nl_blocks: int | list[int] = 0,
+    fc_init: str | None = None,
     seed: int | None = None,
     max_epochs: int | None = None,
     batch_size: int | None = None,
@@ -135,7 +136,7 @@ def identify(
         has_nl = nl is not None and (nl_stages is None or len(nl_stages) > 0) and nl_blocks > 0  # None = stage 2
     hparams: dict[str, Any] = {
         "dataset": dataset, "backbone": backbone, "depth": depth, "widen": widen,
-        "nl_stages": None if nl_stages is None else list(nl_stages), "nl_blocks": nl_blocks,
+        "nl_stages": None if nl_stages is None else list(nl_stages), "nl_blocks": nl_blocks, "fc_init": fc_init,
         **(dataclasses.asdict(nl) if has_nl else {"normalization": "none"}),
         "seed": seed, "max_epochs": max_epochs, "batch_size": batch_size,
     }  # fmt: skip
@@ -147,8 +148,22 @@ def identify(
             parts.append(nl.similarity)
         if nl.normalization == "scale" and nl.order != "reassociated":
             parts.append(nl.order)
+        # Options off their default, so that configurations that differ never share a W&B group.
+        if nl.normalization == "scale" and nl.scale != "sqrt_n":
+            parts.append(str(nl.scale))
+        if not nl.pos_encoding:
+            parts.append("nopos")
+        if isinstance(nl_blocks, list):
+            parts.append("blocks" + "-".join(map(str, nl_blocks)))
+        else:
+            if nl_stages is not None and list(nl_stages) != [2]:
+                parts.append("stages" + "-".join(map(str, nl_stages)))
+            if nl_blocks > 1:
+                parts.append(f"x{nl_blocks}")
     else:
         parts = ["baseline"]
+    if fc_init not in (None, "kaiming"):
+        parts.append(f"fc{fc_init}")
     config_name = "-".join(parts)
     name = f"{config_name}-s{seed}" if seed is not None else config_name
     group = f"{dataset}-{backbone.lower()}{depth if depth is not None else ''}-{config_name}"
@@ -174,6 +189,7 @@ def identity_from_config(config: Any) -> RunIdentity:
         widen=args.get("widen"),
         nl_stages=None if args.get("nl_stages") is None else list(args["nl_stages"]),
         nl_blocks=_blocks(args.get("nl_blocks")),
+        fc_init=args.get("fc_init"),
         seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
         max_epochs=(cfg.get("trainer") or {}).get("max_epochs"),
         batch_size=(data.get("init_args") or {}).get("batch_size"),

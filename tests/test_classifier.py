@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,34 @@ def test_no_per_step_device_syncs_in_the_metrics() -> None:
     model = ImageClassifier(torch.nn.Linear(4, 10), optimizer=torch.optim.SGD)
     assert model.train_loss.nan_strategy == "disable"  # NaN filtering syncs, and would hide divergence
     assert not model.train_acc1.validate_args and not model.val_acc1.validate_args
+
+
+@pytest.mark.parametrize(("interval", "t_max"), [("step", 300 * 391), ("epoch", 300)])
+def test_cosine_t_max_is_filled_from_the_run_length(interval: str, t_max: int) -> None:
+    """The official --cos: lr_t = 0.1 / 2 (1 + cos(pi t / T)), T = epochs x iterations per epoch, stepped per step."""
+    from types import SimpleNamespace
+
+    from nlbench.cli import _ParseOnlyCLI
+
+    cli = _ParseOnlyCLI(
+        args=[f"--config={DEMO}", "--model.scheduler=nlbench.schedulers.CosineAnnealingLR",
+              f"--model.scheduler_interval={interval}", "--model.optimizer.lr=0.1"],
+        run=False,
+    )
+    model = cli.config_init.model
+    model._trainer = SimpleNamespace(estimated_stepping_batches=300 * 391, max_epochs=300)
+    config = model.configure_optimizers()
+    scheduler = config["lr_scheduler"]["scheduler"]
+    assert scheduler.T_max == t_max and scheduler.eta_min == 0.0 and config["lr_scheduler"]["interval"] == interval
+    optimizer = config["optimizer"]
+    for t in range(1, 4):
+        optimizer.step()
+        scheduler.step()
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * (1 + math.cos(math.pi * t / t_max)), rel=1e-9)
+
+
+def test_cosine_without_a_run_length_names_t_max() -> None:
+    from nlbench.schedulers import CosineAnnealingLR
+
+    with pytest.raises(ValueError, match="T_max"):
+        CosineAnnealingLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1))

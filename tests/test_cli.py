@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -264,8 +265,7 @@ def offline_fit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         "Previous log files in this directory will be deleted",
         "git root",
         "LeafSpec",
-        pytest.param("Symlinked 1 file into the W&B run directory", marks=pytest.mark.xfail(
-            strict=True, reason="removed by the config upload as a copy (helper reliab): drop this mark then")),
+        "Symlinked 1 file into the W&B run directory",
     ],
 )
 def test_fit_output_has_no_false_or_useless_messages(offline_fit: tuple[Path, str], noise: str) -> None:
@@ -283,11 +283,52 @@ def test_wandb_runs_offline_without_credentials(offline_fit: tuple[Path, str]) -
     offline_runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(offline_runs) == 1
     assert "wandb sync" in output
-    # The resolved config travels twice: as a file next to the run, and in the run's config record.
-    config = (offline_runs[0] / "files" / "config.yaml").read_text()
-    assert "normalization: scale" in config
+    # The resolved config travels twice: as a copy among the run's files (not a symlink to config.yaml, which W&B
+    # would write its own config.yaml through: wandb/wandb#7654), and in the run's config record.
+    files = offline_runs[0] / "files"
+    assert "normalization: scale" in (files / "nlbench-config.yaml").read_text()
+    assert not any(p.is_symlink() for p in files.rglob("*"))
+    own = (run_dir / "config.yaml").read_text()
+    assert "wandb_version" not in own and "\n_wandb:" not in own and "normalization: scale" in own
     record = next(offline_runs[0].glob("run-*.wandb")).read_bytes()
     assert b"normalization" in record and b"scale-r2-h1-normal-s0" in record
+
+
+def test_wandb_ids_are_new_per_run_and_kept_on_resume(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = ["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--run_dir={run_dir}",
+            "--model.scheduler=null"]
+    assert main(args) == 0
+    first = (run_dir / "wandb-id").read_text().strip()
+    assert main([*args, "--trainer.max_epochs=2", "--ckpt_path=last"]) == 0
+    assert (run_dir / "wandb-id").read_text().strip() == first  # a resume continues the same W&B run
+    shutil.rmtree(run_dir)
+    assert main(args) == 0  # the same path again is a new run: a new id, not an append to the old W&B run
+    assert (run_dir / "wandb-id").read_text().strip() != first
+
+
+def test_test_on_a_fit_run_directory_opens_no_wandb_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nlbench.cli
+
+    code, run_dir = fit(tmp_path, "demo.yaml")
+    assert code == 0
+    seen = []
+    real = nlbench.cli._configure_loggers
+    monkeypatch.setattr(nlbench.cli, "_configure_loggers", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    assert main(["test", f"--config={run_dir / 'config.yaml'}", f"--run_dir={run_dir}",
+                 f"--ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}", "--trainer.limit_test_batches=1"]) == 0
+    loggers = [str(logger["class_path"]) for logger in seen[0]]
+    assert loggers == ["nlbench.loggers.CSVLogger"], loggers  # demo.yaml configures W&B too
+    assert (run_dir / "test" / "metrics.csv").is_file()
+
+
+def test_a_failed_first_run_leaves_no_empty_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The optimizer is built after the run directory's first files are written.
+    root = tmp_path / "runs" / "demo"
+    code = main(["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--trainer.default_root_dir={root}",
+                 "--model.optimizer.init_args.lr=-0.1"])
+    assert code == 2 and "learning rate" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_ddp_on_cpu_with_two_processes(tmp_path: Path) -> None:

@@ -385,6 +385,17 @@ def test_cache_is_rebuilt_when_the_source_changes(tmp_path: Path) -> None:
     assert torch.equal(load("cifar10", tmp_path, "test", verify=False).labels, torch.full((12,), 9))
 
 
+def test_cache_sees_a_same_size_edit_that_kept_its_timestamp(tmp_path: Path) -> None:
+    fakedata.write_cifar10(tmp_path, archive=False, seed=0)
+    load("cifar10", tmp_path, "test", verify=False)
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    stamp, size = path.stat(), path.stat().st_size
+    cifar.write_batch(path, {**pickle.loads(path.read_bytes(), encoding="latin1"), "labels": [9] * 10})
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert path.stat().st_size == size and path.stat().st_mtime_ns == stamp.st_mtime_ns
+    assert torch.equal(load("cifar10", tmp_path, "test", verify=False).labels, torch.full((10,), 9))
+
+
 def test_unverified_cache_is_not_trusted_for_verified_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = fakedata.write_cifar10(tmp_path, archive=False)
     load("cifar10", tmp_path, "test", verify=False)

@@ -16,6 +16,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib.image
@@ -25,6 +26,7 @@ import yaml
 from nlbench import run as nlrun
 from nlbench.report import collect, plots, render
 from nlbench.report.cli import main as report_main
+from nlbench.run import BEST_ACC1, FINAL_ACC1, IMAGES_PER_S
 from nlbench.sweep.results import write_results
 from nlbench.sweep.spec import spec_from_dict
 
@@ -139,7 +141,7 @@ def test_load_sweep_records_config_keys_and_curves(sweep_dir: Path) -> None:
     assert sweep.config_keys == ("normalization", "reduction", "init")
     run = find_run(sweep, "scale", 4, "zeros", 1)
     assert run["status"] == "finished" and run["dataset"] == "cifar10"
-    assert run[nlrun.FINAL_ACC1] == pytest.approx(synthetic_acc("scale", 4, "zeros", 1, 2, 3))
+    assert run[FINAL_ACC1] == pytest.approx(synthetic_acc("scale", 4, "zeros", 1, 2, 3))
     assert {r["run_id"]: r["status"] for r in sweep.unfinished} == {
         find_run(sweep, "softmax", 4, "zeros", 1)["run_id"]: "failed",
         find_run(sweep, "scale", 1, "normal", 0)["run_id"]: "diverged"}
@@ -161,7 +163,7 @@ def test_results_csv_alone_gives_the_same_records(tmp_path: Path) -> None:
     bare = collect.load_sweep(tmp_path / "b")
     assert bare.config_keys == ("normalization", "reduction", "init")
     run = find_run(bare, "softmax", 4, "normal", 0)
-    assert run[nlrun.BEST_ACC1] == pytest.approx(find_run(from_json, "softmax", 4, "normal", 0)[nlrun.BEST_ACC1])
+    assert run[BEST_ACC1] == pytest.approx(find_run(from_json, "softmax", 4, "normal", 0)[BEST_ACC1])
 
 
 def test_summarize_means_over_finished_seeds_only(sweep_dir: Path) -> None:
@@ -171,12 +173,12 @@ def test_summarize_means_over_finished_seeds_only(sweep_dir: Path) -> None:
     row = rows[("softmax", 1, "normal")]
     bests = [max(synthetic_acc("softmax", 1, "normal", s, e, 3) for e in range(3)) for s in (0, 1)]
     assert row["n"] == 2 and row["n_unfinished"] == 0 and row["seeds"] == [0, 1]
-    assert row[f"{nlrun.BEST_ACC1}_mean"] == pytest.approx(statistics.fmean(bests))
-    assert row[f"{nlrun.BEST_ACC1}_std"] == pytest.approx(statistics.stdev(bests))
+    assert row[f"{BEST_ACC1}_mean"] == pytest.approx(statistics.fmean(bests))
+    assert row[f"{BEST_ACC1}_std"] == pytest.approx(statistics.stdev(bests))
     # The failed seed is excluded from the statistics and counted; one finished seed left: no std.
     failed = rows[("softmax", 4, "zeros")]
-    assert failed["n"] == 1 and failed["n_unfinished"] == 1 and failed[f"{nlrun.BEST_ACC1}_std"] is None
-    assert failed[f"{nlrun.BEST_ACC1}_mean"] == pytest.approx(max(synthetic_acc("softmax", 4, "zeros", 0, e, 3)
+    assert failed["n"] == 1 and failed["n_unfinished"] == 1 and failed[f"{BEST_ACC1}_std"] is None
+    assert failed[f"{BEST_ACC1}_mean"] == pytest.approx(max(synthetic_acc("softmax", 4, "zeros", 0, e, 3)
                                                              for e in range(3)))
 
 
@@ -237,7 +239,8 @@ def test_figures_without_init_axis_single_seed_and_baseline(tmp_path: Path) -> N
     assert {line.get_label() for line in curves.axes[1].lines} == {"baseline (no NL) (n=1)", "scale (n=1)",
                                                                  "softmax (n=1)"}
     md = render.to_markdown(*render.build_report(sweep))
-    assert "±" not in md.split("## Every configuration")[1].split("##")[0]
+    table = md.split("## Every configuration")[1].split("##")[0]
+    assert "±" not in "".join(line for line in table.splitlines() if line.startswith("|"))
 
 
 def test_learning_curves_mean_over_seeds(sweep_dir: Path) -> None:
@@ -358,8 +361,8 @@ def test_wandb_source_reads_config_summary_and_history(tmp_path: Path, monkeypat
     assert calls == [("me/nlbench", {"group": {"$in": ["softmax", "scale"]}})]
     assert sweep.config_keys == ("normalization",)
     run = find_run(sweep, "scale", 2, "normal", 1)
-    assert run[nlrun.BEST_ACC1] == max(synthetic_acc("scale", 2, "normal", 1, e, 3) for e in range(3))
-    assert run["params"] == 1000 and run[nlrun.IMAGES_PER_S] == 300.0 and run["status"] == "finished"
+    assert run[BEST_ACC1] == max(synthetic_acc("scale", 2, "normal", 1, e, 3) for e in range(3))
+    assert run["params"] == 1000 and run[IMAGES_PER_S] == 300.0 and run["status"] == "finished"
     assert [r["status"] for r in sweep.unfinished] == ["failed"]
     assert [row["epoch"] for row in sweep.curves[run["run_id"]]] == [0, 1, 2]
     assert run["epochs"] == 3  # W&B's last 0-based epoch is 2; result.json counts epochs
@@ -539,36 +542,242 @@ def _chromium() -> str | None:
     return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 
 
-# Appended to a copy of the page: once everything has loaded, record whether each image decoded.
+# Appended to a copy of the page: once everything has loaded, record whether each image decoded, and how many pixels
+# of the first image (the headline figure) have the series colours (tab:blue for scale, tab:orange for softmax).
 _PROBE = """<script>
 window.addEventListener("load", () => {
   const imgs = Array.from(document.images);
+  const counts = [0, 0];
+  const first = imgs[0];
+  if (first && first.naturalWidth > 0) {
+    const canvas = document.createElement("canvas");
+    canvas.width = first.naturalWidth; canvas.height = first.naturalHeight;
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(first, 0, 0);
+    const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+    const colours = [[31, 119, 180], [255, 127, 14]];
+    for (let i = 0; i < px.length; i += 4) {
+      colours.forEach((c, k) => {
+        if (Math.abs(px[i] - c[0]) < 12 && Math.abs(px[i + 1] - c[1]) < 12 && Math.abs(px[i + 2] - c[2]) < 12) counts[k]++;
+      });
+    }
+  }
   document.body.setAttribute("data-probe",
     imgs.map(i => i.complete && i.naturalWidth > 0 ? i.naturalWidth + "x" + i.naturalHeight : "broken").join(","));
+  document.body.setAttribute("data-series", counts.join(","));
 });
 </script>"""
+
+_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+          "--virtual-time-budget=3000"]
+
+
+def _probe(html: Path, tmp_path: Path) -> tuple[list[str], list[int]]:
+    """Image sizes as Chromium decoded them, and the series-colour pixel counts of the first image."""
+    probe = tmp_path / "probe.html"
+    probe.write_text(html.read_text().replace("</body>", _PROBE + "</body>"))
+    dom = subprocess.run([_chromium(), *_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+                          probe.as_uri()], capture_output=True, text=True, timeout=60)
+    match = re.search(r'data-probe="([^"]*)"', dom.stdout)
+    series = re.search(r'data-series="([^"]*)"', dom.stdout)
+    assert match and series, f"no probe result in the DOM; stderr: {dom.stderr[-2000:]}"
+    return match.group(1).split(","), [int(n) for n in series.group(1).split(",")]
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium/Chrome binary on PATH (apt-get install chromium)")
+@pytest.mark.parametrize("kwargs", [{"reductions": (2,), "inits": None},  # one axis: the demo's softmax vs scale
+                                    {}])  # normalization x reduction x init
+def test_headline_figure_shows_both_series_in_chromium(tmp_path: Path, kwargs) -> None:
+    sweep = collect.load_sweep(write_sweep(tmp_path / "s", **kwargs))
+    files = render.write_report(sweep, tmp_path / "out")
+    sizes, (blue, orange) = _probe(files.html, tmp_path)
+    assert "broken" not in sizes
+    # Each series draws markers and error bars: hundreds of pixels; an empty axis (the old demo figure) has only
+    # its two legend entries (a few dozen).
+    assert blue > 300 and orange > 300, (blue, orange)
 
 
 @pytest.mark.skipif(_chromium() is None, reason="no Chromium/Chrome binary on PATH (apt-get install chromium)")
 def test_report_html_renders_in_headless_chromium(sweep_dir: Path, tmp_path: Path) -> None:
     bench = collect.load_benchmark(write_bench(tmp_path / "cpu.json"))
     files = render.write_report(collect.load_sweep(sweep_dir), tmp_path / "out", benchmarks=[bench])
-    probe = tmp_path / "probe.html"
-    probe.write_text(files.html.read_text().replace("</body>", _PROBE + "</body>"))
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000"]
-    dom = subprocess.run([_chromium(), *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True,
-                         timeout=60)
-    match = re.search(r'data-probe="([^"]*)"', dom.stdout)
-    assert match, f"no probe result in the DOM; stderr: {dom.stderr[-2000:]}"
-    sizes = match.group(1).split(",")
+    sizes, _ = _probe(files.html, tmp_path)
     assert len(sizes) == 4 and "broken" not in sizes
     for size, png in zip(sizes, files.images):
         height, width = matplotlib.image.imread(png).shape[:2]
         assert size == f"{width}x{height}"
     # And the page as a user sees it: a screenshot that is not blank.
     shot = tmp_path / "page.png"
-    subprocess.run([_chromium(), *flags, "--window-size=1280,2400", f"--screenshot={shot}", files.html.as_uri()],
+    subprocess.run([_chromium(), *_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2400",
+                    f"--screenshot={shot}", files.html.as_uri()],
                    capture_output=True, timeout=60, check=True)
     assert _png_is_drawn(shot)
+
+
+# ---- statistics (nlbench.report.stats) -----------------------------------------------------------------------------
+from nlbench.report import stats  # noqa: E402
+
+
+@pytest.mark.parametrize(("p", "df", "expected"), [
+    (0.975, 1, 12.706205), (0.975, 2, 4.302653), (0.975, 3, 3.182446), (0.975, 4, 2.776445), (0.975, 10, 2.228139),
+    (0.975, 30, 2.042272), (0.95, 5, 2.015048), (0.995, 7, 3.499483), (0.9, 1, 3.077684), (0.025, 3, -3.182446),
+])
+def test_t_quantile_matches_the_table(p: float, df: float, expected: float) -> None:
+    assert stats.t_quantile(p, df) == pytest.approx(expected, abs=2e-6)
+
+
+def test_t_cdf_closed_forms_for_non_table_values() -> None:
+    for t in (-3.0, -0.4, 0.0, 0.7, 5.0):  # df 1 is Cauchy, df 2 has a closed form
+        assert stats.t_cdf(t, 1) == pytest.approx(0.5 + math.atan(t) / math.pi, abs=1e-12)
+        assert stats.t_cdf(t, 2) == pytest.approx(0.5 + t / (2 * math.sqrt(2 + t * t)), abs=1e-12)
+    # Welch gives fractional degrees of freedom: the quantile lies between its integer neighbours.
+    assert stats.t_quantile(0.975, 3) > stats.t_quantile(0.975, 3.5) > stats.t_quantile(0.975, 4)
+
+
+def test_estimate_is_the_student_t_interval() -> None:
+    est = stats.estimate([0.70, 0.72, 0.77, None])
+    mean, sd = statistics.fmean([0.70, 0.72, 0.77]), statistics.stdev([0.70, 0.72, 0.77])
+    half = 4.302653 * sd / math.sqrt(3)
+    assert (est.n, est.mean, est.std) == (3, pytest.approx(mean), pytest.approx(sd))
+    assert (est.low, est.high) == (pytest.approx(mean - half, abs=1e-6), pytest.approx(mean + half, abs=1e-6))
+    assert stats.estimate([0.5]) == stats.Estimate(1, 0.5, None, None, None)
+
+
+def _runs(normalization: str, accs: dict[int, float]) -> list[dict]:
+    return [{"normalization": normalization, "seed": seed, BEST_ACC1: acc} for seed, acc in accs.items()]
+
+
+def test_difference_is_paired_by_seed_when_seeds_match() -> None:
+    # Seed effects larger than the normalization effect: paired, the difference is clear; unpaired it would not be.
+    scale, softmax = _runs("scale", {0: 0.80, 1: 0.75, 2: 0.78}), _runs("softmax", {0: 0.78, 1: 0.725, 2: 0.765})
+    diff = stats.difference(scale, softmax, BEST_ACC1)
+    d = [0.02, 0.025, 0.015]  # by hand: per-seed differences, mean 0.02, sd 0.005
+    half = 4.302653 * 0.005 / math.sqrt(3)
+    assert diff.method == "paired" and diff.df == 2
+    assert diff.mean == pytest.approx(statistics.fmean(d))
+    assert (diff.low, diff.high) == (pytest.approx(0.02 - half, abs=1e-6), pytest.approx(0.02 + half, abs=1e-6))
+    assert diff.verdict == "scale better"
+    unpaired = stats.difference(scale, _runs("softmax", {3: 0.78, 4: 0.725, 5: 0.765}), BEST_ACC1)
+    assert unpaired.method == "Welch" and unpaired.verdict == "no significant difference at n=3"
+
+
+def test_difference_is_welch_when_seeds_differ_and_gives_verdicts() -> None:
+    scale, softmax = _runs("scale", {0: 0.80, 1: 0.82, 2: 0.81}), _runs("softmax", {3: 0.70, 4: 0.74})
+    diff = stats.difference(scale, softmax, BEST_ACC1)
+    va, vb = statistics.variance([0.80, 0.82, 0.81]) / 3, statistics.variance([0.70, 0.74]) / 2
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 1)
+    half = stats.t_quantile(0.975, df) * math.sqrt(va + vb)
+    assert diff.method == "Welch" and diff.df == pytest.approx(df)
+    assert diff.mean == pytest.approx(0.81 - 0.72)
+    assert (diff.low, diff.high) == (pytest.approx(0.09 - half), pytest.approx(0.09 + half))
+    assert diff.verdict == ("scale better" if diff.low > 0 else "no significant difference at n=3/2")
+    worse = stats.difference(_runs("scale", {0: 0.5, 1: 0.52}), _runs("softmax", {0: 0.7, 1: 0.71}), BEST_ACC1)
+    assert worse.verdict == "softmax better"
+    same = stats.difference(_runs("scale", {0: 0.5, 1: 0.7, 2: 0.6}), _runs("softmax", {0: 0.6, 1: 0.6, 2: 0.62}),
+                            BEST_ACC1)
+    assert same.verdict == "no significant difference at n=3"
+    assert stats.difference(_runs("scale", {0: 0.5}), _runs("softmax", {0: 0.6}), BEST_ACC1).verdict == (
+        "too few seeds to tell (n=1)")
+
+
+def test_claims_say_what_is_not_tested(sweep_dir: Path) -> None:
+    sweep = collect.load_sweep(sweep_dir)
+    found = dict(stats.claims(sweep.finished, sweep.config_keys))
+    assert found[stats.CLAIMS[0]].startswith(stats.NOT_TESTED) and found[stats.CLAIMS[3]].startswith(stats.NOT_TESTED)
+    assert "4 scale/softmax pair(s) on cifar10" in found[stats.CLAIMS[1]]
+    assert "over reduction" in found[stats.CLAIMS[2]] and "over init" in found[stats.CLAIMS[2]]
+
+
+def test_report_states_differences_verdicts_and_the_test_split(sweep_dir: Path, tmp_path: Path) -> None:
+    sweep = collect.load_sweep(sweep_dir)
+    md = render.to_markdown(*render.build_report(sweep))
+    section = md.split("## Scale against softmax")[1].split("\n## ")[0]
+    # softmax r4 normal: seeds 0 and 1 on both sides -> paired; the hand computation of the row:
+    diffs = [max(synthetic_acc("scale", 4, "normal", s, e, 3) for e in range(3))
+             - max(synthetic_acc("softmax", 4, "normal", s, e, 3) for e in range(3)) for s in (0, 1)]
+    assert f"| 4 | normal | best top-1 | 2/2 | {100 * statistics.fmean(diffs):+.2f} |" in section
+    # scale r1 normal lost seed 0 (diverged): Welch is impossible with one run, so no verdict.
+    assert "| 1 | normal | best top-1 | 1/2 | " in section and "too few seeds to tell (n=1/2)" in section
+    assert "selects on the test data" in md and "## The paper's claims" in md and "not tested by this data" in md
+
+
+# ---- sources: run directories, mixes, a sweep in progress ------------------------------------------------------------
+def test_a_plain_fit_run_directory_is_reported(tmp_path: Path, sweep_dir: Path, capsys) -> None:
+    run_dir = tmp_path / "runs" / "my-fit"
+    write_run(run_dir, "scale", 2, "normal", 7, epochs=3, status="finished")
+    sweep = collect.load_sweep(run_dir)
+    assert [run["run_id"] for run in sweep.runs] == ["my-fit"] and sweep.runs[0][BEST_ACC1] is not None
+    assert report_main([str(run_dir)]) == 0
+    md = (run_dir / "report" / "report.md").read_text()
+    assert "**Runs** 1 (1 finished)" in md and "(error_by_configuration.png)" in md
+    # A sweep and a run directory together: grouped by what varies across both (here reduction 1/4 vs 2, seed 7).
+    out = tmp_path / "mixed"
+    assert report_main([str(sweep_dir), str(run_dir), "--out", str(out)]) == 0
+    assert "**Runs** 17 (15 finished" in (out / "report.md").read_text()
+    capsys.readouterr()
+    assert report_main([str(sweep_dir), str(run_dir)]) == 2
+    assert "--out is required with several sources" in capsys.readouterr().err
+
+
+def test_a_report_made_mid_sweep_shows_running_runs(sweep_dir: Path, tmp_path: Path) -> None:
+    rows = json.loads((sweep_dir / "results.json").read_text())
+    running = next(row for row in rows if row["status"] == "finished")
+    running["status"] = "running"
+    for key in ("best_val_acc1", "final_val_acc1"):
+        running[key] = None
+    (sweep_dir / "results.json").write_text(json.dumps(rows))
+    (sweep_dir / "runs" / running["run_id"] / "result.json").unlink()  # a first attempt has written nothing yet
+    sweep = collect.load_sweep(sweep_dir)
+    assert [run["run_id"] for run in sweep.running] == [running["run_id"]]
+    assert running["run_id"] not in {run["run_id"] for run in sweep.unfinished}
+    assert sweep.config_keys == ("normalization", "reduction", "init")  # no invented "dataset" axis
+    md = render.to_markdown(*render.build_report(sweep))
+    assert "**Runs** 16 (13 finished, 1 diverged, 1 failed, 1 running)" in md
+    assert f"| {running['run_id']} | running |" in md.split("## Runs still running")[1].split("\n## ")[0]
+    assert f"| {running['run_id']} |" not in md.split("## Runs left out of the statistics")[1]
+
+
+# ---- the headline figure is never empty ------------------------------------------------------------------------------
+def _plotted_points(fig) -> int:
+    """Finite data points of the errorbar series (not the baseline band) in every panel of a figure."""
+    return sum(
+        sum(1 for x, y in zip(*container.lines[0].get_data()) if math.isfinite(x) and math.isfinite(y))
+        for ax in fig.axes for container in ax.containers if container.get_label() != "baseline (no NL)"
+    )
+
+
+@pytest.mark.parametrize(("kwargs", "title", "points"), [
+    ({"reductions": (2,), "inits": None}, "Top-1 error per normalization", 2 * 2),  # one axis, as the demo
+    ({"reductions": (2,)}, "Top-1 error per normalization × init", 2 * 4),
+    ({}, "Top-1 error against the reduction ratio", 2 * 8),
+])
+def test_headline_figure_has_data_for_one_and_many_axes(tmp_path: Path, kwargs, title, points) -> None:
+    sweep = collect.load_sweep(write_sweep(tmp_path / "s", failed=(), diverged=(), **kwargs))
+    got_title, fig = plots.headline(sweep)
+    assert got_title == title
+    assert _plotted_points(fig) == points  # best and final panels, a point per configuration
+
+
+def test_throughput_says_where_it_was_measured_and_drops_identical_params(tmp_path: Path) -> None:
+    sweep = collect.load_sweep(write_sweep(tmp_path / "s", reductions=(2,), inits=None, failed=(), diverged=()))
+    for run in sweep.runs:
+        run.update(device="cpu", threads=2, written_at="2024-01-01T00:00:10+00:00")  # all ended together: overlap
+    where, caveat = render.measured_where(sweep)
+    assert where == "device cpu; threads 2; host not recorded; up to 4 runs at the same time"
+    assert caveat.startswith("up to 4 runs trained at the same time and shared the machine")
+    fig = plots.throughput_and_params(sweep, where)
+    assert len(fig.axes) == 1 and fig.axes[0].get_title() == where  # NL params identical: no parameter panel
+    apart = [f"2024-01-01T00:{m:02d}:00+00:00" for m in range(len(sweep.runs))]
+    for run, end in zip(sweep.runs, apart):
+        run["written_at"] = end
+    assert render.measured_where(sweep)[0].endswith("one run at a time")
+    several = collect.load_sweep(write_sweep(tmp_path / "r", failed=(), diverged=()))
+    assert len(plots.throughput_and_params(several).axes) == 2  # NL params differ with r: shown with their share
+    assert any("% of the model" in text.get_text() for text in plots.throughput_and_params(several).axes[1].texts)
+
+
+def test_the_report_does_not_import_torch() -> None:
+    """`nlbench report` reads files and draws figures: it must start without the training stack."""
+    code = "import sys, nlbench.report.cli, nlbench.report.stats; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0

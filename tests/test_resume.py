@@ -17,6 +17,7 @@ from nlbench.checkpoint_io import AtomicCheckpointIO
 from nlbench.classifier import ImageClassifier
 from nlbench.io import _umask
 from nlbench.cli import main
+from nlbench.run import BEST_ACC1, BEST_EPOCH, FINAL_ACC1, read_record
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "experiments" / "demo.yaml"
@@ -84,14 +85,14 @@ def test_interrupted_and_resumed_equals_uninterrupted(runs: dict[str, Path]) -> 
     different = [name for name in weights["straight"] if not torch.equal(weights["straight"][name],
                                                                          weights["resumed"][name])]
     assert not different, f"{len(different)} of {len(weights['straight'])} tensors differ, e.g. {different[:3]}"
-    results = {k: json.loads((d / "result.json").read_text()) for k, d in runs.items()}
-    for key in ("final_val_acc1", "best_val_acc1", "best_epoch", "epochs", "global_step", "status"):
+    results = {k: read_record(d).flat() for k, d in runs.items()}
+    for key in (FINAL_ACC1, BEST_ACC1, BEST_EPOCH, "epochs", "global_step", "status"):
         assert results["straight"][key] == results["resumed"][key], key
 
 
 def test_resumed_metrics_csv_drops_the_killed_attempts_rows(runs: dict[str, Path]) -> None:
     straight, resumed = _metrics(runs["straight"]), _metrics(runs["resumed"])
-    steps = [row["step"] for row in resumed if row.get("train/loss_step")]
+    steps = [row["step"] for row in resumed if row.get("train/loss")]
     assert len(steps) == len(set(steps)), f"duplicate training steps {steps}"
     assert resumed == straight
 

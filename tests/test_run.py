@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from nlbench import run
+from nlbench.run import identity_from_config
 from nlbench.report import collect
 from nlbench.sweep.results import collect_rows, write_results
 from nlbench.sweep.spec import spec_from_dict
@@ -120,12 +121,17 @@ def test_a_report_made_mid_sweep_shows_running_runs_as_running(tmp_path: Path) -
 
 
 # ---- the fit and the sweep's failure path --------------------------------------------------------------------------
-def test_a_plain_fit_run_directory_loads_and_the_failure_path_writes_the_same_hparams(tmp_path: Path) -> None:
+def test_a_plain_fit_run_directory_loads_and_the_failure_path_writes_the_same_hparams(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from nlbench.cli import main
     from nlbench.sweep.runner import _failed_record
 
+    written, write = [], run.write_record
+    monkeypatch.setattr(run, "write_record", lambda d, r: (written.append(r.status), write(d, r))[1])
     run_dir = tmp_path / "fit"
     assert main(["fit", f"--config={DEMO}", *FAST, "--seed_everything=0", f"--run_dir={run_dir}"]) == 0
+    assert written == ["running", "running", "finished"]  # at the start of training, after validation, at the end
     fitted = run.read_record(run_dir)
     assert fitted is not None and fitted.status == "finished" and fitted.metrics[run.BEST_ACC1] is not None
     # The report reads a plain fit run directory as a one-run sweep, with its learning curve.
@@ -148,3 +154,50 @@ def test_a_plain_fit_run_directory_loads_and_the_failure_path_writes_the_same_hp
     running = run.RunRecord.from_json({**fitted.to_json(), "status": "running"})
     kept = _failed_record(spec, point, running, "killed by SIGKILL", -9)
     assert kept.hparams == fitted.hparams and kept.metrics == fitted.metrics and kept.error == "killed by SIGKILL"
+
+
+def test_run_names_and_groups_follow_the_vocabulary() -> None:
+    config = {
+        "seed_everything": 3,
+        "data": {"class_path": "nlbench.data.CIFAR100DataModule", "init_args": {"batch_size": 128}},
+        "model": {"backbone": {"class_path": "nlbench.models.PreActResNet", "init_args": {
+            "depth": 20, "nl_stages": [2], "nl_blocks": 1,
+            "nl": {"normalization": "scale", "reduction": 8, "heads": 4, "init": "zeros", "similarity": "direction",
+                   "order": "nxn"}}}},
+    }
+    identity = identity_from_config(config)
+    assert identity.name == "scale-r8-h4-zeros-direction-nxn-s3"
+    assert identity.group == "cifar100-preactresnet20-scale-r8-h4-zeros-direction-nxn"
+    assert identity.hparams["reduction"] == 8 and identity.hparams["seed"] == 3
+    config["model"]["backbone"]["init_args"]["nl_stages"] = []
+    assert identity_from_config(config).name == "baseline-s3"
+    assert identity_from_config(config).hparams["normalization"] == "none"
+
+
+def test_options_off_their_default_name_the_run_and_per_stage_counts_read() -> None:
+    args = {"depth": 20, "nl_stages": None, "nl_blocks": [0, 1, 0], "nl": {"normalization": "scale", "reduction": 2,
+            "heads": 1, "init": "normal", "scale": "sqrt_nd", "pos_encoding": False}}  # fmt: skip
+    config = {"seed_everything": 1, "data": {"class_path": "nlbench.data.CIFAR10DataModule"},
+              "model": {"backbone": {"class_path": "nlbench.models.PreActResNet", "init_args": args}}}  # fmt: skip
+    identity = identity_from_config(config)
+    assert identity.name == "scale-r2-h1-normal-sqrt_nd-nopos-blocks0-1-0-s1"
+    assert identity.hparams["nl_blocks"] == [0, 1, 0] and identity.hparams["normalization"] == "scale"
+    args["nl_blocks"] = [0, 0, 0]
+    assert identity_from_config(config).hparams["normalization"] == "none"
+    args.update(nl_blocks=2, nl_stages=[1, 3], fc_init="pytorch")
+    args["nl"] = {"normalization": "softmax", "reduction": 2, "heads": 1, "init": "normal"}
+    assert identity_from_config(config).name == "softmax-r2-h1-normal-stages1-3-x2-fcpytorch-s1"
+
+
+def test_the_wandb_summary_gets_the_record_names() -> None:
+    from types import SimpleNamespace
+
+    from nlbench.callbacks import _update_wandb_summary
+
+    summary: dict[str, float] = {}
+    trainer = SimpleNamespace(loggers=[SimpleNamespace(_experiment=SimpleNamespace(summary=summary)),
+                                       SimpleNamespace(_experiment=None)])  # fmt: skip
+    metrics = record(**{run.BEST_ACC1: 0.7, run.BEST_ACC5: 0.9, run.BEST_EPOCH: 3, "time_s": 5.0}).metrics
+    _update_wandb_summary(trainer, metrics)  # type: ignore[arg-type]
+    # val/acc1_best's summary is W&B's own max (define_metric); the others carry the record's names and values.
+    assert summary == {run.BEST_ACC5: 0.9, run.BEST_EPOCH: 3, "time_s": 5.0}

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from nlbench.io import atomic_write_json
+from nlbench.report import collect
+from nlbench.run import BEST_ACC1, FINAL_ACC5, RunRecord, read_record, write_record
 from nlbench.sweep.cli import main, wandb_sync_line
 from nlbench.sweep.runner import LOG_MARK, run_dir_of
 from nlbench.sweep.spec import load_spec
@@ -71,7 +71,7 @@ def test_dry_run_lists_runs_with_status_and_cost(tmp_path: Path, capsys: pytest.
     assert "ETA: unknown (no finished runs to time yet)" in out
 
     # One run finished earlier (4 epochs in 20 s): skipped, and it times the rest.
-    atomic_write_json(run_dir_of(spec, first) / "result.json", {"status": "finished", "epochs": 4, "time_s": 20.0})
+    write_record(run_dir_of(spec, first), RunRecord(status="finished", metrics={"epochs": 4, "time_s": 20.0}))
     assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert any(ln.split() == ["finished", "skip", first.run_id, "normalization=softmax"] for ln in lines)
@@ -132,11 +132,13 @@ def test_real_tiny_sweep_end_to_end(
         rows = list(csv.DictReader(f))
     assert [(r["status"], r["normalization"]) for r in rows] == [("finished", "softmax"), ("finished", "scale")]
     for row in rows:
-        assert 0.0 <= float(row["best_val_acc1"]) <= 1.0 and 0.0 <= float(row["final_val_acc5"]) <= 1.0
+        assert 0.0 <= float(row[BEST_ACC1]) <= 1.0 and 0.0 <= float(row[FINAL_ACC5]) <= 1.0
         assert row["epochs"] == "1" and float(row["time_s"]) > 0 and int(row["params"]) > 0 and not row["error"]
-    summary = json.loads((spec.output_dir / "summary.json").read_text())
-    assert [(s["normalization"], s["n"], s["best_val_acc1_std"]) for s in summary] == [
-        ("softmax", 1, None), ("scale", 1, None)]  # fmt: skip
+    summary = collect.summarize(collect.load_sweep(spec.output_dir))
+    assert sorted((s["normalization"], s["n"], s[f"{BEST_ACC1}_std"]) for s in summary) == [
+        ("scale", 1, None), ("softmax", 1, None)]  # fmt: skip
+    record = read_record(run_dir_of(spec, spec.expand()[0]))
+    assert record is not None and record.hparams["normalization"] == "softmax"  # the fit's identity, short names
     for run, value in zip(spec.expand(), ["softmax", "scale"]):
         run_dir = run_dir_of(spec, run)
         config = yaml.safe_load((run_dir / "config.yaml").read_text())

@@ -1,11 +1,14 @@
-"""Building blocks: the non-local block, its attention kernels and the positional encoding."""
+"""Building blocks: the non-local block, its attention kernels and the positional encoding.
 
+NLConfig (the vocabulary) is imported eagerly and is torch-free, so readers of the run record (``nlbench report``)
+can use it without the training stack; the torch modules load on first use (PEP 562 module ``__getattr__``).
+"""
+
+from importlib import import_module
 from typing import Any
 
 from nlbench.nn.config import NLConfig
 
-# Everything but NLConfig needs torch: imported on first use, so that readers of the vocabulary (nlbench.run, the
-# sweep and report commands) start without it.
 _LAZY = {
     "apply_similarity": "nlbench.nn.attention",
     "attention_weights": "nlbench.nn.attention",
@@ -18,24 +21,10 @@ _LAZY = {
     "sinusoidal_table_2d": "nlbench.nn.posenc",
 }
 
+__all__ = ["NLConfig", *sorted(_LAZY)]
+
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = [
-    "NLConfig",
-    "NonLocal2d",
-    "SinusoidalPositionalEncoding2d",
-    "apply_similarity",
-    "attention_weights",
-    "scale_divisor",
-    "scaled_attention",
-    "scaled_attention_projected",
-    "sinusoidal_table_2d",
-    "softmax_attention",
-]
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'nlbench.nn' has no attribute {name!r}")

@@ -17,7 +17,6 @@ from nlbench.nn.attention import (
     SIMILARITIES,
     apply_similarity,
     attention_weights,
-    pearson,
     scale_divisor,
     scaled_attention,
     scaled_attention_projected,
@@ -25,6 +24,7 @@ from nlbench.nn.attention import (
 )
 from nlbench.nn.config import Init, NLConfig, Normalization, Order, ScaleDivisor, Similarity, Width
 from nlbench.nn.posenc import SinusoidalPositionalEncoding2d
+from nlbench.nn import nl_stats  # noqa: I001 (kept apart from the imports above to keep merges local)
 
 INITS: tuple[str, ...] = get_args(Init)
 
@@ -223,11 +223,12 @@ class NonLocal2d(nn.Module):
         - ``key_norm_cv``: std / mean of the key norms over key positions (how much attention can lean on key
           magnitude, the paper's claim; 0 for "direction").
         - ``key_norm_attention_corr``: Pearson correlation over keys between a key's norm and the attention mass it
-          receives (the sum over queries of its weight; for "scale" the signed scaled logits, computed as
-          k_j . sum_i q_i / s without an N x M map).
+          receives (sum over queries of |weight|).
         - ``attention_entropy`` (softmax only): entropy of each query's distribution over keys divided by log M,
-          averaged over queries (1 = uniform). The softmax map is built for an evenly strided subset of queries so
-          that it has at most ``max_map_elements`` elements (never fewer than one query).
+          averaged over queries (1 = uniform).
+
+        Definitions shared with ``nlbench analyze``: :mod:`nlbench.nn.nl_stats`. The map is built for an evenly
+        strided subset of queries so that it has at most ``max_map_elements`` elements (never fewer than one query).
         """
         q, k, _ = self._embed(self._with_position(x))
         q, k = q.float(), k.float()
@@ -238,17 +239,13 @@ class NonLocal2d(nn.Module):
         stats = {
             "query_norm_mean": query_norm.mean(),
             "key_norm_mean": key_norm.mean(),
-            "key_norm_cv": (key_norm.std(dim=-1, correction=0) / key_norm.mean(dim=-1).clamp_min(1e-12)).mean(),
+            "key_norm_cv": nl_stats.key_norm_cv(key_norm).mean(),
         }
+        step = nl_stats.query_stride(b, heads, n, m, max_map_elements)
+        weights = attention_weights(q[:, :, ::step], k, normalization=self.normalization, divisor=self._divisor(m))
         if self.normalization == "softmax":
-            step = math.ceil(n * b * heads * m / max_map_elements)
-            probs = attention_weights(q[:, :, ::step], k, normalization="softmax")
-            entropy = torch.special.entr(probs).sum(dim=-1).mean()
-            stats["attention_entropy"] = entropy / math.log(m) if m > 1 else torch.zeros_like(entropy)
-            mass = probs.sum(dim=-2)
-        else:
-            mass = torch.matmul(k, q.sum(dim=-2).unsqueeze(-1)).squeeze(-1) / self._divisor(m)
-        stats["key_norm_attention_corr"] = pearson(key_norm, mass).mean()
+            stats["attention_entropy"] = nl_stats.attention_entropy(weights)
+        stats["key_norm_attention_corr"] = nl_stats.key_norm_mass_corr(key_norm, nl_stats.attention_mass(weights)).mean()
         return stats
 
     def extra_repr(self) -> str:

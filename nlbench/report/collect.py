@@ -20,7 +20,6 @@ import csv
 import json
 import math
 import os
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,10 +29,14 @@ from typing import Any
 import yaml
 
 from nlbench import run as run_
+from nlbench.report import stats
 
 FINISHED = "finished"
+RUNNING = "running"
+# Where a run trained, as far as its record says (else its config.yaml's trainer): for the throughput caveat.
+MACHINE_KEYS: tuple[str, ...] = ("device", "threads", "host")
 # A flat record's keys that are bookkeeping or outcome, never hyper-parameters.
-BOOKKEEPING: frozenset[str] = frozenset({*run_.BOOKKEEPING, "run_dir", "hparams", *run_.METRICS})
+BOOKKEEPING: frozenset[str] = frozenset({*run_.BOOKKEEPING, "run_dir", "hparams", *run_.METRICS, *MACHINE_KEYS})
 # Per-epoch columns kept from metrics.csv (CSVLogger output; sparse rows, one metric family per row).
 CURVE_COLUMNS: tuple[str, ...] = (
     "train/loss",
@@ -80,7 +83,13 @@ class Sweep:
         for run in self.runs:
             names.update((key, None) for key in run if key not in BOOKKEEPING and key not in SEED_KEYS
                          and key not in run_.METRICS)
-        keys = [key for key in names if len({config_of(run, [key]) for run in self.runs}) > 1]
+        # A run without a record yet (running, or failed before writing one) knows only its swept keys: a key it
+        # lacks is unknown there, not a distinct value (else a mid-sweep report invents a "dataset" axis).
+        def values(key: str) -> set[tuple[Any, ...]]:
+            return {config_of(run, [key]) for run in self.runs
+                    if run.get("status") == FINISHED or run.get(key) is not None}
+
+        keys = [key for key in names if len(values(key)) > 1]
         configurations = len({config_of(run, keys) for run in self.runs})
         for key in reversed(list(keys)):
             rest = [k for k in keys if k != key]
@@ -93,9 +102,15 @@ class Sweep:
         return [run for run in self.runs if run.get("status") == FINISHED]
 
     @property
+    def running(self) -> list[dict[str, Any]]:
+        """Runs still training: shown as running, excluded from statistics until they end."""
+        return [run for run in self.runs if run.get("status") == RUNNING]
+
+    @property
     def unfinished(self) -> list[dict[str, Any]]:
-        """Runs that failed, diverged or never completed: listed in the report, excluded from statistics."""
-        return [run for run in self.runs if run.get("status") != FINISHED]
+        """Runs that failed, diverged, were interrupted or never started: listed in the report, excluded from
+        statistics."""
+        return [run for run in self.runs if run.get("status") not in (FINISHED, RUNNING)]
 
 
 def top1_error(acc: float | None) -> float | None:
@@ -105,10 +120,8 @@ def top1_error(acc: float | None) -> float | None:
 
 def mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None, int]:
     """Mean, sample standard deviation (None below two values) and count of the non-missing values."""
-    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not xs:
-        return None, None, 0
-    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None), len(xs)
+    est = stats.estimate(values)
+    return est.mean, est.std, est.n
 
 
 def config_of(run: Mapping[str, Any], keys: Sequence[str]) -> tuple[Any, ...]:
@@ -128,7 +141,8 @@ def group_runs(
 
 def summarize(sweep: Sweep, metrics: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """One row per configuration: its key values, ``n`` finished runs, ``n_unfinished``, and for each metric
-    ``<metric>_mean``, ``<metric>_std`` over the finished runs' seeds."""
+    ``<metric>_mean``, ``<metric>_std`` and the 95% interval ``<metric>_low``, ``<metric>_high`` over the finished
+    runs' seeds (:func:`nlbench.report.stats.estimate`)."""
     metrics = run_.METRICS if metrics is None else metrics  # read at call time: the vocabulary is nlbench.run's
     keys = sweep.config_keys
     rows = []
@@ -136,10 +150,13 @@ def summarize(sweep: Sweep, metrics: Sequence[str] | None = None) -> list[dict[s
         finished = [run for run in runs if run.get("status") == FINISHED]
         row: dict[str, Any] = dict(zip(keys, config))
         row["n"] = len(finished)
-        row["n_unfinished"] = len(runs) - len(finished)
+        row["n_running"] = sum(run.get("status") == RUNNING for run in runs)
+        row["n_unfinished"] = len(runs) - len(finished) - row["n_running"]
         row["seeds"] = sorted((run["seed"] for run in finished if run.get("seed") is not None), key=_sort_key)
         for metric in metrics:
-            row[f"{metric}_mean"], row[f"{metric}_std"], _ = mean_std(run.get(metric) for run in finished)
+            est = stats.estimate(run.get(metric) for run in finished)
+            row[f"{metric}_mean"], row[f"{metric}_std"] = est.mean, est.std
+            row[f"{metric}_low"], row[f"{metric}_high"] = est.low, est.high
         rows.append(row)
     return rows
 
@@ -161,10 +178,15 @@ def mean_curve(
 
 
 def load_sweep(sweep_dir: str | os.PathLike[str]) -> Sweep:
-    """Read ``<sweep_dir>/results.json`` (or results.csv), each run's result.json and metrics.csv."""
+    """Read ``<sweep_dir>/results.json`` (or results.csv), each run's result.json and metrics.csv; a plain
+    ``nlbench fit`` run directory (result.json or config.yaml) reads as a sweep of one run (:func:`load_run_dir`)."""
     root = Path(sweep_dir)
     if not root.is_dir():
         raise SweepDirError(f"sweep directory {root} does not exist")
+    paths = run_.RunDir(root)
+    if not (root / "results.json").is_file() and not (root / "results.csv").is_file() and (
+            paths.result.is_file() or paths.config.is_file()):
+        return load_run_dir(root)
     table = root / "results.json"
     if table.is_file():
         rows = _read_results_json(table)
@@ -178,7 +200,7 @@ def load_sweep(sweep_dir: str | os.PathLike[str]) -> Sweep:
         if "run_id" not in row:
             raise ValueError(f"{table}: a row has no run_id column: {sorted(row)}")
         run_dir = root / "runs" / str(row["run_id"])
-        runs.append(_record(row, run_.read_record(run_dir)))
+        runs.append(_with_device(_record(row, run_.read_record(run_dir)), run_dir))
         metrics = run_.RunDir(run_dir).metrics_csv
         if metrics.is_file():
             curves[str(row["run_id"])] = epoch_rows(_read_csv(metrics))
@@ -219,8 +241,42 @@ def _record(row: Mapping[str, Any], record: run_.RunRecord | None) -> dict[str, 
         if record.status == "running" and row.get("status") not in (None, "running"):
             flat["status"] = row["status"]
     flat["run_id"] = str(row["run_id"])
-    flat["status"] = flat.get("status") or "missing"
+    # The sweep's table says "running" while a child trains, whatever an earlier attempt left in result.json.
+    flat["status"] = RUNNING if row.get("status") == RUNNING else flat.get("status") or "missing"
     return flat
+
+
+def _with_device(record: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """Fill ``device`` from the run's config.yaml (trainer.accelerator x devices) when its record does not say."""
+    config = run_.RunDir(run_dir).config
+    if record.get("device") is None and config.is_file():
+        try:
+            trainer = (_read_spec(config) or {}).get("trainer") or {}
+        except yaml.YAMLError:
+            trainer = {}
+        accelerator, devices = trainer.get("accelerator"), trainer.get("devices")
+        if accelerator and accelerator != "auto":
+            record["device"] = f"{accelerator} x{devices}" if devices not in (None, 1, "1") else str(accelerator)
+    return record
+
+
+def merge(sweeps: Sequence[Sweep]) -> Sweep:
+    """Several sources (sweep and run directories, W&B projects) as one: runs side by side, grouped later by
+    whatever varies across all of them. A run id seen twice keeps its first source."""
+    if len(sweeps) == 1:
+        return sweeps[0]
+    runs, curves, seen = [], {}, set()
+    for sweep in sweeps:
+        for run in sweep.runs:
+            if run["run_id"] in seen:
+                continue
+            seen.add(run["run_id"])
+            runs.append(run)
+            if run["run_id"] in sweep.curves:
+                curves[run["run_id"]] = sweep.curves[run["run_id"]]
+    created = max((s.created for s in sweeps if s.created), default=None)
+    return Sweep(name=" + ".join(s.name for s in sweeps), source=", ".join(s.source for s in sweeps), runs=runs,
+                 curves=curves, created=created)
 
 
 def load_run_dir(run_dir: str | os.PathLike[str]) -> Sweep:
@@ -230,7 +286,7 @@ def load_run_dir(run_dir: str | os.PathLike[str]) -> Sweep:
         raise SweepDirError(f"run directory {root} does not exist")
     paths = run_.RunDir(root)
     record = run_.load_run_record(root)
-    flat = {**record.flat(), "run_id": root.resolve().name}
+    flat = _with_device({**record.flat(), "run_id": root.resolve().name}, root)
     curves = {flat["run_id"]: epoch_rows(_read_csv(paths.metrics_csv))} if paths.metrics_csv.is_file() else {}
     stamp = paths.result if paths.result.is_file() else paths.config
     created = datetime.fromtimestamp(stamp.stat().st_mtime, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

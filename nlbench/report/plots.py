@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
-from nlbench import run as run_
+from nlbench.run import BEST_ACC1, FINAL_ACC1, IMAGES_PER_S
 from nlbench.report.collect import (
     Benchmark,
     Sweep,
@@ -35,7 +35,7 @@ LINESTYLES = ("-", "--", ":", "-.")
 # Compact labels, the same words as the W&B run names (scale-r2-h1-normal).
 _PREFIXES = {"reduction": "r", "heads": "h", "width": "w", "depth": "d"}
 _BARE = {"normalization", "init", "similarity", "order", "dataset", "backbone"}
-METRICS = {"best": run_.BEST_ACC1, "final": run_.FINAL_ACC1}
+METRICS = {"best": BEST_ACC1, "final": FINAL_ACC1}
 
 
 def config_label(config: Mapping[str, Any]) -> str:
@@ -55,6 +55,69 @@ def to_png(fig: Figure, *, dpi: int = 110) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     return buffer.getvalue()
+
+
+def reduction_is_swept(sweep: Sweep) -> bool:
+    """Whether the finished NL runs take more than one reduction ratio (the x axis of :func:`error_vs_reduction`)."""
+    return len({run.get("reduction") for run in sweep.finished if run.get("normalization") != "none"
+                and run.get("reduction") is not None}) > 1
+
+
+def headline(sweep: Sweep) -> tuple[str, Figure | None]:
+    """The report's first figure and its title: error against the reduction ratio when the sweep varies it, else
+    error per configuration (:func:`error_by_configuration`), so the figure never has an empty axis."""
+    if reduction_is_swept(sweep):
+        return "Top-1 error against the reduction ratio", error_vs_reduction(sweep)
+    compared = " × ".join(sweep.config_keys) or "the configuration"
+    return f"Top-1 error per {compared}", error_by_configuration(sweep)
+
+
+def error_by_configuration(sweep: Sweep) -> Figure | None:
+    """Top-1 error (%) mean +- std over seeds as points with error bars: panels best / final epoch, one x position
+    per configuration without its normalization, the normalizations side by side at each position (softmax and
+    scale in their colours, the baseline grey)."""
+    rows = [row for row in summarize(sweep) if row["n"] > 0]
+    if not rows:
+        return None
+    keys = sweep.config_keys
+    x_keys = [key for key in keys if key != "normalization"]
+    # Runs without an NL block are a horizontal band (their NL options mean nothing), unless they are all there is.
+    baseline = [run for run in sweep.finished if run.get("normalization") == "none"]
+    if len(baseline) < len(sweep.finished):
+        rows = [row for row in rows if row.get("normalization") != "none"]
+    else:
+        baseline = []
+    positions = list(dict.fromkeys(config_of(row, x_keys) for row in rows))
+    normalizations = list(dict.fromkeys(str(row.get("normalization")) for row in rows))
+    width = 0.6 / max(1, len(normalizations))
+    fig = _figure(ncols=len(METRICS), nrows=1, width=max(3.6, 1.2 * len(positions) + 1.8), height=3.4, sharey=False)
+    for ax, (which, metric) in zip(fig.axes, METRICS.items()):
+        for s, normalization in enumerate(normalizations):
+            points = [(positions.index(config_of(row, x_keys)), row) for row in rows
+                      if str(row.get("normalization")) == normalization and row[f"{metric}_mean"] is not None]
+            if not points:
+                continue
+            offset = (s - (len(normalizations) - 1) / 2) * width
+            config = {"normalization": normalization} if "normalization" in keys or normalization != "None" else {}
+            style = _style(config, s)
+            label = "baseline (no NL)" if normalization == "none" else (config_label(config) if config else "runs")
+            ax.errorbar([x + offset for x, _ in points], [top1_error(row[f"{metric}_mean"]) for _, row in points],
+                        yerr=[100.0 * (row[f"{metric}_std"] or 0.0) for _, row in points], capsize=4,
+                        linestyle="none", marker=style["marker"], color=style["color"], markersize=7, label=label)
+        _baseline_band(ax, baseline, metric)
+        if x_keys:
+            labels = [config_label(dict(zip(x_keys, values))) for values in positions]
+            ax.set_xticks(range(len(positions)), labels, rotation=30 if len(positions) > 3 else 0,
+                          ha="right" if len(positions) > 3 else "center", fontsize=8)
+        else:  # only the normalization varies: name each point under it
+            offsets = [(s - (len(normalizations) - 1) / 2) * width for s in range(len(normalizations))]
+            ax.set_xticks(offsets, ["baseline (no NL)" if n == "none" else n for n in normalizations], fontsize=9)
+        ax.set_xlim(-0.6, len(positions) - 0.4)
+        ax.set_title(f"{which} epoch", fontsize=10)
+        ax.set_ylabel(f"{which} top-1 error (%)")
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.axes[0].legend(fontsize=8)
+    return fig
 
 
 def error_vs_reduction(sweep: Sweep) -> Figure | None:
@@ -98,12 +161,7 @@ def error_vs_reduction(sweep: Sweep) -> Figure | None:
                 ax.errorbar(
                     xs, ys, yerr=errs, capsize=3, label=config_label(config), **_style(config, s)
                 )
-            if baseline:
-                mean, std, _ = mean_std(top1_error(run.get(metric)) for run in baseline)
-                if mean is not None:
-                    ax.axhline(mean, color=NORMALIZATION_COLORS["none"], linestyle="--", label="baseline (no NL)")
-                    if std:
-                        ax.axhspan(mean - std, mean + std, color=NORMALIZATION_COLORS["none"], alpha=0.15)
+            _baseline_band(ax, baseline, metric)
             reductions = sorted({row["reduction"] for row in nl_rows if row.get("reduction")}) if has_x else None
             _reduction_axis(ax, reductions, [config_label(dict(zip(series_keys, v))) for v in series])
             title = f"init={panel}" if panel_key else ""
@@ -159,26 +217,40 @@ def learning_curves(sweep: Sweep) -> Figure | None:
     return fig
 
 
-def throughput_and_params(sweep: Sweep) -> Figure | None:
-    """Training throughput (images/s, mean +- std over seeds) and parameter counts per configuration."""
+def params_differ(rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the configurations' NL parameter counts differ (else a parameter panel shows identical bars)."""
+    return len({row.get("nl_params_mean") for row in rows if row.get("nl_params_mean") is not None}) > 1
+
+
+def throughput_and_params(sweep: Sweep, where: str = "") -> Figure | None:
+    """Training throughput (images/s, mean +- std over seeds) per configuration, titled with ``where`` it was
+    measured; beside it the NL blocks' parameters with their share of the model, only when they differ."""
     rows = [row for row in summarize(sweep) if row["n"] > 0]
-    if not rows or all(row[f"{run_.IMAGES_PER_S}_mean"] is None and row["params_mean"] is None for row in rows):
+    if not rows or all(row[f"{IMAGES_PER_S}_mean"] is None for row in rows):
         return None
     keys = sweep.config_keys
     labels = [config_label({key: row.get(key) for key in keys}) for row in rows]
     colors = [NORMALIZATION_COLORS.get(str(row.get("normalization")), OTHER_COLORS[0]) for row in rows]
     positions = list(range(len(rows)))
-    fig = _figure(ncols=2, nrows=1, width=5.0, height=max(2.4, 0.28 * len(rows) + 1.0), sharey=True)
-    speed, params = fig.axes
-    speed.barh(positions, [row[f"{run_.IMAGES_PER_S}_mean"] or 0.0 for row in rows],
-               xerr=[row[f"{run_.IMAGES_PER_S}_std"] or 0.0 for row in rows], color=colors, capsize=2)
+    with_params = params_differ(rows)
+    fig = _figure(ncols=2 if with_params else 1, nrows=1, width=5.0, height=max(2.4, 0.28 * len(rows) + 1.2),
+                  sharey=True)
+    speed = fig.axes[0]
+    speed.barh(positions, [row[f"{IMAGES_PER_S}_mean"] or 0.0 for row in rows],
+               xerr=[row[f"{IMAGES_PER_S}_std"] or 0.0 for row in rows], color=colors, capsize=2)
     speed.set_xlabel("training images/s")
-    params.barh(positions, [(row["params_mean"] or 0.0) / 1e3 for row in rows], color=colors, alpha=0.45,
-                label="all parameters")
-    params.barh(positions, [(row["nl_params_mean"] or 0.0) / 1e3 for row in rows], color=colors,
-                label="in NL blocks")
-    params.set_xlabel("parameters (thousands)")
-    params.legend(fontsize=8, loc="lower right")
+    if where:
+        speed.set_title(where, fontsize=8)
+    if with_params:
+        params = fig.axes[1]
+        nl = [(row["nl_params_mean"] or 0.0) / 1e3 for row in rows]
+        params.barh(positions, nl, color=colors)
+        for y, (value, row) in enumerate(zip(nl, rows)):
+            share = (row["nl_params_mean"] or 0.0) / row["params_mean"] if row.get("params_mean") else None
+            text = f"{value:.1f}k" + (f" ({100 * share:.1f}% of the model)" if share is not None else "")
+            params.text(value, y, " " + text, va="center", fontsize=7)
+        params.set_xlim(0, max(nl) * 1.9 or 1)
+        params.set_xlabel("parameters in NL blocks (thousands)")
     speed.set_yticks(positions, labels, fontsize=8)
     speed.invert_yaxis()
     for ax in fig.axes:
@@ -225,6 +297,15 @@ def training_benchmark(bench: Benchmark) -> Figure:
             ax.grid(True, alpha=0.3)
     fig.axes[0].legend(fontsize=8)
     return fig
+
+
+def _baseline_band(ax: Any, baseline: Sequence[Mapping[str, Any]], metric: str) -> None:
+    """The runs without an NL block as a dashed line at their mean top-1 error and a +- std band."""
+    mean, std, _ = mean_std(top1_error(run.get(metric)) for run in baseline)
+    if mean is not None:
+        ax.axhline(mean, color=NORMALIZATION_COLORS["none"], linestyle="--", label="baseline (no NL)")
+        if std:
+            ax.axhspan(mean - std, mean + std, color=NORMALIZATION_COLORS["none"], alpha=0.15)
 
 
 def _figure(*, ncols: int, nrows: int, width: float, height: float, sharey: bool | str) -> Figure:

@@ -17,8 +17,9 @@ from matplotlib.figure import Figure
 
 from nlbench import run as run_
 from nlbench.io import atomic_write_text
-from nlbench.report import plots
+from nlbench.report import plots, stats
 from nlbench.report.collect import BOOKKEEPING, SEED_KEYS, Benchmark, Sweep, config_of, summarize, top1_error
+from nlbench.run import BEST_ACC1, BEST_ACC5, FINAL_ACC1, IMAGES_PER_S
 
 
 @dataclass
@@ -53,18 +54,23 @@ class ReportFiles:
 
 def build_report(sweep: Sweep, benchmarks: Sequence[Benchmark] = ()) -> tuple[str, list[Section]]:
     """The report's title and sections, independent of the output format; each benchmark file adds a section."""
+    headline_title, headline = plots.headline(sweep)
+    where, caveat = measured_where(sweep)
     sections = [
         _header(sweep),
         _figure_section(
-            "Top-1 error against the reduction ratio",
-            plots.error_vs_reduction(sweep),
-            "error_vs_reduction.png",
-            "Top-1 error in % = 100 (1 - accuracy) on the validation split, mean ± std over seeds (error bars; none "
-            "for a single seed). *best*: the lowest error over all epochs, the figure the paper reports; *final*: "
-            "the last epoch. Failed and diverged runs are excluded.",
+            headline_title,
+            headline,
+            "error_vs_reduction.png" if plots.reduction_is_swept(sweep) else "error_by_configuration.png",
+            "Top-1 error in % = 100 (1 - accuracy) on the evaluation split, mean ± std over seeds (error bars; none "
+            f"for a single seed). {stats.BEST_NOTE}. Failed, diverged and running runs are excluded.",
             missing="No finished run: nothing to plot.",
         ),
-        Section("Every configuration", [configuration_table(sweep)]),
+        Section("Scale against softmax", comparison_blocks(sweep)),
+        Section("The paper's claims", [claims_table(sweep)]),
+        Section("Every configuration", [
+            "Errors: mean ± std over seeds; the 95% interval of the best top-1 error is Student's t over seeds "
+            "(*best* selects on the test split, see above).", configuration_table(sweep)]),
         _figure_section(
             "Learning curves",
             plots.learning_curves(sweep),
@@ -73,20 +79,26 @@ def build_report(sweep: Sweep, benchmarks: Sequence[Benchmark] = ()) -> tuple[st
             missing="No per-epoch metrics of finished runs found (runs/<run_id>/metrics.csv).",
         ),
         _figure_section(
-            "Throughput and parameters",
-            plots.throughput_and_params(sweep),
+            "Throughput",
+            plots.throughput_and_params(sweep, where),
             "throughput_params.png",
-            "Training images/s as measured by the training loop (mean ± std over seeds) and parameter counts "
-            "(darker: the parameters inside the NL blocks).",
-            missing="No throughput or parameter counts recorded.",
+            f"Training images/s as measured by the training loop (mean ± std over seeds). Measured on: {where}."
+            + (f" **Caveat:** {caveat}" if caveat else "")
+            + ("" if plots.params_differ(summarize(sweep)) else
+               " The NL blocks have the same parameter count in every configuration (see the table)."),
+            missing="No throughput recorded.",
         ),
     ]
+    if sweep.running:
+        sections.append(Section("Runs still running", [
+            "Still training when this report was made: left out of the statistics until they end.",
+            _run_table(sweep, sweep.running)]))
     if sweep.unfinished:
         sections.append(
             Section(
                 "Runs left out of the statistics",
-                ["Failed, diverged or unfinished runs: counted in the configuration table, never averaged.",
-                 _unfinished_table(sweep)],
+                ["Failed, diverged or interrupted runs: counted in the configuration table, never averaged.",
+                 _run_table(sweep, sweep.unfinished)],
             )
         )
     names: set[str] = set()
@@ -122,6 +134,63 @@ def write_report(
 
 # --------------------------------------------------------------------------------------------------------------
 # Content
+
+
+def measured_where(sweep: Sweep) -> tuple[str, str | None]:
+    """Where the finished runs' throughput was measured (device, threads, host as the runs recorded them) and a
+    caveat when runs overlapped in time on the machine (from each run's end time and duration) or that is unknown."""
+    runs = sweep.finished
+    parts = []
+    for key, label in (("device", "device"), ("threads", "threads"), ("host", "host")):
+        values = sorted({str(run[key]) for run in runs if run.get(key) is not None})
+        parts.append(f"{label} {', '.join(values)}" if values else f"{label} not recorded")
+    intervals = []
+    for run in runs:
+        try:
+            end = datetime.fromisoformat(str(run.get("written_at"))).timestamp()
+            intervals.append((end - float(run["time_s"]), end))
+        except (TypeError, ValueError, KeyError):
+            pass
+    concurrent = max((sum(start < e and s < end for s, e in intervals) for start, end in intervals), default=0)
+    caveat = "other processes on the machine are not recorded; compare images/s only between runs of one sweep."
+    if len(intervals) < len(runs):
+        parts.append("overlap unknown (runs without start/end times)")
+        caveat = "whether runs shared the machine is unknown for some runs; " + caveat
+    elif concurrent > 1:
+        parts.append(f"up to {concurrent} runs at the same time")
+        caveat = (f"up to {concurrent} runs trained at the same time and shared the machine, so their images/s are "
+                  "lower than a run alone would get; " + caveat)
+    else:
+        parts.append("one run at a time")
+    return "; ".join(parts), caveat
+
+
+def comparison_blocks(sweep: Sweep) -> list[str | Table]:
+    """The scale - softmax difference of best and final top-1 for every pair of configurations that differ only in
+    normalization, with its 95% interval and verdict."""
+    keys = sweep.config_keys
+    others = [key for key in keys if key != "normalization"]
+    diffs = [d for metric in (BEST_ACC1, FINAL_ACC1) for d in stats.normalization_pairs(sweep.finished, keys, metric)]
+    if not diffs:
+        return ["No configuration was run with both scale and softmax: nothing to compare."]
+    table = Table([*others, "metric", "n (scale/softmax)", "scale − softmax top-1 (pp)", "95% interval", "test",
+                   "verdict"], [])
+    for diff in diffs:
+        interval = "–" if diff.low is None else f"[{100 * diff.low:+.2f}, {100 * diff.high:+.2f}]"
+        test = diff.method + ("" if diff.df is None else f", df={diff.df:.1f}")
+        table.rows.append([*(_text(diff.config.get(key)) for key in others), stats.METRIC_LABELS[diff.metric],
+                           f"{diff.n_scale}/{diff.n_softmax}",
+                           "–" if diff.mean is None else f"{100 * diff.mean:+.2f}", interval, test, diff.verdict])
+    text = ("Difference of top-1 accuracy in percentage points, positive when scale is better: paired by seed when "
+            "both sides ran the same seeds, Welch's interval otherwise; a verdict needs the 95% interval to exclude "
+            f"0. {stats.BEST_NOTE}.")
+    return [text, table]
+
+
+def claims_table(sweep: Sweep) -> Table:
+    """Each of the paper's four claims and what this data supports."""
+    return Table(["claim (paper's abstract)", "what this data supports"],
+                 [[claim, finding] for claim, finding in stats.claims(sweep.finished, sweep.config_keys)])
 
 
 def _header(sweep: Sweep) -> Section:
@@ -162,26 +231,32 @@ def configuration_table(sweep: Sweep) -> Table:
     keys = sweep.config_keys
     rows = summarize(sweep)
     show_unfinished = any(row["n_unfinished"] for row in rows)
-    header = [*keys, "n", "best top-1 err (%)", "final top-1 err (%)", "best top-5 err (%)", "best epoch",
-              "epochs", "images/s", "params", "NL params"]
+    show_running = any(row["n_running"] for row in rows)
+    header = [*keys, "n", "best top-1 err (%)", "best 95% interval", "final top-1 err (%)", "best top-5 err (%)",
+              "best epoch", "epochs", "images/s", "params", "NL params"]
     if show_unfinished:
         header.append("failed/diverged")
+    if show_running:
+        header.append("running")
     table = Table(header, [])
     for row in rows:
         cells = [_text(row.get(key)) for key in keys]
         cells += [
             str(row["n"]),
-            _error_pm(row, run_.BEST_ACC1),
-            _error_pm(row, run_.FINAL_ACC1),
-            _error_pm(row, run_.BEST_ACC5),
+            _error_pm(row, BEST_ACC1),
+            _error_interval(row, BEST_ACC1),
+            _error_pm(row, FINAL_ACC1),
+            _error_pm(row, BEST_ACC5),
             _pm(row["best_epoch_mean"], row["best_epoch_std"], digits=1),
             _pm(row["epochs_mean"], None, digits=0),
-            _pm(row[f"{run_.IMAGES_PER_S}_mean"], row[f"{run_.IMAGES_PER_S}_std"], digits=0),
+            _pm(row[f"{IMAGES_PER_S}_mean"], row[f"{IMAGES_PER_S}_std"], digits=0),
             _count(row["params_mean"]),
             _count(row["nl_params_mean"]),
         ]
         if show_unfinished:
             cells.append(str(row["n_unfinished"]))
+        if show_running:
+            cells.append(str(row["n_running"]))
         table.rows.append(cells)
     return table
 
@@ -243,10 +318,10 @@ def _unique_png_name(bench: Benchmark, taken: set[str]) -> str:
     return name
 
 
-def _unfinished_table(sweep: Sweep) -> Table:
+def _run_table(sweep: Sweep, runs: Sequence[dict[str, Any]]) -> Table:
     keys = sweep.config_keys
     table = Table(["run_id", "status", "configuration", "seed", "error"], [])
-    for run in sweep.unfinished:
+    for run in runs:
         config = plots.config_label(dict(zip(keys, config_of(run, keys))))
         table.rows.append([run["run_id"], run["status"], config, _text(run.get("seed")), _text(run.get("error"))])
     return table
@@ -255,6 +330,11 @@ def _unfinished_table(sweep: Sweep) -> Table:
 def _error_pm(row: dict[str, Any], metric: str) -> str:
     std = row[f"{metric}_std"]
     return _pm(top1_error(row[f"{metric}_mean"]), None if std is None else 100.0 * std, digits=2)
+
+
+def _error_interval(row: dict[str, Any], metric: str) -> str:
+    low, high = row[f"{metric}_low"], row[f"{metric}_high"]
+    return "–" if low is None else f"[{top1_error(high):.2f}, {top1_error(low):.2f}]"
 
 
 def _pm(mean: float | None, std: float | None, *, digits: int) -> str:

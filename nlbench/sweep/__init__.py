@@ -1,5 +1,5 @@
 """Sweeps: a grid of ``nlbench fit`` runs from a YAML spec, run over the visible devices, resumable after any
-interruption, summarised as results/summary tables, and exportable as a W&B sweep for many machines.
+interruption, summarised as a results table (statistics: the report), and exportable as a W&B sweep for many machines.
 
 Modules: `spec` (YAML -> SweepSpec, grid expansion, run ids, validation), `devices` (GPU slots), `runner`
 (subprocesses, skip/resume, progress), `results` (tables), `wandb_export`, `cli` (``nlbench sweep``).

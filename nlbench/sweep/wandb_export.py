@@ -82,7 +82,8 @@ def wandb_project(spec: SweepSpec) -> str | None:
     project = None
     for path in spec.base:
         config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        loggers = (config.get("trainer") or {}).get("logger")
+        # Experiment deltas set single keys with dotted names (experiments/cifar10.yaml: `trainer.logger:`).
+        loggers = config.get("trainer.logger", (config.get("trainer") or {}).get("logger"))
         for logger in loggers if isinstance(loggers, list) else [loggers]:
             if isinstance(logger, dict) and str(logger.get("class_path", "")).endswith("WandbLogger"):
                 project = (logger.get("init_args") or {}).get("project", project)
