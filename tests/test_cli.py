@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nlbench.cli import ConfigError, load_run, main, parse_fit_args
+from nlbench.classifier import ImageClassifier
+from nlbench.cli import ConfigError, NLBenchCLI, load_run, main, parse_fit_args
 from nlbench.run import BEST_ACC1, FINAL_ACC1, read_record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,6 +75,8 @@ def test_every_experiment_config_fits(tmp_path: Path, config: str, data_args: di
     assert {"best.ckpt", "last.ckpt"} <= {p.name for p in (run_dir / "checkpoints").iterdir()}
     rows = read_metrics(run_dir)
     assert any(r.get("val/acc1") for r in rows) and any(r.get("train/loss") for r in rows)
+    # The metric names of docs/design.md, not Lightning's _step/_epoch variants.
+    assert not [key for key in rows[0] if key.endswith(("_step", "_epoch"))]
 
 
 def test_softmax_and_scale_runs_are_named_and_grouped_apart(tmp_path: Path) -> None:
@@ -91,6 +94,7 @@ def test_default_run_dir_is_named_and_never_reused(tmp_path: Path) -> None:
     args = ["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--trainer.default_root_dir={tmp_path}"]
     assert main(args) == 0 and main(args) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scale-r2-h1-normal-s0", "scale-r2-h1-normal-s0-v2"]
+    assert NLBenchCLI.RUN_DIR_ENV not in os.environ  # only multi-process runs hand their run directory on
 
 
 def test_same_seed_gives_identical_runs(tmp_path: Path) -> None:
@@ -184,14 +188,48 @@ def test_parse_fit_args_validates_without_side_effects(tmp_path: Path, monkeypat
     assert not list(tmp_path.iterdir())  # parse-only creates no run directory, logs or W&B files
 
 
-def test_validate_test_and_load_run(tmp_path: Path) -> None:
+def test_validate_test_predict_and_load_run(tmp_path: Path) -> None:
     code, run_dir = fit(tmp_path, "demo.yaml")
     assert code == 0
+    best = run_dir / "checkpoints" / "best.ckpt"
     model, data = load_run(run_dir, "best")
     assert not model.training and data.num_classes == 10
+    # Lightning's own way works too: the checkpoint's hparams hold the backbone's class_path and init_args.
+    loaded = ImageClassifier.load_from_checkpoint(best, map_location="cpu").eval()
+    images = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(loaded(images), model(images))
     assert main(["test", f"--config={run_dir / 'config.yaml'}", f"--run_dir={run_dir}",
-                 f"--ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}", "--trainer.limit_test_batches=1"]) == 0
+                 f"--ckpt_path={best}", "--trainer.limit_test_batches=1"]) == 0
     assert (run_dir / "test" / "metrics.csv").is_file()
+
+    assert main(["predict", f"--config={run_dir / 'config.yaml'}", f"--run_dir={run_dir}", f"--ckpt_path={best}",
+                 "--trainer.limit_predict_batches=2", "--data.init_args.eval_batch_size=8"]) == 0
+    with open(run_dir / "predict" / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["index"]) for r in rows] == list(range(16))
+    for row in rows:
+        probs = [float(row[f"prob_{c}"]) for c in range(10)]
+        assert sum(probs) == pytest.approx(1.0, abs=1e-4)
+        assert int(row["predicted"]) == max(range(10), key=probs.__getitem__) and 0 <= int(row["target"]) < 10
+    assert not list((run_dir / "predict").glob("*.tmp"))
+
+
+def test_fit_help_lists_nlbench_backbones_and_any_module_still_works(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    out = capsys.readouterr().out
+    assert "nlbench.models.PreActResNet" in out and "nlbench.models.WideResNet" in out
+    assert "torch.ao" not in out and "torchvision.models.detection" not in out
+    assert len(out.splitlines()) < 700  # 1,231 lines when every imported nn.Module was listed
+    with pytest.raises(SystemExit):
+        main(["fit", "--model.backbone.help", "nlbench.models.PreActResNet"])
+    assert "--model.backbone.depth DEPTH" in capsys.readouterr().out
+    # Any importable nn.Module still works through class_path.
+    backbone = ('{"class_path": "torchvision.models.ResNet", "init_args": '
+                '{"block": "torchvision.models.resnet.BasicBlock", "layers": [1, 1, 1, 1]}}')
+    cfg = parse_fit_args([f"--config={EXPERIMENTS / 'demo.yaml'}", f"--model.backbone={backbone}"])
+    assert cfg.model.backbone.class_path == "torchvision.models.ResNet"
 
 
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -207,15 +245,44 @@ def _offline_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_wandb_runs_offline_without_credentials(tmp_path: Path) -> None:
-    """No credentials and no network: the run completes, W&B files hold the config, and sync is explained."""
+@pytest.fixture(scope="module")
+def offline_fit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One real fit in a fresh process, W&B offline without credentials, model summary on: (run_dir, output)."""
+    tmp_path = tmp_path_factory.mktemp("offline")
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "nlbench", "fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--run_dir={run_dir}"]
+    cmd = [sys.executable, "-m", "nlbench", "fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--run_dir={run_dir}",
+           "--trainer.enable_model_summary=true"]
     proc = subprocess.run(cmd, env=_offline_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    "noise",
+    [
+        "litlogger",
+        "The anonymous setting has no effect",
+        "Previous log files in this directory will be deleted",
+        "git root",
+        "LeafSpec",
+        "Symlinked 1 file into the W&B run directory",
+    ],
+)
+def test_fit_output_has_no_false_or_useless_messages(offline_fit: tuple[Path, str], noise: str) -> None:
+    assert noise not in offline_fit[1]
+
+
+def test_model_summary_counts_flops(offline_fit: tuple[Path, str]) -> None:
+    total = next(line for line in offline_fit[1].splitlines() if line.rstrip().endswith("Total Flops"))
+    assert total.split()[0] not in ("0", "0.0"), total
+
+
+def test_wandb_runs_offline_without_credentials(offline_fit: tuple[Path, str]) -> None:
+    """No credentials and no network: the run completes, W&B files hold the config, and sync is explained."""
+    run_dir, output = offline_fit
     offline_runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(offline_runs) == 1
-    assert "wandb sync" in proc.stdout + proc.stderr
+    assert "wandb sync" in output
     # The resolved config travels twice: as a copy among the run's files (not a symlink to config.yaml, which W&B
     # would write its own config.yaml through: wandb/wandb#7654), and in the run's config record.
     files = offline_runs[0] / "files"
@@ -397,3 +464,12 @@ def test_a_full_disk_during_training_is_one_line(
     import json
 
     assert json.loads((run_dir / "result.json").read_text())["status"] == "failed"  # the run is kept, as failed
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["report", "--bogus"], ["sweep", "--bogus"], ["bench", "--help"]])
+def test_help_and_usage_errors_import_no_torch_lightning_or_matplotlib(argv: list[str]) -> None:
+    """What keeps them under a second (timings: `nlbench bench imports`, BENCHMARKS.md)."""
+    code = ("import sys; from nlbench.commands import main; main(sys.argv[1:]); "
+            "print(sorted(m for m in ('torch', 'lightning', 'matplotlib', 'wandb') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout + proc.stderr

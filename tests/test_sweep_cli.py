@@ -11,7 +11,7 @@ import yaml
 
 from nlbench.report import collect
 from nlbench.run import BEST_ACC1, FINAL_ACC5, RunRecord, read_record, write_record
-from nlbench.sweep.cli import main
+from nlbench.sweep.cli import main, wandb_sync_line
 from nlbench.sweep.runner import LOG_MARK, run_dir_of
 from nlbench.sweep.spec import load_spec
 from nlbench.sweep.wandb_export import export_wandb
@@ -126,6 +126,7 @@ def test_real_tiny_sweep_end_to_end(
     spec = load_spec(path)
     argv = ["--config", str(path), "--devices", "cpu"]
     assert main(argv) == 0, capsys.readouterr()
+    assert "wandb sync" not in capsys.readouterr().out  # W&B was disabled: nothing to upload
 
     with open(spec.output_dir / "results.csv") as f:
         rows = list(csv.DictReader(f))
@@ -246,3 +247,13 @@ def test_an_unwritable_output_dir_is_one_line(
     what = {errno.EROFS: "read-only file system; choose a writable directory",
             errno.ENOSPC: "no space left on device; free some space or write elsewhere"}[code]  # fmt: skip
     assert err == f"nlbench sweep: error: {out / 'runs'}: cannot write: {what}"
+
+
+def test_one_wandb_sync_line_for_the_offline_runs_of_a_sweep(tmp_path: Path) -> None:
+    assert wandb_sync_line(tmp_path) is None
+    for run in ("a", "b"):
+        (tmp_path / "runs" / run / "wandb" / f"offline-run-2026-{run}").mkdir(parents=True)
+    (tmp_path / "runs" / "c" / "wandb").mkdir(parents=True)  # W&B disabled for this one
+    line = wandb_sync_line(tmp_path)
+    assert line is not None and "2 run(s)" in line
+    assert line.endswith(f"wandb sync {tmp_path}/runs/*/wandb/offline-run-*")

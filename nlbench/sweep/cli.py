@@ -15,6 +15,7 @@ import dataclasses
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from jsonargparse import ArgumentError, ArgumentParser
@@ -128,7 +129,20 @@ def main(argv: list[str] | None = None) -> int:
     counts = Counter(row["status"] for row in rows)
     print(f"sweep {spec.name}: " + ", ".join(f"{n} {status}" for status, n in counts.most_common()))
     print(f"results: {spec.output_dir / 'results.csv'}; statistics over seeds: nlbench report {spec.output_dir}")
+    sync = wandb_sync_line(spec.output_dir)
+    if sync:
+        print(sync)
     return 1 if counts["failed"] else 0
+
+
+def wandb_sync_line(output_dir: Path) -> str | None:
+    """One `wandb sync` command for every offline W&B run of the sweep (each run's own hint stays in its
+    stdout.log), or None when no run logged offline."""
+    pattern = "runs/*/wandb/offline-run-*"
+    offline = sorted(Path(output_dir).glob(pattern))
+    if not offline:
+        return None
+    return f"W&B ran offline for {len(offline)} run(s); upload them later with: wandb sync {Path(output_dir) / pattern}"
 
 
 def _check_gpus(gpus: list[str] | None) -> list[str]:

@@ -15,7 +15,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nlbench.device_share import share_env
 
 
 @dataclass(frozen=True)
@@ -36,6 +35,8 @@ class Slot:
         """Environment variables that pin the run to this slot's GPUs (inside the run they are 0..k-1) and, when
         the slot is shared, cap its share of the device (memory fraction on GPU, threads on CPU)."""
         pinned = {"CUDA_VISIBLE_DEVICES": ",".join(self.gpus)} if self.gpus else {}
+        from nlbench.device_share import share_env  # imports torch and Lightning: not for `nlbench sweep --help`
+
         return {**pinned, **share_env(self.shared_by, gpu=bool(self.gpus), cpus=self.cpus)}
 
     def fit_args(self, *, strategy_given: bool = False) -> list[str]:
