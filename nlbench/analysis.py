@@ -103,7 +103,6 @@ def analyze_block(name: str, block: NonLocal2d, x: Tensor) -> BlockAttention:
     r2_magnitude = _weighted_row_r2(logits, key_norm.unsqueeze(-2).expand_as(logits))
     r2_direction = _weighted_row_r2(logits, cosine)
     entropy = variation = None
-    m = k.shape[-2]
     if softmax:
         entropy = float(nl_stats.attention_entropy(weights))
         variation = float(0.5 * (weights - weights.mean(dim=-2, keepdim=True)).abs().sum(-1).mean())

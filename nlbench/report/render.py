@@ -15,7 +15,6 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from nlbench import run as run_
 from nlbench.io import atomic_write_text
 from nlbench.report import plots, stats
 from nlbench.report.collect import BOOKKEEPING, SEED_KEYS, Benchmark, Sweep, config_of, summarize, top1_error

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from nlbench.run import SEED_KEY, short_name
+from nlbench.run import short_name
 
 SPEC_KEYS = ("name", "base", "output_dir", "overrides", "axes", "points", "devices_per_run", "grid_limit", "runs_per_device")
 # Above this many runs a spec is refused unless it (or --grid-limit) raises the limit: a typo such as a 1000-value
