@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -152,10 +154,20 @@ class RunResult(Callback):
         record = run.RunRecord(
             status=status, run_name=self.identity.name, group=self.identity.group, wandb_id=self.wandb_id,
             hparams=dict(self.identity.hparams), metrics=self.metrics(trainer, pl_module), error=error,
+            machine=_machine(pl_module),
         )  # fmt: skip
         run.write_record(self.run_dir, record)
         if status in ("failed", "interrupted"):  # on_exception runs while the W&B run is still live
             _update_wandb_summary(trainer, record.metrics)
+
+
+def _machine(pl_module: L.LightningModule) -> dict[str, Any]:
+    """Where this run trains (:data:`nlbench.run.MACHINE_KEYS`): device (with the GPU's name), threads, host."""
+    device = pl_module.device
+    name = str(device)
+    if device.type == "cuda":
+        name = f"{device} ({torch.cuda.get_device_name(device)})"
+    return {"device": name, "threads": torch.get_num_threads(), "host": socket.gethostname()}
 
 
 def _update_wandb_summary(trainer: L.Trainer, metrics: dict[str, Any]) -> None:

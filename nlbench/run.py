@@ -50,6 +50,8 @@ STATUSES: tuple[str, ...] = ("finished", "failed", "diverged", "interrupted", "r
 FINAL_STATUSES: tuple[str, ...] = ("finished", "diverged")  # a sweep skips these; it (re)runs the others
 # Keys of a flat record that are bookkeeping, never hyper-parameters or metrics.
 BOOKKEEPING: tuple[str, ...] = ("run_id", "status", "error", "run_name", "group", "wandb_id", "written_at")
+# Where the run trained, so throughput figures can say where they were measured (RunRecord.machine).
+MACHINE_KEYS: tuple[str, ...] = ("device", "threads", "host")
 
 
 def short_name(key: str) -> str:
@@ -232,6 +234,7 @@ class RunRecord:
     written_at: str | None = None
     written_by: str = "nlbench fit"
     exit_code: int | None = None
+    machine: dict[str, Any] = field(default_factory=dict)  # MACHINE_KEYS: device, threads, host
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -247,6 +250,7 @@ class RunRecord:
         known = {key: value for key, value in data.items() if key in names}
         known["hparams"] = dict(known.get("hparams") or {})
         known["metrics"] = dict(known.get("metrics") or {})
+        known["machine"] = dict(known.get("machine") or {})
         return cls(**known)
 
     def flat(self) -> dict[str, Any]:
@@ -254,6 +258,7 @@ class RunRecord:
         return {
             "status": self.status, "error": self.error, "run_name": self.run_name, "group": self.group,
             "wandb_id": self.wandb_id, "written_at": self.written_at, **self.hparams, **self.metrics,
+            **{key: self.machine.get(key) for key in MACHINE_KEYS},
         }  # fmt: skip
 
 

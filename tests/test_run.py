@@ -134,6 +134,8 @@ def test_a_plain_fit_run_directory_loads_and_the_failure_path_writes_the_same_hp
     assert written == ["running", "running", "finished"]  # at the start of training, after validation, at the end
     fitted = run.read_record(run_dir)
     assert fitted is not None and fitted.status == "finished" and fitted.metrics[run.BEST_ACC1] is not None
+    # Where it trained, so the report's throughput says where it was measured.
+    assert fitted.machine["device"] == "cpu" and fitted.machine["threads"] >= 1 and fitted.machine["host"]
     # The report reads a plain fit run directory as a one-run sweep, with its learning curve.
     sweep = collect.load_run_dir(run_dir)
     [flat] = sweep.runs

@@ -34,7 +34,7 @@ from nlbench.report import stats
 FINISHED = "finished"
 RUNNING = "running"
 # Where a run trained, as far as its record says (else its config.yaml's trainer): for the throughput caveat.
-MACHINE_KEYS: tuple[str, ...] = ("device", "threads", "host")
+MACHINE_KEYS = run_.MACHINE_KEYS
 # A flat record's keys that are bookkeeping or outcome, never hyper-parameters.
 BOOKKEEPING: frozenset[str] = frozenset({*run_.BOOKKEEPING, "run_dir", "hparams", *run_.METRICS, *MACHINE_KEYS})
 # Per-epoch columns kept from metrics.csv (CSVLogger output; sparse rows, one metric family per row).
