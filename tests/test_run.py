@@ -158,24 +158,6 @@ def test_a_plain_fit_run_directory_loads_and_the_failure_path_writes_the_same_hp
     assert kept.hparams == fitted.hparams and kept.metrics == fitted.metrics and kept.error == "killed by SIGKILL"
 
 
-def test_run_names_and_groups_follow_the_vocabulary() -> None:
-    config = {
-        "seed_everything": 3,
-        "data": {"class_path": "nlbench.data.CIFAR100DataModule", "init_args": {"batch_size": 128}},
-        "model": {"backbone": {"class_path": "nlbench.models.PreActResNet", "init_args": {
-            "depth": 20, "nl_stages": [2], "nl_blocks": 1,
-            "nl": {"normalization": "scale", "reduction": 8, "heads": 4, "init": "zeros", "similarity": "direction",
-                   "order": "nxn"}}}},
-    }
-    identity = identity_from_config(config)
-    assert identity.name == "scale-r8-h4-zeros-direction-nxn-s3"
-    assert identity.group == "cifar100-preactresnet20-scale-r8-h4-zeros-direction-nxn"
-    assert identity.hparams["reduction"] == 8 and identity.hparams["seed"] == 3
-    config["model"]["backbone"]["init_args"]["nl_stages"] = []
-    assert identity_from_config(config).name == "baseline-s3"
-    assert identity_from_config(config).hparams["normalization"] == "none"
-
-
 def test_options_off_their_default_name_the_run_and_per_stage_counts_read() -> None:
     args = {"depth": 20, "nl_stages": None, "nl_blocks": [0, 1, 0], "nl": {"normalization": "scale", "reduction": 2,
             "heads": 1, "init": "normal", "scale": "sqrt_nd", "pos_encoding": False}}  # fmt: skip
