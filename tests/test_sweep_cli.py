@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,7 @@ def test_dry_run_lists_runs_with_status_and_cost(tmp_path: Path, capsys: pytest.
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "cost: 2 runs x 4 epochs = 8 epochs on 1 slot(s): cpu" in out
-    assert "ETA: unknown (no finished runs to time yet)" in out
+    assert "ETA: unknown (no finished runs to time yet; --bench FILE estimates it from a benchmark)" in out
 
     # One run finished earlier (4 epochs in 20 s): skipped, and it times the rest.
     write_record(run_dir_of(spec, first), RunRecord(status="finished", metrics={"epochs": 4, "time_s": 20.0}))
@@ -257,3 +258,22 @@ def test_one_wandb_sync_line_for_the_offline_runs_of_a_sweep(tmp_path: Path) -> 
     line = wandb_sync_line(tmp_path)
     assert line is not None and "2 run(s)" in line
     assert line.endswith(f"wandb sync {tmp_path}/runs/*/wandb/offline-run-*")
+
+
+def test_the_dry_run_estimates_the_eta_from_a_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = demo_spec(tmp_path, axes={NORMALIZATION: ["softmax", "scale"]},
+                     overrides={"data.data_dir": str(tmp_path / "nodata"), "data.download": False,
+                                "trainer.max_epochs": 3})  # fmt: skip
+    yaml_spec = yaml.safe_load(path.read_text())
+    yaml_spec["base"] = str(CIFAR10)
+    path.write_text(yaml.safe_dump(yaml_spec))
+    record = {"backbone": "PreResNet-20", "depth": 20, "reduction": 2, "heads": 1, "peak_mib": 100.0}
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"machine": "test box", "device": "cuda (H200)", "date": "2026-12-01T10:00:00+00:00",
+                                 "records": [{**record, "normalization": "softmax", "images_per_s": 1000.0},
+                                             {**record, "normalization": "scale", "images_per_s": 2000.0}]}))
+    assert main(["--config", str(path), "--devices", "cpu", "--dry-run", "--bench", str(bench)]) == 0
+    out = capsys.readouterr().out
+    # 3 epochs x 50,000 images at 1,000 img/s (softmax) + at 2,000 img/s (scale) = 150 s + 75 s, one slot.
+    assert (f"ETA: ~3m 45s from the benchmark {bench} (cuda (H200), measured 2026-12-01 10:00 UTC; 50,000 training "
+            "images per epoch, one run at a time per slot)") in out

@@ -60,6 +60,7 @@ class DatasetSpec:
     num_classes: int
     image_size: int
     open_split: Callable[[Path, str, bool], SplitSource]  # (tree, split, verify) -> source
+    train_images: int = 0  # images in the official training split (a sweep's ETA from a benchmark uses it)
 
 
 @dataclass
@@ -109,6 +110,7 @@ SPECS: dict[str, DatasetSpec] = {
         num_classes=10,
         image_size=cifar.IMAGE_SIZE,
         open_split=functools.partial(_open_cifar, cifar.CIFAR10),
+        train_images=50_000,
     ),
     "cifar100": DatasetSpec(
         name="cifar100",
@@ -119,6 +121,7 @@ SPECS: dict[str, DatasetSpec] = {
         num_classes=100,
         image_size=cifar.IMAGE_SIZE,
         open_split=functools.partial(_open_cifar, cifar.CIFAR100),
+        train_images=50_000,
     ),
     "tiny_imagenet": DatasetSpec(
         name="tiny_imagenet",
@@ -129,6 +132,7 @@ SPECS: dict[str, DatasetSpec] = {
         num_classes=200,
         image_size=tiny_imagenet.IMAGE_SIZE,
         open_split=_open_tiny_imagenet,
+        train_images=100_000,
     ),
 }
 

@@ -21,6 +21,7 @@ from typing import Any
 from jsonargparse import ArgumentError, ArgumentParser
 
 from nlbench.errors import os_error_line
+from nlbench.run import short_name
 from nlbench.sweep.datacheck import DataNeed, check_data, data_needs, fetch_data
 from nlbench.sweep.devices import Slot, parse_devices, plan_slots, visible_gpus
 from nlbench.sweep.results import axis_columns
@@ -61,6 +62,11 @@ def build_parser() -> ArgumentParser:
         help="concurrent runs per GPU (group of devices_per_run GPUs) or on the CPU, instead of the spec's "
         "runs_per_device; each gets 1/K of the GPU memory, or of the CPU cores",
     )  # fmt: skip
+    parser.add_argument(
+        "--bench", type=str, default=None, metavar="FILE",
+        help="a training benchmark (nlbench bench train --grid --out FILE) for the dry run's ETA before any run "
+        "has finished",
+    )
     parser.add_argument("--max-runs", type=int, default=None, help="start at most this many runs, then stop")
     parser.add_argument(
         "--grid-limit", type=int, default=None, metavar="N",
@@ -111,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if slots is None:
         return 0
     if args.dry_run:
-        print_plan(spec, runs, parsed, slots, needs)
+        print_plan(spec, runs, parsed, slots, needs, bench=args.bench)
         return 0
 
     print(f"sweep {spec.name}: {_counts_line(spec, runs)}; {len(slots)} slot(s): "
@@ -174,6 +180,7 @@ def print_plan(
     parsed: Mapping[str, Any],
     slots: Sequence[Slot],
     needs: Sequence[DataNeed] = (),
+    bench: str | None = None,
 ) -> None:
     """The dry run: one line per run (status, action, id, overrides), then data, devices and estimated cost."""
     columns = axis_columns(spec)
@@ -211,8 +218,38 @@ def print_plan(
         per_epoch = seconds / measured_epochs
         eta = format_duration(total * per_epoch / len(slots))
         print(f"ETA: ~{eta} at {per_epoch:.1f} s/epoch (measured over {len(timed)} finished run(s))")
+    elif bench is not None:
+        print(_benchmark_eta(bench, todo, epochs, needs, len(slots)))
     else:
-        print("ETA: unknown (no finished runs to time yet)")
+        print("ETA: unknown (no finished runs to time yet; --bench FILE estimates it from a benchmark)")
+
+
+def _benchmark_eta(
+    path: str, todo: Sequence[SweepRun], epochs: Sequence[int | None], needs: Sequence[DataNeed], slots: int
+) -> str:
+    """The ETA from a training benchmark: per run, epochs x training images / the images/s the benchmark measured
+    for its normalization, reduction and heads (the mean over matching records; all records when none match)."""
+    from nlbench.data.sources import SPECS
+    from nlbench.report.collect import BenchFileError, load_benchmark
+
+    try:
+        benchmark = load_benchmark(path)
+    except (FileNotFoundError, BenchFileError) as err:
+        return f"ETA: unknown ({err})"
+    images = {SPECS[need.dataset].train_images for need in needs}
+    if len(images) != 1 or 0 in images:
+        return "ETA: unknown (the runs' training-set size is not known: a packaged sample, or several datasets)"
+    (train_images,) = images
+    seconds = 0.0
+    for run, run_epochs in zip(todo, epochs):
+        params = {short_name(key): value for key, value in run.params.items()}
+        matching = [r for r in benchmark.records
+                    if all(r.get(k) == params[k] for k in ("normalization", "reduction", "heads") if k in params)]
+        rates = [float(r["images_per_s"]) for r in (matching or benchmark.records)]
+        seconds += (run_epochs or 0) * train_images / (sum(rates) / len(rates))
+    device = benchmark.device or "device not recorded"
+    return (f"ETA: ~{format_duration(seconds / slots)} from the benchmark {path} ({device}, measured "
+            f"{benchmark.when}; {train_images:,} training images per epoch, one run at a time per slot)")
 
 
 def _max_epochs(epochs: Any) -> int | None:
