@@ -16,7 +16,7 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("nlbench.sweep.cli", "run a grid of fit runs (resumable), or export it as a W&B sweep"),
     "report": ("nlbench.report.cli", "write report.md/report.html/PNGs for a sweep directory"),
     "analyze": ("nlbench.analysis", "the paper's key magnitude/direction analysis of a trained run"),
-    "bench": ("nlbench.bench", "benchmarks: block, loader, train, imports, device-check"),
+    "bench": ("nlbench.bench", "benchmarks: block, loader, train, imports, sweep, device-check"),
 }
 # LightningCLI subcommands, run by nlbench.cli.
 LIGHTNING_COMMANDS: dict[str, str] = {
