@@ -1,0 +1,135 @@
+"""Who owns a run directory right now: one lock per run, the one answer to "is this run's process alive?".
+
+A process that works on a run directory (a `nlbench fit`, a sweep claiming a grid point) holds an exclusive
+``flock`` on ``<run_dir>/.lock`` for as long as it works there. The kernel drops the lock when the process dies
+(kill -9 included), so a reader that finds the lock free knows nobody is working on the run, whatever result.json
+says: a record still saying "running" then belongs to a dead process and reads "interrupted". The lock file holds
+the owner's pid, host, command and start time as JSON, so status listings can say where a run is running.
+
+flock works between processes of one machine and, on Linux NFS v4 / Lustre / GPFS, between machines sharing the
+directory (the kernel maps it to POSIX byte-range locks there). Light on imports: the CLI imports it before torch.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LOCK_NAME = ".lock"
+
+
+class RunLockedError(RuntimeError):
+    """The run directory is owned by another live process."""
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The process that holds a run directory's lock."""
+
+    pid: int | None
+    host: str | None
+    command: str | None
+    since: str | None
+
+    def where(self) -> str:
+        return f"pid {self.pid} on {self.host}" if self.host else f"pid {self.pid}"
+
+
+def lock_path(run_dir: str | os.PathLike[str]) -> Path:
+    return Path(run_dir) / LOCK_NAME
+
+
+class RunLock:
+    """An exclusive lock on a run directory, held from :meth:`acquire` until :meth:`release` (or process exit).
+
+    ``acquire`` waits up to ``timeout_s`` (a reader's brief shared probe must not make a starting owner fail), then
+    raises :class:`RunLockedError` naming the owner. Creates the directory when missing."""
+
+    def __init__(self, run_dir: str | os.PathLike[str], *, command: str = "") -> None:
+        self.run_dir = Path(run_dir)
+        self.command = command or " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:2])
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, timeout_s: float = 2.0) -> RunLock:
+        if self._fd is not None:
+            return self
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path(self.run_dir), os.O_RDWR | os.O_CREAT, 0o666)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as err:
+                if err.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() >= deadline:
+                    os.close(fd)
+                    if err.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                    who = owner(self.run_dir)
+                    by = f" by {who.command or 'another process'} ({who.where()})" if who else ""
+                    raise RunLockedError(f"{self.run_dir}: in use{by}; wait for it to finish or stop it") from None
+                time.sleep(0.05)
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
+                "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.ftruncate(fd, 0)  # a free lock names no owner
+        finally:
+            os.close(fd)  # closing drops the flock
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def owner(run_dir: str | os.PathLike[str]) -> Owner | None:
+    """The live process holding the run directory's lock, or None when nobody holds it (no lock file, or its
+    owner has exited or died). Never blocks and never takes the lock for longer than a probe."""
+    path = lock_path(run_dir)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES):
+                return None
+            try:
+                data = json.loads(os.pread(fd, 4096, 0) or b"{}")
+            except (OSError, ValueError):
+                data = {}
+            data = data if isinstance(data, dict) else {}
+            return Owner(data.get("pid"), data.get("host"), data.get("command"), data.get("since"))
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def is_alive(run_dir: str | os.PathLike[str]) -> bool:
+    """Whether a live process works on the run directory now."""
+    return owner(run_dir) is not None
