@@ -27,7 +27,7 @@ from nlbench.device_share import DeviceShare
 from nlbench.loggers import ResumedMetrics, WandbLogger, quiet_third_party_output, wandb_run_id
 from nlbench.predict import PredictionWriter
 from nlbench.rng import RandomState
-from nlbench.run import RunIdentity, identity_from_config
+from nlbench.run import RunIdentity, command_line_keys, identity_from_config
 
 LIGHTNING_COMMANDS = commands.LIGHTNING_COMMANDS
 
@@ -48,12 +48,14 @@ class ConfigSaver(SaveConfigCallback):
         super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        identity = identity_from_config(self.config)
+        result = next((cb for cb in trainer.callbacks if isinstance(cb, RunResult)), None)
+        identity = result.identity if result is not None else identity_from_config(self.config)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and logger.mode != "disabled":
                 try:
                     run = logger.experiment
-                    run.config.update({**identity.hparams, "config": self.config.as_dict()}, allow_val_change=True)
+                    run.config.update({**identity.hparams, "config": self.config.as_dict(),
+                                       "differs": identity.differs}, allow_val_change=True)  # fmt: skip
                     # A copy under a name W&B does not reserve: run.save would symlink the run's config.yaml into
                     # the W&B files, where W&B writes its own config.yaml through the link (wandb/wandb#7654).
                     copy = Path(run.dir) / WANDB_CONFIG_NAME
@@ -74,6 +76,10 @@ class NLBenchCLI(LightningCLI):
         self.created_run_dir: Path | None = None  # a run directory this process chose and that did not exist yet
         self.run_result: RunResult | None = None  # the fit's result callback: set-up vs training failures
         self.config_keys: list[str] = []  # the parsed config's dotted keys, so an error message can name its option
+        # The options that differ from the experiment's base config: the command line's (a sweep passes its
+        # overrides and axes there), which name the run (nlbench.run.identity_from_config).
+        self.option_keys = command_line_keys(sys.argv[2:] if args is None else [str(a) for a in args
+                                                                                 if isinstance(args, list)])
         quiet_third_party_output()
         try:
             super().__init__(
@@ -122,7 +128,7 @@ class NLBenchCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         self.config_keys = list(cfg.keys())
-        identity = identity_from_config(cfg)
+        identity = identity_from_config(cfg, self.option_keys)
         run_dir = self._resolve_run_dir(cfg, identity)
         self.run_dir, self.identity = run_dir, identity
         log_dir = run_dir if self.subcommand in (None, "fit") else run_dir / self.subcommand

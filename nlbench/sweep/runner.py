@@ -124,7 +124,7 @@ def run_sweep(
             while queue or active:
                 while queue and free:
                     active.append(_launch(spec, queue.popleft(), free.pop(0), fit_command, lock_fd))
-                    write_results(spec, runs, running={job.run.run_id for job in active})
+                    write_results(spec, runs)
                     _show(bar, counts, active)
                 time.sleep(poll_interval_s)
                 for job in [job for job in active if job.proc.poll() is not None]:
@@ -135,7 +135,7 @@ def run_sweep(
                     bar.update(1)
                     done = f"{skipped + sum(counts.values())}/{skipped + len(todo)}"
                     bar.write(_describe_end(spec, job, status, done=done))
-                    write_results(spec, runs, running={job.run.run_id for job in active})
+                    write_results(spec, runs)
                     _show(bar, counts, active)
         finally:
             _stop(active, timeout_s=stop_timeout_s)
