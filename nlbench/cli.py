@@ -19,7 +19,7 @@ from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_warn
 
-from nlbench import commands, errors
+from nlbench import errors
 from nlbench.callbacks import RunResult
 from nlbench.checkpoint_io import check_resumable, resume_checkpoint
 from nlbench.classifier import ImageClassifier
@@ -28,9 +28,6 @@ from nlbench.loggers import ResumedMetrics, WandbLogger, quiet_third_party_outpu
 from nlbench.predict import PredictionWriter
 from nlbench.rng import RandomState
 from nlbench.run import RunIdentity, command_line_keys, identity_from_config
-
-LIGHTNING_COMMANDS = commands.LIGHTNING_COMMANDS
-
 
 class ConfigError(ValueError):
     """A bad command line or config: reported as one line, exit code 2."""
@@ -337,11 +334,11 @@ def _one_line(err: BaseException, config_keys: list[str] | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a LightningCLI subcommand (fit/validate/test/predict); anything else goes to :func:`nlbench.commands.main`."""
+    """Run a LightningCLI subcommand (fit/validate/test/predict); ``argv[0]`` is the subcommand. The ``nlbench``
+    entry point (:func:`nlbench.commands.main`, which owns the command table) calls this; this module never imports
+    it back."""
     from_sys_argv = argv is None  # then LightningCLI reads sys.argv itself (DDP workers re-run the same argv)
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in LIGHTNING_COMMANDS:
-        return commands.main(argv)
     try:
         _check_config_files(argv)
         with warnings.catch_warnings():
@@ -355,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if started and not errors.is_disk_error(err):
             raise  # a failure during training: result.json says "failed", the traceback says why
-        print(f"nlbench {argv[0]}: error: {_one_line(err, cli.config_keys if cli else None)}", file=sys.stderr)
+        print(f"nlbench {argv[0] if argv else ''}: error: {_one_line(err, cli.config_keys if cli else None)}", file=sys.stderr)
         return 2
     return 0
 

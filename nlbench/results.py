@@ -100,15 +100,15 @@ def read_run(run_dir: str | os.PathLike[str], *, run_id: str | None = None,
     except _Unreadable as err:
         return {**row, "status": UNREADABLE, "error": str(err), "hparams": {}, "config": {}, "differs": [],
                 "curve": []}  # fmt: skip
-    row["status"] = resolve_status(record.status if record else None, path)
-    row["curve"] = curve
     if record is None:
-        row.update(hparams={}, config={}, differs=[], metrics={})
+        row.update(hparams={}, config={}, differs=[])
     else:
         row.update(record.flat())
         row["wandb_group"] = row.pop("group", None)
         row.update(hparams=dict(record.hparams), config=dict(record.config), differs=list(record.differs))
-        row["error"] = record.error if row["status"] == record.status else None
+    row["status"] = resolve_status(record.status if record else None, path)
+    row["error"] = record.error if record is not None and row["status"] == record.status else None
+    row["curve"] = curve
     if params and not row["differs"]:
         row["config"] = {**row["config"], **{_flat_key(key, row["config"]): v for key, v in params.items()}}
         row["differs"] = [_flat_key(key, row["config"]) for key in params]
@@ -273,7 +273,7 @@ def spec_run_params(spec: Any) -> dict[str, dict[str, Any]]:
 
 
 def is_sweep_dir(path: Path) -> bool:
-    return (path / "sweep.yaml").is_file() or (path / "runs").is_dir() or (path / "results.json").is_file()
+    return (path / "sweep.yaml").is_file() or (path / "runs").is_dir()
 
 
 def read_source(source: str, *, curves: bool = True, groups: Sequence[str] = ()) -> tuple[list[dict], list[dict]]:
@@ -326,9 +326,14 @@ def frame(rows: Sequence[Mapping[str, Any]], *, curves: bool = False) -> pd.Data
         out: dict[str, Any] = {key: row.get(key) for key in BOOKKEEPING if key not in ("group", "curve")}
         out.update({key: row.get(key) for key in run_.MACHINE_KEYS})
         hparams = dict(row.get("hparams") or {})
-        for name, key in ((n, k) for n, k in _hparam_keys().items() if n not in hparams):
-            for flat in (key, run_.canonical_key(key)):
-                if flat in config:  # a run without a record yet: its swept NL values
+        swept = {run_.canonical_key(key) for key in row.get("differs") or []}
+        baseline = hparams.get("normalization") == "none"
+        for name, key in _hparam_keys().items():
+            canon = run_.canonical_key(key)
+            if name in hparams and (canon not in swept or (baseline and name in run_.NL_FIELDS)):
+                continue  # the record's word; a run's swept value fills in for a record that lacks it
+            for flat in (key, canon):
+                if flat in config:
                     hparams[name] = config[flat]
         out.update({key: hparams.get(key) for key in run_.HPARAMS if key in hparams})
         for name, key in RECIPE.items():

@@ -233,7 +233,9 @@ def test_fit_help_lists_nlbench_backbones_and_any_module_still_works(capsys: pyt
 
 
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--help"]) == 0
+    from nlbench.commands import main as nlbench_main
+
+    assert nlbench_main(["--help"]) == 0
     out = capsys.readouterr().out
     for command in ("fit", "validate", "test", "predict", "sweep", "report", "analyze", "bench"):
         assert f"  {command} " in out
@@ -473,3 +475,13 @@ def test_help_and_usage_errors_import_no_torch_lightning_or_matplotlib(argv: lis
             "print(sorted(m for m in ('torch', 'lightning', 'matplotlib', 'wandb') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout + proc.stderr
+
+
+def test_one_entry_point_without_an_import_cycle() -> None:
+    """The command table lives in nlbench.commands; nlbench.cli (the LightningCLI subcommands) never imports it."""
+    code = "import sys, nlbench.cli; print('nlbench.commands' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    import nlbench.cli as cli_module
+
+    assert not hasattr(cli_module, "commands") and not hasattr(cli_module, "LIGHTNING_COMMANDS")
