@@ -204,7 +204,7 @@ def _sweep_with_foreign_files(tmp_path: Path) -> tuple[Path, dict[str, Path]]:
 
 def test_unreadable_runs_are_listed_naming_the_file(tmp_path: Path) -> None:
     root, bad = _sweep_with_foreign_files(tmp_path)
-    df = results.load(root)
+    df = results.load(root, curves=True)  # metrics.csv is read with the curves
     unreadable = df[df["status"] == "unreadable"]
     assert sorted(unreadable["error"].str.split(":").str[0]) == sorted(str(p) for p in bad.values())
     assert {e.split(": ", 1)[1].split(" (")[0] for e in unreadable["error"]} == {"not UTF-8 text",
