@@ -390,7 +390,8 @@ def config_keys(df: pd.DataFrame) -> list[str]:
         values = usable[key][known | usable[key].notna()]
         return len({_hashable(v) for v in values})
 
-    keys = [key for key in usable.columns if key not in NOT_CONFIG and distinct(key) > 1]
+    not_config = {*NOT_CONFIG, *run_.METRICS}  # read at call time: the vocabulary is nlbench.run's
+    keys = [key for key in usable.columns if key not in not_config and distinct(key) > 1]
 
     def configurations(cols: Sequence[str]) -> int:
         return len({tuple(_hashable(v) for v in values) for values in zip(*(usable[c] for c in cols))}) if cols else 1
