@@ -846,3 +846,45 @@ def test_the_report_does_not_import_torch() -> None:
     """`nlbench report` reads files and draws figures: it must start without the training stack."""
     code = "import sys, nlbench.report.cli, nlbench.report.stats; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+
+
+# ---- report details (issue 20 items 3 and 15) ----------------------------------------------------------------------
+def test_one_epoch_learning_curves_have_whole_epoch_ticks(tmp_path: Path) -> None:
+    sweep = collect.load_sweep(write_sweep(tmp_path / "s", reductions=(2,), inits=None, epochs=1, failed=(),
+                                           diverged=()))  # fmt: skip
+    fig = plots.learning_curves(sweep)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        if ax.get_visible():
+            assert [t.get_text() for t in ax.get_xticklabels()] == ["0"]  # not -0.045, -0.030, ...
+
+
+def test_differences_never_print_minus_zero() -> None:
+    assert render._signed(-0.001) == "0.00" and render._signed(-0.0) == "0.00" and render._signed(0.004) == "0.00"
+    assert render._signed(-0.006) == "-0.01" and render._signed(1.234) == "+1.23"
+
+
+def test_category_labels_do_not_collide(tmp_path: Path) -> None:
+    sweep = collect.load_sweep(write_sweep(tmp_path / "s", normalizations=("sigmoid", "softmax"), reductions=(2,),
+                                           inits=None, failed=(), diverged=()))  # fmt: skip
+    fig = plots.error_by_configuration(sweep)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        boxes = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["sigmoid", "softmax"]
+        assert all(not a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
+
+
+def test_per_configuration_figures_are_capped(tmp_path: Path) -> None:
+    from nlbench.bench.report import write_runs
+
+    write_runs(tmp_path / "many", runs=60, configs=60, epochs=2)
+    sweep = collect.load_sweep(tmp_path / "many")
+    assert len({run["group"] for run in sweep.runs}) == 60
+    fig = plots.learning_curves(sweep)
+    assert sum(ax.get_visible() for ax in fig.axes) == plots.MAX_CONFIGS
+    bars = plots.throughput_and_params(sweep)
+    assert len(bars.axes[0].patches) == plots.MAX_CONFIGS
+    assert f"show the {plots.MAX_CONFIGS} configurations with the best mean best top-1 of 60" in (
+        plots.capped_note(sweep))
