@@ -147,6 +147,8 @@ def short_form(key: str, value: Any) -> str:
         text = "-".join(map(str, value))
     elif isinstance(value, bool):
         text = "on" if value else "off"
+    elif isinstance(value, float):
+        text = f"{value:g}"  # 2.0 -> 2, 0.05 -> 0.05
     else:
         text = str(value)
     prefix = _ABBREVIATIONS.get(name, name)
