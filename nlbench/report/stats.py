@@ -11,6 +11,7 @@ notebooks without the training stack.
 
 from __future__ import annotations
 
+import inspect
 import math
 import statistics
 import warnings
@@ -112,18 +113,20 @@ class Difference:
         import numpy as np
         from scipy.stats import bootstrap
 
-        rng = np.random.default_rng(0)
+        # scipy >= 1.15 names the generator `rng` (random_state is deprecated there); older ones random_state.
+        seeded = {"rng" if "rng" in inspect.signature(bootstrap).parameters else "random_state":
+                  np.random.default_rng(0)}  # fmt: skip
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # degenerate (all-equal) samples warn; the interval is then a point
             if self.method == "paired":
                 diffs = np.subtract(xs, ys)
                 res = bootstrap((diffs,), np.mean, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES,
-                                method="percentile", random_state=rng, vectorized=True, axis=-1)
+                                method="percentile", vectorized=True, axis=-1, **seeded)
             else:
                 res = bootstrap((np.asarray(xs), np.asarray(ys)),
                                 lambda a, b, axis=-1: np.mean(a, axis=axis) - np.mean(b, axis=axis),
                                 confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
-                                random_state=rng, vectorized=True, axis=-1)
+                                vectorized=True, axis=-1, **seeded)
         low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
         return (low if math.isfinite(low) else None), (high if math.isfinite(high) else None)
 
