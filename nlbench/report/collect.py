@@ -5,14 +5,11 @@ A *configuration* is what the sweep compares: the columns that take more than on
 excluded (:func:`nlbench.results.config_keys`). Statistics over seeds are computed per configuration from finished
 runs only; failed, diverged, interrupted and unreadable runs are counted and listed, never averaged.
 
-A :class:`Benchmark` is one file written by ``nlbench bench train --grid --out FILE``: images/s and peak memory of
-training steps per backbone x normalization x reduction x heads, validated on load.
+Benchmark files (``nlbench bench train --grid --out FILE``) are read by :mod:`nlbench.bench.grid_file`, their owner.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +21,7 @@ from typing import Any
 from nlbench import results
 from nlbench import run as run_
 from nlbench.report import stats
+from nlbench.bench.grid_file import BenchFileError, Benchmark, load_benchmark
 from nlbench.results import SourceError, WandbSourceError
 
 FINISHED = "finished"
@@ -35,10 +33,6 @@ SEED_KEYS: frozenset[str] = frozenset({run_.SEED, run_.SEED_KEY})
 
 __all__ = ["Benchmark", "BenchFileError", "SourceError", "Sweep", "WandbSourceError", "load_benchmark", "load_sweep",
            "summarize"]
-
-
-class BenchFileError(ValueError):
-    """A benchmark file is not JSON or not in the schema ``nlbench bench train --grid --out`` writes."""
 
 
 @dataclass
@@ -196,94 +190,3 @@ def _freeze(value: Any) -> Any:
     return tuple(_freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Training benchmark files (nlbench bench train --grid --out FILE)
-
-# Record fields that say which configuration was measured, and the measurements; all required.
-BENCH_CONFIG: tuple[str, ...] = ("backbone", "normalization", "reduction", "heads")
-BENCH_METRICS: tuple[str, ...] = ("images_per_s", "peak_mib")
-
-
-@dataclass
-class Benchmark:
-    """The records of one training-throughput benchmark file and the machine they were measured on."""
-
-    source: str
-    machine: str
-    date: datetime
-    records: list[dict[str, Any]]
-    device: str | None = None
-    batch_size: int | None = None
-    bf16: bool | None = None
-
-    @property
-    def backbones(self) -> list[str]:
-        """Backbones in the order the benchmark measured them (e.g. PreResNet-20, PreResNet-56)."""
-        return list(dict.fromkeys(record["backbone"] for record in self.records))
-
-    @property
-    def when(self) -> str:
-        return self.date.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def load_benchmark(path: str | os.PathLike[str]) -> Benchmark:
-    """Read and validate a benchmark file; raises FileNotFoundError or :class:`BenchFileError` naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"benchmark file {path} does not exist (write one with nlbench bench train --grid "
-                                "--out FILE)")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BenchFileError(f"benchmark file {path} is not valid JSON: {err}") from err
-
-    def bad(what: str) -> BenchFileError:
-        return BenchFileError(f"benchmark file {path}: {what} (expected the JSON of nlbench bench train --grid --out)")
-
-    if not isinstance(data, dict):
-        raise bad(f"expected an object, got {type(data).__name__}")
-    missing = [key for key in ("machine", "date", "records") if key not in data]
-    if missing:
-        raise bad(f"missing {', '.join(missing)}")
-    if not isinstance(data["machine"], str):
-        raise bad("machine is not a string")
-    try:
-        date = datetime.fromisoformat(data["date"])
-    except (TypeError, ValueError):
-        raise bad(f"date {data['date']!r} is not an ISO 8601 date") from None
-    if date.tzinfo is None:  # the benchmark writes UTC; a bare date is read as UTC too
-        date = date.replace(tzinfo=timezone.utc)
-    records = data["records"]
-    if not isinstance(records, list) or not records:
-        raise bad("records is not a non-empty list")
-    seen: set[tuple[Any, ...]] = set()
-    for i, record in enumerate(records):
-        problem = _bench_record_problem(record)
-        if problem:
-            raise bad(f"records[{i}] {problem}")
-        config = config_of(record, BENCH_CONFIG)
-        if config in seen:
-            raise bad(f"records[{i}] repeats {dict(zip(BENCH_CONFIG, config))}")
-        seen.add(config)
-    return Benchmark(source=str(path), machine=data["machine"], date=date, records=records,
-                     device=data.get("device"), batch_size=data.get("batch_size"), bf16=data.get("bf16"))
-
-
-def _bench_record_problem(record: Any) -> str | None:
-    """What is wrong with one benchmark record, or None."""
-    if not isinstance(record, dict):
-        return f"is a {type(record).__name__}, not an object"
-    missing = [key for key in (*BENCH_CONFIG, *BENCH_METRICS) if key not in record]
-    if missing:
-        return f"lacks {', '.join(missing)}"
-    for key in ("backbone", "normalization"):
-        if not isinstance(record[key], str):
-            return f"{key} {record[key]!r} is not a string"
-    for key in ("reduction", "heads"):
-        if not isinstance(record[key], int) or isinstance(record[key], bool) or record[key] < 1:
-            return f"{key} {record[key]!r} is not a positive integer"
-    for key in BENCH_METRICS:
-        value = record[key]
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-            return f"{key} {value!r} is not a non-negative number"
-    return None
