@@ -352,15 +352,14 @@ def benchmark_section(bench: Benchmark, png_name: str) -> Section:
 
 def benchmark_table(bench: Benchmark) -> Table:
     """One row per backbone x reduction x heads, the normalisations side by side (images/s, then peak MiB), and
-    scale's speed-up over softmax when both were measured."""
+    each normalisation's speed-up over the reference one (:func:`nlbench.report.stats.reference_of`)."""
     normalizations = list(dict.fromkeys(record["normalization"] for record in bench.records))
     measured = {config_of(record, ("backbone", "reduction", "heads", "normalization")): record
                 for record in bench.records}
-    speedup = {"softmax", "scale"} <= set(normalizations)
+    reference = stats.reference_of("normalization", normalizations) if len(normalizations) > 1 else None
+    treatments = [n for n in normalizations if reference is not None and n != reference]
     header = ["backbone", "r", "heads", *(f"{n} img/s" for n in normalizations),
-              *(f"{n} peak MiB" for n in normalizations)]
-    if speedup:
-        header.append("scale / softmax img/s")
+              *(f"{n} peak MiB" for n in normalizations), *(f"{n} / {reference} img/s" for n in treatments)]
     table = Table(header, [])
     configs = sorted({config_of(record, ("backbone", "reduction", "heads")) for record in bench.records},
                      key=lambda config: (bench.backbones.index(config[0]), *config[1:]))
@@ -369,10 +368,10 @@ def benchmark_table(bench: Benchmark) -> Table:
         cells = [_text(value) for value in config]
         for metric in ("images_per_s", "peak_mib"):
             cells += [_pm(None if rec is None else rec[metric], None, digits=0) for rec in records.values()]
-        if speedup:
-            softmax, scale = records["softmax"], records["scale"]
-            both = softmax is not None and scale is not None and softmax["images_per_s"] > 0
-            cells.append(f"{scale['images_per_s'] / softmax['images_per_s']:.2f}×" if both else "–")
+        base = records.get(reference) if reference is not None else None
+        for n in treatments:
+            both = base is not None and records[n] is not None and base["images_per_s"] > 0
+            cells.append(f"{records[n]['images_per_s'] / base['images_per_s']:.2f}×" if both else "–")
         table.rows.append(cells)
     return table
 
