@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from nlbench import run
+from nlbench import run, runlock
 from nlbench.models import num_parameters
 
 
@@ -29,10 +30,13 @@ class RunResult(Callback):
     same names.
 
     Library pieces and why this callback still exists:
-    - best top-1 is the module's ``val/acc1_best`` (a torchmetrics MaxMetric, kept in checkpoints); W&B's summary
-      of it is ``define_metric(summary="max")``. ``ModelCheckpoint.best_model_score`` holds the same number only
-      when a checkpoint callback monitors val/acc1, and neither knows the epoch or the top-5 at the best epoch,
-      so those two are tracked here (and travel in checkpoints, so a resumed run keeps its whole history).
+    - best top-1 has one owner, the module's ``val/acc1_best`` (a torchmetrics MaxMetric, kept in checkpoints);
+      this callback reads it after each validation and only notes the epoch and the top-5 at which it rose (the
+      MaxMetric knows neither); W&B's summary of it is ``define_metric(summary="max")``. The last validation's
+      metrics travel in checkpoints too, so a run resumed from its end checkpoint (e.g. after its result.json was
+      torn) records them instead of nulls.
+    - the run directory's lock (:mod:`nlbench.runlock`) is held from the start of the fit to its end unless this
+      process (or the sweep that started it) already holds it, so a killed fit reads "interrupted" everywhere.
     - throughput is timed here, not with ``ThroughputMonitor``: that one calls ``torch.cuda.synchronize()`` after
       every batch and logs per step under its own names; one sync-free per-epoch ``train/images_per_s`` is wanted.
 
@@ -47,7 +51,9 @@ class RunResult(Callback):
         self.identity = identity
         self.wandb_id = wandb_id
         self.state: dict[str, Any] = {run.BEST_ACC5: None, run.BEST_EPOCH: None, "time_s": 0.0,
-                                      run.IMAGES_PER_S: None, "_best": None}  # fmt: skip
+                                      run.IMAGES_PER_S: None, "_best": None, run.FINAL_ACC1: None,
+                                      run.FINAL_ACC5: None}  # fmt: skip
+        self._lock: runlock.RunLock | None = None
         self.training_started = False  # before it, a failure is a set-up error that the CLI reports in one line
         self._fit_start = 0.0
         self._epoch_start = 0.0
@@ -67,6 +73,14 @@ class RunResult(Callback):
     # ---- hooks -----------------------------------------------------------------------------------------------
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._fit_start = time.perf_counter()
+        owner = runlock.owner(self.run_dir.path)
+        if trainer.is_global_zero and (owner is None or owner.pid not in (os.getpid(), os.getppid())):
+            self._lock = runlock.RunLock(self.run_dir.path, command="nlbench fit").acquire()
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._lock is not None:  # after on_fit_end / on_exception wrote the outcome
+            self._lock.release()
+            self._lock = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.training_started = True
@@ -97,17 +111,21 @@ class RunResult(Callback):
             self.state[run.IMAGES_PER_S] = rate
             pl_module.log(run.IMAGES_PER_S, rate, on_step=False, on_epoch=True, sync_dist=True)
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # After the module's on_validation_epoch_end: its val/acc1_best (the one owner of best top-1) is updated.
         if trainer.sanity_checking or run.FINAL_ACC1 not in trainer.callback_metrics:
             return
-        acc1 = float(trainer.callback_metrics[run.FINAL_ACC1])
-        best = self.state["_best"]
-        if best is None or acc1 > best:
-            acc5 = trainer.callback_metrics.get(run.FINAL_ACC5)
-            self.state.update({"_best": acc1, run.BEST_ACC5: None if acc5 is None else float(acc5),
+        logged = trainer.callback_metrics
+        acc5 = logged.get(run.FINAL_ACC5)
+        self.state.update({run.FINAL_ACC1: float(logged[run.FINAL_ACC1]),
+                           run.FINAL_ACC5: None if acc5 is None else float(acc5)})  # fmt: skip
+        best = _best_of(pl_module)
+        if best is not None and (self.state["_best"] is None or best > self.state["_best"]):
+            self.state.update({"_best": best, run.BEST_ACC5: self.state[run.FINAL_ACC5],
                                run.BEST_EPOCH: trainer.current_epoch})  # fmt: skip
         if self.training_started:
-            self.write(trainer, pl_module, "running")
+            # Mid-epoch, Lightning's current_epoch is the epoch being trained: this one's validation completes it.
+            self.write(trainer, pl_module, "running", epochs=trainer.current_epoch + 1)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # The W&B run is finished (loggers finalized) before on_fit_end: give its summary the record's metrics here.
@@ -136,11 +154,10 @@ class RunResult(Callback):
         state = self.state_dict()
 
         def value(name: str) -> float | None:
-            return float(logged[name]) if name in logged else None
+            return float(logged[name]) if name in logged else state[name]  # a resumed, finished fit: the checkpoint's
 
         return {
-            # = the module's val/acc1_best (both the max of val/acc1), which is logged after this hook runs.
-            run.BEST_ACC1: state["_best"],
+            run.BEST_ACC1: state["_best"],  # the module's val/acc1_best as of the last validation
             run.FINAL_ACC1: value(run.FINAL_ACC1), run.BEST_ACC5: state[run.BEST_ACC5],
             run.FINAL_ACC5: value(run.FINAL_ACC5), run.BEST_EPOCH: state[run.BEST_EPOCH],
             "epochs": trainer.current_epoch,  # completed epochs (Lightning counts up after each one)
@@ -148,17 +165,30 @@ class RunResult(Callback):
             "params": num_parameters(model), "nl_params": num_parameters(model, nl_only=True),
         }  # fmt: skip
 
-    def write(self, trainer: L.Trainer, pl_module: L.LightningModule, status: str, error: str | None = None) -> None:
+    def write(self, trainer: L.Trainer, pl_module: L.LightningModule, status: str, error: str | None = None,
+              epochs: int | None = None) -> None:
         if not trainer.is_global_zero:
             return
+        metrics = self.metrics(trainer, pl_module)
+        if epochs is not None:
+            metrics["epochs"] = epochs
         record = run.RunRecord(
             status=status, run_name=self.identity.name, group=self.identity.group, wandb_id=self.wandb_id,
-            hparams=dict(self.identity.hparams), metrics=self.metrics(trainer, pl_module), error=error,
-            machine=_machine(pl_module),
+            hparams=dict(self.identity.hparams), metrics=metrics, error=error, machine=_machine(pl_module),
+            config=dict(self.identity.config), differs=list(self.identity.differs),
         )  # fmt: skip
         run.write_record(self.run_dir, record)
         if status in ("failed", "interrupted"):  # on_exception runs while the W&B run is still live
             _update_wandb_summary(trainer, record.metrics)
+
+
+def _best_of(pl_module: L.LightningModule) -> float | None:
+    """The module's best validation top-1 (its ``val_acc1_best`` MaxMetric), None before any validation."""
+    best = getattr(pl_module, "val_acc1_best", None)
+    if best is None or not getattr(best, "_update_count", 1):
+        return None
+    value = float(best.compute())
+    return value if value > float("-inf") else None
 
 
 def _machine(pl_module: L.LightningModule) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_warn
 
-from nlbench import commands, errors
+from nlbench import errors
 from nlbench.callbacks import RunResult
 from nlbench.checkpoint_io import check_resumable, resume_checkpoint
 from nlbench.classifier import ImageClassifier
@@ -27,10 +27,7 @@ from nlbench.device_share import DeviceShare
 from nlbench.loggers import ResumedMetrics, WandbLogger, quiet_third_party_output, wandb_run_id
 from nlbench.predict import PredictionWriter
 from nlbench.rng import RandomState
-from nlbench.run import RunIdentity, identity_from_config
-
-LIGHTNING_COMMANDS = commands.LIGHTNING_COMMANDS
-
+from nlbench.run import RunIdentity, command_line_keys, identity_from_config
 
 class ConfigError(ValueError):
     """A bad command line or config: reported as one line, exit code 2."""
@@ -48,12 +45,14 @@ class ConfigSaver(SaveConfigCallback):
         super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        identity = identity_from_config(self.config)
+        result = next((cb for cb in trainer.callbacks if isinstance(cb, RunResult)), None)
+        identity = result.identity if result is not None else identity_from_config(self.config)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and logger.mode != "disabled":
                 try:
                     run = logger.experiment
-                    run.config.update({**identity.hparams, "config": self.config.as_dict()}, allow_val_change=True)
+                    run.config.update({**identity.hparams, "config": self.config.as_dict(),
+                                       "differs": identity.differs}, allow_val_change=True)  # fmt: skip
                     # A copy under a name W&B does not reserve: run.save would symlink the run's config.yaml into
                     # the W&B files, where W&B writes its own config.yaml through the link (wandb/wandb#7654).
                     copy = Path(run.dir) / WANDB_CONFIG_NAME
@@ -74,6 +73,10 @@ class NLBenchCLI(LightningCLI):
         self.created_run_dir: Path | None = None  # a run directory this process chose and that did not exist yet
         self.run_result: RunResult | None = None  # the fit's result callback: set-up vs training failures
         self.config_keys: list[str] = []  # the parsed config's dotted keys, so an error message can name its option
+        # The options that differ from the experiment's base config: the command line's (a sweep passes its
+        # overrides and axes there), which name the run (nlbench.run.identity_from_config).
+        self.option_keys = command_line_keys(sys.argv[2:] if args is None else [str(a) for a in args
+                                                                                 if isinstance(args, list)])
         quiet_third_party_output()
         try:
             super().__init__(
@@ -122,7 +125,7 @@ class NLBenchCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         self.config_keys = list(cfg.keys())
-        identity = identity_from_config(cfg)
+        identity = identity_from_config(cfg, self.option_keys)
         run_dir = self._resolve_run_dir(cfg, identity)
         self.run_dir, self.identity = run_dir, identity
         log_dir = run_dir if self.subcommand in (None, "fit") else run_dir / self.subcommand
@@ -331,11 +334,11 @@ def _one_line(err: BaseException, config_keys: list[str] | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a LightningCLI subcommand (fit/validate/test/predict); anything else goes to :func:`nlbench.commands.main`."""
+    """Run a LightningCLI subcommand (fit/validate/test/predict); ``argv[0]`` is the subcommand. The ``nlbench``
+    entry point (:func:`nlbench.commands.main`, which owns the command table) calls this; this module never imports
+    it back."""
     from_sys_argv = argv is None  # then LightningCLI reads sys.argv itself (DDP workers re-run the same argv)
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in LIGHTNING_COMMANDS:
-        return commands.main(argv)
     try:
         _check_config_files(argv)
         with warnings.catch_warnings():
@@ -349,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if started and not errors.is_disk_error(err):
             raise  # a failure during training: result.json says "failed", the traceback says why
-        print(f"nlbench {argv[0]}: error: {_one_line(err, cli.config_keys if cli else None)}", file=sys.stderr)
+        print(f"nlbench {argv[0] if argv else ''}: error: {_one_line(err, cli.config_keys if cli else None)}", file=sys.stderr)
         return 2
     return 0
 

@@ -14,7 +14,7 @@ import importlib
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +30,10 @@ FINAL_ACC1 = "val/acc1"  # top-1 of the last epoch
 FINAL_ACC5 = "val/acc5"
 BEST_EPOCH = "best_epoch"
 IMAGES_PER_S = "train/images_per_s"
+# Per-step/epoch names the LightningModule logs (nlbench.classifier logs through these constants).
+TRAIN_LOSS, TRAIN_ACC1 = "train/loss", "train/acc1"
+VAL_LOSS = "val/loss"
+TEST_LOSS, TEST_ACC1, TEST_ACC5 = "test/loss", "test/acc1", "test/acc5"
 METRICS: tuple[str, ...] = (
     BEST_ACC1, FINAL_ACC1, BEST_ACC5, FINAL_ACC5, BEST_EPOCH,
     "epochs", "global_step", "time_s", IMAGES_PER_S, "params", "nl_params",
@@ -55,10 +59,101 @@ MACHINE_KEYS: tuple[str, ...] = ("device", "threads", "host")
 
 
 def short_name(key: str) -> str:
-    """The one translation from a dotted config key to the vocabulary: its last component (``seed_everything`` and
-    ``seed`` -> ``seed``). ``model.backbone.init_args.nl.normalization`` -> ``normalization``."""
-    name = key.rsplit(".", 1)[-1]
-    return SEED if name == SEED_KEY else name
+    """The one translation from a dotted config key to the vocabulary: its last component other than jsonargparse's
+    ``init_args``/``class_path`` (``seed_everything`` and ``seed`` -> ``seed``).
+    ``model.backbone.init_args.nl.normalization`` -> ``normalization``; ``model.optimizer.class_path`` ->
+    ``optimizer``."""
+    parts = [part for part in key.split(".") if part not in ("init_args", "class_path")] or [key]
+    return SEED if parts[-1] == SEED_KEY else parts[-1]
+
+
+# ---- the config, flattened ---------------------------------------------------------------------------------------
+# Keys of a resolved fit config that say where or how a run is stored or executed, never what it trains: they
+# differ between runs and machines without making configurations different (dotted prefixes).
+VOLATILE: tuple[str, ...] = (
+    "config", "run_dir", "ckpt_path", "weights_only", "print_config", "trainer.default_root_dir", "trainer.logger",
+    "trainer.callbacks", "trainer.plugins", "trainer.accelerator", "trainer.devices", "trainer.strategy",
+    "trainer.num_nodes", "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
+    "data.init_args.root", "data.init_args.data_dir", "data.init_args.num_workers", "data.init_args.download",
+)  # fmt: skip
+# Keys the NL words of a name already say (with the seed and the dataset/backbone prefix of the group).
+_NAMED: tuple[str, ...] = (
+    "model.backbone.init_args.nl", "model.backbone.init_args.nl_stages", "model.backbone.init_args.nl_blocks",
+    "model.backbone.init_args.fc_init", "model.backbone.init_args.depth", "model.backbone.class_path",
+    "data.class_path", SEED_KEY,
+)  # fmt: skip
+# Short forms of common options in run names: lr0.05, ep30, bs64 (any other: <short name><value>).
+_ABBREVIATIONS = {"max_epochs": "ep", "batch_size": "bs", "weight_decay": "wd", "momentum": "mom", "lr": "lr",
+                  "widen": "k", "precision": ""}
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config (a jsonargparse ``as_dict()``, a YAML mapping) as one level of dotted keys; lists stay values.
+    ``{"model": {"optimizer": {"init_args": {"lr": 0.1}}}}`` -> ``{"model.optimizer.init_args.lr": 0.1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def is_volatile(key: str) -> bool:
+    return any(key == v or key.startswith(v + ".") for v in VOLATILE)
+
+
+def canonical_key(key: str) -> str:
+    """A dotted key without jsonargparse's ``init_args`` level: the command line may leave it out."""
+    return ".".join(part for part in key.split(".") if part != "init_args")
+
+
+def command_line_keys(args: Sequence[str]) -> list[str]:
+    """The dotted option keys a ``nlbench fit`` command line sets (``--key=value`` / ``--key value``), in order,
+    without the options that only locate files (``--config``, ``--run_dir``, ...)."""
+    keys = []
+    for arg in args:
+        if arg.startswith("--") and len(arg) > 2:
+            key = arg[2:].split("=", 1)[0]
+            if not is_volatile(key) and key not in keys:
+                keys.append(key)
+    return keys
+
+
+def differing_keys(option_keys: Sequence[str], flat: Mapping[str, Any]) -> list[str]:
+    """The flat config keys that ``option_keys`` (command-line or sweep keys, with or without ``init_args``) set.
+    A key naming a whole class (``--model.optimizer torch.optim.AdamW``) counts as its ``class_path``."""
+    canon = {canonical_key(key): key for key in flat}
+    out: list[str] = []
+    for option in option_keys:
+        option = canonical_key(option)
+        if option in canon:
+            hits = [canon[option]]
+        elif f"{option}.class_path" in canon:
+            hits = [canon[f"{option}.class_path"]]
+        else:
+            hits = [key for c, key in canon.items() if c.startswith(option + ".")]
+        out.extend(key for key in hits if key not in out and not is_volatile(key))
+    return out
+
+
+def short_form(key: str, value: Any) -> str:
+    """A differing option in a run name: ``lr0.05``, ``ep30``, ``optimizer-adamw`` (class paths by class name)."""
+    name = short_name(key)
+    if isinstance(value, str) and "." in value and value.rsplit(".", 1)[-1][:1].isupper():
+        value = value.rsplit(".", 1)[-1].lower()  # torch.optim.AdamW -> adamw
+    if isinstance(value, (list, tuple)):
+        text = "-".join(map(str, value))
+    elif isinstance(value, bool):
+        text = "on" if value else "off"
+    elif isinstance(value, float):
+        text = f"{value:g}"  # 2.0 -> 2, 0.05 -> 0.05
+    else:
+        text = str(value)
+    prefix = _ABBREVIATIONS.get(name, name)
+    sep = "" if prefix in _ABBREVIATIONS.values() or text[:1].isdigit() or text[:1] == "-" else "-"
+    return f"{prefix}{sep}{text}" if prefix else text
 
 
 # ---- the run directory --------------------------------------------------------------------------------------------
@@ -110,6 +205,8 @@ class RunIdentity:
     group: str
     tags: list[str]
     hparams: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)  # the resolved config, flat dotted keys (VOLATILE left out)
+    differs: list[str] = field(default_factory=list)  # its keys that differ from the experiment's base
 
 
 def identify(
@@ -125,6 +222,7 @@ def identify(
     seed: int | None = None,
     max_epochs: int | None = None,
     batch_size: int | None = None,
+    extras: Sequence[str] = (),
 ) -> RunIdentity:
     """The run's name, group, tags and hyper-parameters (keys of :data:`HPARAMS`, None values dropped).
 
@@ -166,26 +264,34 @@ def identify(
         parts = ["baseline"]
     if fc_init not in (None, "kaiming"):
         parts.append(f"fc{fc_init}")
+    parts += [extra for extra in extras if extra not in parts]  # other differing options: lr0.05, ep30
     config_name = "-".join(parts)
     name = f"{config_name}-s{seed}" if seed is not None else config_name
     group = f"{dataset}-{backbone.lower()}{depth if depth is not None else ''}-{config_name}"
     return RunIdentity(name=name, group=group, tags=[dataset, hparams["normalization"]], hparams=hparams)
 
 
-def identity_from_config(config: Any) -> RunIdentity:
+def identity_from_config(config: Any, option_keys: Sequence[str] = (), *, import_classes: bool = True) -> RunIdentity:
     """The identity of a resolved ``nlbench fit`` config (a jsonargparse Namespace, or its ``as_dict()``).
 
     The config is resolved, so every init argument is there with the classes' own defaults; the NL options become
-    the NLConfig the backbone will get, and the dataset's name is the DataModule class's ``name``."""
+    the NLConfig the backbone will get, and the dataset's name is the DataModule class's ``name``. ``option_keys``
+    are the keys that differ from the experiment's base (the command line's options, which for a sweep's run are
+    its overrides and axes): each one the NL words do not already say is named in short form (``lr0.05``), so two
+    runs share a name and a group only when their configs differ in nothing but the seed. ``import_classes=False``
+    names the dataset from its class name without importing it (readers that must not import torch)."""
     cfg = config.as_dict() if hasattr(config, "as_dict") else dict(config)
+    flat = {key: value for key, value in flatten(cfg).items() if not is_volatile(key)}
+    differs = differing_keys(option_keys, flat)
+    named = [key for key in differs if not any(key == n or key.startswith(n + ".") for n in _NAMED)]
     backbone = (cfg.get("model") or {}).get("backbone") or {}
     args = backbone.get("init_args") or {}
     data = cfg.get("data") or {}
     nl = args.get("nl")
     seed = cfg.get(SEED_KEY)
-    return identify(
+    identity = identify(
         nl=NLConfig(**nl) if isinstance(nl, Mapping) else nl if isinstance(nl, NLConfig) else None,
-        dataset=dataset_name(data.get("class_path")),
+        dataset=dataset_name(data.get("class_path"), import_class=import_classes),
         backbone=str(backbone.get("class_path") or "backbone").rsplit(".", 1)[-1],
         depth=args.get("depth"),
         widen=args.get("widen"),
@@ -195,7 +301,9 @@ def identity_from_config(config: Any) -> RunIdentity:
         seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
         max_epochs=(cfg.get("trainer") or {}).get("max_epochs"),
         batch_size=(data.get("init_args") or {}).get("batch_size"),
+        extras=[short_form(key, flat[key]) for key in named],
     )
+    return dataclasses.replace(identity, config=flat, differs=differs)
 
 
 def _blocks(value: Any) -> int | list[int]:
@@ -204,11 +312,13 @@ def _blocks(value: Any) -> int | list[int]:
     return int(value or 0)
 
 
-def dataset_name(class_path: str | None) -> str:
+def dataset_name(class_path: str | None, *, import_class: bool = True) -> str:
     """The DataModule class's dataset name (its ``record_name``, else ``name``), e.g. "cifar10"."""
     if not class_path:
         return "data"
     module, _, name = class_path.rpartition(".")
+    if not import_class:
+        return name.removesuffix("DataModule").lower() or "data"
     try:
         cls = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError):
@@ -235,6 +345,8 @@ class RunRecord:
     written_by: str = "nlbench fit"
     exit_code: int | None = None
     machine: dict[str, Any] = field(default_factory=dict)  # MACHINE_KEYS: device, threads, host
+    config: dict[str, Any] = field(default_factory=dict)  # resolved config, flat dotted keys (RunIdentity.config)
+    differs: list[str] = field(default_factory=list)  # the config keys that differ from the experiment's base
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -251,6 +363,8 @@ class RunRecord:
         known["hparams"] = dict(known.get("hparams") or {})
         known["metrics"] = dict(known.get("metrics") or {})
         known["machine"] = dict(known.get("machine") or {})
+        known["config"] = dict(known.get("config") or {})
+        known["differs"] = [str(key) for key in known.get("differs") or []]
         return cls(**known)
 
     def flat(self) -> dict[str, Any]:
@@ -280,22 +394,6 @@ def read_record(run_dir: str | os.PathLike[str] | RunDir) -> RunRecord | None:
         return RunRecord.from_json(data) if isinstance(data, dict) else None
     except (OSError, json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError):
         return None
-
-
-def load_run_record(run_dir: str | os.PathLike[str]) -> RunRecord:
-    """A run directory as a record, also when it has no (readable) result.json: then the identity comes from its
-    config.yaml and the status is "interrupted" (it stopped without writing an outcome). Raises FileNotFoundError
-    when the directory holds neither file."""
-    paths = RunDir(Path(run_dir))
-    record = read_record(paths)
-    if record is not None:
-        return record
-    if not paths.config.is_file():
-        raise FileNotFoundError(f"{paths.path}: no result.json or config.yaml; is it a run directory of `nlbench fit`?")
-    import yaml
-
-    identity = identity_from_config(yaml.safe_load(paths.config.read_text()) or {})
-    return RunRecord(status="interrupted", run_name=identity.name, group=identity.group, hparams=identity.hparams)
 
 
 def _run_dir(run_dir: str | os.PathLike[str] | RunDir) -> RunDir:

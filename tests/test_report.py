@@ -153,20 +153,23 @@ def test_load_sweep_records_config_keys_and_curves(sweep_dir: Path) -> None:
     assert curve[1]["train/loss"] == pytest.approx(1.9)
 
 
-def test_results_csv_alone_gives_the_same_records(tmp_path: Path) -> None:
-    from_json = collect.load_sweep(write_sweep(tmp_path / "a"))
-    from_csv = collect.load_sweep(write_sweep(tmp_path / "b", write_json=False))
-    def without_time(runs: list[dict]) -> list[dict]:  # written_at is the clock of each write, not data
-        return [{k: v for k, v in r.items() if k != "written_at"} for r in runs]
+def test_the_results_table_is_an_export_never_read_back(tmp_path: Path) -> None:
+    reference = collect.load_sweep(write_sweep(tmp_path / "a"))
+    root = write_sweep(tmp_path / "b")
+    (root / "results.json").unlink()
+    (root / "results.csv").write_text("run_id,status\nbogus,finished\n")  # a doctored export changes nothing
 
-    assert without_time(from_csv.runs) == without_time(from_json.runs)
-    # Without result.json the typed CSV row alone must still carry axes and metrics.
-    for run_dir in (tmp_path / "b" / "runs").iterdir():
+    def without_source(runs: list[dict]) -> list[dict]:  # the clock of each write and the folder are not data
+        return [{k: v for k, v in r.items() if k not in ("written_at", "source", "run_dir")} for r in runs]
+
+    assert without_source(collect.load_sweep(root).runs) == without_source(reference.runs)
+    # Killed before writing anything, a run keeps its swept values from the sweep's spec.
+    for run_dir in (root / "runs").iterdir():
         (run_dir / "result.json").unlink()
-    bare = collect.load_sweep(tmp_path / "b")
+        (run_dir / "config.yaml").unlink()
+    bare = collect.load_sweep(root)
     assert bare.config_keys == ("normalization", "reduction", "init")
-    run = find_run(bare, "softmax", 4, "normal", 0)
-    assert run[BEST_ACC1] == pytest.approx(find_run(from_json, "softmax", 4, "normal", 0)[BEST_ACC1])
+    assert {run["status"] for run in bare.runs} == {"interrupted"}
 
 
 def test_summarize_means_over_finished_seeds_only(sweep_dir: Path) -> None:
@@ -186,15 +189,11 @@ def test_summarize_means_over_finished_seeds_only(sweep_dir: Path) -> None:
 
 
 def test_bad_sweep_dirs_raise_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(collect.SweepDirError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="no such sweep or run directory"):
         collect.load_sweep(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(collect.SweepDirError, match="no results.json or results.csv"):
+    with pytest.raises(collect.SourceError, match="neither a sweep directory"):
         collect.load_sweep(tmp_path / "empty")
-    (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "results.json").write_text("{not json")
-    with pytest.raises(ValueError, match="results.json is not valid JSON"):
-        collect.load_sweep(tmp_path / "bad")
 
 
 # ---- figures -------------------------------------------------------------------------------------------------------
@@ -307,11 +306,11 @@ def test_report_cli_default_out_and_errors(sweep_dir: Path, tmp_path: Path, caps
     capsys.readouterr()
     assert report_main([str(tmp_path / "missing")]) == 2
     missing = tmp_path / "missing"
-    assert capsys.readouterr().err.strip() == f"nlbench report: error: sweep directory {missing} does not exist"
+    assert capsys.readouterr().err.strip() == f"nlbench report: error: {missing}: no such sweep or run directory"
     assert report_main([]) == 2
     assert "give a sweep directory" in capsys.readouterr().err
     assert report_main(["--wandb", "entity-only", "--out", str(tmp_path / "w")]) == 2
-    assert "--wandb must be ENTITY/PROJECT" in capsys.readouterr().err
+    assert "wandb:entity-only: expected wandb:ENTITY/PROJECT" in capsys.readouterr().err
     monkeypatch.setenv("WANDB_MODE", "offline")
     assert report_main(["--wandb", "me/nlbench", "--group", "g1", "--out", str(tmp_path / "w")]) == 2
     err = capsys.readouterr().err
@@ -340,37 +339,47 @@ class _FakeWandbRun:
                         "train/images_per_s": 300.0}
         self._history = [{"epoch": e, "val/acc1": acc} for e, acc in enumerate(accs)]
 
-    def scan_history(self, keys: list[str]):
-        return iter(self._history)
+    def scan_history(self, keys: list[str] | None = None, page_size: int = 1000, min_step: int | None = None,
+                     max_step: int | None = None):
+        return iter([{k: row[k] for k in (keys or row) if k in row} for row in self._history])
+
+
+class FakeApi:
+    """wandb.Api's contract as the W&B source uses it: ``Api(overrides=None, timeout=None, api_key=None)`` and
+    ``runs(path, filters, order, per_page, include_sweeps)``; a path that is not ENTITY/PROJECT is refused."""
+
+    calls: list = []
+    make_runs = staticmethod(lambda: [_FakeWandbRun(n, s, "crashed" if (n, s) == ("softmax", 1) else "finished")
+                                      for n in ("softmax", "scale") for s in (0, 1)])
+
+    def __init__(self, overrides: dict | None = None, timeout: int | None = None, api_key: str | None = None) -> None:
+        pass
+
+    def runs(self, path: str | None = None, filters: dict | None = None, order: str = "+created_at",
+             per_page: int = 50, include_sweeps: bool = True):
+        if not path or path.count("/") != 1:
+            raise ValueError(f"Invalid path: {path}")
+        FakeApi.calls.append((path, filters))
+        return FakeApi.make_runs()
 
 
 def test_wandb_source_reads_config_summary_and_history(tmp_path: Path, monkeypatch) -> None:
     import wandb
 
-    calls = []
-
-    class FakeApi:
-        def __init__(self, timeout: int) -> None:
-            pass
-
-        def runs(self, path: str, filters: dict):
-            calls.append((path, filters))
-            return [_FakeWandbRun(n, s, "crashed" if (n, s) == ("softmax", 1) else "finished")
-                    for n in ("softmax", "scale") for s in (0, 1)]
-
+    FakeApi.calls = []
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setattr(wandb, "Api", FakeApi)
-    sweep = collect.load_wandb("me/nlbench", groups=["softmax", "scale"])
-    assert calls == [("me/nlbench", {"group": {"$in": ["softmax", "scale"]}})]
+    sweep = collect.load_sweep("wandb:me/nlbench", groups=["softmax", "scale"])
+    assert FakeApi.calls == [("me/nlbench", {"group": {"$in": ["softmax", "scale"]}})]
     assert sweep.config_keys == ("normalization",)
     run = find_run(sweep, "scale", 2, "normal", 1)
     assert run[BEST_ACC1] == max(synthetic_acc("scale", 2, "normal", 1, e, 3) for e in range(3))
     assert run["params"] == 1000 and run[IMAGES_PER_S] == 300.0 and run["status"] == "finished"
-    assert [r["status"] for r in sweep.unfinished] == ["failed"]
+    assert [r["status"] for r in sweep.unfinished] == ["interrupted"]  # W&B's "crashed": the process is gone
     assert [row["epoch"] for row in sweep.curves[run["run_id"]]] == [0, 1, 2]
     assert run["epochs"] == 3  # W&B's last 0-based epoch is 2; result.json counts epochs
     assert report_main(["--wandb", "me/nlbench", "--out", str(tmp_path / "w")]) == 0
-    assert "**Runs** 4 (3 finished, 1 failed)" in (tmp_path / "w" / "report.md").read_text()
+    assert "**Runs** 4 (3 finished, 1 interrupted)" in (tmp_path / "w" / "report.md").read_text()
 
 
 def test_report_with_no_finished_run(tmp_path: Path) -> None:
@@ -630,11 +639,27 @@ def test_t_quantile_matches_the_table(p: float, df: float, expected: float) -> N
     assert stats.t_quantile(p, df) == pytest.approx(expected, abs=2e-6)
 
 
-def test_t_cdf_closed_forms_for_non_table_values() -> None:
-    for t in (-3.0, -0.4, 0.0, 0.7, 5.0):  # df 1 is Cauchy, df 2 has a closed form
-        assert stats.t_cdf(t, 1) == pytest.approx(0.5 + math.atan(t) / math.pi, abs=1e-12)
-        assert stats.t_cdf(t, 2) == pytest.approx(0.5 + t / (2 * math.sqrt(2 + t * t)), abs=1e-12)
-    # Welch gives fractional degrees of freedom: the quantile lies between its integer neighbours.
+def test_scipy_intervals_equal_the_former_hand_written_ones() -> None:
+    """The values the hand-written incomplete-beta t quantile gave (computed with it before it was removed, on this
+    fixed data): the scipy-based estimate, paired and Welch intervals equal them to 1e-9."""
+    xs, ys = [0.712, 0.705, 0.731, 0.698, 0.720], [0.701, 0.699, 0.715, 0.690, 0.705]
+    est = stats.estimate(xs)
+    assert (est.low, est.high) == (pytest.approx(0.6972167407713282, abs=1e-9),
+                                   pytest.approx(0.7291832592286717, abs=1e-9))
+    treatment = [{"seed": i, "m": v} for i, v in enumerate(xs)]
+    paired = stats.difference(treatment, [{"seed": i, "m": v} for i, v in enumerate(ys)], "m")
+    assert paired.method == "paired" and paired.df == 4
+    assert (paired.mean, paired.low, paired.high) == (pytest.approx(0.01120000000000001, abs=1e-9),
+                                                      pytest.approx(0.005830610708941, abs=1e-9),
+                                                      pytest.approx(0.01656938929105902, abs=1e-9))
+    welch = stats.difference(treatment, [{"seed": i + 10, "m": v} for i, v in enumerate(ys[:4])], "m")
+    assert welch.method == "Welch" and welch.df == pytest.approx(6.99086560721941, abs=1e-9)
+    assert (welch.low, welch.high) == (pytest.approx(-0.006351167293004417, abs=1e-9),
+                                       pytest.approx(0.03025116729300445, abs=1e-9))
+    for (p, df), value in {(0.975, 2): 4.302652729749411, (0.975, 3.7): 2.8675207071911473,
+                           (0.995, 10): 3.169272672617012}.items():
+        assert stats.t_quantile(p, df) == pytest.approx(value, abs=1e-9)
+    # The quantile with Welch's fractional degrees of freedom lies between its integer neighbours.
     assert stats.t_quantile(0.975, 3) > stats.t_quantile(0.975, 3.5) > stats.t_quantile(0.975, 4)
 
 
@@ -651,6 +676,11 @@ def _runs(normalization: str, accs: dict[int, float]) -> list[dict]:
     return [{"normalization": normalization, "seed": seed, BEST_ACC1: acc} for seed, acc in accs.items()]
 
 
+def _verdict(scale: list[dict], softmax: list[dict]) -> str:
+    [comparison] = stats.compare([*softmax, *scale], ["normalization"], "normalization", BEST_ACC1)
+    return comparison.verdict
+
+
 def test_difference_is_paired_by_seed_when_seeds_match() -> None:
     # Seed effects larger than the normalization effect: paired, the difference is clear; unpaired it would not be.
     scale, softmax = _runs("scale", {0: 0.80, 1: 0.75, 2: 0.78}), _runs("softmax", {0: 0.78, 1: 0.725, 2: 0.765})
@@ -660,9 +690,12 @@ def test_difference_is_paired_by_seed_when_seeds_match() -> None:
     assert diff.method == "paired" and diff.df == 2
     assert diff.mean == pytest.approx(statistics.fmean(d))
     assert (diff.low, diff.high) == (pytest.approx(0.02 - half, abs=1e-6), pytest.approx(0.02 + half, abs=1e-6))
-    assert diff.verdict == "scale better"
-    unpaired = stats.difference(scale, _runs("softmax", {3: 0.78, 4: 0.725, 5: 0.765}), BEST_ACC1)
-    assert unpaired.method == "Welch" and unpaired.verdict == "no significant difference at n=3"
+    assert _verdict(scale, softmax) == "normalization=scale better" and diff.p_improvement == 1.0
+    low, high = diff.bootstrap  # resampling the three per-seed differences: within their range
+    assert 0.015 - 1e-12 <= low <= high <= 0.025 + 1e-12
+    others = _runs("softmax", {3: 0.78, 4: 0.725, 5: 0.765})
+    unpaired = stats.difference(scale, others, BEST_ACC1)
+    assert unpaired.method == "Welch" and _verdict(scale, others) == "no significant difference at n=3"
 
 
 def test_difference_is_welch_when_seeds_differ_and_gives_verdicts() -> None:
@@ -674,14 +707,39 @@ def test_difference_is_welch_when_seeds_differ_and_gives_verdicts() -> None:
     assert diff.method == "Welch" and diff.df == pytest.approx(df)
     assert diff.mean == pytest.approx(0.81 - 0.72)
     assert (diff.low, diff.high) == (pytest.approx(0.09 - half), pytest.approx(0.09 + half))
-    assert diff.verdict == ("scale better" if diff.low > 0 else "no significant difference at n=3/2")
-    worse = stats.difference(_runs("scale", {0: 0.5, 1: 0.52}), _runs("softmax", {0: 0.7, 1: 0.71}), BEST_ACC1)
-    assert worse.verdict == "softmax better"
-    same = stats.difference(_runs("scale", {0: 0.5, 1: 0.7, 2: 0.6}), _runs("softmax", {0: 0.6, 1: 0.6, 2: 0.62}),
-                            BEST_ACC1)
-    assert same.verdict == "no significant difference at n=3"
-    assert stats.difference(_runs("scale", {0: 0.5}), _runs("softmax", {0: 0.6}), BEST_ACC1).verdict == (
-        "too few seeds to tell (n=1)")
+    assert _verdict(scale, softmax) == ("normalization=scale better" if diff.low > 0
+                                        else "no significant difference at n=3/2")
+    assert _verdict(_runs("scale", {0: 0.5, 1: 0.52}), _runs("softmax", {0: 0.7, 1: 0.71})) == (
+        "normalization=softmax better")
+    assert _verdict(_runs("scale", {0: 0.5, 1: 0.7, 2: 0.6}), _runs("softmax", {0: 0.6, 1: 0.6, 2: 0.62})) == (
+        "no significant difference at n=3")
+    assert _verdict(_runs("scale", {0: 0.5}), _runs("softmax", {0: 0.6})) == "too few seeds to tell (n=1)"
+
+
+def test_a_heads_axis_of_four_values_gives_three_holm_corrected_comparisons() -> None:
+    """Each head count against the first (h1), Holm-adjusted over the three: a difference that passes alone at
+    p < 0.05 but not after the correction gets no verdict."""
+    accs = {1: [0.700, 0.710, 0.705], 2: [0.712, 0.719, 0.718], 4: [0.710, 0.724, 0.712],
+            8: [0.690, 0.718, 0.699]}
+    runs = [{"heads": h, "normalization": "scale", "seed": s, BEST_ACC1: acc}
+            for h, values in accs.items() for s, acc in enumerate(values)]
+    found = stats.compare(runs, ["heads"], "heads", BEST_ACC1)
+    assert [(c.treatment, c.reference, c.family) for c in found] == [(2, 1, 3), (4, 1, 3), (8, 1, 3)]
+    raw = sorted((c.diff.p_value, c.treatment) for c in found)
+    adjusted = {c.treatment: c.p_adjusted for c in found}
+    # Holm by hand: the smallest p times 3, the next times 2 (never below the previous), the largest times 1.
+    first = min(1.0, 3 * raw[0][0])
+    second = max(first, min(1.0, 2 * raw[1][0]))
+    assert adjusted[raw[0][1]] == pytest.approx(first) and adjusted[raw[1][1]] == pytest.approx(second)
+    assert adjusted[raw[2][1]] == pytest.approx(max(second, raw[2][0]))
+    by_heads = {c.treatment: c for c in found}
+    assert by_heads[2].diff.p_value < 0.05 and by_heads[2].verdict == "heads=2 better"
+    assert by_heads[4].diff.p_value < 0.05 <= by_heads[4].p_adjusted  # significant alone, not after Holm
+    assert by_heads[4].verdict == "no significant difference at n=3"
+    # --compare heads=2 picks another reference; a value the runs never take is refused.
+    assert {c.treatment for c in stats.compare(runs, ["heads"], "heads", BEST_ACC1, reference="2")} == {1, 4, 8}
+    with pytest.raises(ValueError, match="heads takes the values 1, 2, 4, 8"):
+        stats.compare(runs, ["heads"], "heads", BEST_ACC1, reference="3")
 
 
 def test_claims_say_what_is_not_tested(sweep_dir: Path) -> None:
@@ -695,13 +753,13 @@ def test_claims_say_what_is_not_tested(sweep_dir: Path) -> None:
 def test_report_states_differences_verdicts_and_the_test_split(sweep_dir: Path, tmp_path: Path) -> None:
     sweep = collect.load_sweep(sweep_dir)
     md = render.to_markdown(*render.build_report(sweep))
-    section = md.split("## Scale against softmax")[1].split("\n## ")[0]
+    section = md.split("**normalization** against softmax")[1].split("**reduction**")[0]
     # softmax r4 normal: seeds 0 and 1 on both sides -> paired; the hand computation of the row:
     diffs = [max(synthetic_acc("scale", 4, "normal", s, e, 3) for e in range(3))
              - max(synthetic_acc("softmax", 4, "normal", s, e, 3) for e in range(3)) for s in (0, 1)]
-    assert f"| 4 | normal | best top-1 | 2/2 | {100 * statistics.fmean(diffs):+.2f} |" in section
+    assert f"| 4 | normal | scale | best top-1 | 2/2 | {100 * statistics.fmean(diffs):+.2f} |" in section
     # scale r1 normal lost seed 0 (diverged): Welch is impossible with one run, so no verdict.
-    assert "| 1 | normal | best top-1 | 1/2 | " in section and "too few seeds to tell (n=1/2)" in section
+    assert "| 1 | normal | scale | best top-1 | 1/2 | " in section and "too few seeds to tell (n=1/2)" in section
     assert "selects on the test data" in md and "## The paper's claims" in md and "not tested by this data" in md
 
 
@@ -724,14 +782,14 @@ def test_a_plain_fit_run_directory_is_reported(tmp_path: Path, sweep_dir: Path, 
 
 
 def test_a_report_made_mid_sweep_shows_running_runs(sweep_dir: Path, tmp_path: Path) -> None:
+    from nlbench.runlock import RunLock
+
     rows = json.loads((sweep_dir / "results.json").read_text())
     running = next(row for row in rows if row["status"] == "finished")
-    running["status"] = "running"
-    for key in ("best_val_acc1", "final_val_acc1"):
-        running[key] = None
-    (sweep_dir / "results.json").write_text(json.dumps(rows))
-    (sweep_dir / "runs" / running["run_id"] / "result.json").unlink()  # a first attempt has written nothing yet
-    sweep = collect.load_sweep(sweep_dir)
+    run_dir = sweep_dir / "runs" / running["run_id"]
+    (run_dir / "result.json").unlink()  # a first attempt has written nothing yet
+    with RunLock(run_dir):  # ... and a process works on it: running, whatever the files say
+        sweep = collect.load_sweep(sweep_dir)
     assert [run["run_id"] for run in sweep.running] == [running["run_id"]]
     assert running["run_id"] not in {run["run_id"] for run in sweep.unfinished}
     assert sweep.config_keys == ("normalization", "reduction", "init")  # no invented "dataset" axis
@@ -739,6 +797,10 @@ def test_a_report_made_mid_sweep_shows_running_runs(sweep_dir: Path, tmp_path: P
     assert "**Runs** 16 (13 finished, 1 diverged, 1 failed, 1 running)" in md
     assert f"| {running['run_id']} | running |" in md.split("## Runs still running")[1].split("\n## ")[0]
     assert f"| {running['run_id']} |" not in md.split("## Runs left out of the statistics")[1]
+    # Its process gone (the lock is free): interrupted, in every reader.
+    after = collect.load_sweep(sweep_dir)
+    assert not after.running and {r["run_id"]: r["status"] for r in after.unfinished}[running["run_id"]] == (
+        "interrupted")
 
 
 # ---- the headline figure is never empty ------------------------------------------------------------------------------
@@ -784,3 +846,45 @@ def test_the_report_does_not_import_torch() -> None:
     """`nlbench report` reads files and draws figures: it must start without the training stack."""
     code = "import sys, nlbench.report.cli, nlbench.report.stats; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+
+
+# ---- report details (issue 20 items 3 and 15) ----------------------------------------------------------------------
+def test_one_epoch_learning_curves_have_whole_epoch_ticks(tmp_path: Path) -> None:
+    sweep = collect.load_sweep(write_sweep(tmp_path / "s", reductions=(2,), inits=None, epochs=1, failed=(),
+                                           diverged=()))  # fmt: skip
+    fig = plots.learning_curves(sweep)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        if ax.get_visible():
+            assert [t.get_text() for t in ax.get_xticklabels()] == ["0"]  # not -0.045, -0.030, ...
+
+
+def test_differences_never_print_minus_zero() -> None:
+    assert render._signed(-0.001) == "0.00" and render._signed(-0.0) == "0.00" and render._signed(0.004) == "0.00"
+    assert render._signed(-0.006) == "-0.01" and render._signed(1.234) == "+1.23"
+
+
+def test_category_labels_do_not_collide(tmp_path: Path) -> None:
+    sweep = collect.load_sweep(write_sweep(tmp_path / "s", normalizations=("sigmoid", "softmax"), reductions=(2,),
+                                           inits=None, failed=(), diverged=()))  # fmt: skip
+    fig = plots.error_by_configuration(sweep)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        boxes = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["sigmoid", "softmax"]
+        assert all(not a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
+
+
+def test_per_configuration_figures_are_capped(tmp_path: Path) -> None:
+    from nlbench.bench.report import write_runs
+
+    write_runs(tmp_path / "many", runs=60, configs=60, epochs=2)
+    sweep = collect.load_sweep(tmp_path / "many")
+    assert len({run["group"] for run in sweep.runs}) == 60
+    fig = plots.learning_curves(sweep)
+    assert sum(ax.get_visible() for ax in fig.axes) == plots.MAX_CONFIGS
+    bars = plots.throughput_and_params(sweep)
+    assert len(bars.axes[0].patches) == plots.MAX_CONFIGS
+    assert f"show the {plots.MAX_CONFIGS} configurations with the best mean best top-1 of 60" in (
+        plots.capped_note(sweep))

@@ -13,6 +13,7 @@ import pytest
 from nlbench import run
 from nlbench.run import identity_from_config
 from nlbench.report import collect
+from nlbench import results
 from nlbench.sweep.results import collect_rows, write_results
 from nlbench.sweep.spec import spec_from_dict
 
@@ -104,20 +105,26 @@ def test_reader_tolerates_missing_and_corrupt_result_json(tmp_path: Path) -> Non
 
 # ---- running runs --------------------------------------------------------------------------------------------------
 def test_a_report_made_mid_sweep_shows_running_runs_as_running(tmp_path: Path) -> None:
+    from nlbench.runlock import RunLock
+
     spec, runs = demo_sweep(tmp_path / "sweep")
     done, busy = runs
     run.write_record(spec.output_dir / "runs" / done.run_id, record(**{run.BEST_ACC1: 0.6}))
     run.write_record(spec.output_dir / "runs" / busy.run_id, record("running", **{run.BEST_ACC1: 0.3, "epochs": 1}))
-    write_results(spec, runs, running={busy.run_id})
-    sweep = collect.load_sweep(spec.output_dir)
+    with RunLock(spec.output_dir / "runs" / busy.run_id):  # the fit's process works on it
+        write_results(spec, runs)
+        sweep = collect.load_sweep(spec.output_dir)
     by_id = {r["run_id"]: r for r in sweep.runs}
     assert by_id[busy.run_id]["status"] == "running" and by_id[busy.run_id]["error"] is None
     assert by_id[busy.run_id]["dataset"] == "cifar10" and "dataset" not in sweep.config_keys
     assert [r["run_id"] for r in sweep.running] == [busy.run_id] and not sweep.unfinished
-    # After the sweep stopped, the same "running" record belongs to a process that is gone: interrupted.
-    write_results(spec, runs)
+    # The export written meanwhile never claims the run is alive: after a kill -9 it would still say so.
+    assert [row["status"] for row in json.loads((spec.output_dir / "results.json").read_text())] == [
+        "finished", "unfinished"]
+    # Its process gone (lock free), the same "running" record reads interrupted, in every reader.
     assert [r["status"] for r in collect.load_sweep(spec.output_dir).runs] == ["finished", "interrupted"]
-    assert [row["status"] for row in collect_rows(spec, runs)] == ["finished", "interrupted"]
+    assert results.load(spec.output_dir)["status"].tolist() == ["finished", "interrupted"]
+    assert [row["status"] for row in collect_rows(spec, runs)] == ["finished", "unfinished"]
 
 
 # ---- the fit and the sweep's failure path --------------------------------------------------------------------------
@@ -128,23 +135,26 @@ def test_a_plain_fit_run_directory_loads_and_the_failure_path_writes_the_same_hp
     from nlbench.sweep.runner import _failed_record
 
     written, write = [], run.write_record
-    monkeypatch.setattr(run, "write_record", lambda d, r: (written.append(r.status), write(d, r))[1])
+    monkeypatch.setattr(run, "write_record", lambda d, r: (written.append((r.status, r.metrics["epochs"])),
+                                                           write(d, r))[1])
     run_dir = tmp_path / "fit"
     assert main(["fit", f"--config={DEMO}", *FAST, "--seed_everything=0", f"--run_dir={run_dir}"]) == 0
-    assert written == ["running", "running", "finished"]  # at the start of training, after validation, at the end
+    # At the start of training, after the validation that completes epoch 1 (one epoch done, not 0), at the end.
+    assert written == [("running", 0), ("running", 1), ("finished", 1)]
     fitted = run.read_record(run_dir)
     assert fitted is not None and fitted.status == "finished" and fitted.metrics[run.BEST_ACC1] is not None
     # Where it trained, so the report's throughput says where it was measured.
     assert fitted.machine["device"] == "cpu" and fitted.machine["threads"] >= 1 and fitted.machine["host"]
     # The report reads a plain fit run directory as a one-run sweep, with its learning curve.
-    sweep = collect.load_run_dir(run_dir)
+    sweep = collect.load_sweep(run_dir)
     [flat] = sweep.runs
     assert flat["status"] == "finished" and flat["normalization"] == "scale" and flat["run_id"] == "fit"
     assert flat[run.BEST_ACC1] == fitted.metrics[run.BEST_ACC1] and sweep.curves["fit"]
     # Without result.json (killed before writing it) the directory still loads, from its config.yaml.
     (run_dir / "result.json").unlink()
-    bare = run.load_run_record(run_dir)
-    assert bare.status == "interrupted" and bare.hparams == fitted.hparams
+    [bare] = results.load(run_dir).to_dict("records")
+    assert bare["status"] == "interrupted" and bare["normalization"] == fitted.hparams["normalization"]
+    assert bare["reduction"] == fitted.hparams["reduction"] and bare["seed"] == fitted.hparams["seed"]
 
     # The sweep's failure path for the same configuration: same short names, same values.
     spec = spec_from_dict({"name": "s", "base": "experiments/demo.yaml", "overrides": dict(

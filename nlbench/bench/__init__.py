@@ -5,6 +5,7 @@
     nlbench bench train    training step through Lightning vs a plain PyTorch loop; --grid for backbones
     nlbench bench imports  start-up time of short nlbench commands (--help, usage errors) in fresh processes
     nlbench bench sweep    start-up of `nlbench sweep --dry-run` / `--export-wandb` on a 10,000-run grid
+    nlbench bench report   `nlbench report` over 2,000 generated run directories in 20 to 2,000 configurations
     nlbench bench device-check   everything above plus epoch time, packed runs and the grid's projected wall
                            time on one GPU, in under 8 minutes (--smoke: the CPU at tiny sizes); `make device-check`
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("block", "loader", "train", "imports", "sweep", "device-check")
+BENCHMARKS = ("block", "loader", "train", "imports", "sweep", "report", "device-check")
 
 
 def main(argv: list[str] | None = None) -> int:

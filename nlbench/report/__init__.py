@@ -1,4 +1,5 @@
-"""Offline results: collect a sweep's runs (directory or W&B), plot them, and write report.md / report.html.
+"""Offline results: the runs of sweeps, run directories or W&B (nlbench.results), plotted and compared in
+report.md / report.html.
 
     from nlbench.report import load_benchmark, load_sweep, write_report
     write_report(load_sweep("sweeps/demo"), "sweeps/demo/report", benchmarks=[load_benchmark("bench_cpu.json")])
@@ -6,7 +7,7 @@
 
 from typing import Any
 
-from nlbench.report.collect import Benchmark, Sweep, load_benchmark, load_sweep, load_wandb, summarize
+from nlbench.report.collect import Benchmark, Sweep, load_benchmark, load_sweep, summarize
 
 
 def __getattr__(name: str) -> Any:
@@ -18,4 +19,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Benchmark", "Sweep", "load_benchmark", "load_sweep", "load_wandb", "summarize", "write_report"]
+__all__ = ["Benchmark", "Sweep", "load_benchmark", "load_sweep", "summarize", "write_report"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from jsonargparse import ArgumentError, ArgumentParser
 
-from nlbench.report.collect import Sweep, WandbSourceError, load_benchmark, load_sweep, load_wandb, merge
+from nlbench.report.collect import SourceError, WandbSourceError, load_benchmark, load_sweep
 
 
 def build_parser() -> ArgumentParser:
@@ -27,6 +27,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--bench", type=str, nargs="+", action="extend", default=[],
                         help="training benchmark JSON files (nlbench bench train --grid --out FILE), one report "
                         "section each; repeatable")
+    parser.add_argument("--compare", type=str, nargs="+", action="extend", default=[],
+                        help="KEY[=REFERENCE]: compare each value of KEY against REFERENCE (default: softmax for "
+                        "normalization, else the first value of the axis); repeatable. Default: every varying key")
     return parser
 
 
@@ -48,18 +51,19 @@ def main(argv: list[str] | None = None) -> int:
         if not args.out and (wandb_sources or len(sources) > 1):
             raise ValueError("--out is required with several sources or W&B (there is no single directory to "
                              "write into)")
-        sweeps: list[Sweep] = [
-            load_wandb(source.removeprefix("wandb:"), groups=args.group) if source.startswith("wandb:")
-            else load_sweep(source) for source in sources
-        ]
-        sweep = merge(sweeps)
+        sweep = load_sweep(*sources, groups=args.group)
+        compare = dict(parse_compare(item) for item in args.compare)
+        unknown = [key for key in compare if key not in sweep.config_keys]
+        if unknown:
+            varying = ", ".join(sweep.config_keys) or "nothing varies"
+            raise ValueError(f"--compare {unknown[0]}: not a varying key of these runs (they vary: {varying})")
         # Every input is read and checked before anything is written.
         benchmarks = [load_benchmark(path) for path in args.bench]
         out = Path(args.out) if args.out else Path(sources[0]) / "report"
         from nlbench.report.render import write_report  # matplotlib: only once there is a report to draw
 
-        files = write_report(sweep, out, benchmarks=benchmarks)
-    except (FileNotFoundError, WandbSourceError, ValueError) as err:
+        files = write_report(sweep, out, benchmarks=benchmarks, compare=compare)
+    except (FileNotFoundError, WandbSourceError, SourceError, ValueError) as err:
         print(f"nlbench report: error: {err}", file=sys.stderr)
         return 2
     finished, running = len(sweep.finished), len(sweep.running)
@@ -68,7 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {files.markdown}\n  {files.html}")
     for image in files.images:
         print(f"  {image}")
+    if sweep.unreadable:
+        print(f"  {len(sweep.unreadable)} unreadable run(s) left out (listed in the report): "
+              + "; ".join(str(run["error"]) for run in sweep.unreadable[:3]), file=sys.stderr)
     return 0
+
+
+def parse_compare(item: str) -> tuple[str, str | None]:
+    """``KEY[=REFERENCE]`` -> (KEY, REFERENCE or None)."""
+    key, _, reference = item.partition("=")
+    if not key:
+        raise ValueError(f"--compare {item!r}: expected KEY or KEY=REFERENCE")
+    return key, reference or None
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
+from matplotlib.ticker import FixedLocator, NullLocator
 
+from nlbench.report import style
 from nlbench.run import BEST_ACC1, FINAL_ACC1, IMAGES_PER_S
 from nlbench.report.collect import (
     Benchmark,
@@ -27,34 +28,40 @@ from nlbench.report.collect import (
     top1_error,
 )
 
-# The two normalisations keep their colours in every figure; the baseline (no NL block) is grey.
-NORMALIZATION_COLORS = {"softmax": "tab:orange", "scale": "tab:blue", "none": "tab:gray"}
-OTHER_COLORS = ("tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
-MARKERS = ("o", "s", "^", "D", "v", "P", "X")
-LINESTYLES = ("-", "--", ":", "-.")
-# Compact labels, the same words as the W&B run names (scale-r2-h1-normal).
-_PREFIXES = {"reduction": "r", "heads": "h", "width": "w", "depth": "d"}
-_BARE = {"normalization", "init", "similarity", "order", "dataset", "backbone"}
+MARKERS, LINESTYLES = style.MARKERS, style.LINESTYLES
 METRICS = {"best": BEST_ACC1, "final": FINAL_ACC1}
-
-
-def config_label(config: Mapping[str, Any]) -> str:
-    """'scale r2 normal' style label of a configuration; '(all runs)' when nothing varies."""
-    parts = []
-    for key, value in config.items():
-        if key in _PREFIXES and value is not None:
-            parts.append(f"{_PREFIXES[key]}{value}")
-        elif key in _BARE:
-            parts.append(str(value))
-        else:
-            parts.append(f"{key}={value}")
-    return " ".join(parts) or "(all runs)"
+config_label = style.config_label
+# Per-configuration figures (one panel, point or bar per configuration) show at most this many configurations, the
+# best first, with a note saying how many more the table holds: a 2,000-configuration report stays seconds long.
+MAX_CONFIGS = 24
 
 
 def to_png(fig: Figure, *, dpi: int = 110) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     return buffer.getvalue()
+
+
+def top_configurations(sweep: Sweep, keys: Sequence[str], limit: int = MAX_CONFIGS) -> set[tuple[Any, ...]] | None:
+    """The values of ``keys`` of the ``limit`` configurations with the best mean best top-1 (None: all fit)."""
+    rows = [row for row in summarize(sweep) if row["n"] > 0]
+    configs: dict[tuple[Any, ...], float] = {}
+    for row in rows:
+        value = row[f"{BEST_ACC1}_mean"]
+        config = config_of(row, keys)
+        configs[config] = max(configs.get(config, -math.inf), -math.inf if value is None else value)
+    if len(configs) <= limit:
+        return None
+    return set(sorted(configs, key=lambda c: -configs[c])[:limit])
+
+
+def capped_note(sweep: Sweep, limit: int = MAX_CONFIGS) -> str:
+    """The sentence under a capped per-configuration figure ('' when every configuration is drawn)."""
+    n = len({config_of(row, sweep.config_keys) for row in summarize(sweep) if row["n"] > 0})
+    if n <= limit:
+        return ""
+    return (f" Per-configuration figures show the {limit} configurations with the best mean best top-1 of {n}; the "
+            "table below holds them all.")
 
 
 def reduction_is_swept(sweep: Sweep) -> bool:
@@ -87,31 +94,36 @@ def error_by_configuration(sweep: Sweep) -> Figure | None:
         rows = [row for row in rows if row.get("normalization") != "none"]
     else:
         baseline = []
+    shown = top_configurations(sweep, x_keys)
+    if shown is not None:
+        rows = [row for row in rows if config_of(row, x_keys) in shown]
+    colors = style.order(sweep.runs, "normalization")
     positions = list(dict.fromkeys(config_of(row, x_keys) for row in rows))
     normalizations = list(dict.fromkeys(str(row.get("normalization")) for row in rows))
+    alone = not x_keys  # only the normalization varies: one position per normalization, named under it
+    if alone:
+        positions = [(n,) for n in normalizations]
     width = 0.6 / max(1, len(normalizations))
     fig = _figure(ncols=len(METRICS), nrows=1, width=max(3.6, 1.2 * len(positions) + 1.8), height=3.4, sharey=False)
     for ax, (which, metric) in zip(fig.axes, METRICS.items()):
         for s, normalization in enumerate(normalizations):
-            points = [(positions.index(config_of(row, x_keys)), row) for row in rows
+            points = [(positions.index((normalization,) if alone else config_of(row, x_keys)), row) for row in rows
                       if str(row.get("normalization")) == normalization and row[f"{metric}_mean"] is not None]
             if not points:
                 continue
-            offset = (s - (len(normalizations) - 1) / 2) * width
+            offset = 0.0 if alone else (s - (len(normalizations) - 1) / 2) * width
             config = {"normalization": normalization} if "normalization" in keys or normalization != "None" else {}
-            style = _style(config, s)
-            label = "baseline (no NL)" if normalization == "none" else (config_label(config) if config else "runs")
+            look = _style(config, s, colors)
+            label = style.label("normalization", normalization) if config else "runs"
             ax.errorbar([x + offset for x, _ in points], [top1_error(row[f"{metric}_mean"]) for _, row in points],
                         yerr=[100.0 * (row[f"{metric}_std"] or 0.0) for _, row in points], capsize=4,
-                        linestyle="none", marker=style["marker"], color=style["color"], markersize=7, label=label)
+                        linestyle="none", marker=look["marker"], color=look["color"], markersize=7, label=label)
         _baseline_band(ax, baseline, metric)
-        if x_keys:
+        if alone:
+            labels = [style.label("normalization", n) for n in normalizations]
+        else:
             labels = [config_label(dict(zip(x_keys, values))) for values in positions]
-            ax.set_xticks(range(len(positions)), labels, rotation=30 if len(positions) > 3 else 0,
-                          ha="right" if len(positions) > 3 else "center", fontsize=8)
-        else:  # only the normalization varies: name each point under it
-            offsets = [(s - (len(normalizations) - 1) / 2) * width for s in range(len(normalizations))]
-            ax.set_xticks(offsets, ["baseline (no NL)" if n == "none" else n for n in normalizations], fontsize=9)
+        _category_ticks(ax, labels)
         ax.set_xlim(-0.6, len(positions) - 0.4)
         ax.set_title(f"{which} epoch", fontsize=10)
         ax.set_ylabel(f"{which} top-1 error (%)")
@@ -137,6 +149,10 @@ def error_vs_reduction(sweep: Sweep) -> Figure | None:
     panels = panels if panel_key and panels else [None]
     baseline = [run for run in sweep.finished if run.get("normalization") == "none"]
     series = list(dict.fromkeys(config_of(row, series_keys) for row in nl_rows))
+    shown = top_configurations(sweep, series_keys)
+    if shown is not None:
+        series = [values for values in series if values in shown]
+    colors = style.order(sweep.runs, "normalization")
 
     # Rows best / final, a column per panel; a single panel puts best and final side by side instead.
     single = len(panels) == 1
@@ -159,7 +175,7 @@ def error_vs_reduction(sweep: Sweep) -> Figure | None:
                 errs = [100.0 * (row[f"{metric}_std"] or 0.0) for row in points]
                 config = dict(zip(series_keys, values))
                 ax.errorbar(
-                    xs, ys, yerr=errs, capsize=3, label=config_label(config), **_style(config, s)
+                    xs, ys, yerr=errs, capsize=3, label=config_label(config), **_style(config, s, colors)
                 )
             _baseline_band(ax, baseline, metric)
             reductions = sorted({row["reduction"] for row in nl_rows if row.get("reduction")}) if has_x else None
@@ -184,8 +200,13 @@ def learning_curves(sweep: Sweep) -> Figure | None:
     line_key = ["normalization"] if "normalization" in keys else []
     baseline = [run for run in sweep.finished if run.get("normalization") == "none"]
     panels = group_runs([run for run in sweep.finished if run.get("normalization") != "none"], panel_keys)
+    shown = top_configurations(sweep, panel_keys)
+    if shown is not None:
+        panels = {values: runs for values, runs in panels.items() if values in shown}
     if not panels:  # a sweep of baselines only
         panels, baseline = {(): baseline}, []
+    colors = style.order(sweep.runs, "normalization")
+    all_epochs: set[int] = set()
     ncols = min(4, len(panels))
     fig = _figure(ncols=ncols, nrows=math.ceil(len(panels) / ncols), width=3.6, height=2.8, sharey=True)
     for ax, (values, runs) in zip(fig.axes, panels.items()):
@@ -193,21 +214,22 @@ def learning_curves(sweep: Sweep) -> Figure | None:
         if baseline:
             lines.append(({"normalization": "none"}, baseline))
         for s, (config, line_runs) in enumerate(lines):
-            curve = mean_curve(sweep, line_runs, "val/acc1")
+            curve = mean_curve(sweep, line_runs, FINAL_ACC1)
             if not curve:
                 continue
             epochs = [epoch for epoch, _, _ in curve]
             errors = [top1_error(mean) for _, mean, _ in curve]
             spread = [100.0 * (std or 0.0) for _, _, std in curve]
-            style = _style(config, s)
-            label = "baseline (no NL)" if config.get("normalization") == "none" else config_label(config)
-            ax.plot(epochs, errors, label=f"{label} (n={len(line_runs)})", color=style["color"],
-                    linestyle=style["linestyle"], marker=style["marker"] if len(epochs) < 15 else None, markersize=3)
+            look = _style(config, s, colors)
+            label = config_label(config)
+            all_epochs.update(epochs)
+            ax.plot(epochs, errors, label=f"{label} (n={len(line_runs)})", color=look["color"],
+                    linestyle=look["linestyle"], marker=look["marker"] if len(epochs) < 15 else None, markersize=3)
             ax.fill_between(epochs, [e - d for e, d in zip(errors, spread)], [e + d for e, d in zip(errors, spread)],
-                            color=style["color"], alpha=0.15, linewidth=0)
+                            color=look["color"], alpha=0.15, linewidth=0)
         ax.set_title(config_label(dict(zip(panel_keys, values))), fontsize=9)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _epoch_axis(ax, sorted(all_epochs))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     for ax in fig.axes[len(panels):]:
@@ -229,8 +251,12 @@ def throughput_and_params(sweep: Sweep, where: str = "") -> Figure | None:
     if not rows or all(row[f"{IMAGES_PER_S}_mean"] is None for row in rows):
         return None
     keys = sweep.config_keys
+    shown = top_configurations(sweep, keys)
+    if shown is not None:
+        rows = [row for row in rows if config_of(row, keys) in shown]
     labels = [config_label({key: row.get(key) for key in keys}) for row in rows]
-    colors = [NORMALIZATION_COLORS.get(str(row.get("normalization")), OTHER_COLORS[0]) for row in rows]
+    order = style.order(sweep.runs, "normalization")
+    colors = [style.color("normalization", row.get("normalization"), order) for row in rows]
     positions = list(range(len(rows)))
     with_params = params_differ(rows)
     fig = _figure(ncols=2 if with_params else 1, nrows=1, width=5.0, height=max(2.4, 0.28 * len(rows) + 1.2),
@@ -283,7 +309,7 @@ def training_benchmark(bench: Benchmark) -> Figure:
                     )
                     if not points:  # e.g. C / r does not split into this many heads
                         continue
-                    color = NORMALIZATION_COLORS.get(normalization) or OTHER_COLORS[n % len(OTHER_COLORS)]
+                    color = style.color("normalization", normalization, normalizations)
                     ax.plot([x for x, _ in points], [y for _, y in points], color=color,
                             linestyle=LINESTYLES[h % len(LINESTYLES)], marker=MARKERS[h % len(MARKERS)],
                             label=config_label({"normalization": normalization, "heads": head_count}))
@@ -303,9 +329,9 @@ def _baseline_band(ax: Any, baseline: Sequence[Mapping[str, Any]], metric: str) 
     """The runs without an NL block as a dashed line at their mean top-1 error and a +- std band."""
     mean, std, _ = mean_std(top1_error(run.get(metric)) for run in baseline)
     if mean is not None:
-        ax.axhline(mean, color=NORMALIZATION_COLORS["none"], linestyle="--", label="baseline (no NL)")
+        ax.axhline(mean, color=style.BASELINE_COLOR, linestyle="--", label="baseline (no NL)")
         if std:
-            ax.axhspan(mean - std, mean + std, color=NORMALIZATION_COLORS["none"], alpha=0.15)
+            ax.axhspan(mean - std, mean + std, color=style.BASELINE_COLOR, alpha=0.15)
 
 
 def _figure(*, ncols: int, nrows: int, width: float, height: float, sharey: bool | str) -> Figure:
@@ -315,11 +341,42 @@ def _figure(*, ncols: int, nrows: int, width: float, height: float, sharey: bool
     return fig
 
 
-def _style(config: Mapping[str, Any], index: int) -> dict[str, Any]:
-    """Colour by normalisation when it is part of the configuration; marker and line style by series index, so
-    series sharing a normalisation (e.g. several head counts) stay apart, also in greyscale."""
-    color = NORMALIZATION_COLORS.get(str(config.get("normalization"))) or OTHER_COLORS[index % len(OTHER_COLORS)]
+def _style(config: Mapping[str, Any], index: int, order: Sequence[Any]) -> dict[str, Any]:
+    """Colour by normalisation when it is part of the configuration (:func:`nlbench.report.style.color`), else by
+    series; marker and line style by series index, so series sharing a normalisation (e.g. several head counts)
+    stay apart, also in greyscale."""
+    if "normalization" in config:
+        color = style.color("normalization", config["normalization"], order)
+    else:
+        color = style.PALETTE[index % len(style.PALETTE)]
     return {"color": color, "marker": MARKERS[index % len(MARKERS)], "linestyle": LINESTYLES[index % len(LINESTYLES)]}
+
+
+def _category_ticks(ax: Any, labels: Sequence[str]) -> None:
+    """One tick per category; labels rotate when they would not fit side by side (e.g. "sigmoid" / "softmax")."""
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xlim(-0.6, len(labels) - 0.4)
+    width_in = ax.get_figure().get_figwidth() / max(1, len(ax.get_figure().axes))
+    chars_per_slot = 12 * width_in / max(1, len(labels))  # about 12 characters of 8 pt text per inch
+    if max((len(label) for label in labels), default=0) > 0.8 * chars_per_slot:
+        for tick in ax.get_xticklabels():
+            tick.set_rotation(30)
+            tick.set_horizontalalignment("right")
+
+
+def _epoch_axis(ax: Any, epochs: Sequence[int]) -> None:
+    """Whole epochs only: a tick per epoch when few (one epoch gives one tick, not -0.045 ... 0.045)."""
+    if not epochs:
+        return
+    if len(epochs) <= 12:
+        ax.xaxis.set_major_locator(FixedLocator(list(epochs)))
+    else:
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_minor_locator(NullLocator())
+    if len(epochs) == 1:
+        ax.set_xlim(epochs[0] - 0.5, epochs[0] + 0.5)
 
 
 def _reduction_axis(ax: Any, reductions: Sequence[int] | None, series_labels: Sequence[str]) -> None:

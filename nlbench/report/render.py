@@ -13,12 +13,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 from matplotlib.figure import Figure
 
 from nlbench.io import atomic_write_text
-from nlbench.report import plots, stats
+from nlbench.report import plots, stats, style
 from nlbench.report.collect import BOOKKEEPING, SEED_KEYS, Benchmark, Sweep, config_of, summarize, top1_error
+from nlbench.results import RECIPE
 from nlbench.run import BEST_ACC1, BEST_ACC5, FINAL_ACC1, IMAGES_PER_S
+
+# Comparisons shown one per row, per compared key; the rest are counted by verdict (a 2,000-configuration sweep
+# would otherwise give a table nobody reads, and bootstrap intervals that take longer than the report should).
+MAX_COMPARISON_ROWS = 40
 
 
 @dataclass
@@ -51,8 +57,19 @@ class ReportFiles:
     images: list[Path]
 
 
-def build_report(sweep: Sweep, benchmarks: Sequence[Benchmark] = ()) -> tuple[str, list[Section]]:
-    """The report's title and sections, independent of the output format; each benchmark file adds a section."""
+def build_report(
+    sweep: Sweep, benchmarks: Sequence[Benchmark] = (), compare: dict[str, str | None] | None = None
+) -> tuple[str, list[Section]]:
+    """The report's title and sections, independent of the output format; each benchmark file adds a section.
+    ``compare``: key -> reference (None: the default) of the comparisons to show; default every varying key.
+    Text is drawn with matplotlib's math parsing off: a received value such as ``$\\frac{$`` is plain text."""
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return _build_report(sweep, benchmarks, compare)
+
+
+def _build_report(
+    sweep: Sweep, benchmarks: Sequence[Benchmark], compare: dict[str, str | None] | None
+) -> tuple[str, list[Section]]:
     headline_title, headline = plots.headline(sweep)
     where, caveat = measured_where(sweep)
     sections = [
@@ -62,19 +79,23 @@ def build_report(sweep: Sweep, benchmarks: Sequence[Benchmark] = ()) -> tuple[st
             headline,
             "error_vs_reduction.png" if plots.reduction_is_swept(sweep) else "error_by_configuration.png",
             "Top-1 error in % = 100 (1 - accuracy) on the evaluation split, mean ± std over seeds (error bars; none "
-            f"for a single seed). {stats.BEST_NOTE}. Failed, diverged and running runs are excluded.",
+            f"for a single seed). {stats.BEST_NOTE}. Failed, diverged and running runs are excluded."
+            + plots.capped_note(sweep),
             missing="No finished run: nothing to plot.",
         ),
-        Section("Scale against softmax", comparison_blocks(sweep)),
+        Section("Comparisons", comparison_blocks(sweep, compare)),
         Section("The paper's claims", [claims_table(sweep)]),
         Section("Every configuration", [
             "Errors: mean ± std over seeds; the 95% interval of the best top-1 error is Student's t over seeds "
-            "(*best* selects on the test split, see above).", configuration_table(sweep)]),
+            "(*best* selects on the test split, see above). Each configuration's training recipe (optimizer, lr, "
+            "schedule, epochs, batch size) is in its row when it varies, else under **Recipe** above.",
+            configuration_table(sweep)]),
         _figure_section(
             "Learning curves",
             plots.learning_curves(sweep),
             "learning_curves.png",
-            "Validation top-1 error per epoch, mean over seeds (band: ± std), from each run's metrics.csv.",
+            "Validation top-1 error per epoch, mean over seeds (band: ± std), from each run's metrics.csv."
+            + plots.capped_note(sweep),
             missing="No per-epoch metrics of finished runs found (runs/<run_id>/metrics.csv).",
         ),
         _figure_section(
@@ -82,6 +103,7 @@ def build_report(sweep: Sweep, benchmarks: Sequence[Benchmark] = ()) -> tuple[st
             plots.throughput_and_params(sweep, where),
             "throughput_params.png",
             f"Training images/s as measured by the training loop (mean ± std over seeds). Measured on: {where}."
+            + plots.capped_note(sweep)
             + (f" **Caveat:** {caveat}" if caveat else "")
             + ("" if plots.params_differ(summarize(sweep)) else
                " The NL blocks have the same parameter count in every configuration (see the table)."),
@@ -92,12 +114,17 @@ def build_report(sweep: Sweep, benchmarks: Sequence[Benchmark] = ()) -> tuple[st
         sections.append(Section("Runs still running", [
             "Still training when this report was made: left out of the statistics until they end.",
             _run_table(sweep, sweep.running)]))
-    if sweep.unfinished:
+    if sweep.unreadable:
+        sections.append(Section("Unreadable runs", [
+            "Runs or files that could not be read (not UTF-8, not valid YAML or JSON, not nlbench's format): left "
+            "out of everything else; the error names the file.", _run_table(sweep, sweep.unreadable)]))
+    unfinished = [run for run in sweep.unfinished if run not in sweep.unreadable]
+    if unfinished:
         sections.append(
             Section(
                 "Runs left out of the statistics",
-                ["Failed, diverged or interrupted runs: counted in the configuration table, never averaged.",
-                 _run_table(sweep, sweep.unfinished)],
+                ["Failed, diverged, interrupted or not yet started runs: counted in the configuration table, never "
+                 "averaged.", _run_table(sweep, unfinished)],
             )
         )
     names: set[str] = set()
@@ -112,11 +139,12 @@ def _figure_section(title: str, figure: Figure | None, name: str, text: str, *, 
 
 
 def write_report(
-    sweep: Sweep, out_dir: str | os.PathLike[str], *, benchmarks: Sequence[Benchmark] = ()
+    sweep: Sweep, out_dir: str | os.PathLike[str], *, benchmarks: Sequence[Benchmark] = (),
+    compare: dict[str, str | None] | None = None,
 ) -> ReportFiles:
     """Write report.md, report.html and the figures as PNG files into ``out_dir`` (created if needed), with a
     section per training benchmark file."""
-    title, sections = build_report(sweep, benchmarks)
+    title, sections = build_report(sweep, benchmarks, compare)
     out = Path(out_dir)  # created only once everything is drawn: a failure leaves nothing behind
     out.mkdir(parents=True, exist_ok=True)
     images = []
@@ -164,26 +192,62 @@ def measured_where(sweep: Sweep) -> tuple[str, str | None]:
     return "; ".join(parts), caveat
 
 
-def comparison_blocks(sweep: Sweep) -> list[str | Table]:
-    """The scale - softmax difference of best and final top-1 for every pair of configurations that differ only in
-    normalization, with its 95% interval and verdict."""
-    keys = sweep.config_keys
-    others = [key for key in keys if key != "normalization"]
-    diffs = [d for metric in (BEST_ACC1, FINAL_ACC1) for d in stats.normalization_pairs(sweep.finished, keys, metric)]
-    if not diffs:
-        return ["No configuration was run with both scale and softmax: nothing to compare."]
-    table = Table([*others, "metric", "n (scale/softmax)", "scale − softmax top-1 (pp)", "95% interval", "test",
-                   "verdict"], [])
-    for diff in diffs:
-        interval = "–" if diff.low is None else f"[{100 * diff.low:+.2f}, {100 * diff.high:+.2f}]"
-        test = diff.method + ("" if diff.df is None else f", df={diff.df:.1f}")
-        table.rows.append([*(_text(diff.config.get(key)) for key in others), stats.METRIC_LABELS[diff.metric],
-                           f"{diff.n_scale}/{diff.n_softmax}",
-                           "–" if diff.mean is None else f"{100 * diff.mean:+.2f}", interval, test, diff.verdict])
-    text = ("Difference of top-1 accuracy in percentage points, positive when scale is better: paired by seed when "
-            "both sides ran the same seeds, Welch's interval otherwise; a verdict needs the 95% interval to exclude "
-            f"0. {stats.BEST_NOTE}.")
-    return [text, table]
+def comparisons(sweep: Sweep, compare: dict[str, str | None] | None = None,
+                metrics: Sequence[str] = (BEST_ACC1, FINAL_ACC1)) -> list[stats.Comparison]:
+    """Every comparison the report shows: along each key of ``compare`` (default: every varying key), each value
+    against its reference, for best and final top-1, over the finished runs."""
+    keys = list(sweep.config_keys)
+    wanted = compare if compare else dict.fromkeys(keys)
+    return [c for key, reference in wanted.items() for metric in metrics
+            for c in stats.compare(sweep.finished, keys, key, metric, reference)]
+
+
+def comparison_blocks(sweep: Sweep, compare: dict[str, str | None] | None = None) -> list[str | Table]:
+    """Per compared key: treatment - reference of best and final top-1 in every configuration of the other keys
+    that ran both, with the t interval, the bootstrap interval, P(treatment > reference) and the verdict."""
+    found = comparisons(sweep, compare)
+    if not found:
+        return ["No key takes two values within otherwise equal configurations: nothing to compare."]
+    blocks: list[str | Table] = [
+        "Difference of top-1 accuracy in percentage points (treatment − reference; positive: the treatment is "
+        "better): paired by seed when both sides ran the same seeds, Welch's interval otherwise; *bootstrap*: the "
+        "95% percentile bootstrap interval of the same difference; *P(better)*: the share of seeds (paired) or of "
+        "run pairs on which the treatment beats the reference. A verdict needs p < 0.05, Holm-corrected when a key "
+        f"has more than two values (*Holm over k*). Pick keys and references with `--compare KEY[=REFERENCE]`. "
+        f"{stats.BEST_NOTE}."]
+    for key in dict.fromkeys(c.key for c in found):
+        rows = [c for c in found if c.key == key]
+        others = list(rows[0].context)
+        blocks.append(f"**{key}** against {style.label(key, rows[0].reference)}:")
+        table = Table([*others, key, "metric", "n", "difference (pp)", "95% interval", "bootstrap", "P(better)",
+                       "test", "verdict"], [])
+        for c in rows[:MAX_COMPARISON_ROWS]:
+            d = c.diff
+            interval = "–" if d.low is None else f"[{_signed(100 * d.low)}, {_signed(100 * d.high)}]"
+            boot_low, boot_high = d.bootstrap
+            boot = "–" if boot_low is None else f"[{_signed(100 * boot_low)}, {_signed(100 * boot_high)}]"
+            better = "–" if d.p_improvement is None else f"{d.p_improvement:.2f}"
+            test = d.method + ("" if d.df is None else f", df={d.df:.1f}")
+            test += f", Holm over {c.family}" if c.family > 1 else ""
+            n = f"{d.n_treatment}/{d.n_reference}"
+            table.rows.append([*(_text(c.context.get(k)) for k in others), style.label(key, c.treatment),
+                               stats.METRIC_LABELS.get(d.metric, d.metric), n,
+                               "–" if d.mean is None else _signed(100 * d.mean), interval, boot, better, test,
+                               c.verdict])
+        blocks.append(table)
+        if len(rows) > MAX_COMPARISON_ROWS:
+            counts: dict[str, int] = {}
+            for c in rows[MAX_COMPARISON_ROWS:]:
+                counts[c.verdict] = counts.get(c.verdict, 0) + 1
+            blocks.append(f"{len(rows) - MAX_COMPARISON_ROWS} more comparisons along {key} not shown: "
+                          + ", ".join(f"{n} × {verdict}" for verdict, n in counts.items()) + ".")
+    return blocks
+
+
+def _signed(value: float, digits: int = 2) -> str:
+    """``+0.12`` / ``-0.12``; a value that rounds to zero is ``0.00``, never ``-0.00``."""
+    text = f"{value:+.{digits}f}"
+    return text[1:] if float(text) == 0 else text
 
 
 def claims_table(sweep: Sweep) -> Table:
@@ -208,8 +272,12 @@ def _header(sweep: Sweep) -> Section:
         "**Compared** " + (" × ".join(sweep.config_keys) or "nothing (a single configuration)")
         + (f"; **seeds** {', '.join(seeds)}" if seeds else ""),
     ]
+    recipe = {key: fixed[key] for key in RECIPE if key in fixed}
+    if recipe:
+        lines.append("**Recipe** (every configuration) " + ", ".join(f"{k}={_text(v)}" for k, v in recipe.items()))
+    fixed = {key: value for key, value in fixed.items() if key not in RECIPE}
     if fixed:
-        lines.append("**Fixed** " + ", ".join(f"{key}={value}" for key, value in fixed.items()))
+        lines.append("**Fixed** " + ", ".join(f"{key}={_text(value)}" for key, value in fixed.items()))
     return Section("Summary", lines)
 
 
@@ -218,10 +286,13 @@ def _fixed_settings(sweep: Sweep) -> dict[str, Any]:
     varying = set(sweep.config_keys) | SEED_KEYS | BOOKKEEPING
     fixed: dict[str, Any] = {}
     for run in sweep.runs:
+        if run.get("status") in ("unreadable", "new"):
+            continue
         for key, value in run.items():
             if key not in varying and value is not None:
                 fixed.setdefault(key, value)
-    return {key: value for key, value in fixed.items() if all(run.get(key) == value for run in sweep.runs)}
+    known = [run for run in sweep.runs if run.get("status") not in ("unreadable", "new")]
+    return {key: value for key, value in fixed.items() if all(run.get(key) == value for run in known)}
 
 
 def configuration_table(sweep: Sweep) -> Table:
@@ -281,15 +352,14 @@ def benchmark_section(bench: Benchmark, png_name: str) -> Section:
 
 def benchmark_table(bench: Benchmark) -> Table:
     """One row per backbone x reduction x heads, the normalisations side by side (images/s, then peak MiB), and
-    scale's speed-up over softmax when both were measured."""
+    each normalisation's speed-up over the reference one (:func:`nlbench.report.stats.reference_of`)."""
     normalizations = list(dict.fromkeys(record["normalization"] for record in bench.records))
     measured = {config_of(record, ("backbone", "reduction", "heads", "normalization")): record
                 for record in bench.records}
-    speedup = {"softmax", "scale"} <= set(normalizations)
+    reference = stats.reference_of("normalization", normalizations) if len(normalizations) > 1 else None
+    treatments = [n for n in normalizations if reference is not None and n != reference]
     header = ["backbone", "r", "heads", *(f"{n} img/s" for n in normalizations),
-              *(f"{n} peak MiB" for n in normalizations)]
-    if speedup:
-        header.append("scale / softmax img/s")
+              *(f"{n} peak MiB" for n in normalizations), *(f"{n} / {reference} img/s" for n in treatments)]
     table = Table(header, [])
     configs = sorted({config_of(record, ("backbone", "reduction", "heads")) for record in bench.records},
                      key=lambda config: (bench.backbones.index(config[0]), *config[1:]))
@@ -298,10 +368,10 @@ def benchmark_table(bench: Benchmark) -> Table:
         cells = [_text(value) for value in config]
         for metric in ("images_per_s", "peak_mib"):
             cells += [_pm(None if rec is None else rec[metric], None, digits=0) for rec in records.values()]
-        if speedup:
-            softmax, scale = records["softmax"], records["scale"]
-            both = softmax is not None and scale is not None and softmax["images_per_s"] > 0
-            cells.append(f"{scale['images_per_s'] / softmax['images_per_s']:.2f}×" if both else "–")
+        base = records.get(reference) if reference is not None else None
+        for n in treatments:
+            both = base is not None and records[n] is not None and base["images_per_s"] > 0
+            cells.append(f"{records[n]['images_per_s'] / base['images_per_s']:.2f}×" if both else "–")
         table.rows.append(cells)
     return table
 
@@ -321,7 +391,7 @@ def _run_table(sweep: Sweep, runs: Sequence[dict[str, Any]]) -> Table:
     keys = sweep.config_keys
     table = Table(["run_id", "status", "configuration", "seed", "error"], [])
     for run in runs:
-        config = plots.config_label(dict(zip(keys, config_of(run, keys))))
+        config = style.config_label(dict(zip(keys, config_of(run, keys))))
         table.rows.append([run["run_id"], run["status"], config, _text(run.get("seed")), _text(run.get("error"))])
     return table
 
@@ -347,6 +417,8 @@ def _count(value: float | None) -> str:
 
 
 def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
     return "–" if value is None else str(value)
 
 

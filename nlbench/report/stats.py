@@ -1,88 +1,51 @@
 """The report's statistics, each defined once: per-configuration mean, std and 95% confidence interval over seeds,
-the scale-minus-softmax difference of every pair of configurations that differ only in normalization (paired by
-seed when the seeds match, Welch otherwise) with a plain verdict, and the table of the paper's four claims.
+and comparisons along any varying key: each value against a reference (paired by seed when the seeds match, Welch
+otherwise), with the t interval, a bootstrap interval (scipy.stats.bootstrap), the probability of improvement
+P(treatment > reference) over seeds, and a verdict, Holm-corrected when a key has more than two values; the table
+of the paper's four claims reads from the same comparisons.
 
-Accuracies are fractions in [0, 1] as the runs record them; differences are reported in percentage points of
-top-1 accuracy (positive: scale is better). The Student t quantile is computed here exactly (bisection on the
-regularised incomplete beta function) rather than with scipy, which is not a dependency: the report needs only
-this one quantile, and a 40-line function tested against table values beats a 40 MB install.
-No torch import: the report runs on machines and in notebooks without the training stack.
+Accuracies are fractions in [0, 1] as the runs record them; differences are in the metric's units (the report
+shows percentage points). Student t quantiles come from scipy. No torch import: the report runs on machines and in
+notebooks without the training stack.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import statistics
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from typing import Any
 
 from nlbench.run import BEST_ACC1, FINAL_ACC1, IMAGES_PER_S
 
 CONFIDENCE = 0.95
 NORMALIZATION = "normalization"
+# The default reference per key (else the first value the runs take): the paper's baseline normalization.
+DEFAULT_REFERENCES: dict[str, Any] = {NORMALIZATION: "softmax"}
+BOOTSTRAP_RESAMPLES = 2000
 # What "best" means, said wherever it is shown: the paper selects the epoch on the test split.
 BEST_NOTE = ("*best*: the highest top-1 over all epochs on the evaluation split; as in the paper, that split is the "
              "test set, so *best* selects on the test data and is optimistic; *final*: the last epoch")
 
 
-# ---- Student t ----------------------------------------------------------------------------------------------------
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz), converging for x < (a+1)/(a+b+2)."""
-    tiny, eps = 1e-300, 1e-15
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 500):
-        m2 = 2 * m
-        for aa in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
-            d = 1.0 + aa * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + aa / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < eps:
-            break
-    return h
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """The regularised incomplete beta function I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _betacf(a, b, x) / a
-    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's t with ``df`` (> 0, not necessarily integer) degrees of freedom."""
-    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t > 0 else tail
-
-
+@lru_cache(maxsize=4096)
 def t_quantile(p: float, df: float) -> float:
-    """The ``p`` quantile of Student's t (e.g. p=0.975, df=2 -> 4.303), to about 1e-12."""
+    """The ``p`` quantile of Student's t (scipy.stats.t.ppf), cached: a report asks for few distinct ones."""
+    from scipy.stats import t
+
     if not 0.0 < p < 1.0 or not df > 0:
         raise ValueError(f"t_quantile: need 0 < p < 1 and df > 0, got p={p}, df={df}")
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < p:
-        lo, hi = hi, 2.0 * hi
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if t_cdf(mid, df) < p:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-13 * max(1.0, hi):
-            break
-    return 0.5 * (lo + hi)
+    return float(t.ppf(p, df))
+
+
+def t_two_sided_p(t_value: float, df: float) -> float:
+    from scipy.stats import t
+
+    return float(2.0 * t.sf(abs(t_value), df))
 
 
 # ---- one configuration ----------------------------------------------------------------------------------------------
@@ -99,7 +62,7 @@ class Estimate:
 
 def estimate(values: Iterable[float | None], confidence: float = CONFIDENCE) -> Estimate:
     """The :class:`Estimate` of the finite, non-missing ``values``."""
-    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    xs = [float(v) for v in values if _finite(v)]
     if not xs:
         return Estimate(0, None, None, None, None)
     mean = statistics.fmean(xs)
@@ -110,74 +73,182 @@ def estimate(values: Iterable[float | None], confidence: float = CONFIDENCE) -> 
     return Estimate(len(xs), mean, std, mean - half, mean + half)
 
 
-# ---- scale minus softmax --------------------------------------------------------------------------------------------
+# ---- treatment minus reference ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Difference:
-    """scale - softmax of one metric for one pair of configurations, in the metric's units."""
+    """treatment - reference of one metric between two sets of runs, in the metric's units."""
 
     metric: str
-    config: dict[str, Any]  # the configuration without its normalization
     method: str  # "paired" (by seed), "Welch", or "too few seeds"
-    n_scale: int
-    n_softmax: int
+    n_treatment: int
+    n_reference: int
     mean: float | None
     low: float | None
     high: float | None
     df: float | None
+    p_value: float | None  # two-sided, of the t test the interval belongs to
+    treatment_values: tuple[float, ...] = field(default=(), repr=False)
+    reference_values: tuple[float, ...] = field(default=(), repr=False)
 
-    @property
-    def verdict(self) -> str:
-        """"scale better", "softmax better", or "no significant difference at n=..." (or too few seeds)."""
-        n = self.n_scale if self.n_scale == self.n_softmax else f"{self.n_scale}/{self.n_softmax}"
-        if self.low is None or self.high is None:
-            return f"too few seeds to tell (n={n})"
-        if self.low > 0:
-            return "scale better"
-        if self.high < 0:
-            return "softmax better"
-        return f"no significant difference at n={n}"
+    @cached_property
+    def p_improvement(self) -> float | None:
+        """P(treatment > reference) over seeds (ties count half): the share of seeds where the treatment wins when
+        paired, else of all (treatment, reference) pairs of runs."""
+        xs, ys = self.treatment_values, self.reference_values
+        if not xs or not ys:
+            return None
+        if self.method == "paired":
+            wins = [1.0 if x > y else 0.5 if x == y else 0.0 for x, y in zip(xs, ys)]
+        else:
+            wins = [1.0 if x > y else 0.5 if x == y else 0.0 for x in xs for y in ys]
+        return statistics.fmean(wins)
+
+    @cached_property
+    def bootstrap(self) -> tuple[float | None, float | None]:
+        """The percentile bootstrap interval of the mean difference (scipy.stats.bootstrap, fixed seed): resampling
+        seeds (paired) or each side's runs (Welch). Needs two values a side."""
+        xs, ys = self.treatment_values, self.reference_values
+        if len(xs) < 2 or len(ys) < 2:
+            return None, None
+        import numpy as np
+        from scipy.stats import bootstrap
+
+        # scipy >= 1.15 names the generator `rng` (random_state is deprecated there); older ones random_state.
+        seeded = {"rng" if "rng" in inspect.signature(bootstrap).parameters else "random_state":
+                  np.random.default_rng(0)}  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # degenerate (all-equal) samples warn; the interval is then a point
+            if self.method == "paired":
+                diffs = np.subtract(xs, ys)
+                res = bootstrap((diffs,), np.mean, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES,
+                                method="percentile", vectorized=True, axis=-1, **seeded)
+            else:
+                res = bootstrap((np.asarray(xs), np.asarray(ys)),
+                                lambda a, b, axis=-1: np.mean(a, axis=axis) - np.mean(b, axis=axis),
+                                confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
+                                vectorized=True, axis=-1, **seeded)
+        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        return (low if math.isfinite(low) else None), (high if math.isfinite(high) else None)
 
 
 def difference(
-    scale_runs: Sequence[Mapping[str, Any]], softmax_runs: Sequence[Mapping[str, Any]], metric: str,
-    config: Mapping[str, Any] | None = None, confidence: float = CONFIDENCE,
+    treatment_runs: Sequence[Mapping[str, Any]], reference_runs: Sequence[Mapping[str, Any]], metric: str,
+    confidence: float = CONFIDENCE,
 ) -> Difference:
-    """scale - softmax of ``metric``: paired over seeds when both sides have the same set of seeds (>= 2), else
-    Welch's unequal-variance interval (>= 2 runs a side)."""
+    """treatment - reference of ``metric``: paired over seeds when both sides have the same set of seeds (>= 2),
+    else Welch's unequal-variance interval (>= 2 runs a side)."""
     def by_seed(runs: Sequence[Mapping[str, Any]]) -> dict[Any, float]:
         return {run.get("seed"): float(run[metric]) for run in runs if _finite(run.get(metric))}
 
-    a, b = by_seed(scale_runs), by_seed(softmax_runs)
-    xs = [float(run[metric]) for run in scale_runs if _finite(run.get(metric))]
-    ys = [float(run[metric]) for run in softmax_runs if _finite(run.get(metric))]
-    base = {"metric": metric, "config": dict(config or {}), "n_scale": len(xs), "n_softmax": len(ys)}
+    a, b = by_seed(treatment_runs), by_seed(reference_runs)
+    xs = [float(run[metric]) for run in treatment_runs if _finite(run.get(metric))]
+    ys = [float(run[metric]) for run in reference_runs if _finite(run.get(metric))]
     paired = None not in a and set(a) == set(b) and len(a) == len(xs) == len(ys) >= 2
     if paired:
-        diffs = estimate([a[seed] - b[seed] for seed in a], confidence)
-        return Difference(method="paired", mean=diffs.mean, low=diffs.low, high=diffs.high, df=len(a) - 1, **base)
+        seeds = sorted(a, key=str)
+        xs, ys = [a[seed] for seed in seeds], [b[seed] for seed in seeds]
+    base = {"metric": metric, "n_treatment": len(xs), "n_reference": len(ys), "treatment_values": tuple(xs),
+            "reference_values": tuple(ys)}  # fmt: skip
+    if paired:
+        diffs = [x - y for x, y in zip(xs, ys)]
+        est = estimate(diffs, confidence)
+        df = len(diffs) - 1
+        se = (est.std or 0.0) / math.sqrt(len(diffs))
+        p = _p_value(est.mean or 0.0, se, df)
+        return Difference(method="paired", mean=est.mean, low=est.low, high=est.high, df=df, p_value=p, **base)
     mean = statistics.fmean(xs) - statistics.fmean(ys) if xs and ys else None
     if len(xs) < 2 or len(ys) < 2:
-        return Difference(method="too few seeds", mean=mean, low=None, high=None, df=None, **base)
+        return Difference(method="too few seeds", mean=mean, low=None, high=None, df=None, p_value=None, **base)
+    assert mean is not None
     va, vb = statistics.variance(xs) / len(xs), statistics.variance(ys) / len(ys)
     se = math.sqrt(va + vb)
     if se == 0:
-        return Difference(method="Welch", mean=mean, low=mean, high=mean, df=None, **base)
+        return Difference(method="Welch", mean=mean, low=mean, high=mean, df=None,
+                          p_value=1.0 if mean == 0 else 0.0, **base)  # fmt: skip
     df = (va + vb) ** 2 / (va**2 / (len(xs) - 1) + vb**2 / (len(ys) - 1))
     half = t_quantile(0.5 + confidence / 2, df) * se
-    return Difference(method="Welch", mean=mean, low=mean - half, high=mean + half, df=df, **base)
+    return Difference(method="Welch", mean=mean, low=mean - half, high=mean + half, df=df,
+                      p_value=_p_value(mean, se, df), **base)  # fmt: skip
 
 
-def normalization_pairs(
-    runs: Sequence[Mapping[str, Any]], keys: Sequence[str], metric: str
-) -> list[Difference]:
-    """For each configuration (values of ``keys`` other than normalization) run with both scale and softmax, the
-    difference scale - softmax of ``metric`` over the given (finished) runs."""
-    others = [key for key in keys if key != NORMALIZATION]
-    groups: dict[tuple[Any, ...], dict[str, list[Mapping[str, Any]]]] = {}
+def _p_value(mean: float, se: float, df: float) -> float:
+    if se == 0:
+        return 1.0 if mean == 0 else 0.0
+    return t_two_sided_p(mean / se, df)
+
+
+# ---- comparisons along any key ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Comparison:
+    """One value of a key against the key's reference, within one configuration of the other keys."""
+
+    key: str
+    treatment: Any
+    reference: Any
+    context: dict[str, Any]  # the other keys' values, equal on both sides
+    diff: Difference
+    p_adjusted: float | None  # Holm-adjusted over the family (the key's values in this context), else p_value
+    family: int  # how many comparisons share the correction
+
+    @property
+    def verdict(self) -> str:
+        """"<treatment> better", "<reference> better", or "no significant difference at n=..." (too few seeds)."""
+        d = self.diff
+        n = d.n_treatment if d.n_treatment == d.n_reference else f"{d.n_treatment}/{d.n_reference}"
+        if self.p_adjusted is None or d.mean is None:
+            return f"too few seeds to tell (n={n})"
+        if self.p_adjusted < 1.0 - CONFIDENCE:
+            return f"{self.key}={self.treatment} better" if d.mean > 0 else f"{self.key}={self.reference} better"
+        return f"no significant difference at n={n}"
+
+
+def reference_of(key: str, values: Sequence[Any], given: Any = None) -> Any:
+    """The value the others are compared against: ``given`` (matched as text), else :data:`DEFAULT_REFERENCES`,
+    else the first value (the runs come in the sweep's own order)."""
+    if given is not None:
+        for value in values:
+            if str(value) == str(given):
+                return value
+        raise ValueError(f"--compare {key}={given}: {key} takes the values {', '.join(map(str, values))}")
+    default = DEFAULT_REFERENCES.get(key)
+    return default if default in values else values[0]
+
+
+def compare(
+    runs: Sequence[Mapping[str, Any]], keys: Sequence[str], key: str, metric: str, reference: Any = None,
+) -> list[Comparison]:
+    """Each value of ``key`` against its reference (:func:`reference_of`) in every configuration of the other
+    ``keys`` that ran both, over the given (finished) runs; Holm-corrected within each configuration when it
+    compares more than one value."""
+    others = [k for k in keys if k != key]
+    values = list(dict.fromkeys(_frozen(run.get(key)) for run in runs))
+    if len(values) < 2:
+        return []
+    ref = reference_of(key, values, reference)
+    groups: dict[tuple[Any, ...], dict[Any, list[Mapping[str, Any]]]] = {}
     for run in runs:
-        groups.setdefault(_config(run, others), {}).setdefault(str(run.get(NORMALIZATION)), []).append(run)
-    return [difference(sides["scale"], sides["softmax"], metric, dict(zip(others, config)))
-            for config, sides in groups.items() if "scale" in sides and "softmax" in sides]
+        groups.setdefault(_config(run, others), {}).setdefault(_frozen(run.get(key)), []).append(run)
+    out: list[Comparison] = []
+    for config, sides in groups.items():
+        if ref not in sides:
+            continue
+        diffs = [(value, difference(sides[value], sides[ref], metric)) for value in values
+                 if value != ref and value in sides]  # fmt: skip
+        adjusted = holm([d.p_value for _, d in diffs])
+        out += [Comparison(key, value, ref, dict(zip(others, config)), d, p, len(diffs))
+                for (value, d), p in zip(diffs, adjusted)]
+    return out
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment of a family of p-values (None: not tested, left out of the family)."""
+    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))
+        adjusted[i] = running
+    return adjusted
 
 
 # ---- the paper's claims -----------------------------------------------------------------------------------------------
@@ -214,7 +285,8 @@ def _claim_magnitude(runs: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> 
 
 
 def _claim_scale(runs: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> str:
-    pairs = normalization_pairs(runs, keys, BEST_ACC1)
+    both = [run for run in runs if run.get(NORMALIZATION) in ("scale", "softmax")]  # the paper's two methods
+    pairs = compare(both, keys, NORMALIZATION, BEST_ACC1, reference="softmax") if NORMALIZATION in keys else []
     if not pairs:
         return f"{NOT_TESTED} (no configuration run with both scale and softmax)"
     verdicts: dict[str, int] = {}
@@ -272,11 +344,18 @@ def _groups(runs: Sequence[Mapping[str, Any]], key: str) -> dict[Any, list[Mappi
 
 
 def _config(run: Mapping[str, Any], keys: Sequence[str]) -> tuple[Any, ...]:
-    return tuple(tuple(run[k]) if isinstance(run.get(k), list) else run.get(k) for k in keys)
+    return tuple(_frozen(run.get(k)) for k in keys)
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    try:
+        return value is not None and not isinstance(value, bool) and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def _pct(value: float | None) -> str:

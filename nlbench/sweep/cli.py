@@ -230,7 +230,7 @@ def _benchmark_eta(
     """The ETA from a training benchmark: per run, epochs x training images / the images/s the benchmark measured
     for its normalization, reduction and heads (the mean over matching records; all records when none match)."""
     from nlbench.data.sources import SPECS
-    from nlbench.report.collect import BenchFileError, load_benchmark
+    from nlbench.bench.grid_file import BenchFileError, load_benchmark
 
     try:
         benchmark = load_benchmark(path)

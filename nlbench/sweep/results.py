@@ -1,34 +1,38 @@
-"""The sweep's results table, rebuilt from the run directories (the source of truth) and written atomically.
+"""The sweep's results table: an export of :func:`nlbench.results.load` for people, written atomically.
 
-``results.csv/json``: one row per run of the spec: run_id, status, one column per swept key (its short name,
-:func:`nlbench.run.short_name`, made unique), the run record's metrics under :data:`nlbench.run.METRICS`, error.
-Statistics over seeds are the report's (``nlbench report SWEEP_DIR``): the table holds no aggregate of its own.
+``results.csv/json``: one row per run of the spec, in spec order: run_id, status, one column per swept key (its
+short name, :func:`nlbench.run.short_name`, made unique), the run record's metrics under
+:data:`nlbench.run.METRICS`, error. Never read back: every reader (report, status, notebooks) loads the run
+directories through :mod:`nlbench.results`. The file is a snapshot, so it never claims a run is alive: a run that
+was training when it was written says "unfinished" (a kill -9 of the sweep cannot leave "running" behind); the
+live answer, running or interrupted, comes from the run's lock (``nlbench report``, ``nlbench.results.load``).
+Statistics over seeds are the report's: the table holds no aggregate of its own.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nlbench import results
 from nlbench import run as record_
 from nlbench.io import atomic_write_json, atomic_write_text
 from nlbench.sweep.spec import SweepRun, SweepSpec, column_names
 
 FINAL_STATUSES = record_.FINAL_STATUSES  # "finished" and "diverged" are final; the others are (re)run
+# The export's word for a run that was not over when the table was written (running or interrupted).
+UNFINISHED = "unfinished"
 
 
 @dataclass(frozen=True)
 class RunState:
-    """What a run directory says about a run.
+    """What a run directory says about a run (:func:`nlbench.results.resolve_status`).
 
-    status: "new" (nothing yet), "interrupted" (stopped without a final result, or a "running" record whose
-    process is gone), "failed", "diverged" or "finished". (Tables written while a sweep runs also say "running".)
-    resumable: the directory holds checkpoints, so the next attempt passes ``--ckpt_path last``.
+    status: "new" (nothing yet), "running" (a process holds its lock), "interrupted", "failed", "diverged" or
+    "finished". resumable: the directory holds checkpoints, so the next attempt passes ``--ckpt_path last``.
     record: the run's result.json, if readable.
     """
 
@@ -50,11 +54,7 @@ def read_state(run_dir: Path) -> RunState:
     """The state of one run directory (a missing or unreadable result.json counts as no result)."""
     paths = record_.RunDir(run_dir)
     record = record_.read_record(paths)
-    status = record.status if record else None
-    if status in (*FINAL_STATUSES, "failed"):
-        return RunState(status, paths.resumable, record)
-    # No result, "running" or "interrupted" (Ctrl-C): stopped mid-way; the next attempt resumes from a checkpoint.
-    return RunState("interrupted" if run_dir.exists() else "new", paths.resumable, record)
+    return RunState(results.resolve_status(record.status if record else None, run_dir), paths.resumable, record)
 
 
 def axis_columns(spec: SweepSpec) -> dict[str, str]:
@@ -62,51 +62,35 @@ def axis_columns(spec: SweepSpec) -> dict[str, str]:
     return column_names(spec.swept_keys, taken=(*record_.BOOKKEEPING, *record_.METRICS))
 
 
-def collect_rows(spec: SweepSpec, runs: Sequence[SweepRun], *, running: Collection[str] = ()) -> list[dict[str, Any]]:
-    """One row per run of the spec, in spec order, read from ``<output_dir>/runs/<run_id>``."""
+def collect_rows(spec: SweepSpec, runs: Sequence[SweepRun]) -> list[dict[str, Any]]:
+    """One row per run of the spec, in spec order, read from ``<output_dir>/runs/<run_id>`` by the one reader."""
     columns = axis_columns(spec)
     rows = []
     for run in runs:
-        state = read_state(spec.output_dir / "runs" / run.run_id)
-        metrics = state.record.metrics if state.record else dict.fromkeys(record_.METRICS)
-        status = "running" if run.run_id in running else state.status
-        row: dict[str, Any] = {"run_id": run.run_id, "status": status}
+        run_dir = spec.output_dir / "runs" / run.run_id
+        read = results.read_run(run_dir, run_id=run.run_id, params=run.params, curves=False) if run_dir.is_dir() \
+            else {"status": results.NEW, "error": None}
+        status = read["status"]
+        row: dict[str, Any] = {"run_id": run.run_id,
+                               "status": UNFINISHED if status in ("running", "interrupted") else status}
         row.update({col: run.params.get(key) for key, col in columns.items()})
-        row.update({name: metrics.get(name) for name in record_.METRICS})
-        row["error"] = state.record.error if state.record and state.status == "failed" else None
+        row.update({name: read.get(name) for name in record_.METRICS})
+        row["error"] = read.get("error") if status in ("failed", results.UNREADABLE) else None
         rows.append(row)
     return rows
 
 
-def write_results(
-    spec: SweepSpec, runs: Sequence[SweepRun], *, running: Collection[str] = ()
-) -> list[dict[str, Any]]:
+def write_results(spec: SweepSpec, runs: Sequence[SweepRun]) -> list[dict[str, Any]]:
     """Rebuild results.{csv,json} in the sweep directory; returns the result rows."""
-    rows = collect_rows(spec, runs, running=running)
+    import pandas as pd
+
+    rows = collect_rows(spec, runs)
     out = spec.output_dir
     atomic_write_json(out / "results.json", rows)
-    atomic_write_text(out / "results.csv", _to_csv(rows))
-    for stale in ("summary.json", "summary.csv"):  # written by earlier versions; statistics are the report's now
-        (out / stale).unlink(missing_ok=True)
+    table = pd.DataFrame.from_records(rows, columns=list(rows[0]) if rows else None)
+    for column in table.columns:  # lists (e.g. nl_stages) as JSON, like the spec writes them
+        if table[column].map(lambda v: isinstance(v, (list, dict))).any():
+            table[column] = table[column].map(lambda v: json.dumps(v, separators=(",", ":"))
+                                              if isinstance(v, (list, dict)) else v)
+    atomic_write_text(out / "results.csv", table.to_csv(index=False, lineterminator="\n") if rows else "")
     return rows
-
-
-def _to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    if not rows:
-        return ""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _cell(v) for k, v in row.items()})
-    return buffer.getvalue()
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, separators=(",", ":"))
-    return value

@@ -124,7 +124,7 @@ def run_sweep(
             while queue or active:
                 while queue and free:
                     active.append(_launch(spec, queue.popleft(), free.pop(0), fit_command, lock_fd))
-                    write_results(spec, runs, running={job.run.run_id for job in active})
+                    write_results(spec, runs)
                     _show(bar, counts, active)
                 time.sleep(poll_interval_s)
                 for job in [job for job in active if job.proc.poll() is not None]:
@@ -135,7 +135,7 @@ def run_sweep(
                     bar.update(1)
                     done = f"{skipped + sum(counts.values())}/{skipped + len(todo)}"
                     bar.write(_describe_end(spec, job, status, done=done))
-                    write_results(spec, runs, running={job.run.run_id for job in active})
+                    write_results(spec, runs)
                     _show(bar, counts, active)
         finally:
             _stop(active, timeout_s=stop_timeout_s)
@@ -195,7 +195,9 @@ def _failed_record(
         identity = _identity_of(spec, run)
         running = record_.RunRecord(status="failed", run_name=identity.name if identity else run.run_id,
                                     group=identity.group if identity else "",
-                                    hparams=identity.hparams if identity else {})  # fmt: skip
+                                    hparams=identity.hparams if identity else {},
+                                    config=identity.config if identity else {},
+                                    differs=identity.differs if identity else [])  # fmt: skip
     running.status, running.error, running.exit_code, running.written_by = "failed", error, code, "nlbench sweep"
     return running
 
@@ -207,7 +209,8 @@ def _identity_of(spec: SweepSpec, run: SweepRun) -> record_.RunIdentity | None:
     except ImportError:
         return None
     try:
-        return record_.identity_from_config(parse_fit_args(spec.fit_args(run.params)))
+        args = spec.fit_args(run.params)
+        return record_.identity_from_config(parse_fit_args(args), record_.command_line_keys(args))
     except (ConfigError, ValueError, TypeError, FileNotFoundError):
         return None
 

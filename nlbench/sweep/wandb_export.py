@@ -14,9 +14,10 @@ from typing import Any
 import yaml
 
 from nlbench.io import atomic_write_text
+from nlbench.run import BEST_ACC1
 from nlbench.sweep.spec import SweepSpec, SweepSpecError
 
-METRIC = {"name": "val/acc1_best", "goal": "maximize"}
+METRIC = {"name": BEST_ACC1, "goal": "maximize"}
 
 _HEADER = """\
 # W&B sweep definition for the nlbench sweep {name!r} (from {source}), written by
