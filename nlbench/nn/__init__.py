@@ -14,6 +14,7 @@ from nlbench.nn.registry import (
     NORMALIZATIONS,
     MethodInfo,
     block_info,
+    block_name,
     method_info,
     method_name,
     register_block,
@@ -42,7 +43,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "BLOCKS", "NORMALIZATIONS", "MethodInfo", "NLConfig", "block_info", "method_info", "method_name",
+    "BLOCKS", "NORMALIZATIONS", "MethodInfo", "NLConfig", "block_info", "block_name", "method_info", "method_name",
     "register_block", "register_normalization", *sorted(_LAZY),
 ]
 

@@ -83,10 +83,16 @@ class Registry:
 
     def name_of(self, value: str | type) -> str:
         """The short name: the registered name, else the class's ``name`` attribute, else its class name. A
-        registered name is returned without importing anything."""
+        registered name is returned without importing anything; a class path that does not import here (a record
+        read where the user's module is not on the path) gives its last component."""
         if isinstance(value, str) and value in self._entries:
             return value
-        cls = self.resolve(value)
+        try:
+            cls = self.resolve(value)
+        except UnknownMethodError:
+            if isinstance(value, str) and value:
+                return value.rsplit(".", 1)[-1]
+            raise
         for name, target in self._entries.items():
             if target is cls or target == f"{cls.__module__}.{cls.__qualname__}":
                 return name
@@ -140,6 +146,11 @@ def method_info(value: str | type) -> MethodInfo:
 def method_name(value: str | type) -> str:
     """The short name of a normalization: for run names (a registered name costs no import)."""
     return NORMALIZATIONS.name_of(value)
+
+
+def block_name(value: str | type) -> str:
+    """The short name of a block (``model.backbone.block``), as :func:`method_name`."""
+    return BLOCKS.name_of(value)
 
 
 def block_info(value: str | type) -> MethodInfo:
