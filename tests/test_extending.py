@@ -93,3 +93,16 @@ def test_an_unknown_normalization_exits_2_with_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert len(errors) == 1 and errors[0].startswith(
         "nlbench fit: error: model.backbone.nl.normalization: unknown normalization 'my_pkg.attn.Missing'")
+
+
+@pytest.mark.parametrize(("key", "value"), [("model.backbone.nl.normalization", "my_pkg.attn.Missing"),
+                                            ("model.backbone.block", "cbam")])
+def test_the_dry_run_refuses_a_method_that_does_not_resolve(
+    user_package: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, value: str
+) -> None:
+    spec_path = tmp_path / "bad.yaml"
+    spec_path.write_text(yaml.safe_dump({"name": "bad", "base": str(DEMO), "output_dir": str(tmp_path / "out"),
+                                         "axes": {key: [user_package if "nl." in key else "gc", value]}}))
+    assert sweep_main(["--config", str(spec_path), "--dry-run", "--devices", "cpu"]) == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert f"axis '{key}' value '{value}'" in error and f"{key}: unknown" in error

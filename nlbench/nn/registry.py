@@ -156,3 +156,17 @@ def block_name(value: str | type) -> str:
 def block_info(value: str | type) -> MethodInfo:
     """As :func:`method_info`, for the block at the insertion point (``model.backbone.block``)."""
     return BLOCKS.info(value)
+
+
+def check_config(config: Any) -> None:
+    """Resolve the methods a parsed ``nlbench fit`` config names (``model.backbone.nl.normalization``,
+    ``model.backbone.block``), so that a parse-only check (the sweep's dry run) refuses an unknown name or a class
+    path that does not import, as training would. Raises UnknownMethodError (one line naming the option)."""
+    cfg = config.as_dict() if hasattr(config, "as_dict") else config
+    backbone = ((cfg or {}).get("model") or {}).get("backbone") or {}
+    args = backbone.get("init_args") or {} if isinstance(backbone, dict) else {}
+    nl = args.get("nl")
+    if isinstance(nl, dict) and isinstance(nl.get("normalization"), str):
+        NORMALIZATIONS.resolve(nl["normalization"])
+    if isinstance(args.get("block"), str) and args["block"] not in ("auto", "basic", "bottleneck"):  # old meaning
+        BLOCKS.resolve(args["block"])
