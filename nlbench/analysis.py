@@ -247,7 +247,8 @@ def analyze(model: nn.Module, batches: Sequence[tuple[Tensor, Tensor]], *, image
     ablation's accuracies over all ``batches``."""
     blocks = named_nl_blocks(model)
     if not blocks:
-        raise ValueError("the model has no NL blocks (a baseline run, or a peer block such as gc or se?); nothing to analyse")
+        raise ValueError("the model has no NL blocks (a baseline run, or a peer block such as gc or se?); "
+                         "nothing to analyse")
     sample = torch.cat([x for x, _ in batches])[:images]
     inputs = capture_inputs(model, sample)
     with torch.no_grad():
@@ -286,7 +287,8 @@ def analyze_run(
     classifier, datamodule = load_run(run_dir, checkpoint=checkpoint)
     backbone = classifier.model.to(torch_device).eval()
     if not named_nl_blocks(backbone):
-        raise ValueError(f"{run_dir}: the model has no NL blocks (a baseline run, or a peer block such as gc or se?); nothing to analyse")
+        raise ValueError(f"{run_dir}: the model has no NL blocks (a baseline run, or a peer block such as gc or "
+                         "se?); nothing to analyse")
     result = analyze(backbone, eval_batches(datamodule, count=batches, device=torch_device), images=images)
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -269,7 +269,9 @@ def test_peer_blocks_start_as_the_identity_and_reset(cls: type) -> None:
 
 
 @pytest.mark.parametrize("block", ["gc", "se", "nlbench.nn.GlobalContext2d"])
-@pytest.mark.parametrize("backbone", [lambda **kw: PreActResNet(depth=8, **kw), lambda **kw: WideResNet(depth=10, widen=1, **kw)])
+@pytest.mark.parametrize(
+    "backbone", [lambda **kw: PreActResNet(depth=8, **kw), lambda **kw: WideResNet(depth=10, widen=1, **kw)]
+)
 def test_every_backbone_places_a_peer_block_that_starts_as_the_identity(backbone, block: str) -> None:
     model = backbone(block=block).eval()
     inserted = named_inserted_blocks(model)
@@ -308,3 +310,18 @@ def test_peer_runs_are_named_by_their_block_without_nl_options() -> None:
     assert nl.name == "linear-r2-h1-normal-s1" and "block" not in nl.hparams
     assert identify(nl=NLConfig(), dataset="cifar10", backbone="PreActResNet", block="se", nl_stages=[],
                     nl_blocks=1).name == "baseline"
+
+
+@pytest.mark.parametrize("name", ["linear", "efficient"])
+def test_analysis_reads_a_new_method_from_the_registry(name: str) -> None:
+    from nlbench.analysis import analyze_block, attention_figure, scatter_figure
+
+    block = NonLocal2d(8, normalization=name, reduction=1, init="kaiming").eval()
+    images = torch.randn(2, 3, 4, 4)
+    item = analyze_block("stage2.nonlocal0", block, torch.randn(2, 8, 4, 4))
+    assert item.stats.normalization == name and item.probabilities and item.color == method_info(name).color
+    assert 0 < item.stats.attention_entropy <= 1 and item.stats.mass == f"sum over queries of {name} probabilities"
+    assert -1 <= item.stats.key_norm_mass_pearson <= 1
+    figure = attention_figure(images, item, [(0.5, 0.5)], show_images=1)
+    assert f"{name} probabilities" in figure._suptitle.get_text()
+    scatter_figure([item])
