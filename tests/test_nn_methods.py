@@ -325,3 +325,11 @@ def test_analysis_reads_a_new_method_from_the_registry(name: str) -> None:
     figure = attention_figure(images, item, [(0.5, 0.5)], show_images=1)
     assert f"{name} probabilities" in figure._suptitle.get_text()
     scatter_figure([item])
+
+
+def test_method_info_serves_record_readers() -> None:
+    assert method_info("none").label == "baseline (no block)"
+    away = method_info("someone_elses_pkg.attn.GatedAttention")  # not importable here: named by its path
+    assert (away.name, away.label, away.has_map) == ("GatedAttention", "GatedAttention", False)
+    with pytest.raises(UnknownMethodError, match="model.backbone.nl.normalization: unknown normalization 'sigmod'"):
+        method_info("sigmod")  # a plain name that is not registered is a typo, not a record from elsewhere

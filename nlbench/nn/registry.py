@@ -138,9 +138,25 @@ def register_block(name: str, target: type | str) -> None:
     BLOCKS.register(name, target)
 
 
+# What the run record says of a run without any inserted block (nlbench.run: normalization "none").
+NONE = MethodInfo(name="none", label="baseline (no block)", color="tab:gray", has_map=False, value="none")
+
+
 def method_info(value: str | type) -> MethodInfo:
-    """Name, label, colour and whether it has a map, of a normalization (registered name, class path or class)."""
-    return NORMALIZATIONS.info(value)
+    """Name, label, colour and whether it has a map, of a normalization (registered name, class path or class).
+
+    For readers of run records: "none" (the baseline) has its own entry, and a class path that does not import
+    here (the user's package is not on this machine's path) gets its last component as name and label, no colour
+    and no map, instead of an error."""
+    if value == "none":
+        return NONE
+    try:
+        return NORMALIZATIONS.info(value)
+    except UnknownMethodError:
+        if not isinstance(value, str) or "." not in value:
+            raise
+        name = value.rsplit(".", 1)[-1]
+        return MethodInfo(name=name, label=name, color=None, has_map=False, value=value)
 
 
 def method_name(value: str | type) -> str:
