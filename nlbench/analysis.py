@@ -6,12 +6,14 @@ whatever the query is. For every NL block of a trained run, on a batch of real t
 this module measures:
 
 - ``key_norm_mass_pearson`` / ``key_norm_mass_spearman``: correlation over key positions between a key's L2 norm
-  and the attention mass it receives. Mass = column sum of |weights| over queries: softmax probabilities for
-  "softmax", absolute scaled weights |q_i . k_j| / s for "scale" (the scaled map is signed; its magnitude is what
-  a key contributes). Computed per (image, head), then averaged. This, ``key_norm_cv`` and the entropy are the
+  and the attention mass it receives. Mass = column sum of |weights| over queries of the normalization's explicit
+  map: probabilities for "softmax" (and "linear", "efficient"), absolute scaled weights |q_i . k_j| / s for
+  "scale" (the scaled map is signed; its magnitude is what a key contributes). A normalization without
+  ``attention_map`` gets None for the statistics that need the map, and a note saying so. Computed per (image, head), then averaged. This, ``key_norm_cv`` and the entropy are the
   definitions of :mod:`nlbench.nn.nl_stats`, shared with the training logs (``NonLocal2d.attention_stats``).
-- ``attention_entropy`` (softmax only): each query's entropy over the keys divided by log M (1 = uniform).
-- ``query_variation`` (softmax only): mean total-variation distance between each query's distribution and the
+- ``attention_entropy`` (maps whose rows are distributions: the normalization's ``probabilities``): each query's
+  entropy over the keys divided by log M (1 = uniform).
+- ``query_variation`` (the same maps): mean total-variation distance between each query's distribution and the
   mean distribution of its image and head (0 = every query attends identically, the query-independent attention
   that key-magnitude dominance produces).
 - ``logit_r2_magnitude`` / ``logit_r2_direction``: the share of the variance of the logits l_ij = q_i . k_j =
@@ -48,7 +50,7 @@ from torch import Tensor, nn
 
 from nlbench.io import atomic_write_json, atomic_write_text
 from nlbench.models import named_nl_blocks
-from nlbench.nn import NonLocal2d
+from nlbench.nn import NonLocal2d, method_info
 from nlbench.nn import nl_stats
 from nlbench.nn.attention import pearson
 
@@ -68,13 +70,14 @@ class BlockStats:
     query_grid: tuple[int, int]
     key_grid: tuple[int, int]
     mass: str
-    key_norm_mass_pearson: float
-    key_norm_mass_spearman: float
+    key_norm_mass_pearson: float | None
+    key_norm_mass_spearman: float | None
     key_norm_cv: float
     attention_entropy: float | None
     query_variation: float | None
     logit_r2_magnitude: float
     logit_r2_direction: float
+    note: str | None = None  # why statistics are missing (a normalization without an explicit map)
 
 
 @dataclass
@@ -82,48 +85,59 @@ class BlockAttention:
     """What the figures need from one block: its statistics, maps and per-key values."""
 
     stats: BlockStats
-    weights: Tensor  # (B, heads, N, M) as the block computes them
+    weights: Tensor | None  # (B, heads, N, M) as the block computes them; None without an explicit map
     key_norm: Tensor  # (B, heads, M)
-    mass: Tensor  # (B, heads, M)
+    mass: Tensor | None  # (B, heads, M)
+    probabilities: bool = False  # the map's rows are distributions (softmax, linear, efficient)
+    color: str | None = None  # the method's colour (nlbench.nn.method_info)
 
 
 # ---- the block-level analysis -------------------------------------------------------------------------------------
 @torch.no_grad()
 def analyze_block(name: str, block: NonLocal2d, x: Tensor) -> BlockAttention:
     """Statistics of one block on its input ``x`` (B, C, H, W) captured from a forward pass."""
+    info = method_info(block.normalization)
     q, k = (t.float() for t in block.queries_keys(x))
-    with similarity_set([block], "dot"):
-        weights = block.attention_map(x).float()
+    weights = mass = None
+    if block.has_attention_map:
+        with similarity_set([block], "dot"):
+            weights = block.attention_map(x).float()
+        mass = nl_stats.attention_mass(weights)
     logits = q @ k.transpose(-2, -1)  # (B, h, N, M)
-    softmax = block.normalization == "softmax"
+    probabilities = bool(getattr(block.attention, "probabilities", False))
     key_norm = torch.linalg.vector_norm(k, dim=-1)  # (B, h, M)
     query_norm = torch.linalg.vector_norm(q, dim=-1)  # (B, h, N)
-    mass = nl_stats.attention_mass(weights)
     cosine = logits / (query_norm.unsqueeze(-1) * key_norm.unsqueeze(-2)).clamp_min(1e-12)
     r2_magnitude = _weighted_row_r2(logits, key_norm.unsqueeze(-2).expand_as(logits))
     r2_direction = _weighted_row_r2(logits, cosine)
     entropy = variation = None
-    if softmax:
+    if weights is not None and probabilities:
         entropy = float(nl_stats.attention_entropy(weights))
         variation = float(0.5 * (weights - weights.mean(dim=-2, keepdim=True)).abs().sum(-1).mean())
     h, w = x.shape[-2:]
     key_grid = (math.ceil(h / 2), math.ceil(w / 2)) if block.subsample else (h, w)
     stats = BlockStats(
         name=name,
-        normalization=block.normalization,
+        normalization=info.name,
         heads=block.heads,
         query_grid=(h, w),
         key_grid=key_grid,
-        mass="sum over queries of softmax probabilities" if softmax else "sum over queries of |q.k| / s",
-        key_norm_mass_pearson=float(nl_stats.key_norm_mass_corr(key_norm, mass).mean()),
-        key_norm_mass_spearman=float(nl_stats.key_norm_mass_corr(_ranks(key_norm), _ranks(mass)).mean()),
+        mass="none (no explicit map)" if weights is None else f"sum over queries of {info.name} probabilities"
+        if probabilities else "sum over queries of |q.k| / s" if info.name == "scale"
+        else f"sum over queries of |{info.name} weights|",
+        key_norm_mass_pearson=None if mass is None else float(nl_stats.key_norm_mass_corr(key_norm, mass).mean()),
+        key_norm_mass_spearman=None if mass is None
+        else float(nl_stats.key_norm_mass_corr(_ranks(key_norm), _ranks(mass)).mean()),
         key_norm_cv=float(nl_stats.key_norm_cv(key_norm).mean()),
         attention_entropy=entropy,
         query_variation=variation,
         logit_r2_magnitude=r2_magnitude,
         logit_r2_direction=r2_direction,
+        note=None if weights is not None else f"normalization {info.name} has no attention_map: the map's "
+        "statistics (key norm vs mass, entropy, query variation) and figures are skipped",
     )
-    return BlockAttention(stats=stats, weights=weights, key_norm=key_norm, mass=mass)
+    return BlockAttention(stats=stats, weights=weights, key_norm=key_norm, mass=mass, probabilities=probabilities,
+                          color=info.color)
 
 
 def _ranks(values: Tensor) -> Tensor:
@@ -233,7 +247,8 @@ def analyze(model: nn.Module, batches: Sequence[tuple[Tensor, Tensor]], *, image
     ablation's accuracies over all ``batches``."""
     blocks = named_nl_blocks(model)
     if not blocks:
-        raise ValueError("the model has no NL blocks (a baseline run?); nothing to analyse")
+        raise ValueError("the model has no NL blocks (a baseline run, or a peer block such as gc or se?); "
+                         "nothing to analyse")
     sample = torch.cat([x for x, _ in batches])[:images]
     inputs = capture_inputs(model, sample)
     with torch.no_grad():
@@ -272,17 +287,20 @@ def analyze_run(
     classifier, datamodule = load_run(run_dir, checkpoint=checkpoint)
     backbone = classifier.model.to(torch_device).eval()
     if not named_nl_blocks(backbone):
-        raise ValueError(f"{run_dir}: the model has no NL blocks (a baseline run?); nothing to analyse")
+        raise ValueError(f"{run_dir}: the model has no NL blocks (a baseline run, or a peer block such as gc or "
+                         "se?); nothing to analyse")
     result = analyze(backbone, eval_batches(datamodule, count=batches, device=torch_device), images=images)
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    mapped = [item for item in result.blocks if item.weights is not None]
     figures = {
         f"attention_{item.stats.name.replace('.', '_')}.png": attention_figure(
             result.images, item, queries, show_images=show_images
         )
-        for item in result.blocks
+        for item in mapped
     }
-    figures["key_norm_vs_mass.png"] = scatter_figure(result.blocks)
+    if mapped:
+        figures["key_norm_vs_mass.png"] = scatter_figure(mapped)
     figures["similarity_ablation.png"] = ablation_figure(result.accuracy)
     for name, figure in figures.items():
         figure.savefig(out_dir / name, dpi=110, bbox_inches="tight")
@@ -316,7 +334,8 @@ def attention_figure(
     (qh, qw), (kh, kw) = stats.query_grid, stats.key_grid
     count = min(show_images, len(images))
     fig, axes = _figure(count, len(queries) + 1, width=2.2, height=2.2)
-    softmax = stats.normalization == "softmax"
+    assert item.weights is not None, "attention_figure needs a block with an explicit map"
+    softmax = item.probabilities
     for row in range(count):
         picture = _display(images[row])
         axes[row, 0].imshow(picture, extent=(0, 1, 1, 0))
@@ -342,7 +361,8 @@ def attention_figure(
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    kind = "softmax probabilities" if softmax else "scaled weights q.k / s"
+    kind = f"{stats.normalization} probabilities" if softmax else (
+        "scaled weights q.k / s" if stats.normalization == "scale" else f"{stats.normalization} weights")
     fig.suptitle(f"{stats.name}: attention of a few queries ({kind}, mean over {stats.heads} head(s))", fontsize=10)
     return fig
 
@@ -351,15 +371,15 @@ def scatter_figure(analysed: Sequence[BlockAttention], *, max_points: int = 4000
     """Key norm against the attention mass the key receives, one panel per block (a random subset of keys)."""
     fig, axes = _figure(1, len(analysed), width=3.6, height=3.2)
     generator = torch.Generator().manual_seed(0)
-    for ax, item in zip(axes[0], analysed):
+    for index, (ax, item) in enumerate(zip(axes[0], analysed)):
+        assert item.mass is not None, "scatter_figure needs blocks with an explicit map"
         norms, masses = item.key_norm.flatten().cpu(), item.mass.flatten().cpu()
         if len(norms) > max_points:
             keep = torch.randperm(len(norms), generator=generator)[:max_points]
             norms, masses = norms[keep], masses[keep]
-        ax.scatter(norms, masses, s=3, alpha=0.3, color="tab:orange" if item.stats.normalization == "softmax"
-                   else "tab:blue", rasterized=True)
+        ax.scatter(norms, masses, s=3, alpha=0.3, color=item.color or f"C{index}", rasterized=True)
         ax.set_xlabel("key norm |k_j|")
-        ax.set_ylabel("attention mass" if item.stats.normalization == "softmax" else "sum_i |q_i.k_j| / s")
+        ax.set_ylabel("attention mass" if item.probabilities else "sum_i |w_ij|")
         ax.set_title(f"{item.stats.name} ({item.stats.normalization})\nPearson {item.stats.key_norm_mass_pearson:.2f}, "
                      f"Spearman {item.stats.key_norm_mass_spearman:.2f}", fontsize=9)
         ax.grid(True, alpha=0.3)
@@ -419,6 +439,8 @@ def to_markdown(summary: dict[str, Any]) -> str:
             f"{number(block['logit_r2_direction'])} |"
         )
     lines += ["", "Attention mass: " + "; ".join(sorted({b["mass"] for b in summary["blocks"]})) + ".", ""]
+    notes = [f"- {b['name']}: {b['note']}." for b in summary["blocks"] if b.get("note")]
+    lines += ["Notes:", "", *notes, ""] if notes else []
     lines += [f"![{name}]({name})" for name in summary.get("figures", [])]
     return "\n".join(lines) + "\n"
 

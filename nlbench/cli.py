@@ -24,6 +24,7 @@ from nlbench.callbacks import RunResult
 from nlbench.checkpoint_io import check_resumable, resume_checkpoint
 from nlbench.classifier import ImageClassifier
 from nlbench.device_share import DeviceShare
+from nlbench.nn.registry import check_config
 from nlbench.loggers import ResumedMetrics, WandbLogger, quiet_third_party_output, wandb_run_id
 from nlbench.predict import PredictionWriter
 from nlbench.rng import RandomState
@@ -292,7 +293,9 @@ def parse_fit_args(args: list[str]) -> Namespace:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-            return _ParseOnlyCLI(args=list(args), run=False).config
+            config = _ParseOnlyCLI(args=list(args), run=False).config
+        check_config(config)  # methods by name or class path resolve now, not when the run starts
+        return config
     except ConfigError:
         raise
     except (ArgumentError, ValueError, TypeError, FileNotFoundError) as err:

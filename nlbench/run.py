@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from nlbench.io import atomic_write_json
-from nlbench.nn import NLConfig
+from nlbench.nn import NLConfig, block_name, method_name
 
 # ---- metric vocabulary ------------------------------------------------------------------------------------------
 BEST_ACC1 = "val/acc1_best"  # best validation top-1 over epochs (the paper's figure; selects on the eval split)
@@ -43,7 +43,7 @@ ACCURACIES: tuple[str, ...] = (BEST_ACC1, FINAL_ACC1, BEST_ACC5, FINAL_ACC5)
 # ---- hyper-parameter vocabulary ---------------------------------------------------------------------------------
 NL_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(NLConfig))
 HPARAMS: tuple[str, ...] = (
-    "dataset", "backbone", "depth", "widen", "nl_stages", "nl_blocks", "fc_init", *NL_FIELDS,
+    "dataset", "backbone", "depth", "widen", "nl_stages", "nl_blocks", "fc_init", "block", *NL_FIELDS,
     "seed", "max_epochs", "batch_size",
 )  # fmt: skip
 SEED = "seed"
@@ -79,8 +79,8 @@ VOLATILE: tuple[str, ...] = (
 # Keys the NL words of a name already say (with the seed and the dataset/backbone prefix of the group).
 _NAMED: tuple[str, ...] = (
     "model.backbone.init_args.nl", "model.backbone.init_args.nl_stages", "model.backbone.init_args.nl_blocks",
-    "model.backbone.init_args.fc_init", "model.backbone.init_args.depth", "model.backbone.class_path",
-    "data.class_path", SEED_KEY,
+    "model.backbone.init_args.fc_init", "model.backbone.init_args.depth", "model.backbone.init_args.block",
+    "model.backbone.class_path", "data.class_path", SEED_KEY,
 )  # fmt: skip
 # Short forms of common options in run names: lr0.05, ep30, bs64 (any other: <short name><value>).
 _ABBREVIATIONS = {"max_epochs": "ep", "batch_size": "bs", "weight_decay": "wd", "momentum": "mom", "lr": "lr",
@@ -222,28 +222,37 @@ def identify(
     seed: int | None = None,
     max_epochs: int | None = None,
     batch_size: int | None = None,
+    block: str | None = None,
     extras: Sequence[str] = (),
 ) -> RunIdentity:
     """The run's name, group, tags and hyper-parameters (keys of :data:`HPARAMS`, None values dropped).
 
     ``nl`` is the NLConfig the backbone's blocks get; a backbone without NL blocks (no stage or zero blocks) is the
-    baseline, recorded as normalization "none"."""
+    baseline, recorded as normalization "none". ``block`` other than "nonlocal" (a peer block: gc, se, a class
+    path) is recorded, named by its short name, and its runs carry no NL options (they do not apply)."""
     # nl_blocks is one count for every NL stage, or one count per stage (then nl_stages may be empty)
     if isinstance(nl_blocks, (list, tuple)):
         has_nl = nl is not None and sum(nl_blocks) > 0
         nl_blocks = list(nl_blocks)
     else:
         has_nl = nl is not None and (nl_stages is None or len(nl_stages) > 0) and nl_blocks > 0  # None = stage 2
+    peer = block_name(block) if has_nl and block not in (None, "nonlocal") else None
+    if peer == "nonlocal":  # the NL block given by class path
+        peer = None
     hparams: dict[str, Any] = {
         "dataset": dataset, "backbone": backbone, "depth": depth, "widen": widen,
         "nl_stages": None if nl_stages is None else list(nl_stages), "nl_blocks": nl_blocks, "fc_init": fc_init,
-        **(dataclasses.asdict(nl) if has_nl else {"normalization": "none"}),
+        "block": block if peer else None,
+        **(dataclasses.asdict(nl) if has_nl and not peer else {} if peer else {"normalization": "none"}),
         "seed": seed, "max_epochs": max_epochs, "batch_size": batch_size,
     }  # fmt: skip
     hparams = {key: hparams[key] for key in HPARAMS if hparams.get(key) is not None}
-    if has_nl:
+    if peer:
+        parts = [peer]
+    if has_nl and not peer:
         assert nl is not None
-        parts = [nl.normalization, f"w{nl.width}" if nl.width else f"r{nl.reduction}", f"h{nl.heads}", nl.init]
+        width = f"w{nl.width}" if nl.width else f"r{nl.reduction}"
+        parts = [method_name(nl.normalization), width, f"h{nl.heads}", nl.init]
         if nl.similarity != "dot":
             parts.append(nl.similarity)
         if nl.normalization == "scale" and nl.order != "reassociated":
@@ -260,15 +269,23 @@ def identify(
                 parts.append("stages" + "-".join(map(str, nl_stages)))
             if nl_blocks > 1:
                 parts.append(f"x{nl_blocks}")
-    else:
+    elif not peer:
         parts = ["baseline"]
+    if peer and isinstance(nl_blocks, list):
+        parts.append("blocks" + "-".join(map(str, nl_blocks)))
+    elif peer:
+        if nl_stages is not None and list(nl_stages) != [2]:
+            parts.append("stages" + "-".join(map(str, nl_stages)))
+        if nl_blocks > 1:
+            parts.append(f"x{nl_blocks}")
     if fc_init not in (None, "kaiming"):
         parts.append(f"fc{fc_init}")
     parts += [extra for extra in extras if extra not in parts]  # other differing options: lr0.05, ep30
     config_name = "-".join(parts)
     name = f"{config_name}-s{seed}" if seed is not None else config_name
     group = f"{dataset}-{backbone.lower()}{depth if depth is not None else ''}-{config_name}"
-    return RunIdentity(name=name, group=group, tags=[dataset, hparams["normalization"]], hparams=hparams)
+    tag = peer or method_name(hparams["normalization"]) if hparams.get("normalization") != "none" else "none"
+    return RunIdentity(name=name, group=group, tags=[dataset, tag], hparams=hparams)
 
 
 def identity_from_config(config: Any, option_keys: Sequence[str] = (), *, import_classes: bool = True) -> RunIdentity:
@@ -301,6 +318,7 @@ def identity_from_config(config: Any, option_keys: Sequence[str] = (), *, import
         seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
         max_epochs=(cfg.get("trainer") or {}).get("max_epochs"),
         batch_size=(data.get("init_args") or {}).get("batch_size"),
+        block=args.get("block"),
         extras=[short_form(key, flat[key]) for key in named],
     )
     return dataclasses.replace(identity, config=flat, differs=differs)

@@ -57,3 +57,20 @@ def test_cpu_peak_memory_sees_temporary_tensors() -> None:
 def test_bad_choices_are_rejected(option: str, value: str) -> None:
     with pytest.raises(ValueError, match=option):
         bench.main(["--device", "cpu", option, value])
+
+
+def test_variants_come_from_the_registries_and_take_user_methods(capsys: pytest.CaptureFixture[str]) -> None:
+    names = [v.name for v in bench.VARIANTS]
+    assert {"linear", "efficient", "gc block", "se block"} <= set(names)
+    argv = ["--device", "cpu", "--sizes", "[4]", "--batch", "1", "--reps", "1", "--warmup", "0",
+            "--methods", "[linear, tests.test_nn_methods.SigmoidAttention]", "--blocks", "[se]"]
+    assert bench.main(argv) == 0
+    rows = table_rows(capsys.readouterr().out)
+    assert set(rows) == {("4x4", "linear"), ("4x4", "sigmoid"), ("4x4", "se block")}
+    assert all(float(cells[0]) > 0 for cells in rows.values())
+
+
+@pytest.mark.parametrize(("option", "value"), [("--methods", "[sigmoid]"), ("--blocks", "[cbam]")])
+def test_unknown_methods_are_refused_naming_the_option(option: str, value: str) -> None:
+    with pytest.raises(ValueError, match=f"^{option}: unknown"):
+        bench.main(["--device", "cpu", option, value])

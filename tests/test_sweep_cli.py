@@ -58,7 +58,7 @@ def test_bad_spec_exits_2_naming_the_axis(tmp_path: Path, capsys: pytest.Capture
     assert expanding == "expanding 2 run(s) ..."
     assert progress == "checking 2 run(s) with the `nlbench fit` parser (3 configs parsed) ..."
     assert error.startswith("nlbench sweep: error: ") and f"axis '{NORMALIZATION}' value 'sigmoid'" in error
-    assert "softmax', 'scale'" in error  # the parser's reason
+    assert "unknown normalization 'sigmoid': use one of softmax, scale" in error  # the registry's reason
 
 
 def test_dry_run_lists_runs_with_status_and_cost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

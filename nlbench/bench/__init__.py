@@ -1,6 +1,6 @@
 """Benchmarks that print markdown tables (results are recorded in BENCHMARKS.md, never asserted in tests).
 
-    nlbench bench block    NL block variants: forward+backward time and peak memory per feature-map size
+    nlbench bench block    every normalization and peer block: forward+backward time and peak memory per size
     nlbench bench loader   images/s of the tensor fast path vs torchvision per-sample transforms
     nlbench bench train    training step through Lightning vs a plain PyTorch loop; --grid for backbones
     nlbench bench imports  start-up time of short nlbench commands (--help, usage errors) in fresh processes

@@ -1,9 +1,13 @@
-"""Forward+backward time and peak memory of the non-local block variants across feature-map sizes.
+"""Forward+backward time and peak memory of the non-local block variants and its peers across feature-map sizes.
 
     python -m nlbench.bench.block --device cpu --batch 16 --sizes [8,16,32,56,112]
+    nlbench bench block --methods [softmax,my_pkg.attn.SigmoidAttention] --blocks []
 
-Variants: softmax through SDPA's fused kernels (the block's path), softmax forced onto SDPA's math kernel (the
-explicit bmm-softmax-bmm of the official code, for reference), scale in the N x N order and re-associated.
+Variants, from the registries (nlbench.nn.registry), so a registered or user method needs no edit here: the NL
+block with every normalization of ``--methods`` (default: all registered), where softmax is run through SDPA's
+fused kernels (the block's path) and forced onto SDPA's math kernel (the explicit bmm-softmax-bmm of the official
+code, for reference) and scale in the N x N order and re-associated; then every peer block of ``--blocks``
+(default: all registered besides the NL block: gc, se).
 
 Prints a markdown table. Time (wall clock, or process CPU time with ``--clock cpu``): median over ``--reps`` timed
 forward+backward passes (training mode, an input that requires grad, a fixed random output gradient) after
@@ -28,7 +32,8 @@ from jsonargparse import ArgumentParser
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
 
-from nlbench.nn import NonLocal2d
+from nlbench.nn import BLOCKS, NORMALIZATIONS, NonLocal2d, method_name
+from nlbench.nn.registry import DEFAULT_BLOCK, UnknownMethodError
 from nlbench.bench.timing import synchronize
 
 GiB = 2**30
@@ -38,22 +43,55 @@ MiB = 2**20
 @dataclass(frozen=True)
 class Variant:
     name: str
-    normalization: str
-    order: str
-    quadratic: bool  # O(N^2) work
-    maps_held: int  # N x N maps alive at once in forward+backward (0 when none is materialised)
+    normalization: str  # registered name or class path (NL block variants)
+    order: str = "reassociated"
+    quadratic: bool | None = None  # O(N^2) work; None: the normalization's ``quadratic`` attribute (default True)
+    maps_held: int = 2  # N x N maps alive at once in forward+backward when quadratic (0 when none is materialised)
     sdpa_backends: tuple[SDPBackend, ...] = ()  # restrict SDPA to these kernels; () = its own choice
+    block: str = DEFAULT_BLOCK  # a peer block (gc, se, class path) instead of the NL block
+
+    def is_quadratic(self, module: torch.nn.Module) -> bool:
+        if self.block != DEFAULT_BLOCK:
+            return False
+        if self.quadratic is not None:
+            return self.quadratic
+        return bool(getattr(getattr(module, "attention", None), "quadratic", True))
 
 
-VARIANTS = (
-    Variant("softmax (SDPA)", "softmax", "reassociated", quadratic=True, maps_held=0),
-    # The math kernel computes softmax(q k^T) v explicitly, as the official code's bmm-softmax-bmm does.
-    Variant(
-        "softmax (unfused)", "softmax", "reassociated", quadratic=True, maps_held=3, sdpa_backends=(SDPBackend.MATH,)
+# The paper's two methods, each in the evaluation paths worth comparing.
+_PAPER_VARIANTS = {
+    "softmax": (
+        Variant("softmax (SDPA)", "softmax", quadratic=True, maps_held=0),
+        # The math kernel computes softmax(q k^T) v explicitly, as the official code's bmm-softmax-bmm does.
+        Variant("softmax (unfused)", "softmax", quadratic=True, maps_held=3, sdpa_backends=(SDPBackend.MATH,)),
     ),
-    Variant("scale nxn", "scale", "nxn", quadratic=True, maps_held=2),
-    Variant("scale re-associated", "scale", "reassociated", quadratic=False, maps_held=0),
-)
+    "scale": (
+        Variant("scale nxn", "scale", "nxn", quadratic=True, maps_held=2),
+        Variant("scale re-associated", "scale", "reassociated", quadratic=False, maps_held=0),
+    ),
+}
+
+
+def variants(methods: list[str] | None = None, blocks: list[str] | None = None) -> tuple[Variant, ...]:
+    """The benchmarked variants: NL blocks with each of ``methods`` (default: every registered normalization), then
+    each peer block of ``blocks`` (default: every registered block besides the NL block)."""
+    methods = list(NORMALIZATIONS) if methods is None else methods
+    blocks = [b for b in BLOCKS if b != DEFAULT_BLOCK] if blocks is None else blocks
+    chosen: list[Variant] = []
+    for option, registry, values in (("--methods", NORMALIZATIONS, methods), ("--blocks", BLOCKS, blocks)):
+        for value in values:
+            try:  # an unknown name fails here, before anything is timed
+                registry.resolve(value)
+            except UnknownMethodError as err:
+                raise ValueError(f"{option}: {str(err).split(': ', 1)[1]}") from None
+    for method in methods:
+        chosen += _PAPER_VARIANTS.get(method, (Variant(method_name(method), method),))
+    for block in blocks:
+        chosen.append(Variant(f"{BLOCKS.name_of(block)} block", "", block=block))
+    return tuple(chosen)
+
+
+VARIANTS = variants()
 
 AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 PLAIN_DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -115,9 +153,11 @@ def peak_bytes(step: Callable[[], None], device: torch.device) -> int:
     return peak
 
 
-def estimate(variant: Variant, *, batch: int, width: int, positions: int, map_element_size: int) -> tuple[float, float]:
+def estimate(
+    variant: Variant, *, batch: int, width: int, positions: int, map_element_size: int, quadratic: bool
+) -> tuple[float, float]:
     """(GiB of N x N maps held at once, GFLOP of the N^2 attention products in forward+backward) of a variant."""
-    if not variant.quadratic:
+    if not quadratic:
         return 0.0, 0.0
     pairs = batch * positions * positions
     # q k^T and (.) v in forward, twice as many products in backward; 2 FLOP per multiply-add.
@@ -142,8 +182,11 @@ def block_records(
     device: torch.device, sizes: list[int], *, batch: int, channels: int = 64, reduction: int = 2, heads: int = 1,
     reps: int = 5, warmup: int = 2, dtype: str = "float32", max_gib: float = 8.0, max_gflop: float = 500.0,
     compile: bool = False, clock: str = "wall", on_record: Callable[[dict], None] | None = None,
+    methods: list[str] | None = None, blocks: list[str] | None = None,
 ) -> list[dict]:
-    """Time and peak memory of every variant at every size (see the module docstring), one record per row."""
+    """Time and peak memory of every variant (:func:`variants` of ``methods`` and ``blocks``) at every size (see
+    the module docstring), one record per row."""
+    chosen = variants(methods, blocks)
     param_dtype = PLAIN_DTYPES.get(dtype, torch.float32)
     autocast_dtype = AUTOCAST_DTYPES.get(dtype)
     # Explicit maps are float32 (float64 for float64 blocks) whatever the autocast dtype.
@@ -152,12 +195,18 @@ def block_records(
     for side in sizes:
         positions = side * side
         reference_ms: dict[str, float] = {}
-        for variant in VARIANTS:
-            block = NonLocal2d(
-                channels, normalization=variant.normalization, order=variant.order, reduction=reduction, heads=heads
-            ).to(device=device, dtype=param_dtype)
+        for variant in chosen:
+            if variant.block == DEFAULT_BLOCK:
+                block = NonLocal2d(
+                    channels, normalization=variant.normalization, order=variant.order, reduction=reduction,
+                    heads=heads,
+                )
+            else:
+                block = BLOCKS.resolve(variant.block)(channels)
+            block = block.to(device=device, dtype=param_dtype)
             gib, gflop = estimate(
-                variant, batch=batch, width=block.width, positions=positions, map_element_size=map_element_size
+                variant, batch=batch, width=getattr(block, "width", channels), positions=positions,
+                map_element_size=map_element_size, quadratic=variant.is_quadratic(block),
             )
             record: dict = {"size": side, "positions": positions, "variant": variant.name, "dtype": dtype,
                             "batch": batch, "time_ms": None, "peak_mib": None, "vs_sdpa": None, "vs_unfused": None,
@@ -171,7 +220,7 @@ def block_records(
                 x = torch.randn(batch, channels, side, side, device=device, dtype=param_dtype, requires_grad=True)
                 step = _step_fn(model, x, torch.randn_like(x), variant, autocast_dtype)
                 ms = time_ms(step, device, warmup=warmup, reps=reps, clock=clock)
-                if variant.normalization == "softmax":
+                if variant.name in ("softmax (SDPA)", "softmax (unfused)"):
                     reference_ms[variant.name] = ms
                 record.update(time_ms=ms, peak_mib=peak_bytes(step, device) / MiB,
                               vs_sdpa=reference_ms["softmax (SDPA)"] / ms if "softmax (SDPA)" in reference_ms else None,
@@ -192,6 +241,12 @@ def parse_args(argv: list[str] | None) -> object:
     parser.add_argument("--channels", type=int, default=64)
     parser.add_argument("--reduction", type=int, default=2)
     parser.add_argument("--heads", type=int, default=1)
+    parser.add_argument("--methods", type=list[str] | None, default=None,
+                        help="normalizations of the NL block: registered names or class paths (default: all "
+                        f"registered: {', '.join(NORMALIZATIONS)})")
+    parser.add_argument("--blocks", type=list[str] | None, default=None,
+                        help="peer blocks at the insertion point: registered names or class paths (default: "
+                        f"{', '.join(b for b in BLOCKS if b != DEFAULT_BLOCK)}); [] for none")
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions (median reported)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument(
@@ -224,10 +279,11 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError("--clock cpu measures host CPU time; use --clock wall with a CUDA device")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    chosen = variants(args.methods, args.blocks)  # unknown names: one line before anything runs
     device = torch.device(args.device)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     print(
-        f"NonLocal2d forward+backward: device={device}, dtype={args.dtype}, batch={args.batch}, "
+        f"Block forward+backward ({len(chosen)} variants): device={device}, dtype={args.dtype}, batch={args.batch}, "
         f"channels={args.channels}, reduction={args.reduction}, heads={args.heads}, compile={args.compile}, "
         f"{args.clock} clock, median of {args.reps} after {args.warmup} warm-up; torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, load average at start {load}\n"
@@ -237,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         device, args.sizes, batch=args.batch, channels=args.channels, reduction=args.reduction, heads=args.heads,
         reps=args.reps, warmup=args.warmup, dtype=args.dtype, max_gib=args.max_gib, max_gflop=args.max_gflop,
         compile=args.compile, clock=args.clock, on_record=lambda r: print(block_row(r), flush=True),
+        methods=args.methods, blocks=args.blocks,
     )
     return 0
 

@@ -149,11 +149,13 @@ def training_step_peak_mib(model: nn.Module, dm: CIFAR10SampleDataModule, device
 
 
 def grid_records(device: torch.device, batch_size: int, steps: int, warmup: int, depths: list[int],
-                 reductions: list[int], heads: list[int], autocast: bool) -> list[dict[str, Any]]:
-    """Images/s and peak memory of PreResNet training steps per depth x normalization x reduction x heads."""
+                 reductions: list[int], heads: list[int], autocast: bool,
+                 methods: list[str] = ("softmax", "scale")) -> list[dict[str, Any]]:
+    """Images/s and peak memory of PreResNet training steps per depth x normalization x reduction x heads;
+    ``methods`` are registered normalization names or class paths."""
     dm = _datamodule(batch_size)
     records = []
-    for depth, norm, r, h in itertools.product(depths, ("softmax", "scale"), reductions, heads):
+    for depth, norm, r, h in itertools.product(depths, methods, reductions, heads):
         try:
             model = _model(norm, r, h, depth)
         except ValueError:  # the width C / r does not split into h heads
@@ -184,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depths", type=list[int], default=[20, 56])
     parser.add_argument("--reductions", type=list[int], default=[1, 2, 4, 8, 16])
     parser.add_argument("--heads", type=list[int], default=[1, 2, 4])
+    parser.add_argument("--methods", type=list[str], default=["softmax", "scale"],
+                        help="grid mode: normalizations (registered names, e.g. linear, efficient, or class paths)")
     parser.add_argument("--out", type=str | None, default=None,
                         help="grid mode: also write the records as JSON (`nlbench report --bench FILE` plots them)")
     args = parser.parse_args(argv)
@@ -192,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# training-step benchmark on {name}, batch {args.batch_size}, PreResNet, NL block in stage 2\n")
     if args.grid:
         records = grid_records(device, args.batch_size, args.steps, args.warmup, args.depths, args.reductions,
-                               args.heads, args.bf16)
+                               args.heads, args.bf16, methods=args.methods)
         print(grid_table(records))
         if args.out:
             atomic_write_json(args.out, {

@@ -7,7 +7,7 @@ Every backbone takes ``num_classes`` and the NL placement keywords ``nl``, ``nl_
 
 from typing import Protocol, Union
 
-from nlbench.models.placement import named_nl_blocks, nl_blocks_of, num_parameters
+from nlbench.models.placement import named_inserted_blocks, named_nl_blocks, nl_blocks_of, num_parameters
 from nlbench.models.preact_resnet import PreActResNet, PreActResNetTiny
 from nlbench.models.wide_resnet import WideResNet
 
@@ -34,6 +34,7 @@ __all__ = [
     "PreActResNet",
     "PreActResNetTiny",
     "WideResNet",
+    "named_inserted_blocks",
     "named_nl_blocks",
     "nl_blocks_of",
     "num_parameters",

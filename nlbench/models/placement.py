@@ -12,14 +12,21 @@ A backbone is a stem, a few stages of residual blocks, and a head. The NL placem
   last block (the paper's placement), 0 = at the stage input (before its first, possibly down-sampling, block),
   ``len(stage)`` = after the last block.
 
-Each stage becomes an ``nn.Sequential`` whose residual blocks are named ``block0, block1, ...`` whatever the
-placement, and whose NL blocks are named ``nonlocal0, nonlocal1, ...``: a baseline's state dict is therefore a subset
-of the same backbone's with NL blocks, and ``stage2.nonlocal0`` names a block in logs.
+- ``block``: what goes at each insertion point: ``"nonlocal"`` (the NL block with the options ``nl``), ``"gc"``
+  (:class:`~nlbench.nn.GlobalContext2d`), ``"se"`` (:class:`~nlbench.nn.SqueezeExcite2d`), or a class path to any
+  module taking the channel count (``nlbench.nn.registry.BLOCKS``). ``nl`` only applies to ``"nonlocal"``; set off
+  its defaults with another block it is warned about.
+
+Each stage becomes a :class:`Stage` (an ``nn.Sequential``) whose residual blocks are named ``block0, block1, ...``
+whatever the placement, and whose inserted blocks are named ``nonlocal0, nonlocal1, ...`` (``gc0``, ``se0``, or the
+class's short name for other blocks): a baseline's state dict is therefore a subset of the same backbone's with NL
+blocks, and ``stage2.nonlocal0`` names a block in logs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Literal
@@ -27,6 +34,7 @@ from typing import Literal
 from torch import nn
 
 from nlbench.nn import NLConfig, NonLocal2d
+from nlbench.nn.registry import BLOCKS, DEFAULT_BLOCK
 
 
 FcInit = Literal["kaiming", "pytorch"]
@@ -90,6 +98,15 @@ def resolve_placement(
     return placement
 
 
+class Stage(nn.Sequential):
+    """One stage: residual blocks and the blocks inserted among them (names in ``inserted``), in forward order.
+    Its state dict is that of the ``nn.Sequential`` it extends."""
+
+    def __init__(self, layers: OrderedDict[str, nn.Module], inserted: Sequence[str] = ()) -> None:
+        super().__init__(layers)
+        self.inserted = tuple(inserted)
+
+
 def build_stages(
     stages: Sequence[Sequence[nn.Module]],
     *,
@@ -97,41 +114,53 @@ def build_stages(
     nl_stages: Sequence[int] | None,
     nl_blocks: int | Sequence[int],
     nl_position: int,
-) -> list[nn.Sequential]:
-    """Chain each stage's residual blocks into an ``nn.Sequential`` and insert the NL blocks (see module docstring).
+    block: str = DEFAULT_BLOCK,
+) -> list[Stage]:
+    """Chain each stage's residual blocks into a :class:`Stage` and insert the blocks (see module docstring).
 
-    Each residual block must expose ``in_channels`` and ``out_channels``: NL blocks take the channels of the feature
-    map at their insertion point. ``nl`` passes unchanged to every NL block.
+    Each residual block must expose ``in_channels`` and ``out_channels``: inserted blocks take the channels of the
+    feature map at their insertion point. ``nl`` passes unchanged to every NL block.
     """
     placement = resolve_placement(
         [len(blocks) for blocks in stages], nl_stages=nl_stages, nl_blocks=nl_blocks, nl_position=nl_position
     )
+    cls = BLOCKS.resolve(block)
+    if placement and not issubclass(cls, NonLocal2d) and nl != NLConfig():
+        warnings.warn(f"model.backbone.nl has no effect with model.backbone.block={block} (it configures the NL "
+                      "block only); leave it at its defaults", UserWarning, stacklevel=3)
     built = []
     for number, blocks in enumerate(stages, start=1):
         insert_at, count = placement.get(number, (None, 0))
         layers: OrderedDict[str, nn.Module] = OrderedDict()
-        for index, block in enumerate(blocks):
+        inserted: dict[str, nn.Module] = {}
+        for index, residual in enumerate(blocks):
             if index == insert_at:
-                layers.update(_nonlocal_layers(block.in_channels, nl, count))
-            layers[f"block{index}"] = block
+                inserted = _inserted_layers(residual.in_channels, nl, count, cls, block)
+                layers.update(inserted)
+            layers[f"block{index}"] = residual
         if insert_at == len(blocks):
-            layers.update(_nonlocal_layers(blocks[-1].out_channels, nl, count))
-        built.append(nn.Sequential(layers))
+            inserted = _inserted_layers(blocks[-1].out_channels, nl, count, cls, block)
+            layers.update(inserted)
+        built.append(Stage(layers, inserted=list(inserted)))
     return built
 
 
-def _nonlocal_layers(channels: int, nl: NLConfig, count: int) -> dict[str, NonLocal2d]:
-    # The official nlblock adds the positional encoding once, then runs its k attention modules.
-    stacked = dataclasses.replace(nl, pos_encoding=False) if nl.pos_encoding else nl
-    return {f"nonlocal{k}": NonLocal2d.from_config(channels, nl if k == 0 else stacked) for k in range(count)}
+def _inserted_layers(channels: int, nl: NLConfig, count: int, cls: type, block: str) -> dict[str, nn.Module]:
+    if issubclass(cls, NonLocal2d):
+        # The official nlblock adds the positional encoding once, then runs its k attention modules.
+        stacked = dataclasses.replace(nl, pos_encoding=False) if nl.pos_encoding else nl
+        return {f"nonlocal{k}": cls.from_config(channels, nl if k == 0 else stacked) for k in range(count)}
+    prefix = BLOCKS.name_of(block).lower()
+    return {f"{prefix}{k}": cls(channels) for k in range(count)}
 
 
 def init_weights(model: nn.Module, fc_init: FcInit = "kaiming") -> None:
     """Backbone init: Kaiming normal (fan_out) convs, BatchNorm weight 1 and bias 0, and for ``nn.Linear`` the
     official code's Kaiming normal (fan_out) weight (``fc_init="kaiming"``) or PyTorch's default (``"pytorch"``).
 
-    NL blocks are then reset to their own init (small embeddings, output BN at zero) because the backbone pass
-    also reaches the convs and BN inside them; the official code orders it the same way.
+    Inserted blocks (NL, GC, SE, ...) with a ``reset_parameters`` are then reset to their own init (small
+    embeddings, output BN or last conv at zero) because the backbone pass also reaches the convs and BN inside
+    them; the official code orders it the same way.
     """
     if fc_init not in ("kaiming", "pytorch"):
         raise ValueError(f"fc_init must be one of kaiming, pytorch; got {fc_init!r}")
@@ -145,8 +174,16 @@ def init_weights(model: nn.Module, fc_init: FcInit = "kaiming") -> None:
         elif isinstance(module, nn.BatchNorm2d):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
-    for block in nl_blocks_of(model):
-        block.reset_parameters()
+    for _, block in named_inserted_blocks(model):
+        if callable(getattr(block, "reset_parameters", None)):
+            block.reset_parameters()
+
+
+def named_inserted_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The blocks placed at insertion points (NL or a peer: GC, SE, ...) with their qualified names, in forward
+    order."""
+    return [(f"{name}.{child}" if name else child, getattr(stage, child))
+            for name, stage in model.named_modules() if isinstance(stage, Stage) for child in stage.inserted]
 
 
 def named_nl_blocks(model: nn.Module) -> list[tuple[str, NonLocal2d]]:
@@ -160,6 +197,7 @@ def nl_blocks_of(model: nn.Module) -> list[NonLocal2d]:
 
 
 def num_parameters(model: nn.Module, *, nl_only: bool = False) -> int:
-    """Number of parameters of the model, or of its NL blocks only (works on the meta device)."""
-    modules = nl_blocks_of(model) if nl_only else [model]
+    """Number of parameters of the model, or of its inserted blocks only (NL or peer blocks; works on the meta
+    device)."""
+    modules = [block for _, block in named_inserted_blocks(model)] if nl_only else [model]
     return sum(p.numel() for module in modules for p in module.parameters())

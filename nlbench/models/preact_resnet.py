@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Literal
+import warnings
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -113,10 +114,13 @@ class PreActResNet(nn.Module):
     Args:
         num_classes: number of output logits.
         depth: number of weighted layers: 6n+2 with basic blocks, 9n+2 with bottleneck blocks.
-        block: "basic", "bottleneck", or "auto": the official code's rule, basic below depth 44 and bottleneck
-            from 44 on with n = (depth - 2) // 9 rounded down as the official code does (so "44" builds 4
-            bottleneck blocks per stage, and 110 is 12 per stage, 1.1 M parameters; the classic 1.7 M
-            PreResNet-110 is ``block="basic"``).
+        residual: the residual blocks: "basic", "bottleneck", or "auto": the official code's rule, basic below
+            depth 44 and bottleneck from 44 on with n = (depth - 2) // 9 rounded down as the official code does (so
+            "44" builds 4 bottleneck blocks per stage, and 110 is 12 per stage, 1.1 M parameters; the classic 1.7 M
+            PreResNet-110 is ``residual="basic"``).
+        block: the block at each insertion point: "nonlocal" (default), "gc", "se" or a class path (see
+            :mod:`nlbench.models.placement`). For compatibility a residual kind given here ("basic", "bottleneck",
+            "auto": this option's meaning before 0.x) is taken as ``residual``, with a deprecation warning.
         nl: options of every NL block, passed unchanged.
         nl_stages: 1-based stages that receive NL blocks; empty = the baseline without NL; None = stage 2, or the
             stages a per-stage ``nl_blocks`` list names.
@@ -132,7 +136,8 @@ class PreActResNet(nn.Module):
         num_classes: int = 10,
         depth: int = 20,
         *,
-        block: BlockKind = "auto",
+        residual: BlockKind = "auto",
+        block: str = "nonlocal",
         nl: NLConfig = NLConfig(),
         nl_stages: Sequence[int] | None = None,
         nl_blocks: int | list[int] = 1,
@@ -140,15 +145,19 @@ class PreActResNet(nn.Module):
         fc_init: FcInit = "kaiming",
     ) -> None:
         super().__init__()
-        residual, count = _cifar_layout(depth, block)
+        if block in get_args(BlockKind):
+            warnings.warn(f"model.backbone.block={block!r} is a residual block kind: use model.backbone.residual "
+                          "(block now selects the block at the NL insertion point)", DeprecationWarning, stacklevel=2)
+            residual, block = block, "nonlocal"
+        kind, count = _cifar_layout(depth, residual)
         self.num_classes = num_classes
         self.stem = nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False)
         stages, channels = [], 16
         for planes, stride in ((16, 1), (32, 2), (64, 2)):
-            stages.append(stage_blocks(residual, channels, planes, count, stride))
-            channels = planes * residual.expansion
+            stages.append(stage_blocks(kind, channels, planes, count, stride))
+            channels = planes * kind.expansion
         self.stage1, self.stage2, self.stage3 = build_stages(
-            stages, nl=nl, nl_stages=nl_stages, nl_blocks=nl_blocks, nl_position=nl_position
+            stages, nl=nl, nl_stages=nl_stages, nl_blocks=nl_blocks, nl_position=nl_position, block=block
         )
         self.head = classifier_head(channels, num_classes)
         init_weights(self, fc_init)
@@ -177,7 +186,7 @@ class PreActResNetTiny(nn.Module):
     Args:
         num_classes: number of output logits.
         depth: 18 or 34 (basic blocks), 50, 101, 152 or 200 (bottleneck blocks).
-        nl, nl_stages, nl_blocks, nl_position, fc_init: as for :class:`PreActResNet`.
+        block, nl, nl_stages, nl_blocks, nl_position, fc_init: as for :class:`PreActResNet`.
     """
 
     def __init__(
@@ -185,6 +194,7 @@ class PreActResNetTiny(nn.Module):
         num_classes: int = 200,
         depth: int = 18,
         *,
+        block: str = "nonlocal",
         nl: NLConfig = NLConfig(),
         nl_stages: Sequence[int] | None = None,
         nl_blocks: int | list[int] = 1,
@@ -202,7 +212,7 @@ class PreActResNetTiny(nn.Module):
             stages.append(stage_blocks(residual, channels, planes, count, stride))
             channels = planes * residual.expansion
         self.stage1, self.stage2, self.stage3, self.stage4 = build_stages(
-            stages, nl=nl, nl_stages=nl_stages, nl_blocks=nl_blocks, nl_position=nl_position
+            stages, nl=nl, nl_stages=nl_stages, nl_blocks=nl_blocks, nl_position=nl_position, block=block
         )
         self.head = classifier_head(channels, num_classes)
         init_weights(self, fc_init)

@@ -52,7 +52,7 @@ class WideResNet(nn.Module):
         depth: 6n+4 (e.g. 16, 28, 40).
         widen: widening factor k.
         dropout: dropout probability between the two convolutions of each block.
-        nl, nl_stages, nl_blocks, nl_position, fc_init: as for :class:`~nlbench.models.PreActResNet`.
+        block, nl, nl_stages, nl_blocks, nl_position, fc_init: as for :class:`~nlbench.models.PreActResNet`.
     """
 
     def __init__(
@@ -62,6 +62,7 @@ class WideResNet(nn.Module):
         widen: int = 10,
         *,
         dropout: float = 0.0,
+        block: str = "nonlocal",
         nl: NLConfig = NLConfig(),
         nl_stages: Sequence[int] | None = None,
         nl_blocks: int | list[int] = 1,
@@ -84,7 +85,7 @@ class WideResNet(nn.Module):
             stages.append([first] + [WideBasicBlock(width, width, 1, dropout) for _ in range(count - 1)])
             channels = width
         self.stage1, self.stage2, self.stage3 = build_stages(
-            stages, nl=nl, nl_stages=nl_stages, nl_blocks=nl_blocks, nl_position=nl_position
+            stages, nl=nl, nl_stages=nl_stages, nl_blocks=nl_blocks, nl_position=nl_position, block=block
         )
         self.head = classifier_head(channels, num_classes)
         init_weights(self, fc_init)

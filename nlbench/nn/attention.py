@@ -19,12 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nlbench.nn.config import Normalization, Order, ScaleDivisor, Similarity
+from nlbench.nn.config import Order, ScaleDivisor, Similarity
 
 # The accepted words, read off the NLConfig types so that the two cannot drift apart.
 SIMILARITIES: tuple[str, ...] = get_args(Similarity)
 ORDERS: tuple[str, ...] = get_args(Order)
-NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
+# The normalizations `attention_weights` knows by name (the paper's two); every method: nlbench.nn.registry.
+NORMALIZATIONS: tuple[str, ...] = ("softmax", "scale")
 SCALE_NAMES: tuple[str, ...] = get_args(get_args(ScaleDivisor)[0])
 
 
@@ -132,6 +133,47 @@ def scaled_attention_projected(q: Tensor, k: Tensor, v: Tensor, weight: Tensor, 
     # A view when q is the transposed view of a channel-first conv output, as in the block.
     queries = q.transpose(-2, -1).reshape(b, heads * dk, n)
     return torch.matmul(folded.to(q.dtype), queries)
+
+
+def elu_feature_map(x: Tensor) -> Tensor:
+    """phi(x) = elu(x) + 1 > 0, the feature map of Katharopoulos et al. (2020)."""
+    return F.elu(x) + 1
+
+
+def linear_attention(q: Tensor, k: Tensor, v: Tensor, *, eps: float = 1e-6) -> Tensor:
+    """Linear attention (Katharopoulos et al., 2020): y_i = phi(q_i)^T (sum_j phi(k_j) v_j^T) / (phi(q_i)^T
+    sum_j phi(k_j) + eps), phi = elu + 1, in O(N d d_v) per head; eps as fast-transformers, against a zero
+    denominator. Everything in float32 for half inputs: the key sums accumulate M positive terms."""
+    dtype = _accumulation_dtype(k)
+    with _autocast_off(k):
+        q_feat, k_feat = elu_feature_map(q.to(dtype)), elu_feature_map(k.to(dtype))
+        kv = torch.matmul(k_feat.transpose(-2, -1), v.to(dtype))  # (B, h, d, d_v)
+        normaliser = torch.matmul(q_feat, k_feat.sum(dim=-2, keepdim=True).transpose(-2, -1))  # (B, h, N, 1)
+        return (torch.matmul(q_feat, kv) / (normaliser + eps)).to(v.dtype)
+
+
+def linear_attention_map(q: Tensor, k: Tensor, *, eps: float = 1e-6) -> Tensor:
+    """The (B, h, N, M) map of :func:`linear_attention`: phi(q_i).phi(k_j) / (sum_j' phi(q_i).phi(k_j') + eps)."""
+    dtype = _accumulation_dtype(q)
+    with _autocast_off(q):
+        similarity = torch.matmul(elu_feature_map(q.to(dtype)), elu_feature_map(k.to(dtype)).transpose(-2, -1))
+        return similarity / (similarity.sum(dim=-1, keepdim=True) + eps)
+
+
+def efficient_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Efficient Attention (Shen et al., WACV 2021): y = rho_q(Q) (rho_k(K)^T V), rho_q a softmax of each query over
+    its channels, rho_k a softmax of each key channel over the M positions; O(N d d_v) per head."""
+    dtype = _accumulation_dtype(k)
+    with _autocast_off(k):
+        context = torch.matmul(torch.softmax(k.to(dtype), dim=-2).transpose(-2, -1), v.to(dtype))  # (B, h, d, d_v)
+        return torch.matmul(torch.softmax(q.to(dtype), dim=-1), context).to(v.dtype)
+
+
+def efficient_attention_map(q: Tensor, k: Tensor) -> Tensor:
+    """The (B, h, N, M) map of :func:`efficient_attention`: rho_q(Q) rho_k(K)^T (each row sums to 1)."""
+    dtype = _accumulation_dtype(q)
+    with _autocast_off(q):
+        return torch.matmul(torch.softmax(q.to(dtype), dim=-1), torch.softmax(k.to(dtype), dim=-2).transpose(-2, -1))
 
 
 def pearson(a: Tensor, b: Tensor) -> Tensor:

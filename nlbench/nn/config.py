@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Union
 
-Normalization = Literal["softmax", "scale"]
+# A registered name (softmax, scale, linear, efficient; see nlbench.nn.registry) or a class path
+# (my_pkg.attn.SigmoidAttention) to an nn.Module with forward(q, k, v): docs/extending.md.
+Normalization = str
 Order = Literal["reassociated", "nxn"]
 Similarity = Literal["dot", "magnitude", "direction"]
 Init = Literal["normal", "zeros", "kaiming"]
@@ -23,14 +25,16 @@ class NLConfig:
     default instance, and the blocks only read it.
 
     Attributes:
-        normalization: "softmax" (embedded Gaussian) or "scale" (the paper's method: divide by a constant).
+        normalization: "softmax" (embedded Gaussian), "scale" (the paper's method: divide by a constant), "linear"
+            (Katharopoulos et al. 2020), "efficient" (Shen et al. 2021), or a class path to a user's module
+            (docs/extending.md).
         reduction: embedding width d = channels // reduction (ignored when ``width`` is given).
         width: explicit total embedding width d, overriding ``reduction``; or "official": the official code's
             widths, C / h per head for h > 1 heads (total width C) and C / 2 for one head.
         heads: number of heads; the embedding width d is split into ``heads`` heads of width d / heads.
-        scale: divisor for "scale": "sqrt_n" (sqrt of the number M of key positions, official N x N head),
+        scale: divisor for "scale" (a warning when set for a method that ignores it): "sqrt_n" (sqrt of the number M of key positions, official N x N head),
             "sqrt_nd" (sqrt(M * d_head), the official re-associated "T" head), "n" (M), or a number.
-        order: for "scale", "reassociated" (theta (phi^T g), O(N d^2)) or "nxn" (the N x N map, O(N^2 d)).
+        order: for "scale" (a warning when set for a method that ignores it), "reassociated" (theta (phi^T g), O(N d^2)) or "nxn" (the N x N map, O(N^2 d)).
         similarity: "dot" (default), "magnitude" (norms only) or "direction" (cosine), applied to theta and phi.
         init: initialisation of theta/phi/g/W_z: "normal" (std 0.01), "zeros" or "kaiming".
         pos_encoding: add a fixed 2-D sinusoidal positional encoding to the block input.

@@ -4,29 +4,30 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nlbench.nn.attention import (
-    NORMALIZATIONS,
-    ORDERS,
-    SCALE_NAMES,
-    SIMILARITIES,
-    apply_similarity,
-    attention_weights,
-    scale_divisor,
-    scaled_attention,
-    scaled_attention_projected,
-    softmax_attention,
-)
+from nlbench.nn.attention import ORDERS, SCALE_NAMES, SIMILARITIES, apply_similarity
 from nlbench.nn.config import Init, NLConfig, Normalization, Order, ScaleDivisor, Similarity, Width
+from nlbench.nn.normalizations import create_normalization
+from nlbench.nn.registry import method_info
 from nlbench.nn.posenc import SinusoidalPositionalEncoding2d
 from nlbench.nn import nl_stats  # noqa: I001 (kept apart from the imports above to keep merges local)
 
 INITS: tuple[str, ...] = get_args(Init)
+_NOTED: set[str] = set()
+
+
+def _note_no_map(normalization: str) -> None:
+    """Say once per method that its map statistics are skipped (not an error: the map is optional)."""
+    if normalization not in _NOTED:
+        _NOTED.add(normalization)
+        warnings.warn(f"normalization {normalization} has no attention_map: the attention statistics that need the "
+                      "map (key_norm_attention_corr, attention_entropy) are skipped", UserWarning, stacklevel=3)
 
 
 def _check_choice(option: str, value: object, choices: tuple[str, ...]) -> None:
@@ -82,6 +83,9 @@ class NonLocal2d(nn.Module):
     Attention per head, with queries theta, keys phi and values g (N query positions, M key positions; M = N
     unless ``subsample`` 2x2 max-pools phi and g, ceil mode so odd sizes keep their border):
 
+    The normalization is a registered module (``self.attention``, see :mod:`nlbench.nn.normalizations`): a
+    registered name or a class path with ``forward(q, k, v)``. The built-ins:
+
     - ``normalization="softmax"`` (embedded Gaussian): y_i = sum_j softmax_j(theta_i . phi_j) g_j, through
       ``F.scaled_dot_product_attention`` with the plain dot product (no 1/sqrt(d), as the official code).
     - ``normalization="scale"`` (the paper): y_i = sum_j (theta_i . phi_j / s) g_j with s = sqrt(M) for
@@ -90,7 +94,8 @@ class NonLocal2d(nn.Module):
       (see ``scaled_attention_projected``); ``"nxn"`` builds the N x M map. Both orders give the same output for
       every ``scale``. The official re-associated ("T") head additionally divides by sqrt(d_head):
       ``scale="sqrt_nd"`` (s = sqrt(M * d_head), d_head = d / heads) is that head, in either order.
-      ``order`` and ``scale`` are ignored for softmax.
+      ``order`` and ``scale`` only apply to "scale" (a warning when set off their default for another method).
+    - ``"linear"`` (Katharopoulos et al. 2020, phi = elu + 1) and ``"efficient"`` (Shen et al. 2021): O(N d^2).
 
     ``similarity`` (theta and phi only): "dot", "magnitude" (logit |theta_i| |phi_j|) or "direction" (cosine). It
     is a plain attribute read in every forward, so analysis can switch it on a trained block.
@@ -117,7 +122,6 @@ class NonLocal2d(nn.Module):
         subsample: bool = False,
     ) -> None:
         super().__init__()
-        _check_choice("normalization", normalization, NORMALIZATIONS)
         _check_choice("order", order, ORDERS)
         _check_choice("init", init, INITS)
         self.channels = channels
@@ -126,6 +130,9 @@ class NonLocal2d(nn.Module):
         self.normalization = normalization
         self.scale = _check_scale(scale)
         self.order = order
+        self.attention = create_normalization(
+            normalization, scale=self.scale, order=order, head_width=self.width // heads
+        )
         self.similarity = similarity
         self.init = init
         self.subsample = subsample
@@ -180,22 +187,21 @@ class NonLocal2d(nn.Module):
         q, k = apply_similarity(self._split_heads(q), self._split_heads(k), similarity or self.similarity)
         return q, k, self._split_heads(v)
 
-    def _divisor(self, num_keys: int) -> float:
-        return scale_divisor(self.scale, num_keys, head_width=self.width // self.heads)
-
     def forward(self, x: Tensor) -> Tensor:
         x = self._with_position(x)
         q, k, v = self._embed(x)
-        if self.normalization == "scale" and self.order == "reassociated":
-            out = scaled_attention_projected(q, k, v, self.w_z.weight.flatten(1), divisor=self._divisor(k.shape[-2]))
+        if getattr(self.attention, "folds_projection", False):
+            out = self.attention.forward_projected(q, k, v, self.w_z.weight.flatten(1))
             return x + self.bn(out.view_as(x))
-        if self.normalization == "softmax":
-            y = softmax_attention(q, k, v)
-        else:
-            y = scaled_attention(q, k, v, divisor=self._divisor(k.shape[-2]), order=self.order)
+        y = self.attention(q, k, v)
         b, _, h, w = x.shape
-        y = y.transpose(-2, -1).reshape(b, self.width, h, w)
+        y = y.transpose(-2, -1).reshape(b, -1, h, w)
         return x + self.bn(self.w_z(y))
+
+    @property
+    def has_attention_map(self) -> bool:
+        """The normalization defines ``attention_map`` (the analysis and the map statistics need it)."""
+        return callable(getattr(self.attention, "attention_map", None))
 
     def queries_keys(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Per-head queries (B, heads, N, d/heads) and keys (B, heads, M, d/heads) for the input ``x``, before the
@@ -204,13 +210,17 @@ class NonLocal2d(nn.Module):
         return q, k
 
     def attention_map(self, x: Tensor) -> Tensor:
-        """The explicit (B, heads, N, M) weights, in float32: softmax probabilities, or the scaled logits for "scale".
+        """The explicit (B, heads, N, M) weights, in float32: softmax probabilities, the scaled logits for "scale",
+        or the normalization's own ``attention_map``. ValueError when the normalization has none.
 
         y = map @ g reproduces the forward's y. O(N M) memory: for analysis on small inputs; the forward never
         builds it (except for ``order="nxn"``).
         """
+        if not self.has_attention_map:
+            raise ValueError(f"normalization {method_info(self.normalization).name} has no attention_map")
         q, k, _ = self._embed(self._with_position(x))
-        return attention_weights(q, k, normalization=self.normalization, divisor=self._divisor(k.shape[-2]))
+        weights = self.attention.attention_map(q, k)
+        return weights.float() if weights.dtype in (torch.float16, torch.bfloat16) else weights
 
     @torch.no_grad()
     def attention_stats(self, x: Tensor, *, max_map_elements: int = 2**24) -> dict[str, Tensor]:
@@ -224,11 +234,13 @@ class NonLocal2d(nn.Module):
           magnitude, the paper's claim; 0 for "direction").
         - ``key_norm_attention_corr``: Pearson correlation over keys between a key's norm and the attention mass it
           receives (sum over queries of |weight|).
-        - ``attention_entropy`` (softmax only): entropy of each query's distribution over keys divided by log M,
+        - ``attention_entropy`` (when the map's rows are distributions: the normalization's ``probabilities``,
+          softmax, linear, efficient): entropy of each query's distribution over keys divided by log M,
           averaged over queries (1 = uniform).
 
         Definitions shared with ``nlbench analyze``: :mod:`nlbench.nn.nl_stats`. The map is built for an evenly
         strided subset of queries so that it has at most ``max_map_elements`` elements (never fewer than one query).
+        A normalization without ``attention_map`` gets the norm statistics only (a warning says so, once).
         """
         q, k, _ = self._embed(self._with_position(x))
         q, k = q.float(), k.float()
@@ -241,9 +253,12 @@ class NonLocal2d(nn.Module):
             "key_norm_mean": key_norm.mean(),
             "key_norm_cv": nl_stats.key_norm_cv(key_norm).mean(),
         }
+        if not self.has_attention_map:
+            _note_no_map(self.normalization)
+            return stats
         step = nl_stats.query_stride(b, heads, n, m, max_map_elements)
-        weights = attention_weights(q[:, :, ::step], k, normalization=self.normalization, divisor=self._divisor(m))
-        if self.normalization == "softmax":
+        weights = self.attention.attention_map(q[:, :, ::step], k).float()
+        if getattr(self.attention, "probabilities", False):
             stats["attention_entropy"] = nl_stats.attention_entropy(weights)
         stats["key_norm_attention_corr"] = nl_stats.key_norm_mass_corr(key_norm, nl_stats.attention_mass(weights)).mean()
         return stats

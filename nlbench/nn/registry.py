@@ -1,0 +1,188 @@
+"""Methods by name: the attention normalizations of the NL block and the blocks placed at an insertion point.
+
+A method is a class. Users name it by its registered name (``softmax``, ``gc``) or by a class path
+(``my_pkg.attn.SigmoidAttention``), the way timm's ``create_attn`` maps names to classes; nothing else in nlbench
+keeps a list of methods. What the rest of the code needs to know about a method (its short name for run names, a
+label and colour for the report, whether it has an explicit attention map) comes from :func:`method_info`, read off
+the class:
+
+- ``name``: the registered name, else the class's ``name`` attribute, else its class name;
+- ``label`` / ``color``: optional class attributes (default: the name, and no colour: the plot picks one);
+- ``has_map``: the class defines ``attention_map(q, k)``.
+
+Torch-free: built-ins are registered as import paths and loaded on first use, so the run record's readers can name
+a built-in method without loading the training stack.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+
+class UnknownMethodError(ValueError):
+    """A name that is neither registered nor an importable class path; the message names the option."""
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What reports, run names and benchmarks show of a method."""
+
+    name: str  # short name: run names, table rows
+    label: str  # legend and table label
+    color: str | None  # matplotlib colour, or None to let the plot choose
+    has_map: bool  # defines attention_map(q, k) -> (B, h, N, M)
+    value: str  # what the user wrote: the registered name or the class path
+
+
+class Registry:
+    """Names -> classes for one kind of method; ``option`` is the dotted option users set (for error messages)."""
+
+    def __init__(self, kind: str, option: str) -> None:
+        self.kind, self.option = kind, option
+        self._entries: dict[str, type | str] = {}
+
+    def register(self, name: str, target: type | str) -> None:
+        """Register a class (or its import path ``module.Class``, loaded on first use) under ``name``."""
+        if not name.isidentifier():
+            raise ValueError(f"{self.kind} names are identifiers; got {name!r}")
+        self._entries[name] = target
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._entries)
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def resolve(self, value: str | type) -> type:
+        """The class for a registered name, a class path or a class; UnknownMethodError (one line) otherwise."""
+        if isinstance(value, type):
+            return value
+        if not isinstance(value, str) or not value:
+            raise UnknownMethodError(self._unknown(value))
+        target = self._entries.get(value, value)
+        if isinstance(target, type):
+            return target
+        if "." not in target:
+            raise UnknownMethodError(self._unknown(value))
+        module, _, name = target.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except ImportError as err:
+            raise UnknownMethodError(f"{self._unknown(value)} ({type(err).__name__}: {err})") from None
+        except AttributeError:
+            raise UnknownMethodError(f"{self._unknown(value)} (module {module} has no {name})") from None
+        if not isinstance(cls, type):
+            raise UnknownMethodError(f"{self.option}: {value} is not a class")
+        return cls
+
+    def name_of(self, value: str | type) -> str:
+        """The short name: the registered name, else the class's ``name`` attribute, else its class name. A
+        registered name is returned without importing anything; a class path that does not import here (a record
+        read where the user's module is not on the path) gives its last component."""
+        if isinstance(value, str) and value in self._entries:
+            return value
+        try:
+            cls = self.resolve(value)
+        except UnknownMethodError:
+            if isinstance(value, str) and value:
+                return value.rsplit(".", 1)[-1]
+            raise
+        for name, target in self._entries.items():
+            if target is cls or target == f"{cls.__module__}.{cls.__qualname__}":
+                return name
+        return str(getattr(cls, "name", None) or cls.__name__)
+
+    def info(self, value: str | type) -> MethodInfo:
+        cls = self.resolve(value)
+        name = self.name_of(value)
+        return MethodInfo(
+            name=name,
+            label=str(getattr(cls, "label", None) or name),
+            color=getattr(cls, "color", None),
+            has_map=callable(getattr(cls, "attention_map", None)),
+            value=value if isinstance(value, str) else f"{cls.__module__}.{cls.__qualname__}",
+        )
+
+    def _unknown(self, value: Any) -> str:
+        return (f"{self.option}: unknown {self.kind} {value!r}: use one of {', '.join(self._entries)} or a class "
+                "path (package.module.Class) importable from the Python path")
+
+
+# The attention normalization inside the NL block: forward(q, k, v) -> y (see nlbench.nn.normalizations).
+NORMALIZATIONS = Registry("normalization", "model.backbone.nl.normalization")
+for _name, _cls in (("softmax", "SoftmaxAttention"), ("scale", "ScaleAttention"), ("linear", "LinearAttention"),
+                    ("efficient", "EfficientAttention")):
+    NORMALIZATIONS.register(_name, f"nlbench.nn.normalizations.{_cls}")
+
+# The block placed at an NL insertion point: a module taking the channel count, (B, C, H, W) -> the same shape.
+BLOCKS = Registry("block", "model.backbone.block")
+BLOCKS.register("nonlocal", "nlbench.nn.nonlocal_block.NonLocal2d")
+BLOCKS.register("gc", "nlbench.nn.global_context.GlobalContext2d")
+BLOCKS.register("se", "nlbench.nn.squeeze_excite.SqueezeExcite2d")
+DEFAULT_BLOCK = "nonlocal"
+
+
+def register_normalization(name: str, target: type | str) -> None:
+    """Make ``name`` select the normalization class ``target`` (a class or its path ``module.Class``)."""
+    NORMALIZATIONS.register(name, target)
+
+
+def register_block(name: str, target: type | str) -> None:
+    """Make ``name`` select the block class ``target`` for ``model.backbone.block``."""
+    BLOCKS.register(name, target)
+
+
+# What the run record says of a run without any inserted block (nlbench.run: normalization "none").
+NONE = MethodInfo(name="none", label="baseline (no block)", color="tab:gray", has_map=False, value="none")
+
+
+def method_info(value: str | type) -> MethodInfo:
+    """Name, label, colour and whether it has a map, of a normalization (registered name, class path or class).
+
+    For readers of run records: "none" (the baseline) has its own entry, and a class path that does not import
+    here (the user's package is not on this machine's path) gets its last component as name and label, no colour
+    and no map, instead of an error."""
+    if value == "none":
+        return NONE
+    try:
+        return NORMALIZATIONS.info(value)
+    except UnknownMethodError:
+        if not isinstance(value, str) or "." not in value:
+            raise
+        name = value.rsplit(".", 1)[-1]
+        return MethodInfo(name=name, label=name, color=None, has_map=False, value=value)
+
+
+def method_name(value: str | type) -> str:
+    """The short name of a normalization: for run names (a registered name costs no import)."""
+    return NORMALIZATIONS.name_of(value)
+
+
+def block_name(value: str | type) -> str:
+    """The short name of a block (``model.backbone.block``), as :func:`method_name`."""
+    return BLOCKS.name_of(value)
+
+
+def block_info(value: str | type) -> MethodInfo:
+    """As :func:`method_info`, for the block at the insertion point (``model.backbone.block``)."""
+    return BLOCKS.info(value)
+
+
+def check_config(config: Any) -> None:
+    """Resolve the methods a parsed ``nlbench fit`` config names (``model.backbone.nl.normalization``,
+    ``model.backbone.block``), so that a parse-only check (the sweep's dry run) refuses an unknown name or a class
+    path that does not import, as training would. Raises UnknownMethodError (one line naming the option)."""
+    cfg = config.as_dict() if hasattr(config, "as_dict") else config
+    backbone = ((cfg or {}).get("model") or {}).get("backbone") or {}
+    args = backbone.get("init_args") or {} if isinstance(backbone, dict) else {}
+    nl = args.get("nl")
+    if isinstance(nl, dict) and isinstance(nl.get("normalization"), str):
+        NORMALIZATIONS.resolve(nl["normalization"])
+    if isinstance(args.get("block"), str) and args["block"] not in ("auto", "basic", "bottleneck"):  # old meaning
+        BLOCKS.resolve(args["block"])
