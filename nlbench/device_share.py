@@ -66,10 +66,19 @@ def apply_memory_share(device: torch.device) -> float | None:
     fraction = requested_fraction()
     if fraction is None or device.type != "cuda":
         return None
+    device = with_index(device)
     # The allocator reads the device's total memory with the *current* device: make it the run's device.
     with torch.cuda.device(device):
         torch.cuda.set_per_process_memory_fraction(fraction, device)
     return fraction
+
+
+def with_index(device: torch.device) -> torch.device:
+    """`device` with an explicit index: an index-less ``cuda`` is the current CUDA device (torch's per-device
+    calls such as ``set_per_process_memory_fraction`` refuse a device without one)."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 class DeviceShare(L.Callback):

@@ -18,6 +18,7 @@ from nlbench.sweep import Slot, load_spec, plan_slots, run_sweep
 from nlbench.sweep.cli import main as sweep_main
 from nlbench.sweep.runner import LOG_MARK, run_dir_of
 from nlbench.sweep.spec import SweepSpecError, spec_from_dict
+from fakecuda import FakeCuda
 from test_sweep_runner import FAKE_FIT, calls, write_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,31 +63,39 @@ def test_spec_key_and_cli_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 # ---- the child's memory cap ---------------------------------------------------------------------------------------
 def test_memory_cap_is_applied_on_the_runs_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    applied: list[tuple[float, Any]] = []
-    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, d=None: applied.append((f, d)))
-    monkeypatch.setattr(torch.cuda, "device", lambda d: _Null())
+    cuda = FakeCuda(monkeypatch, count=2)  # torch's own checks run; only the CUDA runtime is faked
     monkeypatch.delenv(MEMORY_FRACTION_ENV, raising=False)
-    assert apply_memory_share(torch.device("cuda", 1)) is None and not applied
+    assert apply_memory_share(torch.device("cuda", 1)) is None and not cuda.fractions
     monkeypatch.setenv(MEMORY_FRACTION_ENV, f"{memory_fraction(4):.6f}")
-    assert apply_memory_share(torch.device("cpu")) is None and not applied  # nothing to cap on the CPU
+    assert apply_memory_share(torch.device("cpu")) is None and not cuda.fractions  # nothing to cap on the CPU
 
     class Trainer:  # what DeviceShare reads: the device Lightning chose for this rank
         class strategy:  # noqa: N801
             root_device = torch.device("cuda", 1)
 
     DeviceShare().setup(Trainer(), None, "fit")  # type: ignore[arg-type]
-    assert applied == [(pytest.approx(0.225), torch.device("cuda", 1))]
+    assert cuda.fractions == {1: pytest.approx(0.225)} and cuda.current == 0  # the current device is put back
     monkeypatch.setenv(MEMORY_FRACTION_ENV, "1.5")
     with pytest.raises(ValueError, match=f"{MEMORY_FRACTION_ENV}='1.5': expected a fraction in"):
         apply_memory_share(torch.device("cuda", 0))
 
 
-class _Null:
-    def __enter__(self) -> None:
-        return None
+def test_the_fake_keeps_torchs_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    FakeCuda(monkeypatch, count=1)
+    with pytest.raises(ValueError, match="Expected a torch.device with a specified index"):
+        torch.cuda.set_per_process_memory_fraction(0.5, torch.device("cuda"))
+    with pytest.raises(RuntimeError, match="invalid device ordinal"):
+        torch.cuda.set_per_process_memory_fraction(0.5, torch.device("cuda", 3))
+    with pytest.raises(TypeError, match="Invalid type for fraction"):
+        torch.cuda.set_per_process_memory_fraction(1, 0)
 
-    def __exit__(self, *exc: Any) -> None:
-        return None
+
+def test_an_index_less_cuda_device_is_the_current_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the device check's packed children pass (``--device cuda``): it crashed for every k >= 2."""
+    cuda = FakeCuda(monkeypatch, count=2)
+    cuda.current = 1
+    monkeypatch.setenv(MEMORY_FRACTION_ENV, "0.45")
+    assert apply_memory_share(torch.device("cuda")) == 0.45 and cuda.fractions == {1: 0.45}
 
 
 # ---- scheduling, with fake fits -----------------------------------------------------------------------------------
