@@ -282,10 +282,8 @@ def _packed_run(device: torch.device, k: int, data_dir: Path, smoke: bool) -> di
     with tempfile.TemporaryDirectory(prefix=f"nlbench-packed-{k}-") as tmp:
         work = Path(tmp)
         go = work / "go"
-        # Each process would otherwise start one Inductor compile worker per core: k x cores processes.
-        threads = str(max(1, (os.cpu_count() or 1) // k))
-        env = {**os.environ, **share_env(k, gpu=device.type == "cuda"), "PYTHONUNBUFFERED": "1",
-               "TORCHINDUCTOR_COMPILE_THREADS": threads}
+        # The env a sweep's `runs_per_device: k` gives: memory cap, and cores / k threads and compile workers.
+        env = {**os.environ, **share_env(k, gpu=device.type == "cuda", concurrent=k), "PYTHONUNBUFFERED": "1"}
         procs = []
         spawned = time.perf_counter()
         for i in range(k):
