@@ -137,6 +137,7 @@ class ImageDataModule(LightningDataModule):
         self.device_cache = device_cache
         self._arrays: dict[str, ImageArrays] = {}
         self._device_arrays: dict[tuple[int, torch.device], tuple[ImageArrays, ImageArrays]] = {}
+        self._norm_constants: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
         self._generator: torch.Generator | None = None
 
     # ---- what the model sees -------------------------------------------------------------------------------
@@ -168,7 +169,18 @@ class ImageDataModule(LightningDataModule):
 
     def _to_normalized_float(self, images: Tensor) -> Tensor:
         # The very kernels v2.ToDtype and v2.Normalize call per sample, so evaluation batches match bit for bit.
-        return F.normalize(F.to_dtype(images, torch.float32, scale=True), mean=list(self.mean), std=list(self.std))
+        return self._normalize(F.to_dtype(images, torch.float32, scale=True))
+
+    def _normalize(self, images: Tensor) -> Tensor:
+        """torchvision's ``normalize_image`` (subtract, then divide: bit for bit what v2.Normalize gives) with mean
+        and std built once per device and dtype. F.normalize builds them from the lists at every call, which on a GPU
+        is a blocking host-to-device copy per batch (torchvision issue 9576)."""
+        key = (images.device, images.dtype)
+        if key not in self._norm_constants:
+            self._norm_constants[key] = tuple(torch.tensor(v, dtype=images.dtype, device=images.device).view(-1, 1, 1)
+                                              for v in (self.mean, self.std))  # type: ignore[assignment]
+        mean, std = self._norm_constants[key]
+        return images.sub(mean).div_(std)
 
     def _to_float_and_normalize(self) -> list[v2.Transform]:
         return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(self.mean), std=list(self.std))]
@@ -383,7 +395,7 @@ class TinyImageNetDataModule(ImageDataModule):
         images = random_resized_crop_flip(F.to_dtype(images, torch.float32, scale=True), size=self.crop_size,
                                           scale=self.rrc_scale, ratio=self.rrc_ratio, flip=self.flip,
                                           generator=generator)
-        return F.normalize(images, mean=list(self.mean), std=list(self.std))
+        return self._normalize(images)
 
     def sample_transform(self, *, train: bool) -> v2.Transform:
         if not (train and self.augment):
