@@ -87,8 +87,8 @@ def test_the_overlay_turns_the_fast_path_on() -> None:
 
 def test_compile_modes() -> None:
     assert COMPILE_MODES == ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-    assert _model("scale")._compiled_forward is None
-    assert _model("scale", compile=True)._compiled_forward is not None  # true = "default", as before
+    assert _model("scale").model._compiled_call_impl is None
+    assert _model("scale", compile=True).model._compiled_call_impl is not None  # true = "default", as before
     with pytest.raises(ValueError, match="model.compile must be false or one of default, reduce-overhead"):
         _model("scale", compile="fast")
 
