@@ -52,6 +52,7 @@ def fake_fit(argv: list[str]) -> int:
             "memory_fraction": os.environ.get("NLBENCH_CUDA_MEMORY_FRACTION"),
             "threads": os.environ.get("OMP_NUM_THREADS"),
             "compile_threads": os.environ.get("TORCHINDUCTOR_COMPILE_THREADS"),
+            "mps_pipe": os.environ.get("CUDA_MPS_PIPE_DIRECTORY"),
             "launcher": sorted(k for k in os.environ if k.startswith("SLURM_") or k == "MASTER_PORT")}  # fmt: skip
     mode, epochs = opts.get("fake.mode", "ok"), int(opts.get("fake.epochs", "2"))
     seed = int(opts.get("seed_everything", "0"))
