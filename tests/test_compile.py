@@ -79,3 +79,14 @@ def test_position_tables_are_buffers_built_before_compiling() -> None:
     assert set(dict(encoding.named_buffers())) == {"table_32x32"}
     assert "table_32x32" not in "".join(model.state_dict())  # fixed: never in a checkpoint
     assert model.model.training
+
+
+def test_magnitude_norms_stay_float32_under_autocast() -> None:
+    from nlbench.nn.attention import apply_similarity
+
+    q, k = torch.randn(2, 1, 6, 16).bfloat16(), torch.randn(2, 1, 6, 16).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mq, mk = apply_similarity(q, k, "magnitude")
+    assert mq.dtype == mk.dtype == torch.float32
+    torch.testing.assert_close(mq, q.float().norm(dim=-1, keepdim=True), rtol=1e-6, atol=0)
+    assert apply_similarity(q, k, "magnitude")[0].dtype == torch.bfloat16  # a bf16 model without autocast: bf16
