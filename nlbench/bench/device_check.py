@@ -85,7 +85,8 @@ FULL = Sizes(train_images=50_000, test_images=10_000, block_sizes=(16, 32, 56, 1
 # Compilation takes a minute on a CPU, so the smoke run leaves it out (and says so in the table).
 SMOKE = Sizes(train_images=256, test_images=64, block_sizes=(16,), block_batch=2, block_dtypes=("float32",),
               block_reps=1, step_batch=32, steps=2, step_warmup=1, compile_modes=(), epochs=1, packed_k=(1, 2),
-              mps_k=(2,), precision_epochs=1, packed_seconds=1.0, packed_warmup=1, budget_s=300.0, reserve_s=0.0)  # fmt: skip
+              mps_k=(2,), precision_epochs=1, packed_seconds=1.0, packed_warmup=1, budget_s=300.0,
+              reserve_s=0.0)  # fmt: skip
 # (The smoke budget only guards against a hung phase: on a loaded CPU the phases may take longer than usual.)
 
 
@@ -131,9 +132,10 @@ def train_step_phase(device: torch.device, sizes: Sizes, data_dir: Path, budget:
     dm = _datamodule(data_dir, sizes.step_batch, device_cache=False)
     # experiments/gpu.yaml's choice of compile mode rests on the reduce-overhead rows: the first of them is measured
     # before anything else, so a spent budget can never skip them all.
-    first = [("bf16+compile(reduce-overhead)", True, "reduce-overhead")] if "reduce-overhead" in sizes.compile_modes else []
+    overhead = "reduce-overhead"
+    first = [(f"bf16+compile({overhead})", True, overhead)] if overhead in sizes.compile_modes else []
     settings: list[tuple[str, bool, str | None]] = first + [("fp32", False, None), ("bf16", True, None)]
-    settings += [(f"bf16+compile({mode})", True, mode) for mode in sizes.compile_modes if mode != "reduce-overhead"]
+    settings += [(f"bf16+compile({mode})", True, mode) for mode in sizes.compile_modes if mode != overhead]
     records = []
     for label, bf16, mode in settings:
         for norm in ("scale", "softmax"):

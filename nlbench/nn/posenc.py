@@ -44,10 +44,11 @@ def sinusoidal_table_2d(
 class SinusoidalPositionalEncoding2d(nn.Module):
     """x (B, C, H, W) -> x + table (C, H, W); the table is fixed (no parameters, not in the state dict).
 
-    One non-persistent buffer per feature-map size (``table_{H}x{W}``, in the dtype of its first use), so tables follow the module's
-    ``.to()`` and are plain inputs of a compiled graph. Build them eagerly before compiling (`prepare`, or one eager
-    forward at each size: ``nlbench.classifier`` does it): a table first built inside ``torch.compile`` would be
-    computed by the graph (CPU kernels in a GPU graph) and then cost a recompile once it exists.
+    One non-persistent buffer per feature-map size (``table_{H}x{W}``, in the dtype of its first use), so tables
+    follow the module's ``.to()`` and are plain inputs of a compiled graph. Build them eagerly before compiling
+    (`prepare`, or one eager forward at each size: ``nlbench.classifier`` does it): a table first built inside
+    ``torch.compile`` would be computed by the graph (CPU kernels in a GPU graph) and then cost a recompile once it
+    exists.
     """
 
     def __init__(self, channels: int) -> None:
