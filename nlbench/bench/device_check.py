@@ -7,17 +7,25 @@ Downloads nothing (it generates CIFAR-10-size data in the official format, nlben
 nothing, and writes ``OUT/device_check.json`` and ``OUT/device_check.md``. It measures, in this order (each phase
 is skipped, and says so, once the time budget is spent; an error in one phase is recorded and the next runs):
 
-1. block: the NL block benchmark (softmax fused and unfused, scale in both orders), 16x16 to 112x112, fp32 and
+1. train_step: training-step images/s of PreResNet-20 + NL (scale vs softmax): first one bf16 + torch.compile
+   "reduce-overhead" row (experiments/gpu.yaml's mode choice rests on it, so the budget never skips it), then fp32,
+   bf16 and bf16 + compile "default" (channels-last; nlbench.bench.train's plain loop).
+2. block: the NL block benchmark (softmax fused and unfused, scale in both orders), 16x16 to 112x112, fp32 and
    bf16 (nlbench.bench.block).
-2. train_step: training-step images/s of PreResNet-20 + NL (softmax vs scale) in fp32, bf16, and bf16 with
-   torch.compile modes "default" and "reduce-overhead" (channels-last; nlbench.bench.train's plain loop).
 3. epoch: the time of CIFAR-10-size epochs (50,000 training + 10,000 validation images) through ImageClassifier and
    a Lightning Trainer with the experiments/gpu.yaml settings (GPU-resident cache); the last epoch is reported.
-4. packed: aggregate training images/s of k = 1, 2, 4, 8, 16 concurrent processes on the one GPU (each with the
-   memory cap a sweep's ``runs_per_device: k`` gives, nlbench.device_share), all training for the same fixed
-   time after a common start signal; the speed-up is against k = 1.
-5. grid: the projected wall time of the paper's CIFAR-10 grid (90 runs x 300 epochs) on this one GPU: epochs x
+   Host syncs are counted with CUDA's sync-debug mode in the first, untimed epoch only.
+4. precision: the same seeded run of the real model for 2 epochs in fp32 and in bf16-mixed, validation top-1 and
+   loss side by side.
+5. packed: aggregate training images/s of k = 1, 2, 4, 8 concurrent processes on the one GPU (each with what a
+   sweep's ``runs_per_device: k`` gives: memory cap and cores / k threads, nlbench.device_share; the device passed
+   to the children exactly as given, ``cuda``), all training for the same fixed time after a common start signal
+   and after a warm-up past the first epoch's last, shorter batch; then k = 4, 8 again under a private MPS daemon
+   (``nlbench sweep --mps``) where ``nvidia-cuda-mps-control`` exists. The speed-up is against k = 1.
+6. grid: the projected wall time of the paper's CIFAR-10 grid (90 runs x 300 epochs) on this one GPU: epochs x
    the epoch time / the best packing speed-up, plus each run's start-up (process, data, compilation) divided by k.
+
+The markdown starts with one table: the device, the versions, and each phase's figure or why it has none.
 """
 
 from __future__ import annotations
