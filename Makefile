@@ -67,7 +67,7 @@ bench: $(STAMP) ## Benchmarks: NL block variants, data loaders, training step vs
 	$(NLBENCH) bench sweep
 
 .PHONY: device-check
-device-check: $(STAMP) ## One GPU, under 8 min: block/step/epoch/packed benchmarks + grid ETA -> device-check/ (SMOKE=1: CPU, <1 min)
+device-check: $(STAMP) ## One GPU, under 8 min: block/step/epoch/packed benchmarks + grid ETA -> device-check/ (SMOKE=1: the same on the CPU, tiny sizes)
 	$(NLBENCH) bench device-check $(if $(SMOKE),--smoke) --out $(or $(OUT),device-check)
 
 .PHONY: clean

@@ -77,9 +77,13 @@ class ImageClassifier(L.LightningModule):
         self.model = backbone
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        # A compiled *function* (not module) so the backbone's weights are registered only once.
+        # The backbone module is compiled in place (nn.Module.compile): its weights stay registered once, and a deep
+        # copy (EMA/SWA) runs its own weights (torch drops the compiled call from copies) rather than the original's
+        # through a function captured here. dynamic=False: one graph per batch shape, never a symbolic-shape
+        # recompile when the epoch's last, shorter batch comes.
         mode = "default" if compile is True else compile or None
-        self._compiled_forward = torch.compile(backbone.forward, mode=mode) if mode else None
+        if mode:
+            self.model.compile(mode=mode, dynamic=False)
         self.diverged = False
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -97,7 +101,7 @@ class ImageClassifier(L.LightningModule):
         self.val_acc1_best = MaxMetric()
         self.val_acc1_best.persistent(True)  # kept in checkpoints, so a resumed run remembers its best epoch
 
-        self._nl_inputs: dict[str, torch.Tensor] = {}
+        self._nl_inputs: dict[str, torch.Tensor | None] = {}
         self._capture_nl = False
         if nl_stats_every_n_steps:
             self._register_nl_capture()
@@ -106,7 +110,7 @@ class ImageClassifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self._compiled_forward(x) if self._compiled_forward is not None else self.model(x)
+        return self.model(x)
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = batch
@@ -118,8 +122,22 @@ class ImageClassifier(L.LightningModule):
         # An example batch gives the model summary its FLOPs and tensor sizes (all 0 without one). Not with
         # torch.compile, which would compile the summary's batch-of-one forward as well.
         size = getattr(self.trainer.datamodule, "image_size", None) if self._trainer is not None else None
-        if isinstance(size, int) and self.example_input_array is None and self._compiled_forward is None:
+        if isinstance(size, int) and self.example_input_array is None and not self.hparams.compile:
             self.example_input_array = torch.zeros(1, 3, size, size)
+        if isinstance(size, int):
+            self._prepare_fixed_tensors(size)
+
+    def _prepare_fixed_tensors(self, size: int) -> None:
+        """One eager forward of a single image: fixed tensors built at first use (positional-encoding tables, one
+        buffer per feature-map size) exist before a compiled forward, which would otherwise build them in its graph
+        and recompile once they exist. Eval mode and no grad: no BatchNorm statistics change."""
+        training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad(), torch.compiler.set_stance("force_eager"):
+                self.model(torch.zeros(1, 3, size, size, device=self.device))
+        finally:
+            self.model.train(training)
 
     # ---- training ------------------------------------------------------------------------------------------
     def on_train_start(self) -> None:
@@ -223,7 +241,9 @@ class ImageClassifier(L.LightningModule):
         return dict(named_nl_blocks(self.model))
 
     def _register_nl_capture(self) -> None:
-        # Only on sampled steps (self._capture_nl).
+        # Only on sampled steps (self._capture_nl); compiled, on every forward (see register_input_capture). The keys
+        # are there from the start and never removed: a compiled graph guards on the keys of a dict it writes to.
+        self._nl_inputs.update(dict.fromkeys(self.nl_blocks()))
         register_input_capture(self.nl_blocks().items(), self._nl_inputs, enabled=lambda: self._capture_nl)
 
     @torch.no_grad()
@@ -233,10 +253,10 @@ class ImageClassifier(L.LightningModule):
         blocks = self.nl_blocks()
         metrics = {
             f"nl/{name.replace('.', '_')}/{key}": float(value)
-            for name, x in self._nl_inputs.items()
+            for name, x in self._nl_inputs.items() if x is not None
             for key, value in blocks[name].attention_stats(x).items()
         }
-        self._nl_inputs.clear()
+        self._nl_inputs.update(dict.fromkeys(self._nl_inputs))  # drop the activations, keep the keys
         for logger in self.loggers:
             logger.log_metrics(metrics, step=self.global_step)
 

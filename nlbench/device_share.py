@@ -8,8 +8,10 @@ device and before the model or the data cache allocates anything on it:
   that grows raises an out-of-memory error in its own process instead of starving the k - 1 others. The sweep
   passes ``(1 - CUDA_RESERVE) / k``: memory outside PyTorch's caching allocator (each process's CUDA context and
   kernel images, some hundreds of MiB) is not counted by the fraction, so a margin is kept for it.
-- CPU: ``OMP_NUM_THREADS=t``, which torch reads at start-up for its intra-op thread pool (and OpenMP/MKL in
-  other libraries honour too), so k processes split the cores instead of each spawning one thread per core.
+- Threads, GPU or CPU: ``OMP_NUM_THREADS=t`` (torch's intra-op pool, read at start-up, and OpenMP/MKL elsewhere)
+  and ``TORCHINDUCTOR_COMPILE_THREADS=t`` (Inductor's compile workers, otherwise min(32, cores) per process), with
+  t = cores / the training processes running at once (at least 1): k processes split the cores instead of each
+  spawning one thread per core.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 
 MEMORY_FRACTION_ENV = "NLBENCH_CUDA_MEMORY_FRACTION"
 THREADS_ENV = "OMP_NUM_THREADS"
+COMPILE_THREADS_ENV = "TORCHINDUCTOR_COMPILE_THREADS"
 CUDA_RESERVE = 0.1  # of the device memory, kept outside the k runs' allocator limits (contexts, kernel images)
 
 
@@ -38,13 +41,19 @@ def threads_per_run(runs_per_device: int, cpus: int | None = None) -> int:
     return max(1, cpus // runs_per_device)
 
 
-def share_env(runs_per_device: int, *, gpu: bool, cpus: int | None = None) -> dict[str, str]:
-    """Environment variables of one of `runs_per_device` runs sharing a slot; {} for a run alone on it."""
-    if runs_per_device == 1:
-        return {}
-    if gpu:
-        return {MEMORY_FRACTION_ENV: f"{memory_fraction(runs_per_device):.6f}"}
-    return {THREADS_ENV: str(threads_per_run(runs_per_device, cpus))}
+def share_env(runs_per_device: int, *, gpu: bool, cpus: int | None = None,
+              concurrent: int | None = None) -> dict[str, str]:
+    """Environment variables of one of `runs_per_device` runs sharing a slot; {} for a process alone on the host.
+
+    `concurrent`: training processes running at once on this host (all slots, DDP ranks included); default
+    `runs_per_device`. The host's cores are split between them, on GPU slots as on CPU ones.
+    """
+    concurrent = runs_per_device if concurrent is None else concurrent
+    env = {MEMORY_FRACTION_ENV: f"{memory_fraction(runs_per_device):.6f}"} if gpu and runs_per_device > 1 else {}
+    if concurrent > 1:
+        threads = str(threads_per_run(concurrent, cpus))
+        env.update({THREADS_ENV: threads, COMPILE_THREADS_ENV: threads})
+    return env
 
 
 def requested_fraction() -> float | None:
@@ -66,10 +75,19 @@ def apply_memory_share(device: torch.device) -> float | None:
     fraction = requested_fraction()
     if fraction is None or device.type != "cuda":
         return None
+    device = with_index(device)
     # The allocator reads the device's total memory with the *current* device: make it the run's device.
     with torch.cuda.device(device):
         torch.cuda.set_per_process_memory_fraction(fraction, device)
     return fraction
+
+
+def with_index(device: torch.device) -> torch.device:
+    """`device` with an explicit index: an index-less ``cuda`` is the current CUDA device (torch's per-device
+    calls such as ``set_per_process_memory_fraction`` refuse a device without one)."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 class DeviceShare(L.Callback):

@@ -7,6 +7,12 @@ generator under DDP. Lightning saves none of them, so a resumed run reshuffled a
 resume, after the checkpoint is loaded and once more after the sanity check (which draws a DataLoader seed), i.e.
 right before the first training epoch builds its loader iterator.
 
+Each rank saves the CUDA state of its own device only, with the device's local index, and restores it onto the
+device it runs on now: a run started by a sweep (one visible GPU) and resumed on a machine with eight resumes
+exactly. What cannot be exact says so in one warning: CUDA state saved but the run now on the CPU (or the reverse),
+or another number of DDP processes. Ranks the checkpoint has no states for (more processes than before) keep their
+own rank-seeded augmentation generator instead of repeating rank 0's augmentations.
+
 Not covered: persistent DataLoader worker processes (``loader=torchvision`` with ``num_workers > 0``) keep their
 own generators, which no checkpoint can reach; those runs resume with fresh worker seeds.
 """
@@ -20,15 +26,19 @@ import numpy as np
 import torch
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
 
 
-def _plain(states: dict[str, Any]) -> dict[str, Any]:
-    """Tensors, ints and lists only, so checkpoints load with ``torch.load(weights_only=True)``."""
+def _plain(states: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Tensors, ints and lists only, so checkpoints load with ``torch.load(weights_only=True)``; the CUDA state is
+    that of `device` (this rank's), under its local index."""
     kind, keys, pos, has_gauss, gauss = states["numpy"]
     version, py_state, py_gauss = states["python"]
+    cuda = device.type == "cuda"
     return {
         "torch": states["torch"],
-        "torch.cuda": list(states.get("torch.cuda", [])),
+        "cuda_device": device.index if cuda else None,
+        "cuda_state": torch.cuda.get_rng_state(device) if cuda else None,
         "numpy": [kind, torch.from_numpy(np.asarray(keys, dtype=np.uint32).astype(np.int64)), pos, has_gauss, gauss],
         "python": [version, list(py_state), py_gauss],
     }
@@ -36,14 +46,21 @@ def _plain(states: dict[str, Any]) -> dict[str, Any]:
 
 def _native(states: dict[str, Any]) -> dict[str, Any]:
     kind, keys, pos, has_gauss, gauss = states["numpy"]
-    native = {
+    return {
         "torch": states["torch"],
         "numpy": (kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss),
         "python": tuple(states["python"]),
     }
-    if states["torch.cuda"] and torch.cuda.is_available() and len(states["torch.cuda"]) == torch.cuda.device_count():
-        native["torch.cuda"] = states["torch.cuda"]
-    return native
+
+
+def _saved_cuda_state(states: dict[str, Any], device: torch.device) -> torch.Tensor | None:
+    """This rank's saved CUDA state; checkpoints written before it was saved per device hold every visible
+    device's state ("torch.cuda"), of which the one at the run's local index is its own."""
+    if "cuda_state" in states:
+        return states["cuda_state"]
+    every = states.get("torch.cuda") or []
+    index = device.index or 0
+    return every[index] if index < len(every) else (every[0] if every else None)
 
 
 class RandomState(Callback):
@@ -62,8 +79,14 @@ class RandomState(Callback):
         get = getattr(datamodule, "augmentation_generator", None)
         return get(trainer.strategy.root_device) if callable(get) else None
 
+    def _device(self) -> torch.device:
+        device = self._trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        return device
+
     def _local(self) -> dict[str, Any]:
-        states = _plain(_collect_rng_states(include_cuda=True))
+        states = _plain(_collect_rng_states(include_cuda=False), self._device())
         generator = self._generator()
         states["augmentation"] = generator.get_state() if generator is not None else None
         return states
@@ -79,15 +102,32 @@ class RandomState(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         ranks = state_dict.get("ranks") or []
-        rank = self._trainer.global_rank if self._trainer is not None else 0
-        # A checkpoint from another world size cannot be resumed exactly; its rank-0 states are the best guess.
-        self._pending = ranks[rank] if rank < len(ranks) else (ranks[0] if ranks else None)
-        self._apply()
+        trainer = self._trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        if ranks and len(ranks) != world and rank == 0:
+            rank_zero_warn(f"Resuming {len(ranks)} process(es)' random states in {world}: not an exact resume "
+                           "(ranks without saved states draw from their own rank-seeded augmentation generator)")
+        if rank < len(ranks):
+            self._pending = ranks[rank]
+        elif ranks:  # an extra rank: rank 0's global states, as all ranks share them after seeding, but never
+            # its augmentation state, which would repeat rank 0's augmentations on this rank
+            self._pending = {**ranks[0], "augmentation": None, "cuda_state": None, "torch.cuda": None}
+        else:
+            self._pending = None
+        self._apply(warn=rank < len(ranks))
 
-    def _apply(self) -> None:
+    def _apply(self, warn: bool = False) -> None:
         if self._pending is None:
             return
         _set_rng_states(_native(self._pending))
+        device = self._device()
+        saved = _saved_cuda_state(self._pending, device)
+        if saved is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(saved, device)  # the run's device now, whatever its index was then
+        elif warn and (saved is not None) != (device.type == "cuda"):
+            then, now = ("a GPU", "the CPU") if saved is not None else ("the CPU", str(device))
+            rank_zero_warn(f"The checkpoint's random states were saved on {then} and the run resumes on {now}: "
+                           "its GPU draws (augmentation) do not continue exactly")
         generator = self._generator()
         if generator is not None and self._pending.get("augmentation") is not None:
             generator.set_state(self._pending["augmentation"])

@@ -295,3 +295,26 @@ def test_ranks_draw_independent_augmentations_under_ddp():
     single = dm.on_after_batch_transfer((images, torch.zeros(64)), 0)[0]
     torch.manual_seed(0)
     assert torch.equal(single, dm.batch_transform(images, train=True))
+
+
+def test_batch_size_is_the_global_batch_under_ddp() -> None:
+    """devices_per_run: k kept batch 128 on every rank, i.e. a global batch of 128 k under the paper's lr."""
+    from types import SimpleNamespace
+
+    from nlbench.data import CIFAR10SampleDataModule
+
+    def ddp(world_size: int) -> SimpleNamespace:
+        return SimpleNamespace(world_size=world_size, strategy=SimpleNamespace(root_device=torch.device("cpu")))
+
+    dm = CIFAR10SampleDataModule(batch_size=128, subset=512)
+    dm.trainer = ddp(4)
+    dm.setup("fit")
+    assert dm.rank_batch_size == 32 and dm.train_dataloader().batch_size == 32
+    assert dm.val_dataloader().batch_size == dm.eval_batch_size  # evaluation batches are per process
+    dm.trainer = ddp(1)
+    assert dm.train_dataloader().batch_size == 128
+    bad = CIFAR10SampleDataModule(batch_size=130, subset=512)
+    bad.trainer = ddp(4)
+    with pytest.raises(ValueError, match=r"^data.batch_size=130 is the global batch and must divide evenly over the "
+                                         r"4 DDP processes"):
+        bad.setup("fit")

@@ -7,6 +7,10 @@ on the data (``nonzero``, boolean-mask indexing, ``unique``, ...) must read a co
 cost nothing, but the same Python on a GPU blocks the host until the queued kernels finish, so counting them here
 says what ``torch.cuda.set_sync_debug_mode("error")`` would say there (device-to-host copies aside: on the CPU
 ``.cpu()`` does not dispatch at all).
+
+Host-to-device copies of Python data are counted too: ``torch.tensor``/``torch.as_tensor`` of a list or number
+dispatch ``aten.lift_fresh``, and on a GPU that is a blocking copy from pageable memory (torchvision's
+``F.normalize(x, mean=list, std=list)`` built mean and std that way at every batch: torchvision issue 9576).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from nlbench.callbacks import RunResult
 from nlbench.classifier import COMPILE_MODES, ImageClassifier
 from nlbench.cli import parse_fit_args
-from nlbench.data import CIFAR10SampleDataModule
+from nlbench.data import CIFAR10SampleDataModule, TinyImageNetDataModule
 from nlbench.data.loaders import BatchedImageDataset
 from nlbench.models import PreActResNet
 from nlbench.nn import NLConfig
@@ -32,7 +36,7 @@ from nlbench.run import identify
 
 REPO = Path(__file__).resolve().parents[1]
 SYNCING_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "_unique2", "unique_dim", "unique_consecutive",
-               "repeat_interleave", "masked_scatter"}  # fmt: skip
+               "repeat_interleave", "masked_scatter", "lift_fresh"}  # fmt: skip
 
 
 class HostSyncs(TorchDispatchMode):
@@ -83,8 +87,8 @@ def test_the_overlay_turns_the_fast_path_on() -> None:
 
 def test_compile_modes() -> None:
     assert COMPILE_MODES == ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-    assert _model("scale")._compiled_forward is None
-    assert _model("scale", compile=True)._compiled_forward is not None  # true = "default", as before
+    assert _model("scale").model._compiled_call_impl is None
+    assert _model("scale", compile=True).model._compiled_call_impl is not None  # true = "default", as before
     with pytest.raises(ValueError, match="model.compile must be false or one of default, reduce-overhead"):
         _model("scale", compile="fast")
 
@@ -119,9 +123,27 @@ def test_training_makes_no_host_syncs_between_logging_steps(tmp_path: Path, norm
     with probe:
         trainer.fit(_model(normalization, channels_last=True, nl_stats_every_n_steps=0), datamodule=dm)
     assert trainer.global_step == 10
-    per_step = {(step, op): n for (step, op), n in probe.counts.items() if step >= 0}
+    # The sampler's indices are host data by nature: BatchedImageDataset copies them from pinned memory without
+    # blocking. Any other tensor built from Python data in a step (e.g. F.normalize's mean/std) is a blocking copy.
     logging_steps = {4, 9}  # Lightning logs (and the divergence check reads the loss) every log_every_n_steps
+    built = {step: n for (step, op), n in probe.counts.items() if op == "lift_fresh" and step >= 0
+             and step not in logging_steps}  # fmt: skip
+    assert built == dict.fromkeys(set(range(10)) - logging_steps, 1), f"tensors from host data per step: {built}"
+    per_step = {(step, op): n for (step, op), n in probe.counts.items() if step >= 0 and op != "lift_fresh"}
     assert {step for step, _ in per_step} <= logging_steps, f"host syncs inside the training loop: {per_step}"
+
+
+def test_normalisation_builds_nothing_from_host_data_per_batch() -> None:
+    """Train and eval transforms of the fast path, batch after batch: mean/std live on the device already."""
+    for dm in (CIFAR10SampleDataModule(device_cache=True), TinyImageNetDataModule(data_dir="unused", verify=False)):
+        images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+        for train in (True, False):  # the first batches on a device may build the constants
+            dm.batch_transform(images, train=train)
+        probe = HostSyncs()
+        with probe:
+            for train in (True, False, True):
+                dm.batch_transform(images, train=train)
+        assert not probe.counts, f"{type(dm).__name__}: {dict(probe.counts)}"
 
 
 def test_a_progress_bar_is_what_costs_a_sync_per_step(tmp_path: Path) -> None:

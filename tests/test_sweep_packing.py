@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 from datetime import datetime
@@ -15,9 +16,11 @@ import yaml
 
 from nlbench.device_share import CUDA_RESERVE, MEMORY_FRACTION_ENV, DeviceShare, apply_memory_share, memory_fraction
 from nlbench.sweep import Slot, load_spec, plan_slots, run_sweep
+from nlbench.sweep.devices import launcher_free_env
 from nlbench.sweep.cli import main as sweep_main
 from nlbench.sweep.runner import LOG_MARK, run_dir_of
 from nlbench.sweep.spec import SweepSpecError, spec_from_dict
+from fakecuda import FakeCuda
 from test_sweep_runner import FAKE_FIT, calls, write_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,11 +40,33 @@ def test_each_gpu_group_is_shared_by_k_slots_round_robin() -> None:
     assert plan_slots(["0"], 1, 1)[0].env() == {"CUDA_VISIBLE_DEVICES": "0"}  # alone on its GPU: no cap
 
 
+def test_packed_gpu_runs_split_the_host_cores() -> None:
+    """Each of k runs per GPU kept OMP threads = all cores and Inductor's min(32, cores) compile workers."""
+    slots = [dataclasses.replace(s, cpus=32) for s in plan_slots(["0", "1"], devices_per_run=1, runs_per_device=4)]
+    env = slots[0].env()
+    assert (env["OMP_NUM_THREADS"], env["TORCHINDUCTOR_COMPILE_THREADS"]) == ("4", "4")  # 32 cores / 8 runs
+    ddp = dataclasses.replace(plan_slots(["0", "1"], devices_per_run=2, runs_per_device=2)[0], cpus=16)
+    assert ddp.env()["OMP_NUM_THREADS"] == "4"  # 2 runs x 2 DDP ranks
+    assert dataclasses.replace(slots[0], cpus=3).env()["TORCHINDUCTOR_COMPILE_THREADS"] == "1"  # at least one
+
+
+def test_packed_and_ddp_runs_drop_an_outer_launchers_variables() -> None:
+    parent = {"PATH": "/bin", "SLURM_JOB_ID": "7", "SLURM_NTASKS": "1", "MASTER_PORT": "29500", "RANK": "0",
+              "TORCHELASTIC_RUN_ID": "x", "NLBENCH_X": "1"}  # fmt: skip
+    assert launcher_free_env(parent) == {"PATH": "/bin", "NLBENCH_X": "1"}
+    packed, ddp, alone = Slot(("0",), 2, 0), Slot(("0", "1")), Slot(("0",))
+    for slot in (packed, ddp):
+        env = slot.child_env(parent)
+        assert not [k for k in env if k.startswith("SLURM_") or k in ("MASTER_PORT", "RANK")]
+        assert env["CUDA_VISIBLE_DEVICES"] == ",".join(slot.gpus) and env["PATH"] == "/bin"
+    assert alone.child_env(parent)["SLURM_JOB_ID"] == "7"  # a run alone keeps its SLURM job (requeue, signals)
+
+
 def test_cpu_slots_split_the_cores() -> None:
     slots = plan_slots([], 1, runs_per_device=2)
     assert [s.label for s in slots] == ["cpu #1/2", "cpu #2/2"]
-    assert Slot((), 2, 0, cpus=16).env() == {"OMP_NUM_THREADS": "8"}
-    assert Slot((), 4, 1, cpus=2).env() == {"OMP_NUM_THREADS": "1"}  # never below one thread
+    assert Slot((), 2, 0, cpus=16).env() == {"OMP_NUM_THREADS": "8", "TORCHINDUCTOR_COMPILE_THREADS": "8"}
+    assert Slot((), 4, 1, cpus=2).env()["OMP_NUM_THREADS"] == "1"  # never below one thread
     assert Slot().env() == {}  # a run alone keeps the machine's default threads
     with pytest.raises(ValueError, match="runs_per_device must be >= 1"):
         plan_slots([], 1, runs_per_device=0)
@@ -62,31 +87,39 @@ def test_spec_key_and_cli_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 # ---- the child's memory cap ---------------------------------------------------------------------------------------
 def test_memory_cap_is_applied_on_the_runs_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    applied: list[tuple[float, Any]] = []
-    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, d=None: applied.append((f, d)))
-    monkeypatch.setattr(torch.cuda, "device", lambda d: _Null())
+    cuda = FakeCuda(monkeypatch, count=2)  # torch's own checks run; only the CUDA runtime is faked
     monkeypatch.delenv(MEMORY_FRACTION_ENV, raising=False)
-    assert apply_memory_share(torch.device("cuda", 1)) is None and not applied
+    assert apply_memory_share(torch.device("cuda", 1)) is None and not cuda.fractions
     monkeypatch.setenv(MEMORY_FRACTION_ENV, f"{memory_fraction(4):.6f}")
-    assert apply_memory_share(torch.device("cpu")) is None and not applied  # nothing to cap on the CPU
+    assert apply_memory_share(torch.device("cpu")) is None and not cuda.fractions  # nothing to cap on the CPU
 
     class Trainer:  # what DeviceShare reads: the device Lightning chose for this rank
         class strategy:  # noqa: N801
             root_device = torch.device("cuda", 1)
 
     DeviceShare().setup(Trainer(), None, "fit")  # type: ignore[arg-type]
-    assert applied == [(pytest.approx(0.225), torch.device("cuda", 1))]
+    assert cuda.fractions == {1: pytest.approx(0.225)} and cuda.current == 0  # the current device is put back
     monkeypatch.setenv(MEMORY_FRACTION_ENV, "1.5")
     with pytest.raises(ValueError, match=f"{MEMORY_FRACTION_ENV}='1.5': expected a fraction in"):
         apply_memory_share(torch.device("cuda", 0))
 
 
-class _Null:
-    def __enter__(self) -> None:
-        return None
+def test_the_fake_keeps_torchs_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    FakeCuda(monkeypatch, count=1)
+    with pytest.raises(ValueError, match="Expected a torch.device with a specified index"):
+        torch.cuda.set_per_process_memory_fraction(0.5, torch.device("cuda"))
+    with pytest.raises(RuntimeError, match="invalid device ordinal"):
+        torch.cuda.set_per_process_memory_fraction(0.5, torch.device("cuda", 3))
+    with pytest.raises(TypeError, match="Invalid type for fraction"):
+        torch.cuda.set_per_process_memory_fraction(1, 0)
 
-    def __exit__(self, *exc: Any) -> None:
-        return None
+
+def test_an_index_less_cuda_device_is_the_current_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the device check's packed children pass (``--device cuda``): it crashed for every k >= 2."""
+    cuda = FakeCuda(monkeypatch, count=2)
+    cuda.current = 1
+    monkeypatch.setenv(MEMORY_FRACTION_ENV, "0.45")
+    assert apply_memory_share(torch.device("cuda")) == 0.45 and cuda.fractions == {1: 0.45}
 
 
 # ---- scheduling, with fake fits -----------------------------------------------------------------------------------
@@ -95,7 +128,9 @@ def _overlapping(launched: list[dict[str, Any]]) -> list[tuple[dict[str, Any], d
     return [(a, b) for a, b in pairs if a["t0"] < b["t1"] and b["t0"] < a["t1"]]
 
 
-def test_k_runs_share_one_simulated_gpu(tmp_path: Path) -> None:
+def test_k_runs_share_one_simulated_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLURM_JOB_ID", "7")  # the sweep inside a SLURM array task
+    monkeypatch.setenv("MASTER_PORT", "29500")
     spec = load_spec(write_spec(tmp_path, {
         "overrides": {"fake.epochs": 1, "fake.sleep": 0.5}, "axes": {"seed_everything": [0, 1, 2, 3]},
         "runs_per_device": 2}))  # fmt: skip
@@ -104,7 +139,10 @@ def test_k_runs_share_one_simulated_gpu(tmp_path: Path) -> None:
     assert {row["status"] for row in rows} == {"finished"}
     launched = [calls(spec, run.run_id)[0] for run in spec.expand()]
     assert {(c["cuda"], c["memory_fraction"]) for c in launched} == {("3", f"{0.9 / 2:.6f}")}
+    assert {c["threads"] for c in launched} == {str(max(1, len(os.sched_getaffinity(0)) // 2))}
+    assert all(c["compile_threads"] == c["threads"] for c in launched)
     assert _overlapping(launched), "two runs should share the GPU at once"
+    assert all(c["launcher"] == [] for c in launched)  # never the outer job's SLURM_* or MASTER_PORT
     for c in launched:  # never more than k = 2 at once
         assert sum(o["t0"] < c["t0"] < o["t1"] for o in launched) <= 1
 

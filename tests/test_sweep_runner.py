@@ -50,7 +50,10 @@ def fake_fit(argv: list[str]) -> int:
     call = {"pid": os.getpid(), "ckpt_path": opts.get("ckpt_path"), "start_epoch": start, "t0": time.time(),
             "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "argv": argv,
             "memory_fraction": os.environ.get("NLBENCH_CUDA_MEMORY_FRACTION"),
-            "threads": os.environ.get("OMP_NUM_THREADS")}  # fmt: skip
+            "threads": os.environ.get("OMP_NUM_THREADS"),
+            "compile_threads": os.environ.get("TORCHINDUCTOR_COMPILE_THREADS"),
+            "mps_pipe": os.environ.get("CUDA_MPS_PIPE_DIRECTORY"),
+            "launcher": sorted(k for k in os.environ if k.startswith("SLURM_") or k == "MASTER_PORT")}  # fmt: skip
     mode, epochs = opts.get("fake.mode", "ok"), int(opts.get("fake.epochs", "2"))
     seed = int(opts.get("seed_everything", "0"))
     acc = float(opts.get("fake.acc", "0.5")) + 0.01 * seed

@@ -7,17 +7,25 @@ Downloads nothing (it generates CIFAR-10-size data in the official format, nlben
 nothing, and writes ``OUT/device_check.json`` and ``OUT/device_check.md``. It measures, in this order (each phase
 is skipped, and says so, once the time budget is spent; an error in one phase is recorded and the next runs):
 
-1. block: the NL block benchmark (softmax fused and unfused, scale in both orders), 16x16 to 112x112, fp32 and
+1. train_step: training-step images/s of PreResNet-20 + NL (scale vs softmax): first one bf16 + torch.compile
+   "reduce-overhead" row (experiments/gpu.yaml's mode choice rests on it, so the budget never skips it), then fp32,
+   bf16 and bf16 + compile "default" (channels-last; nlbench.bench.train's plain loop).
+2. block: the NL block benchmark (softmax fused and unfused, scale in both orders), 16x16 to 112x112, fp32 and
    bf16 (nlbench.bench.block).
-2. train_step: training-step images/s of PreResNet-20 + NL (softmax vs scale) in fp32, bf16, and bf16 with
-   torch.compile modes "default" and "reduce-overhead" (channels-last; nlbench.bench.train's plain loop).
 3. epoch: the time of CIFAR-10-size epochs (50,000 training + 10,000 validation images) through ImageClassifier and
    a Lightning Trainer with the experiments/gpu.yaml settings (GPU-resident cache); the last epoch is reported.
-4. packed: aggregate training images/s of k = 1, 2, 4, 8, 16 concurrent processes on the one GPU (each with the
-   memory cap a sweep's ``runs_per_device: k`` gives, nlbench.device_share), all training for the same fixed
-   time after a common start signal; the speed-up is against k = 1.
-5. grid: the projected wall time of the paper's CIFAR-10 grid (90 runs x 300 epochs) on this one GPU: epochs x
+   Host syncs are counted with CUDA's sync-debug mode in the first, untimed epoch only.
+4. precision: the same seeded run of the real model for 2 epochs in fp32 and in bf16-mixed, validation top-1 and
+   loss side by side.
+5. packed: aggregate training images/s of k = 1, 2, 4, 8 concurrent processes on the one GPU (each with what a
+   sweep's ``runs_per_device: k`` gives: memory cap and cores / k threads, nlbench.device_share; the device passed
+   to the children exactly as given, ``cuda``), all training for the same fixed time after a common start signal
+   and after a warm-up past the first epoch's last, shorter batch; then k = 4, 8 again under a private MPS daemon
+   (``nlbench sweep --mps``) where ``nvidia-cuda-mps-control`` exists. The speed-up is against k = 1.
+6. grid: the projected wall time of the paper's CIFAR-10 grid (90 runs x 300 epochs) on this one GPU: epochs x
    the epoch time / the best packing speed-up, plus each run's start-up (process, data, compilation) divided by k.
+
+The markdown starts with one table: the device, the versions, and each phase's figure or why it has none.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -69,6 +78,8 @@ class Sizes:
     compile_modes: tuple[str, ...]
     epochs: int
     packed_k: tuple[int, ...]
+    mps_k: tuple[int, ...]  # packed runs measured again under MPS (CUDA, with nvidia-cuda-mps-control only)
+    precision_epochs: int  # of the bf16-vs-fp32 comparison (same seed, the real model)
     packed_seconds: float
     packed_warmup: int
     budget_s: float
@@ -77,12 +88,13 @@ class Sizes:
 
 FULL = Sizes(train_images=50_000, test_images=10_000, block_sizes=(16, 32, 56, 112), block_batch=16,
              block_dtypes=("float32", "bfloat16"), block_reps=10, step_batch=128, steps=50, step_warmup=10,
-             compile_modes=("default", "reduce-overhead"), epochs=3, packed_k=(1, 2, 4, 8, 16), packed_seconds=10.0,
-             packed_warmup=30, budget_s=420.0, reserve_s=240.0)  # fmt: skip
+             compile_modes=("default", "reduce-overhead"), epochs=3, packed_k=(1, 2, 4, 8), mps_k=(4, 8),
+             precision_epochs=2, packed_seconds=8.0, packed_warmup=30, budget_s=420.0, reserve_s=240.0)  # fmt: skip
 # Compilation takes a minute on a CPU, so the smoke run leaves it out (and says so in the table).
 SMOKE = Sizes(train_images=256, test_images=64, block_sizes=(16,), block_batch=2, block_dtypes=("float32",),
               block_reps=1, step_batch=32, steps=2, step_warmup=1, compile_modes=(), epochs=1, packed_k=(1, 2),
-              packed_seconds=1.0, packed_warmup=1, budget_s=300.0, reserve_s=0.0)  # fmt: skip
+              mps_k=(2,), precision_epochs=1, packed_seconds=1.0, packed_warmup=1, budget_s=300.0,
+              reserve_s=0.0)  # fmt: skip
 # (The smoke budget only guards against a hung phase: on a loaded CPU the phases may take longer than usual.)
 
 
@@ -126,13 +138,17 @@ def block_phase(device: torch.device, sizes: Sizes) -> list[dict[str, Any]]:
 # ---- 2. training step -----------------------------------------------------------------------------------------
 def train_step_phase(device: torch.device, sizes: Sizes, data_dir: Path, budget: Budget) -> list[dict[str, Any]]:
     dm = _datamodule(data_dir, sizes.step_batch, device_cache=False)
-    settings: list[tuple[str, bool, str | None]] = [("fp32", False, None), ("bf16", True, None)]
-    settings += [(f"bf16+compile({mode})", True, mode) for mode in sizes.compile_modes]
+    # experiments/gpu.yaml's choice of compile mode rests on the reduce-overhead rows: the first of them is measured
+    # before anything else, so a spent budget can never skip them all.
+    overhead = "reduce-overhead"
+    first = [(f"bf16+compile({overhead})", True, overhead)] if overhead in sizes.compile_modes else []
+    settings: list[tuple[str, bool, str | None]] = first + [("fp32", False, None), ("bf16", True, None)]
+    settings += [(f"bf16+compile({mode})", True, mode) for mode in sizes.compile_modes if mode != overhead]
     records = []
     for label, bf16, mode in settings:
-        for norm in ("softmax", "scale"):
+        for norm in ("scale", "softmax"):
             record: dict[str, Any] = {"setting": label, "normalization": norm, "images_per_s": None}
-            if mode and not budget.allows(60, reserve_s=sizes.reserve_s):
+            if mode and records and not budget.allows(60, reserve_s=sizes.reserve_s):
                 record["skipped"] = "time budget"
             else:
                 try:
@@ -175,6 +191,28 @@ class EpochClock(L.Callback):
                             "epoch_s": end - self._start})  # fmt: skip
 
 
+class SyncDebugFirstEpoch(L.Callback):
+    """``torch.cuda.set_sync_debug_mode("warn")`` during the first (untimed, compiling) epoch only: every implicit
+    host sync then warns, and the warning machinery (a Python stack per sync) stays out of the timed epochs."""
+
+    def __init__(self, set_mode: Callable[[int | str], None] | None) -> None:
+        self.set_mode, self.epochs, self._on = set_mode, [], False
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.set_mode is not None and trainer.current_epoch == 0:
+            self.set_mode("warn")
+            self._on = True
+            self.epochs.append(0)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.off()  # before EpochClock starts the next (timed) epoch: this callback is listed first
+
+    def off(self) -> None:
+        if self._on and self.set_mode is not None:
+            self.set_mode(0)
+        self._on = False
+
+
 def fast_path(device: torch.device, sizes: Sizes) -> dict[str, Any]:
     """The experiments/gpu.yaml settings on a GPU; fp32 eager on the CPU (bf16 and compile are GPU features)."""
     gpu = device.type == "cuda"
@@ -188,26 +226,50 @@ def epoch_phase(device: torch.device, sizes: Sizes, data_dir: Path) -> dict[str,
     model = ImageClassifier(_model("scale"), optimizer=SGD, channels_last=settings["channels_last"],
                             compile=settings["compile"])  # fmt: skip
     clock = EpochClock()
+    sync_debug = SyncDebugFirstEpoch(torch.cuda.set_sync_debug_mode if device.type == "cuda" else None)
     trainer = L.Trainer(accelerator=device.type, devices=1, max_epochs=sizes.epochs, num_sanity_val_steps=0,
                         precision=settings["precision"], benchmark=device.type == "cuda", logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[clock], log_every_n_steps=50)  # fmt: skip
+                        callbacks=[sync_debug, clock], log_every_n_steps=50)  # fmt: skip
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if device.type == "cuda":  # every implicit host sync (.item(), nonzero, blocking copies) warns
-            torch.cuda.set_sync_debug_mode("warn")
         try:
             trainer.fit(model, datamodule=dm)
         finally:
-            if device.type == "cuda":
-                torch.cuda.set_sync_debug_mode(0)
+            sync_debug.off()
     syncs = sum("synchroniz" in str(w.message) for w in caught) if device.type == "cuda" else None
     last = clock.epochs[-1]
     return {"settings": settings, "train_images": sizes.train_images, "val_images": sizes.test_images,
-            "host_syncs": syncs, "steps": trainer.global_step, "fit_s": time.perf_counter() - start,
+            "host_syncs": syncs, "sync_debug_epochs": sync_debug.epochs, "steps": trainer.global_step,
+            "fit_s": time.perf_counter() - start,
             "epochs": clock.epochs, **last,
             "train_images_per_s": sizes.train_images / last["train_s"]}  # fmt: skip
+
+
+# ---- 3b. bf16 vs fp32 -----------------------------------------------------------------------------------------
+def precision_phase(device: torch.device, sizes: Sizes, data_dir: Path, budget: Budget) -> list[dict[str, Any]]:
+    """The same seeded run of the real model (PreResNet-20 + scale NL, SGD) for `precision_epochs` epochs in fp32
+    and in bf16-mixed (experiments/gpu.yaml's precision): validation top-1 and loss side by side, so the overlay's
+    precision is checked before a grid runs in it. Eager, so compilation is not what is compared."""
+    records = []
+    for precision in ("32-true", "bf16-mixed"):
+        if records and not budget.allows(records[0]["fit_s"], reserve_s=sizes.reserve_s / 2):
+            records.append({"precision": precision, "skipped": "time budget"})
+            continue
+        L.seed_everything(0, workers=True, verbose=False)
+        dm = CIFAR10DataModule(data_dir=str(data_dir), verify=False, device_cache=device.type == "cuda")
+        model = ImageClassifier(_model("scale"), optimizer=SGD)
+        trainer = L.Trainer(accelerator=device.type, devices=1, max_epochs=sizes.precision_epochs,
+                            num_sanity_val_steps=0, precision=precision, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, deterministic=False)  # fmt: skip
+        start = time.perf_counter()
+        trainer.fit(model, datamodule=dm)
+        metrics = trainer.callback_metrics
+        records.append({"precision": precision, "epochs": sizes.precision_epochs,
+                        "val_acc1": float(metrics["val/acc1"]), "val_loss": float(metrics["val/loss"]),
+                        "fit_s": time.perf_counter() - start})  # fmt: skip
+    return records
 
 
 # ---- 4. packed runs ---------------------------------------------------------------------------------------------
@@ -240,16 +302,30 @@ class _Window(L.Callback):
             trainer.should_stop = True
 
 
+def child_device(text: str) -> torch.device:
+    """The packed child's device, given exactly as the parent was (``cuda``, no index, on a GPU), with the memory
+    cap `runs_per_device: k` gives each run (from the environment) applied to it."""
+    device = torch.device(text)
+    apply_memory_share(device)
+    return device
+
+
+def packed_warmup(sizes: Sizes) -> int:
+    """Steps before the timed window: past the first epoch's last, shorter batch (its recompile and the epoch
+    restart land in the warm-up of every k, not in the window of k = 1 only)."""
+    steps_per_epoch = -(-sizes.train_images // 128)  # CIFAR10DataModule's default batch
+    return max(sizes.packed_warmup, steps_per_epoch + 1)
+
+
 def child_main(job: dict[str, Any]) -> int:
     """One packed process (``--child JSON``): the sweep's fit settings, timed in a window shared with the others."""
-    device = torch.device(job["device"])
-    apply_memory_share(device)  # the cap `runs_per_device: k` gives each run (from the environment)
+    device = child_device(job["device"])
     sizes = FULL if not job["smoke"] else SMOKE
     settings = fast_path(device, sizes)
     dm = CIFAR10DataModule(data_dir=job["data_dir"], verify=False, device_cache=settings["device_cache"])
     model = ImageClassifier(_model("scale", seed=job["index"]), optimizer=SGD,
                             channels_last=settings["channels_last"], compile=settings["compile"])  # fmt: skip
-    window = _Window(sizes.packed_warmup, sizes.packed_seconds, Path(job["ready"]), Path(job["go"]))
+    window = _Window(packed_warmup(sizes), sizes.packed_seconds, Path(job["ready"]), Path(job["go"]))
     trainer = L.Trainer(accelerator=device.type, devices=1, max_epochs=10**6, limit_val_batches=0,
                         num_sanity_val_steps=0, precision=settings["precision"], benchmark=device.type == "cuda",
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -260,65 +336,97 @@ def child_main(job: dict[str, Any]) -> int:
 
 
 def packed_phase(device: torch.device, sizes: Sizes, data_dir: Path, budget: Budget, smoke: bool) -> list[dict]:
+    """k = 1, 2, ... time-sliced; then, where the MPS control daemon exists (CUDA only), each k > 1 again under a
+    private MPS daemon (``nlbench sweep --mps``)."""
+    mps_why = _mps_unavailable(device)
+    plan = [(k, False) for k in sizes.packed_k] + [(k, True) for k in sizes.mps_k]
     records: list[dict[str, Any]] = []
-    for k in sizes.packed_k:
-        estimate = 30.0 + sizes.packed_seconds if not smoke else 8.0
+    for k, mps in plan:
+        if mps and mps_why:
+            records.append({"k": k, "mps": True, "skipped": mps_why})
+            continue
+        estimate = 30.0 + sizes.packed_seconds + packed_warmup(sizes) * 0.02 * k if not smoke else 8.0
         if not budget.allows(estimate):
-            records.append({"k": k, "skipped": "time budget"})
+            records.append({"k": k, "mps": mps, "skipped": "time budget"})
             continue
         try:
-            records.append(_packed_run(device, k, data_dir, smoke))
+            records.append({**_packed_run(device, k, data_dir, smoke, mps=mps), "mps": mps})
         except Exception as err:  # noqa: BLE001 - one k failing (e.g. out of memory) must not lose the others
-            records.append({"k": k, "error": f"{type(err).__name__}: {err}".splitlines()[0]})
-        print(f"[device-check] packed k={k}: {records[-1]}", file=sys.stderr, flush=True)
-    base = next((r["images_per_s"] for r in records if r["k"] == 1 and r.get("images_per_s")), None)
+            records.append({"k": k, "mps": mps, "error": f"{type(err).__name__}: {err}".splitlines()[0]})
+        print(f"[device-check] packed k={k}{' mps' if mps else ''}: {records[-1]}", file=sys.stderr, flush=True)
+    base = next((r["images_per_s"] for r in records if r["k"] == 1 and not r["mps"] and r.get("images_per_s")), None)
     for record in records:
         rate = record.get("images_per_s")
         record["speedup"] = rate / base if rate and base else None
     return records
 
 
-def _packed_run(device: torch.device, k: int, data_dir: Path, smoke: bool) -> dict[str, Any]:
+def _mps_unavailable(device: torch.device) -> str | None:
+    """Why packed runs cannot be measured under MPS here (None: they can)."""
+    from nlbench.sweep import mps
+
+    if device.type != "cuda":
+        return "MPS is a CUDA feature"
+    if shutil.which(mps.CONTROL) is None:
+        return f"{mps.CONTROL} not on PATH"
+    return None
+
+
+def _packed_run(device: torch.device, k: int, data_dir: Path, smoke: bool, *, mps: bool = False) -> dict[str, Any]:
+    from nlbench.sweep import mps as mps_daemon
+
     with tempfile.TemporaryDirectory(prefix=f"nlbench-packed-{k}-") as tmp:
         work = Path(tmp)
         go = work / "go"
-        # Each process would otherwise start one Inductor compile worker per core: k x cores processes.
-        threads = str(max(1, (os.cpu_count() or 1) // k))
-        env = {**os.environ, **share_env(k, gpu=device.type == "cuda"), "PYTHONUNBUFFERED": "1",
-               "TORCHINDUCTOR_COMPILE_THREADS": threads}
-        procs = []
-        spawned = time.perf_counter()
-        for i in range(k):
-            job = {"device": str(device), "data_dir": str(data_dir), "smoke": smoke, "index": i,
-                   "ready": str(work / f"ready{i}"), "go": str(go), "out": str(work / f"out{i}.json")}  # fmt: skip
-            log = open(work / f"log{i}.txt", "wb")
-            procs.append((subprocess.Popen([sys.executable, "-m", "nlbench.bench.device_check", "--child",
-                                            json.dumps(job)], stdout=log, stderr=subprocess.STDOUT, env=env),
-                          log))  # fmt: skip
+        # The env a sweep's `runs_per_device: k` gives: memory cap, and cores / k threads and compile workers.
+        env = {**os.environ, **share_env(k, gpu=device.type == "cuda", concurrent=k), "PYTHONUNBUFFERED": "1"}
+        if mps:
+            why = mps_daemon.start(work / "mps")
+            if why:
+                return {"k": k, "error": f"MPS: {why}"}
+            env.update(mps_daemon.client_env(work / "mps"))
         try:
-            deadline = time.monotonic() + 300
-            while not all((work / f"ready{i}").exists() for i in range(k)):
-                dead = [i for i, (p, _) in enumerate(procs) if p.poll() is not None]
-                if dead or time.monotonic() > deadline:
-                    why = f"process {dead[0]} exited early" if dead else "timed out waiting for the processes"
-                    tail = (work / f"log{dead[0] if dead else 0}.txt").read_text(errors="replace").strip()
-                    return {"k": k, "error": f"{why}: {tail.splitlines()[-1] if tail else ''}"}
-                time.sleep(0.05)
-            startup = time.perf_counter() - spawned  # process start, imports, data, compilation, warm-up steps
-            go.touch()
-            for proc, _ in procs:
-                proc.wait(timeout=600)
+            return _packed_processes(k, device, data_dir, smoke, work, go, env)
         finally:
-            for proc, log in procs:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-                log.close()
-        failed = [i for i in range(k) if not (work / f"out{i}.json").is_file()]
-        if failed:
-            tail = (work / f"log{failed[0]}.txt").read_text(errors="replace").strip().splitlines()
-            return {"k": k, "error": f"process {failed[0]} failed: {tail[-1] if tail else 'no output'}"}
-        outs = [json.loads((work / f"out{i}.json").read_text()) for i in range(k)]
+            if mps:
+                mps_daemon.stop(work / "mps")
+
+
+def _packed_processes(k: int, device: torch.device, data_dir: Path, smoke: bool, work: Path, go: Path,
+                      env: dict[str, str]) -> dict[str, Any]:
+    procs = []
+    spawned = time.perf_counter()
+    for i in range(k):
+        job = {"device": str(device), "data_dir": str(data_dir), "smoke": smoke, "index": i,
+               "ready": str(work / f"ready{i}"), "go": str(go), "out": str(work / f"out{i}.json")}  # fmt: skip
+        log = open(work / f"log{i}.txt", "wb")
+        procs.append((subprocess.Popen([sys.executable, "-m", "nlbench.bench.device_check", "--child",
+                                        json.dumps(job)], stdout=log, stderr=subprocess.STDOUT, env=env),
+                      log))  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not all((work / f"ready{i}").exists() for i in range(k)):
+            dead = [i for i, (p, _) in enumerate(procs) if p.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                why = f"process {dead[0]} exited early" if dead else "timed out waiting for the processes"
+                tail = (work / f"log{dead[0] if dead else 0}.txt").read_text(errors="replace").strip()
+                return {"k": k, "error": f"{why}: {tail.splitlines()[-1] if tail else ''}"}
+            time.sleep(0.05)
+        startup = time.perf_counter() - spawned  # process start, imports, data, compilation, warm-up steps
+        go.touch()
+        for proc, _ in procs:
+            proc.wait(timeout=600)
+    finally:
+        for proc, log in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            log.close()
+    failed = [i for i in range(k) if not (work / f"out{i}.json").is_file()]
+    if failed:
+        tail = (work / f"log{failed[0]}.txt").read_text(errors="replace").strip().splitlines()
+        return {"k": k, "error": f"process {failed[0]} failed: {tail[-1] if tail else 'no output'}"}
+    outs = [json.loads((work / f"out{i}.json").read_text()) for i in range(k)]
     rates = [o["images"] / o["seconds"] for o in outs]
     return {"k": k, "images_per_s": sum(rates), "per_run_images_per_s": sum(rates) / k,
             "startup_s": startup}  # fmt: skip
@@ -348,10 +456,57 @@ def _fmt(value: Any, spec: str = ".0f") -> str:
     return format(value, spec) if isinstance(value, (int, float)) else "–"
 
 
+def _why_not(value: Any) -> str | None:
+    """A phase's error, or None when it produced records."""
+    if isinstance(value, dict) and "error" in value:
+        return f"error: {value['error']}"
+    return None if value else "not run"
+
+
+def summary_table(results: dict[str, Any]) -> list[str]:
+    """One table with everything a reviewer needs: device, versions, and each phase's figure or why it has none."""
+    v = results.get("versions", {})
+    rows = [("device", f"{results['device_name']} ({results['device']})"),
+            ("versions", ", ".join(f"{k} {val}" for k, val in v.items() if val)),]  # fmt: skip
+    steps = results.get("train_step")
+    if _why_not(steps) is None:
+        for r in steps:
+            if r["normalization"] == "scale":
+                rows.append((f"train step, {r['setting']}, img/s",
+                             _fmt(r["images_per_s"]) if r["images_per_s"] else r.get("skipped") or r.get("error")))
+        if not any(r["setting"].startswith("bf16+compile") for r in steps):
+            rows.append(("train step, bf16+compile", "skipped (smoke run: compilation takes minutes on a CPU)"))
+    else:
+        rows.append(("train step", _why_not(steps)))
+    block = results.get("block")
+    rows.append(("NL block", f"{len(block)} rows (below)" if _why_not(block) is None else _why_not(block)))
+    epoch = results.get("epoch", {})
+    rows.append(("epoch s (last)", f"{epoch['epoch_s']:.2f}" if "epoch_s" in epoch else _why_not(epoch)))
+    rows.append(("host syncs, first epoch", _fmt(epoch.get("host_syncs")) if "epoch_s" in epoch and
+                 epoch.get("host_syncs") is not None else "not counted (sync-debug mode is CUDA only)"))  # fmt: skip
+    precision = results.get("precision")
+    if _why_not(precision) is None:
+        for r in precision:
+            rows.append((f"{r['precision']}: val top-1 / loss", f"{r['val_acc1']:.4f} / {r['val_loss']:.4f}"
+                         if "val_acc1" in r else r.get("skipped") or r.get("error")))  # fmt: skip
+    else:
+        rows.append(("bf16 vs fp32", _why_not(precision)))
+    packed = results.get("packed")
+    if _why_not(packed) is None:
+        for r in packed:
+            label = f"packed k={r['k']}{' + MPS' if r.get('mps') else ''}, speed-up"
+            rows.append((label, f"{r['speedup']:.2f}x" if r.get("speedup") else r.get("skipped") or r.get("error")))
+    else:
+        rows.append(("packed", _why_not(packed)))
+    grid = results.get("grid", {})
+    rows.append(("CIFAR-10 grid, hours", f"{grid['hours']:.1f}" if "hours" in grid else grid.get("error")))
+    return ["| check | figure, or why there is none |", "|---|---|"] + [f"| {k} | {val} |" for k, val in rows]
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = [f"# nlbench device check ({'smoke run, ' if results['smoke'] else ''}{results['date']})", "",
              f"Machine: {results['machine']}; device: {results['device_name']}; torch {results['torch']}; "
-             f"{results['cpus']} CPUs.", ""]  # fmt: skip
+             f"{results['cpus']} CPUs.", "", *summary_table(results), ""]  # fmt: skip
     block = results.get("block")
     lines += ["## NL block, forward + backward", ""]
     if isinstance(block, list):
@@ -381,20 +536,35 @@ def markdown(results: dict[str, Any]) -> str:
                   f"validation images; last of {len(epoch['epochs'])} epochs: **{epoch['epoch_s']:.2f} s** "
                   f"({epoch['train_s']:.2f} s training at {epoch['train_images_per_s']:.0f} img/s, "
                   f"{epoch['val_s']:.2f} s validation); whole fit {epoch['fit_s']:.1f} s. Implicit host syncs "
-                  f"(torch.cuda.set_sync_debug_mode) in the whole fit, validation and logging steps included: "
-                  f"{_fmt(epoch['host_syncs'])} over {epoch['steps']} training steps."]  # fmt: skip
+                  f"(torch.cuda.set_sync_debug_mode, on in the first, untimed epoch only), validation and logging "
+                  f"steps included: {_fmt(epoch['host_syncs'])} in {epoch['steps'] // len(epoch['epochs'])} "
+                  "training steps."]  # fmt: skip
     else:
         lines.append(f"error: {epoch}")
+    precision = results.get("precision")
+    lines += ["", "## bf16-mixed vs fp32 (same seed, PreResNet-20 + scale NL, eager)", "",
+              "| precision | epochs | val top-1 | val loss | fit s |", "|---|---:|---:|---:|---:|"]
+    if isinstance(precision, list):
+        for r in precision:
+            if "val_acc1" in r:
+                lines.append(f"| {r['precision']} | {r['epochs']} | {r['val_acc1']:.4f} | {r['val_loss']:.4f} | "
+                             f"{r['fit_s']:.1f} |")  # fmt: skip
+            else:
+                lines.append(f"| {r['precision']} | {r.get('skipped') or r.get('error')} | | | |")
+    else:
+        lines.append(f"| error | {precision} | | | |")
     packed = results.get("packed")
-    lines += ["", "## Packed runs (k processes on one device, same fixed window)", "",
-              "| k | total img/s | per run img/s | speed-up vs k=1 | start-up s |", "|---:|---:|---:|---:|---:|"]
+    lines += ["", "## Packed runs (k processes on one device, same fixed window, after a warm-up past the first "
+              "epoch)", "", "| k | MPS | total img/s | per run img/s | speed-up vs k=1 | start-up s |",
+              "|---:|---|---:|---:|---:|---:|"]  # fmt: skip
     if isinstance(packed, list):
         for r in packed:
+            mps = "yes" if r.get("mps") else "no"
             if r.get("images_per_s"):
-                lines.append(f"| {r['k']} | {r['images_per_s']:.0f} | {r['per_run_images_per_s']:.0f} | "
+                lines.append(f"| {r['k']} | {mps} | {r['images_per_s']:.0f} | {r['per_run_images_per_s']:.0f} | "
                              f"{_fmt(r['speedup'], '.2f')}x | {_fmt(r['startup_s'], '.1f')} |")  # fmt: skip
             else:
-                lines.append(f"| {r['k']} | {r.get('skipped') or r.get('error')} | | | |")
+                lines.append(f"| {r['k']} | {mps} | {r.get('skipped') or r.get('error')} | | | |")
     else:
         lines.append(f"| error | {packed} | | | |")
     grid = results.get("grid", {})
@@ -409,6 +579,16 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def versions() -> dict[str, str | None]:
+    """What a reviewer needs to reproduce the figures: library and CUDA stack versions."""
+    import torchvision
+
+    cuda = torch.cuda.is_available()
+    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "lightning": L.__version__, "cuda": torch.version.cuda, "cudnn": str(torch.backends.cudnn.version()),
+            "gpu_capability": ".".join(map(str, torch.cuda.get_device_capability())) if cuda else None}  # fmt: skip
+
+
 def run_check(out: Path, *, smoke: bool, device: torch.device) -> dict[str, Any]:
     sizes = SMOKE if smoke else FULL
     budget = Budget(sizes.budget_s)
@@ -417,14 +597,16 @@ def run_check(out: Path, *, smoke: bool, device: torch.device) -> dict[str, Any]
     results: dict[str, Any] = {
         "smoke": smoke, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} ({platform.processor() or platform.machine()})", "device": str(device),
-        "device_name": name, "torch": torch.__version__, "cpus": os.cpu_count(),
+        "device_name": name, "torch": torch.__version__, "cpus": os.cpu_count(), "versions": versions(),
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="nlbench-device-check-") as tmp:
         data_dir = write_cifar10(Path(tmp) / "cifar10", train=sizes.train_images, test=sizes.test_images)
-        _phase(results, "block", lambda: block_phase(device, sizes))
+        # The training-step rows first: the first reduce-overhead row must not wait for the block benchmark.
         _phase(results, "train_step", lambda: train_step_phase(device, sizes, data_dir, budget))
+        _phase(results, "block", lambda: block_phase(device, sizes))
         _phase(results, "epoch", lambda: epoch_phase(device, sizes, data_dir))
+        _phase(results, "precision", lambda: precision_phase(device, sizes, data_dir, budget))
         _phase(results, "packed", lambda: packed_phase(device, sizes, data_dir, budget, smoke))
     results["grid"] = grid_projection(results.get("epoch"), results.get("packed"))
     results["total_s"] = time.monotonic() - budget.start

@@ -10,6 +10,8 @@ torchvision on its own.
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Sequence
 
 import torch
@@ -68,6 +70,14 @@ def random_crop_flip(images: Tensor, *, padding: int, flip: bool = True,
     return crop_flip(images, offsets, flips, padding=padding)
 
 
+@functools.lru_cache(maxsize=16)
+def _log_ratio(low: float, high: float) -> tuple[float, float]:
+    """torchvision's float32 log of the aspect-ratio bounds, computed once (not a host tensor and two reads per
+    batch)."""
+    log_ratio = torch.log(torch.tensor([low, high]))
+    return log_ratio[0].item(), log_ratio[1].item()
+
+
 def sample_resized_crop_boxes(n: int, height: int, width: int, *, scale: Sequence[float] = (0.08, 1.0),
                               ratio: Sequence[float] = (3 / 4, 4 / 3), attempts: int = 10,
                               device: torch.device | str | None = None,
@@ -83,10 +93,10 @@ def sample_resized_crop_boxes(n: int, height: int, width: int, *, scale: Sequenc
         raise ValueError(f"random resized crop needs 0 < scale[0] <= scale[1] and 0 < ratio[0] <= ratio[1], "
                          f"got scale={tuple(scale)}, ratio={tuple(ratio)}")
     area = height * width
-    log_ratio = torch.log(torch.tensor([float(ratio[0]), float(ratio[1])]))
+    log_ratio = _log_ratio(float(ratio[0]), float(ratio[1]))
     target_area = area * torch.empty(n, attempts, device=device).uniform_(scale[0], scale[1], generator=generator)
     aspect = torch.exp(torch.empty(n, attempts, device=device).uniform_(
-        log_ratio[0].item(), log_ratio[1].item(), generator=generator))
+        *log_ratio, generator=generator))
     w = torch.sqrt(target_area * aspect).round().long()
     h = torch.sqrt(target_area / aspect).round().long()
     fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)

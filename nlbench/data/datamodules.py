@@ -59,8 +59,10 @@ class ImageDataModule(LightningDataModule):
 
     Args:
         data_dir: Folder holding (or receiving) the dataset archives, extracted files and uint8 cache.
-        batch_size: Training batch size.
-        eval_batch_size: Batch size of the validation, test and predict loaders.
+        batch_size: Training batch size: the global batch, as the paper's single-process (DataParallel) runs had
+            it. Under DDP each of the world-size processes loads batch_size / world size (which must divide).
+        eval_batch_size: Batch size of the validation, test and predict loaders, per process (results do not
+            depend on it).
         download: Download the official archive when it is missing (``prepare_data``, rank 0 only).
         verify: Check archive checksums; turn off for local copies whose bytes differ from the official ones.
         val_split: 0 = validate on the official test split (as the paper does); a fraction in (0, 1) or an image
@@ -137,6 +139,7 @@ class ImageDataModule(LightningDataModule):
         self.device_cache = device_cache
         self._arrays: dict[str, ImageArrays] = {}
         self._device_arrays: dict[tuple[int, torch.device], tuple[ImageArrays, ImageArrays]] = {}
+        self._norm_constants: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
         self._generator: torch.Generator | None = None
 
     # ---- what the model sees -------------------------------------------------------------------------------
@@ -168,7 +171,18 @@ class ImageDataModule(LightningDataModule):
 
     def _to_normalized_float(self, images: Tensor) -> Tensor:
         # The very kernels v2.ToDtype and v2.Normalize call per sample, so evaluation batches match bit for bit.
-        return F.normalize(F.to_dtype(images, torch.float32, scale=True), mean=list(self.mean), std=list(self.std))
+        return self._normalize(F.to_dtype(images, torch.float32, scale=True))
+
+    def _normalize(self, images: Tensor) -> Tensor:
+        """torchvision's ``normalize_image`` (subtract, then divide: bit for bit what v2.Normalize gives) with mean
+        and std built once per device and dtype. F.normalize builds them from the lists at every call, which on a GPU
+        is a blocking host-to-device copy per batch (torchvision issue 9576)."""
+        key = (images.device, images.dtype)
+        if key not in self._norm_constants:
+            self._norm_constants[key] = tuple(torch.tensor(v, dtype=images.dtype, device=images.device).view(-1, 1, 1)
+                                              for v in (self.mean, self.std))  # type: ignore[assignment]
+        mean, std = self._norm_constants[key]
+        return images.sub(mean).div_(std)
 
     def _to_float_and_normalize(self) -> list[v2.Transform]:
         return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(self.mean), std=list(self.std))]
@@ -180,6 +194,8 @@ class ImageDataModule(LightningDataModule):
     def setup(self, stage: str) -> None:
         if stage not in _STAGE_SPLITS:
             raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(_STAGE_SPLITS)}")
+        if stage == "fit":
+            self.rank_batch_size  # refuse a global batch the DDP processes cannot split, before loading anything
         for split in _STAGE_SPLITS[stage]:
             if split in self._arrays:
                 continue
@@ -220,6 +236,12 @@ class ImageDataModule(LightningDataModule):
             seed = (torch.initial_seed() + 7919 * self.trainer.global_rank) % 2**63
             self._generator = torch.Generator(device=device).manual_seed(seed)
         return self._generator
+
+    @property
+    def rank_batch_size(self) -> int:
+        """Training batch of this process: ``batch_size`` split evenly over the trainer's DDP processes."""
+        world = self.trainer.world_size if self.trainer is not None else 1
+        return per_rank_batch(self.batch_size, world)
 
     # ---- internals ---------------------------------------------------------------------------------------------
     def _load(self, split: str) -> ImageArrays:
@@ -271,8 +293,17 @@ class ImageDataModule(LightningDataModule):
             dataset = ImageTensorDataset(arrays.images, arrays.labels, transform=self.sample_transform(train=train))
         if pin_memory is None:
             pin_memory = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
-        return make_loader(dataset, batch_size=self.batch_size if train else self.eval_batch_size, shuffle=train,
+        return make_loader(dataset, batch_size=self.rank_batch_size if train else self.eval_batch_size, shuffle=train,
                            drop_last=train and self.drop_last, num_workers=self.num_workers, pin_memory=pin_memory)
+
+
+def per_rank_batch(batch_size: int, world_size: int) -> int:
+    """The per-process share of a global training batch; the global batch (and so the paper's learning rate) stays
+    what the config says whatever the number of GPUs a run gets."""
+    if batch_size % world_size:
+        raise ValueError(f"data.batch_size={batch_size} is the global batch and must divide evenly over the "
+                         f"{world_size} DDP processes (trainer.devices x trainer.num_nodes)")
+    return batch_size // world_size
 
 
 def _on_device_copy(arrays: ImageArrays, device: torch.device) -> ImageArrays:
@@ -383,7 +414,7 @@ class TinyImageNetDataModule(ImageDataModule):
         images = random_resized_crop_flip(F.to_dtype(images, torch.float32, scale=True), size=self.crop_size,
                                           scale=self.rrc_scale, ratio=self.rrc_ratio, flip=self.flip,
                                           generator=generator)
-        return F.normalize(images, mean=list(self.mean), std=list(self.std))
+        return self._normalize(images)
 
     def sample_transform(self, *, train: bool) -> v2.Transform:
         if not (train and self.augment):

@@ -37,6 +37,13 @@ def _autocast_off(t: Tensor) -> AbstractContextManager:
     return torch.autocast(device_type=t.device.type, enabled=False)
 
 
+def _norm_float32_under_autocast(t: Tensor) -> Tensor:
+    """Per-head L2 norm (width-1 vector) summed in float32; kept in float32 under autocast (a bf16 norm carries
+    3 significant digits, which the magnitude ablation's logits |q| |k| are made of), else in the input dtype."""
+    norm = torch.linalg.vector_norm(t, dim=-1, keepdim=True, dtype=torch.promote_types(t.dtype, torch.float32))
+    return norm if torch.is_autocast_enabled(t.device.type) else norm.to(t.dtype)
+
+
 def apply_similarity(q: Tensor, k: Tensor, similarity: Similarity) -> tuple[Tensor, Tensor]:
     """Transform queries and keys (never values) for the paper's similarity ablation, per head.
 
@@ -46,10 +53,7 @@ def apply_similarity(q: Tensor, k: Tensor, similarity: Similarity) -> tuple[Tens
     if similarity == "dot":
         return q, k
     if similarity == "magnitude":
-        return (
-            torch.linalg.vector_norm(q, dim=-1, keepdim=True).to(q.dtype),
-            torch.linalg.vector_norm(k, dim=-1, keepdim=True).to(k.dtype),
-        )
+        return _norm_float32_under_autocast(q), _norm_float32_under_autocast(k)
     if similarity == "direction":
         return F.normalize(q, dim=-1).to(q.dtype), F.normalize(k, dim=-1).to(k.dtype)
     raise ValueError(f"similarity must be one of {', '.join(SIMILARITIES)}; got {similarity!r}")

@@ -59,7 +59,9 @@ def register_input_capture(
     (always when None); returns the handles. The hook keeps a reference to an activation autograd holds anyway."""
     def hook_for(name: str) -> Callable[..., None]:
         def hook(_module: nn.Module, args: tuple[Tensor, ...]) -> None:
-            if enabled is None or enabled():
+            # Compiled, the input is always kept (one more graph output, no copy): reading the sampling flag in the
+            # graph would make it a guard, and each change of it a recompile (on rank 0 only, under DDP).
+            if torch.compiler.is_compiling() or enabled is None or enabled():
                 store[name] = args[0].detach()
 
         return hook

@@ -44,22 +44,32 @@ def sinusoidal_table_2d(
 class SinusoidalPositionalEncoding2d(nn.Module):
     """x (B, C, H, W) -> x + table (C, H, W); the table is fixed (no parameters, not in the state dict).
 
-    Tables are cached per (height, width, device, dtype) in a plain dict rather than a buffer, so feature maps of
-    several sizes and a module moved between devices never rebuild or pay a stale-buffer check in every forward.
-    Under ``torch.compile`` the first call of a new size fills the cache inside the graph, so the second call
-    recompiles once (with the table as a constant) and then stays compiled.
+    One non-persistent buffer per feature-map size (``table_{H}x{W}``, in the dtype of its first use), so tables
+    follow the module's ``.to()`` and are plain inputs of a compiled graph. Build them eagerly before compiling
+    (`prepare`, or one eager forward at each size: ``nlbench.classifier`` does it): a table first built inside
+    ``torch.compile`` would be computed by the graph (CPU kernels in a GPU graph) and then cost a recompile once it
+    exists.
     """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.channels = channels
-        self._tables: dict[tuple[int, int, torch.device, torch.dtype], Tensor] = {}
+
+    def prepare(self, height: int, width: int, device: torch.device | str | None = None,
+                dtype: torch.dtype | None = None) -> Tensor:
+        """The buffer for (height, width), built now if missing (on `device`, default the module's; in `dtype`,
+        default float32; it then follows the module's ``.to()``/``.double()``)."""
+        name = f"table_{height}x{width}"
+        table = self._buffers.get(name)
+        if table is None:
+            if device is None:
+                device = next((b.device for b in self.buffers()), torch.device("cpu"))
+            table = sinusoidal_table_2d(self.channels, height, width, device=device, dtype=dtype or torch.float32)
+            self.register_buffer(name, table, persistent=False)
+        return table
 
     def table(self, height: int, width: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-        key = (height, width, device, dtype)
-        if key not in self._tables:
-            self._tables[key] = sinusoidal_table_2d(self.channels, height, width, device=device, dtype=dtype)
-        return self._tables[key]
+        return self.prepare(height, width, device, dtype).to(device=device, dtype=dtype)  # no-op for the usual case
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.table(x.shape[-2], x.shape[-1], x.device, x.dtype)

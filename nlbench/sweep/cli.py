@@ -24,6 +24,7 @@ from nlbench.errors import os_error_line
 from nlbench.run import short_name
 from nlbench.sweep.datacheck import DataNeed, check_data, data_needs, fetch_data
 from nlbench.sweep.devices import Slot, parse_devices, plan_slots, visible_gpus
+from nlbench.sweep.mps import mps_slots
 from nlbench.sweep.results import axis_columns
 from nlbench.sweep.runner import SweepLockedError, format_duration, plan, run_sweep
 from nlbench.sweep.spec import (
@@ -61,6 +62,11 @@ def build_parser() -> ArgumentParser:
         "--runs-per-device", type=int, default=None, metavar="K",
         help="concurrent runs per GPU (group of devices_per_run GPUs) or on the CPU, instead of the spec's "
         "runs_per_device; each gets 1/K of the GPU memory, or of the CPU cores",
+    )  # fmt: skip
+    parser.add_argument(
+        "--mps", action="store_true",
+        help="with runs_per_device > 1 on GPUs: run the sweep under a private NVIDIA MPS daemon (pipe and log dirs "
+        "in the sweep dir), so the runs sharing a GPU run kernels concurrently instead of time-slicing it",
     )  # fmt: skip
     parser.add_argument(
         "--bench", type=str, default=None, metavar="FILE",
@@ -124,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{', '.join(s.label for s in slots)} -> {spec.output_dir}")  # fmt: skip
     try:
         fetch_data(needs)
-        rows = run_sweep(spec, slots=slots, runs=runs, max_runs=args.max_runs)
+        with mps_slots(slots, spec.output_dir, enabled=args.mps) as slots:
+            rows = run_sweep(spec, slots=slots, runs=runs, max_runs=args.max_runs)
     except (SweepLockedError, FileNotFoundError) as err:
         return _error(str(err))
     except OSError as err:  # a read-only or full output_dir: one line, and no run was started on it

@@ -6,15 +6,30 @@ N visible GPUs and ``devices_per_run`` k give floor(N / k) slots of k GPUs each,
 
 ``runs_per_device`` r puts r runs on every slot at once (r slots share each GPU group, or the CPU): small runs
 leave most of a modern GPU idle, and r processes overlap one another's host overhead and kernel launches. Each
-sharing run gets a memory cap on GPU, or an even share of the cores on CPU (see `nlbench.device_share`).
+sharing run gets a memory cap on GPU, and every one of several concurrent processes an even share of the host's
+cores (see `nlbench.device_share`).
+
+A packed or DDP run starts in an environment without the launcher variables it inherited (`launcher_free_env`):
+Lightning would otherwise take an outer SLURM job (the sweep running inside an array task) or an inherited
+``MASTER_PORT`` as its own, and concurrent DDP runs would all rendezvous on the same port.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+# Variables by which Lightning/torch.distributed detect an outer launcher (SLURM, torchrun) and pick a rendezvous.
+LAUNCHER_VARS = ("MASTER_PORT", "MASTER_ADDR", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK",
+                 "LOCAL_WORLD_SIZE")  # fmt: skip
+LAUNCHER_PREFIXES = ("SLURM_", "TORCHELASTIC_")
+
+
+def launcher_free_env(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` without the variables of an outer launcher (SLURM_*, TORCHELASTIC_*, MASTER_PORT, RANK, ...), so a run
+    started from inside a SLURM task or a torchrun process picks its own DDP rendezvous (a free port)."""
+    return {k: v for k, v in env.items() if k not in LAUNCHER_VARS and not k.startswith(LAUNCHER_PREFIXES)}
 
 
 @dataclass(frozen=True)
@@ -24,7 +39,9 @@ class Slot:
     gpus: tuple[str, ...] = ()
     shared_by: int = 1  # runs that use the same GPUs (or the CPU) at once, this one included
     index: int = 0  # which of those runs this slot is (0 .. shared_by - 1)
-    cpus: int | None = None  # cores to split between CPU runs (None: the cores this process may use)
+    cpus: int | None = None  # cores to split between the processes (None: the cores this process may use)
+    concurrent: int | None = None  # training processes at once on the host, DDP ranks included (None: shared_by)
+    mps_dir: str | None = None  # the sweep's private MPS daemon (nlbench.sweep.mps), when it runs one
 
     @property
     def label(self) -> str:
@@ -37,7 +54,19 @@ class Slot:
         pinned = {"CUDA_VISIBLE_DEVICES": ",".join(self.gpus)} if self.gpus else {}
         from nlbench.device_share import share_env  # imports torch and Lightning: not for `nlbench sweep --help`
 
-        return {**pinned, **share_env(self.shared_by, gpu=bool(self.gpus), cpus=self.cpus)}
+        shared = share_env(self.shared_by, gpu=bool(self.gpus), cpus=self.cpus, concurrent=self.concurrent)
+        mps = {}
+        if self.mps_dir and self.gpus:
+            from nlbench.sweep.mps import client_env
+
+            mps = client_env(self.mps_dir)
+        return {**pinned, **shared, **mps}
+
+    def child_env(self, parent: Mapping[str, str]) -> dict[str, str]:
+        """The whole environment of a run on this slot: `parent`'s, without an outer launcher's variables when the
+        run is packed or DDP (see the module docstring), plus `env()`."""
+        packed_or_ddp = self.shared_by > 1 or len(self.gpus) > 1
+        return {**(launcher_free_env(parent) if packed_or_ddp else parent), **self.env()}
 
     def fit_args(self, *, strategy_given: bool = False) -> list[str]:
         """Trainer arguments for this slot; `strategy_given` when the run's own overrides choose a strategy."""
@@ -94,4 +123,7 @@ def plan_slots(gpus: Sequence[str], devices_per_run: int, runs_per_device: int =
             )
         n_groups = len(gpus) // devices_per_run
         groups = [tuple(gpus[i * devices_per_run : (i + 1) * devices_per_run]) for i in range(n_groups)]
-    return [Slot(group, runs_per_device, index) for index in range(runs_per_device) for group in groups]
+    processes = len(groups) * runs_per_device * devices_per_run  # training processes at once (DDP: one per GPU)
+    concurrent = processes if processes > 1 else None  # None: alone, as `Slot()`
+    return [Slot(group, runs_per_device, index, concurrent=concurrent) for index in range(runs_per_device)
+            for group in groups]  # fmt: skip

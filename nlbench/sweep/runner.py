@@ -160,7 +160,7 @@ def _launch(spec: SweepSpec, run: SweepRun, slot: Slot, fit_command: Sequence[st
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, **slot.env(), "PYTHONUNBUFFERED": "1"},
+        env={**slot.child_env(os.environ), "PYTHONUNBUFFERED": "1"},
         pass_fds=(lock_fd,),
         preexec_fn=_die_with_parent(os.getpid()),
     )
