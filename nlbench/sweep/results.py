@@ -86,8 +86,6 @@ def write_results(
     out = spec.output_dir
     atomic_write_json(out / "results.json", rows)
     atomic_write_text(out / "results.csv", _to_csv(rows))
-    for stale in ("summary.json", "summary.csv"):  # written by earlier versions; statistics are the report's now
-        (out / stale).unlink(missing_ok=True)
     return rows
 
 
