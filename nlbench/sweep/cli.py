@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.runs_per_device is not None:
             spec = dataclasses.replace(spec, runs_per_device=args.runs_per_device)
         spec.check_size()
+        options = slurm_options(spec, slurm_given) if args.launcher == "slurm" and not args.status else None
         slots = None  # only needed to run or preview here; an export or a submission may be made without the GPUs
         local = args.launcher == "local" and not args.status
         if local and (args.dry_run or not args.export_wandb):
@@ -158,7 +159,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.status:
             print_status(spec, runs)
             return 0
-        options = slurm_options(spec, slurm_given) if args.launcher == "slurm" else None
         probes = probe_runs(spec, runs)
         print(f"checking {len(runs)} run(s) with the `nlbench fit` parser ({len(probes) + 1} configs parsed) ...",
               file=sys.stderr, flush=True)  # fmt: skip
