@@ -57,6 +57,16 @@ class Cluster:
         raise TimeoutError(f"job {job_id} still queued after {timeout} s:\n{self.run('squeue', check=False)}")
 
     def stop(self) -> None:
+        """Cancel every job (their processes outlive slurmd otherwise), wait for them to end, stop the daemons."""
+        try:
+            jobs = self.run("squeue", "-h", "-o", "%A", check=False).split()
+            if jobs:
+                self.run("scancel", *sorted(set(jobs)), check=False)
+                deadline = time.monotonic() + 30
+                while self.run("squeue", "-h", check=False).strip() and time.monotonic() < deadline:
+                    time.sleep(0.5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
         for name in reversed(DAEMONS):
             pid_file = self.root / f"{name}.pid"
             try:
@@ -118,7 +128,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={munge_socket}
+AuthInfo=socket={munge_socket},cred_expire=5
 StateSaveLocation={root / 'state'}
 SlurmdSpoolDir={spool}
 SlurmctldPidFile={root / 'slurmctld.pid'}

@@ -143,9 +143,9 @@ def test_an_interrupted_array_task_resumes_bit_for_bit(cluster: Any, tmp_path: P
         runs = tmp_path / "resume" / "runs"
         run_dir = next(runs.iterdir(), None) if runs.exists() else None
     assert read_record(run_dir) is None or read_record(run_dir).status == "running"
-    cluster.run(*interrupt.split(), f"{job}_0")
+    cluster.run(*interrupt.split(), job)  # one pending run: submitit submits one plain job, not an array
     cluster.wait_idle(job, timeout=150)
-    (task,) = cluster.jobs(f"{job}_0")
+    (task,) = cluster.jobs(job)
     assert task["JobState"] == "COMPLETED" and int(task["Restarts"]) >= 1, task
     log = (run_dir / "stdout.log").read_text()
     assert log.count(LOG_MARK) == 2 and "--ckpt_path=last" in log.split(LOG_MARK)[-1]  # resumed, not restarted

@@ -32,6 +32,7 @@ from nlbench.sweep.spec import SweepRun, SweepSpec, SweepSpecError
 SLURM_KEYS = ("partition", "time", "gpus_per_task", "cpus_per_task", "mem", "array_parallelism", "account", "qos",
               "additional")  # fmt: skip
 LOG_DIR = "slurm"
+JOBS_FILE = "jobs.txt"  # <sweep_dir>/slurm/jobs.txt: which task each submitted run went to
 _TIME_RE = re.compile(r"(?:(\d+)-)?(?:(\d+):)?(?:(\d+):)?(\d+)")
 
 
@@ -126,22 +127,20 @@ def submit(spec: SweepSpec, pending: Sequence[SweepRun], options: Mapping[str, A
     executor.update_parameters(**executor_parameters(spec, options))
     with executor.batch():
         jobs = [executor.submit(ArrayTask(spec, ids)) for ids in tasks]
-    job_id = str(jobs[0].job_id).split("_")[0]
-    with open(spec.output_dir / LOG_DIR / "jobs.txt", "a") as f:
-        f.write(f"{job_id} {len(tasks)} {' '.join(','.join(ids) for ids in tasks)}\n")
-    return job_id
+    # One line per task: its SLURM id (JOB_INDEX in an array; submitit submits a single task as a plain job).
+    with open(spec.output_dir / LOG_DIR / JOBS_FILE, "a") as f:
+        f.writelines(f"{job.job_id} {','.join(ids)}\n" for job, ids in zip(jobs, tasks))
+    return str(jobs[0].job_id).split("_")[0]
 
 
 def submitted_jobs(spec: SweepSpec) -> dict[str, str]:
-    """run id -> the job array task (``JOB_INDEX``) it was last submitted in."""
-    path = spec.output_dir / LOG_DIR / "jobs.txt"
+    """run id -> the SLURM task (``JOB_INDEX``, or ``JOB``) it was last submitted in."""
+    path = spec.output_dir / LOG_DIR / JOBS_FILE
     where: dict[str, str] = {}
     if path.is_file():
         for line in path.read_text().splitlines():
-            job, _, *tasks = line.split()
-            for index, ids in enumerate(tasks):
-                for run_id in ids.split(","):
-                    where[run_id] = f"{job}_{index}"
+            task, _, ids = line.partition(" ")
+            where.update(dict.fromkeys(ids.split(","), task))
     return where
 
 
