@@ -145,6 +145,7 @@ ReturnToService=2
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
+SchedulerParameters=bf_interval=1
 KillWait=10
 MinJobAge=300
 NodeName={node} CPUs={cpus} RealMemory={_memory_mb()} State=UNKNOWN

@@ -252,6 +252,36 @@ def test_a_dead_owners_run_is_resumed_by_a_sweep_still_running(tmp_path: Path) -
     assert (call["ckpt_path"], call["start_epoch"]) == ("last", 1)  # resumed from the dead owner's checkpoint
 
 
+def test_index_runs_exactly_the_chosen_points_and_status_shows_every_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nlbench.sweep.cli import parse_index, print_status
+
+    assert parse_index("0-2,5, 4", 6) == [0, 1, 2, 4, 5]
+    for bad, message in (("7", "7 is out of range; the sweep has 6 runs"), ("2-1", "increasing range"),
+                         ("a", "'a' is not an index")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            parse_index(bad, 6)
+    spec = load_spec(write_spec(tmp_path, {"overrides": {"fake.epochs": 1}, "axes": {"seed_everything": [0, 1, 2]},
+                                           "points": [{"fake.mode": "fail"}]}))  # fmt: skip
+    runs = spec.expand()
+    rows = sweep(spec, slots=[Slot()], runs=runs, todo=[runs[i] for i in parse_index("1,3", 4)])
+    assert [len(calls(spec, run.run_id)) for run in runs] == [0, 1, 0, 1]  # what an array task with --index does
+    assert [row["status"] for row in rows] == ["new", "finished", "new", "failed"]  # the table has every run
+    claim = RunLock(run_dir_of(spec, runs[2]), path=claim_path(spec, runs[2]), command="nlbench sweep (SLURM job 7_2)")
+    capsys.readouterr()
+    with claim:
+        print_status(spec, runs)
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split()[:3] == ["pending", runs[0].run_id, "new"]
+    assert out[2].split() == ["finished", runs[1].run_id, "best", "val", "acc1", "0.5100"]
+    assert out[3].split()[:5] == ["running", runs[2].run_id, "pid", str(os.getpid()), "on"]
+    assert out[3].endswith("nlbench sweep (SLURM job 7_2)")  # where it runs, across jobs
+    assert out[4].split(None, 2) == ["failed", runs[3].run_id, "RuntimeError: boom from the fake fit"]
+    assert out[5] == "1 pending, 1 finished, 1 running, 1 failed"
+    assert calls(spec, runs[2].run_id) == []  # --status starts nothing
+
+
 def test_a_spec_cannot_overwrite_another_sweeps_directory(tmp_path: Path) -> None:
     """Issue 20 item 12: `output_dir` (or a name leading) into another sweep's directory, and --max-runs 0 on it."""
     victim = load_spec(write_spec(tmp_path, {"overrides": {"fake.epochs": 1}, "axes": {"seed_everything": [0, 1]}}))

@@ -220,6 +220,11 @@ def test_an_override_too_long_for_a_command_line_is_refused_naming_its_key(tmp_p
                         (f"points: [{{model.note: {big}}}]", "points[0]")):  # fmt: skip
         with pytest.raises(SweepSpecError, match=rf"{re.escape(where)}: the value of 'model.note' is 200,013 bytes"):
             load_spec(write(tmp_path, "base: base.yaml\n" + body + "\n"))
+    # The attack through the CLI: the dry run now refuses it (exit 2, one line) instead of passing it.
+    from nlbench.sweep.cli import main
+
+    path = write(tmp_path, f"base: base.yaml\noverrides: {{model.note: {big}}}\naxes: {{seed_everything: [0]}}\n")
+    assert main(["--config", str(path), "--dry-run", "--devices", "cpu"]) == 2
     many = "{" + ", ".join(f"model.k{i}: {'y' * 90_000}" for i in range(12)) + "}"
     with pytest.raises(SweepSpecError, match=r"the overrides of a run take 1,080,\d+ bytes on the command line"):
         load_spec(write(tmp_path, f"base: base.yaml\noverrides: {many}\naxes: {{seed_everything: [0]}}\n"))

@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if slots is None:
         return 0
     if args.dry_run:
-        print_plan(spec, runs, parsed, slots, needs, bench=args.bench)
+        print_plan(spec, todo, parsed, slots, needs, bench=args.bench)
         return 0
 
     print(f"sweep {spec.name}: {_counts_line(spec, runs)}; {len(slots)} slot(s): "
