@@ -282,6 +282,15 @@ def test_index_runs_exactly_the_chosen_points_and_status_shows_every_run(
     assert calls(spec, runs[2].run_id) == []  # --status starts nothing
 
 
+def test_a_run_whose_directory_a_fit_holds_is_left_alone(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, {"overrides": {"fake.epochs": 1}, "axes": {"seed_everything": [0, 1]}}))
+    first, second = spec.expand()
+    with RunLock(run_dir_of(spec, first), command="nlbench fit"):  # e.g. `nlbench fit --run_dir ...` by hand
+        rows = sweep(spec, slots=[Slot()])
+    assert [row["status"] for row in rows] == ["running", "finished"]
+    assert calls(spec, first.run_id) == [] and len(calls(spec, second.run_id)) == 1
+
+
 def test_a_spec_cannot_overwrite_another_sweeps_directory(tmp_path: Path) -> None:
     """Issue 20 item 12: `output_dir` (or a name leading) into another sweep's directory, and --max-runs 0 on it."""
     victim = load_spec(write_spec(tmp_path, {"overrides": {"fake.epochs": 1}, "axes": {"seed_everything": [0, 1]}}))

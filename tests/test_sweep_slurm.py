@@ -107,7 +107,7 @@ def test_a_sweep_submitted_to_slurm_equals_the_same_sweep_run_locally(cluster: A
     assert done.returncode == 0, done.stderr
     job = job_of(done.stdout)
     assert "4 run(s) as 4 array task(s)" in done.stdout
-    cluster.wait_idle(job, timeout=150)
+    cluster.wait_idle(job, timeout=400)  # a bound, not a target: minutes on a loaded 2-core machine
     sweep_dir = tmp_path / "grid"
     logs = sorted((sweep_dir / "slurm").glob(f"{job}_*/{job}_*_0_log.out"))  # submitit's logs, one per task
     assert [p.parent.name for p in logs] == [f"{job}_{i}" for i in range(4)]
@@ -139,7 +139,7 @@ def test_an_interrupted_array_task_resumes_bit_for_bit(cluster: Any, tmp_path: P
     assert done.returncode == 0, done.stderr
     job = job_of(done.stdout)
     run_dir = next((tmp_path / "resume" / "runs").iterdir(), None) if (tmp_path / "resume" / "runs").exists() else None
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 300
     while not (run_dir and (run_dir / "checkpoints" / "last.ckpt").exists()):
         assert time.monotonic() < deadline, cluster.run("squeue")
         time.sleep(0.2)
@@ -147,7 +147,7 @@ def test_an_interrupted_array_task_resumes_bit_for_bit(cluster: Any, tmp_path: P
         run_dir = next(runs.iterdir(), None) if runs.exists() else None
     assert read_record(run_dir) is None or read_record(run_dir).status == "running"
     cluster.run(*interrupt.split(), job)  # one pending run: submitit submits one plain job, not an array
-    cluster.wait_idle(job, timeout=150)
+    cluster.wait_idle(job, timeout=400)  # a bound, not a target: minutes on a loaded 2-core machine
     (task,) = cluster.jobs(job)
     assert task["JobState"] == "COMPLETED" and int(task["Restarts"]) >= 1, task
     log = (run_dir / "stdout.log").read_text()

@@ -228,6 +228,9 @@ def _claim_and_launch(
             claim.acquire(timeout_s=0.0)
         except runlock.RunLockedError:
             continue
+        if runlock.is_alive(run_dir_of(spec, run)):  # a fit started by hand works there: not ours to start
+            claim.release()
+            continue
         # Re-read under the claim: another process may have finished the run since this one planned it.
         if read_state(run_dir_of(spec, run)).action == "skip":
             claim.release()

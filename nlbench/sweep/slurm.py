@@ -7,7 +7,7 @@ submitit writes its scripts and logs under ``<sweep_dir>/slurm/``.
 
 Requeue and resume: submitit's checkpointing, not Lightning's SLURM auto-requeue. The array task's process is
 submitit's, and the fit is its child: with ``--signal=USR2@90`` (submitit's) SLURM warns the task before its time
-limit or on preemption, submitit calls :meth:`ArrayTask.checkpoint` and requeues the task (counting timeouts),
+limit or on preemption, submitit calls ``ArrayTask.checkpoint`` (nlbench/sweep/slurm_task.py) and requeues the task (counting timeouts),
 and the requeued task resumes the run from its last checkpoint with nlbench's exact resume (``--ckpt_path last``:
 model, optimizer, scheduler, RNG states and loader position), so it ends bit for bit where an uninterrupted run
 would. Lightning's SLURMEnvironment is kept out of the child (runner.child_environ), so no second handler requeues
@@ -19,7 +19,7 @@ cancelled job (``scancel JOB``) stays cancelled.
 from __future__ import annotations
 
 import re
-import signal
+import shlex
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -122,6 +122,8 @@ def submit(spec: SweepSpec, pending: Sequence[SweepRun], options: Mapping[str, A
     """Submit the pending runs as one job array; returns the job id. Records it in <sweep_dir>/slurm/jobs.txt."""
     import submitit
 
+    from nlbench.sweep.slurm_task import ArrayTask
+
     tasks = task_runs(spec, pending, options)
     executor = submitit.SlurmExecutor(folder=log_folder(spec))
     executor.update_parameters(**executor_parameters(spec, options))
@@ -157,58 +159,4 @@ def queued(job_ids: Sequence[str]) -> dict[str, str]:
 
 
 def _quote(text: str) -> str:
-    import shlex
-
     return shlex.quote(text)
-
-
-try:
-    from submitit.helpers import Checkpointable as _Checkpointable
-except ImportError:  # submitit is only needed for --launcher slurm
-    _Checkpointable = object  # type: ignore[assignment,misc]
-
-
-class ArrayTask(_Checkpointable):  # type: ignore[misc,valid-type]
-    """What one array task runs: the sweep runner on its runs, on the task's devices (pickled by submitit)."""
-
-    def __init__(self, spec: SweepSpec, run_ids: Sequence[str]) -> None:
-        self.spec = spec
-        self.run_ids = list(run_ids)
-
-    def __call__(self) -> dict[str, str]:
-        from nlbench.sweep.devices import plan_slots, visible_gpus
-        from nlbench.sweep.runner import run_sweep
-
-        runs = self.spec.expand()
-        todo = [run for run in runs if run.run_id in set(self.run_ids)]
-        slots = plan_slots(visible_gpus(), self.spec.devices_per_run, self.spec.runs_per_device)
-        try:
-            rows = run_sweep(self.spec, slots=slots, runs=runs, todo=todo, progress=False)
-        except KeyboardInterrupt:  # SIGTERM: the runs are stopped and their state written
-            _requeue_if_running()
-            raise SystemExit(-1) from None  # no result pickle: the task is not over
-        return {row["run_id"]: row["status"] for row in rows if row["run_id"] in set(self.run_ids)}
-
-    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-        # Called by submitit on SIGUSR2 (time limit near, or preemption) before it requeues the task. The run
-        # directories are the checkpoint: the resubmitted task is this same task. SLURM's requeue then sends
-        # SIGTERM, which must not interrupt the clean stop that submitit's sys.exit starts.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        return super().checkpoint(*args, **kwargs)
-
-
-def _requeue_if_running() -> None:
-    """Requeue this array task unless SLURM is already ending it (cancelled, requeued, timed out)."""
-    import os
-
-    job = os.environ.get("SLURM_JOB_ID")
-    if not job:
-        return
-    try:
-        out = subprocess.run(["scontrol", "-o", "show", "job", job], capture_output=True, text=True,
-                             timeout=30).stdout  # fmt: skip
-        state = re.search(r"\bJobState=(\S+)", out)
-        if state and state.group(1) == "RUNNING":
-            subprocess.run(["scontrol", "requeue", job], capture_output=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        pass
