@@ -136,7 +136,8 @@ def test_a_wandb_agents_run_lands_in_the_sweep_directory_with_the_agents_id(tmp_
     chosen = {k: p["values"][-1] if "values" in p else p["value"] for k, p in definition["parameters"].items()}
     args = create_sweep_command_args({"args": {k: {"value": v} for k, v in chosen.items()}})["args"]
     command = [a for c in definition["command"] for a in {"${env}": ["/usr/bin/env"], "${args}": args}.get(c, [c])]
-    command[command.index("nlbench")] = str(Path(sys.executable).with_name("nlbench"))
+    at = command.index("nlbench")  # the console script `nlbench` is `python -m nlbench` (no install needed here)
+    command[at : at + 1] = [sys.executable, "-m", "nlbench"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline", "WANDB_SWEEP_ID": "swp12345",
            "WANDB_RUN_ID": "agentrun1", "WANDB_PROJECT": "nlbench-test", "WANDB_DIR": str(tmp_path)}  # fmt: skip
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)  # as agents do
