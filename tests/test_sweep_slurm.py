@@ -102,10 +102,14 @@ def test_bad_slurm_options_exit_2_with_one_line(tmp_path: Path) -> None:
 def test_a_sweep_submitted_to_slurm_equals_the_same_sweep_run_locally(cluster: Any, tmp_path: Path) -> None:
     axes = {"model.backbone.nl.normalization": ["softmax", "scale"], "seed_everything": [0, 1]}
     spec = write_spec(tmp_path, "grid", overrides=TINY, axes=axes)
-    done = nlbench_sweep(cluster.env, "--config", str(spec), "--launcher", "slurm", "--slurm.time", "10",
-                         "--slurm.cpus_per_task", "1")  # fmt: skip
+    options = ("--launcher", "slurm", "--slurm.time", "10", "--slurm.cpus_per_task", "1")
+    dry = nlbench_sweep(cluster.env, "--config", str(spec), *options, "--dry-run")
+    done = nlbench_sweep(cluster.env, "--config", str(spec), *options)
     assert done.returncode == 0, done.stderr
     job = job_of(done.stdout)
+    # The dry run printed the very script submitit submitted (sweep/slurm.py renders it with submitit's function).
+    (submitted,) = (tmp_path / "grid" / "slurm").glob("*/*_submission.sh")
+    assert dry.stdout[dry.stdout.index("#!/bin/bash"):].strip() == submitted.read_text().strip()
     assert "4 run(s) as 4 array task(s)" in done.stdout
     cluster.wait_idle(job, timeout=400)  # a bound, not a target: minutes on a loaded 2-core machine
     sweep_dir = tmp_path / "grid"
