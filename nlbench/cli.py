@@ -24,8 +24,9 @@ from nlbench.callbacks import RunResult
 from nlbench.checkpoint_io import check_resumable, resume_checkpoint
 from nlbench.classifier import ImageClassifier
 from nlbench.device_share import DeviceShare
+from nlbench.io import atomic_write_text
+from nlbench.loggers import WANDB_ID_FILE, ResumedMetrics, WandbLogger, quiet_third_party_output, wandb_run_id
 from nlbench.nn.registry import check_config
-from nlbench.loggers import ResumedMetrics, WandbLogger, quiet_third_party_output, wandb_run_id
 from nlbench.predict import PredictionWriter
 from nlbench.rng import RandomState
 from nlbench.run import RunIdentity, command_line_keys, identity_from_config
@@ -172,6 +173,11 @@ class NLBenchCLI(LightningCLI):
                     f"--run_dir {run_dir} already holds checkpoints; pass --ckpt_path last to resume it "
                     "or choose another --run_dir"
                 )
+        elif self.subcommand == "fit" and (agent_dir := _agent_run_dir(cfg)) is not None:
+            run_dir = agent_dir  # a `wandb agent` run of an exported sweep: in the sweep's directory
+            if not resuming and _checkpoints_in(run_dir):
+                raise ConfigError(f"{run_dir} (this W&B agent run's directory in its sweep) already holds "
+                                  "checkpoints; the grid point ran before")  # fmt: skip
         else:
             root = Path(cfg.trainer.default_root_dir or "runs")
             run_dir = root / identity.name
@@ -210,6 +216,30 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
+def _agent_run_dir(cfg: Namespace) -> Path | None:
+    from nlbench.sweep.wandb_export import agent_run_dir
+
+    return agent_run_dir(lambda key: _lookup(cfg, key))
+
+
+_MISSING = object()
+
+
+def _lookup(cfg: Namespace, key: str) -> Any:
+    """A dotted override key's parsed value: ``model.backbone.nl.reduction`` reaches through ``init_args`` as the
+    command line's shorthand does."""
+    node: Any = cfg
+    for part in key.split("."):
+        if isinstance(node, Namespace) and part in node:
+            node = node[part]
+        elif isinstance(node, Namespace) and "init_args" in node and isinstance(node.init_args, Namespace) \
+                and part in node.init_args:  # fmt: skip
+            node = node.init_args[part]
+        else:
+            return _MISSING
+    return node
+
+
 def _checkpoints_in(run_dir: Path) -> bool:
     return any(run_dir.glob("checkpoints/*.ckpt"))
 
@@ -236,7 +266,12 @@ def _configure_loggers(loggers: Any, log_dir: Path, run_dir: Path, identity: Run
             args.name = args.get("name") or identity.name
             args.group = args.get("group") or identity.group
             args.tags = list(dict.fromkeys([*(args.get("tags") or []), *identity.tags]))
-            args.id = args.get("id") or wandb_run_id(run_dir, resuming)
+            if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):
+                # Under `wandb agent` W&B uses the agent's id whatever is passed: record that one.
+                args.id = os.environ["WANDB_RUN_ID"]
+                atomic_write_text(run_dir / WANDB_ID_FILE, args.id + "\n")
+            else:
+                args.id = args.get("id") or wandb_run_id(run_dir, resuming)
     return configured
 
 

@@ -129,6 +129,12 @@ class WandbLogger(_LightningWandbLogger):
         )
         # Lightning passes anonymous=None, which W&B now answers with "The anonymous setting has no effect".
         self._wandb_init.pop("anonymous", None)
+        if os.environ.get("WANDB_SWEEP_ID"):
+            # Under `wandb agent` W&B takes project, entity and run id from the agent (WANDB_PROJECT, WANDB_ENTITY,
+            # WANDB_RUN_ID) and warns "Ignoring ... when running a sweep" about any passed: pass none.
+            for key in ("project", "entity", "id"):
+                self._wandb_init.pop(key, None)
+            self._id = os.environ.get("WANDB_RUN_ID", self._id)
 
     @property
     def mode(self) -> str:

@@ -71,12 +71,13 @@ class WandbSourceError(RuntimeError):
 # ---- status: the one rule ---------------------------------------------------------------------------------------
 def resolve_status(record_status: str | None, run_dir: Path) -> str:
     """A run directory's status: final outcomes (finished, diverged) as recorded; else "running" while a process
-    holds the run's lock; else the record's word, a "running" record (its process is gone) or none at all being
+    holds the run's lock (or, in a sweep directory, its claim); else the record's word, a "running" record (its process is gone) or none at all being
     "interrupted" ("new" when the directory does not exist)."""
     if record_status in run_.FINAL_STATUSES:
         return record_status
-    if runlock.is_alive(run_dir):
-        return "running"
+    if runlock.is_alive(run_dir) or (run_dir.parent.name == "runs"
+                                     and runlock.is_alive(run_dir, path=runlock.claim_path(run_dir))):
+        return "running"  # a fit holds the run directory, or a sweep process has claimed it (in a sweep directory)
     if record_status in (None, "running"):
         return "interrupted" if run_dir.is_dir() else NEW
     return record_status

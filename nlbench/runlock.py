@@ -24,6 +24,13 @@ from pathlib import Path
 from typing import Any
 
 LOCK_NAME = ".lock"
+CLAIMS = "claims"  # <sweep_dir>/claims/<run_id>.lock: a sweep process's claim on <sweep_dir>/runs/<run_id>
+
+
+def claim_path(run_dir: str | os.PathLike[str]) -> Path:
+    """Where a sweep process claims the run directory ``<sweep_dir>/runs/<run_id>`` (nlbench.sweep.runner)."""
+    run_dir = Path(run_dir)
+    return run_dir.parent.parent / CLAIMS / f"{run_dir.name}.lock"
 
 
 class RunLockedError(RuntimeError):
@@ -43,8 +50,10 @@ class Owner:
         return f"pid {self.pid} on {self.host}" if self.host else f"pid {self.pid}"
 
 
-def lock_path(run_dir: str | os.PathLike[str]) -> Path:
-    return Path(run_dir) / LOCK_NAME
+def lock_path(run_dir: str | os.PathLike[str], path: str | os.PathLike[str] | None = None) -> Path:
+    """The lock file: ``<run_dir>/.lock``, or `path` for a lock kept elsewhere (a sweep's claim on a run whose
+    directory the child fit locks itself, see nlbench.sweep.runner)."""
+    return Path(path) if path is not None else Path(run_dir) / LOCK_NAME
 
 
 class RunLock:
@@ -53,10 +62,19 @@ class RunLock:
     ``acquire`` waits up to ``timeout_s`` (a reader's brief shared probe must not make a starting owner fail), then
     raises :class:`RunLockedError` naming the owner. Creates the directory when missing."""
 
-    def __init__(self, run_dir: str | os.PathLike[str], *, command: str = "") -> None:
+    def __init__(
+        self, run_dir: str | os.PathLike[str], *, command: str = "", path: str | os.PathLike[str] | None = None
+    ) -> None:
         self.run_dir = Path(run_dir)
+        self.path = lock_path(run_dir, path)
         self.command = command or " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:2])
         self._fd: int | None = None
+
+    @property
+    def fd(self) -> int | None:
+        """The lock's file descriptor while held: a child process given it (``pass_fds``) keeps the lock held
+        until it exits too."""
+        return self._fd
 
     @property
     def held(self) -> bool:
@@ -65,8 +83,8 @@ class RunLock:
     def acquire(self, timeout_s: float = 2.0) -> RunLock:
         if self._fd is not None:
             return self
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path(self.run_dir), os.O_RDWR | os.O_CREAT, 0o666)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -77,7 +95,7 @@ class RunLock:
                     os.close(fd)
                     if err.errno not in (errno.EAGAIN, errno.EACCES):
                         raise
-                    who = owner(self.run_dir)
+                    who = owner(self.run_dir, path=self.path)
                     by = f" by {who.command or 'another process'} ({who.where()})" if who else ""
                     raise RunLockedError(f"{self.run_dir}: in use{by}; wait for it to finish or stop it") from None
                 time.sleep(0.05)
@@ -104,10 +122,10 @@ class RunLock:
         self.release()
 
 
-def owner(run_dir: str | os.PathLike[str]) -> Owner | None:
+def owner(run_dir: str | os.PathLike[str], *, path: str | os.PathLike[str] | None = None) -> Owner | None:
     """The live process holding the run directory's lock, or None when nobody holds it (no lock file, or its
     owner has exited or died). Never blocks and never takes the lock for longer than a probe."""
-    path = lock_path(run_dir)
+    path = lock_path(run_dir, path)
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -130,6 +148,6 @@ def owner(run_dir: str | os.PathLike[str]) -> Owner | None:
         os.close(fd)
 
 
-def is_alive(run_dir: str | os.PathLike[str]) -> bool:
+def is_alive(run_dir: str | os.PathLike[str], *, path: str | os.PathLike[str] | None = None) -> bool:
     """Whether a live process works on the run directory now."""
-    return owner(run_dir) is not None
+    return owner(run_dir, path=path) is not None

@@ -40,3 +40,16 @@ def test_a_killed_owner_frees_the_lock(tmp_path):
     while is_alive(run) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not is_alive(run)
+
+
+def test_a_lock_kept_outside_the_run_directory(tmp_path: Path) -> None:
+    """A sweep's claim (path=) and the run directory's own lock are independent: the child fit can take its own."""
+    run_dir, claim = tmp_path / "run", tmp_path / "claims" / "run.lock"
+    with RunLock(run_dir, path=claim, command="nlbench sweep"):
+        assert is_alive(run_dir, path=claim) and not is_alive(run_dir)
+        assert owner(run_dir, path=claim).command == "nlbench sweep"
+        with RunLock(run_dir):  # the fit's lock on its run directory
+            assert is_alive(run_dir)
+        with pytest.raises(RunLockedError, match="in use by nlbench sweep"):
+            RunLock(run_dir, path=claim).acquire(timeout_s=0)
+    assert not is_alive(run_dir, path=claim)

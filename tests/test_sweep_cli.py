@@ -90,12 +90,13 @@ def test_wandb_export_names_real_fit_arguments(
     from nlbench.cli import parse_fit_args
 
     monkeypatch.chdir(REPO)  # agents run from the repository root
-    spec = load_spec("experiments/sweeps/cifar10.yaml")
+    spec = load_spec("experiments/sweeps/cifar10.yaml", output_dir=tmp_path / "sweep")
     text = export_wandb(spec, tmp_path / "cifar10-wandb.yaml").read_text()
     assert text.startswith("# W&B sweep definition") and "wandb agent ENTITY/PROJECT/SWEEP_ID" in text
     definition = yaml.safe_load(text)
     assert definition["method"] == "grid" and definition["project"] == "nlbench-cifar10"
-    assert definition["command"] == ["${env}", "nlbench", "fit", "--config", "experiments/cifar10.yaml", "${args}"]
+    assert definition["command"] == ["${env}", f"NLBENCH_SWEEP_DIR={tmp_path / 'sweep'}", "nlbench", "fit",
+                                     "--config", "experiments/cifar10.yaml", "${args}"]  # fmt: skip
     parameters = definition["parameters"]
     assert {k: p["values"] for k, p in parameters.items() if "values" in p} == spec.axes
     assert parameters["data.download"] == {"value": True}
@@ -105,7 +106,8 @@ def test_wandb_export_names_real_fit_arguments(
     for i in range(longest):
         chosen = {k: p["values"][i % len(p["values"])] if "values" in p else p["value"] for k, p in parameters.items()}
         args = create_sweep_command_args({"args": {k: {"value": v} for k, v in chosen.items()}})["args"]
-        command = [a for c in definition["command"] for a in {"${env}": [], "${args}": args}.get(c, [c])]
+        command = [a for c in definition["command"] for a in {"${env}": [], "${args}": args}.get(c, [c])
+                   if not a.startswith("NLBENCH_SWEEP_DIR=")]  # fmt: skip
         assert command[:2] == ["nlbench", "fit"]
         config = parse_fit_args(command[2:])
         nl = config.model.backbone.init_args.nl
@@ -117,6 +119,45 @@ def test_wandb_export_names_real_fit_arguments(
     path = demo_spec(tmp_path, axes={NORMALIZATION: ["softmax", "scale"]}, points=[{"model.backbone.nl_stages": []}])
     assert main(["--config", str(path), "--export-wandb", str(tmp_path / "w.yaml")]) == 2
     assert "cannot express explicit 'points'" in capsys.readouterr().err
+
+
+def test_a_wandb_agents_run_lands_in_the_sweep_directory_with_the_agents_id(tmp_path: Path) -> None:
+    """Issue 19 item 3, with a fake agent that keeps wandb's contract: it runs the definition's command with ${env}
+    and ${args} expanded as wandb does, and sets WANDB_SWEEP_ID and WANDB_RUN_ID (W&B offline here)."""
+    import os
+    import subprocess
+    import sys
+
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+
+    spec = load_spec(demo_spec(tmp_path, overrides=TINY, axes={NORMALIZATION: ["softmax", "scale"],
+                                                               "seed_everything": [0]}))  # fmt: skip
+    definition = yaml.safe_load(export_wandb(spec, tmp_path / "w.yaml").read_text())
+    chosen = {k: p["values"][-1] if "values" in p else p["value"] for k, p in definition["parameters"].items()}
+    args = create_sweep_command_args({"args": {k: {"value": v} for k, v in chosen.items()}})["args"]
+    command = [a for c in definition["command"] for a in {"${env}": ["/usr/bin/env"], "${args}": args}.get(c, [c])]
+    at = command.index("nlbench")  # the console script `nlbench` is `python -m nlbench` (no install needed here)
+    command[at : at + 1] = [sys.executable, "-m", "nlbench"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline", "WANDB_SWEEP_ID": "swp12345",
+           "WANDB_RUN_ID": "agentrun1", "WANDB_PROJECT": "nlbench-test", "WANDB_DIR": str(tmp_path)}  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)  # as agents do
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = spec.expand()[1]  # scale, seed 0
+    record = read_record(run_dir_of(spec, run))  # under the sweep directory, not the base's default_root_dir
+    assert record is not None and record.status == "finished" and record.wandb_id == "agentrun1"
+    assert "Ignoring" not in done.stdout + done.stderr  # W&B's "Ignoring run_id/project ... when running a sweep"
+    # W&B warns (wandb_init.clear_run_path_if_sweep_or_launch) whenever a run under an agent passes a project,
+    # entity or run id to wandb.init; nlbench's logger passes none there (W&B is silent=True, so check the call).
+    from nlbench.loggers import WandbLogger
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            if key.startswith("WANDB_"):
+                mp.setenv(key, value)
+        logger = WandbLogger(project="nlbench-cifar10", entity="lab", id="ignored1", save_dir=str(tmp_path))
+    assert not {"project", "entity", "id"} & set(logger._wandb_init) and logger.version == "agentrun1"
+    rows = main(["--config", str(spec.source), "--status"])
+    assert rows == 0
 
 
 def test_real_tiny_sweep_end_to_end(

@@ -47,7 +47,7 @@ def fake_fit(argv: list[str]) -> int:
         return 2
     run_dir.mkdir(parents=True, exist_ok=True)
     start = json.loads(ckpt.read_text())["epoch"] + 1 if resumed and ckpt.exists() else 0
-    call = {"pid": os.getpid(), "ckpt_path": opts.get("ckpt_path"), "start_epoch": start, "t0": time.time(),
+    call = {"pid": os.getpid(), "ppid": os.getppid(), "ckpt_path": opts.get("ckpt_path"), "start_epoch": start, "t0": time.time(),
             "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "argv": argv,
             "memory_fraction": os.environ.get("NLBENCH_CUDA_MEMORY_FRACTION"),
             "threads": os.environ.get("OMP_NUM_THREADS"),
@@ -112,7 +112,8 @@ import yaml  # noqa: E402
 from nlbench import results  # noqa: E402
 from nlbench.report import collect  # noqa: E402
 from nlbench.sweep import Slot, SweepSpec, load_spec, plan_slots, run_sweep  # noqa: E402
-from nlbench.sweep.runner import SweepLockedError, _sweep_lock, fit_command_of, run_dir_of  # noqa: E402
+from nlbench.runlock import RunLock  # noqa: E402
+from nlbench.sweep.runner import SweepDirError, claim_path, fit_command_of, run_dir_of  # noqa: E402
 
 
 def write_spec(tmp_path: Path, body: dict[str, Any]) -> Path:
@@ -210,17 +211,119 @@ def test_max_runs_and_resume_of_an_interrupted_run(tmp_path: Path) -> None:
     assert calls(spec, second.run_id)[0]["ckpt_path"] is None
 
 
-def test_sweep_directory_lock(tmp_path: Path) -> None:
-    fd = os.open(tmp_path / ".sweep.lock", os.O_RDWR | os.O_CREAT)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+def test_two_sweep_processes_on_one_directory_run_each_run_once(tmp_path: Path) -> None:
+    spec_path = write_spec(tmp_path, {"overrides": {"fake.epochs": 1, "fake.sleep": 0.3},
+                                      "axes": {"seed_everything": list(range(6))}})  # fmt: skip
+    spec = load_spec(spec_path)
+    sweepers = [subprocess.Popen([sys.executable, __file__, "sweep", str(spec_path)]) for _ in range(2)]
     try:
-        with pytest.raises(SweepLockedError, match="in use"):
-            with _sweep_lock(tmp_path, timeout_s=0.3):
-                pass
+        assert [p.wait(timeout=60) for p in sweepers] == [0, 0]
     finally:
-        os.close(fd)
-    with _sweep_lock(tmp_path, timeout_s=0.3):
-        pass
+        for p in sweepers:
+            with contextlib.suppress(ProcessLookupError):
+                p.kill()
+    runs = spec.expand()
+    assert [len(calls(spec, run.run_id)) for run in runs] == [1] * 6  # never started twice
+    assert {calls(spec, run.run_id)[0]["ppid"] for run in runs} == {p.pid for p in sweepers}  # both worked
+    rows = json.loads((spec.output_dir / "results.json").read_text())
+    assert [row["status"] for row in rows] == ["finished"] * 6  # the last writer saw every run
+
+
+def test_a_dead_owners_run_is_resumed_by_a_sweep_still_running(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, {"overrides": {"fake.epochs": 2, "fake.sleep": 0.4},
+                                           "axes": {"seed_everything": [0, 1, 2]}}))  # fmt: skip
+    first = spec.expand()[0]
+    ckpt = run_dir_of(spec, first) / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_text(json.dumps({"epoch": 0}))
+    code = ("import sys, time; from nlbench.runlock import RunLock; "
+            "RunLock(sys.argv[1], path=sys.argv[2]).acquire(); print('ok', flush=True); time.sleep(60)")
+    owner = subprocess.Popen([sys.executable, "-c", code, str(run_dir_of(spec, first)), str(claim_path(spec, first))],
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert owner.stdout is not None and owner.stdout.readline().strip() == "ok"
+        with pytest.raises(Exception, match="in use"):  # the claim is held: nobody else may take the run
+            RunLock(run_dir_of(spec, first), path=claim_path(spec, first)).acquire(timeout_s=0)
+        import threading
+
+        threading.Timer(0.3, owner.kill).start()  # the owner dies while this sweep runs the other runs
+        rows = sweep(spec, slots=[Slot()], rescan_s=0.1)
+    finally:
+        owner.kill()
+        owner.wait()
+    assert [row["status"] for row in rows] == ["finished"] * 3
+    (call,) = calls(spec, first.run_id)
+    assert (call["ckpt_path"], call["start_epoch"]) == ("last", 1)  # resumed from the dead owner's checkpoint
+
+
+def test_index_runs_exactly_the_chosen_points_and_status_shows_every_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nlbench.sweep.cli import parse_index, print_status
+
+    assert parse_index("0-2,5, 4", 6) == [0, 1, 2, 4, 5]
+    for bad, message in (("7", "7 is out of range; the sweep has 6 runs"), ("2-1", "increasing range"),
+                         ("a", "'a' is not an index")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            parse_index(bad, 6)
+    spec = load_spec(write_spec(tmp_path, {"overrides": {"fake.epochs": 1}, "axes": {"seed_everything": [0, 1, 2]},
+                                           "points": [{"fake.mode": "fail"}]}))  # fmt: skip
+    runs = spec.expand()
+    rows = sweep(spec, slots=[Slot()], runs=runs, todo=[runs[i] for i in parse_index("1,3", 4)])
+    assert [len(calls(spec, run.run_id)) for run in runs] == [0, 1, 0, 1]  # what an array task with --index does
+    assert [row["status"] for row in rows] == ["new", "finished", "new", "failed"]  # the table has every run
+    claim = RunLock(run_dir_of(spec, runs[2]), path=claim_path(spec, runs[2]), command="nlbench sweep (SLURM job 7_2)")
+    capsys.readouterr()
+    with claim:
+        print_status(spec, runs)
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split()[:3] == ["pending", runs[0].run_id, "new"]
+    assert out[2].split() == ["finished", runs[1].run_id, "best", "val", "acc1", "0.5100"]
+    assert out[3].split()[:5] == ["running", runs[2].run_id, "pid", str(os.getpid()), "on"]
+    assert out[3].endswith("nlbench sweep (SLURM job 7_2)")  # where it runs, across jobs
+    assert out[4].split(None, 2) == ["failed", runs[3].run_id, "RuntimeError: boom from the fake fit"]
+    assert out[5] == "1 pending, 1 finished, 1 running, 1 failed"
+    assert calls(spec, runs[2].run_id) == []  # --status starts nothing
+
+
+def test_a_run_whose_directory_a_fit_holds_is_left_alone(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, {"overrides": {"fake.epochs": 1}, "axes": {"seed_everything": [0, 1]}}))
+    first, second = spec.expand()
+    with RunLock(run_dir_of(spec, first), command="nlbench fit"):  # e.g. `nlbench fit --run_dir ...` by hand
+        rows = sweep(spec, slots=[Slot()])
+        live = results.load(spec.output_dir).set_index("run_id")["status"]
+    assert [row["status"] for row in rows] == ["unfinished", "finished"]  # the export never says running
+    assert live[first.run_id] == "running" and live[second.run_id] == "finished"  # the reader asks the lock
+    assert calls(spec, first.run_id) == [] and len(calls(spec, second.run_id)) == 1
+
+
+def test_a_spec_cannot_overwrite_another_sweeps_directory(tmp_path: Path) -> None:
+    """Issue 20 item 12: `output_dir` (or a name leading) into another sweep's directory, and --max-runs 0 on it."""
+    victim = load_spec(write_spec(tmp_path, {"overrides": {"fake.epochs": 1}, "axes": {"seed_everything": [0, 1]}}))
+    sweep(victim, slots=[Slot()])
+    (victim.output_dir / "summary.csv").write_text("kept\n")  # e.g. an older version's table, or the user's
+    before = {p.name: p.read_bytes() for p in victim.output_dir.iterdir() if p.is_file()}
+    attacker_dir = tmp_path / "attacker"
+    attacker_dir.mkdir()
+    attacker = load_spec(write_spec(attacker_dir, {"name": "other", "output_dir": str(victim.output_dir),
+                                                   "axes": {"seed_everything": [7]}}))  # fmt: skip
+    with pytest.raises(SweepDirError, match="holds another sweep"):
+        sweep(attacker, slots=[Slot()], max_runs=0)
+    from nlbench.sweep.cli import main
+
+    assert main(["--config", str(attacker_dir / "sweep.yaml"), "--max-runs", "0"]) == 2
+    after = {p.name: p.read_bytes() for p in victim.output_dir.iterdir() if p.is_file()}
+    assert after == before  # results.csv/json, sweep.yaml and summary.csv untouched
+    # The same sweep, extended by a seed, is the same sweep: allowed.
+    grown = load_spec(write_spec(tmp_path, {"overrides": {"fake.epochs": 1}, "axes": {"seed_everything": [0, 1, 2]}}))
+    assert [row["status"] for row in sweep(grown, slots=[Slot()])] == ["finished"] * 3
+    # A directory that is not a sweep's is not taken over either.
+    elsewhere = tmp_path / "home"
+    elsewhere.mkdir()
+    (elsewhere / "notes.txt").write_text("mine")
+    with pytest.raises(SweepDirError, match="not a sweep directory"):
+        sweep(load_spec(write_spec(tmp_path, {"output_dir": str(elsewhere), "axes": {"seed_everything": [0]}})),
+              slots=[Slot()])  # fmt: skip
 
 
 def _alive(pid: int) -> bool:

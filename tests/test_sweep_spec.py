@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -142,10 +143,14 @@ def test_a_grid_above_the_limit_is_refused_before_it_is_expanded(tmp_path: Path)
     spec = load_spec(write(tmp_path, "base: base.yaml\n" + axes))
     assert spec.size == 160_000
     with pytest.raises(SweepSpecError, match=r"160,000 runs \(axes 400 x 400, 0 points\) exceed the limit of 100,000.*"
-                       r"--grid-limit 160000 \(or grid_limit: in the spec\)"):
+                       r"on the command line with --grid-limit 160000$"):
         spec.expand()
-    raised = load_spec(write(tmp_path, "base: base.yaml\ngrid_limit: 200000\n" + axes, name="raised.yaml"))
-    assert raised.grid_limit == 200_000 and len(raised.expand()) == 160_000
+    # Issue 20 item 14: a received spec may not raise its own limit; only the command line may (nlbench.sweep.cli).
+    with pytest.raises(SweepSpecError, match=r"'grid_limit' 200,000 raises the limit of 100,000; a spec may only "
+                       r"lower it, raise it on the command line with --grid-limit N"):
+        load_spec(write(tmp_path, "base: base.yaml\ngrid_limit: 200000\n" + axes, name="raised.yaml"))
+    lowered = load_spec(write(tmp_path, "base: base.yaml\ngrid_limit: 10\naxes: {model.x: [1]}\n", name="low.yaml"))
+    assert lowered.grid_limit == 10
     with pytest.raises(SweepSpecError, match="'grid_limit' must be a positive integer, got 0"):
         load_spec(write(tmp_path, "base: base.yaml\ngrid_limit: 0\n" + axes, name="zero.yaml"))
 
@@ -199,3 +204,27 @@ def test_the_real_parser_rejects_a_trainer_value_lightning_refuses(tmp_path: Pat
     spec = load_spec(path)
     with pytest.raises(SweepSpecError, match=r"axis 'trainer.max_epochs' value -5: trainer.max_epochs: .*-1"):
         validate_runs(spec, spec.expand(), progress=False)
+
+
+# ---- what a hostile or careless spec may not do (issue 20 items 12, 14, 16) -----------------------------------------
+@pytest.mark.parametrize("name", ["../../victim", "a/b", "/abs", "..", ".", "", " x", "x\ny"])
+def test_name_is_a_plain_file_name(tmp_path: Path, name: str) -> None:
+    with pytest.raises(SweepSpecError, match=r"'name' must be a plain file name"):
+        load_spec(write(tmp_path, f"name: {json.dumps(name)}\nbase: base.yaml\naxes: {{seed_everything: [0]}}\n"))
+
+
+def test_an_override_too_long_for_a_command_line_is_refused_naming_its_key(tmp_path: Path) -> None:
+    big = "x" * 200_000  # the attack's 200 KB value: passed --dry-run, then "Argument list too long"
+    for body, where in ((f"overrides: {{model.note: {big}}}\naxes: {{seed_everything: [0]}}", "overrides"),
+                        (f"axes: {{model.note: [a, {big}]}}", "axis 'model.note'"),
+                        (f"points: [{{model.note: {big}}}]", "points[0]")):  # fmt: skip
+        with pytest.raises(SweepSpecError, match=rf"{re.escape(where)}: the value of 'model.note' is 200,013 bytes"):
+            load_spec(write(tmp_path, "base: base.yaml\n" + body + "\n"))
+    # The attack through the CLI: the dry run now refuses it (exit 2, one line) instead of passing it.
+    from nlbench.sweep.cli import main
+
+    path = write(tmp_path, f"base: base.yaml\noverrides: {{model.note: {big}}}\naxes: {{seed_everything: [0]}}\n")
+    assert main(["--config", str(path), "--dry-run", "--devices", "cpu"]) == 2
+    many = "{" + ", ".join(f"model.k{i}: {'y' * 90_000}" for i in range(12)) + "}"
+    with pytest.raises(SweepSpecError, match=r"the overrides of a run take 1,080,\d+ bytes on the command line"):
+        load_spec(write(tmp_path, f"base: base.yaml\noverrides: {many}\naxes: {{seed_everything: [0]}}\n"))

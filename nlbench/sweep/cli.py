@@ -1,7 +1,12 @@
 """``nlbench sweep``: run a sweep spec's grid as ``nlbench fit`` runs, preview it, or export it as a W&B sweep.
 
-    nlbench sweep --config experiments/sweeps/cifar10.yaml [--dry-run] [--export-wandb FILE]
+    nlbench sweep --config experiments/sweeps/cifar10.yaml [--dry-run] [--export-wandb FILE] [--status]
                   [--output_dir DIR] [--devices auto|cpu|0,1,...] [--runs-per-device K] [--max-runs N]
+                  [--index 0-9,20] [--launcher local|slurm [--slurm.time 12:00:00 --slurm.partition P ...]]
+
+Any number of sweep processes (or SLURM array tasks) may share one sweep directory: each run is claimed by one
+process at a time (nlbench.sweep.runner). `--launcher slurm` submits the pending runs as one job array
+(nlbench.sweep.slurm); `--status` shows every run's state across all of them.
 
 Re-running the same command skips finished and diverged runs, resumes interrupted ones from their last checkpoint
 and retries failed ones (also resuming when they left a checkpoint). Exit code: 0 when no run of the sweep is
@@ -26,7 +31,15 @@ from nlbench.sweep.datacheck import DataNeed, check_data, data_needs, fetch_data
 from nlbench.sweep.devices import Slot, parse_devices, plan_slots, visible_gpus
 from nlbench.sweep.mps import mps_slots
 from nlbench.sweep.results import axis_columns
-from nlbench.sweep.runner import SweepLockedError, format_duration, plan, run_sweep
+from nlbench.sweep.runner import (
+    SweepDirError,
+    format_duration,
+    plan,
+    prepare_sweep_dir,
+    run_owner,
+    run_sweep,
+)
+from nlbench.sweep.slurm import SLURM_KEYS, slurm_options
 from nlbench.sweep.spec import (
     BASE_RUN,
     DEFAULT_GRID_LIMIT,
@@ -76,9 +89,46 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--max-runs", type=int, default=None, help="start at most this many runs, then stop")
     parser.add_argument(
         "--grid-limit", type=int, default=None, metavar="N",
-        help=f"refuse specs with more than N runs (default: the spec's grid_limit, else {DEFAULT_GRID_LIMIT:,})",
+        help=f"refuse specs with more than N runs (default: {DEFAULT_GRID_LIMIT:,}, or the spec's lower grid_limit)",
     )  # fmt: skip
+    parser.add_argument(
+        "--index", type=str, default=None, metavar="I",
+        help="run only these grid points (0-based, in --dry-run's order): 3, or ranges and lists such as 0-9,20",
+    )  # fmt: skip
+    parser.add_argument("--status", action="store_true",
+                        help="show every run's state (pending, running where, finished, failed and why); start nothing")
+    parser.add_argument("--launcher", type=str, default="local", choices=["local", "slurm"],
+                        help="local: run here; slurm: submit the pending runs as one SLURM job array (submitit)")
+    helps = {
+        "partition": "SLURM partition", "time": "time limit per array task (minutes, HH:MM:SS, D-HH:MM:SS); required",
+        "gpus_per_task": "GPUs per array task", "cpus_per_task": "CPUs per array task",
+        "mem": "memory per array task, e.g. 32G", "array_parallelism": "at most this many tasks at once",
+        "account": "account to charge", "qos": "quality of service",
+        "additional": "any other sbatch options as a mapping, e.g. '{constraint: a100, mail-type: END}'",
+    }  # fmt: skip
+    for key in SLURM_KEYS:
+        kind: Any = dict if key == "additional" else (int if key in ("gpus_per_task", "cpus_per_task",
+                                                                     "array_parallelism") else str)
+        parser.add_argument(f"--slurm.{key}", type=kind | None, default=None,
+                            help=f"{helps[key]} (default: the spec's slurm: {key})")  # fmt: skip
     return parser
+
+
+def parse_index(text: str, size: int) -> list[int]:
+    """``0-9,20`` -> [0, ..., 9, 20] (sorted, unique), each within the sweep's `size` runs."""
+    indices: set[int] = set()
+    for part in text.split(","):
+        first, sep, last = part.strip().partition("-")
+        try:
+            lo, hi = int(first), int(last) if sep else int(first)
+        except ValueError:
+            raise ValueError(f"--index {text}: {part.strip()!r} is not an index or a range such as 0-9") from None
+        if lo < 0 or hi < lo:
+            raise ValueError(f"--index {text}: {part.strip()!r} is not an index or an increasing range")
+        if hi >= size:
+            raise ValueError(f"--index {text}: {hi} is out of range; the sweep has {size} runs (0-{size - 1})")
+        indices.update(range(lo, hi + 1))
+    return sorted(indices)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,16 +146,25 @@ def main(argv: list[str] | None = None) -> int:
         if args.runs_per_device is not None and args.runs_per_device < 1:
             raise ValueError(f"--runs-per-device must be >= 1, got {args.runs_per_device}")
         spec = load_spec(args.config, output_dir=args.output_dir)
+        slurm_given = {key: getattr(args.slurm, key) for key in SLURM_KEYS} if args.slurm else {}
+        if args.launcher != "slurm" and any(v is not None for v in slurm_given.values()):
+            raise ValueError("--slurm.* options need --launcher slurm")
         if args.grid_limit is not None:
             spec = dataclasses.replace(spec, grid_limit=args.grid_limit)
         if args.runs_per_device is not None:
             spec = dataclasses.replace(spec, runs_per_device=args.runs_per_device)
         spec.check_size()
-        slots = None  # only needed to run or preview; an export may be made on a machine without the GPUs
-        if args.dry_run or not args.export_wandb:
+        options = slurm_options(spec, slurm_given) if args.launcher == "slurm" and not args.status else None
+        slots = None  # only needed to run or preview here; an export or a submission may be made without the GPUs
+        local = args.launcher == "local" and not args.status
+        if local and (args.dry_run or not args.export_wandb):
             slots = plan_slots(_check_gpus(gpus), spec.devices_per_run, spec.runs_per_device)
         print(f"expanding {spec.size} run(s) ...", file=sys.stderr, flush=True)
         runs = spec.expand()
+        todo = runs if args.index is None else [runs[i] for i in parse_index(args.index, len(runs))]
+        if args.status:
+            print_status(spec, runs)
+            return 0
         probes = probe_runs(spec, runs)
         print(f"checking {len(runs)} run(s) with the `nlbench fit` parser ({len(probes) + 1} configs parsed) ...",
               file=sys.stderr, flush=True)  # fmt: skip
@@ -120,10 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         return _error(str(err))
     except OSError as err:  # e.g. a read-only or full disk for --export-wandb
         return _error(os_error_line(err))
+    if options is not None and not args.export_wandb:
+        return _submit(spec, runs, todo, options, needs, dry_run=args.dry_run)
     if slots is None:
         return 0
     if args.dry_run:
-        print_plan(spec, runs, parsed, slots, needs, bench=args.bench)
+        print_plan(spec, todo, parsed, slots, needs, bench=args.bench)
         return 0
 
     print(f"sweep {spec.name}: {_counts_line(spec, runs)}; {len(slots)} slot(s): "
@@ -131,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fetch_data(needs)
         with mps_slots(slots, spec.output_dir, enabled=args.mps) as slots:
-            rows = run_sweep(spec, slots=slots, runs=runs, max_runs=args.max_runs)
-    except (SweepLockedError, FileNotFoundError) as err:
+            rows = run_sweep(spec, slots=slots, runs=runs, todo=todo, max_runs=args.max_runs)
+    except (SweepDirError, FileNotFoundError) as err:
         return _error(str(err))
     except OSError as err:  # a read-only or full output_dir: one line, and no run was started on it
         return _error(os_error_line(err, where=spec.output_dir))
@@ -146,6 +207,78 @@ def main(argv: list[str] | None = None) -> int:
     if sync:
         print(sync)
     return 1 if counts["failed"] else 0
+
+
+def _submit(
+    spec: SweepSpec, runs: Sequence[SweepRun], todo: Sequence[SweepRun], options: Mapping[str, Any],
+    needs: Sequence[DataNeed], *, dry_run: bool,
+) -> int:
+    """--launcher slurm: submit the runs that are neither done nor running as one job array (or print it)."""
+    from nlbench.sweep import slurm
+
+    pending = [run for run, state in plan(spec, todo) if state.action != "skip" and run_owner(spec, run) is None]
+    tasks = slurm.task_runs(spec, pending, options)
+    if dry_run:
+        print(f"sweep {spec.name}: {_counts_line(spec, runs)}; would submit {len(pending)} run(s) as "
+              f"{len(tasks)} array task(s), logs under {spec.output_dir / slurm.LOG_DIR}")  # fmt: skip
+        for ids in tasks[:20]:
+            print("  task:", ", ".join(ids))
+        if len(tasks) > 20:
+            print(f"  ... {len(tasks) - 20} more task(s)")
+        print(slurm.sbatch_script(spec, max(1, len(tasks)), options))
+        return 0
+    if not pending:
+        print(f"sweep {spec.name}: nothing to submit ({_counts_line(spec, runs)}; running ones are not resubmitted)")
+        return 0
+    try:
+        check_data(needs)
+        fetch_data(needs)  # here, on the login node: compute nodes often have no internet
+        prepare_sweep_dir(spec)
+        job = slurm.submit(spec, pending, options)
+    except (SweepDirError, FileNotFoundError, ValueError) as err:
+        return _error(str(err))
+    except OSError as err:
+        return _error(os_error_line(err, where=spec.output_dir))
+    except Exception as err:  # submitit's FailedJobError / FailedSubmissionError: sbatch said no
+        return _error(f"sbatch refused the job: {' '.join(str(err).split())[:300]}")
+    print(f"submitted job {job}: {len(pending)} run(s) as {len(tasks)} array task(s); "
+          f"logs: {spec.output_dir / slurm.LOG_DIR}")  # fmt: skip
+    print(f"follow it with: nlbench sweep --config {spec.source or '<spec>'} --status"
+          + (f" --output_dir {spec.output_dir}" if spec.source is None else ""))
+    return 0
+
+
+def print_status(spec: SweepSpec, runs: Sequence[SweepRun]) -> None:
+    """One line per run: pending (queued in a SLURM job when it is), running where, finished, diverged, failed
+    with the error or its log's last line. Reads the run directories, claims and squeue; starts nothing."""
+    from nlbench.sweep import slurm
+    from nlbench.sweep.runner import LOG_NAME, _last_log_line, run_dir_of
+
+    submitted = slurm.submitted_jobs(spec)
+    queue = slurm.queued([task.split("_")[0] for task in submitted.values()])
+    print(f"sweep {spec.name} -> {spec.output_dir}")
+    width = max(len(run.run_id) for run in runs)
+    counts: Counter[str] = Counter()
+    for run, state in plan(spec, runs):
+        who = run_owner(spec, run)
+        record = state.record
+        if who is not None:
+            status, detail = "running", f"{who.where()}" + (f", {who.command}" if who.command else "")
+        elif state.status in ("finished", "diverged"):
+            acc = record.metrics.get("val/acc1_best") if record else None
+            status, detail = state.status, (f"best val acc1 {acc:.4f}" if isinstance(acc, float) else "")
+        elif state.status == "failed":
+            log = run_dir_of(spec, run) / LOG_NAME
+            error = (record.error if record else None) or (_last_log_line(log) if log.is_file() else None)
+            status, detail = "failed", error or "no error recorded"
+        else:
+            task = submitted.get(run.run_id)
+            queued = queue.get(task, "") if task else ""
+            status = "pending"
+            detail = (f"{state.status}, queued as SLURM job {task} ({queued})" if queued else state.status)
+        counts[status] += 1
+        print(f"{status:<9} {run.run_id:<{width}}  {detail}")
+    print(", ".join(f"{n} {status}" for status, n in counts.most_common()))
 
 
 def wandb_sync_line(output_dir: Path) -> str | None:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from nlbench.sweep.devices import Slot
 
+MPS_DIR = "mps"  # <sweep_dir>/mps/{pipe,log}: the sweep's private MPS daemon
+
 CONTROL = "nvidia-cuda-mps-control"
 PIPE_ENV, LOG_ENV = "CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY"
 MAX_PIPE_DIR = 90  # a UNIX socket path holds at most 107 bytes, and the daemon adds its socket names to the dir
@@ -77,7 +79,7 @@ def mps_slots(slots: Sequence[Slot], sweep_dir: Path, *, enabled: bool) -> Itera
               "(set runs_per_device > 1 on GPUs)")
         yield slots
         return
-    mps_dir = sweep_dir / "mps"
+    mps_dir = sweep_dir / MPS_DIR
     why = start(mps_dir)
     if why:
         _warn(f"--mps: could not start the MPS control daemon ({why}); running without MPS (time-sliced)")

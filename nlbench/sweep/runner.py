@@ -7,15 +7,20 @@ change, atomically, so killing the sweep at any moment (even ``kill -9``) loses 
 
 Child processes never outlive the sweep: they stay in the sweep's process group (Ctrl-C or ``kill -- -PGID``
 reaches them directly), and on Linux each asks the kernel for SIGTERM when the sweep dies (``PR_SET_PDEATHSIG``),
-which covers ``kill -9 <sweep pid>`` too; SIGTERM lets Lightning stop its DDP workers cleanly. Every child also
-holds the sweep directory's lock, so a new sweep on the same directory waits until the old runs have exited
-instead of writing into the same run directories.
+which covers ``kill -9 <sweep pid>`` too; SIGTERM lets Lightning stop its DDP workers cleanly.
+
+Ownership is per run, so any number of sweep processes (on one machine, or SLURM array tasks on several sharing
+the directory) work on one sweep directory: a process claims a run by holding ``<sweep_dir>/claims/<run_id>.lock``
+(an flock, :mod:`nlbench.runlock`) before starting it, and passes the lock to the child fit, so the claim lasts
+until the last process working on the run has exited (kill -9 included: the kernel drops it). A run claimed by a
+live process is never started twice; a dead owner's run is free and resumed by the next process that looks. The
+claim is a separate file, not the run directory's own ``.lock``, because the child ``nlbench fit`` takes that one
+for itself (a second holder would make it refuse its own run directory).
 """
 
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import os
 import shlex
 import signal
@@ -34,20 +39,23 @@ import yaml
 from tqdm import tqdm
 
 from nlbench import run as record_
+from nlbench import runlock
 from nlbench.io import atomic_write_text
 from nlbench.sweep.devices import Slot
+from nlbench.sweep.mps import MPS_DIR
+from nlbench.sweep.slurm import LOG_DIR as SLURM_DIR
 from nlbench.sweep.results import RunState, read_state, write_results
 from nlbench.sweep.spec import SweepRun, SweepSpec
 
 DEFAULT_FIT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "nlbench", "fit")
 LOG_NAME = record_.RunDir(Path()).stdout.name
-LOCK_NAME = ".sweep.lock"
+CLAIMS = runlock.CLAIMS  # <sweep_dir>/claims/<run_id>.lock: who runs which run now
 LOG_MARK = "[nlbench sweep]"  # prefixes the lines the sweep itself writes into a run's log
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
-class SweepLockedError(RuntimeError):
-    """Another sweep (or runs it started) is still using the sweep directory."""
+class SweepDirError(RuntimeError):
+    """The output directory belongs to another sweep (or is not a sweep directory); one line naming it."""
 
 
 @dataclass
@@ -56,6 +64,7 @@ class _Job:
     slot: Slot
     proc: subprocess.Popen[bytes]
     log: IO[bytes]
+    claim: runlock.RunLock
     started: float = field(default_factory=time.monotonic)
 
 
@@ -67,6 +76,54 @@ class _Bar(tqdm):
 
 def run_dir_of(spec: SweepSpec, run: SweepRun) -> Path:
     return spec.output_dir / "runs" / run.run_id
+
+
+def claim_path(spec: SweepSpec, run: SweepRun) -> Path:
+    return runlock.claim_path(run_dir_of(spec, run))
+
+
+def run_owner(spec: SweepSpec, run: SweepRun) -> runlock.Owner | None:
+    """The live process working on a run: the sweep process that claimed it, else a fit holding its run directory
+    (e.g. one started by hand), else None."""
+    return runlock.owner(run_dir_of(spec, run), path=claim_path(spec, run)) or runlock.owner(run_dir_of(spec, run))
+
+
+def running_ids(spec: SweepSpec, runs: Sequence[SweepRun]) -> set[str]:
+    """The runs some live process (of any sweep process or job) works on now."""
+    return {run.run_id for run in runs if run_owner(spec, run) is not None}
+
+
+def prepare_sweep_dir(spec: SweepSpec) -> None:
+    """Refuse an output directory that holds another sweep (its sweep.yaml names a different identity) or that is
+    not a sweep directory at all, then record the spec as run in sweep.yaml. Nothing is written when refused."""
+    out = spec.output_dir
+    stored_path = out / "sweep.yaml"
+    if stored_path.is_file():
+        try:
+            stored = yaml.safe_load(stored_path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise SweepDirError(f"{stored_path}: unreadable ({' '.join(str(err).split())[:120]}); not writing "
+                                "into this directory") from err  # fmt: skip
+        theirs = _identity_of_stored(stored)
+        if theirs != spec.identity:
+            diff = ", ".join(k for k in spec.identity if (theirs or {}).get(k) != spec.identity[k]) or "format"
+            raise SweepDirError(
+                f"{out} holds another sweep ({stored_path} differs in {diff}: "
+                f"{(theirs or {}).get('name')!r} vs {spec.name!r}); choose another --output_dir (or output_dir:)"
+            )
+    elif out.is_dir() and any(p.name not in (CLAIMS, "runs", SLURM_DIR, MPS_DIR) and not p.name.startswith(".")
+                              for p in out.iterdir()):  # fmt: skip  (dot files: a concurrent atomic write)
+        raise SweepDirError(f"{out} exists and is not a sweep directory (no sweep.yaml); choose another --output_dir")
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stored_path, yaml.safe_dump(spec.as_dict(), sort_keys=False))
+
+
+def _identity_of_stored(stored: Any) -> dict[str, Any] | None:
+    if not isinstance(stored, dict):
+        return None
+    base = stored.get("base")
+    return {"name": stored.get("name"), "base": [Path(str(b)).name for b in base] if isinstance(base, list) else base,
+            "overrides": stored.get("overrides") or {}}  # fmt: skip
 
 
 def plan(spec: SweepSpec, runs: Sequence[SweepRun]) -> list[tuple[SweepRun, RunState]]:
@@ -94,58 +151,112 @@ def run_sweep(
     *,
     slots: Sequence[Slot],
     runs: Sequence[SweepRun] | None = None,
+    todo: Sequence[SweepRun] | None = None,
     fit_command: Sequence[str] = DEFAULT_FIT_COMMAND,
     max_runs: int | None = None,
     progress: bool = True,
     poll_interval_s: float = 0.2,
     stop_timeout_s: float = 30.0,
+    rescan_s: float = 2.0,
 ) -> list[dict[str, Any]]:
-    """Run every unfinished run of `spec` (at most `max_runs`), one per free slot; returns the results rows.
+    """Run every unfinished run of `todo` (default: all `runs` of the spec) that no other process has claimed, at
+    most `max_runs` of them, one per free slot; returns the results rows of all `runs`.
 
-    Failed and diverged runs are recorded and the sweep goes on. On Ctrl-C or SIGTERM the running children get
-    SIGTERM (SIGKILL after `stop_timeout_s`), the table is rebuilt and KeyboardInterrupt propagates.
+    Runs claimed by another live process are left to it; while this process still has runs in flight it looks
+    again every `rescan_s` for runs whose owner died. Failed and diverged runs are recorded and the sweep goes on.
+    On Ctrl-C or SIGTERM the running children get SIGTERM (SIGKILL after `stop_timeout_s`), the table is rebuilt
+    and KeyboardInterrupt propagates.
     """
     if not slots:
         raise ValueError("run_sweep needs at least one device slot")
     runs = list(spec.expand() if runs is None else runs)
-    (spec.output_dir / "runs").mkdir(parents=True, exist_ok=True)
-    with _sweep_lock(spec.output_dir) as lock_fd, _sigterm_as_interrupt():
-        atomic_write_text(spec.output_dir / "sweep.yaml", yaml.safe_dump(spec.as_dict(), sort_keys=False))
-        pending = [run for run, state in plan(spec, runs) if state.action != "skip"]
-        todo, skipped = pending[:max_runs], len(runs) - len(pending)
+    todo = list(runs if todo is None else todo)
+    prepare_sweep_dir(spec)
+    with _sigterm_as_interrupt():
+        pending = [run for run, state in plan(spec, todo) if state.action != "skip"]
+        skipped = len(todo) - len(pending)
+        limit = len(pending) if max_runs is None else min(max_runs, len(pending))
         write_results(spec, runs)
-        queue: deque[SweepRun] = deque(todo)
         free: list[Slot] = list(slots)
         active: list[_Job] = []
         counts: Counter[str] = Counter()
-        bar = _Bar(total=skipped + len(todo), initial=skipped, unit="run", desc=spec.name,
+        started, next_scan = 0, 0.0
+        bar = _Bar(total=skipped + limit, initial=skipped, unit="run", desc=spec.name,
                    disable=None if progress else True, dynamic_ncols=True)  # fmt: skip
         try:
-            while queue or active:
-                while queue and free:
-                    active.append(_launch(spec, queue.popleft(), free.pop(0), fit_command, lock_fd))
+            while True:
+                while free and pending and started < limit and time.monotonic() >= next_scan:
+                    job = _claim_and_launch(spec, pending, free[0], fit_command)
+                    if job is None:  # everything left is someone else's: look again later
+                        next_scan = time.monotonic() + rescan_s
+                        break
+                    free.pop(0)
+                    active.append(job)
+                    started += 1
                     write_results(spec, runs)
                     _show(bar, counts, active)
+                if not active:
+                    break
                 time.sleep(poll_interval_s)
                 for job in [job for job in active if job.proc.poll() is not None]:
                     active.remove(job)
                     free.append(job.slot)
-                    status = _finish(spec, job)
+                    try:
+                        status = _finish(spec, job)
+                    finally:
+                        job.claim.release()
                     counts[status] += 1
                     bar.update(1)
-                    done = f"{skipped + sum(counts.values())}/{skipped + len(todo)}"
+                    done = f"{skipped + sum(counts.values())}/{skipped + limit}"
                     bar.write(_describe_end(spec, job, status, done=done))
                     write_results(spec, runs)
                     _show(bar, counts, active)
         finally:
             _stop(active, timeout_s=stop_timeout_s)
+            for job in active:
+                job.claim.release()
             bar.close()
             rows = write_results(spec, runs)
         return rows
 
 
+def _claim_and_launch(
+    spec: SweepSpec, pending: list[SweepRun], slot: Slot, fit_command: Sequence[str]
+) -> _Job | None:
+    """Claim the first pending run nobody else holds and start it; drops runs found final on the way."""
+    for run in list(pending):
+        claim = runlock.RunLock(run_dir_of(spec, run), path=claim_path(spec, run), command=_claim_command())
+        try:
+            claim.acquire(timeout_s=0.0)
+        except runlock.RunLockedError:
+            continue
+        if runlock.is_alive(run_dir_of(spec, run)):  # a fit started by hand works there: not ours to start
+            claim.release()
+            continue
+        # Re-read under the claim: another process may have finished the run since this one planned it.
+        if read_state(run_dir_of(spec, run)).action == "skip":
+            claim.release()
+            pending.remove(run)
+            continue
+        pending.remove(run)
+        try:
+            return _launch(spec, run, slot, fit_command, claim)
+        except BaseException:
+            claim.release()
+            raise
+    return None
+
+
+def _claim_command() -> str:
+    """What the claim lock says about its owner: the sweep, and the SLURM job (array task) it runs in."""
+    job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    job = f"{job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if job and "SLURM_ARRAY_TASK_ID" in os.environ else None
+    job = job or os.environ.get("SLURM_JOB_ID")
+    return f"nlbench sweep (SLURM job {job})" if job else "nlbench sweep"
+
+
 # ---- one run ------------------------------------------------------------------------------------------------------
-def _launch(spec: SweepSpec, run: SweepRun, slot: Slot, fit_command: Sequence[str], lock_fd: int) -> _Job:
+def _launch(spec: SweepSpec, run: SweepRun, slot: Slot, fit_command: Sequence[str], claim: runlock.RunLock) -> _Job:
     run_dir = run_dir_of(spec, run)
     run_dir.mkdir(parents=True, exist_ok=True)
     state = read_state(run_dir)
@@ -160,11 +271,29 @@ def _launch(spec: SweepSpec, run: SweepRun, slot: Slot, fit_command: Sequence[st
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**slot.child_env(os.environ), "PYTHONUNBUFFERED": "1"},
-        pass_fds=(lock_fd,),
+        env={**slot.child_env(child_environ()), "PYTHONUNBUFFERED": "1"},
+        pass_fds=(claim.fd,) if claim.fd is not None else (),  # the claim lasts as long as the fit, too
         preexec_fn=_die_with_parent(os.getpid()),
     )
-    return _Job(run, slot, proc, log)
+    return _Job(run, slot, proc, log, claim)
+
+
+# SLURM's per-task variables make Lightning pick its SLURMEnvironment (rank and world size from SLURM_NTASKS/
+# SLURM_PROCID, and its own SIGUSR1 auto-requeue). A sweep's fit is a plain local process the sweep started, so it
+# gets Lightning's local environment: requeueing is the array task's (nlbench.sweep.slurm), done once, not by every
+# fit. The job's identity (SLURM_JOB_ID, SLURM_ARRAY_*) stays visible to the run.
+_SLURM_KEEP = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_CLUSTER_NAME", "SLURM_CONF")
+
+
+# Lightning warns in every process that finds `srun` on the PATH without SLURM task variables, i.e. in every fit a
+# sweep starts on a SLURM node or login node; the sweep launches its fits itself, on purpose.
+_SRUN_WARNING = "ignore:The `srun` command is available on your system but is not used"
+
+
+def child_environ() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") or k in _SLURM_KEEP}
+    env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), _SRUN_WARNING]))
+    return env
 
 
 def _finish(spec: SweepSpec, job: _Job) -> str:
@@ -244,41 +373,24 @@ def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
     prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork: the hook must not do much
 
     def hook() -> None:
+        # SLURM signals every process of the task (--signal=USR2@90 before the time limit): the array task decides
+        # what happens (nlbench.sweep.slurm) and stops the fit with SIGTERM; the default action would kill it.
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
         prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent_pid:  # the sweep died between fork and prctl
             os.kill(os.getpid(), signal.SIGTERM)
 
-    return hook
+    return hook if sys.platform.startswith("linux") else None
 
 
 # ---- sweep-level helpers ------------------------------------------------------------------------------------------
-@contextmanager
-def _sweep_lock(sweep_dir: Path, timeout_s: float = 15.0) -> Iterator[int]:
-    """An exclusive flock on the sweep directory, shared with the children (released when all have exited)."""
-    fd = os.open(sweep_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise SweepLockedError(
-                        f"{sweep_dir} is in use by another `nlbench sweep` or runs it started; "
-                        "wait for them to finish, or stop them"
-                    ) from None
-                time.sleep(0.2)
-        yield fd
-    finally:
-        os.close(fd)
-
-
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """Turn SIGTERM (e.g. a scheduler stopping the job) into KeyboardInterrupt so children are stopped cleanly."""
 
     def interrupt(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stopping already: a second SIGTERM must not cut it short
         raise KeyboardInterrupt(f"signal {signum}")
 
     try:

@@ -24,7 +24,8 @@ import yaml
 
 from nlbench.run import short_name
 
-SPEC_KEYS = ("name", "base", "output_dir", "overrides", "axes", "points", "devices_per_run", "grid_limit", "runs_per_device")
+SPEC_KEYS = ("name", "base", "output_dir", "overrides", "axes", "points", "devices_per_run", "grid_limit", "runs_per_device",
+             "slurm")
 # Above this many runs a spec is refused unless it (or --grid-limit) raises the limit: a typo such as a 1000-value
 # seed axis should fail at once, not after minutes of expansion. 100,000 runs of even one minute are ~70 GPU-days.
 DEFAULT_GRID_LIMIT = 100_000
@@ -32,6 +33,13 @@ DEFAULT_GRID_LIMIT = 100_000
 RESERVED_KEYS = frozenset({"config", "run_dir", "ckpt_path", "trainer.accelerator", "trainer.devices"})
 _KEY_RE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _ID_PREFIX_MAX = 150  # keeps run directory names well below the usual 255-byte limit
+# A sweep's name becomes the folder sweeps/<name> and the W&B sweep's name: a plain file name, nothing path-like.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+# Every override reaches `nlbench fit` as one command-line argument, and Linux refuses an argument longer than
+# 128 KiB (MAX_ARG_STRLEN) and a command line past ~2 MB with "Argument list too long", after the dry run said
+# all was well: refuse such values in the spec instead. Far above any real config value.
+MAX_ARG_CHARS = 100_000
+MAX_COMMAND_CHARS = 1_000_000
 
 
 class SweepSpecError(ValueError):
@@ -61,6 +69,7 @@ class SweepSpec:
     runs_per_device: int = 1  # concurrent runs per GPU group (or on the CPU); see nlbench.sweep.devices
     source: Path | None = None
     grid_limit: int = DEFAULT_GRID_LIMIT
+    slurm: Mapping[str, Any] = field(default_factory=dict)  # the spec's `slurm:` section (nlbench.sweep.slurm)
 
     @property
     def label(self) -> str:
@@ -86,7 +95,7 @@ class SweepSpec:
             sizes = " x ".join(str(len(v)) for v in self.axes.values()) or "0"
             raise SweepSpecError(
                 f"{self.label}: {self.size:,} runs (axes {sizes}, {len(self.points)} points) exceed the limit of "
-                f"{limit:,}; shrink the axes, or raise it with --grid-limit {self.size} (or grid_limit: in the spec)"
+                f"{limit:,}; shrink the axes, or raise it on the command line with --grid-limit {self.size}"
             )
 
     def expand(self) -> list[SweepRun]:
@@ -114,6 +123,12 @@ class SweepSpec:
         args = [arg for path in self.base for arg in ("--config", str(path))]
         return args + override_args({**self.overrides, **params})
 
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What makes a sweep directory this sweep's: its name, base config file names and fixed overrides (what
+        every run id hashes besides the run's own values). Axes and points may grow: more seeds extend a sweep."""
+        return {"name": self.name, "base": [p.name for p in self.base], "overrides": dict(self.overrides)}
+
     def as_dict(self) -> dict[str, Any]:
         """The spec as run, for ``<sweep_dir>/sweep.yaml`` (absolute paths)."""
         return {
@@ -126,6 +141,7 @@ class SweepSpec:
             "devices_per_run": self.devices_per_run,
             "grid_limit": self.grid_limit,
             "runs_per_device": self.runs_per_device,
+            **({"slurm": dict(self.slurm)} if self.slurm else {}),
         }
 
 
@@ -158,8 +174,8 @@ def spec_from_dict(
         raise fail(f"unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(SPEC_KEYS)}")
 
     name = data.get("name", source.stem if source else None)
-    if not isinstance(name, str) or not name.strip():
-        raise fail(f"'name' must be a non-empty string, got {name!r}")
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or name in (".", ".."):
+        raise fail(f"'name' must be a plain file name (letters, digits, . _ + -; no path), got {name!r}")
 
     base_value = data.get("base")
     bases = [base_value] if isinstance(base_value, str) else base_value
@@ -218,6 +234,13 @@ def spec_from_dict(
     grid_limit = data.get("grid_limit", DEFAULT_GRID_LIMIT)
     if isinstance(grid_limit, bool) or not isinstance(grid_limit, int) or grid_limit < 1:
         raise fail(f"'grid_limit' must be a positive integer, got {grid_limit!r}")
+    if grid_limit > DEFAULT_GRID_LIMIT:  # a received spec must not lift the guard meant to stop it
+        raise fail(f"'grid_limit' {grid_limit:,} raises the limit of {DEFAULT_GRID_LIMIT:,}; a spec may only lower "
+                   "it, raise it on the command line with --grid-limit N")  # fmt: skip
+    slurm = data.get("slurm") or {}
+    if not isinstance(slurm, dict):
+        raise fail(f"'slurm' must map option names to values, got {type(slurm).__name__}")
+    _check_command_size(overrides, axes, points, fail)
 
     return SweepSpec(
         name=name,
@@ -230,7 +253,33 @@ def spec_from_dict(
         runs_per_device=runs_per_device,
         source=source,
         grid_limit=grid_limit,
+        slurm=dict(slurm),
     )
+
+
+def _check_command_size(
+    overrides: Mapping[str, Any], axes: Mapping[str, Sequence[Any]], points: Sequence[Mapping[str, Any]],
+    fail: Callable[[str], SweepSpecError],
+) -> None:
+    """Refuse values that cannot reach `nlbench fit` on a command line (see MAX_ARG_CHARS), naming the key."""
+
+    def size(key: str, value: Any) -> int:
+        return len(f"--{key}=") + len(format_value(value).encode())
+
+    for where, key, value in itertools.chain(
+        (("overrides", k, v) for k, v in overrides.items()),
+        ((f"axis {k!r}", k, v) for k, values in axes.items() for v in values),
+        ((f"points[{i}]", k, v) for i, point in enumerate(points) for k, v in point.items()),
+    ):
+        if size(key, value) > MAX_ARG_CHARS:
+            raise fail(f"{where}: the value of {key!r} is {size(key, value):,} bytes on the command line, over the "
+                       f"{MAX_ARG_CHARS:,} a run's argument may take; put it in a base config file instead")
+    largest = sum(size(k, v) for k, v in overrides.items()) + sum(
+        max(size(k, v) for v in values) for k, values in axes.items()
+    ) + max((sum(size(k, v) for k, v in point.items()) for point in points), default=0)
+    if largest > MAX_COMMAND_CHARS:
+        raise fail(f"the overrides of a run take {largest:,} bytes on the command line, over {MAX_COMMAND_CHARS:,}; "
+                   "put the large values in a base config file instead")
 
 
 def _check_key(key: Any, where: str, fail: Callable[[str], SweepSpecError]) -> None:
@@ -354,6 +403,8 @@ def validate_runs(
     with warnings.catch_warnings():
         # LightningCLI warns when given args while sys.argv holds others (here: the sweep's own command line).
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        # Parsing is not running: Lightning's advice to launch with srun (where srun exists) is for the runs.
+        warnings.filterwarnings("ignore", message="The `srun` command is available")
         return _validate(spec, probe_runs(spec, runs), parse_args or parse_fit_args, ConfigError, progress=progress)
 
 

@@ -2,12 +2,20 @@
 
 W&B's agent builds each run's command from ``command``: ``${env}`` becomes ``/usr/bin/env`` and ``${args}`` the
 run's parameters as ``--name=value`` (https://docs.wandb.ai/guides/sweeps/define-sweep-configuration), which is
-exactly the dotted-override syntax of ``nlbench fit``. W&B does the bookkeeping of which grid points are taken;
-each run is a normal ``nlbench fit`` run directory under the base config's ``trainer.default_root_dir``.
+exactly the dotted-override syntax of ``nlbench fit``. W&B does the bookkeeping of which grid points are taken.
+
+Each agent's run writes its run directory where ``nlbench sweep`` would: ``<output_dir>/runs/<run_id>`` of the
+exported spec (the command sets ``NLBENCH_SWEEP_DIR``, and the export writes the spec's sweep.yaml there), so
+``nlbench report <output_dir>`` and ``nlbench sweep --status`` see agents' runs like any other. Under an agent,
+W&B ignores the run id, project and entity a run passes (and warns): nlbench passes none and records the id the
+agent assigned (``WANDB_RUN_ID``).
 """
 
 from __future__ import annotations
 
+import os
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +24,8 @@ import yaml
 from nlbench.io import atomic_write_text
 from nlbench.run import BEST_ACC1
 from nlbench.sweep.spec import SweepSpec, SweepSpecError
+
+SWEEP_DIR_ENV = "NLBENCH_SWEEP_DIR"  # set by the exported command: the sweep directory agents' runs go to
 
 METRIC = {"name": BEST_ACC1, "goal": "maximize"}
 
@@ -31,8 +41,9 @@ _HEADER = """\
 #      Each agent takes the next grid point and runs: nlbench fit --config <base> --key=value ...
 #      A run needing several GPUs (DDP) is one agent given several CUDA_VISIBLE_DEVICES; a multi-node run is
 #      Lightning's own (--trainer.num_nodes), launched per node by your cluster's scheduler.
-# Run directories land in the base config's trainer.default_root_dir on each machine; results are in W&B,
-# grouped by configuration as for any `nlbench fit` run. Method grid: every point once, then the sweep ends.
+# Run directories land in {output_dir}/runs/ (a shared filesystem lets every machine write there; a machine
+# that cannot see it uses the base config's trainer.default_root_dir); results are in W&B, grouped by
+# configuration, and in `nlbench report {output_dir}`. Method grid: every point once, then the sweep ends.
 """
 
 
@@ -61,7 +72,8 @@ def sweep_definition(spec: SweepSpec, *, cwd: Path | None = None) -> dict[str, A
         "program": "nlbench",
         "method": "grid",
         "metric": dict(METRIC),
-        "command": ["${env}", "nlbench", "fit", *configs, *devices, "${args}"],
+        # ${env} is /usr/bin/env: it sets the sweep directory for the run, then starts nlbench.
+        "command": ["${env}", f"{SWEEP_DIR_ENV}={spec.output_dir}", "nlbench", "fit", *configs, *devices, "${args}"],
         "parameters": parameters,
     }
 
@@ -73,9 +85,52 @@ def export_wandb(spec: SweepSpec, path: str | Path, *, cwd: Path | None = None) 
     runs = 1
     for values in spec.axes.values():
         runs *= len(values)
-    header = _HEADER.format(name=spec.name, source=spec.source or "<spec>", path=path, runs=runs)
+    header = _HEADER.format(name=spec.name, source=spec.source or "<spec>", path=path, runs=runs,
+                            output_dir=spec.output_dir)  # fmt: skip
+    from nlbench.sweep.runner import prepare_sweep_dir
+
+    prepare_sweep_dir(spec)  # agents find the spec (and so their run ids) in its sweep.yaml
     atomic_write_text(path, header + yaml.safe_dump(definition, sort_keys=False, width=120))
     return path
+
+
+def under_agent() -> bool:
+    """Whether this process is a run started by ``wandb agent`` (the agent sets WANDB_SWEEP_ID and WANDB_RUN_ID)."""
+    return bool(os.environ.get("WANDB_SWEEP_ID"))
+
+
+def agent_run_dir(value_of: Callable[[str], Any]) -> Path | None:
+    """The run directory of an agent's run of an exported sweep: ``<sweep_dir>/runs/<run_id>``, the run whose swept
+    values equal the parsed config's (`value_of(dotted_key)`); None outside an agent or an exported command, with a
+    warning when the sweep directory cannot be read here or no run of it matches."""
+    sweep_dir = os.environ.get(SWEEP_DIR_ENV)
+    if not sweep_dir or not under_agent():
+        return None
+    stored = Path(sweep_dir) / "sweep.yaml"
+    try:
+        data = yaml.safe_load(stored.read_text(encoding="utf-8"))
+        # Base paths are the exporting machine's; run ids need only their file names, so nothing is resolved here.
+        spec = SweepSpec(name=str(data["name"]), base=tuple(Path(str(b)) for b in data["base"]),
+                         output_dir=Path(sweep_dir), overrides=dict(data.get("overrides") or {}),
+                         axes=dict(data.get("axes") or {}))  # fmt: skip
+        runs = spec.expand()
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
+        warnings.warn(f"{stored}: cannot read the sweep ({' '.join(str(err).split())[:120]}); the run goes to "
+                      "trainer.default_root_dir instead", stacklevel=2)  # fmt: skip
+        return None
+    for run in runs:
+        if all(_same(value_of(key), value) for key, value in run.params.items()):
+            return spec.output_dir / "runs" / run.run_id
+    warnings.warn(f"{stored}: no run of the sweep has this run's values; it goes to trainer.default_root_dir",
+                  stacklevel=2)  # fmt: skip
+    return None
+
+
+def _same(parsed: Any, value: Any) -> bool:
+    parsed = parsed.as_dict() if hasattr(parsed, "as_dict") else parsed
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and isinstance(parsed, (int, float)):
+        return float(parsed) == float(value)
+    return bool(parsed == value)
 
 
 def wandb_project(spec: SweepSpec) -> str | None:

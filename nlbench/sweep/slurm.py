@@ -1,0 +1,162 @@
+"""``nlbench sweep --launcher slurm``: the pending runs of a sweep as one SLURM job array, through submitit.
+
+One array task per pending run (per pack of ``runs_per_device`` runs when tasks get GPUs); each task is the same
+sweep runner as on one machine (:func:`nlbench.sweep.runner.run_sweep`) restricted to its runs, so ownership
+(claims), resume and the results table work exactly as locally, and any number of tasks share the directory.
+submitit writes its scripts and logs under ``<sweep_dir>/slurm/``.
+
+Requeue and resume: submitit's checkpointing, not Lightning's SLURM auto-requeue. The array task's process is
+submitit's, and the fit is its child: with ``--signal=USR2@90`` (submitit's) SLURM warns the task before its time
+limit or on preemption, submitit calls ``ArrayTask.checkpoint`` (nlbench/sweep/slurm_task.py) and requeues the task (counting timeouts),
+and the requeued task resumes the run from its last checkpoint with nlbench's exact resume (``--ckpt_path last``:
+model, optimizer, scheduler, RNG states and loader position), so it ends bit for bit where an uninterrupted run
+would. Lightning's SLURMEnvironment is kept out of the child (runner.child_environ), so no second handler requeues
+the job, and the child ignores USR1/USR2; it is stopped with SIGTERM by the task. A task that gets SIGTERM while
+still RUNNING (``scancel --signal=TERM``, a preemption that does not requeue) requeues itself the same way; a
+cancelled job (``scancel JOB``) stays cancelled.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from nlbench.sweep.spec import SweepRun, SweepSpec, SweepSpecError
+
+# The options a user sets, on the command line (--slurm.KEY) or in the spec's `slurm:` section.
+SLURM_KEYS = ("partition", "time", "gpus_per_task", "cpus_per_task", "mem", "array_parallelism", "account", "qos",
+              "additional")  # fmt: skip
+LOG_DIR = "slurm"
+JOBS_FILE = "jobs.txt"  # <sweep_dir>/slurm/jobs.txt: which task each submitted run went to
+_TIME_RE = re.compile(r"(?:(\d+)-)?(?:(\d+):)?(?:(\d+):)?(\d+)")
+
+
+def parse_time(value: Any, where: str = "--slurm.time") -> int:
+    """SLURM time (minutes, MM:SS, HH:MM:SS, D-HH[:MM[:SS]]) -> whole minutes, rounded up (what submitit takes)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    bad = ValueError(f"{where}: {value!r} is not a SLURM time (minutes, HH:MM:SS or D-HH:MM:SS)")
+    text = str(value).strip()
+    if isinstance(value, bool) or not _TIME_RE.fullmatch(text):
+        raise bad
+    days, _, clock = text.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    if days:  # D-HH, D-HH:MM, D-HH:MM:SS
+        hours, minutes, seconds = (parts + [0, 0])[:3]
+    else:  # MM, MM:SS, HH:MM:SS
+        hours, minutes, seconds = ([0, 0] + parts)[-3:] if len(parts) == 3 else (0, parts[0], (parts + [0])[1])
+    total = (int(days or 0) * 24 + hours) * 60 + minutes + (seconds > 0)
+    if total < 1:
+        raise ValueError(f"{where}: {value!r} is shorter than a minute")
+    return total
+
+
+def slurm_options(spec: SweepSpec, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec's `slurm:` section, overridden by the command line's --slurm.* values that are set; checked."""
+    unknown = sorted(set(spec.slurm) - set(SLURM_KEYS))
+    if unknown:
+        raise SweepSpecError(f"{spec.label}: unknown slurm key(s) {', '.join(map(str, unknown))}; "
+                             f"allowed: {', '.join(SLURM_KEYS)}")  # fmt: skip
+    options = {**spec.slurm, **{k: v for k, v in given.items() if v is not None}}
+    where = {k: (f"--slurm.{k}" if given.get(k) is not None else f"{spec.label}: slurm.{k}") for k in options}
+    if "time" not in options:
+        raise ValueError("--slurm.time is required (or slurm: time: in the spec), e.g. 12:00:00: submitit's default "
+                         "of 5 minutes would stop every run at once")  # fmt: skip
+    options["time"] = parse_time(options["time"], where["time"])
+    for key in ("gpus_per_task", "cpus_per_task", "array_parallelism"):
+        value = options.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{where[key]}: must be a positive integer, got {value!r}")
+    additional = options.get("additional") or {}
+    if not isinstance(additional, dict) or not all(isinstance(k, str) for k in additional):
+        raise ValueError(f"{where.get('additional', '--slurm.additional')}: must map sbatch option names to values, "
+                         f"e.g. '{{\"constraint\": \"a100\"}}', got {additional!r}")  # fmt: skip
+    options["additional"] = additional
+    for key in ("partition", "mem", "account", "qos"):
+        if options.get(key) is not None:
+            options[key] = str(options[key])
+    return options
+
+
+def task_runs(spec: SweepSpec, pending: Sequence[SweepRun], options: Mapping[str, Any]) -> list[list[str]]:
+    """The run ids of each array task: one run per task, or a pack of runs_per_device runs sharing a task's GPU."""
+    size = spec.runs_per_device if options.get("gpus_per_task") else 1
+    return [[run.run_id for run in pending[i : i + size]] for i in range(0, len(pending), size)]
+
+
+def executor_parameters(spec: SweepSpec, options: Mapping[str, Any]) -> dict[str, Any]:
+    """submitit SlurmExecutor.update_parameters() keywords for the options."""
+    params: dict[str, Any] = {
+        "job_name": f"nlbench-{spec.name}",
+        "time": options["time"],
+        "stderr_to_stdout": True,  # one log per task, next to its runs' own stdout.log
+        "additional_parameters": dict(options.get("additional") or {}),
+    }
+    for key in ("partition", "gpus_per_task", "cpus_per_task", "mem", "account", "qos", "array_parallelism"):
+        if options.get(key) is not None:
+            params[key] = options[key]
+    return params
+
+
+def sbatch_script(spec: SweepSpec, tasks: int, options: Mapping[str, Any]) -> str:
+    """The sbatch script submitit would submit for `tasks` array tasks (for --dry-run; needs no SLURM)."""
+    # submitit has no public renderer; this is the function its SlurmExecutor calls (`_make_submission_file_text`),
+    # with the same arguments. tests/test_sweep_slurm.py checks it against the script a real submission wrote.
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    python = " ".join([_quote(sys.executable), "-u -m submitit.core._submit", _quote(str(log_folder(spec)))])
+    return _make_sbatch_string(command=python, folder=log_folder(spec), map_count=tasks,
+                               **executor_parameters(spec, options))  # fmt: skip
+
+
+def log_folder(spec: SweepSpec) -> Path:
+    return spec.output_dir / LOG_DIR / "%j"
+
+
+def submit(spec: SweepSpec, pending: Sequence[SweepRun], options: Mapping[str, Any]) -> str:
+    """Submit the pending runs as one job array; returns the job id. Records it in <sweep_dir>/slurm/jobs.txt."""
+    import submitit
+
+    from nlbench.sweep.slurm_task import ArrayTask
+
+    tasks = task_runs(spec, pending, options)
+    executor = submitit.SlurmExecutor(folder=log_folder(spec))
+    executor.update_parameters(**executor_parameters(spec, options))
+    with executor.batch():
+        jobs = [executor.submit(ArrayTask(spec, ids)) for ids in tasks]
+    # One line per task: its SLURM id (JOB_INDEX in an array; submitit submits a single task as a plain job).
+    with open(spec.output_dir / LOG_DIR / JOBS_FILE, "a") as f:
+        f.writelines(f"{job.job_id} {','.join(ids)}\n" for job, ids in zip(jobs, tasks))
+    return str(jobs[0].job_id).split("_")[0]
+
+
+def submitted_jobs(spec: SweepSpec) -> dict[str, str]:
+    """run id -> the SLURM task (``JOB_INDEX``, or ``JOB``) it was last submitted in."""
+    path = spec.output_dir / LOG_DIR / JOBS_FILE
+    where: dict[str, str] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            task, _, ids = line.partition(" ")
+            where.update(dict.fromkeys(ids.split(","), task))
+    return where
+
+
+def queued(job_ids: Sequence[str]) -> dict[str, str]:
+    """Job array task -> its SLURM state (PENDING, RUNNING, ...) for the tasks squeue still knows; {} without SLURM."""
+    if not job_ids:
+        return {}
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(sorted(set(job_ids)))],
+                             capture_output=True, text=True, timeout=20).stdout  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    return dict(line.split(None, 1) for line in out.splitlines() if len(line.split(None, 1)) == 2)
+
+
+def _quote(text: str) -> str:
+    return shlex.quote(text)

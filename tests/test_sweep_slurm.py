@@ -1,0 +1,165 @@
+"""`nlbench sweep --launcher slurm` on a real one-node SLURM cluster (tests/slurmcluster.py), and its dry run.
+
+The cluster's daemons run as root in a temporary directory; without root or the packages (`.ci/run` installs
+slurm-wlm and munge) the cluster tests skip with one line. The node declares 2 CPUs and each task takes one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+import slurmcluster
+from nlbench.run import read_record
+from nlbench.sweep.runner import LOG_MARK, run_dir_of
+from nlbench.sweep.spec import load_spec
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "experiments" / "demo.yaml"
+TINY = {
+    "trainer.max_epochs": 1, "trainer.limit_train_batches": 2, "trainer.limit_val_batches": 1,
+    "trainer.num_sanity_val_steps": 0, "data.batch_size": 16, "data.eval_batch_size": 50,
+}  # fmt: skip
+# What differs between two equal runs: when and where they ran, and how fast.
+VOLATILE = {"written_at", "time_s", "train/images_per_s", "host", "threads", "device", "wandb_id"}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    try:
+        c = slurmcluster.start(tmp_path_factory.mktemp("slurm"), cpus=2)
+    except slurmcluster.ClusterUnavailable as err:
+        pytest.skip(f"no local SLURM cluster: {err}")
+    yield c
+    c.stop()
+
+
+def write_spec(tmp_path: Path, name: str, **body: Any) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    spec = {"name": name, "base": str(DEMO), "output_dir": str(tmp_path / name), **body}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def nlbench_sweep(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**env, "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled"}
+    return subprocess.run([sys.executable, "-m", "nlbench", "sweep", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)  # fmt: skip
+
+
+def job_of(out: str) -> str:
+    line = next(ln for ln in out.splitlines() if ln.startswith("submitted job "))
+    return line.split()[2].rstrip(":")
+
+
+def records(sweep_dir: Path) -> dict[str, dict[str, Any]]:
+    spec = load_spec(sweep_dir / "sweep.yaml")
+    out = {}
+    for run in spec.expand():
+        record = read_record(run_dir_of(spec, run))
+        assert record is not None, run.run_id
+        out[run.run_id] = {k: v for k, v in record.flat().items() if k not in VOLATILE}
+    return out
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_dry_run_prints_the_sbatch_script_without_slurm(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, "dry", overrides=TINY, axes={"seed_everything": [0, 1, 2]},
+                      slurm={"time": "2:00:00", "partition": "gpu", "additional": {"constraint": "a100"}})  # fmt: skip
+    done = nlbench_sweep({**os.environ, "PATH": os.path.dirname(sys.executable)}, "--config", str(spec), "--launcher", "slurm",
+                         "--dry-run", "--slurm.cpus_per_task", "4", "--index", "1-2")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "would submit 2 run(s) as 2 array task(s)" in out
+    for line in ("#SBATCH --array=0-1%2", "#SBATCH --time=120", "#SBATCH --partition=gpu",
+                 "#SBATCH --cpus-per-task=4", "#SBATCH --constraint=a100", "#SBATCH --signal=USR2@90",
+                 f"#SBATCH --output={tmp_path / 'dry' / 'slurm'}/%A_%a/%A_%a_0_log.out"):  # fmt: skip
+        assert line in out
+    assert not (tmp_path / "dry").exists()  # a dry run writes nothing
+
+
+def test_bad_slurm_options_exit_2_with_one_line(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, "bad", overrides=TINY, axes={"seed_everything": [0]})
+    for args, message in ((["--slurm.time", "soon"], "--slurm.time: 'soon' is not a SLURM time"),
+                          ([], "--slurm.time is required"),
+                          (["--slurm.time", "5", "--slurm.cpus_per_task", "0"], "--slurm.cpus_per_task: must be")):
+        done = nlbench_sweep(dict(os.environ), "--config", str(spec), "--launcher", "slurm", "--dry-run", *args)
+        assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_sweep_submitted_to_slurm_equals_the_same_sweep_run_locally(cluster: Any, tmp_path: Path) -> None:
+    axes = {"model.backbone.nl.normalization": ["softmax", "scale"], "seed_everything": [0, 1]}
+    spec = write_spec(tmp_path, "grid", overrides=TINY, axes=axes)
+    options = ("--launcher", "slurm", "--slurm.time", "10", "--slurm.cpus_per_task", "1")
+    dry = nlbench_sweep(cluster.env, "--config", str(spec), *options, "--dry-run")
+    done = nlbench_sweep(cluster.env, "--config", str(spec), *options)
+    assert done.returncode == 0, done.stderr
+    job = job_of(done.stdout)
+    # The dry run printed the very script submitit submitted (sweep/slurm.py renders it with submitit's function).
+    (submitted,) = (tmp_path / "grid" / "slurm").glob("*/*_submission.sh")
+    assert dry.stdout[dry.stdout.index("#!/bin/bash"):].strip() == submitted.read_text().strip()
+    assert "4 run(s) as 4 array task(s)" in done.stdout
+    cluster.wait_idle(job, timeout=400)  # a bound, not a target: minutes on a loaded 2-core machine
+    sweep_dir = tmp_path / "grid"
+    logs = sorted((sweep_dir / "slurm").glob(f"{job}_*/{job}_*_0_log.out"))  # submitit's logs, one per task
+    assert [p.parent.name for p in logs] == [f"{job}_{i}" for i in range(4)]
+    status = nlbench_sweep(cluster.env, "--config", str(spec), "--status")
+    assert status.returncode == 0 and "4 finished" in status.stdout, status.stdout + status.stderr
+    for run_dir in (sweep_dir / "runs").iterdir():  # every run exactly once
+        assert (run_dir / "stdout.log").read_text().count(LOG_MARK) == 1, run_dir.name
+    again = nlbench_sweep(cluster.env, "--config", str(spec), "--launcher", "slurm", "--slurm.time", "10")
+    assert again.returncode == 0 and "nothing to submit" in again.stdout  # only pending runs are submitted
+
+    local = nlbench_sweep(cluster.env, "--config", str(spec), "--output_dir", str(tmp_path / "local"),
+                          "--runs-per-device", "2")
+    assert local.returncode == 0, local.stderr
+    assert records(sweep_dir) == records(tmp_path / "local")
+    results = json.loads((sweep_dir / "results.json").read_text())
+    assert [row["status"] for row in results] == ["finished"] * 4
+
+
+# Requeue by hand runs the same resume path as TERM (SLURM sends SIGTERM to the task): slow, to keep the default
+# SLURM tests under 3 minutes on an idle 2-core machine.
+@pytest.mark.parametrize("interrupt", ["scancel --signal=TERM",
+                                       pytest.param("scontrol requeue", marks=pytest.mark.slow)])
+def test_an_interrupted_array_task_resumes_bit_for_bit(cluster: Any, tmp_path: Path, interrupt: str) -> None:
+    # Three epochs of a few batches: long enough to interrupt after the first epoch's checkpoint.
+    overrides = {**TINY, "trainer.max_epochs": 3, "trainer.limit_train_batches": 6}
+    spec = write_spec(tmp_path, "resume", overrides=overrides, axes={"seed_everything": [3]})
+    done = nlbench_sweep(cluster.env, "--config", str(spec), "--launcher", "slurm", "--slurm.time", "10",
+                         "--slurm.cpus_per_task", "1")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    job = job_of(done.stdout)
+    run_dir = next((tmp_path / "resume" / "runs").iterdir(), None) if (tmp_path / "resume" / "runs").exists() else None
+    deadline = time.monotonic() + 300
+    while not (run_dir and (run_dir / "checkpoints" / "last.ckpt").exists()):
+        assert time.monotonic() < deadline, cluster.run("squeue")
+        time.sleep(0.2)
+        runs = tmp_path / "resume" / "runs"
+        run_dir = next(runs.iterdir(), None) if runs.exists() else None
+    assert read_record(run_dir) is None or read_record(run_dir).status == "running"
+    cluster.run(*interrupt.split(), job)  # one pending run: submitit submits one plain job, not an array
+    cluster.wait_idle(job, timeout=400)  # a bound, not a target: minutes on a loaded 2-core machine
+    (task,) = cluster.jobs(job)
+    assert task["JobState"] == "COMPLETED" and int(task["Restarts"]) >= 1, task
+    log = (run_dir / "stdout.log").read_text()
+    assert log.count(LOG_MARK) == 2 and "--ckpt_path=last" in log.split(LOG_MARK)[-1]  # resumed, not restarted
+
+    local = nlbench_sweep(cluster.env, "--config", str(spec), "--output_dir", str(tmp_path / "straight"))
+    assert local.returncode == 0, local.stderr
+    straight = tmp_path / "straight" / "runs" / run_dir.name
+    assert records(tmp_path / "resume") == records(tmp_path / "straight")
+    ours, theirs = weights(run_dir), weights(straight)
+    assert [k for k in theirs if not torch.equal(ours[k], theirs[k])] == []
