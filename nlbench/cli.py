@@ -7,6 +7,7 @@ Every ``fit`` owns one run directory (see docs/design.md): resolved config, CSV 
 from __future__ import annotations
 
 import os
+import pickle
 import secrets
 import shutil
 import sys
@@ -21,7 +22,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from nlbench import commands, errors
 from nlbench.callbacks import RunResult
-from nlbench.checkpoint_io import check_resumable, resume_checkpoint
+from nlbench.checkpoint_io import check_resumable, load_checkpoint_file, resume_checkpoint
 from nlbench.classifier import ImageClassifier
 from nlbench.device_share import DeviceShare
 from nlbench.loggers import ResumedMetrics, WandbLogger, quiet_third_party_output, wandb_run_id
@@ -74,6 +75,7 @@ class NLBenchCLI(LightningCLI):
         self.created_run_dir: Path | None = None  # a run directory this process chose and that did not exist yet
         self.run_result: RunResult | None = None  # the fit's result callback: set-up vs training failures
         self.config_keys: list[str] = []  # the parsed config's dotted keys, so an error message can name its option
+        self.argv = [str(a) for a in (sys.argv[1:] if args is None else args if isinstance(args, list) else [])]
         quiet_third_party_output()
         try:
             super().__init__(
@@ -108,6 +110,16 @@ class NLBenchCLI(LightningCLI):
         )
         parser.link_arguments("data.num_classes", "model.backbone.init_args.num_classes", apply_on="instantiate")
 
+    def _parse_ckpt_path(self) -> None:
+        # Private LightningCLI hook (2.6) that reads --ckpt_path's hparams with torch.load(weights_only=True): a
+        # refused pickle becomes one line naming the file (tests/test_checkpoint_safety.py breaks if it moves).
+        try:
+            super()._parse_ckpt_path()
+        except pickle.UnpicklingError as err:
+            path = self.config[self.config.subcommand].get("ckpt_path")
+            raise ValueError(f"--ckpt_path {path}: refused to load: the checkpoint holds pickled objects other than "
+                             "tensors and plain values, which could run code") from err
+
     def _set_seed(self) -> None:
         # Lightning 2.6 seeds 0 for `seed_everything: true` (and reuses PL_GLOBAL_SEED left by an earlier run in
         # the same process): draw a real random seed instead, so config.yaml and result.json record it. DDP
@@ -122,6 +134,7 @@ class NLBenchCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         self.config_keys = list(cfg.keys())
+        _check_weights_only(cfg, self.argv)
         identity = identity_from_config(cfg)
         run_dir = self._resolve_run_dir(cfg, identity)
         self.run_dir, self.identity = run_dir, identity
@@ -193,6 +206,15 @@ class NLBenchCLI(LightningCLI):
         if os.environ.get("LOCAL_RANK") not in (None, "0"):
             return
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _check_weights_only(cfg: Namespace, argv: list[str]) -> None:
+    """``weights_only: false`` lets a checkpoint's pickle run code: honoured only when typed on the command line,
+    never from a config file, which may have come with the checkpoint it is meant to unlock."""
+    if cfg.get("weights_only") is False and not any(a == "--weights_only" or a.startswith("--weights_only=")
+                                                    for a in argv):
+        raise ConfigError("weights_only: false from a config file is refused (loading a checkpoint's pickled objects "
+                          "can run code); if you trust the checkpoint, pass --weights_only false on the command line")
 
 
 def random_seed() -> int:
@@ -300,8 +322,6 @@ def load_run(
     run_dir: str | os.PathLike[str], checkpoint: str = "best"
 ) -> tuple[ImageClassifier, L.LightningDataModule]:
     """Rebuild a trained run's model and DataModule from its config.yaml and a checkpoint ("best", "last" or a path)."""
-    import torch
-
     run_dir = Path(run_dir)
     config = run_dir / "config.yaml"
     if not config.is_file():
@@ -319,7 +339,7 @@ def load_run(
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
         cli = _ParseOnlyCLI(args=cfg, run=False)
     model, data = cli.config_init.model, cli.config_init.data
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = load_checkpoint_file(ckpt)
     model.load_state_dict(state["state_dict"])
     return model.eval(), data
 
