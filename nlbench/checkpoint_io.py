@@ -17,7 +17,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint as _ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from nlbench.io import atomic_writer
@@ -62,6 +64,33 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         torch.save(checkpoint, buffer)
         with atomic_writer(path, "wb") as f:
             f.write(buffer.getbuffer())
+
+
+class ModelCheckpoint(_ModelCheckpoint):
+    """Lightning's ModelCheckpoint whose ``save_last`` writes last.ckpt at *every* epoch end, not only when a
+    monitored checkpoint is saved (Lightning 2.6 skips it then, so a run that stopped improving kept an old
+    last.ckpt: a kill -9 lost every epoch since the last improvement, and "last" evaluated old weights).
+
+    Saved through the Trainer's CheckpointIO, so atomically. Uses three private helpers of Lightning 2.6
+    (``_should_skip_saving_checkpoint``, ``_should_save_on_train_epoch_end``, ``_save_last_checkpoint``): the only
+    way to reuse its last-checkpoint naming and bookkeeping; tests/test_last_checkpoint.py breaks if they change.
+    The CLI uses this class wherever a config names Lightning's."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_behind(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_behind(trainer)
+
+    def _save_last_if_behind(self, trainer: L.Trainer) -> None:
+        # Skipped when the parent just saved at this step (it then wrote last.ckpt too), in sanity checks and
+        # outside fitting.
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 def readable(path: Path) -> str | None:

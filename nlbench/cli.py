@@ -31,6 +31,10 @@ from nlbench.rng import RandomState
 from nlbench.run import RunIdentity, identity_from_config
 
 LIGHTNING_COMMANDS = commands.LIGHTNING_COMMANDS
+# Lightning's ModelCheckpoint, replaced by nlbench.checkpoint_io.ModelCheckpoint (same options, last.ckpt always current)
+LIGHTNING_MODEL_CHECKPOINT = ("lightning.pytorch.callbacks.ModelCheckpoint",
+                              "lightning.pytorch.callbacks.model_checkpoint.ModelCheckpoint",
+                              "pytorch_lightning.callbacks.ModelCheckpoint")
 
 
 class ConfigError(ValueError):
@@ -143,6 +147,8 @@ class NLBenchCLI(LightningCLI):
         cfg.trainer.logger = _configure_loggers(cfg.trainer.logger, log_dir, run_dir, identity, self.subcommand,
                                                 resuming=bool(cfg.get("ckpt_path")))
         for callback in _as_list(cfg.trainer.callbacks):
+            if str(callback.get("class_path", "")) in LIGHTNING_MODEL_CHECKPOINT:
+                callback.class_path = "nlbench.checkpoint_io.ModelCheckpoint"  # last.ckpt at every epoch end
             if str(callback.get("class_path", "")).endswith("ModelCheckpoint") and not callback.init_args.dirpath:
                 callback.init_args.dirpath = str(run_dir / "checkpoints")
         cfg.trainer.plugins = _with_atomic_checkpoints(cfg.trainer.get("plugins"))
