@@ -29,6 +29,7 @@ from nlbench.loggers import ResumedMetrics, WandbLogger, quiet_third_party_outpu
 from nlbench.predict import PredictionWriter
 from nlbench.rng import RandomState
 from nlbench.run import RunIdentity, identity_from_config
+from nlbench.runlock import LOCK_NAME, RunLock, RunLockedError
 
 LIGHTNING_COMMANDS = commands.LIGHTNING_COMMANDS
 # Lightning's ModelCheckpoint, replaced by nlbench.checkpoint_io.ModelCheckpoint (same options, last.ckpt always current)
@@ -76,7 +77,11 @@ class NLBenchCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any) -> None:
         self.run_dir: Path | None = None
-        self.created_run_dir: Path | None = None  # a run directory this process chose and that did not exist yet
+        # The folders this process created for its run directory, deepest (the run directory) first.
+        self.created_dirs: list[Path] = []
+        # The fit's exclusive lock on its run directory (nlbench.runlock): taken before anything is written there,
+        # held until the fit has ended (and a failed set-up has been cleaned up). Its one owner is this class.
+        self.run_lock: RunLock | None = None
         self.run_result: RunResult | None = None  # the fit's result callback: set-up vs training failures
         self.config_keys: list[str] = []  # the parsed config's dotted keys, so an error message can name its option
         self.argv = [str(a) for a in (sys.argv[1:] if args is None else args if isinstance(args, list) else [])]
@@ -99,6 +104,9 @@ class NLBenchCLI(LightningCLI):
                 self._discard_new_run_dir()
             err.nlbench_cli = self  # type: ignore[attr-defined]  # main() reads training_started and config_keys
             raise
+        finally:
+            if self.run_lock is not None:
+                self.run_lock.release()
 
     @property
     def training_started(self) -> bool:
@@ -178,40 +186,88 @@ class NLBenchCLI(LightningCLI):
 
     def _resolve_run_dir(self, cfg: Namespace, identity: RunIdentity) -> Path:
         if os.environ.get(self.RUN_DIR_ENV) and os.environ.get("LOCAL_RANK") not in (None, "0"):
-            return Path(os.environ[self.RUN_DIR_ENV])  # a DDP worker: the launcher already chose
+            return Path(os.environ[self.RUN_DIR_ENV])  # a DDP worker: the launcher already chose (and locked)
         resuming = bool(cfg.get("ckpt_path"))
         if cfg.run_dir:
-            run_dir = Path(cfg.run_dir)
-            if self.subcommand == "fit" and not resuming and _checkpoints_in(run_dir):
-                raise ConfigError(
-                    f"--run_dir {run_dir} already holds checkpoints; pass --ckpt_path last to resume it "
-                    "or choose another --run_dir"
-                )
-        else:
-            root = Path(cfg.trainer.default_root_dir or "runs")
-            run_dir = root / identity.name
-            if self.subcommand == "fit" and not resuming:
-                version = 1
-                while run_dir.exists() and any(run_dir.iterdir()):
-                    version += 1
-                    run_dir = root / f"{identity.name}-v{version}"
-        run_dir = run_dir.resolve()
-        if self.subcommand == "fit" and not run_dir.exists():
-            created = run_dir
-            while not created.parent.exists():  # e.g. runs/demo/ of a first run: remove it too if the run fails
-                created = created.parent
-            self.created_run_dir = created
-        return run_dir
+            run_dir = Path(cfg.run_dir).resolve()
+            if self.subcommand == "fit":
+                self._take_run_dir(run_dir)
+                if not resuming and _checkpoints_in(run_dir):
+                    raise ConfigError(
+                        f"--run_dir {cfg.run_dir} already holds checkpoints; pass --ckpt_path last to resume it "
+                        "or choose another --run_dir"
+                    )
+            return run_dir
+        root = Path(cfg.trainer.default_root_dir or "runs")
+        run_dir = root / identity.name
+        if self.subcommand != "fit":
+            return run_dir.resolve()
+        if resuming:
+            self._take_run_dir(run_dir.resolve())
+            return run_dir.resolve()
+        version = 1
+        # The first free <name>, <name>-v2, ...: empty and not locked by a concurrent fit that chose it first.
+        while (run_dir.exists() and _holds_files(run_dir)) or not self._take_run_dir(run_dir.resolve(), wait=False):
+            version += 1
+            run_dir = root / f"{identity.name}-v{version}"
+        return run_dir.resolve()
+
+    def _take_run_dir(self, run_dir: Path, wait: bool = True) -> bool:
+        """Lock the fit's run directory (creating it), recording the folders this process created. A directory in
+        use by another process: ConfigError (one line), or False when ``wait`` is off (the caller tries another)."""
+        created = []
+        folder = run_dir
+        while not folder.exists():
+            created.append(folder)
+            folder = folder.parent
+        lock = RunLock(run_dir, command="nlbench fit")
+        try:
+            lock.acquire(timeout_s=2.0 if wait else 0.0)
+        except RunLockedError as err:
+            _remove_empty_dirs(created)
+            if not wait:
+                return False
+            raise ConfigError(f"--run_dir {err}") from None
+        if not wait and _holds_files(run_dir):  # filled between the check and the lock
+            lock.release()
+            return False
+        self.run_lock, self.created_dirs = lock, created
+        return True
 
     def _discard_new_run_dir(self) -> None:
-        """Remove the run directory this invocation created for a run that failed before training (bad input,
-        missing data), unless it holds a checkpoint (never lose one)."""
-        run_dir = self.created_run_dir  # the run directory, or the topmost folder this invocation created above it
-        if run_dir is None or not run_dir.exists() or any(run_dir.rglob("*.ckpt")):
+        """After a fit failed before training (bad input, missing data, Ctrl-C in the sanity check): remove the run
+        directory if this process created it and it holds no checkpoint (never lose one), then each folder above it
+        that this process created and that is still empty -- another run may have started in one of them meanwhile.
+
+        Runs under the run directory's lock, so nothing in the run directory belongs to another process."""
+        if not self.created_dirs or self.run_lock is None or not self.run_lock.held:
             return
-        if os.environ.get("LOCAL_RANK") not in (None, "0"):
+        run_dir = self.created_dirs[0]
+        if any(run_dir.rglob("*.ckpt")):
             return
-        shutil.rmtree(run_dir, ignore_errors=True)
+        for entry in run_dir.iterdir():
+            if entry.name != LOCK_NAME:
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        # Unlinked while still held: a fit waiting on this lock file sees that it was replaced (nlbench.runlock).
+        (run_dir / LOCK_NAME).unlink(missing_ok=True)
+        _remove_empty_dirs(self.created_dirs)
+
+
+def _holds_files(run_dir: Path) -> bool:
+    """Whether a run directory holds anything besides its lock file."""
+    return any(entry.name != LOCK_NAME for entry in run_dir.iterdir())
+
+
+def _remove_empty_dirs(folders: list[Path]) -> None:
+    """Remove the given folders, deepest first, stopping at the first that is not empty (os.rmdir is atomic: a file
+    another process put there meanwhile keeps its folder)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return
 
 
 def _check_weights_only(cfg: Namespace, argv: list[str]) -> None:

@@ -65,12 +65,17 @@ class RunLock:
     def acquire(self, timeout_s: float = 2.0) -> RunLock:
         if self._fd is not None:
             return self
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path(self.run_dir), os.O_RDWR | os.O_CREAT, 0o666)
         deadline = time.monotonic() + timeout_s
+        fd = self._open()
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if not _is_current(fd, lock_path(self.run_dir)):
+                    # The owner removed the run directory (a failed fit cleaning up) while we waited: this lock
+                    # is on a deleted file; start over on the directory as it is now.
+                    os.close(fd)
+                    fd = self._open()
+                    continue
                 break
             except OSError as err:
                 if err.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() >= deadline:
@@ -88,6 +93,10 @@ class RunLock:
         self._fd = fd
         return self
 
+    def _open(self) -> int:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        return os.open(lock_path(self.run_dir), os.O_RDWR | os.O_CREAT, 0o666)
+
     def release(self) -> None:
         if self._fd is None:
             return
@@ -102,6 +111,16 @@ class RunLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+def _is_current(fd: int, path: Path) -> bool:
+    """Whether the open lock file ``fd`` is still the file at ``path`` (not unlinked or replaced)."""
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
 
 
 def owner(run_dir: str | os.PathLike[str]) -> Owner | None:
