@@ -20,7 +20,7 @@ from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_warn
 
-from nlbench import commands, errors
+from nlbench import commands, errors, yamlsafe
 from nlbench.callbacks import RunResult
 from nlbench.checkpoint_io import check_resumable, load_checkpoint_file, resume_checkpoint
 from nlbench.classifier import ImageClassifier
@@ -86,6 +86,7 @@ class NLBenchCLI(LightningCLI):
         self.config_keys: list[str] = []  # the parsed config's dotted keys, so an error message can name its option
         self.argv = [str(a) for a in (sys.argv[1:] if args is None else args if isinstance(args, list) else [])]
         quiet_third_party_output()
+        yamlsafe.guard_jsonargparse()
         try:
             super().__init__(
                 ImageClassifier,
@@ -391,9 +392,7 @@ def load_run(
     ckpt = Path(checkpoint) if checkpoint not in ("best", "last") else run_dir / "checkpoints" / f"{checkpoint}.ckpt"
     if not ckpt.is_file():
         raise FileNotFoundError(f"{ckpt}: checkpoint not found")
-    import yaml
-
-    cfg = yaml.safe_load(config.read_text())
+    cfg = yamlsafe.load_file(config)
     for key in ("ckpt_path", "weights_only"):  # Trainer.fit arguments; the parse-only parser has no subcommands
         cfg.pop(key, None)
     cfg.setdefault("trainer", {})["logger"] = False
@@ -437,20 +436,28 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_config_files(argv: list[str]) -> None:
-    """Name the file when a --config does not exist or is not YAML (jsonargparse's message does not)."""
+    """Name the file when a --config (or a file it includes with ``config:``) does not exist, is not YAML, is over
+    the size limit or an alias bomb (nlbench.yamlsafe): jsonargparse's messages do not name it, or it never answers."""
     import yaml
 
+    pending: list[Path] = []
     for i, arg in enumerate(argv):
         if arg in ("--config", "-c") and i + 1 < len(argv):
-            path = Path(argv[i + 1])
+            pending.append(Path(argv[i + 1]))
         elif arg.startswith("--config="):
-            path = Path(arg.split("=", 1)[1])
-        else:
+            pending.append(Path(arg.split("=", 1)[1]))
+    seen: set[Path] = set()
+    while pending:
+        path = pending.pop(0)
+        if path.resolve() in seen:
             continue
+        seen.add(path.resolve())
         if not path.is_file():
             raise ConfigError(f"--config {path}: file does not exist")
         try:
-            config = yaml.safe_load(path.read_text(encoding="utf-8"))
+            config = yamlsafe.load_file(path)
+        except yamlsafe.YamlLimitError as err:
+            raise ConfigError(f"--config {err}") from err
         except UnicodeDecodeError as err:
             raise ConfigError(f"--config {path}: not a text (YAML) file: {errors.one_line(err)}") from err
         except yaml.YAMLError as err:
@@ -460,3 +467,6 @@ def _check_config_files(argv: list[str]) -> None:
         if not isinstance(config, dict):
             got = "an empty file" if config is None else f"a {type(config).__name__}"
             raise ConfigError(f"--config {path}: expected a mapping of options (trainer:, model:, data:), got {got}")
+        included = config.get("config")
+        for name in included if isinstance(included, list) else [included] if isinstance(included, str) else []:
+            pending.append(path.parent / name)  # jsonargparse resolves includes against the including file

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from nlbench import yamlsafe
 from nlbench.run import short_name
 
 SPEC_KEYS = ("name", "base", "output_dir", "overrides", "axes", "points", "devices_per_run", "grid_limit", "runs_per_device")
@@ -135,11 +136,19 @@ def load_spec(path: str | Path, *, output_dir: str | Path | None = None) -> Swee
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: sweep spec not found")
+    data = _read_spec_yaml(path)
+    return spec_from_dict(data, root=path.parent, source=path, output_dir=output_dir)
+
+
+def _read_spec_yaml(path: Path) -> Any:
+    """The spec file's YAML, refused in one line when not YAML, over the size limit or an alias bomb
+    (nlbench.yamlsafe): a bomb would otherwise expand when the runs are listed (3 GB in 55 s)."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yamlsafe.load_file(path, what="sweep spec")
+    except yamlsafe.YamlLimitError as err:
+        raise SweepSpecError(str(err)) from err
     except yaml.YAMLError as err:
         raise SweepSpecError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from err
-    return spec_from_dict(data, root=path.parent, source=path, output_dir=output_dir)
 
 
 def spec_from_dict(
