@@ -148,6 +148,8 @@ class NLBenchCLI(LightningCLI):
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         self.config_keys = list(cfg.keys())
         _check_weights_only(cfg, self.argv)
+        if self.subcommand == "fit":
+            check_fit_length(cfg.trainer)
         identity = identity_from_config(cfg)
         run_dir = self._resolve_run_dir(cfg, identity)
         self.run_dir, self.identity = run_dir, identity
@@ -355,6 +357,7 @@ class _ParseOnlyCLI(NLBenchCLI):
 def _check_trainer_args(trainer: Namespace) -> None:
     """Let Lightning check the Trainer options (e.g. max_epochs >= -1) by building a bare CPU Trainer (a few ms):
     the devices, precision and strategy are the sweep's or the machine's business, so they are left out."""
+    check_fit_length(trainer)
     import logging
 
     left_out = {"accelerator", "devices", "strategy", "num_nodes", "precision", "plugins", "logger", "callbacks",
@@ -367,6 +370,15 @@ def _check_trainer_args(trainer: Namespace) -> None:
         L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, **kwargs)
     finally:
         quiet.setLevel(level)
+
+
+def check_fit_length(trainer: Namespace) -> None:
+    """A fit that trains no batch is refused: Lightning fails obscurely (OneCycleLR's "total_steps -1"), or, with no
+    scheduler, records "finished" after 0 epochs without a checkpoint, which a sweep then counts as done forever."""
+    limit = trainer.get("limit_train_batches")
+    if limit is not None and not isinstance(limit, bool) and limit == 0:
+        raise ConfigError("trainer.limit_train_batches: 0 trains no batch; a fit needs at least one (evaluate "
+                          "without training with `nlbench validate` or `nlbench test`)")
 
 
 def parse_fit_args(args: list[str]) -> Namespace:
@@ -418,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in LIGHTNING_COMMANDS:
         return commands.main(argv)
     try:
+        _check_rank_environment()
         _check_config_files(argv)
         with warnings.catch_warnings():
             # Explicit argv (tests, `nlbench sweep` in-process) differs from sys.argv on purpose.
@@ -433,6 +446,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nlbench {argv[0]}: error: {_one_line(err, cli.config_keys if cli else None)}", file=sys.stderr)
         return 2
     return 0
+
+
+# Set by the launchers that start one process per rank: torchrun, srun, MPI, nlbench's own DDP workers (Lightning's
+# subprocess launcher re-runs the command with NLBENCH_DDP_RUN_DIR set, see NLBenchCLI.RUN_DIR_ENV).
+_LAUNCHER_ENV = ("TORCHELASTIC_RUN_ID", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK", NLBenchCLI.RUN_DIR_ENV)
+
+
+def _check_rank_environment() -> None:
+    """Refuse LOCAL_RANK/RANK left in the environment outside a launcher: Lightning would take the process for a
+    worker of rank > 0, which trains without writing metrics.csv, hparams.yaml or result.json, and exits 0."""
+    stray = [f"{name}={os.environ[name]}" for name in ("LOCAL_RANK", "RANK") if os.environ.get(name, "0") != "0"]
+    if stray and not any(os.environ.get(name) for name in _LAUNCHER_ENV):
+        raise ConfigError(f"{' '.join(stray)} set in the environment, but no launcher (torchrun, srun, mpirun) "
+                          "started this process: unset them, or start multi-process runs with --trainer.devices N")
 
 
 def _check_config_files(argv: list[str]) -> None:
