@@ -363,7 +363,29 @@ def validate_runs(
     with warnings.catch_warnings():
         # LightningCLI warns when given args while sys.argv holds others (here: the sweep's own command line).
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        return _validate(spec, probe_runs(spec, runs), parse_args or parse_fit_args, ConfigError, progress=progress)
+        parsed = _validate(spec, probe_runs(spec, runs), parse_args or parse_fit_args, ConfigError, progress=progress)
+    check_swept_keys_take_effect(spec, parsed)
+    return parsed
+
+
+def check_swept_keys_take_effect(spec: SweepSpec, parsed: Mapping[str, Any]) -> None:
+    """Refuse (SweepSpecError, one line naming the key) a swept key whose values resolve to configs that train
+    identically, judged on the parsed configs of `validate_runs`: the optimizer's lr under a scheduler that sets the
+    learning rate itself (nlbench.schedulers.lr_overridden_by). The runs would differ only in their label."""
+    from nlbench.schedulers import lr_overridden_by
+
+    lr_keys = [key for key in spec.swept_keys if key.startswith("model.optimizer.") and key.endswith(".lr")]
+    if not lr_keys:
+        return
+    for config in parsed.values():
+        model = config.get("model") if hasattr(config, "get") else None
+        reason = lr_overridden_by(model.get("scheduler") if model is not None else None)
+        if reason:
+            raise SweepSpecError(
+                f"{spec.label}: swept key {lr_keys[0]!r} changes nothing: {reason}, so its values train "
+                "identically; sweep the scheduler's max_lr instead, or leave max_lr unset "
+                "(nlbench.schedulers.OneCycleLR follows the optimizer's lr)"
+            )
 
 
 def _validate(
