@@ -110,3 +110,13 @@ def test_weights_only_false_from_a_config_file_is_refused(
 def test_nlbench_checkpoints_load_weights_only(finished_run: Path) -> None:
     model, _ = load_run(finished_run, "last")
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_load_from_checkpoint_keeps_the_whole_config_in_hparams(finished_run: Path) -> None:
+    from nlbench.classifier import ImageClassifier
+
+    model = ImageClassifier.load_from_checkpoint(finished_run / "checkpoints" / "last.ckpt", map_location="cpu")
+    saved = torch.load(finished_run / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
+    assert {"backbone", "optimizer", "scheduler"} <= set(model.hparams)
+    assert model.hparams["backbone"] == saved["backbone"] and model.hparams["optimizer"] == saved["optimizer"]
+    assert model.hparams["backbone"]["class_path"] == "nlbench.models.PreActResNet"
