@@ -432,7 +432,7 @@ def test_an_unwritable_run_dir_is_one_line(
                                 "choose a writable directory\n", err
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+@pytest.mark.skipif(os.geteuid() == 0, reason="optional: needs a non-root user (root writes into read-only folders)")
 def test_a_really_read_only_run_dir_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     parent = tmp_path / "ro"
     parent.mkdir()

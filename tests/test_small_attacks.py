@@ -60,3 +60,16 @@ def test_cache_files_follow_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "split.pt").stat().st_mode) == 0o664
+
+
+def test_every_skip_says_what_it_needs_and_that_it_is_optional() -> None:
+    """Item 5: a skip names what the skipped test needs and that the test is optional (no bare "no sample in ...")."""
+    import re
+
+    reasons = []
+    for path in sorted((REPO / "tests").glob("*.py")):
+        text = path.read_text()
+        reasons += [(path.name, m) for m in re.findall(r'reason=f?"([^"]*)"', text)]
+        reasons += [(path.name, m) for m in re.findall(r'pytest\.skip\(f?"([^"]*)"', text)]
+    assert reasons
+    assert [r for r in reasons if not r[1].startswith("optional: needs")] == []
