@@ -85,6 +85,9 @@ class NLBenchCLI(LightningCLI):
         self.run_result: RunResult | None = None  # the fit's result callback: set-up vs training failures
         self.config_keys: list[str] = []  # the parsed config's dotted keys, so an error message can name its option
         self.argv = [str(a) for a in (sys.argv[1:] if args is None else args if isinstance(args, list) else [])]
+        self.full_help = FULL_HELP in self.argv  # LightningCLI's own --help, with the whole Trainer surface
+        if self.full_help:
+            args = self.argv = ["--help" if a == FULL_HELP else a for a in self.argv]
         quiet_third_party_output()
         yamlsafe.guard_jsonargparse()
         try:
@@ -122,6 +125,8 @@ class NLBenchCLI(LightningCLI):
             "<trainer.default_root_dir>/<run name>, with a -vN suffix when taken.",
         )
         parser.link_arguments("data.num_classes", "model.backbone.init_args.num_classes", apply_on="instantiate")
+        if not self.full_help:
+            _shorten_help(parser)
 
     def _parse_ckpt_path(self) -> None:
         # Private LightningCLI hook (2.6) that reads --ckpt_path's hparams with torch.load(weights_only=True): a
@@ -271,6 +276,28 @@ def _remove_empty_dirs(folders: list[Path]) -> None:
             continue
         except OSError:
             return
+
+
+# Trainer options shown by `nlbench fit --help`; `--help=full` shows all of them (the rest are Lightning's own).
+SHORT_HELP_TRAINER = ("accelerator", "devices", "precision", "max_epochs", "max_steps", "limit_train_batches",
+                      "limit_val_batches", "log_every_n_steps", "default_root_dir", "enable_progress_bar")  # fmt: skip
+FULL_HELP = "--help=full"
+
+
+def _shorten_help(parser: Any) -> None:
+    """Fit the default help on a screen or two: hide the Trainer options nlbench users rarely set (they still
+    parse; `--help=full` lists them), and say where the full surface is."""
+    import argparse
+
+    keep = {f"--trainer.{name}" for name in SHORT_HELP_TRAINER} | {f"--trainer.{name}.help" for name in SHORT_HELP_TRAINER}
+    for action in parser._actions:  # argparse has no public way to list a parser's actions
+        options = [o for o in action.option_strings if o.startswith("--trainer.")]
+        if options and not keep & set(action.option_strings):
+            action.help = argparse.SUPPRESS
+    group = getattr(parser, "groups", {}).get("trainer")
+    if group is not None:
+        group.title = ("Trainer (common options; `nlbench fit --help=full` lists all of them, "
+                       "`--model.optimizer.help SGD` one class's options)")
 
 
 def _check_weights_only(cfg: Namespace, argv: list[str]) -> None:
