@@ -183,7 +183,19 @@ class NLBenchCLI(LightningCLI):
         if self.trainer.world_size > 1 and self.run_dir is not None:
             os.environ[self.RUN_DIR_ENV] = str(self.run_dir)
 
-    before_validate = before_test = before_predict = _share_run_dir
+    def _before_evaluation(self) -> None:
+        self._share_run_dir()
+        # Lightning asks for the fit's callbacks (RunResult, RandomState, ...) when evaluating its checkpoint: they
+        # keep training state only, which an evaluation neither needs nor restores. A resumed fit keeps the warning.
+        warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks used to create the "
+                                "checkpoint need to be provided")
+
+    before_validate = before_test = before_predict = _before_evaluation
+
+    def after_predict(self) -> None:
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, PredictionWriter) and callback.written and self.trainer.is_global_zero:
+                print(f"nlbench predict: wrote {', '.join(map(str, callback.written))}")
 
     def before_fit(self) -> None:
         self._share_run_dir()
