@@ -35,3 +35,24 @@ def test_test_and_predict_are_quiet_and_predict_names_its_file(
     assert not [m for m in messages if "callbacks used to create the checkpoint" in m], messages
     out = capsys.readouterr().out
     assert f"nlbench predict: wrote {run_dir.resolve() / 'predict' / 'predictions.csv'}" in out
+
+
+def test_make_install_has_no_editable_banner(tmp_path: Path) -> None:
+    """`make install`'s pip command, with the Makefile's own environment, installs without setuptools' banner."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    makefile = (REPO / "Makefile").read_text()
+    env_setting = re.search(r"^QUIET_EDITABLE := (\w+)=\"(.*)\"$", makefile, re.M)
+    assert env_setting and "$(QUIET_EDITABLE) $(PY) -m pip install" in makefile
+    project = tmp_path / "project"
+    shutil.copytree(REPO, project, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "sweeps", "*.egg-info",
+                                                                 "build", "__pycache__"))  # fmt: skip
+    env = {**os.environ, env_setting.group(1): env_setting.group(2)}
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                           "--prefix", str(tmp_path / "prefix"), "-e", "."], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Editable installation" not in proc.stdout + proc.stderr and "!!" not in proc.stderr, proc.stderr
