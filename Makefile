@@ -25,6 +25,10 @@ $(STAMP): pyproject.toml constraints.txt
 .PHONY: install
 install: $(STAMP) ## Create .venv and install nlbench with dev extras (pinned by constraints.txt)
 
+.PHONY: constraints
+constraints: $(STAMP) ## Regenerate constraints.txt from pyproject.toml's dependency tree (installed versions)
+	$(PY) tools/constraints.py > constraints.txt.new && mv constraints.txt.new constraints.txt
+
 .PHONY: test
 test: $(STAMP) ## Run the default test suite (excludes tests marked slow)
 	$(PY) -m pytest $(PYTEST_ARGS)
