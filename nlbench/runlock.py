@@ -65,16 +65,18 @@ class RunLock:
     def acquire(self, timeout_s: float = 2.0) -> RunLock:
         if self._fd is not None:
             return self
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path(self.run_dir), os.O_RDWR | os.O_CREAT, 0o666)
         deadline = time.monotonic() + timeout_s
-        fd = self._open()
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                if not _is_current(fd, lock_path(self.run_dir)):
+                if not _is_current(fd, self._file()):
                     # The owner removed the run directory (a failed fit cleaning up) while we waited: this lock
                     # is on a deleted file; start over on the directory as it is now.
                     os.close(fd)
-                    fd = self._open()
+                    self._file().parent.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(self._file(), os.O_RDWR | os.O_CREAT, 0o666)
                     continue
                 break
             except OSError as err:
@@ -93,9 +95,9 @@ class RunLock:
         self._fd = fd
         return self
 
-    def _open(self) -> int:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        return os.open(lock_path(self.run_dir), os.O_RDWR | os.O_CREAT, 0o666)
+    def _file(self) -> Path:
+        # The lock file this object locks (a `path` attribute, where one is set, names a lock kept elsewhere).
+        return Path(getattr(self, "path", None) or lock_path(self.run_dir))
 
     def release(self) -> None:
         if self._fd is None:

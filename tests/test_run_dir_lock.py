@@ -104,3 +104,25 @@ def test_a_failed_fit_removes_the_folders_it_created(tmp_path: Path) -> None:
     run_dir = tmp_path / "F" / "B"
     assert main(["fit", *TINY, f"--run_dir={run_dir}", "--model.backbone.init_args.depth=21"]) == 2
     assert not (tmp_path / "F").exists()
+
+
+def test_a_waiter_whose_lock_file_was_removed_locks_the_new_one(tmp_path: Path) -> None:
+    import threading
+
+    run_dir = tmp_path / "run"
+    first = RunLock(run_dir).acquire()
+    second = RunLock(run_dir)
+    waiter = threading.Thread(target=second.acquire, kwargs={"timeout_s": 5.0})
+    waiter.start()
+    import time
+
+    time.sleep(0.2)  # the second is waiting on the first's lock file
+    (run_dir / ".lock").unlink()  # the first cleans up its failed run, lock file and all
+    run_dir.rmdir()
+    first.release()
+    waiter.join()
+    try:
+        assert second.held and (run_dir / ".lock").is_file()
+        assert owner(run_dir) is not None  # a third process sees the second as the owner
+    finally:
+        second.release()
