@@ -266,8 +266,12 @@ class NLBenchCLI(LightningCLI):
         if any(run_dir.rglob("*.ckpt")):
             return
         for entry in run_dir.iterdir():
-            if entry.name != LOCK_NAME:
-                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+            if entry.name == LOCK_NAME:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
         # Unlinked while still held: a fit waiting on this lock file sees that it was replaced (nlbench.runlock).
         (run_dir / LOCK_NAME).unlink(missing_ok=True)
         _remove_empty_dirs(self.created_dirs)

@@ -118,9 +118,9 @@ def test_resume_continues_optimizer_scheduler_and_epoch_state(tmp_path: Path) ->
     second = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert (first["epoch"], second["epoch"]) == (0, 1)
     assert (first["global_step"], second["global_step"]) == (2, 4)
-    # The schedule went on from epoch 1 instead of restarting: lr 0.1 -> 0.05 -> 0.025.
+    # The schedule went on from epoch 1 instead of restarting: lr 0.2 (demo.yaml's) -> 0.1 -> 0.05.
     assert second["lr_schedulers"][0]["last_epoch"] == 2
-    assert second["lr_schedulers"][0]["_last_lr"] == pytest.approx([0.025])
+    assert second["lr_schedulers"][0]["_last_lr"] == pytest.approx([0.05])
     momentum = second["optimizer_states"][0]["state"]
     assert momentum and all(torch.isfinite(s["momentum_buffer"]).all() for s in momentum.values())
     result = read_record(run_dir).flat()
