@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 NLBENCH := $(VENV)/bin/nlbench
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# setuptools' editable-install banner ("Editable installation ... be careful with folders ...") is a Python warning
+# of the build backend, which pip prints even with -q; this filter drops only that message.
+QUIET_EDITABLE := PYTHONWARNINGS="ignore:Editable installation"
 
 .DEFAULT_GOAL := help
 
@@ -16,11 +19,15 @@ help: ## Show this help
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	$(QUIET_EDITABLE) $(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 .PHONY: install
 install: $(STAMP) ## Create .venv and install nlbench with dev extras (pinned by constraints.txt)
+
+.PHONY: constraints
+constraints: $(STAMP) ## Regenerate constraints.txt from pyproject.toml's dependency tree (installed versions)
+	$(PY) tools/constraints.py > constraints.txt.new && mv constraints.txt.new constraints.txt
 
 .PHONY: test
 test: $(STAMP) ## Run the default test suite (excludes tests marked slow)

@@ -32,7 +32,6 @@ few query positions over the images), key_norm_vs_mass.png, similarity_ablation.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -480,11 +479,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nlbench analyze: error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else run_dir / "analysis"
-    print(json.dumps({"accuracy": summary["accuracy"], "blocks": summary["blocks"]}, indent=1))
+    print(summary_lines(summary, out))
     if summary.get("warning"):
         print(f"nlbench analyze: warning: {summary['warning']}", file=sys.stderr)
-    print(f"wrote {out / 'analysis.md'}, {out / 'analysis.json'} and {len(summary['figures'])} figures")
     return 0
+
+
+def summary_lines(summary: dict[str, Any], out: Path) -> str:
+    """What `nlbench analyze` prints: the accuracies, the blocks, and where the full JSON/markdown went (the whole
+    JSON on stdout buried both)."""
+    accuracy = ", ".join(f"{name} {100 * value:.2f}%" for name, value in summary["accuracy"].items())
+    blocks = ", ".join(f"{b['name']} ({b['normalization']})" for b in summary["blocks"])
+    return (f"top-1 with the similarity switched at test time: {accuracy} "
+            f"({summary['test_images_evaluated']} test images)\n"
+            f"NL blocks: {blocks}\n"
+            f"wrote {out / 'analysis.json'}, {out / 'analysis.md'} and {len(summary['figures'])} figures in {out}")
 
 
 if __name__ == "__main__":

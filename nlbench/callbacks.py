@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from nlbench import run, runlock
+from nlbench import run
 from nlbench.models import num_parameters
 
 
@@ -35,8 +34,6 @@ class RunResult(Callback):
       MaxMetric knows neither); W&B's summary of it is ``define_metric(summary="max")``. The last validation's
       metrics travel in checkpoints too, so a run resumed from its end checkpoint (e.g. after its result.json was
       torn) records them instead of nulls.
-    - the run directory's lock (:mod:`nlbench.runlock`) is held from the start of the fit to its end unless this
-      process (or the sweep that started it) already holds it, so a killed fit reads "interrupted" everywhere.
     - throughput is timed here, not with ``ThroughputMonitor``: that one calls ``torch.cuda.synchronize()`` after
       every batch and logs per step under its own names; one sync-free per-epoch ``train/images_per_s`` is wanted.
 
@@ -53,7 +50,6 @@ class RunResult(Callback):
         self.state: dict[str, Any] = {run.BEST_ACC5: None, run.BEST_EPOCH: None, "time_s": 0.0,
                                       run.IMAGES_PER_S: None, "_best": None, run.FINAL_ACC1: None,
                                       run.FINAL_ACC5: None}  # fmt: skip
-        self._lock: runlock.RunLock | None = None
         self.training_started = False  # before it, a failure is a set-up error that the CLI reports in one line
         self._fit_start = 0.0
         self._epoch_start = 0.0
@@ -73,14 +69,6 @@ class RunResult(Callback):
     # ---- hooks -----------------------------------------------------------------------------------------------
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._fit_start = time.perf_counter()
-        owner = runlock.owner(self.run_dir.path)
-        if trainer.is_global_zero and (owner is None or owner.pid not in (os.getpid(), os.getppid())):
-            self._lock = runlock.RunLock(self.run_dir.path, command="nlbench fit").acquire()
-
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self._lock is not None:  # after on_fit_end / on_exception wrote the outcome
-            self._lock.release()
-            self._lock = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.training_started = True

@@ -11,19 +11,48 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import sys
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint as _ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from nlbench.io import atomic_writer
 
 
+def load_checkpoint_file(path: str | os.PathLike[str], *, mmap: bool = False) -> dict[str, Any]:
+    """Read a checkpoint without running code: ``torch.load(weights_only=True)`` (tensors, numbers, strings and
+    torch's own allow-list of containers such as ``collections.Counter``). nlbench's checkpoints hold nothing else;
+    a received file whose pickle names any other global (a ``__reduce__`` payload) is refused with ValueError."""
+    try:
+        return torch.load(path, map_location="cpu", mmap=mmap, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path}: refused to load: the checkpoint holds pickled objects other than tensors and plain "
+                         f"values, which could run code ({first})") from err
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's ``TorchCheckpointIO`` with atomic saves (temporary file, fsync, rename, fsync of the folder)."""
+    """Lightning's ``TorchCheckpointIO`` with atomic saves (temporary file, fsync, rename, fsync of the folder), and
+    loads that never run a checkpoint's code: ``weights_only`` left unset (None) means True here, whatever torch's
+    default or ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` say; only an explicit ``--weights_only false`` on the command
+    line (see ``nlbench.cli``) reaches this method as False."""
+
+    def load_checkpoint(self, path: str | os.PathLike[str], map_location: Any | None = None,
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        if weights_only is False:
+            return super().load_checkpoint(path, map_location=map_location, weights_only=False)
+        try:
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise ValueError(f"{path}: refused to load: the checkpoint holds pickled objects other than tensors and "
+                             "plain values, which could run code; if you trust it, pass --weights_only false on "
+                             "the command line") from err
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike[str],
                         storage_options: Any | None = None) -> None:
@@ -35,6 +64,33 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         torch.save(checkpoint, buffer)
         with atomic_writer(path, "wb") as f:
             f.write(buffer.getbuffer())
+
+
+class ModelCheckpoint(_ModelCheckpoint):
+    """Lightning's ModelCheckpoint whose ``save_last`` writes last.ckpt at *every* epoch end, not only when a
+    monitored checkpoint is saved (Lightning 2.6 skips it then, so a run that stopped improving kept an old
+    last.ckpt: a kill -9 lost every epoch since the last improvement, and "last" evaluated old weights).
+
+    Saved through the Trainer's CheckpointIO, so atomically. Uses three private helpers of Lightning 2.6
+    (``_should_skip_saving_checkpoint``, ``_should_save_on_train_epoch_end``, ``_save_last_checkpoint``): the only
+    way to reuse its last-checkpoint naming and bookkeeping; tests/test_last_checkpoint.py breaks if they change.
+    The CLI uses this class wherever a config names Lightning's."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_behind(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_behind(trainer)
+
+    def _save_last_if_behind(self, trainer: L.Trainer) -> None:
+        # Skipped when the parent just saved at this step (it then wrote last.ckpt too), in sanity checks and
+        # outside fitting.
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 def readable(path: Path) -> str | None:
@@ -87,7 +143,7 @@ def check_resumable(run_dir: Path, ckpt_path: str | None) -> None:
         return
     if status != "finished":
         return
-    state = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=False)
+    state = load_checkpoint_file(ckpt_path, mmap=True)
     if any("total_steps" in scheduler for scheduler in state.get("lr_schedulers", [])):
         raise ValueError(
             f"--ckpt_path {ckpt_path}: {run_dir} already finished its run-length schedule (result.json says "

@@ -236,6 +236,16 @@ class ImageClassifier(L.LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval, "name": "lr"},
         }
 
+    # ---- checkpoints ---------------------------------------------------------------------------------------
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # load_from_checkpoint rebuilds backbone/optimizer/scheduler from their saved config, then (built as
+        # objects) __init__ drops them from hparams: put the checkpoint's config back, so model.hparams says what
+        # the model is, as after a fit.
+        saved = checkpoint.get("hyper_parameters") or {}
+        for key in ("backbone", "optimizer", "scheduler"):
+            if key not in self.hparams and key in saved and _is_config(saved[key]):
+                self.hparams[key] = saved[key]
+
     # ---- NL statistics -------------------------------------------------------------------------------------
     def nl_blocks(self) -> dict[str, nn.Module]:
         return dict(named_nl_blocks(self.model))

@@ -7,6 +7,7 @@ Every ``fit`` owns one run directory (see docs/design.md): resolved config, CSV 
 from __future__ import annotations
 
 import os
+import pickle
 import secrets
 import shutil
 import sys
@@ -19,9 +20,9 @@ from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_warn
 
-from nlbench import errors
+from nlbench import errors, yamlsafe
 from nlbench.callbacks import RunResult
-from nlbench.checkpoint_io import check_resumable, resume_checkpoint
+from nlbench.checkpoint_io import check_resumable, load_checkpoint_file, resume_checkpoint
 from nlbench.classifier import ImageClassifier
 from nlbench.device_share import DeviceShare
 from nlbench.io import atomic_write_text
@@ -30,6 +31,13 @@ from nlbench.nn.registry import check_config
 from nlbench.predict import PredictionWriter
 from nlbench.rng import RandomState
 from nlbench.run import RunIdentity, command_line_keys, identity_from_config
+from nlbench.runlock import LOCK_NAME, RunLock, RunLockedError
+
+# Lightning's ModelCheckpoint, replaced by nlbench.checkpoint_io.ModelCheckpoint (same options, last.ckpt always current)
+LIGHTNING_MODEL_CHECKPOINT = ("lightning.pytorch.callbacks.ModelCheckpoint",
+                              "lightning.pytorch.callbacks.model_checkpoint.ModelCheckpoint",
+                              "pytorch_lightning.callbacks.ModelCheckpoint")
+
 
 class ConfigError(ValueError):
     """A bad command line or config: reported as one line, exit code 2."""
@@ -72,14 +80,22 @@ class NLBenchCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any) -> None:
         self.run_dir: Path | None = None
-        self.created_run_dir: Path | None = None  # a run directory this process chose and that did not exist yet
+        # The folders this process created for its run directory, deepest (the run directory) first.
+        self.created_dirs: list[Path] = []
+        # The fit's exclusive lock on its run directory (nlbench.runlock): taken before anything is written there,
+        # held until the fit has ended (and a failed set-up has been cleaned up). Its one owner is this class.
+        self.run_lock: RunLock | None = None
         self.run_result: RunResult | None = None  # the fit's result callback: set-up vs training failures
         self.config_keys: list[str] = []  # the parsed config's dotted keys, so an error message can name its option
+        self.argv = [str(a) for a in (sys.argv[1:] if args is None else args if isinstance(args, list) else [])]
+        self.full_help = FULL_HELP in self.argv  # LightningCLI's own --help, with the whole Trainer surface
+        if self.full_help:
+            args = self.argv = ["--help" if a == FULL_HELP else a for a in self.argv]
         # The options that differ from the experiment's base config: the command line's (a sweep passes its
         # overrides and axes there), which name the run (nlbench.run.identity_from_config).
-        self.option_keys = command_line_keys(sys.argv[2:] if args is None else [str(a) for a in args
-                                                                                 if isinstance(args, list)])
+        self.option_keys = command_line_keys(self.argv)
         quiet_third_party_output()
+        yamlsafe.guard_jsonargparse()
         try:
             super().__init__(
                 ImageClassifier,
@@ -98,6 +114,9 @@ class NLBenchCLI(LightningCLI):
                 self._discard_new_run_dir()
             err.nlbench_cli = self  # type: ignore[attr-defined]  # main() reads training_started and config_keys
             raise
+        finally:
+            if self.run_lock is not None:
+                self.run_lock.release()
 
     @property
     def training_started(self) -> bool:
@@ -112,6 +131,18 @@ class NLBenchCLI(LightningCLI):
             "<trainer.default_root_dir>/<run name>, with a -vN suffix when taken.",
         )
         parser.link_arguments("data.num_classes", "model.backbone.init_args.num_classes", apply_on="instantiate")
+        if not self.full_help:
+            _shorten_help(parser)
+
+    def _parse_ckpt_path(self) -> None:
+        # Private LightningCLI hook (2.6) that reads --ckpt_path's hparams with torch.load(weights_only=True): a
+        # refused pickle becomes one line naming the file (tests/test_checkpoint_safety.py breaks if it moves).
+        try:
+            super()._parse_ckpt_path()
+        except pickle.UnpicklingError as err:
+            path = self.config[self.config.subcommand].get("ckpt_path")
+            raise ValueError(f"--ckpt_path {path}: refused to load: the checkpoint holds pickled objects other than "
+                             "tensors and plain values, which could run code") from err
 
     def _set_seed(self) -> None:
         # Lightning 2.6 seeds 0 for `seed_everything: true` (and reuses PL_GLOBAL_SEED left by an earlier run in
@@ -127,6 +158,9 @@ class NLBenchCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         self.config_keys = list(cfg.keys())
+        _check_weights_only(cfg, self.argv)
+        if self.subcommand == "fit":
+            check_fit_length(cfg.trainer)
         identity = identity_from_config(cfg, self.option_keys)
         run_dir = self._resolve_run_dir(cfg, identity)
         self.run_dir, self.identity = run_dir, identity
@@ -135,6 +169,8 @@ class NLBenchCLI(LightningCLI):
         cfg.trainer.logger = _configure_loggers(cfg.trainer.logger, log_dir, run_dir, identity, self.subcommand,
                                                 resuming=bool(cfg.get("ckpt_path")))
         for callback in _as_list(cfg.trainer.callbacks):
+            if str(callback.get("class_path", "")) in LIGHTNING_MODEL_CHECKPOINT:
+                callback.class_path = "nlbench.checkpoint_io.ModelCheckpoint"  # last.ckpt at every epoch end
             if str(callback.get("class_path", "")).endswith("ModelCheckpoint") and not callback.init_args.dirpath:
                 callback.init_args.dirpath = str(run_dir / "checkpoints")
         cfg.trainer.plugins = _with_atomic_checkpoints(cfg.trainer.get("plugins"))
@@ -153,7 +189,19 @@ class NLBenchCLI(LightningCLI):
         if self.trainer.world_size > 1 and self.run_dir is not None:
             os.environ[self.RUN_DIR_ENV] = str(self.run_dir)
 
-    before_validate = before_test = before_predict = _share_run_dir
+    def _before_evaluation(self) -> None:
+        self._share_run_dir()
+        # Lightning asks for the fit's callbacks (RunResult, RandomState, ...) when evaluating its checkpoint: they
+        # keep training state only, which an evaluation neither needs nor restores. A resumed fit keeps the warning.
+        warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks used to create the "
+                                "checkpoint need to be provided")
+
+    before_validate = before_test = before_predict = _before_evaluation
+
+    def after_predict(self) -> None:
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, PredictionWriter) and callback.written and self.trainer.is_global_zero:
+                print(f"nlbench predict: wrote {', '.join(map(str, callback.written))}")
 
     def before_fit(self) -> None:
         self._share_run_dir()
@@ -164,45 +212,131 @@ class NLBenchCLI(LightningCLI):
 
     def _resolve_run_dir(self, cfg: Namespace, identity: RunIdentity) -> Path:
         if os.environ.get(self.RUN_DIR_ENV) and os.environ.get("LOCAL_RANK") not in (None, "0"):
-            return Path(os.environ[self.RUN_DIR_ENV])  # a DDP worker: the launcher already chose
+            return Path(os.environ[self.RUN_DIR_ENV])  # a DDP worker: the launcher already chose (and locked)
         resuming = bool(cfg.get("ckpt_path"))
         if cfg.run_dir:
-            run_dir = Path(cfg.run_dir)
-            if self.subcommand == "fit" and not resuming and _checkpoints_in(run_dir):
-                raise ConfigError(
-                    f"--run_dir {run_dir} already holds checkpoints; pass --ckpt_path last to resume it "
-                    "or choose another --run_dir"
-                )
-        elif self.subcommand == "fit" and (agent_dir := _agent_run_dir(cfg)) is not None:
-            run_dir = agent_dir  # a `wandb agent` run of an exported sweep: in the sweep's directory
+            run_dir = Path(cfg.run_dir).resolve()
+            if self.subcommand == "fit":
+                self._take_run_dir(run_dir)
+                if not resuming and _checkpoints_in(run_dir):
+                    raise ConfigError(
+                        f"--run_dir {cfg.run_dir} already holds checkpoints; pass --ckpt_path last to resume it "
+                        "or choose another --run_dir"
+                    )
+            return run_dir
+        if self.subcommand == "fit" and (agent_dir := _agent_run_dir(cfg)) is not None:
+            # a `wandb agent` run of an exported sweep: in the sweep's directory
+            run_dir = agent_dir.resolve()
+            self._take_run_dir(run_dir)
             if not resuming and _checkpoints_in(run_dir):
                 raise ConfigError(f"{run_dir} (this W&B agent run's directory in its sweep) already holds "
                                   "checkpoints; the grid point ran before")  # fmt: skip
-        else:
-            root = Path(cfg.trainer.default_root_dir or "runs")
-            run_dir = root / identity.name
-            if self.subcommand == "fit" and not resuming:
-                version = 1
-                while run_dir.exists() and any(run_dir.iterdir()):
-                    version += 1
-                    run_dir = root / f"{identity.name}-v{version}"
-        run_dir = run_dir.resolve()
-        if self.subcommand == "fit" and not run_dir.exists():
-            created = run_dir
-            while not created.parent.exists():  # e.g. runs/demo/ of a first run: remove it too if the run fails
-                created = created.parent
-            self.created_run_dir = created
-        return run_dir
+            return run_dir
+        root = Path(cfg.trainer.default_root_dir or "runs")
+        run_dir = root / identity.name
+        if self.subcommand != "fit":
+            return run_dir.resolve()
+        if resuming:
+            self._take_run_dir(run_dir.resolve())
+            return run_dir.resolve()
+        version = 1
+        # The first free <name>, <name>-v2, ...: empty and not locked by a concurrent fit that chose it first.
+        while (run_dir.exists() and _holds_files(run_dir)) or not self._take_run_dir(run_dir.resolve(), wait=False):
+            version += 1
+            run_dir = root / f"{identity.name}-v{version}"
+        return run_dir.resolve()
+
+    def _take_run_dir(self, run_dir: Path, wait: bool = True) -> bool:
+        """Lock the fit's run directory (creating it), recording the folders this process created. A directory in
+        use by another process: ConfigError (one line), or False when ``wait`` is off (the caller tries another)."""
+        created = []
+        folder = run_dir
+        while not folder.exists():
+            created.append(folder)
+            folder = folder.parent
+        lock = RunLock(run_dir, command="nlbench fit")
+        try:
+            lock.acquire(timeout_s=2.0 if wait else 0.0)
+        except RunLockedError as err:
+            _remove_empty_dirs(created)
+            if not wait:
+                return False
+            raise ConfigError(f"--run_dir {err}") from None
+        if not wait and _holds_files(run_dir):  # filled between the check and the lock
+            lock.release()
+            return False
+        self.run_lock, self.created_dirs = lock, created
+        return True
 
     def _discard_new_run_dir(self) -> None:
-        """Remove the run directory this invocation created for a run that failed before training (bad input,
-        missing data), unless it holds a checkpoint (never lose one)."""
-        run_dir = self.created_run_dir  # the run directory, or the topmost folder this invocation created above it
-        if run_dir is None or not run_dir.exists() or any(run_dir.rglob("*.ckpt")):
+        """After a fit failed before training (bad input, missing data, Ctrl-C in the sanity check): remove the run
+        directory if this process created it and it holds no checkpoint (never lose one), then each folder above it
+        that this process created and that is still empty -- another run may have started in one of them meanwhile.
+
+        Runs under the run directory's lock, so nothing in the run directory belongs to another process."""
+        if not self.created_dirs or self.run_lock is None or not self.run_lock.held:
             return
-        if os.environ.get("LOCAL_RANK") not in (None, "0"):
+        run_dir = self.created_dirs[0]
+        if any(run_dir.rglob("*.ckpt")):
             return
-        shutil.rmtree(run_dir, ignore_errors=True)
+        for entry in run_dir.iterdir():
+            if entry.name == LOCK_NAME:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        # Unlinked while still held: a fit waiting on this lock file sees that it was replaced (nlbench.runlock).
+        (run_dir / LOCK_NAME).unlink(missing_ok=True)
+        _remove_empty_dirs(self.created_dirs)
+
+
+def _holds_files(run_dir: Path) -> bool:
+    """Whether a run directory holds anything besides its lock file."""
+    return any(entry.name != LOCK_NAME for entry in run_dir.iterdir())
+
+
+def _remove_empty_dirs(folders: list[Path]) -> None:
+    """Remove the given folders, deepest first, stopping at the first that is not empty (os.rmdir is atomic: a file
+    another process put there meanwhile keeps its folder)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return
+
+
+# Trainer options shown by `nlbench fit --help`; `--help=full` shows all of them (the rest are Lightning's own).
+SHORT_HELP_TRAINER = ("accelerator", "devices", "precision", "max_epochs", "max_steps", "limit_train_batches",
+                      "limit_val_batches", "log_every_n_steps", "default_root_dir", "enable_progress_bar")  # fmt: skip
+FULL_HELP = "--help=full"
+
+
+def _shorten_help(parser: Any) -> None:
+    """Fit the default help on a screen or two: hide the Trainer options nlbench users rarely set (they still
+    parse; `--help=full` lists them), and say where the full surface is."""
+    import argparse
+
+    keep = {f"--trainer.{name}" for name in SHORT_HELP_TRAINER} | {f"--trainer.{name}.help" for name in SHORT_HELP_TRAINER}
+    for action in parser._actions:  # argparse has no public way to list a parser's actions
+        options = [o for o in action.option_strings if o.startswith("--trainer.")]
+        if options and not keep & set(action.option_strings):
+            action.help = argparse.SUPPRESS
+    group = getattr(parser, "groups", {}).get("trainer")
+    if group is not None:
+        group.title = ("Trainer (common options; `nlbench fit --help=full` lists all of them, "
+                       "`--model.optimizer.help SGD` one class's options)")
+
+
+def _check_weights_only(cfg: Namespace, argv: list[str]) -> None:
+    """``weights_only: false`` lets a checkpoint's pickle run code: honoured only when typed on the command line,
+    never from a config file, which may have come with the checkpoint it is meant to unlock."""
+    if cfg.get("weights_only") is False and not any(a == "--weights_only" or a.startswith("--weights_only=")
+                                                    for a in argv):
+        raise ConfigError("weights_only: false from a config file is refused (loading a checkpoint's pickled objects "
+                          "can run code); if you trust the checkpoint, pass --weights_only false on the command line")
 
 
 def random_seed() -> int:
@@ -309,6 +443,7 @@ class _ParseOnlyCLI(NLBenchCLI):
 def _check_trainer_args(trainer: Namespace) -> None:
     """Let Lightning check the Trainer options (e.g. max_epochs >= -1) by building a bare CPU Trainer (a few ms):
     the devices, precision and strategy are the sweep's or the machine's business, so they are left out."""
+    check_fit_length(trainer)
     import logging
 
     left_out = {"accelerator", "devices", "strategy", "num_nodes", "precision", "plugins", "logger", "callbacks",
@@ -321,6 +456,15 @@ def _check_trainer_args(trainer: Namespace) -> None:
         L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, **kwargs)
     finally:
         quiet.setLevel(level)
+
+
+def check_fit_length(trainer: Namespace) -> None:
+    """A fit that trains no batch is refused: Lightning fails obscurely (OneCycleLR's "total_steps -1"), or, with no
+    scheduler, records "finished" after 0 epochs without a checkpoint, which a sweep then counts as done forever."""
+    limit = trainer.get("limit_train_batches")
+    if limit is not None and not isinstance(limit, bool) and limit == 0:
+        raise ConfigError("trainer.limit_train_batches: 0 trains no batch; a fit needs at least one (evaluate "
+                          "without training with `nlbench validate` or `nlbench test`)")
 
 
 def parse_fit_args(args: list[str]) -> Namespace:
@@ -341,8 +485,6 @@ def load_run(
     run_dir: str | os.PathLike[str], checkpoint: str = "best"
 ) -> tuple[ImageClassifier, L.LightningDataModule]:
     """Rebuild a trained run's model and DataModule from its config.yaml and a checkpoint ("best", "last" or a path)."""
-    import torch
-
     run_dir = Path(run_dir)
     config = run_dir / "config.yaml"
     if not config.is_file():
@@ -350,9 +492,7 @@ def load_run(
     ckpt = Path(checkpoint) if checkpoint not in ("best", "last") else run_dir / "checkpoints" / f"{checkpoint}.ckpt"
     if not ckpt.is_file():
         raise FileNotFoundError(f"{ckpt}: checkpoint not found")
-    import yaml
-
-    cfg = yaml.safe_load(config.read_text())
+    cfg = yamlsafe.load_file(config)
     for key in ("ckpt_path", "weights_only"):  # Trainer.fit arguments; the parse-only parser has no subcommands
         cfg.pop(key, None)
     cfg.setdefault("trainer", {})["logger"] = False
@@ -360,7 +500,7 @@ def load_run(
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
         cli = _ParseOnlyCLI(args=cfg, run=False)
     model, data = cli.config_init.model, cli.config_init.data
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = load_checkpoint_file(ckpt)
     model.load_state_dict(state["state_dict"])
     return model.eval(), data
 
@@ -378,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     from_sys_argv = argv is None  # then LightningCLI reads sys.argv itself (DDP workers re-run the same argv)
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        _check_rank_environment()
         _check_config_files(argv)
         with warnings.catch_warnings():
             # Explicit argv (tests, `nlbench sweep` in-process) differs from sys.argv on purpose.
@@ -395,21 +536,43 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# Set by the launchers that start one process per rank: torchrun, srun, MPI, nlbench's own DDP workers (Lightning's
+# subprocess launcher re-runs the command with NLBENCH_DDP_RUN_DIR set, see NLBenchCLI.RUN_DIR_ENV).
+_LAUNCHER_ENV = ("TORCHELASTIC_RUN_ID", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK", NLBenchCLI.RUN_DIR_ENV)
+
+
+def _check_rank_environment() -> None:
+    """Refuse LOCAL_RANK/RANK left in the environment outside a launcher: Lightning would take the process for a
+    worker of rank > 0, which trains without writing metrics.csv, hparams.yaml or result.json, and exits 0."""
+    stray = [f"{name}={os.environ[name]}" for name in ("LOCAL_RANK", "RANK") if os.environ.get(name, "0") != "0"]
+    if stray and not any(os.environ.get(name) for name in _LAUNCHER_ENV):
+        raise ConfigError(f"{' '.join(stray)} set in the environment, but no launcher (torchrun, srun, mpirun) "
+                          "started this process: unset them, or start multi-process runs with --trainer.devices N")
+
+
 def _check_config_files(argv: list[str]) -> None:
-    """Name the file when a --config does not exist or is not YAML (jsonargparse's message does not)."""
+    """Name the file when a --config (or a file it includes with ``config:``) does not exist, is not YAML, is over
+    the size limit or an alias bomb (nlbench.yamlsafe): jsonargparse's messages do not name it, or it never answers."""
     import yaml
 
+    pending: list[Path] = []
     for i, arg in enumerate(argv):
         if arg in ("--config", "-c") and i + 1 < len(argv):
-            path = Path(argv[i + 1])
+            pending.append(Path(argv[i + 1]))
         elif arg.startswith("--config="):
-            path = Path(arg.split("=", 1)[1])
-        else:
+            pending.append(Path(arg.split("=", 1)[1]))
+    seen: set[Path] = set()
+    while pending:
+        path = pending.pop(0)
+        if path.resolve() in seen:
             continue
+        seen.add(path.resolve())
         if not path.is_file():
             raise ConfigError(f"--config {path}: file does not exist")
         try:
-            config = yaml.safe_load(path.read_text(encoding="utf-8"))
+            config = yamlsafe.load_file(path)
+        except yamlsafe.YamlLimitError as err:
+            raise ConfigError(f"--config {err}") from err
         except UnicodeDecodeError as err:
             raise ConfigError(f"--config {path}: not a text (YAML) file: {errors.one_line(err)}") from err
         except yaml.YAMLError as err:
@@ -419,3 +582,6 @@ def _check_config_files(argv: list[str]) -> None:
         if not isinstance(config, dict):
             got = "an empty file" if config is None else f"a {type(config).__name__}"
             raise ConfigError(f"--config {path}: expected a mapping of options (trainer:, model:, data:), got {got}")
+        included = config.get("config")
+        for name in included if isinstance(included, list) else [included] if isinstance(included, str) else []:
+            pending.append(path.parent / name)  # jsonargparse resolves includes against the including file

@@ -20,7 +20,7 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
+        os.chmod(tmp, new_file_mode())  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f
             f.flush()
@@ -49,6 +49,12 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` atomically (see ``atomic_writer``)."""
     with atomic_writer(path) as f:
         f.write(text)
+
+
+def new_file_mode() -> int:
+    """The permissions ``open()`` gives a new file (0666 less the umask): for files made with ``mkstemp`` (0600),
+    which on a shared data or run folder would lock out the rest of the group."""
+    return 0o666 & ~_umask()
 
 
 def _umask() -> int:

@@ -54,6 +54,14 @@ def quiet_third_party_output() -> None:
             logger.addFilter(_ADVERTISEMENTS)
     # Lightning 2.6 still calls a torch pytree API that torch 2.14 deprecated; nothing a user can act on.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+    # nlbench logs its training metrics per epoch (the divergence check runs at epoch end too): an epoch shorter than
+    # log_every_n_steps loses nothing, so Lightning's notice about it is not true here.
+    warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging "
+                            "interval")
+    if "SLURM_JOB_ID" not in os.environ:
+        # Lightning warns wherever `srun` is installed (a login node, a workstation with SLURM's client) that it is
+        # "not used"; outside a SLURM job there is nothing to launch with srun. Inside one the warning stays.
+        warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used")
 
 
 def wandb_credentials_available() -> bool:

@@ -27,6 +27,7 @@ class PredictionWriter(BasePredictionWriter):
         self._file: IO[str] | None = None
         self._writer: Any = None
         self._path: Path | None = None
+        self.written: list[Path] = []  # the files this writer completed (the CLI says where they went)
 
     def _target_path(self, trainer: L.Trainer) -> Path:
         name = "predictions.csv" if trainer.world_size == 1 else f"predictions.rank{trainer.global_rank}.csv"
@@ -64,6 +65,7 @@ class PredictionWriter(BasePredictionWriter):
         self._file.close()
         os.replace(self._file.name, self._path)
         self._file = None
+        self.written.append(self._path)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if self._file is not None:

@@ -89,6 +89,13 @@ class RunLock:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if not _is_current(fd, self._file()):
+                    # The owner removed the run directory (a failed fit cleaning up) while we waited: this lock
+                    # is on a deleted file; start over on the directory as it is now.
+                    os.close(fd)
+                    self._file().parent.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(self._file(), os.O_RDWR | os.O_CREAT, 0o666)
+                    continue
                 break
             except OSError as err:
                 if err.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() >= deadline:
@@ -106,6 +113,10 @@ class RunLock:
         self._fd = fd
         return self
 
+    def _file(self) -> Path:
+        # The lock file this object locks (a `path` attribute, where one is set, names a lock kept elsewhere).
+        return Path(getattr(self, "path", None) or lock_path(self.run_dir))
+
     def release(self) -> None:
         if self._fd is None:
             return
@@ -120,6 +131,16 @@ class RunLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+def _is_current(fd: int, path: Path) -> bool:
+    """Whether the open lock file ``fd`` is still the file at ``path`` (not unlinked or replaced)."""
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
 
 
 def owner(run_dir: str | os.PathLike[str], *, path: str | os.PathLike[str] | None = None) -> Owner | None:

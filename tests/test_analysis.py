@@ -163,6 +163,9 @@ def test_analyze_a_trained_run(tiny_run: Path, tmp_path: Path, capsys) -> None:
                        "--device", "cpu"])
     assert rc == 0, capsys.readouterr().err
     summary = json.loads((out / "analysis.json").read_text())
+    printed = capsys.readouterr().out.splitlines()  # a summary and the paths, not the JSON (issue 20, item 2)
+    assert len(printed) == 3 and printed[-1].startswith(f"wrote {out / 'analysis.json'}, {out / 'analysis.md'}")
+    assert printed[0].startswith("top-1 with the similarity switched at test time: dot ")
     result = read_record(tiny_run).flat()
     # The same test images the run validated on, through the evaluation transform: the same accuracy.
     assert summary["test_images_evaluated"] == VAL_BATCHES * EVAL_BATCH

@@ -124,9 +124,9 @@ def test_resume_continues_optimizer_scheduler_and_epoch_state(tmp_path: Path) ->
     second = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert (first["epoch"], second["epoch"]) == (0, 1)
     assert (first["global_step"], second["global_step"]) == (2, 4)
-    # The schedule went on from epoch 1 instead of restarting: lr 0.1 -> 0.05 -> 0.025.
+    # The schedule went on from epoch 1 instead of restarting: lr 0.2 (demo.yaml's) -> 0.1 -> 0.05.
     assert second["lr_schedulers"][0]["last_epoch"] == 2
-    assert second["lr_schedulers"][0]["_last_lr"] == pytest.approx([0.025])
+    assert second["lr_schedulers"][0]["_last_lr"] == pytest.approx([0.05])
     momentum = second["optimizer_states"][0]["state"]
     assert momentum and all(torch.isfinite(s["momentum_buffer"]).all() for s in momentum.values())
     result = read_record(run_dir).flat()
@@ -440,7 +440,7 @@ def test_an_unwritable_run_dir_is_one_line(
                                 "choose a writable directory\n", err
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+@pytest.mark.skipif(os.geteuid() == 0, reason="optional: needs a non-root user (root writes into read-only folders)")
 def test_a_really_read_only_run_dir_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     parent = tmp_path / "ro"
     parent.mkdir()

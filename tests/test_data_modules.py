@@ -258,7 +258,7 @@ def test_trainer_gets_augmented_training_and_plain_validation_batches(fake_cifar
     assert padded.sum() >= 30
 
 
-@pytest.mark.skipif(not SAMPLE_ROOT.is_dir(), reason="the embedded CIFAR-10 sample is not built")
+@pytest.mark.skipif(not SAMPLE_ROOT.is_dir(), reason="optional: needs the embedded CIFAR-10 sample (python -m nlbench.data.make_sample)")
 def test_embedded_sample_loads_without_download_or_cache():
     dm = CIFAR10SampleDataModule(batch_size=32, subset=64)
     dm.prepare_data()

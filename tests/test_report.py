@@ -597,7 +597,7 @@ def _probe(html: Path, tmp_path: Path) -> tuple[list[str], list[int]]:
     return match.group(1).split(","), [int(n) for n in series.group(1).split(",")]
 
 
-@pytest.mark.skipif(_chromium() is None, reason="no Chromium/Chrome binary on PATH (apt-get install chromium)")
+@pytest.mark.skipif(_chromium() is None, reason="optional: needs a Chromium/Chrome binary on PATH to render report.html (apt-get install chromium)")
 @pytest.mark.parametrize("kwargs", [{"reductions": (2,), "inits": None},  # one axis: the demo's softmax vs scale
                                     {}])  # normalization x reduction x init
 def test_headline_figure_shows_both_series_in_chromium(tmp_path: Path, kwargs) -> None:
@@ -610,7 +610,7 @@ def test_headline_figure_shows_both_series_in_chromium(tmp_path: Path, kwargs) -
     assert blue > 300 and orange > 300, (blue, orange)
 
 
-@pytest.mark.skipif(_chromium() is None, reason="no Chromium/Chrome binary on PATH (apt-get install chromium)")
+@pytest.mark.skipif(_chromium() is None, reason="optional: needs a Chromium/Chrome binary on PATH to render report.html (apt-get install chromium)")
 def test_report_html_renders_in_headless_chromium(sweep_dir: Path, tmp_path: Path) -> None:
     bench = collect.load_benchmark(write_bench(tmp_path / "cpu.json"))
     files = render.write_report(collect.load_sweep(sweep_dir), tmp_path / "out", benchmarks=[bench])

@@ -153,7 +153,7 @@ def small_disk(tmp_path: Path):
     mount.mkdir()
     if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
                                            capture_output=True).returncode:
-        pytest.skip("needs root to mount a small tmpfs")
+        pytest.skip("optional: needs root (to mount a 3 MB tmpfs) for the full-disk checkpoint test")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)
 

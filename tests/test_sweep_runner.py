@@ -344,7 +344,7 @@ def _wait_for(predicate: Any, timeout_s: float, what: str) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="optional: needs Linux (PR_SET_PDEATHSIG)")
 def test_kill_9_mid_run_then_rerun_completes_without_duplicates(tmp_path: Path) -> None:
     marker = tmp_path / "hanging"
     overrides = {"fake.epochs": 2, "fake.hang_once": str(marker)}

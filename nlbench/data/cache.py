@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from nlbench.io import new_file_mode
+
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 2  # 2: fingerprints sample file contents
@@ -122,6 +124,7 @@ def write_cache(path: Path, arrays: ImageArrays, *, fingerprint: str, verified: 
             "cache=False"
         ) from e
     try:
+        os.chmod(tmp, new_file_mode())  # a shared data folder: readable by the group as the umask says, not 0600
         with os.fdopen(fd, "wb") as f:
             torch.save(entry, f)
         os.replace(tmp, path)

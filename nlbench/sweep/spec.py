@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from nlbench import yamlsafe
 from nlbench.run import short_name
 
 SPEC_KEYS = ("name", "base", "output_dir", "overrides", "axes", "points", "devices_per_run", "grid_limit", "runs_per_device",
@@ -151,11 +152,19 @@ def load_spec(path: str | Path, *, output_dir: str | Path | None = None) -> Swee
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: sweep spec not found")
+    data = _read_spec_yaml(path)
+    return spec_from_dict(data, root=path.parent, source=path, output_dir=output_dir)
+
+
+def _read_spec_yaml(path: Path) -> Any:
+    """The spec file's YAML, refused in one line when not YAML, over the size limit or an alias bomb
+    (nlbench.yamlsafe): a bomb would otherwise expand when the runs are listed (3 GB in 55 s)."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yamlsafe.load_file(path, what="sweep spec")
+    except yamlsafe.YamlLimitError as err:
+        raise SweepSpecError(str(err)) from err
     except yaml.YAMLError as err:
         raise SweepSpecError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from err
-    return spec_from_dict(data, root=path.parent, source=path, output_dir=output_dir)
 
 
 def spec_from_dict(
@@ -405,7 +414,29 @@ def validate_runs(
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         # Parsing is not running: Lightning's advice to launch with srun (where srun exists) is for the runs.
         warnings.filterwarnings("ignore", message="The `srun` command is available")
-        return _validate(spec, probe_runs(spec, runs), parse_args or parse_fit_args, ConfigError, progress=progress)
+        parsed = _validate(spec, probe_runs(spec, runs), parse_args or parse_fit_args, ConfigError, progress=progress)
+    check_swept_keys_take_effect(spec, parsed)
+    return parsed
+
+
+def check_swept_keys_take_effect(spec: SweepSpec, parsed: Mapping[str, Any]) -> None:
+    """Refuse (SweepSpecError, one line naming the key) a swept key whose values resolve to configs that train
+    identically, judged on the parsed configs of `validate_runs`: the optimizer's lr under a scheduler that sets the
+    learning rate itself (nlbench.schedulers.lr_overridden_by). The runs would differ only in their label."""
+    from nlbench.schedulers import lr_overridden_by
+
+    lr_keys = [key for key in spec.swept_keys if key.startswith("model.optimizer.") and key.endswith(".lr")]
+    if not lr_keys:
+        return
+    for config in parsed.values():
+        model = config.get("model") if hasattr(config, "get") else None
+        reason = lr_overridden_by(model.get("scheduler") if model is not None else None)
+        if reason:
+            raise SweepSpecError(
+                f"{spec.label}: swept key {lr_keys[0]!r} changes nothing: {reason}, so its values train "
+                "identically; sweep the scheduler's max_lr instead, or leave max_lr unset "
+                "(nlbench.schedulers.OneCycleLR follows the optimizer's lr)"
+            )
 
 
 def _validate(

@@ -1,0 +1,60 @@
+"""Noise and silence (issue 20, item 2): evaluation commands without Lightning's false callback warning, predict
+says where its file went."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+
+from nlbench.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [f"--config={REPO / 'experiments' / 'demo.yaml'}", "--trainer.accelerator=cpu", "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false", "--model.scheduler=null", "--data.init_args.batch_size=16",
+        "--data.init_args.eval_batch_size=16"]  # fmt: skip
+
+
+def test_test_and_predict_are_quiet_and_predict_names_its_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    os.environ["WANDB_MODE"] = "disabled"
+    run_dir = tmp_path / "run"
+    best = run_dir / "checkpoints" / "best.ckpt"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # 2 batches per epoch, log_every_n_steps 5: Lightning's notice about it is false for nlbench's epoch metrics.
+        assert main(["fit", *TINY, "--trainer.logger=false", f"--run_dir={run_dir}"]) == 0
+        capsys.readouterr()
+        assert main(["test", *TINY, f"--run_dir={run_dir}", f"--ckpt_path={best}", "--trainer.limit_test_batches=1"]) == 0
+        assert main(["predict", *TINY, f"--run_dir={run_dir}", f"--ckpt_path={best}",
+                     "--trainer.limit_predict_batches=1"]) == 0
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "callbacks used to create the checkpoint" in m], messages
+    assert not [m for m in messages if "smaller than the logging interval" in m], messages
+    out = capsys.readouterr().out
+    assert f"nlbench predict: wrote {run_dir.resolve() / 'predict' / 'predictions.csv'}" in out
+
+
+def test_make_install_has_no_editable_banner(tmp_path: Path) -> None:
+    """`make install`'s pip command, with the Makefile's own environment, installs without setuptools' banner."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    makefile = (REPO / "Makefile").read_text()
+    env_setting = re.search(r"^QUIET_EDITABLE := (\w+)=\"(.*)\"$", makefile, re.M)
+    assert env_setting and "$(QUIET_EDITABLE) $(PY) -m pip install" in makefile
+    project = tmp_path / "project"
+    shutil.copytree(REPO, project, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "sweeps", "*.egg-info",
+                                                                 "build", "__pycache__"))  # fmt: skip
+    env = {**os.environ, env_setting.group(1): env_setting.group(2)}
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                           "--prefix", str(tmp_path / "prefix"), "-e", "."], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Editable installation" not in proc.stdout + proc.stderr and "!!" not in proc.stderr, proc.stderr
