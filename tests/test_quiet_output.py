@@ -53,8 +53,22 @@ def test_make_install_has_no_editable_banner(tmp_path: Path) -> None:
     shutil.copytree(REPO, project, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "sweeps", "*.egg-info",
                                                                  "build", "__pycache__"))  # fmt: skip
     env = {**os.environ, env_setting.group(1): env_setting.group(2)}
+    before = _installed_nlbench()
+    # --ignore-installed: without it pip first uninstalls the nlbench this test suite runs from (same name), and
+    # every later test that starts `python -m nlbench` in a subprocess fails with ModuleNotFoundError.
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                           "--prefix", str(tmp_path / "prefix"), "-e", "."], cwd=project, env=env,
+                           "--ignore-installed", "--prefix", str(tmp_path / "prefix"), "-e", "."], cwd=project, env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "Editable installation" not in proc.stdout + proc.stderr and "!!" not in proc.stderr, proc.stderr
+    assert _installed_nlbench() == before  # the suite's own install untouched
+
+
+def _installed_nlbench() -> str | None:
+    """Where the running interpreter's nlbench was installed from (None: not installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.distribution("nlbench").read_text("direct_url.json") or ""
+    except metadata.PackageNotFoundError:
+        return None

@@ -38,7 +38,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
     try:
         c = slurmcluster.start(tmp_path_factory.mktemp("slurm"), cpus=2)
     except slurmcluster.ClusterUnavailable as err:
-        pytest.skip(f"no local SLURM cluster: {err}")
+        pytest.skip(f"optional: needs a local SLURM cluster ({err})")
     yield c
     c.stop()
 
