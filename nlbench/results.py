@@ -10,6 +10,9 @@ Sources: sweep directories (``nlbench sweep``: ``sweep.yaml`` and ``runs/<run_id
 - the NL vocabulary (``normalization``, ``reduction``, ``heads``, ``init``, ..., ``seed``), the training recipe
   (:data:`RECIPE`: optimizer, lr, scheduler, max_epochs, batch_size), and a column for every other config key
   whose value varies between the runs (named by its shortest unique dotted suffix: ``lr``, ``momentum``, ...);
+- ``normalization`` is the method at the NL insertion point: the NL block's normalization (``softmax``, ``scale``,
+  a class path, ...), a peer block in its place (``gc``, ``se``, a class path: the run's ``model.backbone.block``,
+  which has no column of its own), or ``none`` (no block), so the report compares every method against softmax;
 - ``group``: the configuration without the seed; two runs share it if and only if their configs differ only in the
   seed. ``curve`` (with ``curves=True``): the run's per-epoch metrics (a list of dicts, one per epoch).
 
@@ -36,6 +39,7 @@ import yaml
 
 from nlbench import run as run_
 from nlbench import runlock
+from nlbench.nn.registry import BLOCKS, DEFAULT_BLOCK
 
 UNREADABLE = "unreadable"
 NEW = "new"  # a sweep's run that has no directory yet
@@ -56,7 +60,8 @@ SEED = run_.SEED
 # Flat config keys the NL vocabulary (hparams) already holds under its own names.
 _HPARAM_PREFIXES = ("model.backbone.init_args.nl.", "model.backbone.nl.", "model.backbone.init_args.depth", "model.backbone.init_args.widen",
                     "model.backbone.init_args.nl_stages", "model.backbone.init_args.nl_blocks",
-                    "model.backbone.init_args.fc_init", "model.backbone.class_path", "data.class_path",
+                    "model.backbone.init_args.fc_init", "model.backbone.init_args.block", "model.backbone.class_path",
+                    "data.class_path",
                     run_.SEED_KEY, *RECIPE.values())  # fmt: skip
 
 
@@ -336,6 +341,7 @@ def frame(rows: Sequence[Mapping[str, Any]], *, curves: bool = False) -> pd.Data
             for flat in (key, canon):
                 if flat in config:
                     hparams[name] = config[flat]
+        _fold_block(hparams)
         out.update({key: hparams.get(key) for key in run_.HPARAMS if key in hparams})
         for name, key in RECIPE.items():
             value = config.get(key, config.get(run_.canonical_key(key), hparams.get(name)))
@@ -366,8 +372,20 @@ def _hparam_keys() -> dict[str, str]:
     """NL vocabulary name -> flat config key (for runs known only by their sweep values)."""
     keys = {f: f"model.backbone.init_args.nl.{f}" for f in run_.NL_FIELDS}
     keys.update(depth="model.backbone.init_args.depth", nl_blocks="model.backbone.init_args.nl_blocks",
-                seed=run_.SEED_KEY)
+                block="model.backbone.init_args.block", seed=run_.SEED_KEY)
     return keys
+
+
+def _fold_block(hparams: dict[str, Any]) -> None:
+    """A peer block (GC, SE, a class path) is the run's method: it becomes the ``normalization`` (the NL options do
+    not apply to it); ``block`` itself is never a column (``nonlocal`` is what every NL run has)."""
+    block = hparams.pop("block", None)
+    if block is None or block == DEFAULT_BLOCK or hparams.get("normalization") == "none":
+        return
+    if isinstance(block, str) and BLOCKS.name_of(block) != DEFAULT_BLOCK:
+        for name in run_.NL_FIELDS:
+            hparams.pop(name, None)
+        hparams["normalization"] = block
 
 
 def _class_name(value: Any) -> Any:

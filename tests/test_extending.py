@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nlbench.report.cli import main as report_main
 from nlbench.run import read_record
 from nlbench.sweep.cli import main as sweep_main
 from nlbench.sweep.runner import run_dir_of
@@ -68,11 +69,11 @@ def test_a_user_normalization_runs_through_a_sweep_of_nlbench_fit(
     spec_path = tmp_path / "mine.yaml"
     spec_path.write_text(yaml.safe_dump({
         "name": "mine", "base": str(DEMO), "output_dir": str(tmp_path / "out"), "overrides": TINY,
-        "axes": {"model.backbone.nl.normalization": [user_package]},
+        "axes": {"model.backbone.nl.normalization": ["softmax", user_package]},
     }))  # fmt: skip
     assert sweep_main(["--config", str(spec_path), "--devices", "cpu"]) == 0, capsys.readouterr()
     spec = load_spec(spec_path)
-    (run,) = spec.expand()
+    _, run = spec.expand()
     run_dir = run_dir_of(spec, run)
     record = read_record(run_dir)
     assert record is not None and record.status == "finished", (run_dir / "stdout.log").read_text()[-3000:]
@@ -82,6 +83,11 @@ def test_a_user_normalization_runs_through_a_sweep_of_nlbench_fit(
     # The attention statistics were logged for the user's method (it has a map).
     metrics = (run_dir / "metrics.csv").read_text()
     assert "key_norm_attention_corr" in metrics
+    # The report compares it against softmax under the class's own label (issue 17 items 1 and 5).
+    assert report_main([str(spec.output_dir), "--out", str(tmp_path / "report")]) == 0
+    md = (tmp_path / "report" / "report.md").read_text()
+    comparison = md.split("**normalization** against softmax:")[1].split("\n\n")[1]
+    assert "| sigmoid attention | best top-1 | 1/1 |" in comparison
 
 
 def test_an_unknown_normalization_exits_2_with_one_line(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ and "nlbench/sweep"), with accuracies from a known formula so the aggregated num
 from __future__ import annotations
 
 import base64
+import dataclasses
 import csv
 import itertools
 import json
@@ -23,6 +24,7 @@ import matplotlib.image
 import pytest
 import yaml
 
+from nlbench import results
 from nlbench import run as nlrun
 from nlbench.report import collect, plots, render
 from nlbench.report.cli import main as report_main
@@ -233,12 +235,12 @@ def test_figures_without_init_axis_single_seed_and_baseline(tmp_path: Path) -> N
     fig = plots.error_vs_reduction(sweep)
     assert len(fig.axes) == 2  # one column: best and final
     series = _series(fig.axes[0])
-    assert set(series) == {"softmax", "scale", "baseline (no NL)"}
+    assert set(series) == {"softmax", "scale", "baseline (no block)"}
     baseline_error = 100 * (1 - max(synthetic_acc("none", 1, "normal", 0, e, 3) for e in range(3)))
-    assert series["baseline (no NL)"][1] == pytest.approx([baseline_error] * 2)
+    assert series["baseline (no block)"][1] == pytest.approx([baseline_error] * 2)
     curves = plots.learning_curves(sweep)
     assert [ax.get_title() for ax in curves.axes if ax.get_visible()] == ["r1", "r4"]
-    assert {line.get_label() for line in curves.axes[1].lines} == {"baseline (no NL) (n=1)", "scale (n=1)",
+    assert {line.get_label() for line in curves.axes[1].lines} == {"baseline (no block) (n=1)", "scale (n=1)",
                                                                  "softmax (n=1)"}
     md = render.to_markdown(*render.build_report(sweep))
     table = md.split("## Every configuration")[1].split("##")[0]
@@ -808,7 +810,7 @@ def _plotted_points(fig) -> int:
     """Finite data points of the errorbar series (not the baseline band) in every panel of a figure."""
     return sum(
         sum(1 for x, y in zip(*container.lines[0].get_data()) if math.isfinite(x) and math.isfinite(y))
-        for ax in fig.axes for container in ax.containers if container.get_label() != "baseline (no NL)"
+        for ax in fig.axes for container in ax.containers if container.get_label() != "baseline (no block)"
     )
 
 
@@ -888,3 +890,30 @@ def test_per_configuration_figures_are_capped(tmp_path: Path) -> None:
     assert len(bars.axes[0].patches) == plots.MAX_CONFIGS
     assert f"show the {plots.MAX_CONFIGS} configurations with the best mean best top-1 of 60" in (
         plots.capped_note(sweep))
+
+
+def test_every_method_of_the_rivals_sweep_is_compared_against_softmax(tmp_path: Path) -> None:
+    """Issue 17 item 5: normalizations, peer blocks (GC, SE: no NL options) and no block, each against softmax, with
+    the registry's labels, in the comparison table and the figures."""
+    root = tmp_path / "rivals"
+    methods = ["softmax", "scale", "linear", "efficient", "gc", "se", "none"]
+    for method in methods:
+        for seed in (0, 1, 2):
+            run_dir = root / f"{method}-s{seed}"
+            write_run(run_dir, "softmax" if method in ("gc", "se") else method, 2, "normal", seed, epochs=3,
+                      status="finished")
+            if method in ("gc", "se"):  # as nlbench.run.identify records a peer block
+                record = nlrun.read_record(run_dir)
+                kept = {k: v for k, v in record.hparams.items() if k not in nlrun.NL_FIELDS}
+                nlrun.write_record(run_dir, dataclasses.replace(record, hparams={**kept, "block": method}))
+    df = results.load(*sorted(root.iterdir()))
+    assert set(df["normalization"]) == set(methods) and "block" not in df
+    assert results.config_keys(df) == ["normalization"]  # reduction/heads/... are absent for GC/SE: determined
+    out = tmp_path / "out"
+    assert report_main([*map(str, sorted(root.iterdir())), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    block = md.split("**normalization** against softmax:")[1].split("\n\n")[1]
+    shown = {line.split("|")[1].strip() for line in block.splitlines()[2:]}
+    assert shown == {"scale", "linear (Katharopoulos)", "efficient (Shen)", "GC block", "SE block",
+                     "baseline (no block)"}
+    assert "Holm over 6" in block

@@ -20,8 +20,6 @@ class GlobalContext2d(nn.Module):
         ratio: bottleneck width C * ratio (GCNet: 1/4 or 1/16); at least one channel.
     """
 
-    label = "GC block"
-    color = "tab:purple"
 
     def __init__(self, channels: int, *, ratio: float = 0.25) -> None:
         super().__init__()

@@ -42,8 +42,6 @@ OPTION_DEFAULTS: dict[str, Any] = {"scale": "sqrt_n", "order": "reassociated"}
 class SoftmaxAttention(nn.Module):
     """Embedded Gaussian: y_i = sum_j softmax_j(q_i . k_j) v_j, through SDPA's fused kernels (plain dot product)."""
 
-    label = "softmax"
-    color = "tab:orange"
     probabilities = True
     quadratic = True
 
@@ -60,8 +58,6 @@ class ScaleAttention(nn.Module):
     ``head_width`` is d_head for ``scale="sqrt_nd"`` (default: the queries' width). With ``order="reassociated"``
     the block folds its W_z into the (d_v x d) summaries (:meth:`forward_projected`)."""
 
-    label = "scale"
-    color = "tab:blue"
     probabilities = False
 
     def __init__(self, *, scale: ScaleDivisor = "sqrt_n", order: Order = "reassociated",
@@ -99,8 +95,6 @@ class LinearAttention(nn.Module):
     """Linear attention (Katharopoulos et al., 2020): phi = elu + 1, y_i = phi(q_i)^T (sum_j phi(k_j) v_j^T) /
     (phi(q_i)^T sum_j phi(k_j) + eps), O(N d d_v)."""
 
-    label = "linear (Katharopoulos)"
-    color = "tab:green"
     probabilities = True
     quadratic = False
 
@@ -119,8 +113,6 @@ class EfficientAttention(nn.Module):
     """Efficient Attention (Shen et al., WACV 2021): y = rho_q(Q) (rho_k(K)^T V), softmax of each query over its
     channels and of each key channel over positions, O(N d d_v)."""
 
-    label = "efficient (Shen)"
-    color = "tab:red"
     probabilities = True
     quadratic = False
 

@@ -7,7 +7,8 @@ label and colour for the report, whether it has an explicit attention map) comes
 the class:
 
 - ``name``: the registered name, else the class's ``name`` attribute, else its class name;
-- ``label`` / ``color``: optional class attributes (default: the name, and no colour: the plot picks one);
+- ``label`` / ``color``: optional class attributes, else given at registration (default: the name, and no colour:
+  the plot picks one);
 - ``has_map``: the class defines ``attention_map(q, k)``.
 
 Torch-free: built-ins are registered as import paths and loaded on first use, so the run record's readers can name
@@ -43,12 +44,15 @@ class Registry:
     def __init__(self, kind: str, option: str) -> None:
         self.kind, self.option = kind, option
         self._entries: dict[str, type | str] = {}
+        self._looks: dict[str, tuple[str | None, str | None]] = {}  # name -> label, colour given at registration
 
-    def register(self, name: str, target: type | str) -> None:
-        """Register a class (or its import path ``module.Class``, loaded on first use) under ``name``."""
+    def register(self, name: str, target: type | str, *, label: str | None = None, color: str | None = None) -> None:
+        """Register a class (or its import path ``module.Class``, loaded on first use) under ``name``; ``label`` and
+        ``color`` let a reader of records show it without importing it (the class's attributes win)."""
         if not name.isidentifier():
             raise ValueError(f"{self.kind} names are identifiers; got {name!r}")
         self._entries[name] = target
+        self._looks[name] = (label, color)
 
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)
@@ -98,13 +102,30 @@ class Registry:
                 return name
         return str(getattr(cls, "name", None) or cls.__name__)
 
+    def look(self, value: str | type) -> tuple[str, str | None]:
+        """Label and colour, as :meth:`info` gives them; a registered name given both at registration costs no
+        import (the report stays torch-free), and a class path that does not import here gives its last component
+        and no colour."""
+        if isinstance(value, str) and value in self._entries and not isinstance(self._entries[value], type):
+            label, color = self._looks.get(value, (None, None))
+            if label is not None and color is not None:
+                return label, color
+        try:
+            info = self.info(value)
+        except UnknownMethodError:
+            if isinstance(value, str) and "." in value:
+                return value.rsplit(".", 1)[-1], None
+            raise
+        return info.label, info.color
+
     def info(self, value: str | type) -> MethodInfo:
         cls = self.resolve(value)
         name = self.name_of(value)
+        label, color = self._looks.get(name, (None, None)) if name in self._entries else (None, None)
         return MethodInfo(
             name=name,
-            label=str(getattr(cls, "label", None) or name),
-            color=getattr(cls, "color", None),
+            label=str(getattr(cls, "label", None) or label or name),
+            color=getattr(cls, "color", None) or color,
             has_map=callable(getattr(cls, "attention_map", None)),
             value=value if isinstance(value, str) else f"{cls.__module__}.{cls.__qualname__}",
         )
@@ -116,26 +137,30 @@ class Registry:
 
 # The attention normalization inside the NL block: forward(q, k, v) -> y (see nlbench.nn.normalizations).
 NORMALIZATIONS = Registry("normalization", "model.backbone.nl.normalization")
-for _name, _cls in (("softmax", "SoftmaxAttention"), ("scale", "ScaleAttention"), ("linear", "LinearAttention"),
-                    ("efficient", "EfficientAttention")):
-    NORMALIZATIONS.register(_name, f"nlbench.nn.normalizations.{_cls}")
+for _name, _cls, _label, _color in (
+    ("softmax", "SoftmaxAttention", "softmax", "tab:orange"),
+    ("scale", "ScaleAttention", "scale", "tab:blue"),
+    ("linear", "LinearAttention", "linear (Katharopoulos)", "tab:green"),
+    ("efficient", "EfficientAttention", "efficient (Shen)", "tab:red"),
+):
+    NORMALIZATIONS.register(_name, f"nlbench.nn.normalizations.{_cls}", label=_label, color=_color)
 
 # The block placed at an NL insertion point: a module taking the channel count, (B, C, H, W) -> the same shape.
 BLOCKS = Registry("block", "model.backbone.block")
 BLOCKS.register("nonlocal", "nlbench.nn.nonlocal_block.NonLocal2d")
-BLOCKS.register("gc", "nlbench.nn.global_context.GlobalContext2d")
-BLOCKS.register("se", "nlbench.nn.squeeze_excite.SqueezeExcite2d")
+BLOCKS.register("gc", "nlbench.nn.global_context.GlobalContext2d", label="GC block", color="tab:purple")
+BLOCKS.register("se", "nlbench.nn.squeeze_excite.SqueezeExcite2d", label="SE block", color="tab:brown")
 DEFAULT_BLOCK = "nonlocal"
 
 
-def register_normalization(name: str, target: type | str) -> None:
+def register_normalization(name: str, target: type | str, *, label: str | None = None, color: str | None = None) -> None:
     """Make ``name`` select the normalization class ``target`` (a class or its path ``module.Class``)."""
-    NORMALIZATIONS.register(name, target)
+    NORMALIZATIONS.register(name, target, label=label, color=color)
 
 
-def register_block(name: str, target: type | str) -> None:
+def register_block(name: str, target: type | str, *, label: str | None = None, color: str | None = None) -> None:
     """Make ``name`` select the block class ``target`` for ``model.backbone.block``."""
-    BLOCKS.register(name, target)
+    BLOCKS.register(name, target, label=label, color=color)
 
 
 # What the run record says of a run without any inserted block (nlbench.run: normalization "none").
@@ -186,3 +211,16 @@ def check_config(config: Any) -> None:
         NORMALIZATIONS.resolve(nl["normalization"])
     if isinstance(args.get("block"), str) and args["block"] not in ("auto", "basic", "bottleneck"):  # old meaning
         BLOCKS.resolve(args["block"])
+
+
+def method_look(value: str) -> tuple[str, str | None]:
+    """Label and colour of a method as the results reader names it (its ``normalization`` column: the method at the
+    insertion point): a normalization, a peer block (``gc``, ``se``, a class path) or ``none`` (no block). Costs no
+    import for built-ins; an unknown name is shown as written, without a colour."""
+    if value == NONE.value:
+        return NONE.label, NONE.color
+    registry = BLOCKS if value in BLOCKS else NORMALIZATIONS
+    try:
+        return registry.look(value)
+    except UnknownMethodError:
+        return str(value), None

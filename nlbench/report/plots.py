@@ -329,7 +329,7 @@ def _baseline_band(ax: Any, baseline: Sequence[Mapping[str, Any]], metric: str) 
     """The runs without an NL block as a dashed line at their mean top-1 error and a +- std band."""
     mean, std, _ = mean_std(top1_error(run.get(metric)) for run in baseline)
     if mean is not None:
-        ax.axhline(mean, color=style.BASELINE_COLOR, linestyle="--", label="baseline (no NL)")
+        ax.axhline(mean, color=style.BASELINE_COLOR, linestyle="--", label=style.label(style.METHOD, style.BASELINE))
         if std:
             ax.axhspan(mean - std, mean + std, color=style.BASELINE_COLOR, alpha=0.15)
 

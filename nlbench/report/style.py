@@ -1,19 +1,26 @@
 """How the report names and colours a configuration value: one place, so a new method (a registered name or a
 class path such as ``my_pkg.attn.SigmoidAttention``) is labelled and coloured without an edit here.
 
-Colours come from a fixed palette in the order the values first appear in the runs (the sweep's own axis order),
-so a value keeps its colour in every figure of a report; ``none`` (no NL block, the baseline) is grey.
+A method (the reader's ``normalization`` column: a normalization, a peer block or ``none``) takes its label and
+colour from the method registry (:func:`nlbench.nn.registry.method_look`: registration, else the class's ``label``
+and ``color`` attributes). Other values, and methods without a colour of their own, take colours from a fixed
+palette (minus the colours methods have claimed) in the order the values first appear in the runs (the sweep's own
+axis order), so a value keeps its colour in every figure of a report.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from nlbench.nn.registry import NONE, method_look
+
 PALETTE: tuple[str, ...] = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
                             "tab:pink", "tab:olive", "tab:cyan")  # fmt: skip
-BASELINE_COLOR = "tab:gray"
-BASELINE = "none"  # the normalization of a backbone without NL blocks
+BASELINE_COLOR = NONE.color or "tab:gray"
+BASELINE = NONE.value  # the normalization of a backbone without NL blocks
+METHOD = "normalization"  # the reader's column naming the method at the insertion point
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 LINESTYLES = ("-", "--", ":", "-.")
 # Compact labels, the same words as the run names (scale-r2-h1-normal): key -> prefix of its value.
@@ -23,12 +30,13 @@ _BARE = {"normalization", "init", "similarity", "order", "dataset", "backbone", 
 
 
 def label(key: str, value: Any) -> str:
-    """A value as the report shows it: class paths by their class name (``my_pkg.attn.SigmoidAttention`` ->
-    ``SigmoidAttention``), the baseline as "baseline (no NL)", floats compactly (``0.05``)."""
+    """A value as the report shows it: a method by its registry label (``linear`` -> ``linear (Katharopoulos)``,
+    a class path by its class's ``label`` or name), other class paths by their class name, floats compactly
+    (``0.05``)."""
     if value is None:
         return "–"
-    if key == "normalization" and value == BASELINE:
-        return "baseline (no NL)"
+    if key == METHOD and isinstance(value, str):
+        return _look(value)[0]
     if isinstance(value, str) and "." in value and not value.replace(".", "").isdigit():
         return value.rsplit(".", 1)[-1]
     if isinstance(value, float):
@@ -58,13 +66,22 @@ def order(runs: Iterable[Mapping[str, Any]], key: str) -> list[Any]:
 
 
 def color(key: str, value: Any, values: Sequence[Any]) -> str:
-    """The colour of ``value`` among ``values`` (see :func:`order`); the baseline is grey."""
-    if key == "normalization" and value == BASELINE:
-        return BASELINE_COLOR
-    shown = [v for v in values if not (key == "normalization" and v == BASELINE)]
+    """The colour of ``value`` among ``values`` (see :func:`order`): a method's own colour where it has one (the
+    baseline is grey), else the next palette colour no method among ``values`` has claimed."""
+    own = {v: _look(v)[1] for v in values if key == METHOD and isinstance(v, str)}
+    if key == METHOD and isinstance(value, str) and _look(value)[1]:
+        return str(_look(value)[1])
+    palette = [c for c in PALETTE if c not in own.values()] or list(PALETTE)
+    shown = [v for v in values if not own.get(v)]
     value = _hashable(value)
     index = shown.index(value) if value in shown else len(shown)
-    return PALETTE[index % len(PALETTE)]
+    return palette[index % len(palette)]
+
+
+@functools.lru_cache(maxsize=None)
+def _look(method: str) -> tuple[str, str | None]:
+    """Cached: a class path's look imports its module once per report."""
+    return method_look(method)
 
 
 def _hashable(value: Any) -> Any:
