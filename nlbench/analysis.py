@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from jsonargparse import ArgumentError, ArgumentParser
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -317,11 +318,12 @@ def _figure(nrows: int, ncols: int, *, width: float, height: float) -> tuple[Fig
     return fig, fig.subplots(nrows, ncols, squeeze=False)
 
 
-def _display(image: Tensor) -> Tensor:
-    """A normalised (3, H, W) image as (H, W, 3) in [0, 1] for display (min-max per image)."""
+def _display(image: Tensor) -> np.ndarray:
+    """A normalised (3, H, W) image as (H, W, 3) in [0, 1] for display (min-max per image). Arrays, not tensors, go
+    to matplotlib: it converts tensors through ``__array__(copy=...)``, which torch does not implement (a warning)."""
     image = image.float().cpu()
     image = (image - image.min()) / (image.max() - image.min()).clamp_min(1e-12)
-    return image.permute(1, 2, 0)
+    return image.permute(1, 2, 0).numpy()
 
 
 def attention_figure(
@@ -343,13 +345,13 @@ def attention_figure(
             # Marker at the centre of the query's cell, in image fractions.
             cy, cx = (qy + 0.5) / qh, (qx + 0.5) / qw
             axes[row, 0].plot(cx, cy, "x", color=f"C{index}", markersize=8, markeredgewidth=2)
-            amap = item.weights[row, :, qy * qw + qx].mean(dim=0).reshape(kh, kw).cpu()
+            amap = item.weights[row, :, qy * qw + qx].mean(dim=0).reshape(kh, kw).cpu().numpy()
             ax = axes[row, index + 1]
             ax.imshow(picture, extent=(0, 1, 1, 0))
             if softmax:
                 shown = ax.imshow(amap, extent=(0, 1, 1, 0), cmap="magma", alpha=0.7, interpolation="bilinear")
             else:
-                limit = float(amap.abs().max()) or 1.0
+                limit = float(np.abs(amap).max()) or 1.0
                 shown = ax.imshow(amap, extent=(0, 1, 1, 0), cmap="coolwarm", vmin=-limit, vmax=limit, alpha=0.75,
                                   interpolation="bilinear")
             ax.plot(cx, cy, "x", color=f"C{index}", markersize=8, markeredgewidth=2)

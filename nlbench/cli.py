@@ -429,7 +429,9 @@ class _ParseOnlyCLI(NLBenchCLI):
         cfg = self.config.clone()
         cfg.trainer.logger, cfg.trainer.callbacks = None, None
         try:
-            self.config_init = self.parser.instantiate_classes(cfg)
+            # jsonargparse 4.49 renamed instantiate_classes to instantiate (the old name warns); older ones lack it.
+            instantiate = getattr(self.parser, "instantiate", None) or self.parser.instantiate_classes
+            self.config_init = instantiate(cfg)
             _check_trainer_args(cfg.trainer)
         except Exception as err:
             if not errors.is_user_error(err):

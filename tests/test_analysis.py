@@ -210,7 +210,7 @@ def test_training_stats_and_analysis_agree(normalization: str) -> None:
     _, k = block.queries_keys(x)
     norms = k.norm(dim=-1)
     cv = (norms.std(dim=-1, correction=0) / norms.mean(dim=-1)).mean()
-    assert analysed.key_norm_cv == pytest.approx(float(cv), rel=1e-5)
+    assert analysed.key_norm_cv == pytest.approx(float(cv.detach()), rel=1e-5)
 
 
 def test_nl_input_capture_hook_is_shared_and_removed() -> None:

@@ -40,7 +40,9 @@ def test_unreachable_wandb_falls_back_instead_of_failing(tmp_path: Path, monkeyp
 
     monkeypatch.setattr(wandb, "init", init)
     logger = WandbLogger(mode="online", save_dir=str(tmp_path))
-    assert logger.experiment is not None
+    with pytest.warns(UserWarning, match="W&B could not start in (online|offline) mode") as caught:
+        assert logger.experiment is not None
+    assert [str(w.message).split(" mode")[0].rsplit(" ", 1)[1] for w in caught] == ["online", "offline"]
     assert modes == ["online", "offline", "disabled"] and logger.mode == "disabled"
     logger.finalize("success")
 

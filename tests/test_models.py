@@ -26,7 +26,7 @@ def _on_meta(factory):
         # Published sizes: He et al. 2016 (ResNet-20 0.27 M, PreResNet-110 1.7 M, PreResNet-164 1.7 M),
         # Zagoruyko & Komodakis 2016 (WRN-28-10 36.5 M), ResNet-18 with a 200-way head and a 7x7 stem 11.3 M.
         (lambda: PreActResNet(depth=20, nl_stages=()), 0.27e6),
-        (lambda: PreActResNet(depth=110, block="basic", nl_stages=()), 1.73e6),
+        (lambda: PreActResNet(depth=110, residual="basic", nl_stages=()), 1.73e6),
         (lambda: PreActResNet(depth=164, nl_stages=()), 1.70e6),
         (lambda: WideResNet(depth=28, widen=10, nl_stages=()), 36.48e6),
         (lambda: PreActResNetTiny(depth=18, nl_stages=()), 11.28e6),
@@ -53,7 +53,7 @@ def test_auto_block_follows_the_official_depth_rule():
     ("model", "size", "classes"),
     [
         (lambda: PreActResNet(num_classes=10, depth=8), 32, 10),
-        (lambda: PreActResNet(num_classes=100, depth=11, block="bottleneck"), 32, 100),
+        (lambda: PreActResNet(num_classes=100, depth=11, residual="bottleneck"), 32, 100),
         (lambda: WideResNet(num_classes=10, depth=10, widen=1, dropout=0.3), 32, 10),
         (lambda: PreActResNetTiny(num_classes=200, depth=18), 56, 200),
         (lambda: PreActResNetTiny(num_classes=200, depth=18), 64, 200),
@@ -135,7 +135,7 @@ def test_nl_position_indexes_the_residual_blocks_of_the_stage(position, children
 
 
 def test_nl_blocks_take_the_channels_of_their_insertion_point():
-    bottleneck = PreActResNet(depth=11, block="bottleneck", nl_stages=[1, 2], nl_position=0)
+    bottleneck = PreActResNet(depth=11, residual="bottleneck", nl_stages=[1, 2], nl_position=0)
     assert _nl_inputs(bottleneck, 32) == [("stage1.nonlocal0", (16, 32, 32)), ("stage2.nonlocal0", (64, 32, 32))]
     tiny = PreActResNetTiny(depth=18, nl_stages=[1, 4])
     assert [(name, block.channels) for name, block in named_nl_blocks(tiny)] == [
@@ -181,7 +181,7 @@ def test_nl_options_reach_every_block_unchanged(backbone, depth, monkeypatch):
     "build",
     [
         lambda **kw: PreActResNet(depth=8, **kw),
-        lambda **kw: PreActResNet(depth=11, block="bottleneck", **kw),
+        lambda **kw: PreActResNet(depth=11, residual="bottleneck", **kw),
         lambda **kw: WideResNet(depth=10, widen=2, dropout=0.3, **kw),
         lambda **kw: PreActResNetTiny(depth=18, **kw),
     ],
@@ -230,7 +230,7 @@ def test_gradients_reach_every_parameter():
     ("build", "message"),
     [
         (lambda: PreActResNet(depth=21), "depth=21 does not fit basic blocks"),
-        (lambda: PreActResNet(depth=44, block="bottleneck"), "depth=44 does not fit bottleneck blocks"),
+        (lambda: PreActResNet(depth=44, residual="bottleneck"), "depth=44 does not fit bottleneck blocks"),
         (lambda: PreActResNet(depth=2), "6n\\+2"),
         (lambda: PreActResNetTiny(depth=20), "depth=20"),
         (lambda: WideResNet(depth=27), "6n\\+4"),
@@ -276,7 +276,7 @@ def test_configs_instantiate_backbones_by_class_path():
     ("build", "fan_in", "fan_out"),
     [
         (lambda **kw: PreActResNet(depth=20, **kw), 64, 10),
-        (lambda **kw: PreActResNet(depth=11, block="bottleneck", num_classes=100, **kw), 256, 100),
+        (lambda **kw: PreActResNet(depth=11, residual="bottleneck", num_classes=100, **kw), 256, 100),
         (lambda **kw: PreActResNetTiny(depth=18, **kw), 512, 200),
         (lambda **kw: WideResNet(depth=10, widen=2, **kw), 128, 10),
     ],

@@ -57,7 +57,8 @@ def test_from_config_passes_every_option() -> None:
         normalization="softmax", width=6, heads=3, scale=2.5, order="nxn", similarity="direction",
         init="kaiming", pos_encoding=False, subsample=True,
     )
-    block = NonLocal2d.from_config(12, cfg)
+    with pytest.warns(UserWarning, match="has no effect with normalization softmax"):  # scale/order: scale's options
+        block = NonLocal2d.from_config(12, cfg)
     assert (block.normalization, block.width, block.heads, block.scale) == ("softmax", 6, 3, 2.5)
     assert (block.order, block.similarity, block.init, block.subsample) == ("nxn", "direction", "kaiming", True)
     assert block.pos_encoding is None

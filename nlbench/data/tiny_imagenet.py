@@ -15,8 +15,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-from torchvision.io import ImageReadMode, decode_jpeg
+from PIL import Image, UnidentifiedImageError
 
 from nlbench.data.cache import ImageArrays
 from nlbench.data.errors import DatasetFormatError
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 FOLDER = "tiny-imagenet-200"
 IMAGE_SIZE = 64
-_DECODE_CHUNK = 1024  # images read and decoded per call: bounds memory for the encoded bytes
+_DECODE_CHUNK = 1024  # images decoded per stacked chunk: bounds the memory of the per-image tensors
 
 
 @dataclass
@@ -164,26 +165,20 @@ def read_split(index: TinyImageNetIndex) -> ImageArrays:
 
 
 def _decode(paths: list[str]) -> list[torch.Tensor]:
-    data = [_read_bytes(p) for p in paths]
-    try:
-        return decode_jpeg(data, mode=ImageReadMode.RGB)  # one call for the chunk: no per-image Python overhead
-    except RuntimeError:
-        return [_decode_one(encoded, path) for encoded, path in zip(data, paths)]  # find the culprit to name it
+    return [_decode_one(path) for path in paths]
 
 
-def _read_bytes(path: str) -> torch.Tensor:
-    with open(path, "rb") as f:
-        data = f.read()
-    if not data:
+def _decode_one(path: str) -> torch.Tensor:
+    """One JPEG as a uint8 (3, H, W) tensor, greyscale converted to RGB. Pillow, not torchvision.io: torchvision
+    0.29 deprecated its decoders (a DeprecationWarning per call) in favour of TorchCodec, which is not a dependency."""
+    if os.path.getsize(path) == 0:
         raise DatasetFormatError(f"{path}: empty file")
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
-
-
-def _decode_one(encoded: torch.Tensor, path: str) -> torch.Tensor:
     try:
-        return decode_jpeg(encoded, mode=ImageReadMode.RGB)
-    except RuntimeError as e:
+        with Image.open(path, formats=["JPEG"]) as image:
+            pixels = np.array(image.convert("RGB"))  # a writable copy (torch.from_numpy warns on read-only)
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise DatasetFormatError(f"{path}: not a decodable JPEG ({e})") from e
+    return torch.from_numpy(pixels).permute(2, 0, 1)
 
 
 def _check_size(image: torch.Tensor, path: str) -> torch.Tensor:
