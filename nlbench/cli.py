@@ -472,9 +472,7 @@ def check_fit_length(trainer: Namespace) -> None:
 def parse_fit_args(args: list[str]) -> Namespace:
     """Parse and validate a ``nlbench fit`` command line (without "fit"); raises ConfigError with one line."""
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-            config = _ParseOnlyCLI(args=list(args), run=False).config
+        config = _ParseOnlyCLI(args=list(args), run=False).config
         check_config(config)  # methods by name or class path resolve now, not when the run starts
         return config
     except ConfigError:
@@ -498,9 +496,7 @@ def load_run(
     for key in ("ckpt_path", "weights_only"):  # Trainer.fit arguments; the parse-only parser has no subcommands
         cfg.pop(key, None)
     cfg.setdefault("trainer", {})["logger"] = False
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-        cli = _ParseOnlyCLI(args=cfg, run=False)
+    cli = _ParseOnlyCLI(args=cfg, run=False)
     model, data = cli.config_init.model, cli.config_init.data
     state = load_checkpoint_file(ckpt)
     model.load_state_dict(state["state_dict"])
@@ -522,10 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _check_rank_environment()
         _check_config_files(argv)
-        with warnings.catch_warnings():
-            # Explicit argv (tests, `nlbench sweep` in-process) differs from sys.argv on purpose.
-            warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-            NLBenchCLI(args=None if from_sys_argv else argv)
+        NLBenchCLI(args=None if from_sys_argv else argv)
     except Exception as err:
         cli = getattr(err, "nlbench_cli", None)  # NLBenchCLI discarded a run directory it created, if untrained
         started = bool(cli and cli.training_started)

@@ -58,6 +58,12 @@ def quiet_third_party_output() -> None:
     # log_every_n_steps loses nothing, so Lightning's notice about it is not true here.
     warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging "
                             "interval")
+    # nlbench passes LightningCLI explicit args on purpose (`nlbench sweep` validating its runs, `load_run`, tests),
+    # while sys.argv holds another command line; Lightning's "not recommended" notice is not about a mistake here.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    # A fresh fit into a run directory that holds checkpoints is refused (NLBenchCLI), so a non-empty checkpoint
+    # folder is a resume (`--ckpt_path last`), where Lightning's "exists and is not empty" is expected, not a hazard.
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     if "SLURM_JOB_ID" not in os.environ:
         # Lightning warns wherever `srun` is installed (a login node, a workstation with SLURM's client) that it is
         # "not used"; outside a SLURM job there is nothing to launch with srun. Inside one the warning stays.

@@ -90,6 +90,8 @@ def test_test_command_does_not_run_the_payload(poisoned_run: tuple[Path, Path], 
     assert not marker.exists()
 
 
+# The received checkpoint was saved in another run directory: Lightning's note about it is true and expected here.
+@pytest.mark.filterwarnings("ignore:The dirpath has changed from")
 def test_weights_only_false_from_a_config_file_is_refused(
     poisoned_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

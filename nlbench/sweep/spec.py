@@ -410,8 +410,6 @@ def validate_runs(
     from nlbench.cli import ConfigError, parse_fit_args
 
     with warnings.catch_warnings():
-        # LightningCLI warns when given args while sys.argv holds others (here: the sweep's own command line).
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         # Parsing is not running: Lightning's advice to launch with srun (where srun exists) is for the runs.
         warnings.filterwarnings("ignore", message="The `srun` command is available")
         parsed = _validate(spec, probe_runs(spec, runs), parse_args or parse_fit_args, ConfigError, progress=progress)
