@@ -213,11 +213,18 @@ class NLBenchCLI(LightningCLI):
     def _resolve_run_dir(self, cfg: Namespace, identity: RunIdentity) -> Path:
         if os.environ.get(self.RUN_DIR_ENV) and os.environ.get("LOCAL_RANK") not in (None, "0"):
             return Path(os.environ[self.RUN_DIR_ENV])  # a DDP worker: the launcher already chose (and locked)
+        if launched_rank() != 0:
+            # A rank > 0 of torchrun/srun/mpirun or of another node: global rank 0 chooses, locks and writes the run
+            # directory; this process only names it (it writes nothing there), so it neither locks nor picks -vN.
+            if cfg.run_dir:
+                return Path(cfg.run_dir).resolve()
+            agent_dir = _agent_run_dir(cfg) if self.subcommand == "fit" else None
+            return (agent_dir or Path(cfg.trainer.default_root_dir or "runs") / identity.name).resolve()
         resuming = bool(cfg.get("ckpt_path"))
         if cfg.run_dir:
             run_dir = Path(cfg.run_dir).resolve()
             if self.subcommand == "fit":
-                self._take_run_dir(run_dir)
+                self._take_run_dir(run_dir, option="--run_dir")
                 if not resuming and _checkpoints_in(run_dir):
                     raise ConfigError(
                         f"--run_dir {cfg.run_dir} already holds checkpoints; pass --ckpt_path last to resume it "
@@ -246,7 +253,7 @@ class NLBenchCLI(LightningCLI):
             run_dir = root / f"{identity.name}-v{version}"
         return run_dir.resolve()
 
-    def _take_run_dir(self, run_dir: Path, wait: bool = True) -> bool:
+    def _take_run_dir(self, run_dir: Path, wait: bool = True, option: str = "run directory") -> bool:
         """Lock the fit's run directory (creating it), recording the folders this process created. A directory in
         use by another process: ConfigError (one line), or False when ``wait`` is off (the caller tries another)."""
         created = []
@@ -256,12 +263,13 @@ class NLBenchCLI(LightningCLI):
             folder = folder.parent
         lock = RunLock(run_dir, command="nlbench fit")
         try:
-            lock.acquire(timeout_s=2.0 if wait else 0.0)
+            # Without waiting, still outlast a reader's shared-lock probe (runlock.owner holds one for microseconds).
+            lock.acquire(timeout_s=2.0 if wait else 0.2)
         except RunLockedError as err:
             _remove_empty_dirs(created)
             if not wait:
                 return False
-            raise ConfigError(f"--run_dir {err}") from None
+            raise ConfigError(f"{option} {err}") from None
         if not wait and _holds_files(run_dir):  # filled between the check and the lock
             lock.release()
             return False
@@ -534,6 +542,21 @@ def main(argv: list[str] | None = None) -> int:
 # Set by the launchers that start one process per rank: torchrun, srun, MPI, nlbench's own DDP workers (Lightning's
 # subprocess launcher re-runs the command with NLBENCH_DDP_RUN_DIR set, see NLBenchCLI.RUN_DIR_ENV).
 _LAUNCHER_ENV = ("TORCHELASTIC_RUN_ID", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK", NLBenchCLI.RUN_DIR_ENV)
+
+
+def launched_rank() -> int:
+    """This process's global rank as an outside launcher set it (torchrun's RANK, srun's SLURM_PROCID in a
+    multi-task step, mpirun's OMPI_COMM_WORLD_RANK/PMI_RANK), or NODE_RANK > 0 on the other nodes of a multi-node
+    run started by hand; 0 for a process nobody launched as a worker. (Lightning's own DDP workers carry
+    NLBenchCLI.RUN_DIR_ENV instead.)"""
+    env = os.environ
+    ranks = [env.get("RANK") if env.get("TORCHELASTIC_RUN_ID") else None,
+             env.get("SLURM_PROCID") if int(env.get("SLURM_NTASKS") or 1) > 1 else None,
+             env.get("OMPI_COMM_WORLD_RANK"), env.get("PMI_RANK"), env.get("NODE_RANK")]  # fmt: skip
+    for rank in ranks:
+        if rank and rank.strip().isdigit() and int(rank) != 0:
+            return int(rank)
+    return 0
 
 
 def _check_rank_environment() -> None:

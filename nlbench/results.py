@@ -16,9 +16,9 @@ Sources: sweep directories (``nlbench sweep``: ``sweep.yaml`` and ``runs/<run_id
 - ``group``: the configuration without the seed; two runs share it if and only if their configs differ only in the
   seed. ``curve`` (with ``curves=True``): the run's per-epoch metrics (a list of dicts, one per epoch).
 
-Status: the record's word, except that a "running" record whose run directory's lock is free
-(:func:`nlbench.runlock.is_alive`) belongs to a dead process and reads "interrupted", and a run whose lock is held
-reads "running" whatever an earlier attempt left. A run whose files cannot be read (not UTF-8, invalid YAML, a
+Status: the record's word, except that a "running" record whose run directory's lock (and, in a sweep directory,
+the run's claim) is free (:func:`nlbench.runlock.is_alive`) belongs to a dead process and reads "interrupted", and
+a run whose lock or claim is held reads "running" whatever an earlier attempt left. A run whose files cannot be read (not UTF-8, invalid YAML, a
 foreign file) reads "unreadable", with ``error`` naming the file; it is listed, never averaged. A truncated
 result.json is rebuilt from metrics.csv. Light on imports (pandas, yaml; no torch): the report and notebooks use it.
 """
@@ -39,7 +39,7 @@ import yaml
 
 from nlbench import run as run_
 from nlbench import runlock
-from nlbench.nn.registry import BLOCKS, DEFAULT_BLOCK
+from nlbench.nn.registry import peer_block
 
 UNREADABLE = "unreadable"
 NEW = "new"  # a sweep's run that has no directory yet
@@ -80,12 +80,18 @@ def resolve_status(record_status: str | None, run_dir: Path) -> str:
     "interrupted" ("new" when the directory does not exist)."""
     if record_status in run_.FINAL_STATUSES:
         return record_status
-    if runlock.is_alive(run_dir) or (run_dir.parent.name == "runs"
+    if runlock.is_alive(run_dir) or (_in_sweep_dir(run_dir)
                                      and runlock.is_alive(run_dir, path=runlock.claim_path(run_dir))):
         return "running"  # a fit holds the run directory, or a sweep process has claimed it (in a sweep directory)
     if record_status in (None, "running"):
         return "interrupted" if run_dir.is_dir() else NEW
     return record_status
+
+
+def _in_sweep_dir(run_dir: Path) -> bool:
+    """Whether ``run_dir`` is ``<sweep_dir>/runs/<run_id>`` (where sweep processes claim runs), not a plain fit's
+    default ``runs/<name>``."""
+    return run_dir.parent.name == "runs" and (run_dir.parent.parent / "sweep.yaml").is_file()
 
 
 # ---- one run directory ------------------------------------------------------------------------------------------
@@ -379,13 +385,12 @@ def _hparam_keys() -> dict[str, str]:
 def _fold_block(hparams: dict[str, Any]) -> None:
     """A peer block (GC, SE, a class path) is the run's method: it becomes the ``normalization`` (the NL options do
     not apply to it); ``block`` itself is never a column (``nonlocal`` is what every NL run has)."""
-    block = hparams.pop("block", None)
-    if block is None or block == DEFAULT_BLOCK or hparams.get("normalization") == "none":
+    peer = peer_block(hparams.pop("block", None))  # gc, se, a user's class path; None: the NL block
+    if peer is None or hparams.get("normalization") == "none":
         return
-    if isinstance(block, str) and BLOCKS.name_of(block) != DEFAULT_BLOCK:
-        for name in run_.NL_FIELDS:
-            hparams.pop(name, None)
-        hparams["normalization"] = block
+    for name in run_.NL_FIELDS:
+        hparams.pop(name, None)
+    hparams["normalization"] = peer
 
 
 def _class_name(value: Any) -> Any:

@@ -22,6 +22,7 @@ from typing import Any
 
 from nlbench.io import atomic_write_json
 from nlbench.nn import NLConfig, block_name, method_name
+from nlbench.nn.registry import peer_block
 
 # ---- metric vocabulary ------------------------------------------------------------------------------------------
 BEST_ACC1 = "val/acc1_best"  # best validation top-1 over epochs (the paper's figure; selects on the eval split)
@@ -236,9 +237,8 @@ def identify(
         nl_blocks = list(nl_blocks)
     else:
         has_nl = nl is not None and (nl_stages is None or len(nl_stages) > 0) and nl_blocks > 0  # None = stage 2
-    peer = block_name(block) if has_nl and block not in (None, "nonlocal") else None
-    if peer == "nonlocal":  # the NL block given by class path
-        peer = None
+    # A peer block by its short name; the NL block (by name or class path) and the former residual kinds are none.
+    peer = block_name(block) if has_nl and peer_block(block) is not None else None
     hparams: dict[str, Any] = {
         "dataset": dataset, "backbone": backbone, "depth": depth, "widen": widen,
         "nl_stages": None if nl_stages is None else list(nl_stages), "nl_blocks": nl_blocks, "fc_init": fc_init,

@@ -1,9 +1,11 @@
 """Who owns a run directory right now: one lock per run, the one answer to "is this run's process alive?".
 
-A process that works on a run directory (a `nlbench fit`, a sweep claiming a grid point) holds an exclusive
-``flock`` on ``<run_dir>/.lock`` for as long as it works there. The kernel drops the lock when the process dies
-(kill -9 included), so a reader that finds the lock free knows nobody is working on the run, whatever result.json
-says: a record still saying "running" then belongs to a dead process and reads "interrupted". The lock file holds
+A `nlbench fit` holds an exclusive ``flock`` on ``<run_dir>/.lock`` for as long as it works there (NLBenchCLI
+takes it before writing anything); a sweep process claims a grid point with the same kind of lock kept outside the
+run directory, ``<sweep_dir>/claims/<run_id>.lock`` (:func:`claim_path`), and hands it to the fit it starts. The
+kernel drops a lock when its process dies (kill -9 included), so a reader that finds both free knows nobody is
+working on the run, whatever result.json says: a record still saying "running" then belongs to a dead process and
+reads "interrupted" (:func:`nlbench.results.resolve_status`). The lock file holds
 the owner's pid, host, command and start time as JSON, so status listings can say where a run is running.
 
 flock works between processes of one machine and, on Linux NFS v4 / Lustre / GPFS, between machines sharing the
@@ -89,12 +91,12 @@ class RunLock:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                if not _is_current(fd, self._file()):
+                if not _is_current(fd, self.path):
                     # The owner removed the run directory (a failed fit cleaning up) while we waited: this lock
                     # is on a deleted file; start over on the directory as it is now.
                     os.close(fd)
-                    self._file().parent.mkdir(parents=True, exist_ok=True)
-                    fd = os.open(self._file(), os.O_RDWR | os.O_CREAT, 0o666)
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
                     continue
                 break
             except OSError as err:
@@ -112,10 +114,6 @@ class RunLock:
         os.pwrite(fd, json.dumps(info).encode(), 0)
         self._fd = fd
         return self
-
-    def _file(self) -> Path:
-        # The lock file this object locks (a `path` attribute, where one is set, names a lock kept elsewhere).
-        return Path(getattr(self, "path", None) or lock_path(self.run_dir))
 
     def release(self) -> None:
         if self._fd is None:

@@ -12,21 +12,7 @@ import torch
 
 from nlbench import analysis
 from nlbench.cli import load_run, main
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    f"--config={REPO / 'experiments' / 'demo.yaml'}",
-    "--trainer.accelerator=cpu",
-    "--trainer.max_epochs=1",
-    "--trainer.limit_train_batches=2",
-    "--trainer.limit_val_batches=1",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
-    "--trainer.logger=false",
-    "--model.scheduler=null",
-    "--data.init_args.batch_size=16",
-    "--data.init_args.eval_batch_size=16",
-]
+from tinyfit import TINY
 
 
 class Payload:

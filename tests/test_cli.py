@@ -15,20 +15,10 @@ import torch
 from nlbench.classifier import ImageClassifier
 from nlbench.cli import ConfigError, NLBenchCLI, load_run, main, parse_fit_args
 from nlbench.run import BEST_ACC1, FINAL_ACC1, read_record
+from tinyfit import FAST
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
-# Small, fast runs: two training batches of 16 images, one validation batch.
-FAST = [
-    "--trainer.accelerator=cpu",
-    "--trainer.max_epochs=1",
-    "--trainer.limit_train_batches=2",
-    "--trainer.limit_val_batches=1",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
-    "--data.init_args.batch_size=16",
-    "--data.init_args.eval_batch_size=16",
-]
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,8 @@ from nlbench.nn import (
     method_info,
     method_name,
 )
-from nlbench.nn.registry import UnknownMethodError
+from nlbench.nn.registry import RESIDUAL_KINDS, UnknownMethodError, method_look, peer_block
+from nlbench.results import _fold_block
 from nlbench.run import identify
 
 
@@ -333,3 +334,23 @@ def test_method_info_serves_record_readers() -> None:
     assert (away.name, away.label, away.has_map) == ("GatedAttention", "GatedAttention", False)
     with pytest.raises(UnknownMethodError, match="model.backbone.nl.normalization: unknown normalization 'sigmod'"):
         method_info("sigmod")  # a plain name that is not registered is a typo, not a record from elsewhere
+
+
+@pytest.mark.parametrize("legacy", RESIDUAL_KINDS)
+def test_a_former_residual_kind_in_block_is_not_a_peer_block(legacy: str) -> None:
+    """Configs and records from before `block` chose the insertion point's block hold `block: auto|basic|bottleneck`:
+    those runs are NL runs, named, recorded and read as such (not as a method called "auto")."""
+    identity = identify(nl=NLConfig(normalization="scale"), dataset="cifar10", backbone="PreActResNet", nl_blocks=1,
+                        block=legacy, seed=0)
+    assert identity.name == "scale-r2-h1-normal-s0" and identity.hparams["normalization"] == "scale"
+    assert "block" not in identity.hparams
+    hparams = {"block": legacy, "normalization": "softmax", "reduction": 2}
+    _fold_block(hparams)
+    assert hparams == {"normalization": "softmax", "reduction": 2}
+
+
+def test_a_peer_block_reads_the_same_by_name_and_by_class_path() -> None:
+    by_path = {"block": "nlbench.nn.global_context.GlobalContext2d"}
+    _fold_block(by_path)
+    assert by_path == {"normalization": "gc"} and method_look("gc") == ("GC block", "tab:purple")
+    assert peer_block("nlbench.nn.nonlocal_block.NonLocal2d") is None and peer_block("my_pkg.Block") == "my_pkg.Block"

@@ -10,21 +10,7 @@ import pytest
 
 from nlbench.cli import main
 from nlbench.runlock import RunLock, owner
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    f"--config={REPO / 'experiments' / 'demo.yaml'}",
-    "--trainer.accelerator=cpu",
-    "--trainer.max_epochs=1",
-    "--trainer.limit_train_batches=2",
-    "--trainer.limit_val_batches=1",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
-    "--trainer.logger=false",
-    "--model.scheduler=null",
-    "--data.init_args.batch_size=16",
-    "--data.init_args.eval_batch_size=16",
-]
+from tinyfit import TINY
 
 
 @pytest.fixture(autouse=True)
@@ -126,3 +112,31 @@ def test_a_waiter_whose_lock_file_was_removed_locks_the_new_one(tmp_path: Path) 
         assert owner(run_dir) is not None  # a third process sees the second as the owner
     finally:
         second.release()
+
+
+@pytest.mark.parametrize("launcher", [{"TORCHELASTIC_RUN_ID": "job", "RANK": "1", "LOCAL_RANK": "1"},
+                                      {"SLURM_PROCID": "1", "SLURM_NTASKS": "2"}, {"NODE_RANK": "1"}])
+def test_a_worker_rank_of_an_outside_launcher_neither_locks_nor_versions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, launcher: dict[str, str]
+) -> None:
+    """torchrun/srun/another node start every rank with the same command: rank 0 locks (and may version) the run
+    directory; a rank > 0 that tried too would wait and fail "in use", or train into a stray `<name>-v2`."""
+    from jsonargparse import Namespace
+
+    from nlbench.cli import NLBenchCLI
+    from nlbench.run import RunIdentity
+
+    for name, value in launcher.items():
+        monkeypatch.setenv(name, value)
+    cli = NLBenchCLI.__new__(NLBenchCLI)  # only the run-dir choice is exercised: no parser, no Trainer
+    cli.subcommand, cli.run_lock, cli.created_dirs = "fit", None, []
+    identity = RunIdentity(name="scale-r2-h1-normal-s0", group="g", tags=[])
+    given, default = tmp_path / "given", tmp_path / "runs" / identity.name
+    trainer = Namespace(default_root_dir=str(tmp_path / "runs"))
+    with RunLock(given, command="nlbench fit (rank 0)"), RunLock(default, command="nlbench fit (rank 0)"):
+        (default / "config.yaml").write_text("rank 0 wrote this\n")
+        assert cli._resolve_run_dir(Namespace(run_dir=str(given), ckpt_path=None, trainer=trainer), identity) \
+            == given.resolve()
+        assert cli._resolve_run_dir(Namespace(run_dir=None, ckpt_path=None, trainer=trainer), identity) \
+            == default.resolve()
+    assert cli.run_lock is None and not (tmp_path / "runs" / f"{identity.name}-v2").exists()

@@ -133,7 +133,7 @@ def sweep(spec: SweepSpec, **kwargs: Any) -> list[dict[str, Any]]:
     return run_sweep(spec, fit_command=FAKE_FIT, progress=False, poll_interval_s=0.02, **kwargs)
 
 
-def test_outcomes_are_recorded_and_a_rerun_only_retries_failures(tmp_path: Path) -> None:
+def test_outcomes_are_recorded_and_a_rerun_only_retries_failures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = load_spec(write_spec(tmp_path, {
         "overrides": {"fake.epochs": 2},
         "axes": {"seed_everything": [0, 1, 2]},
@@ -141,6 +141,10 @@ def test_outcomes_are_recorded_and_a_rerun_only_retries_failures(tmp_path: Path)
     }))  # fmt: skip
     runs = spec.expand()
     rows = sweep(spec, slots=[Slot()])
+    # The progress lines name each outcome, the one the fit recorded itself included (this process still held the
+    # run's claim then, which the reader would have read as "running").
+    ends = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert ends == ["finished"] * 3 + ["failed", "failed", "diverged", "failed"]
     by_id = {row["run_id"]: row for row in rows}
     assert [row["status"] for row in rows] == ["finished"] * 3 + ["failed", "failed", "diverged", "failed"]
     assert by_id[runs[3].run_id]["error"] == "RuntimeError: boom from the fake fit"  # last line of its log

@@ -151,6 +151,9 @@ BLOCKS.register("nonlocal", "nlbench.nn.nonlocal_block.NonLocal2d")
 BLOCKS.register("gc", "nlbench.nn.global_context.GlobalContext2d", label="GC block", color="tab:purple")
 BLOCKS.register("se", "nlbench.nn.squeeze_excite.SqueezeExcite2d", label="SE block", color="tab:brown")
 DEFAULT_BLOCK = "nonlocal"
+# What `model.backbone.block` meant before it selected the block at the insertion point: the residual block kind
+# (now `model.backbone.residual`). Configs and records written then still hold these values.
+RESIDUAL_KINDS = ("auto", "basic", "bottleneck")
 
 
 def register_normalization(name: str, target: type | str, *, label: str | None = None, color: str | None = None) -> None:
@@ -209,7 +212,7 @@ def check_config(config: Any) -> None:
     nl = args.get("nl")
     if isinstance(nl, dict) and isinstance(nl.get("normalization"), str):
         NORMALIZATIONS.resolve(nl["normalization"])
-    if isinstance(args.get("block"), str) and args["block"] not in ("auto", "basic", "bottleneck"):  # old meaning
+    if peer_block(args.get("block")) is not None:
         BLOCKS.resolve(args["block"])
 
 
@@ -224,3 +227,18 @@ def method_look(value: str) -> tuple[str, str | None]:
         return registry.look(value)
     except UnknownMethodError:
         return str(value), None
+
+
+def peer_block(value: Any) -> str | None:
+    """The block a run places at the insertion point instead of the NL block, as its short name where registered
+    (``gc``; a class path of a registered block -> its name), else as written (a user's class path); None for the NL
+    block itself (unset, ``nonlocal`` or its class path) and for the former residual kinds (:data:`RESIDUAL_KINDS`).
+    One answer for run names (nlbench.run), the reader (nlbench.results) and config checks."""
+    if not isinstance(value, str) or not value or value in RESIDUAL_KINDS or value == DEFAULT_BLOCK:
+        return None
+    if value in BLOCKS:
+        return value
+    name = BLOCKS.name_of(value)  # a class path: imports it to compare with the registered classes
+    if name == DEFAULT_BLOCK:
+        return None
+    return name if name in BLOCKS else value

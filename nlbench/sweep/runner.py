@@ -52,6 +52,9 @@ LOG_NAME = record_.RunDir(Path()).stdout.name
 CLAIMS = runlock.CLAIMS  # <sweep_dir>/claims/<run_id>.lock: who runs which run now
 LOG_MARK = "[nlbench sweep]"  # prefixes the lines the sweep itself writes into a run's log
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+# How long a claim waits out a reader's shared-lock probe (runlock.owner holds one for microseconds) before it
+# counts the run as another process's.
+_PROBE_S = 0.2
 
 
 class SweepDirError(RuntimeError):
@@ -86,11 +89,6 @@ def run_owner(spec: SweepSpec, run: SweepRun) -> runlock.Owner | None:
     """The live process working on a run: the sweep process that claimed it, else a fit holding its run directory
     (e.g. one started by hand), else None."""
     return runlock.owner(run_dir_of(spec, run), path=claim_path(spec, run)) or runlock.owner(run_dir_of(spec, run))
-
-
-def running_ids(spec: SweepSpec, runs: Sequence[SweepRun]) -> set[str]:
-    """The runs some live process (of any sweep process or job) works on now."""
-    return {run.run_id for run in runs if run_owner(spec, run) is not None}
 
 
 def prepare_sweep_dir(spec: SweepSpec) -> None:
@@ -227,7 +225,7 @@ def _claim_and_launch(
     for run in list(pending):
         claim = runlock.RunLock(run_dir_of(spec, run), path=claim_path(spec, run), command=_claim_command())
         try:
-            claim.acquire(timeout_s=0.0)
+            claim.acquire(timeout_s=_PROBE_S)
         except runlock.RunLockedError:
             continue
         if runlock.is_alive(run_dir_of(spec, run)):  # a fit started by hand works there: not ours to start
@@ -281,7 +279,8 @@ def _launch(spec: SweepSpec, run: SweepRun, slot: Slot, fit_command: Sequence[st
 # SLURM's per-task variables make Lightning pick its SLURMEnvironment (rank and world size from SLURM_NTASKS/
 # SLURM_PROCID, and its own SIGUSR1 auto-requeue). A sweep's fit is a plain local process the sweep started, so it
 # gets Lightning's local environment: requeueing is the array task's (nlbench.sweep.slurm), done once, not by every
-# fit. The job's identity (SLURM_JOB_ID, SLURM_ARRAY_*) stays visible to the run.
+# fit. The job's identity (SLURM_JOB_ID, SLURM_ARRAY_*) stays visible to a run alone on its slot (packed and DDP
+# slots drop every SLURM_* variable: nlbench.sweep.devices.launcher_free_env).
 _SLURM_KEEP = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_CLUSTER_NAME", "SLURM_CONF")
 
 
@@ -303,7 +302,13 @@ def _finish(spec: SweepSpec, job: _Job) -> str:
     run_dir = run_dir_of(spec, job.run)
     state = read_state(run_dir)
     if state.record is not None and state.record.status != "running":
-        return state.status  # the fit wrote its own outcome (an "interrupted" one stays resumable)
+        # The fit wrote its own outcome (an "interrupted" one stays resumable). The record's word, not
+        # state.status: this process still holds the run's claim, which resolve_status would read as "running".
+        return state.record.status
+    if runlock.is_alive(run_dir):
+        # Another fit (started by hand in the moment between the claim and the child's start) holds the run
+        # directory; the child was refused. Its record is that fit's to write.
+        return "running"
     # The fit died without a result (crash, config error, OOM kill) or exited 0 without one: record it as failed.
     if code < 0:  # killed by a signal (e.g. the OOM killer): its log just stops, so name the signal
         error = f"killed by {signal.Signals(-code).name}"
