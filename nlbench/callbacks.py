@@ -173,7 +173,7 @@ class RunResult(Callback):
 def _best_of(pl_module: L.LightningModule) -> float | None:
     """The module's best validation top-1 (its ``val_acc1_best`` MaxMetric), None before any validation."""
     best = getattr(pl_module, "val_acc1_best", None)
-    if best is None or not getattr(best, "_update_count", 1):
+    if best is None or best.update_count == 0:
         return None
     value = float(best.compute())
     return value if value > float("-inf") else None

@@ -26,20 +26,23 @@ result.json is rebuilt from metrics.csv. Light on imports (pandas, yaml; no torc
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import yaml
 
 from nlbench import run as run_
-from nlbench import runlock
+from nlbench import runlock, yamlsafe
 from nlbench.nn.registry import peer_block
+
+if TYPE_CHECKING:  # pandas loads on first use: `nlbench sweep --help` imports this module and needs no table
+    import pandas as pd
 
 UNREADABLE = "unreadable"
 NEW = "new"  # a sweep's run that has no directory yet
@@ -158,7 +161,9 @@ def _truncated(paths: run_.RunDir) -> bool:
 
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_bytes().decode("utf-8"))
+        return yamlsafe.load_file(path, "file")  # a received file: the size and alias-expansion limits apply
+    except yamlsafe.YamlLimitError as err:
+        raise _Unreadable(str(err)) from err
     except UnicodeDecodeError as err:
         raise _Unreadable(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
     except yaml.YAMLError as err:  # also a tag safe_load refuses (!!python/object ...)
@@ -268,7 +273,7 @@ def read_sweep_dir(root: Path, *, curves: bool = True) -> tuple[list[dict[str, A
 def spec_run_params(spec: Any) -> dict[str, dict[str, Any]]:
     """run_id -> the swept values of each run of a stored sweep.yaml, in the sweep's order, without checking the
     base configs exist (a report may run on another machine)."""
-    from nlbench.sweep.spec import run_id
+    from nlbench.sweep.spec import DEFAULT_GRID_LIMIT, run_id
 
     if not isinstance(spec, dict):
         return {}
@@ -279,6 +284,10 @@ def spec_run_params(spec: Any) -> dict[str, dict[str, Any]]:
     overrides = spec.get("overrides") or {}
     if not isinstance(axes, dict) or not isinstance(points, list) or not isinstance(overrides, dict):
         return {}
+    if not all(isinstance(values, list) for values in axes.values()):
+        return {}
+    if math.prod(len(values) for values in axes.values()) > DEFAULT_GRID_LIMIT:  # a received spec: never expand
+        raise _Unreadable(f"sweep.yaml: its axes make over {DEFAULT_GRID_LIMIT:,} runs; not expanded")
     grid = [dict(zip(axes, values)) for values in itertools.product(*axes.values())] if axes else []
     return {run_id(params, base=base, overrides=overrides): params
             for params in [*grid, *(p for p in points if isinstance(p, dict))]}
@@ -357,6 +366,8 @@ def frame(rows: Sequence[Mapping[str, Any]], *, curves: bool = False) -> pd.Data
         if curves:
             out["curve"] = row.get("curve") or []
         records.append(out)
+    import pandas as pd
+
     df = pd.DataFrame.from_records(records)
     for column in (*BOOKKEEPING, *run_.METRICS, *RECIPE, SEED):
         if column not in df and column not in ("group", "curve"):
@@ -367,6 +378,7 @@ def frame(rows: Sequence[Mapping[str, Any]], *, curves: bool = False) -> pd.Data
     return df
 
 
+@functools.lru_cache(maxsize=None)  # called for every config key of every run: thousands of times, few keys
 def _in_vocabulary(key: str) -> bool:
     """Whether the NL vocabulary or the recipe holds this flat key under its own name (or it is volatile)."""
     canon = run_.canonical_key(key)
@@ -374,11 +386,14 @@ def _in_vocabulary(key: str) -> bool:
                                         for p in map(run_.canonical_key, _HPARAM_PREFIXES))
 
 
+@functools.lru_cache(maxsize=None)
 def _hparam_keys() -> dict[str, str]:
     """NL vocabulary name -> flat config key (for runs known only by their sweep values)."""
     keys = {f: f"model.backbone.init_args.nl.{f}" for f in run_.NL_FIELDS}
-    keys.update(depth="model.backbone.init_args.depth", nl_blocks="model.backbone.init_args.nl_blocks",
-                block="model.backbone.init_args.block", seed=run_.SEED_KEY)
+    keys.update(depth="model.backbone.init_args.depth", widen="model.backbone.init_args.widen",
+                nl_stages="model.backbone.init_args.nl_stages", nl_blocks="model.backbone.init_args.nl_blocks",
+                fc_init="model.backbone.init_args.fc_init", block="model.backbone.init_args.block",
+                seed=run_.SEED_KEY)
     return keys
 
 

@@ -28,6 +28,8 @@ from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
+from nlbench.device_share import with_index
+
 
 def _plain(states: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """Tensors, ints and lists only, so checkpoints load with ``torch.load(weights_only=True)``; the CUDA state is
@@ -80,10 +82,7 @@ class RandomState(Callback):
         return get(trainer.strategy.root_device) if callable(get) else None
 
     def _device(self) -> torch.device:
-        device = self._trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-        return device
+        return with_index(self._trainer.strategy.root_device if self._trainer is not None else torch.device("cpu"))
 
     def _local(self) -> dict[str, Any]:
         states = _plain(_collect_rng_states(include_cuda=False), self._device())

@@ -340,6 +340,11 @@ def test_method_info_serves_record_readers() -> None:
 def test_a_former_residual_kind_in_block_is_not_a_peer_block(legacy: str) -> None:
     """Configs and records from before `block` chose the insertion point's block hold `block: auto|basic|bottleneck`:
     those runs are NL runs, named, recorded and read as such (not as a method called "auto")."""
+    from typing import get_args
+
+    from nlbench.models.preact_resnet import BlockKind
+
+    assert get_args(BlockKind) == RESIDUAL_KINDS  # the model's residual kinds are the ones readers recognise
     identity = identify(nl=NLConfig(normalization="scale"), dataset="cifar10", backbone="PreActResNet", nl_blocks=1,
                         block=legacy, seed=0)
     assert identity.name == "scale-r2-h1-normal-s0" and identity.hparams["normalization"] == "scale"

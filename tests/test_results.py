@@ -228,6 +228,29 @@ def test_a_sweep_yaml_that_is_not_yaml_is_listed(tmp_path: Path) -> None:
     assert report_main([str(root)]) == 0
 
 
+def test_received_yaml_bombs_are_listed_not_expanded(tmp_path: Path) -> None:
+    """A received run's config.yaml with an alias bomb, and a sweep.yaml whose axes make 10^12 runs: the reader
+    lists both as unreadable, naming the file, instead of expanding them (nlbench.yamlsafe's limits)."""
+    from tests.test_report import write_sweep
+
+    root = write_sweep(tmp_path / "sweep")
+    run_dir = sorted((root / "runs").iterdir())[0]
+    (run_dir / "result.json").unlink()
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(8))  # fmt: skip
+    (run_dir / "config.yaml").write_text(bomb)
+    df = results.load(root)
+    [error] = df.loc[df["status"] == "unreadable", "error"]
+    assert error.startswith(str(run_dir / "config.yaml"))
+    spec = yaml.safe_load((root / "sweep.yaml").read_text())
+    spec["axes"] = {f"k{i}": list(range(1000)) for i in range(4)}
+    (root / "sweep.yaml").write_text(yaml.safe_dump(spec))
+    df = results.load(root)
+    assert any("axes make over" in str(e) for e in df.loc[df["status"] == "unreadable", "error"])
+
+
 def test_math_text_in_a_received_record_is_plain_text(tmp_path: Path) -> None:
     from tests.test_report import write_run
 

@@ -94,7 +94,8 @@ def test_bad_slurm_options_exit_2_with_one_line(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, "bad", overrides=TINY, axes={"seed_everything": [0]})
     for args, message in ((["--slurm.time", "soon"], "--slurm.time: 'soon' is not a SLURM time"),
                           ([], "--slurm.time is required"),
-                          (["--slurm.time", "5", "--slurm.cpus_per_task", "0"], "--slurm.cpus_per_task: must be")):
+                          (["--slurm.time", "5", "--slurm.cpus_per_task", "0"], "--slurm.cpus_per_task: must be"),
+                          (["--slurm.time", "5", "--mps"], "--mps runs a sweep here")):  # else silently no MPS
         done = nlbench_sweep(dict(os.environ), "--config", str(spec), "--launcher", "slurm", "--dry-run", *args)
         assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 import warnings
-from typing import Literal, get_args
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -18,8 +18,9 @@ from torch import nn
 
 from nlbench.models.placement import FcInit, build_stages, init_weights
 from nlbench.nn import NLConfig
+from nlbench.nn.registry import RESIDUAL_KINDS
 
-BlockKind = Literal["auto", "basic", "bottleneck"]
+BlockKind = Literal["auto", "basic", "bottleneck"]  # = nlbench.nn.registry.RESIDUAL_KINDS (a test keeps them equal)
 
 
 def _projection(in_channels: int, out_channels: int, stride: int) -> nn.Module:
@@ -145,7 +146,7 @@ class PreActResNet(nn.Module):
         fc_init: FcInit = "kaiming",
     ) -> None:
         super().__init__()
-        if block in get_args(BlockKind):
+        if block in RESIDUAL_KINDS:
             warnings.warn(f"model.backbone.block={block!r} is a residual block kind: use model.backbone.residual "
                           "(block now selects the block at the NL insertion point)", DeprecationWarning, stacklevel=2)
             residual, block = block, "nonlocal"

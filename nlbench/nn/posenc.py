@@ -60,7 +60,7 @@ class SinusoidalPositionalEncoding2d(nn.Module):
         """The buffer for (height, width), built now if missing (on `device`, default the module's; in `dtype`,
         default float32; it then follows the module's ``.to()``/``.double()``)."""
         name = f"table_{height}x{width}"
-        table = self._buffers.get(name)
+        table = getattr(self, name, None)
         if table is None:
             if device is None:
                 device = next((b.device for b in self.buffers()), torch.device("cpu"))

@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from nlbench import results
+from nlbench import results, yamlsafe
 from nlbench import run as run_
 from nlbench.report import stats
 from nlbench.bench.grid_file import BenchFileError, Benchmark, load_benchmark
@@ -26,7 +26,6 @@ from nlbench.results import SourceError, WandbSourceError
 
 FINISHED = "finished"
 RUNNING = "running"
-MACHINE_KEYS = run_.MACHINE_KEYS
 # A row's keys that are bookkeeping or outcome, never configuration.
 BOOKKEEPING: frozenset[str] = frozenset(results.NOT_CONFIG)
 SEED_KEYS: frozenset[str] = frozenset({run_.SEED, run_.SEED_KEY})
@@ -162,7 +161,7 @@ def _source_name(path: Path) -> str:
     try:
         import yaml
 
-        spec = yaml.safe_load((path / "sweep.yaml").read_text(encoding="utf-8"))
+        spec = yamlsafe.load_file(path / "sweep.yaml", "sweep spec")
         if isinstance(spec, dict) and isinstance(spec.get("name"), str):
             return spec["name"]
     except (OSError, ValueError, yaml.YAMLError):  # unreadable: listed among the unreadable files by the reader

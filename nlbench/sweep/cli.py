@@ -149,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         slurm_given = {key: getattr(args.slurm, key) for key in SLURM_KEYS} if args.slurm else {}
         if args.launcher != "slurm" and any(v is not None for v in slurm_given.values()):
             raise ValueError("--slurm.* options need --launcher slurm")
+        if args.mps and (args.launcher != "local" or args.export_wandb or args.status):
+            # The daemon lives as long as this process runs the sweep: an array task or an agent would not get it.
+            raise ValueError("--mps runs a sweep here under a private MPS daemon; it does nothing with --launcher "
+                             "slurm, --export-wandb or --status")
         if args.grid_limit is not None:
             spec = dataclasses.replace(spec, grid_limit=args.grid_limit)
         if args.runs_per_device is not None:

@@ -88,9 +88,12 @@ def write_results(spec: SweepSpec, runs: Sequence[SweepRun]) -> list[dict[str, A
     out = spec.output_dir
     atomic_write_json(out / "results.json", rows)
     table = pd.DataFrame.from_records(rows, columns=list(rows[0]) if rows else None)
-    for column in table.columns:  # lists (e.g. nl_stages) as JSON, like the spec writes them
-        if table[column].map(lambda v: isinstance(v, (list, dict))).any():
+    for column in table.columns:
+        values = [row[column] for row in rows if row.get(column) is not None]
+        if any(isinstance(v, (list, dict)) for v in values):  # lists (e.g. nl_stages) as JSON, as the spec has them
             table[column] = table[column].map(lambda v: json.dumps(v, separators=(",", ":"))
                                               if isinstance(v, (list, dict)) else v)
+        elif values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            table[column] = table[column].astype("Int64")  # "30", not pandas' "30.0" for a column with blanks
     atomic_write_text(out / "results.csv", table.to_csv(index=False, lineterminator="\n") if rows else "")
     return rows
