@@ -100,7 +100,7 @@ def intact(folder: Path) -> bool:
 # ---- item 1: no file in a sweep or run directory is written through a link ---------------------------------------
 @pytest.mark.parametrize("where", ["claims/RUN.lock", "runs/RUN/.lock", "runs/RUN/stdout.log", "runs/RUN/result.json",
                                    "runs/RUN", "claims", "runs", "results.csv", "results.json", "sweep.yaml",
-                                   "slurm/jobs.txt"])
+                                   "slurm"])
 def test_a_sweep_never_writes_through_a_link_in_its_directory(tmp_path: Path, outside: Path, where: str) -> None:
     spec_path = write_spec(tmp_path / "spec", {"output_dir": str(tmp_path / "out"), "axes": {"seed_everything": [0]}})
     spec = load_spec(spec_path)
@@ -113,7 +113,7 @@ def test_a_sweep_never_writes_through_a_link_in_its_directory(tmp_path: Path, ou
     else:
         path.unlink(missing_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.symlink_to(outside if where in ("runs/RUN", "claims", "runs") else outside / "precious.txt")
+    path.symlink_to(outside if where in ("runs/RUN", "claims", "runs", "slurm") else outside / "precious.txt")
     with pytest.raises(SweepDirError, match="symbolic link"):
         sweep(spec_path)
     assert intact(outside)
@@ -198,6 +198,15 @@ def test_nlbench_writers_refuse_links(tmp_path: Path, outside: Path) -> None:
         open_append(link)
     with pytest.raises(UnsafeFileError, match="symbolic link"):
         RunLock(tmp_path, path=link).acquire()  # O_RDWR|O_CREAT would have truncated it to 0 bytes
+    from nlbench.sweep import slurm
+
+    spec = load_spec(write_spec(tmp_path / "spec", {"output_dir": str(tmp_path / "out"),
+                                                    "axes": {"seed_everything": [0]}}))  # fmt: skip
+    (spec.output_dir / slurm.LOG_DIR).mkdir(parents=True)
+    (spec.output_dir / slurm.LOG_DIR / slurm.JOBS_FILE).symlink_to(outside / "precious.txt")
+    assert slurm.submitted_jobs(spec) == {}  # read neither through the link ...
+    with pytest.raises(UnsafeFileError, match="symbolic link"):
+        open_append(spec.output_dir / slurm.LOG_DIR / slurm.JOBS_FILE)  # ... nor appended to (slurm.submit)
     assert intact(outside)
 
 

@@ -133,7 +133,7 @@ def check_sweep_dir(spec: SweepSpec) -> None:
 
 def _check_entries(out: Path) -> None:
     """No symbolic link or special file among the sweep directory's entries, in claims/ and runs/, in any run
-    directory, and no link in slurm/ or mps/ (SweepDirError naming the first)."""
+    directory (SweepDirError naming the first). slurm/jobs.txt is appended to without following a link."""
     if not out.is_dir():
         return
     for name, is_folder in SWEEP_ENTRIES.items():
@@ -144,13 +144,12 @@ def _check_entries(out: Path) -> None:
         if os.path.lexists(path) and not (path.is_dir() if is_folder else path.is_file()):
             raise SweepDirError(f"{path}: not a {'folder' if is_folder else 'regular file'}; remove it, or choose "
                                 "another --output_dir")
-    for folder in (out / CLAIMS, out / "runs", out / SLURM_DIR, out / MPS_DIR):
+    for folder in (out / CLAIMS, out / "runs"):  # slurm/ is submitit's (it links its own files there)
         if not folder.is_dir():
             continue
         with os.scandir(folder) as entries:
             for entry in entries:
-                special = folder.name in (CLAIMS, "runs") and not (entry.is_dir() or entry.is_file())
-                if entry.is_symlink() or special:
+                if entry.is_symlink() or not (entry.is_dir() or entry.is_file()):
                     what = "a symbolic link" if entry.is_symlink() else "not a regular file or folder"
                     raise SweepDirError(f"{entry.path}: {what} in the sweep directory; nlbench does not write through "
                                         "links or into special files (remove it, or choose another --output_dir)")
