@@ -17,6 +17,10 @@ from nlbench import run
 from nlbench.models import num_parameters
 
 
+NO_STEP = ("trained no step: the fit stopped before its first optimizer step (trainer.max_epochs, max_steps, "
+           "max_time or limit_train_batches)")
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
@@ -121,7 +125,14 @@ class RunResult(Callback):
             _update_wandb_summary(trainer, self.metrics(trainer, pl_module))
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.write(trainer, pl_module, "diverged" if getattr(pl_module, "diverged", False) else "finished")
+        if getattr(pl_module, "diverged", False):
+            self.write(trainer, pl_module, "diverged")
+        elif trainer.global_step == 0:
+            # Lightning stopped before its first step (a zero length the CLI's check did not see): "finished" would
+            # make a sweep skip the run forever, with no checkpoint and no metric.
+            self.write(trainer, pl_module, "failed", error=NO_STEP)
+        else:
+            self.write(trainer, pl_module, "finished")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not self.training_started:

@@ -9,7 +9,6 @@ checkpoint of the run, or none (a fresh start), saying in one line what it skipp
 from __future__ import annotations
 
 import io
-import json
 import os
 import pickle
 import sys
@@ -137,11 +136,10 @@ def check_resumable(run_dir: Path, ckpt_path: str | None) -> None:
     ``total_steps``): it cannot go on, and a crash would overwrite its finished result."""
     if not ckpt_path:
         return
-    try:
-        status = json.loads((run_dir / "result.json").read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return
-    if status != "finished":
+    from nlbench.run import read_record  # bounded, never through a link or blocking on a FIFO
+
+    record = read_record(run_dir)
+    if record is None or record.status != "finished":
         return
     state = load_checkpoint_file(ckpt_path, mmap=True)
     if any("total_steps" in scheduler for scheduler in state.get("lr_schedulers", [])):

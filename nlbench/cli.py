@@ -26,11 +26,12 @@ from nlbench.checkpoint_io import check_resumable, load_checkpoint_file, resume_
 from nlbench.classifier import ImageClassifier
 from nlbench.device_share import DeviceShare
 from nlbench.io import atomic_write_text
+from nlbench.limits import terminal
 from nlbench.loggers import WANDB_ID_FILE, ResumedMetrics, WandbLogger, quiet_third_party_output, wandb_run_id
 from nlbench.nn.registry import check_config
 from nlbench.predict import PredictionWriter
 from nlbench.rng import RandomState
-from nlbench.run import RunIdentity, command_line_keys, identity_from_config
+from nlbench.run import RunDir, RunIdentity, command_line_keys, identity_from_config
 from nlbench.runlock import LOCK_NAME, RunLock, RunLockedError
 
 # Lightning's ModelCheckpoint, replaced by nlbench.checkpoint_io.ModelCheckpoint (same options, last.ckpt always current)
@@ -163,6 +164,7 @@ class NLBenchCLI(LightningCLI):
             check_fit_length(cfg.trainer)
         identity = identity_from_config(cfg, self.option_keys)
         run_dir = self._resolve_run_dir(cfg, identity)
+        RunDir(run_dir).check_files()  # before anything is written there: Lightning's writers follow links
         self.run_dir, self.identity = run_dir, identity
         log_dir = run_dir if self.subcommand in (None, "fit") else run_dir / self.subcommand
         cfg.trainer.default_root_dir = str(run_dir)
@@ -217,12 +219,12 @@ class NLBenchCLI(LightningCLI):
             # A rank > 0 of torchrun/srun/mpirun or of another node: global rank 0 chooses, locks and writes the run
             # directory; this process only names it (it writes nothing there), so it neither locks nor picks -vN.
             if cfg.run_dir:
-                return Path(cfg.run_dir).resolve()
+                return _resolved(Path(cfg.run_dir))
             agent_dir = _agent_run_dir(cfg) if self.subcommand == "fit" else None
-            return (agent_dir or Path(cfg.trainer.default_root_dir or "runs") / identity.name).resolve()
+            return _resolved(agent_dir or Path(cfg.trainer.default_root_dir or "runs") / identity.name)
         resuming = bool(cfg.get("ckpt_path"))
         if cfg.run_dir:
-            run_dir = Path(cfg.run_dir).resolve()
+            run_dir = _resolved(Path(cfg.run_dir))
             if self.subcommand == "fit":
                 self._take_run_dir(run_dir, option="--run_dir")
                 if not resuming and _checkpoints_in(run_dir):
@@ -233,7 +235,7 @@ class NLBenchCLI(LightningCLI):
             return run_dir
         if self.subcommand == "fit" and (agent_dir := _agent_run_dir(cfg)) is not None:
             # a `wandb agent` run of an exported sweep: in the sweep's directory
-            run_dir = agent_dir.resolve()
+            run_dir = _resolved(agent_dir)
             self._take_run_dir(run_dir)
             if not resuming and _checkpoints_in(run_dir):
                 raise ConfigError(f"{run_dir} (this W&B agent run's directory in its sweep) already holds "
@@ -242,16 +244,18 @@ class NLBenchCLI(LightningCLI):
         root = Path(cfg.trainer.default_root_dir or "runs")
         run_dir = root / identity.name
         if self.subcommand != "fit":
-            return run_dir.resolve()
+            return _resolved(run_dir)
         if resuming:
-            self._take_run_dir(run_dir.resolve())
-            return run_dir.resolve()
+            self._take_run_dir(_resolved(run_dir))
+            return _resolved(run_dir)
         version = 1
         # The first free <name>, <name>-v2, ...: empty and not locked by a concurrent fit that chose it first.
-        while (run_dir.exists() and _holds_files(run_dir)) or not self._take_run_dir(run_dir.resolve(), wait=False):
+        while True:
+            candidate = _resolved(run_dir)
+            if not (candidate.exists() and _holds_files(candidate)) and self._take_run_dir(candidate, wait=False):
+                return candidate
             version += 1
             run_dir = root / f"{identity.name}-v{version}"
-        return run_dir.resolve()
 
     def _take_run_dir(self, run_dir: Path, wait: bool = True, option: str = "run directory") -> bool:
         """Lock the fit's run directory (creating it), recording the folders this process created. A directory in
@@ -297,6 +301,16 @@ class NLBenchCLI(LightningCLI):
         # Unlinked while still held: a fit waiting on this lock file sees that it was replaced (nlbench.runlock).
         (run_dir / LOCK_NAME).unlink(missing_ok=True)
         _remove_empty_dirs(self.created_dirs)
+
+
+def _resolved(run_dir: Path) -> Path:
+    """The run directory's absolute path, refused (ConfigError) when it is a symbolic link: ``resolve`` would follow
+    it, and the fit would write another folder's config.yaml, metrics.csv and result.json (links above it, such as
+    ``runs -> /scratch/runs``, are the user's own set-up and followed)."""
+    if os.path.islink(run_dir):
+        raise ConfigError(f"run directory {run_dir} is a symbolic link; nlbench does not write through links (pass "
+                          "the folder it points to as --run_dir, or a new one)")
+    return run_dir.resolve()
 
 
 def _holds_files(run_dir: Path) -> bool:
@@ -469,12 +483,38 @@ def _check_trainer_args(trainer: Namespace) -> None:
 
 
 def check_fit_length(trainer: Namespace) -> None:
-    """A fit that trains no batch is refused: Lightning fails obscurely (OneCycleLR's "total_steps -1"), or, with no
-    scheduler, records "finished" after 0 epochs without a checkpoint, which a sweep then counts as done forever."""
-    limit = trainer.get("limit_train_batches")
-    if limit is not None and not isinstance(limit, bool) and limit == 0:
-        raise ConfigError("trainer.limit_train_batches: 0 trains no batch; a fit needs at least one (evaluate "
-                          "without training with `nlbench validate` or `nlbench test`)")
+    """A fit that trains no step is refused: Lightning fails obscurely (OneCycleLR's "total_steps -1"), or, with no
+    scheduler, records "finished" after 0 epochs without a checkpoint, which a sweep then counts as done forever.
+    Any of ``max_epochs: 0``, ``max_steps: 0``, ``max_time`` of zero and ``limit_train_batches`` 0 (or 0.0) stops
+    Lightning before its first step. (A fit that still ends without a step is recorded "failed": RunResult.)"""
+    evaluate = "evaluate without training with `nlbench validate` or `nlbench test`"
+    for key, what in (("limit_train_batches", "batch"), ("max_epochs", "epoch"), ("max_steps", "step")):
+        value = trainer.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
+            raise ConfigError(f"trainer.{key}: {value:g} trains no {what}; a fit needs at least one ({evaluate})")
+    max_time = trainer.get("max_time")
+    if max_time is not None and _seconds(max_time) == 0:
+        raise ConfigError(f"trainer.max_time: {max_time} trains for no time; give a positive duration such as "
+                          f"00:12:00:00 (DD:HH:MM:SS) or leave it unset ({evaluate})")
+
+
+def _seconds(duration: Any) -> float | None:
+    """Lightning's ``max_time`` (``"DD:HH:MM:SS"``, a timedelta, or a mapping of timedelta's keywords) in seconds;
+    None when it is none of these (Lightning reports that itself)."""
+    from datetime import timedelta
+
+    try:
+        if isinstance(duration, timedelta):
+            return duration.total_seconds()
+        if isinstance(duration, str):
+            days, hours, minutes, seconds = (int(part) for part in duration.strip().split(":"))
+            return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds).total_seconds()
+        if isinstance(duration, (dict, Namespace)):
+            items = duration.as_dict() if isinstance(duration, Namespace) else duration
+            return timedelta(**{key: value for key, value in items.items() if value is not None}).total_seconds()
+    except (TypeError, ValueError):
+        return None
+    return None
 
 
 def parse_fit_args(args: list[str]) -> Namespace:
@@ -500,7 +540,7 @@ def load_run(
     ckpt = Path(checkpoint) if checkpoint not in ("best", "last") else run_dir / "checkpoints" / f"{checkpoint}.ckpt"
     if not ckpt.is_file():
         raise FileNotFoundError(f"{ckpt}: checkpoint not found")
-    cfg = yamlsafe.load_file(config)
+    cfg = yamlsafe.load_file(config, follow_links=False)  # a received run directory's file: its link not followed
     for key in ("ckpt_path", "weights_only"):  # Trainer.fit arguments; the parse-only parser has no subcommands
         cfg.pop(key, None)
     cfg.setdefault("trainer", {})["logger"] = False
@@ -534,7 +574,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if started and not errors.is_disk_error(err):
             raise  # a failure during training: result.json says "failed", the traceback says why
-        print(f"nlbench {argv[0] if argv else ''}: error: {_one_line(err, cli.config_keys if cli else None)}", file=sys.stderr)
+        line = f"nlbench {argv[0] if argv else ''}: error: {_one_line(err, cli.config_keys if cli else None)}"
+        print(terminal(line), file=sys.stderr)  # a received value echoed: no terminal escapes, not 99k characters
         return 2
     return 0
 

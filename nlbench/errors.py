@@ -40,7 +40,7 @@ def _loaded(module: str, name: str) -> type[BaseException] | None:
 
 def is_user_error(err: BaseException) -> bool:
     """Whether `err` is bad input (options, files, data, disk) rather than a bug or a failure during training."""
-    if isinstance(err, OSError) and err.errno in _DISK_ERRNOS:
+    if isinstance(err, OSError) and (err.errno in _DISK_ERRNOS or err.errno == errno.ENAMETOOLONG):
         return True
     if isinstance(err, (ValueError, FileNotFoundError)):
         return True
@@ -64,6 +64,9 @@ def one_line(err: BaseException, keys: Iterable[str] = ()) -> str:
     """The error as one line; `keys` (the parsed config's dotted keys) let it name the option at fault."""
     if isinstance(err, OSError) and not isinstance(err, FileNotFoundError) and err.errno in _DISK_ERRNOS:
         return os_error_line(err)
+    if isinstance(err, OSError) and err.errno == errno.ENAMETOOLONG:  # a received value in a run's name, e.g.
+        return (f"{err.filename}: file name too long; a value the run is named by (its method, an option) is "
+                "longer than the file system allows: shorten it, or pass --run_dir")
     if isinstance(err, UnicodeDecodeError):
         return f"not a text file ({err.reason} at byte {err.start})"
     text = str(err)

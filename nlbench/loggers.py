@@ -26,7 +26,8 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter as _LightningExp
 from lightning.pytorch.loggers.logger import DummyExperiment, rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 
-from nlbench.io import atomic_write_text
+from nlbench.io import atomic_write_text, read_bounded
+from nlbench.limits import MAX_SMALL_BYTES
 
 WandbMode = Literal["auto", "online", "offline", "disabled"]
 
@@ -269,7 +270,10 @@ def wandb_run_id(run_dir: Path, resuming: bool) -> str:
     W&B run. Only the process that picks the id (rank 0, or the launcher) writes the file; DDP workers read it.
     """
     path = Path(run_dir) / WANDB_ID_FILE
-    stored = path.read_text().strip() if path.is_file() else ""
+    try:  # a received run directory's file: bounded, never through a link or blocking on a FIFO
+        stored = read_bounded(path, MAX_SMALL_BYTES, what=WANDB_ID_FILE).decode(errors="replace").strip()
+    except (OSError, ValueError):
+        stored = ""
     worker = os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("RANK", "0") != "0"
     if worker or (resuming and stored):
         return stored

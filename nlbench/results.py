@@ -31,14 +31,15 @@ import itertools
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from nlbench import limits, runlock, yamlsafe
 from nlbench import run as run_
-from nlbench import runlock, yamlsafe
+from nlbench.io import UnsafeFileError, open_file, read_bounded
 from nlbench.nn.registry import peer_block
 
 if TYPE_CHECKING:  # pandas loads on first use: `nlbench sweep --help` imports this module and needs no table
@@ -106,11 +107,11 @@ def read_run(run_dir: str | os.PathLike[str], *, run_id: str | None = None,
     paths = run_.RunDir(path)
     row: dict[str, Any] = {"run_id": run_id or path.name, "run_dir": str(path), "error": None}
     try:
-        record = _read_record(paths)
+        record, torn = _read_record(paths)
         curve = _read_curve(paths.metrics_csv) if curves or record is None else []
-        if record is None and paths.config.is_file():
+        if record is None and os.path.lexists(paths.config):
             record = _record_from_config(paths)
-        if record is not None and _truncated(paths) and curve:
+        if record is not None and torn and curve:
             record.metrics.update(_metrics_from_curve(curve))  # a torn result.json: metrics.csv still holds them
     except _Unreadable as err:
         return {**row, "status": UNREADABLE, "error": str(err), "hparams": {}, "config": {}, "differs": [],
@@ -125,8 +126,8 @@ def read_run(run_dir: str | os.PathLike[str], *, run_id: str | None = None,
     row["error"] = record.error if record is not None and row["status"] == record.status else None
     row["curve"] = curve
     if params and not row["differs"]:
-        row["config"] = {**row["config"], **{_flat_key(key, row["config"]): v for key, v in params.items()}}
-        row["differs"] = [_flat_key(key, row["config"]) for key in params]
+        row["config"] = {**row["config"], **{flat_key(key, row["config"]): v for key, v in params.items()}}
+        row["differs"] = [flat_key(key, row["config"]) for key in params]
     if row.get("device") is None:
         row["device"] = _device_of(paths)
     return row
@@ -136,32 +137,32 @@ class _Unreadable(Exception):
     """A run's file that cannot be read; the message names it."""
 
 
-def _read_record(paths: run_.RunDir) -> run_.RunRecord | None:
-    if not paths.result.is_file():
-        return None
+def _read_record(paths: run_.RunDir) -> tuple[run_.RunRecord | None, bool]:
+    """The run's record and whether its result.json is torn (there, but not JSON). Read within nlbench's limits
+    (nlbench.limits: size, nesting), never through a link and never blocking on a FIFO: those are unreadable."""
     try:
-        data = json.loads(paths.result.read_bytes().decode("utf-8"))
+        data = limits.loads_json(read_bounded(paths.result, limits.MAX_JSON_BYTES, what="result.json").decode("utf-8"),
+                                 str(paths.result))
+    except FileNotFoundError:
+        return None, False
+    except (UnsafeFileError, limits.LimitError) as err:
+        raise _Unreadable(str(err)) from err
     except UnicodeDecodeError as err:
         raise _Unreadable(f"{paths.result}: not UTF-8 text ({err.reason} at byte {err.start})") from err
     except json.JSONDecodeError:
-        return None  # torn (killed mid-write by an older version): rebuilt from config.yaml and metrics.csv
+        return None, True  # torn (killed mid-write by an older version): rebuilt from config.yaml and metrics.csv
+    except OSError as err:
+        raise _Unreadable(f"{paths.result}: cannot read it ({err.strerror or err})") from err
     try:
-        return run_.RunRecord.from_json(data) if isinstance(data, dict) else None
+        return (run_.RunRecord.from_json(data) if isinstance(data, dict) else None), False
     except (TypeError, ValueError) as err:
         raise _Unreadable(f"{paths.result}: not a run record ({err})") from err
 
 
-def _truncated(paths: run_.RunDir) -> bool:
-    try:
-        json.loads(paths.result.read_text(encoding="utf-8"))
-        return False
-    except (OSError, ValueError):
-        return paths.result.is_file()
-
-
 def _read_yaml(path: Path) -> Any:
     try:
-        return yamlsafe.load_file(path, "file")  # a received file: the size and alias-expansion limits apply
+        # A received file: the size, nesting and alias-expansion limits apply, and a link is not followed.
+        return yamlsafe.load_file(path, "file", follow_links=False)
     except yamlsafe.YamlLimitError as err:
         raise _Unreadable(str(err)) from err
     except UnicodeDecodeError as err:
@@ -182,15 +183,41 @@ def _record_from_config(paths: run_.RunDir) -> run_.RunRecord:
 
 
 def _read_curve(path: Path) -> list[dict[str, float]]:
-    if not path.is_file():
-        return []
+    """metrics.csv's epochs, streamed within nlbench's limits: the file's size, each row's length and the number of
+    epochs are bounded (nlbench.limits), so a received 1 GB file is refused instead of held in memory."""
     try:
-        with path.open(newline="", encoding="utf-8") as f:
-            return epoch_rows(csv.DictReader(f))
+        fd = open_file(path)
+    except FileNotFoundError:
+        return []
+    except UnsafeFileError as err:
+        raise _Unreadable(str(err)) from err
+    except OSError as err:
+        raise _Unreadable(f"{path}: cannot read it ({err.strerror or err})") from err
+    try:
+        with os.fdopen(fd, newline="", encoding="utf-8") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > limits.MAX_CSV_BYTES:
+                raise limits.LimitError(f"{path}: {size / 2**20:,.0f} MB is over the "
+                                        f"{limits.MAX_CSV_BYTES // 2**20} MB limit for metrics.csv")  # fmt: skip
+            return epoch_rows(csv.DictReader(_bounded_lines(f, path)))
+    except limits.LimitError as err:
+        raise _Unreadable(str(err) if str(err).startswith(str(path)) else f"{path}: {err}") from err
     except UnicodeDecodeError as err:
         raise _Unreadable(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
     except csv.Error as err:
         raise _Unreadable(f"{path}: not a CSV file ({err})") from err
+
+
+def _bounded_lines(f: Any, path: Path) -> Iterator[str]:
+    """The lines of a text file, refusing (LimitError) one longer than :data:`nlbench.limits.MAX_CSV_LINE`."""
+    while True:
+        line = f.readline(limits.MAX_CSV_LINE + 1)
+        if not line:
+            return
+        if len(line) > limits.MAX_CSV_LINE:
+            raise limits.LimitError(f"{path}: a line longer than {limits.MAX_CSV_LINE:,} characters; not a metrics "
+                                    "file of nlbench")
+        yield line
 
 
 def epoch_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, float]]:
@@ -201,6 +228,8 @@ def epoch_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, float]]:
         epoch = _number(row.get("epoch"))
         if epoch is None:
             continue
+        if int(epoch) not in epochs and len(epochs) >= limits.MAX_EPOCHS:
+            raise limits.LimitError(f"metrics of more than {limits.MAX_EPOCHS:,} epochs; not read")
         merged = epochs.setdefault(int(epoch), {"epoch": int(epoch)})
         for column in CURVE_COLUMNS:
             # A metric logged both per step and per epoch appears as "<name>_epoch" (Lightning's naming).
@@ -239,7 +268,7 @@ def _device_of(paths: run_.RunDir) -> str | None:
     return None
 
 
-def _flat_key(key: str, config: Mapping[str, Any]) -> str:
+def flat_key(key: str, config: Mapping[str, Any]) -> str:
     """A sweep's dotted key as the record's flat key (with ``init_args`` where the config has it)."""
     found = run_.differing_keys([key], config) if config else []
     return found[0] if len(found) == 1 else key
@@ -261,7 +290,10 @@ def read_sweep_dir(root: Path, *, curves: bool = True) -> tuple[list[dict[str, A
     present = sorted(p.name for p in run_root.iterdir() if p.is_dir()) if run_root.is_dir() else []
     rows = []
     for run_id in [*order, *(name for name in present if name not in order)]:
-        if run_id not in order or (run_root / run_id).is_dir():
+        if os.path.islink(run_root / run_id):  # a received link to a folder elsewhere: not followed
+            problems.append({"run_id": run_id, "status": UNREADABLE, "run_dir": str(run_root / run_id),
+                             "error": f"{run_root / run_id}: a symbolic link; not followed"})  # fmt: skip
+        elif run_id not in order or (run_root / run_id).is_dir():
             rows.append(read_run(run_root / run_id, params=order.get(run_id), curves=curves))
         else:  # a run of the spec that has not started
             config = dict(order[run_id])

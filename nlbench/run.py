@@ -14,13 +14,15 @@ import importlib
 import json
 import math
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from nlbench.io import atomic_write_json
+from nlbench import limits
+from nlbench.io import UnsafeFileError, atomic_write_json, read_bounded
 from nlbench.nn import NLConfig, block_name, method_name
 from nlbench.nn.registry import peer_block
 
@@ -191,10 +193,46 @@ class RunDir:
     def wandb(self) -> Path:
         return self.path / "wandb"
 
+    def check_files(self) -> None:
+        """Refuse (UnsafeFileError, one line naming the entry) a run directory nlbench would write through a link
+        or block on: the directory itself a symbolic link, or, in it, in ``checkpoints/`` and in the validate/test/
+        predict folders, an entry that is a symbolic link or neither a regular file nor a folder (a FIFO). Checked
+        before a fit or the sweep writes anything there: Lightning's CSVLogger and config writer follow links.
+        ``checkpoints/`` may hold links to checkpoints beside them (Lightning's ``save_last: link``)."""
+        if os.path.islink(self.path):
+            raise UnsafeFileError(f"{self.path}: the run directory is a symbolic link; nlbench does not write through "
+                                  "links (use the folder it points to as --run_dir, or a new one)")
+        if not self.path.is_dir():
+            return
+        for folder in (self.path, self.checkpoints, *(self.path / name for name in SUBCOMMAND_DIRS)):
+            if folder != self.path and (os.path.islink(folder) or not folder.is_dir()):
+                if os.path.lexists(folder):
+                    _check_entry(folder, folder.parent)
+                continue
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    _check_entry(Path(entry.path), folder)
+
     @property
     def resumable(self) -> bool:
         """The directory holds checkpoints, so a new attempt resumes (``--ckpt_path last``)."""
         return any(self.checkpoints.glob("*.ckpt"))
+
+
+SUBCOMMAND_DIRS: tuple[str, ...] = ("validate", "test", "predict")  # <run_dir>/<command>/ of the evaluation commands
+
+
+def _check_entry(path: Path, folder: Path) -> None:
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode):
+        target = os.readlink(path)
+        inside = folder.name == "checkpoints" and os.sep not in target and target not in (".", "..") \
+            and (folder / target).is_file() and not (folder / target).is_symlink()  # fmt: skip
+        if not inside:
+            raise UnsafeFileError(f"{path}: a symbolic link in a run directory; nlbench does not write through links "
+                                  "(replace it with the file itself, or remove it)")
+    elif not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+        raise UnsafeFileError(f"{path}: not a regular file or folder in a run directory; remove it")
 
 
 # ---- identity ---------------------------------------------------------------------------------------------------
@@ -407,10 +445,11 @@ def write_record(run_dir: str | os.PathLike[str] | RunDir, record: RunRecord) ->
 def read_record(run_dir: str | os.PathLike[str] | RunDir) -> RunRecord | None:
     """The run's record, or None when result.json is missing, unreadable or not a record (a half-written or
     foreign file counts as no result: the run is then re-run or reported as missing, never mis-read)."""
+    path = _run_dir(run_dir).result
     try:
-        data = json.loads(_run_dir(run_dir).result.read_text(encoding="utf-8"))
+        data = limits.loads_json(read_bounded(path, limits.MAX_JSON_BYTES, what="result.json"), str(path))
         return RunRecord.from_json(data) if isinstance(data, dict) else None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError):
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError):  # incl. nlbench's limits
         return None
 
 

@@ -9,7 +9,10 @@ reads "interrupted" (:func:`nlbench.results.resolve_status`). The lock file hold
 the owner's pid, host, command and start time as JSON, so status listings can say where a run is running.
 
 flock works between processes of one machine and, on Linux NFS v4 / Lustre / GPFS, between machines sharing the
-directory (the kernel maps it to POSIX byte-range locks there). Light on imports: the CLI imports it before torch.
+directory (the kernel maps it to POSIX byte-range locks there). A received directory's lock file may be a symbolic
+link or a FIFO: the lock is opened without following links (a link is refused, never truncated through) and only
+as a regular file, and a reader never blocks on it (:func:`nlbench.io.open_file`). Light on imports: the CLI
+imports it before torch.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from nlbench.io import UnsafeFileError, open_file, refuse_link
+from nlbench.limits import printable, shorten
 
 LOCK_NAME = ".lock"
 CLAIMS = "claims"  # <sweep_dir>/claims/<run_id>.lock: a sweep process's claim on <sweep_dir>/runs/<run_id>
@@ -62,7 +68,8 @@ class RunLock:
     """An exclusive lock on a run directory, held from :meth:`acquire` until :meth:`release` (or process exit).
 
     ``acquire`` waits up to ``timeout_s`` (a reader's brief shared probe must not make a starting owner fail), then
-    raises :class:`RunLockedError` naming the owner. Creates the directory when missing."""
+    raises :class:`RunLockedError` naming the owner. Creates the directory when missing. A lock file, or the folder
+    holding it, that is a symbolic link or not a regular file: :class:`nlbench.io.UnsafeFileError`."""
 
     def __init__(
         self, run_dir: str | os.PathLike[str], *, command: str = "", path: str | os.PathLike[str] | None = None
@@ -85,8 +92,7 @@ class RunLock:
     def acquire(self, timeout_s: float = 2.0) -> RunLock:
         if self._fd is not None:
             return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = self._open()
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -95,8 +101,7 @@ class RunLock:
                     # The owner removed the run directory (a failed fit cleaning up) while we waited: this lock
                     # is on a deleted file; start over on the directory as it is now.
                     os.close(fd)
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+                    fd = self._open()
                     continue
                 break
             except OSError as err:
@@ -114,6 +119,11 @@ class RunLock:
         os.pwrite(fd, json.dumps(info).encode(), 0)
         self._fd = fd
         return self
+
+    def _open(self) -> int:
+        refuse_link(self.path.parent)  # e.g. a received claims/ or runs/<id> linked to another folder
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return open_file(self.path, os.O_RDWR | os.O_CREAT, 0o666)
 
     def release(self) -> None:
         if self._fd is None:
@@ -143,11 +153,12 @@ def _is_current(fd: int, path: Path) -> bool:
 
 def owner(run_dir: str | os.PathLike[str], *, path: str | os.PathLike[str] | None = None) -> Owner | None:
     """The live process holding the run directory's lock, or None when nobody holds it (no lock file, or its
-    owner has exited or died). Never blocks and never takes the lock for longer than a probe."""
+    owner has exited or died). Never blocks and never takes the lock for longer than a probe. A lock file that is a
+    link or not a regular file (a received directory's FIFO) names no owner: no nlbench process can hold it."""
     path = lock_path(run_dir, path)
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+        fd = open_file(path)
+    except (OSError, UnsafeFileError):
         return None
     try:
         try:
@@ -160,11 +171,18 @@ def owner(run_dir: str | os.PathLike[str], *, path: str | os.PathLike[str] | Non
             except (OSError, ValueError):
                 data = {}
             data = data if isinstance(data, dict) else {}
-            return Owner(data.get("pid"), data.get("host"), data.get("command"), data.get("since"))
+            pid = data.get("pid")
+            return Owner(pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+                         *(_text(data.get(key)) for key in ("host", "command", "since")))
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
         os.close(fd)
+
+
+def _text(value: Any) -> str | None:
+    """An owner's field as status lines print it: a received lock file's text is data (no terminal escapes)."""
+    return printable(shorten(value, 200)) if isinstance(value, str) else None
 
 
 def is_alive(run_dir: str | os.PathLike[str], *, path: str | os.PathLike[str] | None = None) -> bool:

@@ -5,7 +5,10 @@ a few hundred bytes loads instantly -- and expands to gigabytes the moment anyth
 (jsonargparse, a sweep's run table). So before anything is built, the file's node graph is composed (linear in its
 size) and the size it would have with every alias expanded is counted; past :data:`MAX_NODES`, or with an alias
 that contains itself, the file is refused in one line. Files over :data:`MAX_FILE_BYTES` are refused before they
-are read (a 50 MB file of comments took 27 s and 1 GB). Light on imports: no torch.
+are read (a 50 MB file of comments took 27 s and 1 GB), without blocking on a FIFO, and, for files inside a
+received run or sweep directory, without following links (:func:`nlbench.io.read_bounded`). A file nested deeper
+than :data:`nlbench.limits.MAX_DEPTH` is refused in one line too (990 levels gave a RecursionError traceback). The
+limits themselves live in :mod:`nlbench.limits`. Light on imports: no torch.
 """
 
 from __future__ import annotations
@@ -16,24 +19,32 @@ from typing import Any
 
 import yaml
 
-MAX_FILE_BYTES = 4 * 2**20  # a config or spec is a few KB; the paper's largest is under 10 KB
+from nlbench import limits
+from nlbench.io import UnsafeFileError, read_bounded
+
+MAX_FILE_BYTES = limits.MAX_YAML_BYTES
 MAX_NODES = 200_000  # expanded YAML nodes (every alias counted at each use); a sweep spec of 1e4 runs is far below
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class YamlLimitError(ValueError):
-    """A YAML text over nlbench's size limits (an alias bomb, a huge file): bad input, one line."""
+class YamlLimitError(limits.LimitError):
+    """A YAML text over nlbench's limits (an alias bomb, a huge or deeply nested file, a FIFO, a link inside a
+    received directory): bad input, one line."""
 
 
-def read_text(path: str | os.PathLike[str], what: str = "config file") -> str:
-    """The text of a YAML file, refused (YamlLimitError) when larger than :data:`MAX_FILE_BYTES`."""
+def read_text(path: str | os.PathLike[str], what: str = "config file", *, follow_links: bool = True) -> str:
+    """The text of a YAML file, refused (YamlLimitError) when larger than :data:`MAX_FILE_BYTES` or not a regular
+    file (a FIFO would block the reader forever), and when a symbolic link unless ``follow_links`` (a file the user
+    named may be a link; one inside a received run or sweep directory is not followed)."""
     path = Path(path)
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise YamlLimitError(f"{path}: {what} of {size / 2**20:.1f} MB is over the {MAX_FILE_BYTES // 2**20} MB limit "
-                             f"for YAML files; is it the right file?")
-    return path.read_text(encoding="utf-8")
+    try:
+        data = read_bounded(path, MAX_FILE_BYTES, what=what, follow_links=follow_links)
+    except limits.LimitError as err:
+        raise YamlLimitError(f"{err} for YAML files; is it the right file?") from None
+    except UnsafeFileError as err:
+        raise YamlLimitError(str(err)) from None
+    return data.decode("utf-8")
 
 
 def check_expansion(text: str, where: str, limit: int = MAX_NODES) -> None:
@@ -77,14 +88,24 @@ def check_expansion(text: str, where: str, limit: int = MAX_NODES) -> None:
 
 
 def safe_load(text: str, where: str) -> Any:
-    """``yaml.safe_load`` after :func:`check_expansion`."""
+    """``yaml.safe_load`` after :func:`check_expansion`, refused when nested deeper than
+    :data:`nlbench.limits.MAX_DEPTH` (YamlLimitError)."""
     check_expansion(text, where)
-    return yaml.load(text, Loader=_Loader)
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except RecursionError:
+        raise YamlLimitError(f"{where}: YAML nested too deeply") from None
+    try:
+        limits.check_depth(data, where)
+    except limits.LimitError as err:
+        raise YamlLimitError(str(err)) from None
+    return data
 
 
-def load_file(path: str | os.PathLike[str], what: str = "config file") -> Any:
-    """A YAML file's content, within the size and expansion limits (YamlLimitError, naming the file)."""
-    return safe_load(read_text(path, what), str(path))
+def load_file(path: str | os.PathLike[str], what: str = "config file", *, follow_links: bool = True) -> Any:
+    """A YAML file's content, within the size, nesting and expansion limits (YamlLimitError, naming the file).
+    ``follow_links=False`` for a file inside a received run or sweep directory."""
+    return safe_load(read_text(path, what, follow_links=follow_links), str(path))
 
 
 def guard_jsonargparse() -> None:
@@ -99,7 +120,15 @@ def guard_jsonargparse() -> None:
     def guarded(stream: Any) -> Any:
         if isinstance(stream, str):
             check_expansion(stream, "a YAML config")
-        return loader(stream)
+        try:
+            data = loader(stream)
+        except RecursionError:
+            raise YamlLimitError("a YAML value: nested too deeply") from None
+        try:
+            limits.check_depth(data, "a YAML value")
+        except limits.LimitError as err:
+            raise YamlLimitError(str(err)) from None
+        return data
 
     guarded.nlbench_guarded = True  # type: ignore[attr-defined]
     set_loader("yaml", guarded, exceptions=(yaml.YAMLError,))

@@ -13,6 +13,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from nlbench import limits
+from nlbench.io import UnsafeFileError, read_bounded
+
 
 class BenchFileError(ValueError):
     """A benchmark file is not JSON or not in the schema ``nlbench bench train --grid --out`` writes."""
@@ -56,10 +59,13 @@ def load_benchmark(path: str | os.PathLike[str]) -> Benchmark:
     if not path.is_file():
         raise FileNotFoundError(f"benchmark file {path} does not exist (write one with nlbench bench train --grid "
                                 "--out FILE)")
-    try:
-        data = json.loads(path.read_text())
+    try:  # a received file: bounded, nested within limits, the user's own link followed, never a FIFO
+        data = limits.loads_json(read_bounded(path, limits.MAX_JSON_BYTES, what="benchmark file", follow_links=True),
+                                 f"benchmark file {path}")
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BenchFileError(f"benchmark file {path} is not valid JSON: {err}") from err
+    except (limits.LimitError, UnsafeFileError) as err:
+        raise BenchFileError(str(err)) from err
 
     def bad(what: str) -> BenchFileError:
         return BenchFileError(f"benchmark file {path}: {what} (expected the JSON of nlbench bench train --grid --out)")

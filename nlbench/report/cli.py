@@ -13,6 +13,8 @@ from pathlib import Path
 
 from jsonargparse import ArgumentError, ArgumentParser
 
+from nlbench.io import refuse_link
+from nlbench.limits import terminal
 from nlbench.report.collect import SourceError, WandbSourceError, load_benchmark, load_sweep
 
 
@@ -60,22 +62,36 @@ def main(argv: list[str] | None = None) -> int:
         # Every input is read and checked before anything is written.
         benchmarks = [load_benchmark(path) for path in args.bench]
         out = Path(args.out) if args.out else Path(sources[0]) / "report"
+        check_output(out, inside_source=not args.out)
         from nlbench.report.render import write_report  # matplotlib: only once there is a report to draw
 
         files = write_report(sweep, out, benchmarks=benchmarks, compare=compare)
     except (FileNotFoundError, WandbSourceError, SourceError, ValueError) as err:
-        print(f"nlbench report: error: {err}", file=sys.stderr)
+        print(terminal(f"nlbench report: error: {err}"), file=sys.stderr)
         return 2
     finished, running = len(sweep.finished), len(sweep.running)
-    print(f"report for {sweep.name}: {finished}/{len(sweep.runs)} runs finished"
-          + (f", {running} running" if running else ""))
+    # Received text (a sweep's name, an unreadable file's error) reaches the terminal without its escapes.
+    print(terminal(f"report for {sweep.name}: {finished}/{len(sweep.runs)} runs finished"
+                   + (f", {running} running" if running else "")))
     print(f"  {files.markdown}\n  {files.html}")
     for image in files.images:
         print(f"  {image}")
     if sweep.unreadable:
-        print(f"  {len(sweep.unreadable)} unreadable run(s) left out (listed in the report): "
-              + "; ".join(str(run["error"]) for run in sweep.unreadable[:3]), file=sys.stderr)
+        print(terminal(f"  {len(sweep.unreadable)} unreadable run(s) left out (listed in the report): "
+                       + "; ".join(str(run["error"]) for run in sweep.unreadable[:3])), file=sys.stderr)
     return 0
+
+
+def check_output(out: Path, *, inside_source: bool) -> None:
+    """Refuse (UnsafeFileError, one line) to write the report through a symbolic link: a link among the files in the
+    output folder (report.md, a figure), or the folder itself when it is the default one inside a received sweep
+    directory (``<dir>/report``)."""
+    if inside_source:
+        refuse_link(out)
+    if out.is_dir():
+        for entry in out.iterdir():
+            if entry.is_symlink():
+                refuse_link(entry)
 
 
 def parse_compare(item: str) -> tuple[str, str | None]:

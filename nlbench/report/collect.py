@@ -161,7 +161,7 @@ def _source_name(path: Path) -> str:
     try:
         import yaml
 
-        spec = yamlsafe.load_file(path / "sweep.yaml", "sweep spec")
+        spec = yamlsafe.load_file(path / "sweep.yaml", "sweep spec", follow_links=False)
         if isinstance(spec, dict) and isinstance(spec.get("name"), str):
             return spec["name"]
     except (OSError, ValueError, yaml.YAMLError):  # unreadable: listed among the unreadable files by the reader

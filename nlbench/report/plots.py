@@ -15,6 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
+from nlbench.limits import MAX_LABEL_CHARS, shorten
 from nlbench.report import style
 from nlbench.run import BEST_ACC1, FINAL_ACC1, IMAGES_PER_S
 from nlbench.report.collect import (
@@ -30,7 +31,18 @@ from nlbench.report.collect import (
 
 MARKERS, LINESTYLES = style.MARKERS, style.LINESTYLES
 METRICS = {"best": BEST_ACC1, "final": FINAL_ACC1}
-config_label = style.config_label
+
+
+def config_label(config: Mapping[str, Any]) -> str:
+    """:func:`nlbench.report.style.config_label` cut to :data:`nlbench.limits.MAX_LABEL_CHARS`: a received
+    100k-character value (a method's name) would exhaust matplotlib's memory; the report's tables keep it whole."""
+    return shorten(style.config_label(config))
+
+
+def _label(key: str, value: Any) -> str:
+    """:func:`nlbench.report.style.label`, cut as :func:`config_label` is."""
+    return shorten(style.label(key, value))
+
 # Per-configuration figures (one panel, point or bar per configuration) show at most this many configurations, the
 # best first, with a note saying how many more the table holds: a 2,000-configuration report stays seconds long.
 MAX_CONFIGS = 24
@@ -114,13 +126,13 @@ def error_by_configuration(sweep: Sweep) -> Figure | None:
             offset = 0.0 if alone else (s - (len(normalizations) - 1) / 2) * width
             config = {"normalization": normalization} if "normalization" in keys or normalization != "None" else {}
             look = _style(config, s, colors)
-            label = style.label("normalization", normalization) if config else "runs"
+            label = _label("normalization", normalization) if config else "runs"
             ax.errorbar([x + offset for x, _ in points], [top1_error(row[f"{metric}_mean"]) for _, row in points],
                         yerr=[100.0 * (row[f"{metric}_std"] or 0.0) for _, row in points], capsize=4,
                         linestyle="none", marker=look["marker"], color=look["color"], markersize=7, label=label)
         _baseline_band(ax, baseline, metric)
         if alone:
-            labels = [style.label("normalization", n) for n in normalizations]
+            labels = [_label("normalization", n) for n in normalizations]
         else:
             labels = [config_label(dict(zip(x_keys, values))) for values in positions]
         _category_ticks(ax, labels)
@@ -180,7 +192,7 @@ def error_vs_reduction(sweep: Sweep) -> Figure | None:
             _baseline_band(ax, baseline, metric)
             reductions = sorted({row["reduction"] for row in nl_rows if row.get("reduction")}) if has_x else None
             _reduction_axis(ax, reductions, [config_label(dict(zip(series_keys, v))) for v in series])
-            title = f"init={panel}" if panel_key else ""
+            title = shorten(f"init={panel}") if panel_key else ""
             ax.set_title(f"{title}  ({which} epoch)".strip(), fontsize=10)
             if c == 0:
                 ax.set_ylabel(f"{which} top-1 error (%)")
@@ -266,7 +278,7 @@ def throughput_and_params(sweep: Sweep, where: str = "") -> Figure | None:
                xerr=[row[f"{IMAGES_PER_S}_std"] or 0.0 for row in rows], color=colors, capsize=2)
     speed.set_xlabel("training images/s")
     if where:
-        speed.set_title(where, fontsize=8)
+        speed.set_title(shorten(where, 4 * MAX_LABEL_CHARS), fontsize=8)
     if with_params:
         params = fig.axes[1]
         nl = [(row["nl_params_mean"] or 0.0) / 1e3 for row in rows]
@@ -317,7 +329,7 @@ def training_benchmark(bench: Benchmark) -> Figure:
             ax.set_ylim(bottom=0)
             _reduction_axis(ax, reductions, [])
             if r == 0:
-                ax.set_title(backbone, fontsize=10)
+                ax.set_title(shorten(str(backbone)), fontsize=10)
             if c == 0:
                 ax.set_ylabel(ylabel)
             ax.grid(True, alpha=0.3)
@@ -329,7 +341,7 @@ def _baseline_band(ax: Any, baseline: Sequence[Mapping[str, Any]], metric: str) 
     """The runs without an NL block as a dashed line at their mean top-1 error and a +- std band."""
     mean, std, _ = mean_std(top1_error(run.get(metric)) for run in baseline)
     if mean is not None:
-        ax.axhline(mean, color=style.BASELINE_COLOR, linestyle="--", label=style.label(style.METHOD, style.BASELINE))
+        ax.axhline(mean, color=style.BASELINE_COLOR, linestyle="--", label=_label(style.METHOD, style.BASELINE))
         if std:
             ax.axhspan(mean - std, mean + std, color=style.BASELINE_COLOR, alpha=0.15)
 

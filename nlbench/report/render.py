@@ -118,7 +118,8 @@ def _build_report(
         sections.append(Section("Unreadable runs", [
             "Runs or files that could not be read (not UTF-8, not valid YAML or JSON, not nlbench's format): left "
             "out of everything else; the error names the file.", _run_table(sweep, sweep.unreadable)]))
-    unfinished = [run for run in sweep.unfinished if run not in sweep.unreadable]
+    unreadable = {id(run) for run in sweep.unreadable}  # a set: 100k runs, one real, must not take n² compares
+    unfinished = [run for run in sweep.unfinished if id(run) not in unreadable]
     if unfinished:
         sections.append(
             Section(
@@ -427,23 +428,29 @@ def _text(value: Any) -> str:
 
 
 def to_markdown(title: str, sections: Sequence[Section]) -> str:
-    out = [f"# {title}", ""]
+    """The report as Markdown. Markdown viewers render raw HTML, so ``<``, ``>`` and ``&`` of every text (received
+    values: a method's name, an error, a sweep's name) are written as entities: a ``<script>`` reads as text."""
+    out = [f"# {_md_escape(title)}", ""]
     for section in sections:
-        out += [f"## {section.title}", ""]
+        out += [f"## {_md_escape(section.title)}", ""]
         for block in section.blocks:
             if isinstance(block, Table):
                 out.append(block.to_markdown())
             elif isinstance(block, Image):
-                out.append(f"![{block.caption}]({block.name})")
+                out.append(f"![{_md_escape(block.caption)}]({block.name})")
             else:
                 # Header lines are separate paragraphs in Markdown; keep them on their own lines.
-                out.append(block + "  ")
+                out.append(_md_escape(block) + "  ")
             out.append("")
     return "\n".join(out)
 
 
+def _md_escape(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
 def _md_row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(cell.replace("|", "\\|").replace("\n", " ") for cell in cells) + " |"
+    return "| " + " | ".join(_md_escape(cell).replace("|", "\\|").replace("\n", " ") for cell in cells) + " |"
 
 
 _CSS = """

@@ -26,6 +26,8 @@ from typing import Any
 from jsonargparse import ArgumentError, ArgumentParser
 
 from nlbench.errors import os_error_line
+from nlbench.io import UnsafeFileError
+from nlbench.limits import terminal
 from nlbench.run import short_name
 from nlbench.sweep.datacheck import DataNeed, check_data, data_needs, fetch_data
 from nlbench.sweep.devices import Slot, parse_devices, plan_slots, visible_gpus
@@ -33,6 +35,7 @@ from nlbench.sweep.mps import mps_slots
 from nlbench.sweep.results import axis_columns
 from nlbench.sweep.runner import (
     SweepDirError,
+    check_sweep_dir,
     format_duration,
     plan,
     prepare_sweep_dir,
@@ -166,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"expanding {spec.size} run(s) ...", file=sys.stderr, flush=True)
         runs = spec.expand()
         todo = runs if args.index is None else [runs[i] for i in parse_index(args.index, len(runs))]
+        if args.status or args.dry_run:
+            check_sweep_dir(spec)  # another sweep's directory, or links in it: say so before listing its runs
         if args.status:
             print_status(spec, runs)
             return 0
@@ -179,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote W&B sweep definition {path} ({len(runs)} runs); its header says how to run it")
         elif not args.dry_run:
             check_data(needs)
-    except (SweepSpecError, FileNotFoundError, ValueError) as err:
+    except (SweepSpecError, SweepDirError, FileNotFoundError, ValueError) as err:
         return _error(str(err))
     except OSError as err:  # e.g. a read-only or full disk for --export-wandb
         return _error(os_error_line(err))
@@ -197,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         fetch_data(needs)
         with mps_slots(slots, spec.output_dir, enabled=args.mps) as slots:
             rows = run_sweep(spec, slots=slots, runs=runs, todo=todo, max_runs=args.max_runs)
-    except (SweepDirError, FileNotFoundError) as err:
+    except (SweepDirError, FileNotFoundError, UnsafeFileError) as err:
         return _error(str(err))
     except OSError as err:  # a read-only or full output_dir: one line, and no run was started on it
         return _error(os_error_line(err, where=spec.output_dir))
@@ -281,7 +286,7 @@ def print_status(spec: SweepSpec, runs: Sequence[SweepRun]) -> None:
             status = "pending"
             detail = (f"{state.status}, queued as SLURM job {task} ({queued})" if queued else state.status)
         counts[status] += 1
-        print(f"{status:<9} {run.run_id:<{width}}  {detail}")
+        print(terminal(f"{status:<9} {run.run_id:<{width}}  {detail}"))  # received text: lock owners, errors, logs
     print(", ".join(f"{n} {status}" for status, n in counts.most_common()))
 
 
@@ -308,7 +313,7 @@ def _check_gpus(gpus: list[str] | None) -> list[str]:
 
 
 def _error(message: str) -> int:
-    print(f"nlbench sweep: error: {message}", file=sys.stderr)
+    print(terminal(f"nlbench sweep: error: {message}"), file=sys.stderr)  # received text: no escapes, not 99k long
     return 2
 
 
@@ -334,7 +339,7 @@ def print_plan(
     print(f"{'status':<11} {'action':<6} {'run_id':<{width}}  overrides")
     for run, state in planned:
         overrides = " ".join(f"{columns[k]}={format_value(v)}" for k, v in run.params.items())
-        print(f"{state.status:<11} {state.action:<6} {run.run_id:<{width}}  {overrides}")
+        print(terminal(f"{state.status:<11} {state.action:<6} {run.run_id:<{width}}  {overrides}"))
     print(_counts_line(spec, runs))
     for need in needs:
         print(need.describe)

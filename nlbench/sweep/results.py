@@ -20,6 +20,7 @@ from typing import Any
 from nlbench import results
 from nlbench import run as record_
 from nlbench.io import atomic_write_json, atomic_write_text
+from nlbench.run import short_name
 from nlbench.sweep.spec import SweepRun, SweepSpec, column_names
 
 FINAL_STATUSES = record_.FINAL_STATUSES  # "finished" and "diverged" are final; the others are (re)run
@@ -63,21 +64,48 @@ def axis_columns(spec: SweepSpec) -> dict[str, str]:
 
 
 def collect_rows(spec: SweepSpec, runs: Sequence[SweepRun]) -> list[dict[str, Any]]:
-    """One row per run of the spec, in spec order, read from ``<output_dir>/runs/<run_id>`` by the one reader."""
+    """One row per run of the spec, in spec order, read from ``<output_dir>/runs/<run_id>`` by the one reader; then
+    one per other run directory there (runs of the same sweep with axes or points this spec no longer lists: a spec
+    with fewer axes adds to the table, it never drops finished rows), their swept values read from their records."""
     columns = axis_columns(spec)
     rows = []
     for run in runs:
         run_dir = spec.output_dir / "runs" / run.run_id
         read = results.read_run(run_dir, run_id=run.run_id, params=run.params, curves=False) if run_dir.is_dir() \
             else {"status": results.NEW, "error": None}
-        status = read["status"]
-        row: dict[str, Any] = {"run_id": run.run_id,
-                               "status": UNFINISHED if status in ("running", "interrupted") else status}
-        row.update({col: run.params.get(key) for key, col in columns.items()})
-        row.update({name: read.get(name) for name in record_.METRICS})
-        row["error"] = read.get("error") if status in ("failed", results.UNREADABLE) else None
-        rows.append(row)
+        rows.append(_row(run.run_id, read, {col: run.params.get(key) for key, col in columns.items()}))
+    ids = {run.run_id for run in runs}
+    run_root = spec.output_dir / "runs"
+    others = sorted(p.name for p in run_root.iterdir() if p.name not in ids and p.is_dir() and not p.is_symlink()) \
+        if run_root.is_dir() else []  # fmt: skip
+    if not others:
+        return rows
+    reads = [results.read_run(run_root / run_id, run_id=run_id, curves=False) for run_id in others]
+    # Keys those runs were swept by (their records' differing keys) that this spec neither sweeps nor fixes.
+    known = {record_.canonical_key(key) for key in (*spec.swept_keys, *spec.overrides)}
+    extra: dict[str, None] = {}
+    for read in reads:
+        extra.update(dict.fromkeys(key for key in read.get("differs") or [] if not record_.is_volatile(key)
+                                   and record_.canonical_key(key) not in known
+                                   and not any(record_.canonical_key(key).startswith(k + ".") for k in known)))
+    extra_columns = column_names(list(extra), taken=(*record_.BOOKKEEPING, *record_.METRICS, *columns.values()))
+    for run_id, read in zip(others, reads):
+        config = read.get("config") or {}
+        # A record without a config (an earlier version's) still names its vocabulary: seed, normalization, ...
+        values = {col: config.get(results.flat_key(key, config), read.get(short_name(key)))
+                  for key, col in columns.items()}  # fmt: skip
+        values.update({col: config.get(key) for key, col in extra_columns.items()})
+        rows.append(_row(run_id, read, values))
     return rows
+
+
+def _row(run_id: str, read: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    status = read["status"]
+    row: dict[str, Any] = {"run_id": run_id, "status": UNFINISHED if status in ("running", "interrupted") else status}
+    row.update(values)
+    row.update({name: read.get(name) for name in record_.METRICS})
+    row["error"] = read.get("error") if status in ("failed", results.UNREADABLE) else None
+    return row
 
 
 def write_results(spec: SweepSpec, runs: Sequence[SweepRun]) -> list[dict[str, Any]]:
@@ -87,7 +115,10 @@ def write_results(spec: SweepSpec, runs: Sequence[SweepRun]) -> list[dict[str, A
     rows = collect_rows(spec, runs)
     out = spec.output_dir
     atomic_write_json(out / "results.json", rows)
-    table = pd.DataFrame.from_records(rows, columns=list(rows[0]) if rows else None)
+    columns = list(dict.fromkeys(key for row in rows for key in row))  # rows of earlier axes may add columns
+    order = ["run_id", "status", *(c for c in columns if c not in ("run_id", "status", "error", *record_.METRICS)),
+             *record_.METRICS, "error"]  # fmt: skip
+    table = pd.DataFrame.from_records(rows, columns=order if rows else None)
     for column in table.columns:
         values = [row[column] for row in rows if row.get(column) is not None]
         if any(isinstance(v, (list, dict)) for v in values):  # lists (e.g. nl_stages) as JSON, as the spec has them

@@ -39,8 +39,9 @@ import yaml
 from tqdm import tqdm
 
 from nlbench import run as record_
-from nlbench import runlock
-from nlbench.io import atomic_write_text
+from nlbench import runlock, yamlsafe
+from nlbench.io import UnsafeFileError, atomic_write_text, open_append, open_file
+from nlbench.limits import printable, shorten, terminal
 from nlbench.sweep.devices import Slot
 from nlbench.sweep.mps import MPS_DIR
 from nlbench.sweep.slurm import LOG_DIR as SLURM_DIR
@@ -91,29 +92,80 @@ def run_owner(spec: SweepSpec, run: SweepRun) -> runlock.Owner | None:
     return runlock.owner(run_dir_of(spec, run), path=claim_path(spec, run)) or runlock.owner(run_dir_of(spec, run))
 
 
-def prepare_sweep_dir(spec: SweepSpec) -> None:
-    """Refuse an output directory that holds another sweep (its sweep.yaml names a different identity) or that is
-    not a sweep directory at all, then record the spec as run in sweep.yaml. Nothing is written when refused."""
+# The sweep directory's own entries (besides dot files: a concurrent atomic write), and whether each is a folder.
+SWEEP_ENTRIES: dict[str, bool] = {"sweep.yaml": False, "results.csv": False, "results.json": False, CLAIMS: True,
+                                  "runs": True, SLURM_DIR: True, MPS_DIR: True}  # fmt: skip
+
+
+def check_sweep_dir(spec: SweepSpec) -> None:
+    """Refuse (SweepDirError, one line) an output directory this spec must not write into: one that holds another
+    sweep (its sweep.yaml records another identity: name, base configs and their content, fixed overrides), one that
+    is not a sweep directory at all, or one holding a symbolic link or a special file where nlbench writes (its
+    files, ``claims/``, ``runs/``, a run directory or the files in it: :meth:`nlbench.run.RunDir.check_files`), so
+    that nothing is ever written through a link. Reads only."""
     out = spec.output_dir
+    _check_entries(out)
     stored_path = out / "sweep.yaml"
-    if stored_path.is_file():
+    if os.path.lexists(stored_path):
         try:
-            stored = yaml.safe_load(stored_path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as err:
-            raise SweepDirError(f"{stored_path}: unreadable ({' '.join(str(err).split())[:120]}); not writing "
+            stored = yamlsafe.load_file(stored_path, "sweep.yaml", follow_links=False)
+        except (yaml.YAMLError, UnicodeDecodeError, ValueError) as err:  # incl. nlbench's YAML limits
+            raise SweepDirError(f"{stored_path}: unreadable ({' '.join(str(err).split())[:200]}); not writing "
                                 "into this directory") from err  # fmt: skip
         theirs = _identity_of_stored(stored)
         if theirs != spec.identity:
+            if theirs is not None and theirs["base_digest"] is None and \
+                    {**theirs, "base_digest": spec.base_digest} == spec.identity:  # fmt: skip
+                raise SweepDirError(
+                    f"{stored_path} was written by an earlier nlbench and records no base_digest (its base configs' "
+                    f"content); if its base configs are the ones {spec.label} names, unchanged, add the line "
+                    f"'base_digest: {spec.base_digest}' to it; else choose another --output_dir (or output_dir:)")
             diff = ", ".join(k for k in spec.identity if (theirs or {}).get(k) != spec.identity[k]) or "format"
+            diff = diff.replace("base_digest", "base config content")
             raise SweepDirError(
                 f"{out} holds another sweep ({stored_path} differs in {diff}: "
-                f"{(theirs or {}).get('name')!r} vs {spec.name!r}); choose another --output_dir (or output_dir:)"
+                f"{printable(shorten(repr((theirs or {}).get('name')), 80))} vs {spec.name!r}); choose another "
+                "--output_dir (or output_dir:)"
             )
-    elif out.is_dir() and any(p.name not in (CLAIMS, "runs", SLURM_DIR, MPS_DIR) and not p.name.startswith(".")
-                              for p in out.iterdir()):  # fmt: skip  (dot files: a concurrent atomic write)
+    elif out.is_dir() and any(p.name not in SWEEP_ENTRIES and not p.name.startswith(".") for p in out.iterdir()):
         raise SweepDirError(f"{out} exists and is not a sweep directory (no sweep.yaml); choose another --output_dir")
+
+
+def _check_entries(out: Path) -> None:
+    """No symbolic link or special file among the sweep directory's entries, in claims/ and runs/, in any run
+    directory (SweepDirError naming the first). slurm/jobs.txt is appended to without following a link."""
+    if not out.is_dir():
+        return
+    for name, is_folder in SWEEP_ENTRIES.items():
+        path = out / name
+        if os.path.islink(path):
+            raise SweepDirError(f"{path}: a symbolic link in the sweep directory; nlbench does not write through links "
+                                "(replace it with the file or folder itself, or choose another --output_dir)")
+        if os.path.lexists(path) and not (path.is_dir() if is_folder else path.is_file()):
+            raise SweepDirError(f"{path}: not a {'folder' if is_folder else 'regular file'}; remove it, or choose "
+                                "another --output_dir")
+    for folder in (out / CLAIMS, out / "runs"):  # slurm/ is submitit's (it links its own files there)
+        if not folder.is_dir():
+            continue
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_symlink() or not (entry.is_dir() or entry.is_file()):
+                    what = "a symbolic link" if entry.is_symlink() else "not a regular file or folder"
+                    raise SweepDirError(f"{entry.path}: {what} in the sweep directory; nlbench does not write through "
+                                        "links or into special files (remove it, or choose another --output_dir)")
+                if folder.name == "runs" and entry.is_dir():
+                    try:
+                        record_.RunDir(Path(entry.path)).check_files()
+                    except UnsafeFileError as err:
+                        raise SweepDirError(str(err)) from None
+
+
+def prepare_sweep_dir(spec: SweepSpec) -> None:
+    """:func:`check_sweep_dir`, then record the spec as run in sweep.yaml. Nothing is written when refused."""
+    check_sweep_dir(spec)
+    out = spec.output_dir
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    atomic_write_text(stored_path, yaml.safe_dump(spec.as_dict(), sort_keys=False))
+    atomic_write_text(out / "sweep.yaml", yaml.safe_dump(spec.as_dict(), sort_keys=False))
 
 
 def _identity_of_stored(stored: Any) -> dict[str, Any] | None:
@@ -121,7 +173,7 @@ def _identity_of_stored(stored: Any) -> dict[str, Any] | None:
         return None
     base = stored.get("base")
     return {"name": stored.get("name"), "base": [Path(str(b)).name for b in base] if isinstance(base, list) else base,
-            "overrides": stored.get("overrides") or {}}  # fmt: skip
+            "base_digest": stored.get("base_digest"), "overrides": stored.get("overrides") or {}}  # fmt: skip
 
 
 def plan(spec: SweepSpec, runs: Sequence[SweepRun]) -> list[tuple[SweepRun, RunState]]:
@@ -256,12 +308,16 @@ def _claim_command() -> str:
 # ---- one run ------------------------------------------------------------------------------------------------------
 def _launch(spec: SweepSpec, run: SweepRun, slot: Slot, fit_command: Sequence[str], claim: runlock.RunLock) -> _Job:
     run_dir = run_dir_of(spec, run)
+    try:  # checked again under the claim: a link put there since check_sweep_dir is not written through either
+        record_.RunDir(run_dir).check_files()
+    except UnsafeFileError as err:
+        raise SweepDirError(str(err)) from None
     run_dir.mkdir(parents=True, exist_ok=True)
     state = read_state(run_dir)
     # Only failed/interrupted results reach here: this attempt's outcome must not be read from the previous one.
     (run_dir / "result.json").unlink(missing_ok=True)
     command = fit_command_of(spec, run, slot, resume=state.resumable, fit_command=fit_command)
-    log = open(run_dir / LOG_NAME, "ab")  # appended: the log keeps every attempt
+    log = open_append(run_dir / LOG_NAME)  # appended: the log keeps every attempt; never through a link
     log.write(f"{LOG_MARK} {_now()} on {slot.label}: {shlex.join(command)}\n".encode())
     log.flush()
     proc = subprocess.Popen(
@@ -350,10 +406,16 @@ def _identity_of(spec: SweepSpec, run: SweepRun) -> record_.RunIdentity | None:
 
 
 def _last_log_line(path: Path, tail_bytes: int = 16384) -> str | None:
-    with open(path, "rb") as f:
+    """The log's last line that the fit wrote (not a link, not a FIFO: None then), printable on a terminal."""
+    try:
+        f = os.fdopen(open_file(path), "rb")
+    except (OSError, UnsafeFileError):
+        return None
+    with f:
         f.seek(max(0, f.seek(0, os.SEEK_END) - tail_bytes))
         lines = f.read().decode(errors="replace").splitlines()
-    return next((ln.strip() for ln in reversed(lines) if ln.strip() and not ln.startswith(LOG_MARK)), None)
+    line = next((ln.strip() for ln in reversed(lines) if ln.strip() and not ln.startswith(LOG_MARK)), None)
+    return None if line is None else printable(line)
 
 
 def _stop(jobs: Sequence[_Job], *, timeout_s: float) -> None:
@@ -426,7 +488,7 @@ def _describe_end(spec: SweepSpec, job: _Job, status: str, *, done: str) -> str:
         detail = f"best val acc1 {metrics[record_.BEST_ACC1]:.4f} after {metrics.get('epochs')} epochs"
     else:
         detail = f"{metrics.get('epochs')} epochs"
-    return f"[{done}] {status:<11} {job.run.run_id} ({format_duration(seconds)}, {job.slot.label}) {detail}"
+    return terminal(f"[{done}] {status:<11} {job.run.run_id} ({format_duration(seconds)}, {job.slot.label}) {detail}")
 
 
 def format_duration(seconds: float) -> str:

@@ -26,6 +26,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from nlbench import limits
+from nlbench.io import open_append, read_bounded
+from nlbench.limits import printable
 from nlbench.sweep.spec import SweepRun, SweepSpec, SweepSpecError
 
 # The options a user sets, on the command line (--slurm.KEY) or in the spec's `slurm:` section.
@@ -130,8 +133,8 @@ def submit(spec: SweepSpec, pending: Sequence[SweepRun], options: Mapping[str, A
     with executor.batch():
         jobs = [executor.submit(ArrayTask(spec, ids)) for ids in tasks]
     # One line per task: its SLURM id (JOB_INDEX in an array; submitit submits a single task as a plain job).
-    with open(spec.output_dir / LOG_DIR / JOBS_FILE, "a") as f:
-        f.writelines(f"{job.job_id} {','.join(ids)}\n" for job, ids in zip(jobs, tasks))
+    with open_append(spec.output_dir / LOG_DIR / JOBS_FILE) as f:  # never through a received link
+        f.writelines(f"{job.job_id} {','.join(ids)}\n".encode() for job, ids in zip(jobs, tasks))
     return str(jobs[0].job_id).split("_")[0]
 
 
@@ -139,10 +142,13 @@ def submitted_jobs(spec: SweepSpec) -> dict[str, str]:
     """run id -> the SLURM task (``JOB_INDEX``, or ``JOB``) it was last submitted in."""
     path = spec.output_dir / LOG_DIR / JOBS_FILE
     where: dict[str, str] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            task, _, ids = line.partition(" ")
-            where.update(dict.fromkeys(ids.split(","), task))
+    try:  # bounded, never through a link or blocking on a FIFO: a received sweep directory's file
+        text = read_bounded(path, limits.MAX_JOBS_BYTES, what=JOBS_FILE).decode(errors="replace")
+    except (OSError, ValueError):
+        return where
+    for line in text.splitlines():
+        task, _, ids = line.partition(" ")
+        where.update(dict.fromkeys(ids.split(","), printable(task)))
     return where
 
 

@@ -23,10 +23,11 @@ from typing import Any
 import yaml
 
 from nlbench import yamlsafe
+from nlbench.limits import MAX_ECHO_CHARS, echo, shorten
 from nlbench.run import short_name
 
 SPEC_KEYS = ("name", "base", "output_dir", "overrides", "axes", "points", "devices_per_run", "grid_limit", "runs_per_device",
-             "slurm")
+             "slurm", "base_digest")  # base_digest: written into sweep.yaml by nlbench, recomputed from the files
 # Above this many runs a spec is refused unless it (or --grid-limit) raises the limit: a typo such as a 1000-value
 # seed axis should fail at once, not after minutes of expansion. 100,000 runs of even one minute are ~70 GPU-days.
 DEFAULT_GRID_LIMIT = 100_000
@@ -71,6 +72,7 @@ class SweepSpec:
     source: Path | None = None
     grid_limit: int = DEFAULT_GRID_LIMIT
     slurm: Mapping[str, Any] = field(default_factory=dict)  # the spec's `slurm:` section (nlbench.sweep.slurm)
+    base_digest: str = ""  # the base configs' content, hashed (:func:`base_digest`); "" when not known
 
     @property
     def label(self) -> str:
@@ -126,9 +128,12 @@ class SweepSpec:
 
     @property
     def identity(self) -> dict[str, Any]:
-        """What makes a sweep directory this sweep's: its name, base config file names and fixed overrides (what
-        every run id hashes besides the run's own values). Axes and points may grow: more seeds extend a sweep."""
-        return {"name": self.name, "base": [p.name for p in self.base], "overrides": dict(self.overrides)}
+        """What makes a sweep directory this sweep's: its name, its base configs (file names, and their content as
+        :func:`base_digest` hashes it: a same-named spec over another demo.yaml is another sweep) and its fixed
+        overrides: everything every run shares. The runs' own values (axes, points) are hashed in their run ids;
+        axes and points may grow or shrink: more seeds extend a sweep, fewer never drop its finished rows."""
+        return {"name": self.name, "base": [p.name for p in self.base], "base_digest": self.base_digest,
+                "overrides": dict(self.overrides)}
 
     def as_dict(self) -> dict[str, Any]:
         """The spec as run, for ``<sweep_dir>/sweep.yaml`` (absolute paths)."""
@@ -143,6 +148,7 @@ class SweepSpec:
             "grid_limit": self.grid_limit,
             "runs_per_device": self.runs_per_device,
             **({"slurm": dict(self.slurm)} if self.slurm else {}),
+            "base_digest": self.base_digest,
         }
 
 
@@ -184,20 +190,20 @@ def spec_from_dict(
 
     name = data.get("name", source.stem if source else None)
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or name in (".", ".."):
-        raise fail(f"'name' must be a plain file name (letters, digits, . _ + -; no path), got {name!r}")
+        raise fail(f"'name' must be a plain file name (letters, digits, . _ + -; no path), got {echo(name)}")
 
     base_value = data.get("base")
     bases = [base_value] if isinstance(base_value, str) else base_value
     if not isinstance(bases, list) or not bases or not all(isinstance(b, str) for b in bases):
-        raise fail(f"'base' must be a config path or a non-empty list of paths, got {base_value!r}")
+        raise fail(f"'base' must be a config path or a non-empty list of paths, got {echo(base_value)}")
     base = tuple((root / b).resolve() for b in bases)
     for given, resolved in zip(bases, base):
         if not resolved.is_file():
-            raise FileNotFoundError(f"{label}: base config {given!r} not found (looked for {resolved})")
+            raise FileNotFoundError(f"{label}: base config {echo(given)} not found (looked for {resolved})")
 
     out = output_dir if output_dir is not None else data.get("output_dir", f"sweeps/{name}")
     if not isinstance(out, (str, Path)) or not str(out):
-        raise fail(f"'output_dir' must be a path, got {out!r}")
+        raise fail(f"'output_dir' must be a path, got {echo(out)}")
 
     overrides = _check_mapping(data.get("overrides") or {}, "overrides", fail)
     axes_value = data.get("axes") or {}
@@ -207,17 +213,17 @@ def spec_from_dict(
     for key, values in axes_value.items():
         _check_key(key, "axes", fail)
         if not isinstance(values, list):
-            raise fail(f"axis {key!r} must be a list of values, got {values!r}")
+            raise fail(f"axis {echo(key)} must be a list of values, got {echo(values)}")
         if not values:
-            raise fail(f"axis {key!r} is an empty list; give at least one value")
+            raise fail(f"axis {echo(key)} is an empty list; give at least one value")
         for value in values:
-            _check_value(value, f"axis {key!r} value {value!r}", fail)
+            _check_value(value, f"axis {echo(key)} value {echo(value)}", fail)
         canon = [_canonical(v) for v in values]
         dup = next((v for v, c in zip(values, canon) if canon.count(c) > 1), None)
         if dup is not None:
-            raise fail(f"axis {key!r} lists the value {dup!r} more than once")
+            raise fail(f"axis {echo(key)} lists the value {echo(dup)} more than once")
         if key in overrides:
-            raise fail(f"{key!r} is both an axis and a fixed override; keep one")
+            raise fail(f"{echo(key)} is both an axis and a fixed override; keep one")
         axes[key] = values
 
     points_value = data.get("points") or []
@@ -235,14 +241,14 @@ def spec_from_dict(
 
     devices_per_run = data.get("devices_per_run", 1)
     if isinstance(devices_per_run, bool) or not isinstance(devices_per_run, int) or devices_per_run < 1:
-        raise fail(f"'devices_per_run' must be a positive integer, got {devices_per_run!r}")
+        raise fail(f"'devices_per_run' must be a positive integer, got {echo(devices_per_run)}")
     runs_per_device = data.get("runs_per_device", 1)
     if isinstance(runs_per_device, bool) or not isinstance(runs_per_device, int) or runs_per_device < 1:
-        raise fail(f"'runs_per_device' must be a positive integer, got {runs_per_device!r}")
+        raise fail(f"'runs_per_device' must be a positive integer, got {echo(runs_per_device)}")
 
     grid_limit = data.get("grid_limit", DEFAULT_GRID_LIMIT)
     if isinstance(grid_limit, bool) or not isinstance(grid_limit, int) or grid_limit < 1:
-        raise fail(f"'grid_limit' must be a positive integer, got {grid_limit!r}")
+        raise fail(f"'grid_limit' must be a positive integer, got {echo(grid_limit)}")
     if grid_limit > DEFAULT_GRID_LIMIT:  # a received spec must not lift the guard meant to stop it
         raise fail(f"'grid_limit' {grid_limit:,} raises the limit of {DEFAULT_GRID_LIMIT:,}; a spec may only lower "
                    "it, raise it on the command line with --grid-limit N")  # fmt: skip
@@ -250,6 +256,7 @@ def spec_from_dict(
     if not isinstance(slurm, dict):
         raise fail(f"'slurm' must map option names to values, got {type(slurm).__name__}")
     _check_command_size(overrides, axes, points, fail)
+    digest = base_digest(base, label)
 
     return SweepSpec(
         name=name,
@@ -263,7 +270,49 @@ def spec_from_dict(
         source=source,
         grid_limit=grid_limit,
         slurm=dict(slurm),
+        base_digest=digest,
     )
+
+
+_MAX_INCLUDES = 16  # `config:` includes nested deeper than this are a loop or not a config
+
+
+def base_digest(base: Sequence[Path], label: str = "sweep spec") -> str:
+    """The sha1 of the base configs' content as the fit reads it: each file's YAML (comments and layout left out),
+    with the files it includes (``config: other.yaml``, resolved against the including file, as jsonargparse does)
+    in place of the include. Two specs over different configs of the same name differ here."""
+
+    def resolved(path: Path, chain: tuple[Path, ...]) -> Any:
+        if path in chain or len(chain) > _MAX_INCLUDES:
+            raise SweepSpecError(f"{label}: base config {chain[0]} includes itself (through {path.name})")
+        try:
+            data = yamlsafe.load_file(path, what="base config")
+        except yamlsafe.YamlLimitError as err:
+            raise SweepSpecError(f"{label}: base config {err}") from err
+        except UnicodeDecodeError as err:
+            raise SweepSpecError(f"{label}: base config {path}: not UTF-8 text ({err.reason})") from err
+        except yaml.YAMLError as err:
+            raise SweepSpecError(f"{label}: base config {path}: not valid YAML: {' '.join(str(err).split())}") from err
+        except OSError as err:
+            raise SweepSpecError(f"{label}: base config {path}: cannot read it ({err.strerror or err})") from err
+        included = data.get("config") if isinstance(data, dict) else None
+        if isinstance(included, (str, list)):
+            names = [included] if isinstance(included, str) else included
+            data = {**data, "config": [resolved(path.parent / str(name), (*chain, path))
+                                       if isinstance(name, str) else name for name in names]}  # fmt: skip
+        return data
+
+    content = _plain([resolved(Path(path), ()) for path in base])
+    return hashlib.sha1(json.dumps(content, sort_keys=True, default=str, separators=(",", ":")).encode()).hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    """YAML data with string keys only, so it hashes as sorted JSON (YAML allows 1: and "a": in one mapping)."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
 
 
 def _check_command_size(
@@ -277,11 +326,11 @@ def _check_command_size(
 
     for where, key, value in itertools.chain(
         (("overrides", k, v) for k, v in overrides.items()),
-        ((f"axis {k!r}", k, v) for k, values in axes.items() for v in values),
+        ((f"axis {echo(k)}", k, v) for k, values in axes.items() for v in values),
         ((f"points[{i}]", k, v) for i, point in enumerate(points) for k, v in point.items()),
     ):
         if size(key, value) > MAX_ARG_CHARS:
-            raise fail(f"{where}: the value of {key!r} is {size(key, value):,} bytes on the command line, over the "
+            raise fail(f"{where}: the value of {echo(key)} is {size(key, value):,} bytes on the command line, over the "
                        f"{MAX_ARG_CHARS:,} a run's argument may take; put it in a base config file instead")
     largest = sum(size(k, v) for k, v in overrides.items()) + sum(
         max(size(k, v) for v in values) for k, values in axes.items()
@@ -293,17 +342,17 @@ def _check_command_size(
 
 def _check_key(key: Any, where: str, fail: Callable[[str], SweepSpecError]) -> None:
     if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
-        raise fail(f"{where}: {key!r} is not a dotted config key such as model.backbone.nl.reduction")
+        raise fail(f"{where}: {echo(key)} is not a dotted config key such as model.backbone.nl.reduction")
     if key in RESERVED_KEYS:
-        raise fail(f"{where}: {key!r} is set by the sweep itself (run directory, resume, devices_per_run)")
+        raise fail(f"{where}: {echo(key)} is set by the sweep itself (run directory, resume, devices_per_run)")
 
 
 def _check_mapping(value: Any, where: str, fail: Callable[[str], SweepSpecError]) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise fail(f"'{where}' must map dotted config keys to values, got {value!r}")
+        raise fail(f"'{where}' must map dotted config keys to values, got {echo(value)}")
     for key, item in value.items():
         _check_key(key, where, fail)
-        _check_value(item, f"{where}: {key!r} value {item!r}", fail)
+        _check_value(item, f"{where}: {echo(key)} value {echo(item)}", fail)
     return dict(value)
 
 
@@ -372,7 +421,7 @@ def _slug(value: Any) -> str:
 
 
 def _describe(params: Mapping[str, Any]) -> str:
-    return "{" + ", ".join(f"{k}: {format_value(v)}" for k, v in params.items()) + "}"
+    return "{" + ", ".join(f"{k}: {shorten(format_value(v), MAX_ECHO_CHARS)}" for k, v in params.items()) + "}"
 
 
 # ---- validation against the real fit parser -----------------------------------------------------------------------
@@ -431,7 +480,7 @@ def check_swept_keys_take_effect(spec: SweepSpec, parsed: Mapping[str, Any]) -> 
         reason = lr_overridden_by(model.get("scheduler") if model is not None else None)
         if reason:
             raise SweepSpecError(
-                f"{spec.label}: swept key {lr_keys[0]!r} changes nothing: {reason}, so its values train "
+                f"{spec.label}: swept key {echo(lr_keys[0])} changes nothing: {reason}, so its values train "
                 "identically; sweep the scheduler's max_lr instead, or leave max_lr unset "
                 "(nlbench.schedulers.OneCycleLR follows the optimizer's lr)"
             )
@@ -464,5 +513,5 @@ def _culprit(spec: SweepSpec, run: SweepRun, parse: Callable[[list[str]], Any], 
         try:
             parse(spec.fit_args({key: value}))
         except error:
-            return f"{where} {key!r} value {value!r}"
+            return f"{where} {echo(key)} value {echo(value)}"
     return f"{run.origin} point {_describe(run.params)}"

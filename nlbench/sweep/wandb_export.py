@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from nlbench import yamlsafe
 from nlbench.io import atomic_write_text
 from nlbench.run import BEST_ACC1
 from nlbench.sweep.spec import SweepSpec, SweepSpecError
@@ -108,7 +109,7 @@ def agent_run_dir(value_of: Callable[[str], Any]) -> Path | None:
         return None
     stored = Path(sweep_dir) / "sweep.yaml"
     try:
-        data = yaml.safe_load(stored.read_text(encoding="utf-8"))
+        data = yamlsafe.load_file(stored, "sweep.yaml", follow_links=False)  # within limits: a received directory
         # Base paths are the exporting machine's; run ids need only their file names, so nothing is resolved here.
         spec = SweepSpec(name=str(data["name"]), base=tuple(Path(str(b)) for b in data["base"]),
                          output_dir=Path(sweep_dir), overrides=dict(data.get("overrides") or {}),
@@ -137,7 +138,7 @@ def wandb_project(spec: SweepSpec) -> str | None:
     """The ``project`` of a WandbLogger in the base config(s) (the last one that names it), if any."""
     project = None
     for path in spec.base:
-        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        config = yamlsafe.load_file(path, "base config") or {}
         # Experiment deltas set single keys with dotted names (experiments/cifar10.yaml: `trainer.logger:`).
         loggers = config.get("trainer.logger", (config.get("trainer") or {}).get("logger"))
         for logger in loggers if isinstance(loggers, list) else [loggers]:
