@@ -126,6 +126,10 @@ def scaled_attention_projected(q: Tensor, k: Tensor, v: Tensor, weight: Tensor, 
     applies the weight to the per-head (d_v x d) summaries v^T k / divisor instead of to the N outputs: the
     per-position work is one (C x h d) GEMM instead of the (d x d_v) product plus the (C x h d_v) projection, and
     no (B, h d_v, N) intermediate is stored for backward.
+
+    The output's memory layout follows the queries': position-major (the strides of a channels-last feature map)
+    when their positions are not unit-stride, as in a block whose input is channels-last, so that the block's
+    output keeps its input's memory format; else channel-major (contiguous).
     """
     b, heads, n, dk = q.shape
     dv = v.shape[-1]
@@ -136,6 +140,8 @@ def scaled_attention_projected(q: Tensor, k: Tensor, v: Tensor, weight: Tensor, 
         folded = torch.matmul(per_head_weight, vk).transpose(1, 2).reshape(b, -1, heads * dk)  # (B, C, h d)
     # A view when q is the transposed view of a channel-first conv output, as in the block.
     queries = q.transpose(-2, -1).reshape(b, heads * dk, n)
+    if n > 1 and queries.stride(-1) != 1:  # channels-last input: (B, N, C) rows, returned as a (B, C, N) view
+        return torch.matmul(queries.transpose(-2, -1), folded.to(q.dtype).transpose(-2, -1)).transpose(-2, -1)
     return torch.matmul(folded.to(q.dtype), queries)
 
 
