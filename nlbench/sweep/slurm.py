@@ -9,8 +9,10 @@ Requeue and resume: submitit's checkpointing, not Lightning's SLURM auto-requeue
 submitit's, and the fit is its child: with ``--signal=USR2@90`` (submitit's) SLURM warns the task before its time
 limit or on preemption, submitit calls ``ArrayTask.checkpoint`` (nlbench/sweep/slurm_task.py) and requeues the task (counting timeouts),
 and the requeued task resumes the run from its last checkpoint with nlbench's exact resume (``--ckpt_path last``:
-model, optimizer, scheduler, RNG states and loader position), so it ends bit for bit where an uninterrupted run
-would. Lightning's SLURMEnvironment is kept out of the child (runner.child_environ), so no second handler requeues
+model, optimizer, scheduler, RNG states and loader position), so it ends where an uninterrupted run would: bit for
+bit on the CPU; on a GPU with ``trainer.deterministic: true`` (and ``trainer.benchmark: false``), else within the
+kernels' nondeterminism (cuDNN's autotuned and atomic-add convolution and attention backward kernels differ from run
+to run whether or not it was interrupted). Lightning's SLURMEnvironment is kept out of the child (runner.child_environ), so no second handler requeues
 the job, and the child ignores USR1/USR2; it is stopped with SIGTERM by the task. A task that gets SIGTERM while
 still RUNNING (``scancel --signal=TERM``, a preemption that does not requeue) requeues itself the same way; a
 cancelled job (``scancel JOB``) stays cancelled.
