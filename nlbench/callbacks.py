@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from nlbench import run
+from nlbench import out_of_memory, run
 from nlbench.models import num_parameters
 
 
@@ -132,8 +132,13 @@ class RunResult(Callback):
         # Ctrl-C and SIGTERM (a scheduler's or the sweep's stop; Lightning raises SIGTERMException) are stops, not
         # failures: the run resumes from its last checkpoint.
         status = "interrupted" if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) else "failed"
+        error = _first_line(exception)
+        if out_of_memory.is_out_of_memory_exception(exception):
+            error = out_of_memory.describe(pl_module.device)  # the cap it ran under, and what to change
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # what the failed step held, before the record is written and W&B closes
         try:
-            self.write(trainer, pl_module, status, error=_first_line(exception))
+            self.write(trainer, pl_module, status, error=error)
         except OSError as err:  # e.g. the disk that failed the run is still full: keep the original error
             rank_zero_warn(f"could not record the {status} run in {self.run_dir.result}: {err}")
 

@@ -3,8 +3,8 @@
 The fake honours the fit contract the sweep relies on (docs/design.md): ``--run_dir``, ``--ckpt_path last``,
 refusing a run directory with checkpoints otherwise, result.json (finished / failed / diverged) and
 checkpoints/last.ckpt after every epoch. ``fake.*`` overrides steer it: mode (ok, fail, fail_result, diverge,
-killed), epochs, sleep (per epoch), hang_once=PATH (the first fit to find no PATH writes its pid there and hangs
-after its first checkpoint until killed). Every call is appended to ``<run_dir>/calls.jsonl`` so the tests can see
+killed, oom_when_packed: fails out of memory when given a memory cap), epochs, sleep (per epoch), hang_once=PATH
+(the first fit to find no PATH writes its pid there and hangs after its first checkpoint until killed). Every call is appended to ``<run_dir>/calls.jsonl`` so the tests can see
 how each run was launched.
 """
 
@@ -70,6 +70,12 @@ def fake_fit(argv: list[str]) -> int:
             return 1
         if mode == "killed":  # e.g. by the OOM killer: no result, no traceback
             os.kill(os.getpid(), signal.SIGKILL)
+        if mode == "oom_when_packed" and os.environ.get("NLBENCH_CUDA_MEMORY_FRACTION"):  # over its cap
+            from nlbench.out_of_memory import message  # torch-free: the line the real fit records
+
+            error = message(0.4, 0.9, packed=True)
+            atomic_write_json(run_dir / "result.json", {**result, "status": "failed", "error": error})
+            return 1
         if mode == "fail_result":
             atomic_write_json(run_dir / "result.json", {**result, "status": "failed", "error": "ValueError: bad"})
             return 1
