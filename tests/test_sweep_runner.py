@@ -54,6 +54,18 @@ def fake_fit(argv: list[str]) -> int:
             "compile_threads": os.environ.get("TORCHINDUCTOR_COMPILE_THREADS"),
             "mps_pipe": os.environ.get("CUDA_MPS_PIPE_DIRECTORY"),
             "launcher": sorted(k for k in os.environ if k.startswith("SLURM_") or k == "MASTER_PORT")}  # fmt: skip
+    pipe = os.environ.get("CUDA_MPS_PIPE_DIRECTORY")
+    if pipe and os.path.exists(os.path.join(pipe, "server_devices")):
+        # An MPS client: its CUDA_VISIBLE_DEVICES indexes the server's devices, which the server renumbered 0..n-1
+        # from the daemon's own CUDA_VISIBLE_DEVICES (all 8 GPUs of this fake node when the daemon had none).
+        with open(os.path.join(pipe, "server_devices")) as f:
+            server = f.read().strip()
+        devices = [str(i) for i in range(8)] if server == "*" else server.split(",")
+        try:
+            call["mps_devices"] = [devices[int(i)] for i in (os.environ.get("CUDA_VISIBLE_DEVICES") or "0").split(",")]
+        except (ValueError, IndexError):
+            print("RuntimeError: CUDA error: invalid device ordinal", file=sys.stderr)
+            return 1
     mode, epochs = opts.get("fake.mode", "ok"), int(opts.get("fake.epochs", "2"))
     seed = int(opts.get("seed_everything", "0"))
     acc = float(opts.get("fake.acc", "0.5")) + 0.01 * seed
