@@ -74,8 +74,8 @@ bench: $(STAMP) ## Benchmarks: NL block variants, data loaders, training step vs
 	$(NLBENCH) bench sweep
 
 .PHONY: device-check
-device-check: $(STAMP) ## One GPU, under 8 min: block/step/epoch/packed benchmarks + grid ETA -> device-check/ (SMOKE=1: the same on the CPU, tiny sizes)
-	$(NLBENCH) bench device-check $(if $(SMOKE),--smoke) --out $(or $(OUT),device-check)
+device-check: ## One GPU, 8 min, phases with deadlines -> OUT=device-check/ (SMOKE=1: the CPU, tiny sizes); no install: .venv's or any Python with torch + Lightning
+	PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(or $(wildcard $(PY)),$(PYTHON)) -m nlbench.bench.device_check $(if $(SMOKE),--smoke) --out $(or $(OUT),device-check)
 
 .PHONY: clean
 clean: ## Remove caches and build artefacts (keeps .venv, data and runs)

@@ -29,7 +29,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
-from jsonargparse import ArgumentParser
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
 
@@ -241,6 +240,8 @@ def block_records(
 
 
 def parse_args(argv: list[str] | None) -> object:
+    from jsonargparse import ArgumentParser  # the CLI only: the device check imports this module
+
     parser = ArgumentParser(prog="nlbench bench", description=__doc__.splitlines()[0])
     parser.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--sizes", type=list[int], default=[8, 16, 32, 56, 112], help="feature-map sides H = W")
