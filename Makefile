@@ -37,6 +37,23 @@ test: $(STAMP) ## Run the default test suite (excludes tests marked slow)
 test-slow: $(STAMP) ## Run only the slow tests
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
+OLDEST ?= .venv-oldest
+BUNDLE := dist/gpu-bundle
+
+.PHONY: gpu-bundle
+gpu-bundle: $(STAMP) ## dist/gpu-bundle/ (< 64 MiB): nlbench + the wheels a CUDA PyTorch image lacks + run.sh OUT [--smoke], for nodes without network
+	$(PY) tools/gpu_bundle.py --out $(BUNDLE)
+
+$(OLDEST)/.installed: tools/gpu-image.txt
+	rm -rf $(OLDEST)
+	$(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install -q --disable-pip-version-check -r tools/gpu-image.txt
+	touch $@
+
+.PHONY: test-oldest
+test-oldest: gpu-bundle $(OLDEST)/.installed ## nlbench on its lowest tested versions (the GPU image's, tools/gpu-image.txt), no index: bundle run.sh --smoke, a fit, a packed sweep
+	bash tools/test_oldest.sh $(OLDEST) $(BUNDLE)
+
 .PHONY: demo
 demo: $(STAMP) ## The main job: softmax vs scale sweep on the CIFAR-10 sample shipped in the package, then its report
 	$(NLBENCH) sweep --config experiments/sweeps/demo.yaml
