@@ -11,16 +11,16 @@ for the whole process group), keeps the rows it finished, says so and goes on; t
 with its process, and phases that run several things release cached memory between them. The phases, in order of
 value, each with a share of the 480 s that unused time of earlier phases adds to:
 
-0. kernels (20 s): device, versions, TF32 defaults, and the SDPA kernel for the NL block of PreResNet-20 (C = 32 at
+0. kernels (30 s): device, versions, TF32 defaults, and the SDPA kernel for the NL block of PreResNet-20 (C = 32 at
    16 x 16, one head) per reduction 1..16 and dtype, also under ``trainer.deterministic: true``.
-a. epoch (150 s): PreResNet-20 + NL CIFAR-10 epochs (50,000 + 10,000 generated images, official format) through
+a. epoch (145 s): PreResNet-20 + NL CIFAR-10 epochs (50,000 + 10,000 generated images, official format) through
    ImageClassifier + Lightning, on the fast path (experiments/gpu.yaml: bf16-mixed, channels-last, compile
    "default", GPU cache; epoch 1 compiles, epoch 2 counts host syncs with CUDA's sync-debug mode, epoch 3 is
    timed) and on the paper's set-up (experiments/sweeps/cifar10.yaml: 32-true, eager, host loader; epoch 2 timed).
 b. packed (110 s): aggregate images/s of k = 1, 2, 4, 8 concurrent fast-path processes on the one GPU, each with
    what ``runs_per_device: k`` gives (memory cap, cores / k), on the compile cache phase (a) filled, timed in one
    common window after the first epoch; then under a private MPS daemon where ``nvidia-cuda-mps-control`` exists.
-c. precision (110 s): bf16-mixed vs fp32 on the real CIFAR-10 sample shipped in the package, compiled as
+c. precision (105 s): bf16-mixed vs fp32 on the real CIFAR-10 sample shipped in the package, compiled as
    experiments/gpu.yaml, 2 seeds each, TF32 off; the fp32 seeds' difference is the noise floor.
 d. compile (70 s): compile "default" vs "reduce-overhead" through the same Lightning harness, with Inductor's
    CUDA-graph skip count; and the paper's set-up with ``deterministic: false`` vs ``true`` (its cost).
@@ -64,10 +64,10 @@ class Phase:
 
 
 PHASES = (
-    Phase("kernels", "device, versions and SDPA kernels", 20, 120),
-    Phase("epoch", "(a) epoch time: fast path and paper set-up", 150, 180),
+    Phase("kernels", "device, versions and SDPA kernels", 30, 120),
+    Phase("epoch", "(a) epoch time: fast path and paper set-up", 145, 180),
     Phase("packed", "(b) packed runs", 110, 180),
-    Phase("precision", "(c) bf16-mixed vs fp32 on real images", 110, 180),
+    Phase("precision", "(c) bf16-mixed vs fp32 on real images", 105, 180),
     Phase("compile", "(d) compile modes and determinism", 70, 120),
     Phase("block", "(e) NL block", 20, 120),
 )
