@@ -198,7 +198,8 @@ def test_the_wandb_summary_gets_the_record_names() -> None:
     assert summary == {run.BEST_ACC5: 0.9, run.BEST_EPOCH: 3, "time_s": 5.0}
 
 
-def test_the_record_names_the_attention_kernel_a_softmax_run_used(tmp_path: Path) -> None:
+def test_the_record_names_the_attention_kernel_a_softmax_run_used(tmp_path: Path,
+                                                                   capfd: pytest.CaptureFixture[str]) -> None:
     """SDPA picks its kernel per device, dtype and head width (on a GPU: cuDNN, flash, memory-efficient or math);
     the record says which one trained the run, read off the ATen op one eager forward dispatched to."""
     from nlbench.cli import main
@@ -208,3 +209,4 @@ def test_the_record_names_the_attention_kernel_a_softmax_run_used(tmp_path: Path
                  "--model.backbone.init_args.nl.normalization=softmax", "--trainer.logger=false"]) == 0  # fmt: skip
     fitted = run.read_record(run_dir)
     assert fitted is not None and fitted.machine["sdpa"] == "flash (cpu)" and fitted.flat()["sdpa"] == "flash (cpu)"
+    assert "USDT" not in capfd.readouterr().err  # the profiler's start/stop lines stay out of the fit's output

@@ -34,7 +34,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from nlbench.nn import BLOCKS, NORMALIZATIONS, NonLocal2d, method_name
 from nlbench.nn.registry import DEFAULT_BLOCK, UnknownMethodError
-from nlbench.nn.sdpa import kernels_in
+from nlbench.nn.sdpa import kernels_in, quiet_kineto
 from nlbench.bench.timing import synchronize
 
 GiB = 2**30
@@ -140,9 +140,7 @@ def peak_bytes(step: Callable[[], None], device: torch.device) -> int:
         step()
         synchronize(device)
         return torch.cuda.max_memory_allocated(device) - before
-    # Kineto, the profiler's backend, logs "gpuGetDeviceCount failed" on a CUDA build without a GPU: a false error.
-    os.environ.setdefault("KINETO_LOG_LEVEL", "5")
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with quiet_kineto(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
     # The raw profiler events carry every allocation (+bytes) and free (-bytes) with its time; the aggregated
     # FunctionEvents net them per op and would hide peaks inside an op.

@@ -10,8 +10,9 @@ the run record (``machine["sdpa"]``, :data:`nlbench.run.MACHINE_KEYS`).
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -31,11 +32,24 @@ SDPA_KERNELS: dict[str, str] = {
 }
 
 
+@contextlib.contextmanager
+def quiet_kineto() -> Iterator[None]:
+    """Kineto, the profiler's backend, writes "USDT: ... profiler_start/stop" lines to stderr on every profile (and
+    "gpuGetDeviceCount failed" on a CUDA build without a GPU, a false error): level 6 silences them. It reads
+    ``KINETO_LOG_LEVEL`` at each profile, so it is set for the profile only (unless the user set it)."""
+    if "KINETO_LOG_LEVEL" in os.environ:
+        yield
+        return
+    os.environ["KINETO_LOG_LEVEL"] = "6"
+    try:
+        yield
+    finally:
+        os.environ.pop("KINETO_LOG_LEVEL", None)
+
+
 def kernels_in(fn: Callable[[], Any]) -> list[str]:
     """The SDPA kernels `fn` runs, in the order of their first call (empty when it calls no SDPA)."""
-    # Kineto, the profiler's backend, logs "gpuGetDeviceCount failed" on a CUDA build without a GPU: a false error.
-    os.environ.setdefault("KINETO_LOG_LEVEL", "5")
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with quiet_kineto(), profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
     names = [SDPA_KERNELS[e.name] for e in prof.events() if e.name in SDPA_KERNELS]
     return list(dict.fromkeys(names))
