@@ -216,6 +216,6 @@ def test_synthetic_cifar10_is_read_by_the_real_loader(tmp_path: Path) -> None:
 
 def test_a_cuda_check_without_cuda_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     if torch.cuda.is_available():
-        pytest.skip("a GPU is visible")
+        pytest.skip("optional: needs a machine without a visible GPU")
     assert device_check.main(["--out", str(tmp_path / "x")]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0 and not (tmp_path / "x").exists()

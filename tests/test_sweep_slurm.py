@@ -240,7 +240,7 @@ def test_slurm_gives_each_array_task_the_gpus_its_pack_needs(cluster: Any, tmp_p
     from nlbench.sweep.devices import plan_slots
 
     if cluster.gpus < 4:
-        pytest.skip("optional: the local cluster has no fake GPUs (mknod refused)")
+        pytest.skip("optional: needs a local cluster with fake GPUs (mknod refused here)")
     for key, value in cluster.env.items():
         if key.startswith("SLURM_CONF"):
             monkeypatch.setenv(key, value)
