@@ -37,6 +37,23 @@ test: $(STAMP) ## Run the default test suite (excludes tests marked slow)
 test-slow: $(STAMP) ## Run only the slow tests
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
+OLDEST ?= .venv-oldest
+BUNDLE := dist/gpu-bundle
+
+.PHONY: gpu-bundle
+gpu-bundle: $(STAMP) ## dist/gpu-bundle/ (< 64 MiB): nlbench + the wheels a CUDA PyTorch image lacks + run.sh OUT [--smoke], for nodes without network
+	$(PY) tools/gpu_bundle.py --out $(BUNDLE)
+
+$(OLDEST)/.installed: tools/gpu-image.txt
+	rm -rf $(OLDEST)
+	$(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install -q --disable-pip-version-check -r tools/gpu-image.txt
+	touch $@
+
+.PHONY: test-oldest
+test-oldest: gpu-bundle $(OLDEST)/.installed ## nlbench on its lowest tested versions (the GPU image's, tools/gpu-image.txt), no index: bundle run.sh --smoke, a fit, a packed sweep
+	bash tools/test_oldest.sh $(OLDEST) $(BUNDLE)
+
 .PHONY: demo
 demo: $(STAMP) ## The main job: softmax vs scale sweep on the CIFAR-10 sample shipped in the package, then its report
 	$(NLBENCH) sweep --config experiments/sweeps/demo.yaml
@@ -74,8 +91,8 @@ bench: $(STAMP) ## Benchmarks: NL block variants, data loaders, training step vs
 	$(NLBENCH) bench sweep
 
 .PHONY: device-check
-device-check: $(STAMP) ## One GPU, under 8 min: block/step/epoch/packed benchmarks + grid ETA -> device-check/ (SMOKE=1: the same on the CPU, tiny sizes)
-	$(NLBENCH) bench device-check $(if $(SMOKE),--smoke) --out $(or $(OUT),device-check)
+device-check: ## One GPU, 8 min, phases with deadlines -> OUT=device-check/ (SMOKE=1: the CPU, tiny sizes); no install: .venv's or any Python with torch + Lightning
+	PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(or $(wildcard $(PY)),$(PYTHON)) -m nlbench.bench.device_check $(if $(SMOKE),--smoke) --out $(or $(OUT),device-check)
 
 .PHONY: clean
 clean: ## Remove caches and build artefacts (keeps .venv, data and runs)

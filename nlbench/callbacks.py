@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from nlbench import run
+from nlbench import out_of_memory, run
 from nlbench.models import num_parameters
 
 
@@ -59,6 +59,7 @@ class RunResult(Callback):
         self._epoch_start = 0.0
         self._last_batch_end = 0.0
         self._images = 0
+        self._sdpa: str | None = None  # the attention kernel(s) of the model's softmax blocks (nlbench.nn.sdpa)
 
     # ---- state in checkpoints ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -76,6 +77,8 @@ class RunResult(Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.training_started = True
+        if trainer.is_global_zero:
+            self._sdpa = _sdpa_kernels(trainer, pl_module)
         for logger in trainer.loggers:
             try:
                 experiment = logger.experiment
@@ -140,8 +143,13 @@ class RunResult(Callback):
         # Ctrl-C and SIGTERM (a scheduler's or the sweep's stop; Lightning raises SIGTERMException) are stops, not
         # failures: the run resumes from its last checkpoint.
         status = "interrupted" if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) else "failed"
+        error = _first_line(exception)
+        if out_of_memory.is_out_of_memory_exception(exception):
+            error = out_of_memory.describe(pl_module.device)  # the cap it ran under, and what to change
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # what the failed step held, before the record is written and W&B closes
         try:
-            self.write(trainer, pl_module, status, error=_first_line(exception))
+            self.write(trainer, pl_module, status, error=error)
         except OSError as err:  # e.g. the disk that failed the run is still full: keep the original error
             rank_zero_warn(f"could not record the {status} run in {self.run_dir.result}: {err}")
 
@@ -173,7 +181,8 @@ class RunResult(Callback):
             metrics["epochs"] = epochs
         record = run.RunRecord(
             status=status, run_name=self.identity.name, group=self.identity.group, wandb_id=self.wandb_id,
-            hparams=dict(self.identity.hparams), metrics=metrics, error=error, machine=_machine(pl_module),
+            hparams=dict(self.identity.hparams), metrics=metrics, error=error,
+            machine={**_machine(pl_module), "sdpa": self._sdpa},
             config=dict(self.identity.config), differs=list(self.identity.differs),
         )  # fmt: skip
         run.write_record(self.run_dir, record)
@@ -197,6 +206,19 @@ def _machine(pl_module: L.LightningModule) -> dict[str, Any]:
     if device.type == "cuda":
         name = f"{device} ({torch.cuda.get_device_name(device)})"
     return {"device": name, "threads": torch.get_num_threads(), "host": socket.gethostname()}
+
+
+def _sdpa_kernels(trainer: L.Trainer, pl_module: L.LightningModule) -> str | None:
+    """The SDPA kernel(s) the model's softmax blocks run in this training (its device, precision and feature-map
+    sizes): one eager forward of two blank images under the trainer's precision context; None without SDPA calls or
+    without a DataModule that states its image size."""
+    from nlbench.nn.sdpa import model_sdpa_kernels
+
+    size = getattr(trainer.datamodule, "image_size", None) if trainer.datamodule is not None else None
+    if not isinstance(size, int):
+        return None
+    example = torch.zeros(2, 3, size, size, device=pl_module.device)
+    return model_sdpa_kernels(pl_module, example, trainer.precision_plugin.forward_context)
 
 
 def _update_wandb_summary(trainer: L.Trainer, metrics: dict[str, Any]) -> None:

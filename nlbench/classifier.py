@@ -150,8 +150,10 @@ class ImageClassifier(L.LightningModule):
         # Only rank 0 logs, so only rank 0 pays for the statistics.
         self._capture_nl = bool(every) and self.global_step % every == 0 and self.trainer.is_global_zero
         loss, logits, y = self._shared_step(batch)
-        self.train_loss(loss.detach())
-        self.train_acc1(logits.detach(), y)
+        # update(), not __call__: a metric's forward also computes the batch's own value, which nothing uses (the
+        # logs hold epoch values). Lightning calls compute() once, at the epoch's end (on_step=False below).
+        self.train_loss.update(loss.detach())
+        self.train_acc1.update(logits.detach(), y)
         # One name in the logs (the epoch mean, as docs/design.md says). A progress-bar value is copied to the host
         # (.item()) after every batch: show the step loss only when a progress bar is there to show it, so runs
         # without one (sweeps, the GPU overlay) never sync per step.
@@ -183,9 +185,9 @@ class ImageClassifier(L.LightningModule):
     # ---- evaluation ----------------------------------------------------------------------------------------
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         loss, logits, y = self._shared_step(batch)
-        self.val_loss(loss)
-        self.val_acc1(logits, y)
-        self.val_acc5(logits, y)
+        self.val_loss.update(loss)
+        self.val_acc1.update(logits, y)
+        self.val_acc5.update(logits, y)
         self.log(run.VAL_LOSS, self.val_loss, prog_bar=False)
         self.log(run.FINAL_ACC1, self.val_acc1, prog_bar=True)
         self.log(run.FINAL_ACC5, self.val_acc5)
@@ -199,9 +201,9 @@ class ImageClassifier(L.LightningModule):
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         loss, logits, y = self._shared_step(batch)
-        self.test_loss(loss)
-        self.test_acc1(logits, y)
-        self.test_acc5(logits, y)
+        self.test_loss.update(loss)
+        self.test_acc1.update(logits, y)
+        self.test_acc5.update(logits, y)
         self.log(run.TEST_LOSS, self.test_loss)
         self.log(run.TEST_ACC1, self.test_acc1)
         self.log(run.TEST_ACC5, self.test_acc5)

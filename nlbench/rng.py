@@ -1,5 +1,10 @@
 """Exact resume: every random state training draws from travels in the checkpoint, one set per rank.
 
+What "exact" buys: the resumed run draws the same random numbers as an uninterrupted one, so it ends bit for bit
+where that run would on the CPU; on a GPU with ``trainer.deterministic: true`` (and ``trainer.benchmark: false``),
+else within the kernels' nondeterminism (CUDA's atomic-add backward kernels and cuDNN's autotuning already make two
+uninterrupted GPU runs differ in their last bits).
+
 Training consumes the global generators of torch (CPU: the shuffling sampler and the DataLoader's base seed; CUDA:
 the augmentation of single-device GPU runs), numpy and Python, plus the DataModule's per-rank augmentation
 generator under DDP. Lightning saves none of them, so a resumed run reshuffled and re-augmented from the seed.

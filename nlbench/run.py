@@ -57,8 +57,9 @@ STATUSES: tuple[str, ...] = ("finished", "failed", "diverged", "interrupted", "r
 FINAL_STATUSES: tuple[str, ...] = ("finished", "diverged")  # a sweep skips these; it (re)runs the others
 # Keys of a flat record that are bookkeeping, never hyper-parameters or metrics.
 BOOKKEEPING: tuple[str, ...] = ("run_id", "status", "error", "run_name", "group", "wandb_id", "written_at")
-# Where the run trained, so throughput figures can say where they were measured (RunRecord.machine).
-MACHINE_KEYS: tuple[str, ...] = ("device", "threads", "host")
+# Where the run trained, so throughput figures can say where they were measured (RunRecord.machine); "sdpa": the
+# attention kernel(s) SDPA ran for the model's softmax blocks in training (nlbench.nn.sdpa; None without one).
+MACHINE_KEYS: tuple[str, ...] = ("device", "threads", "host", "sdpa")
 
 
 def short_name(key: str) -> str:
@@ -400,7 +401,7 @@ class RunRecord:
     written_at: str | None = None
     written_by: str = "nlbench fit"
     exit_code: int | None = None
-    machine: dict[str, Any] = field(default_factory=dict)  # MACHINE_KEYS: device, threads, host
+    machine: dict[str, Any] = field(default_factory=dict)  # MACHINE_KEYS: device, threads, host, sdpa
     config: dict[str, Any] = field(default_factory=dict)  # resolved config, flat dotted keys (RunIdentity.config)
     differs: list[str] = field(default_factory=list)  # the config keys that differ from the experiment's base
 

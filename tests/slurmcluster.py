@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ class Cluster:
     root: Path
     env: dict[str, str]  # os.environ plus SLURM_CONF: pass to every SLURM command and to `nlbench sweep`
     node: str
+    gpus: int = 0  # fake GPUs the node declares (gres gpu)
 
     def run(self, *command: str, check: bool = True, timeout: float = 30) -> str:
         done = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout)
@@ -100,7 +102,10 @@ def _memory_mb() -> int:
     return 1024
 
 
-def start(root: Path, cpus: int = 2) -> Cluster:
+def start(root: Path, cpus: int = 2, gpus: int = 0) -> Cluster:
+    """`gpus` > 0: the node declares that many fake GPUs, character devices made with mknod (the numbers of
+    /dev/null: slurmd refuses plain files) listed in gres.conf; SLURM then hands them out with --gres or
+    --gpus-per-task and sets CUDA_VISIBLE_DEVICES as on a GPU node."""
     if os.geteuid() != 0:
         raise ClusterUnavailable("not root: the local SLURM cluster's daemons run as root")
     missing = [tool for tool in ("munged", "slurmctld", "slurmd", "sbatch", "scontrol") if not shutil.which(tool)
@@ -148,10 +153,22 @@ SchedulerType=sched/backfill
 SchedulerParameters=bf_interval=1
 KillWait=10
 MinJobAge=300
-NodeName={node} CPUs={cpus} RealMemory={_memory_mb()} State=UNKNOWN
+{"GresTypes=gpu" if gpus else ""}
+NodeName={node} CPUs={cpus} RealMemory={_memory_mb()} {f"Gres=gpu:{gpus}" if gpus else ""} State=UNKNOWN
 PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP
 """)
-    cluster = Cluster(root, env, node)
+    if gpus:
+        devices = root / "dev"
+        devices.mkdir(exist_ok=True)
+        for i in range(gpus):
+            path = devices / f"nvidia{i}"
+            path.unlink(missing_ok=True)
+            try:
+                os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+            except OSError as err:
+                raise ClusterUnavailable(f"cannot make fake GPU device files (mknod: {err.strerror})") from None
+        (root / "gres.conf").write_text(f"AutoDetect=off\nName=gpu File={devices}/nvidia[0-{gpus - 1}]\n")
+    cluster = Cluster(root, env, node, gpus)
     commands = [
         ["munged", f"--key-file={key}", f"--socket={munge_socket}", f"--pid-file={root / 'munged.pid'}",
          f"--log-file={root / 'munged.log'}", f"--seed-file={root / 'munged.seed'}", "--force"],

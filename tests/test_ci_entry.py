@@ -1,4 +1,5 @@
-"""`.ci/run` is a valid bash script whose only test command is the README's (`make test`), run after set -e.
+"""`.ci/run` is a valid bash script that ends with the README's test command (`make test`), run after set -e, after
+`make test-oldest` (nlbench on the GPU image's versions).
 
 A helper's edit once spliced the SLURM install into the script's header comment, so `make test` ended up inside an
 unclosed backtick and the package installs ran before `set -euo pipefail`; `bash -n` alone does not catch that."""
@@ -18,7 +19,7 @@ def test_ci_runs_exactly_the_readmes_test_command() -> None:
     commands = [line.strip() for line in script.read_text().splitlines()
                 if line.strip() and not line.lstrip().startswith("#")]  # fmt: skip
     assert commands[0] == "set -euo pipefail"  # before anything that could fail
-    assert commands[-1] == "make test"
+    assert commands[-2:] == ["make test-oldest", "make test"]
     assert all("`" not in line for line in commands)
     setup = re.search(r"```bash\n(.*?)```", (REPO / "README.md").read_text().split("## Set-up")[1], re.S)
     assert setup and re.search(r"^make test\b", setup.group(1), re.M)

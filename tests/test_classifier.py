@@ -127,3 +127,30 @@ def test_cosine_without_a_run_length_names_t_max() -> None:
 
     with pytest.raises(ValueError, match="T_max"):
         CosineAnnealingLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1))
+
+
+def test_metrics_update_every_step_and_compute_once_per_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calling a metric (its forward) computes the batch's own value besides updating the state: per-step work (and,
+    for some metrics, host syncs) that nothing reads. Each metric is updated per step and computed at epoch end."""
+    from torchmetrics import MeanMetric
+    from torchmetrics.classification import MulticlassAccuracy
+
+    computed: dict[int, int] = {}
+    for cls in (MeanMetric, MulticlassAccuracy):
+        original = cls.compute
+
+        def counting(self, original=original):  # type: ignore[no-untyped-def]
+            computed[id(self)] = computed.get(id(self), 0) + 1
+            return original(self)
+
+        monkeypatch.setattr(cls, "compute", counting)
+    models: list[ImageClassifier] = []
+    monkeypatch.setattr(ImageClassifier, "on_fit_start", lambda self: models.append(self), raising=False)
+    assert fit(tmp_path / "run", "--trainer.max_epochs=2", "--trainer.limit_val_batches=2",
+               "--data.init_args.eval_batch_size=16", "--trainer.logger=false") == 0  # fmt: skip
+    (model,) = models
+    per_metric = {name: computed.get(id(getattr(model, name)), 0)
+                  for name in ("train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5")}  # fmt: skip
+    # 2 epochs x 3 training steps and 2 validation steps (+ the sanity check's validation): one compute per epoch
+    # and stage (torchmetrics caches it until the next update: val/acc1_best and the divergence check reuse it).
+    assert per_metric == {"train_loss": 2, "train_acc1": 2, "val_loss": 3, "val_acc1": 3, "val_acc5": 3}

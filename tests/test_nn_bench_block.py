@@ -9,11 +9,12 @@ from nlbench.bench import block as bench
 
 
 def table_rows(output: str) -> dict[tuple[str, str], list[str]]:
+    """(size, variant) -> the cells after the SDPA kernel's (time, peak memory, speedups)."""
     rows = {}
     for line in output.splitlines():
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         if line.startswith("| ") and "x" in cells[0] and cells[0] != "size":
-            rows[(cells[0], cells[2])] = cells[3:]
+            rows[(cells[0], cells[2])] = cells[4:]
     return rows
 
 
@@ -74,3 +75,12 @@ def test_variants_come_from_the_registries_and_take_user_methods(capsys: pytest.
 def test_unknown_methods_are_refused_naming_the_option(option: str, value: str) -> None:
     with pytest.raises(ValueError, match=f"^{option}: unknown"):
         bench.main(["--device", "cpu", option, value])
+
+
+def test_each_row_names_the_sdpa_kernel_it_ran(capsys: pytest.CaptureFixture[str]) -> None:
+    bench.main(["--device", "cpu", "--sizes", "[8]", "--batch", "1", "--reps", "1", "--warmup", "0",
+                "--methods", "[softmax, scale]", "--blocks", "[gc]"])  # fmt: skip
+    kernels = {cells[2]: cells[3] for line in capsys.readouterr().out.splitlines()
+               if (cells := [c.strip() for c in line.strip("|").split("|")])[0] == "8x8"}  # fmt: skip
+    assert kernels == {"softmax (SDPA)": "flash (cpu)", "softmax (unfused)": "math", "scale nxn": "–",
+                       "scale re-associated": "–", "gc block": "–"}  # fmt: skip

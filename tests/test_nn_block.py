@@ -455,3 +455,22 @@ def test_official_width_is_c_over_h_per_head_and_c_over_2_for_one_head(heads: in
 def test_width_rejects_other_words() -> None:
     with pytest.raises(ValueError, match="width"):
         NonLocal2d(64, width="paper")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("normalization", "order"), [("scale", "reassociated"), ("scale", "nxn"), ("softmax", "reassociated"),
+                                                      ("linear", "reassociated")])
+def test_the_output_keeps_the_inputs_memory_format(normalization: str, order: str) -> None:
+    """The folded (re-associated scale) output was a contiguous (B, C, N) viewed as NCHW: a channels-last trunk
+    (experiments/gpu.yaml) left channels-last at every NL block."""
+    block = make_block(8, normalization=normalization, order=order, heads=2).double().eval()
+    x = torch.randn(2, 8, 5, 7, dtype=torch.float64)
+    expected = block(x)
+    assert expected.is_contiguous()
+    block = block.to(memory_format=torch.channels_last)
+    seen = []
+    block.bn.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    out = block(x.contiguous(memory_format=torch.channels_last))
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+    (inner,) = seen  # what W_z (folded or not) hands the output BatchNorm
+    assert inner.is_contiguous(memory_format=torch.channels_last) and not inner.is_contiguous()
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)

@@ -359,3 +359,61 @@ def test_a_peer_block_reads_the_same_by_name_and_by_class_path() -> None:
     _fold_block(by_path)
     assert by_path == {"normalization": "gc"} and method_look("gc") == ("GC block", "tab:purple")
     assert peer_block("nlbench.nn.nonlocal_block.NonLocal2d") is None and peer_block("my_pkg.Block") == "my_pkg.Block"
+
+
+# ---- float64: every method against its formula, at float64's precision ----------------------------------------------
+def softmax_reference(q, k, v):
+    return torch.softmax(q @ k.transpose(-2, -1), dim=-1) @ v
+
+
+def scale_reference(q, k, v):
+    return (q @ k.transpose(-2, -1) / k.shape[-2] ** 0.5) @ v  # s = sqrt(M), the default "sqrt_n"
+
+
+@pytest.mark.parametrize(("name", "options", "reference"), [
+    ("softmax", {}, softmax_reference),
+    ("scale", {"order": "reassociated"}, scale_reference),
+    ("scale", {"order": "nxn"}, scale_reference),
+    ("linear", {}, linear_reference),
+    ("efficient", {}, efficient_reference),
+])  # fmt: skip
+def test_every_method_matches_its_formula_to_float64_precision(name: str, options: dict, reference) -> None:
+    """No kernel lowers float64 to float32 on the way (where the kernels agree to ~1e-16, a float32 step shows as
+    ~1e-8, as the GC block's softmax did)."""
+    q, k, v = qkv(2)
+    got = create_normalization(name, head_width=3, **options)(q, k, v)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, reference(q, k, v), rtol=1e-12, atol=1e-12)
+
+
+def gc_reference(block: GlobalContext2d, x: torch.Tensor) -> torch.Tensor:
+    first, norm, _, last = block.transform
+    logits = torch.einsum("c,bchw->bhw", block.conv_mask.weight.flatten(), x) + block.conv_mask.bias
+    weights = torch.softmax(logits.flatten(1), dim=1)  # over the H W positions
+    context = torch.einsum("bcn,bn->bc", x.flatten(2), weights)
+    hidden = context @ first.weight.flatten(1).T + first.bias
+    mean, var = hidden.mean(1, keepdim=True), hidden.var(1, unbiased=False, keepdim=True)
+    hidden = (hidden - mean) / torch.sqrt(var + norm.eps) * norm.weight.flatten() + norm.bias.flatten()
+    return x + (torch.relu(hidden) @ last.weight.flatten(1).T + last.bias)[..., None, None]
+
+
+def test_the_peer_blocks_match_their_formulas_to_float64_precision() -> None:
+    """The GC block's softmax ran in float32 even on float64 input: 1.2e-8 off its formula (upcast half only)."""
+    gc = perturbed(GlobalContext2d(16, ratio=0.5))  # a bottleneck of 8: LayerNorm over 2 would hide the error
+    x = torch.randn(2, 16, 5, 3, dtype=torch.float64)
+    torch.testing.assert_close(gc(x), gc_reference(gc, x), rtol=1e-12, atol=1e-12)
+    x = torch.randn(2, 8, 5, 3, dtype=torch.float64)
+    se = perturbed(SqueezeExcite2d(8, ratio=0.25))
+    gate = 2.0 * torch.sigmoid(torch.relu(x.mean(dim=(2, 3)) @ se.fc1.weight.flatten(1).T + se.fc1.bias)
+                               @ se.fc2.weight.flatten(1).T + se.fc2.bias)  # fmt: skip
+    torch.testing.assert_close(se(x), x * gate[..., None, None], rtol=1e-12, atol=1e-12)
+
+
+def test_the_gc_softmax_still_runs_in_float32_for_bfloat16() -> None:
+    gc = perturbed(GlobalContext2d(8)).float()
+    x = torch.randn(2, 8, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = gc.context(x)
+    expected = gc.context(x.bfloat16().float())  # float32 throughout, on the same (rounded) input
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), expected, rtol=0.02, atol=0.02)

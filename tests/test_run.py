@@ -145,6 +145,7 @@ def test_a_plain_fit_run_directory_loads_and_the_failure_path_writes_the_same_hp
     assert fitted is not None and fitted.status == "finished" and fitted.metrics[run.BEST_ACC1] is not None
     # Where it trained, so the report's throughput says where it was measured.
     assert fitted.machine["device"] == "cpu" and fitted.machine["threads"] >= 1 and fitted.machine["host"]
+    assert fitted.machine["sdpa"] is None  # the demo's scale block calls no SDPA kernel
     # The report reads a plain fit run directory as a one-run sweep, with its learning curve.
     sweep = collect.load_sweep(run_dir)
     [flat] = sweep.runs
@@ -195,3 +196,17 @@ def test_the_wandb_summary_gets_the_record_names() -> None:
     _update_wandb_summary(trainer, metrics)  # type: ignore[arg-type]
     # val/acc1_best's summary is W&B's own max (define_metric); the others carry the record's names and values.
     assert summary == {run.BEST_ACC5: 0.9, run.BEST_EPOCH: 3, "time_s": 5.0}
+
+
+def test_the_record_names_the_attention_kernel_a_softmax_run_used(tmp_path: Path,
+                                                                   capfd: pytest.CaptureFixture[str]) -> None:
+    """SDPA picks its kernel per device, dtype and head width (on a GPU: cuDNN, flash, memory-efficient or math);
+    the record says which one trained the run, read off the ATen op one eager forward dispatched to."""
+    from nlbench.cli import main
+
+    run_dir = tmp_path / "fit"
+    assert main(["fit", f"--config={DEMO}", *FAST, "--seed_everything=0", f"--run_dir={run_dir}",
+                 "--model.backbone.init_args.nl.normalization=softmax", "--trainer.logger=false"]) == 0  # fmt: skip
+    fitted = run.read_record(run_dir)
+    assert fitted is not None and fitted.machine["sdpa"] == "flash (cpu)" and fitted.flat()["sdpa"] == "flash (cpu)"
+    assert "USDT" not in capfd.readouterr().err  # the profiler's start/stop lines stay out of the fit's output

@@ -1,7 +1,8 @@
 """`nlbench sweep --mps`: a private MPS control daemon for the sweep's lifetime, with a fake
 ``nvidia-cuda-mps-control`` on PATH that behaves like the real one's command line: ``-d`` starts the daemon (refused
 when its pipe directory is missing or a daemon already listens there), ``quit`` on standard input stops it
-(refused when none runs)."""
+(refused when none runs), and its server renumbers the devices the daemon was started with, which the fake fit's
+``CUDA_VISIBLE_DEVICES`` then indexes (an id past them: "invalid device ordinal")."""
 
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ if sys.argv[1:] == ["-d"]:
     if os.path.exists(control):
         sys.exit("An instance of this daemon is already running")
     open(control, "w").close()
+    # The server will renumber the devices the daemon sees (tests/test_sweep_runner.py's fake fit reads this).
+    with open(os.path.join(pipe, "server_devices"), "w") as f:
+        f.write(os.environ.get("CUDA_VISIBLE_DEVICES", "*"))
     record("Startup")
     sys.exit(0)
 if sys.argv[1:]:
@@ -112,3 +116,18 @@ def test_the_fake_refuses_what_the_real_control_refuses(tmp_path: Path, control:
     assert subprocess.run([str(control), "-d"], env=env, capture_output=True).returncode == 1  # no pipe directory
     quit_ = subprocess.run([str(control)], input=b"quit\n", env=env, capture_output=True)
     assert quit_.returncode == 1 and b"Cannot find MPS control daemon" in quit_.stderr
+
+
+def test_clients_ids_mean_what_they_say_when_the_sweep_has_cuda_visible_devices(
+    tmp_path: Path, control: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon started with the sweep's CUDA_VISIBLE_DEVICES=2,3 would serve those GPUs as 0 and 1, and runs
+    pinned to 2 and 3 would fail (NVIDIA: the MPS server renumbers the devices)."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # e.g. a SLURM allocation
+    spec = load_spec(write_spec(tmp_path, {"overrides": {"fake.epochs": 1}, "axes": {"seed_everything": [0, 1, 2, 3]},
+                                           "runs_per_device": 2}))  # fmt: skip
+    with mps_slots(plan_slots(["2", "3"], 1, 2), spec.output_dir, enabled=True) as slots:
+        rows = run_sweep(spec, slots=slots, fit_command=FAKE_FIT, progress=False, poll_interval_s=0.02)
+    assert [row["status"] for row in rows] == ["finished"] * 4
+    launched = [calls(spec, run.run_id)[0] for run in spec.expand()]
+    assert {(c["cuda"], tuple(c["mps_devices"])) for c in launched} == {("2", ("2",)), ("3", ("3",))}

@@ -210,3 +210,48 @@ def test_packed_seeded_results_equal_sequential_ones(tmp_path: Path, monkeypatch
     assert [[r[m] for m in metrics] for r in packed_rows] == [[r[m] for m in metrics] for r in seq_rows]
     for run_s, run_p in zip(sequential.expand(), packed.expand()):
         assert _losses(packed, run_p) == _losses(sequential, run_s) and len(_losses(packed, run_p)) == 2
+
+
+# ---- out of memory --------------------------------------------------------------------------------------------------
+def test_a_packed_run_out_of_memory_is_retried_once_alone_on_its_gpu(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Retried with the same 0.9/k cap on every rerun, such a run could never finish: it gets the GPU to itself."""
+    spec = load_spec(write_spec(tmp_path, {
+        "overrides": {"fake.epochs": 1, "fake.sleep": 0.3}, "axes": {"seed_everything": [0, 1, 2]},
+        "points": [{"fake.mode": "oom_when_packed", "seed_everything": 9}], "runs_per_device": 2}))  # fmt: skip
+    runs = spec.expand()
+    rows = run_sweep(spec, slots=plan_slots(["0"], 1, 2), fit_command=FAKE_FIT, progress=False, poll_interval_s=0.02)
+    assert [row["status"] for row in rows] == ["finished"] * 4
+    big = calls(spec, runs[3].run_id)
+    assert [c["memory_fraction"] for c in big] == [f"{0.9 / 2:.6f}", None]  # packed, then alone without a cap
+    others = [c for run in runs[:3] for c in calls(spec, run.run_id)]
+    assert not [c for c in others if c["t0"] < big[1]["t1"] and big[1]["t0"] < c["t1"]]  # nothing beside it
+    assert "ran out of memory with 2 runs on gpu 0 #" in capsys.readouterr().out
+
+
+def test_a_run_out_of_memory_alone_is_recorded_with_its_cap_and_advice(tmp_path: Path) -> None:
+    from nlbench.out_of_memory import is_out_of_memory, message
+
+    spec = load_spec(write_spec(tmp_path, {"overrides": {"fake.epochs": 1, "fake.mode": "oom_when_packed"},
+                                           "axes": {"seed_everything": [0]}, "runs_per_device": 2}))  # fmt: skip
+    slots = [dataclasses.replace(s, shared_by=2) for s in plan_slots(["0"], 1, 1)]  # a cap, but no group to free
+    [row] = run_sweep(spec, slots=slots, fit_command=FAKE_FIT, progress=False, poll_interval_s=0.02)
+    assert row["status"] == "failed" and row["error"] == message(0.4, 0.9, packed=True)
+    assert row["error"].startswith("out of memory (cap 0.4 GiB of 0.9 GiB): lower runs_per_device")
+    assert len(calls(spec, spec.expand()[0].run_id)) == 1  # one group slot of two is not a whole device: no retry
+    assert is_out_of_memory("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert not is_out_of_memory("RuntimeError: boom") and not is_out_of_memory(None)
+
+
+def test_the_fit_records_a_cuda_out_of_memory_error_with_its_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nlbench import callbacks, out_of_memory
+
+    FakeCuda(monkeypatch, count=1)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: type("P", (), {"total_memory": 80 * 2**30}))
+    monkeypatch.setenv(MEMORY_FRACTION_ENV, f"{memory_fraction(4):.6f}")
+    assert out_of_memory.describe(torch.device("cuda")) == out_of_memory.message(18.0, 80.0, packed=True)
+    assert "cap 18.0 GiB of 80.0 GiB" in out_of_memory.describe(torch.device("cuda", 0))
+    monkeypatch.delenv(MEMORY_FRACTION_ENV)
+    assert out_of_memory.describe(torch.device("cuda")).startswith("out of memory (no cap, 80.0 GiB): lower data.")
+    assert out_of_memory.is_out_of_memory_exception(torch.OutOfMemoryError("CUDA out of memory."))
+    assert callbacks.out_of_memory is out_of_memory  # what RunResult.on_exception records through

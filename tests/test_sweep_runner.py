@@ -3,8 +3,8 @@
 The fake honours the fit contract the sweep relies on (docs/design.md): ``--run_dir``, ``--ckpt_path last``,
 refusing a run directory with checkpoints otherwise, result.json (finished / failed / diverged) and
 checkpoints/last.ckpt after every epoch. ``fake.*`` overrides steer it: mode (ok, fail, fail_result, diverge,
-killed), epochs, sleep (per epoch), hang_once=PATH (the first fit to find no PATH writes its pid there and hangs
-after its first checkpoint until killed). Every call is appended to ``<run_dir>/calls.jsonl`` so the tests can see
+killed, oom_when_packed: fails out of memory when given a memory cap), epochs, sleep (per epoch), hang_once=PATH
+(the first fit to find no PATH writes its pid there and hangs after its first checkpoint until killed). Every call is appended to ``<run_dir>/calls.jsonl`` so the tests can see
 how each run was launched.
 """
 
@@ -54,6 +54,18 @@ def fake_fit(argv: list[str]) -> int:
             "compile_threads": os.environ.get("TORCHINDUCTOR_COMPILE_THREADS"),
             "mps_pipe": os.environ.get("CUDA_MPS_PIPE_DIRECTORY"),
             "launcher": sorted(k for k in os.environ if k.startswith("SLURM_") or k == "MASTER_PORT")}  # fmt: skip
+    pipe = os.environ.get("CUDA_MPS_PIPE_DIRECTORY")
+    if pipe and os.path.exists(os.path.join(pipe, "server_devices")):
+        # An MPS client: its CUDA_VISIBLE_DEVICES indexes the server's devices, which the server renumbered 0..n-1
+        # from the daemon's own CUDA_VISIBLE_DEVICES (all 8 GPUs of this fake node when the daemon had none).
+        with open(os.path.join(pipe, "server_devices")) as f:
+            server = f.read().strip()
+        devices = [str(i) for i in range(8)] if server == "*" else server.split(",")
+        try:
+            call["mps_devices"] = [devices[int(i)] for i in (os.environ.get("CUDA_VISIBLE_DEVICES") or "0").split(",")]
+        except (ValueError, IndexError):
+            print("RuntimeError: CUDA error: invalid device ordinal", file=sys.stderr)
+            return 1
     mode, epochs = opts.get("fake.mode", "ok"), int(opts.get("fake.epochs", "2"))
     seed = int(opts.get("seed_everything", "0"))
     acc = float(opts.get("fake.acc", "0.5")) + 0.01 * seed
@@ -70,6 +82,12 @@ def fake_fit(argv: list[str]) -> int:
             return 1
         if mode == "killed":  # e.g. by the OOM killer: no result, no traceback
             os.kill(os.getpid(), signal.SIGKILL)
+        if mode == "oom_when_packed" and os.environ.get("NLBENCH_CUDA_MEMORY_FRACTION"):  # over its cap
+            from nlbench.out_of_memory import message  # torch-free: the line the real fit records
+
+            error = message(0.4, 0.9, packed=True)
+            atomic_write_json(run_dir / "result.json", {**result, "status": "failed", "error": error})
+            return 1
         if mode == "fail_result":
             atomic_write_json(run_dir / "result.json", {**result, "status": "failed", "error": "ValueError: bad"})
             return 1

@@ -1,13 +1,15 @@
 """`nlbench sweep --launcher slurm` on a real one-node SLURM cluster (tests/slurmcluster.py), and its dry run.
 
 The cluster's daemons run as root in a temporary directory; without root or the packages (`.ci/run` installs
-slurm-wlm and munge) the cluster tests skip with one line. The node declares 2 CPUs and each task takes one.
+slurm-wlm and munge) the cluster tests skip with one line. The node declares 2 CPUs and each task takes one, and 4
+fake GPUs (gres), which SLURM hands out to tasks that ask for them as on a GPU node.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -36,7 +38,12 @@ VOLATILE = {"written_at", "time_s", "train/images_per_s", "host", "threads", "de
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
     try:
-        c = slurmcluster.start(tmp_path_factory.mktemp("slurm"), cpus=2)
+        try:
+            c = slurmcluster.start(tmp_path_factory.mktemp("slurm"), cpus=2, gpus=4)
+        except slurmcluster.ClusterUnavailable as err:
+            if "mknod" not in str(err):
+                raise
+            c = slurmcluster.start(tmp_path_factory.mktemp("slurm"), cpus=2)  # no fake GPUs: their test skips
     except slurmcluster.ClusterUnavailable as err:
         pytest.skip(f"optional: needs a local SLURM cluster ({err})")
     yield c
@@ -164,3 +171,87 @@ def test_an_interrupted_array_task_resumes_bit_for_bit(cluster: Any, tmp_path: P
     assert records(tmp_path / "resume") == records(tmp_path / "straight")
     ours, theirs = weights(run_dir), weights(straight)
     assert [k for k in theirs if not torch.equal(ours[k], theirs[k])] == []
+
+
+# ---- several GPUs per task ---------------------------------------------------------------------------------------
+def packed_spec(tmp_path: Path, **body: Any) -> Any:
+    from nlbench.sweep.spec import load_spec
+
+    return load_spec(write_spec(tmp_path, "packed", overrides=TINY, axes={"seed_everything": list(range(10))},
+                                runs_per_device=2, **body))  # fmt: skip
+
+
+@pytest.mark.parametrize(("given", "devices_per_run", "per_task"), [
+    ({"gpus_per_task": 2}, 1, 4), ({"gres": "gpu:a100:2"}, 1, 4), ({"gpus_per_task": 4}, 2, 4),
+    ({"gres": "gpu:2", "gpus_per_task": 2}, 1, 4), ({}, 1, 1),
+])  # fmt: skip
+def test_a_task_holds_its_gpus_times_runs_per_device_over_devices_per_run(
+    tmp_path: Path, given: dict[str, Any], devices_per_run: int, per_task: int
+) -> None:
+    """A task with 2 GPUs and runs_per_device 2 was given 2 runs: one GPU sat idle."""
+    from nlbench.sweep import slurm
+
+    spec = packed_spec(tmp_path, devices_per_run=devices_per_run)
+    options = slurm.slurm_options(spec, {"time": "10", **given})
+    assert slurm.runs_per_task(spec, options) == per_task
+    tasks = slurm.task_runs(spec, spec.expand(), options)
+    assert [len(t) for t in tasks] == [per_task] * (10 // per_task) + ([10 % per_task] if 10 % per_task else [])
+    if given.get("gres"):
+        assert f"#SBATCH --gres={given['gres']}" in slurm.sbatch_script(spec, len(tasks), options)
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    ({"gpus_per_task": 3}, "--slurm.gpus_per_task: 3 GPU(s) per task do not split into runs of devices_per_run=2"),
+    ({"gres": "gpu:2", "gpus_per_task": 4}, "gives 2 GPU(s) per task but --slurm.gpus_per_task is 4; set one"),
+    ({"gres": "gpu:a100"}, "--slurm.gres: 'gpu:a100' names GPUs without a count"),
+])  # fmt: skip
+def test_a_gpu_split_that_leaves_gpus_idle_is_refused(tmp_path: Path, given: dict[str, Any], message: str) -> None:
+    from nlbench.sweep import slurm
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        slurm.slurm_options(packed_spec(tmp_path, devices_per_run=2), {"time": "10", **given})
+
+
+def test_the_array_task_runs_its_pack_at_once_on_its_gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The task's run assignment: its runs, on the slots its visible GPUs give (one slot per run)."""
+    from nlbench.sweep import runner, slurm, slurm_task
+
+    spec = packed_spec(tmp_path)
+    options = slurm.slurm_options(spec, {"time": "10", "gres": "gpu:2"})
+    ids = slurm.task_runs(spec, spec.expand(), options)[1]
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr("nlbench.sweep.devices.visible_gpus", lambda: ["2", "3"])  # what SLURM's CVD gives the task
+    monkeypatch.setattr(runner, "run_sweep", lambda spec, slots, runs, todo, progress: seen.update(
+        slots=slots, todo=[r.run_id for r in todo]) or [])  # fmt: skip
+    slurm_task.ArrayTask(spec, ids)()
+    assert seen["todo"] == ids and len(seen["slots"]) == len(ids) == 4
+    assert sorted(s.label for s in seen["slots"]) == ["gpu 2 #1/2", "gpu 2 #2/2", "gpu 3 #1/2", "gpu 3 #2/2"]
+
+
+def test_slurm_gives_each_array_task_the_gpus_its_pack_needs(cluster: Any, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the local cluster's fake GPUs: the executor parameters the sweep submits with (--gres) give every array
+    task two GPUs in CUDA_VISIBLE_DEVICES, which the task's plan turns into one slot per run of its pack."""
+    import functools
+
+    import submitit
+
+    from nlbench.sweep import slurm
+    from nlbench.sweep.devices import plan_slots
+
+    if cluster.gpus < 4:
+        pytest.skip("optional: needs a local cluster with fake GPUs (mknod refused here)")
+    for key, value in cluster.env.items():
+        if key.startswith("SLURM_CONF"):
+            monkeypatch.setenv(key, value)
+    spec = packed_spec(tmp_path)
+    options = slurm.slurm_options(spec, {"time": "10", "gres": "gpu:2", "cpus_per_task": 1})
+    tasks = slurm.task_runs(spec, spec.expand(), options)[:2]
+    executor = submitit.SlurmExecutor(folder=tmp_path / "probe" / "%j")
+    executor.update_parameters(**{**slurm.executor_parameters(spec, options), "job_name": "gpu-probe"})
+    with executor.batch():
+        jobs = [executor.submit(functools.partial(os.getenv, "CUDA_VISIBLE_DEVICES")) for _ in tasks]
+    visible = [job.result() for job in jobs]  # each array task's CUDA_VISIBLE_DEVICES
+    assert all(v and len(v.split(",")) == 2 for v in visible), visible
+    for ids, gpus in zip(tasks, visible):
+        assert len(plan_slots(gpus.split(","), spec.devices_per_run, spec.runs_per_device)) == len(ids) == 4

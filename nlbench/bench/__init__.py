@@ -6,8 +6,10 @@
     nlbench bench imports  start-up time of short nlbench commands (--help, usage errors) in fresh processes
     nlbench bench sweep    start-up of `nlbench sweep --dry-run` / `--export-wandb` on a 10,000-run grid
     nlbench bench report   `nlbench report` over 2,000 generated run directories in 20 to 2,000 configurations
-    nlbench bench device-check   everything above plus epoch time, packed runs and the grid's projected wall
-                           time on one GPU, in under 8 minutes (--smoke: the CPU at tiny sizes); `make device-check`
+    nlbench bench device-check   one GPU in 8 minutes, phases with deadlines: SDPA kernels, epoch time (fast path
+                           and paper set-up), packing, bf16 vs fp32, compile modes and determinism, the block, and
+                           the grid's projected wall time (--smoke: the CPU at tiny sizes); `make device-check`,
+                           or `bash dist/gpu-bundle/run.sh OUT` on a node without network (`make gpu-bundle`)
 """
 
 from __future__ import annotations

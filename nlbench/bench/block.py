@@ -9,7 +9,8 @@ fused kernels (the block's path) and forced onto SDPA's math kernel (the explici
 code, for reference) and scale in the N x N order and re-associated; then every peer block of ``--blocks``
 (default: all registered besides the NL block: gc, se).
 
-Prints a markdown table. Time (wall clock, or process CPU time with ``--clock cpu``): median over ``--reps`` timed
+Prints a markdown table; each row names the SDPA kernel its forward ran (flash, cuDNN, memory-efficient, math: SDPA
+chooses per device, dtype and head width; :mod:`nlbench.nn.sdpa`). Time (wall clock, or process CPU time with ``--clock cpu``): median over ``--reps`` timed
 forward+backward passes (training mode, an input that requires grad, a fixed random output gradient) after
 ``--warmup`` untimed ones. Peak memory: the most memory held at any point of one extra forward+backward beyond what
 was allocated before it (parameters, input), so it counts activations, any attention map and the gradients. On
@@ -28,12 +29,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
-from jsonargparse import ArgumentParser
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
 
 from nlbench.nn import BLOCKS, NORMALIZATIONS, NonLocal2d, method_name
 from nlbench.nn.registry import DEFAULT_BLOCK, UnknownMethodError
+from nlbench.nn.sdpa import kernels_in, quiet_kineto
 from nlbench.bench.timing import synchronize
 
 GiB = 2**30
@@ -139,9 +140,7 @@ def peak_bytes(step: Callable[[], None], device: torch.device) -> int:
         step()
         synchronize(device)
         return torch.cuda.max_memory_allocated(device) - before
-    # Kineto, the profiler's backend, logs "gpuGetDeviceCount failed" on a CUDA build without a GPU: a false error.
-    os.environ.setdefault("KINETO_LOG_LEVEL", "5")
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with quiet_kineto(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
     # The raw profiler events carry every allocation (+bytes) and free (-bytes) with its time; the aggregated
     # FunctionEvents net them per op and would hide peaks inside an op.
@@ -167,13 +166,14 @@ def estimate(
     return variant.maps_held * pairs * map_element_size / GiB, gflop
 
 
-BLOCK_HEADER = ("| size | N | variant | time (ms) | peak memory (MiB) | speedup vs softmax (SDPA) | vs softmax (unfused) |\n"
-                "|---|---|---|---|---|---|---|")
+BLOCK_HEADER = ("| size | N | variant | SDPA kernel | time (ms) | peak memory (MiB) | speedup vs softmax (SDPA) "
+                "| vs softmax (unfused) |\n|---|---|---|---|---|---|---|---|")
 
 
 def block_row(record: dict) -> str:
     """One markdown row of the block table."""
-    row = f"| {record['size']}x{record['size']} | {record['positions']} | {record['variant']} |"
+    row = (f"| {record['size']}x{record['size']} | {record['positions']} | {record['variant']} | "
+           f"{record.get('sdpa') or '–'} |")  # fmt: skip
     if record.get("skipped"):
         return f"{row} skipped ({record['skipped']}) | | | |"
     speedups = [f"{v:.1f}x" if v is not None else "n/a" for v in (record["vs_sdpa"], record["vs_unfused"])]
@@ -212,7 +212,7 @@ def block_records(
             )
             record: dict = {"size": side, "positions": positions, "variant": variant.name, "dtype": dtype,
                             "batch": batch, "time_ms": None, "peak_mib": None, "vs_sdpa": None, "vs_unfused": None,
-                            "skipped": None}  # fmt: skip
+                            "skipped": None, "sdpa": None}  # fmt: skip
             if gib > max_gib:
                 record["skipped"] = f"estimated {gib:.1f} GiB"
             elif gflop > max_gflop:
@@ -224,6 +224,8 @@ def block_records(
                 ms = time_ms(step, device, warmup=warmup, reps=reps, clock=clock)
                 if variant.name in ("softmax (SDPA)", "softmax (unfused)"):
                     reference_ms[variant.name] = ms
+                # Which SDPA kernel ran (None for variants without SDPA): one more step, under the profiler.
+                record["sdpa"] = "+".join(kernels_in(step)) or None
                 record.update(time_ms=ms, peak_mib=peak_bytes(step, device) / MiB,
                               vs_sdpa=reference_ms["softmax (SDPA)"] / ms if "softmax (SDPA)" in reference_ms else None,
                               vs_unfused=reference_ms["softmax (unfused)"] / ms
@@ -236,6 +238,8 @@ def block_records(
 
 
 def parse_args(argv: list[str] | None) -> object:
+    from jsonargparse import ArgumentParser  # the CLI only: the device check imports this module
+
     parser = ArgumentParser(prog="nlbench bench", description=__doc__.splitlines()[0])
     parser.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--sizes", type=list[int], default=[8, 16, 32, 56, 112], help="feature-map sides H = W")

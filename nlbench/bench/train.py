@@ -21,7 +21,6 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from jsonargparse import ActionYesNo, ArgumentParser
 from torch import nn
 
 from nlbench.bench.block import peak_bytes
@@ -175,6 +174,8 @@ def grid_table(records: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from jsonargparse import ActionYesNo, ArgumentParser  # the CLI only: the device check imports this module
+
     parser = ArgumentParser(prog="nlbench bench train", description=__doc__)
     parser.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch_size", type=int, default=128)

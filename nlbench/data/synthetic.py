@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from jsonargparse import ArgumentParser
 
 from nlbench.data.cifar import CIFAR10, write_batch
 
@@ -43,6 +42,8 @@ def write_cifar10(root: str | Path, *, train: int = 50_000, test: int = 10_000, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from jsonargparse import ArgumentParser  # the CLI only: the device check imports this module
+
     parser = ArgumentParser(prog="python -m nlbench.data.synthetic", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="data_dir to write cifar-10-batches-py/ into")
     parser.add_argument("--train", type=int, default=50_000)

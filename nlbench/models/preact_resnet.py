@@ -82,13 +82,22 @@ def stage_blocks(block: Block, in_channels: int, planes: int, count: int, stride
     return blocks
 
 
+class GlobalAvgPool2d(nn.Module):
+    """(B, C, H, W) -> (B, C, 1, 1), the mean over H and W: what ``nn.AdaptiveAvgPool2d(1)`` computes, with a
+    deterministic CUDA backward (the mean's gradient is an expand). ``AdaptiveAvgPool2d``'s CUDA backward adds
+    atomically, so ``torch.use_deterministic_algorithms(True)`` (``trainer.deterministic: true``) refuses it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3), keepdim=True)
+
+
 def classifier_head(channels: int, num_classes: int) -> nn.Sequential:
     """Final pre-activation BN-ReLU, global average pooling (any input size) and the linear classifier."""
     return nn.Sequential(
         OrderedDict(
             norm=nn.BatchNorm2d(channels),
             relu=nn.ReLU(inplace=True),
-            pool=nn.AdaptiveAvgPool2d(1),
+            pool=GlobalAvgPool2d(),
             flatten=nn.Flatten(),
             fc=nn.Linear(channels, num_classes),
         )

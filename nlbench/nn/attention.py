@@ -18,6 +18,7 @@ from typing import get_args
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from nlbench.nn.config import Order, ScaleDivisor, Similarity
 
@@ -89,14 +90,31 @@ def attention_weights(q: Tensor, k: Tensor, *, normalization: str, divisor: floa
     raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}; got {normalization!r}")
 
 
+# Devices whose fused SDPA kernels (flash, memory-efficient, cuDNN) have a nondeterministic backward.
+NONDETERMINISTIC_SDPA_DEVICES: tuple[str, ...] = ("cuda",)
+
+
+def deterministic_sdpa(t: Tensor) -> bool:
+    """Whether SDPA must run its math kernel for `t`: deterministic algorithms are on
+    (``torch.use_deterministic_algorithms(True)``, which ``trainer.deterministic: true`` sets) and the device's
+    fused kernels are nondeterministic in backward (CUDA: their gradients accumulate atomically). The math kernel
+    is the explicit softmax(q k^T) v: deterministic, and O(N M) memory."""
+    return t.device.type in NONDETERMINISTIC_SDPA_DEVICES and torch.are_deterministic_algorithms_enabled()
+
+
 def softmax_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """Embedded-Gaussian attention softmax_j(q_i . k_j) v_j via the fused SDPA kernels.
+    """Embedded-Gaussian attention softmax_j(q_i . k_j) v_j via the fused SDPA kernels (the math kernel when
+    :func:`deterministic_sdpa`).
 
     ``scale=1.0``: the non-local block (and the official code) use the plain dot product, no 1/sqrt(d). Inputs
     are made contiguous because the fused kernels need a unit-stride last dim (the block's are transposed views of
     channel-first conv outputs); otherwise SDPA silently falls back to the math kernel that materialises N x M.
     """
-    return F.scaled_dot_product_attention(q.contiguous(), k.contiguous(), v.contiguous(), scale=1.0)
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    if deterministic_sdpa(q):
+        with sdpa_kernel([SDPBackend.MATH]):
+            return F.scaled_dot_product_attention(q, k, v, scale=1.0)
+    return F.scaled_dot_product_attention(q, k, v, scale=1.0)
 
 
 def scaled_attention(q: Tensor, k: Tensor, v: Tensor, *, divisor: float, order: Order = "reassociated") -> Tensor:
@@ -126,6 +144,10 @@ def scaled_attention_projected(q: Tensor, k: Tensor, v: Tensor, weight: Tensor, 
     applies the weight to the per-head (d_v x d) summaries v^T k / divisor instead of to the N outputs: the
     per-position work is one (C x h d) GEMM instead of the (d x d_v) product plus the (C x h d_v) projection, and
     no (B, h d_v, N) intermediate is stored for backward.
+
+    The output's memory layout follows the queries': position-major (the strides of a channels-last feature map)
+    when their positions are not unit-stride, as in a block whose input is channels-last, so that the block's
+    output keeps its input's memory format; else channel-major (contiguous).
     """
     b, heads, n, dk = q.shape
     dv = v.shape[-1]
@@ -136,6 +158,8 @@ def scaled_attention_projected(q: Tensor, k: Tensor, v: Tensor, weight: Tensor, 
         folded = torch.matmul(per_head_weight, vk).transpose(1, 2).reshape(b, -1, heads * dk)  # (B, C, h d)
     # A view when q is the transposed view of a channel-first conv output, as in the block.
     queries = q.transpose(-2, -1).reshape(b, heads * dk, n)
+    if n > 1 and queries.stride(-1) != 1:  # channels-last input: (B, N, C) rows, returned as a (B, C, N) view
+        return torch.matmul(queries.transpose(-2, -1), folded.to(q.dtype).transpose(-2, -1)).transpose(-2, -1)
     return torch.matmul(folded.to(q.dtype), queries)
 
 

@@ -49,7 +49,11 @@ class GlobalContext2d(nn.Module):
 
     def context(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> the attention-pooled (B, C, 1, 1) context."""
-        weights = torch.softmax(self.conv_mask(x).flatten(1).float(), dim=-1).to(x.dtype)  # (B, HW)
+        logits = self.conv_mask(x).flatten(1)  # (B, HW)
+        # The softmax over H W positions runs in float32 for half-precision logits (its normaliser sums HW terms);
+        # float32 and float64 stay as they are: precision is promoted, never lowered.
+        half = logits.dtype in (torch.float16, torch.bfloat16)
+        weights = torch.softmax(logits, dim=-1, dtype=torch.float32 if half else None).to(x.dtype)
         return torch.einsum("bcn,bn->bc", x.flatten(2), weights)[..., None, None]
 
     def forward(self, x: Tensor) -> Tensor:

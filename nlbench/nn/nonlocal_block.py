@@ -190,12 +190,20 @@ class NonLocal2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self._with_position(x)
         q, k, v = self._embed(x)
+        b, c, h, w = x.shape
+        # The output keeps the input's memory format: a channels-last trunk (experiments/gpu.yaml) gets no layout
+        # transposes from the block.
+        channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
         if getattr(self.attention, "folds_projection", False):
-            out = self.attention.forward_projected(q, k, v, self.w_z.weight.flatten(1))
-            return x + self.bn(out.view_as(x))
-        y = self.attention(q, k, v)
-        b, _, h, w = x.shape
-        y = y.transpose(-2, -1).reshape(b, -1, h, w)
+            out = self.attention.forward_projected(q, k, v, self.w_z.weight.flatten(1))  # (B, C, N)
+            if channels_last:
+                out = out.transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)  # a view when already N-major
+            return x + self.bn(out.reshape(b, c, h, w))
+        y = self.attention(q, k, v)  # (B, heads, N, d_v)
+        if channels_last:
+            y = y.transpose(1, 2).reshape(b, h, w, -1).permute(0, 3, 1, 2)
+        else:
+            y = y.transpose(-2, -1).reshape(b, -1, h, w)
         return x + self.bn(self.w_z(y))
 
     @property

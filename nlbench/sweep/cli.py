@@ -104,7 +104,8 @@ def build_parser() -> ArgumentParser:
                         help="local: run here; slurm: submit the pending runs as one SLURM job array (submitit)")
     helps = {
         "partition": "SLURM partition", "time": "time limit per array task (minutes, HH:MM:SS, D-HH:MM:SS); required",
-        "gpus_per_task": "GPUs per array task", "cpus_per_task": "CPUs per array task",
+        "gpus_per_task": "GPUs per array task", "gres": "generic resources per task, e.g. gpu:a100:2 (sbatch --gres)",
+        "cpus_per_task": "CPUs per array task",
         "mem": "memory per array task, e.g. 32G", "array_parallelism": "at most this many tasks at once",
         "account": "account to charge", "qos": "quality of service",
         "additional": "any other sbatch options as a mapping, e.g. '{constraint: a100, mail-type: END}'",

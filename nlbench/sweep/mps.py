@@ -8,6 +8,13 @@ daemon, its server and every client must agree on the pipe directory), so it nev
 someone else runs; each run is started with the same two variables, and the daemon is told to ``quit`` (on its
 standard input) when the sweep ends, however it ends. When the daemon cannot start (no such program, a pipe path
 too long for a UNIX socket, an error), the sweep warns once and runs without MPS.
+
+Device numbering: the MPS server renumbers the devices its control daemon was started with, and a client's
+``CUDA_VISIBLE_DEVICES`` then indexes that renumbered list (NVIDIA's MPS documentation). Each run is pinned with
+``CUDA_VISIBLE_DEVICES`` set to the ids the sweep itself sees (``3`` on a node, or UUIDs), so the daemon is started
+*without* ``CUDA_VISIBLE_DEVICES``: it serves the devices in the numbering those ids were taken in, and each client's
+ids mean what they say. (Started with the sweep's ``CUDA_VISIBLE_DEVICES=2,3``, its server would call those GPUs 0
+and 1, and a run pinned to ``3`` would fail with an invalid device ordinal.)
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from nlbench.sweep.devices import Slot
@@ -36,6 +43,12 @@ def client_env(mps_dir: str | os.PathLike[str]) -> dict[str, str]:
     return {PIPE_ENV: str(root / "pipe"), LOG_ENV: str(root / "log")}
 
 
+def daemon_env(mps_dir: str | os.PathLike[str], parent: Mapping[str, str]) -> dict[str, str]:
+    """The control daemon's environment: `parent`'s without ``CUDA_VISIBLE_DEVICES`` (see the module docstring),
+    plus the pipe and log directories."""
+    return {**{k: v for k, v in parent.items() if k != "CUDA_VISIBLE_DEVICES"}, **client_env(mps_dir)}
+
+
 def start(mps_dir: Path) -> str | None:
     """Start the control daemon; None when it runs, else why not (one line)."""
     program = shutil.which(CONTROL)
@@ -46,7 +59,8 @@ def start(mps_dir: Path) -> str | None:
         return f"the pipe directory {env[PIPE_ENV]} is too long for a UNIX socket path"
     for folder in env.values():
         Path(folder).mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([program, "-d"], env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([program, "-d"], env=daemon_env(mps_dir, os.environ), capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
     if done.returncode:
         message = (done.stderr or done.stdout).strip().splitlines()
         return f"{CONTROL} -d exited with {done.returncode}: {message[-1] if message else 'no message'}"
@@ -58,7 +72,7 @@ def stop(mps_dir: Path) -> str | None:
     program = shutil.which(CONTROL)
     if program is None:
         return f"{CONTROL} is not on PATH"
-    done = subprocess.run([program], input="quit\n", env={**os.environ, **client_env(mps_dir)}, capture_output=True,
+    done = subprocess.run([program], input="quit\n", env=daemon_env(mps_dir, os.environ), capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     if done.returncode:
         message = (done.stderr or done.stdout).strip().splitlines()

@@ -21,6 +21,7 @@ for itself (a second holder would make it refuse its own run directory).
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 import shlex
 import signal
@@ -38,8 +39,9 @@ from typing import IO, Any
 import yaml
 from tqdm import tqdm
 
+from nlbench import out_of_memory, runlock
 from nlbench import run as record_
-from nlbench import runlock, yamlsafe
+from nlbench import yamlsafe
 from nlbench.io import UnsafeFileError, atomic_write_text, open_append, open_file
 from nlbench.limits import printable, shorten, terminal
 from nlbench.sweep.devices import Slot
@@ -70,6 +72,7 @@ class _Job:
     log: IO[bytes]
     claim: runlock.RunLock
     started: float = field(default_factory=time.monotonic)
+    held: list[Slot] = field(default_factory=list)  # the slots it occupies (a retry alone: its group's every slot)
 
 
 class _Bar(tqdm):
@@ -213,7 +216,9 @@ def run_sweep(
     most `max_runs` of them, one per free slot; returns the results rows of all `runs`.
 
     Runs claimed by another live process are left to it; while this process still has runs in flight it looks
-    again every `rescan_s` for runs whose owner died. Failed and diverged runs are recorded and the sweep goes on.
+    again every `rescan_s` for runs whose owner died. Failed and diverged runs are recorded and the sweep goes on;
+    a packed GPU run that ran out of memory (:mod:`nlbench.out_of_memory`) is retried once alone on its GPU group,
+    which takes no new run until every run on it has ended.
     On Ctrl-C or SIGTERM the running children get SIGTERM (SIGKILL after `stop_timeout_s`), the table is rebuilt
     and KeyboardInterrupt propagates.
     """
@@ -231,30 +236,59 @@ def run_sweep(
         active: list[_Job] = []
         counts: Counter[str] = Counter()
         started, next_scan = 0, 0.0
+        # Packed runs that ran out of memory, each waiting for every slot of its GPU group to retry once alone there.
+        alone: list[tuple[SweepRun, Slot]] = []
+        retried: set[str] = set()
         bar = _Bar(total=skipped + limit, initial=skipped, unit="run", desc=spec.name,
                    disable=None if progress else True, dynamic_ncols=True)  # fmt: skip
         try:
             while True:
-                while free and pending and started < limit and time.monotonic() >= next_scan:
-                    job = _claim_and_launch(spec, pending, free[0], fit_command)
+                for run, slot in list(alone):
+                    group = [s for s in free if s.gpus == slot.gpus]
+                    if len(group) == _group_size(slots, slot):  # the whole group is free: the retry takes all of it
+                        alone.remove((run, slot))
+                        job = _claim_and_launch(spec, [run], _alone(slot), fit_command)
+                        if job is None:  # another process took the run meanwhile: its outcome is theirs
+                            counts["failed"] += 1
+                            bar.update(1)
+                            continue
+                        job.held = group
+                        free = [s for s in free if s not in group]
+                        active.append(job)
+                reserved = {slot.gpus for _, slot in alone}  # no new run there while a retry waits for the group
+                while pending and started < limit and time.monotonic() >= next_scan:
+                    open_slots = [s for s in free if s.gpus not in reserved]
+                    if not open_slots:
+                        break
+                    job = _claim_and_launch(spec, pending, open_slots[0], fit_command)
                     if job is None:  # everything left is someone else's: look again later
                         next_scan = time.monotonic() + rescan_s
                         break
-                    free.pop(0)
+                    free.remove(open_slots[0])
                     active.append(job)
                     started += 1
                     write_results(spec, runs)
                     _show(bar, counts, active)
-                if not active:
+                if not active and not alone:
                     break
                 time.sleep(poll_interval_s)
                 for job in [job for job in active if job.proc.poll() is not None]:
                     active.remove(job)
-                    free.append(job.slot)
+                    free.extend(job.held or [job.slot])
                     try:
                         status = _finish(spec, job)
                     finally:
                         job.claim.release()
+                    # Retried only where this process holds every slot of the group (so it can empty it).
+                    if status == "failed" and job.slot.gpus and job.slot.shared_by > 1 \
+                            and _group_size(slots, job.slot) == job.slot.shared_by \
+                            and job.run.run_id not in retried and _ran_out_of_memory(spec, job.run):  # fmt: skip
+                        retried.add(job.run.run_id)
+                        alone.append((job.run, job.slot))
+                        bar.write(f"{LOG_MARK} {job.run.run_id} ran out of memory with {job.slot.shared_by} runs on "
+                                  f"{job.slot.label}: retrying it once alone on gpu {','.join(job.slot.gpus)}")
+                        write_results(spec, runs)
+                        continue
                     counts[status] += 1
                     bar.update(1)
                     done = f"{skipped + sum(counts.values())}/{skipped + limit}"
@@ -295,6 +329,21 @@ def _claim_and_launch(
             claim.release()
             raise
     return None
+
+
+def _alone(slot: Slot) -> Slot:
+    """The slot of a run retried alone on `slot`'s GPUs: no memory cap (its thread share stays: other groups run)."""
+    return dataclasses.replace(slot, shared_by=1, index=0)
+
+
+def _group_size(slots: Sequence[Slot], slot: Slot) -> int:
+    """How many of `slots` share `slot`'s GPUs."""
+    return sum(s.gpus == slot.gpus for s in slots)
+
+
+def _ran_out_of_memory(spec: SweepSpec, run: SweepRun) -> bool:
+    record = read_state(run_dir_of(spec, run)).record
+    return record is not None and out_of_memory.is_out_of_memory(record.error)
 
 
 def _claim_command() -> str:

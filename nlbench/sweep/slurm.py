@@ -1,6 +1,7 @@
 """``nlbench sweep --launcher slurm``: the pending runs of a sweep as one SLURM job array, through submitit.
 
-One array task per pending run (per pack of ``runs_per_device`` runs when tasks get GPUs); each task is the same
+One array task per pending run, or, when tasks get GPUs (``gpus_per_task``, or a ``gres`` such as ``gpu:a100:4``),
+per pack of gpus / devices_per_run x runs_per_device runs: what the task's GPUs hold at once. Each task is the same
 sweep runner as on one machine (:func:`nlbench.sweep.runner.run_sweep`) restricted to its runs, so ownership
 (claims), resume and the results table work exactly as locally, and any number of tasks share the directory.
 submitit writes its scripts and logs under ``<sweep_dir>/slurm/``.
@@ -9,8 +10,10 @@ Requeue and resume: submitit's checkpointing, not Lightning's SLURM auto-requeue
 submitit's, and the fit is its child: with ``--signal=USR2@90`` (submitit's) SLURM warns the task before its time
 limit or on preemption, submitit calls ``ArrayTask.checkpoint`` (nlbench/sweep/slurm_task.py) and requeues the task (counting timeouts),
 and the requeued task resumes the run from its last checkpoint with nlbench's exact resume (``--ckpt_path last``:
-model, optimizer, scheduler, RNG states and loader position), so it ends bit for bit where an uninterrupted run
-would. Lightning's SLURMEnvironment is kept out of the child (runner.child_environ), so no second handler requeues
+model, optimizer, scheduler, RNG states and loader position), so it ends where an uninterrupted run would: bit for
+bit on the CPU; on a GPU with ``trainer.deterministic: true`` (and ``trainer.benchmark: false``), else within the
+kernels' nondeterminism (cuDNN's autotuned and atomic-add convolution and attention backward kernels differ from run
+to run whether or not it was interrupted). Lightning's SLURMEnvironment is kept out of the child (runner.child_environ), so no second handler requeues
 the job, and the child ignores USR1/USR2; it is stopped with SIGTERM by the task. A task that gets SIGTERM while
 still RUNNING (``scancel --signal=TERM``, a preemption that does not requeue) requeues itself the same way; a
 cancelled job (``scancel JOB``) stays cancelled.
@@ -32,11 +35,12 @@ from nlbench.limits import printable
 from nlbench.sweep.spec import SweepRun, SweepSpec, SweepSpecError
 
 # The options a user sets, on the command line (--slurm.KEY) or in the spec's `slurm:` section.
-SLURM_KEYS = ("partition", "time", "gpus_per_task", "cpus_per_task", "mem", "array_parallelism", "account", "qos",
-              "additional")  # fmt: skip
+SLURM_KEYS = ("partition", "time", "gpus_per_task", "gres", "cpus_per_task", "mem", "array_parallelism", "account",
+              "qos", "additional")  # fmt: skip
 LOG_DIR = "slurm"
 JOBS_FILE = "jobs.txt"  # <sweep_dir>/slurm/jobs.txt: which task each submitted run went to
 _TIME_RE = re.compile(r"(?:(\d+)-)?(?:(\d+):)?(?:(\d+):)?(\d+)")
+_GRES_GPUS = re.compile(r"gpu(?::[^:,]+)?:(\d+)")  # gpu:N or gpu:TYPE:N, one item of a comma-separated --gres
 
 
 def parse_time(value: Any, where: str = "--slurm.time") -> int:
@@ -80,15 +84,50 @@ def slurm_options(spec: SweepSpec, given: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"{where.get('additional', '--slurm.additional')}: must map sbatch option names to values, "
                          f"e.g. '{{\"constraint\": \"a100\"}}', got {additional!r}")  # fmt: skip
     options["additional"] = additional
-    for key in ("partition", "mem", "account", "qos"):
+    for key in ("partition", "gres", "mem", "account", "qos"):
         if options.get(key) is not None:
             options[key] = str(options[key])
+    runs_per_task(spec, options, where)  # a task's GPUs must split into the spec's runs
     return options
 
 
+def task_gpus(options: Mapping[str, Any], where: Mapping[str, str] | None = None) -> int:
+    """GPUs each array task gets: ``gpus_per_task``, else the GPU count of ``gres`` (``gpu:N``, ``gpu:TYPE:N``),
+    else 0. Both set must agree (one would otherwise be silently ignored)."""
+    where = where or {}
+    gres = options.get("gres")
+    from_gres = None
+    if gres is not None:
+        items = [item.strip() for item in str(gres).split(",")]
+        counts = [int(m.group(1)) for item in items if (m := _GRES_GPUS.fullmatch(item))]
+        if any(item.startswith("gpu") for item in items) and not counts:
+            raise ValueError(f"{where.get('gres', '--slurm.gres')}: {gres!r} names GPUs without a count; "
+                             "expected gpu:N or gpu:TYPE:N, e.g. gpu:a100:2")  # fmt: skip
+        from_gres = sum(counts) if counts else None
+    gpus = options.get("gpus_per_task")
+    if gpus is not None and from_gres is not None and gpus != from_gres:
+        raise ValueError(f"{where.get('gres', '--slurm.gres')}={gres!r} gives {from_gres} GPU(s) per task but "
+                         f"{where.get('gpus_per_task', '--slurm.gpus_per_task')} is {gpus}; set one of them")
+    return gpus if gpus is not None else from_gres or 0
+
+
+def runs_per_task(spec: SweepSpec, options: Mapping[str, Any], where: Mapping[str, str] | None = None) -> int:
+    """Runs one array task holds at once: its GPUs / devices_per_run x runs_per_device (what the task's own
+    `plan_slots` makes of the GPUs SLURM gives it), or 1 on a task without GPUs."""
+    gpus = task_gpus(options, where)
+    if not gpus:
+        return 1
+    label = (where or {}).get("gpus_per_task") or (where or {}).get("gres") or "--slurm.gpus_per_task"
+    groups, idle = divmod(gpus, spec.devices_per_run)
+    if not groups or idle:
+        raise ValueError(f"{label}: {gpus} GPU(s) per task do not split into runs of devices_per_run="
+                         f"{spec.devices_per_run} ({idle or gpus} would sit idle); give a multiple of it")
+    return groups * spec.runs_per_device
+
+
 def task_runs(spec: SweepSpec, pending: Sequence[SweepRun], options: Mapping[str, Any]) -> list[list[str]]:
-    """The run ids of each array task: one run per task, or a pack of runs_per_device runs sharing a task's GPU."""
-    size = spec.runs_per_device if options.get("gpus_per_task") else 1
+    """The run ids of each array task: as many as run at once on its GPUs (:func:`runs_per_task`), one on a CPU task."""
+    size = runs_per_task(spec, options)
     return [[run.run_id for run in pending[i : i + size]] for i in range(0, len(pending), size)]
 
 
@@ -100,7 +139,7 @@ def executor_parameters(spec: SweepSpec, options: Mapping[str, Any]) -> dict[str
         "stderr_to_stdout": True,  # one log per task, next to its runs' own stdout.log
         "additional_parameters": dict(options.get("additional") or {}),
     }
-    for key in ("partition", "gpus_per_task", "cpus_per_task", "mem", "account", "qos", "array_parallelism"):
+    for key in ("partition", "gpus_per_task", "gres", "cpus_per_task", "mem", "account", "qos", "array_parallelism"):
         if options.get(key) is not None:
             params[key] = options[key]
     return params
