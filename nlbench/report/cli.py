@@ -14,6 +14,7 @@ from pathlib import Path
 from jsonargparse import ArgumentError, ArgumentParser
 
 from nlbench.report.collect import SourceError, WandbSourceError, load_benchmark, load_sweep
+from nlbench.report.stats import DEFAULT_MARGIN
 
 
 def build_parser() -> ArgumentParser:
@@ -30,6 +31,10 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--compare", type=str, nargs="+", action="extend", default=[],
                         help="KEY[=REFERENCE]: compare each value of KEY against REFERENCE (default: softmax for "
                         "normalization, else the first value of the axis); repeatable. Default: every varying key")
+    parser.add_argument("--margin", type=float, default=100 * DEFAULT_MARGIN, metavar="PT",
+                        help="equivalence margin in percentage points: a difference whose 90 percent interval "
+                        "lies within ±PT (TOST) reads 'equivalent'; the seed counts are given for a difference of PT "
+                        f"(default: {100 * DEFAULT_MARGIN:g})")
     return parser
 
 
@@ -41,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nlbench report: error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2
     try:
+        if not 0 < args.margin < 100:
+            raise ValueError(f"--margin {args.margin:g}: expected a difference in percentage points, > 0 and < 100")
         sources = list(args.sources) + ([f"wandb:{args.wandb}"] if args.wandb else [])
         if not sources:
             hint = "; put it before --bench, which takes every argument after it" if args.bench else ""
@@ -62,13 +69,15 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out) if args.out else Path(sources[0]) / "report"
         from nlbench.report.render import write_report  # matplotlib: only once there is a report to draw
 
-        files = write_report(sweep, out, benchmarks=benchmarks, compare=compare)
+        files = write_report(sweep, out, benchmarks=benchmarks, compare=compare, margin=args.margin / 100)
     except (FileNotFoundError, WandbSourceError, SourceError, ValueError) as err:
         print(f"nlbench report: error: {err}", file=sys.stderr)
         return 2
     finished, running = len(sweep.finished), len(sweep.running)
     print(f"report for {sweep.name}: {finished}/{len(sweep.runs)} runs finished"
           + (f", {running} running" if running else ""))
+    if sweep.merged:
+        print(f"  {len(sweep.merged)} duplicate run(s) merged: each configuration and seed counts once")
     print(f"  {files.markdown}\n  {files.html}")
     for image in files.images:
         print(f"  {image}")
