@@ -201,14 +201,14 @@ def claim_robust(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], familie
             for i, level in enumerate(inter.levels[1:]):
                 low, high = inter.interval(i)
                 changes.append(f"{_level(factor, level)} {_pt(inter.effects[i])} [{_pt(low)}, {_pt(high)}]"
-                               f" (Holm p={_p(adjusted[k])})")
+                               f" (Holm p{_p(adjusted[k])})")
                 k += 1
             text += (f"; change against {_level(factor, inter.levels[0])}: " + ", ".join(changes)
-                     + f"; interaction F({inter.df_num:.0f}, {inter.df:.0f})={inter.f:.2f}, p={_p(inter.p)}")
+                     + f"; interaction F({inter.df_num:.0f}, {inter.df:.0f})={inter.f:.2f}, p{_p(inter.p)}")
         text += "; failed or diverged: " + _failure_text(counted, factor, levels)
         parts.append(text)
     fail = (f"scale failed {failures['scale']}/{totals['scale']}, softmax {failures['softmax']}/{totals['softmax']}"
-            + ("" if not math.isfinite(p_fail) else f" (Fisher p={_p(p_fail)}, Holm p={_p(adjusted[-1])})"))
+            + ("" if not math.isfinite(p_fail) else f" (Fisher p{_p(p_fail)}, Holm p{_p(adjusted[-1])})"))
     evidence = ("; ".join(parts) + f"; {fail}. {families.label}; one family of {family_size} test(s), Holm; robust "
                 f"= every level within ±{100 * families.margin:g} pt of the first")
     return ClaimResult(CLAIMS[2], verdict, evidence)
@@ -282,9 +282,9 @@ def _estimate_text(result: stats.Stratified, families: Families, tost: bool = Fa
         mean = "" if not math.isfinite(result.mean) else f" {_pt(result.mean)} pt,"
         return f"{families.label}:{mean} undetermined ({result.undetermined}; {where})"
     text = (f"{families.label}: {_pt(result.mean)} pt [{_pt(result.low)}, {_pt(result.high)}] over {where} "
-            f"(stratified paired t, df={result.df:.0f}, p={_p(result.p)}")
+            f"(stratified paired t, df={result.df:.0f}, p{_p(result.p)}")
     if tost:
-        text += f", TOST ±{100 * families.margin:g} pt p={_p(result.p_equivalent)}"
+        text += f", TOST ±{100 * families.margin:g} pt p{_p(result.p_equivalent)}"
     return text + ")"
 
 
@@ -298,6 +298,7 @@ def _pt(value: float) -> str:
 
 
 def _p(value: float) -> str:
+    """``=0.123`` or ``<0.001``, to follow "p"."""
     if not math.isfinite(value):
-        return "–"
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
+        return "=–"
+    return "<0.001" if value < 0.001 else f"={value:.3f}"
