@@ -62,8 +62,8 @@ class Sweep:
 
     @cached_property
     def summary(self) -> list[dict[str, Any]]:
-        """:func:`summarize` of every metric, computed once per report."""
-        return summarize(self)
+        """:func:`summarize` of every metric, computed once per report (figures and tables ask for it often)."""
+        return summarize(self, run_.METRICS)
 
     @property
     def finished(self) -> list[dict[str, Any]]:
@@ -156,7 +156,8 @@ def summarize(sweep: Sweep, metrics: Sequence[str] | None = None) -> list[dict[s
     """One row per configuration: its key values, ``n`` finished runs, ``n_unfinished``, and for each metric
     ``<metric>_mean``, ``<metric>_std`` and the 95% interval ``<metric>_low``, ``<metric>_high`` over the finished
     runs' seeds (:func:`nlbench.report.stats.estimate`)."""
-    metrics = run_.METRICS if metrics is None else metrics  # read at call time: the vocabulary is nlbench.run's
+    if metrics is None:  # every metric (read at call time: the vocabulary is nlbench.run's), once per sweep
+        return sweep.summary
     if metrics is run_.METRICS and "summary" in sweep.__dict__:
         return sweep.summary
     keys = sweep.config_keys
