@@ -272,15 +272,18 @@ def _per_configuration(family: Any, rows: Sequence[Any], treatment: str, referen
              stats.EQUIVALENT: f"equivalent within ±{100 * family.margin:g} pt", stats.INCONCLUSIVE: "inconclusive",
              stats.UNDETERMINED: "undetermined"}  # fmt: skip
     listed = ", ".join(f"{n} {words[code]}" for code, n in counts.items())
+    if not made:
+        return f"({len(rows)}): none tested ({listed or 'no comparison'}; see Comparisons)"
     return (f"({len(rows)}, {made} tested): {treatment} better in {counts.get(stats.BETTER, 0)} of {made} after Holm "
-            f"over the {family.key} family of {family.size} test(s) (see Comparisons): {listed or 'none'}")
+            f"over the {family.key} family of {family.size} test(s) (see Comparisons): {listed}")
 
 
 def _estimate_text(result: stats.Stratified, families: Families, tost: bool = False) -> str:
     where = f"{result.n_configs} configuration(s), {result.n_pairs} seed pair(s)"
     if result.undetermined:
         mean = "" if not math.isfinite(result.mean) else f" {_pt(result.mean)} pt,"
-        return f"{families.label}:{mean} undetermined ({result.undetermined}; {where})"
+        counted = "" if "seed pair(s) in" in result.undetermined else f"; {where}"
+        return f"{families.label}:{mean} undetermined ({result.undetermined}{counted})"
     text = (f"{families.label}: {_pt(result.mean)} pt [{_pt(result.low)}, {_pt(result.high)}] over {where} "
             f"(stratified paired t, df={result.df:.0f}, p{_p(result.p)}")
     if tost:

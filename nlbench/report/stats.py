@@ -292,8 +292,8 @@ def stratified(cells: Sequence[Any], margin: float = DEFAULT_MARGIN) -> Stratifi
     mean = float(np.mean([c.mean() for c in cells]))
     if n_pairs - k < MIN_SEEDS - 1:
         return Stratified(mean, nan, nan, nan, nan, nan, nan, n_pairs, k,
-                          f"{n_pairs} pairs in {k} configuration(s): {MIN_SEEDS - 1} residual degrees of freedom "
-                          f"needed (e.g. {MIN_SEEDS} seeds in one configuration)")  # fmt: skip
+                          f"{n_pairs} seed pair(s) in {k} configuration(s): too few seeds, {MIN_SEEDS} pairs in one "
+                          "configuration or more in several needed")  # fmt: skip
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         fit = _cell_ols(cells)
