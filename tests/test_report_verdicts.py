@@ -339,6 +339,8 @@ def test_power_in_the_report_and_from_a_pilot(tmp_path: Path, capsys) -> None:
     detect = TTestPower().solve_power(nobs=4, alpha=0.05, power=0.8) * sd
     needed = next(n for n in range(3, 1000) if TTestPower().power(0.005 / sd, n, 0.05) >= 0.8)
     assert row[7:9] == [f"{100 * detect:.2f}", str(needed)]
+    # A difference far below the noise needs more seeds than anyone runs: said, not guessed.
+    assert stats.seeds_needed(0.02, 0.0005) is None and stats.seeds_needed(0.0001, 0.005) == stats.MIN_SEEDS
     # The demo sweep plans 2 seeds, one comparison of normalization: what could it detect?
     assert sweep_main(["--config", str(REPO / "experiments" / "sweeps" / "demo.yaml"), "--dry-run", "--pilot",
                        str(pilot), "--output_dir", str(tmp_path / "planned")]) == 0

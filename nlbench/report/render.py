@@ -268,7 +268,7 @@ def _family_blocks(family: Family, best: Family, families: Families) -> list[str
             "–" if boot is None else _interval(*boot),
             "–" if share is None else f"{share.value:.2f} [{share.low:.2f}, {share.high:.2f}]",
             "–" if detectable is None else f"{100 * detectable:.2f}",
-            "–" if seeds is None else str(seeds),
+            str(seeds) if seeds is not None else "–" if detectable is None else f"> {stats.MAX_SEEDS:,}",
             p, _test(d), c.verdict])
         optimistic = described.get((c.treatment, tuple(map(str, c.context.values()))))
         if optimistic is not None:

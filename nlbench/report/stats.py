@@ -43,7 +43,7 @@ DEFAULT_MARGIN = 0.005  # the equivalence margin (0.5 pt): `nlbench report --mar
 # per-seed values (e.g. a difference quantised by a small test set) make t infinite, which is no evidence.
 NEAR_ZERO_SD = 1e-6
 BOOTSTRAP_RESAMPLES = 2000
-MAX_SEEDS = 10_000  # seeds_needed gives up beyond this
+MAX_SEEDS = 10_000  # seeds_needed says "more than this" beyond it
 
 # Verdict codes (:func:`decide`); the report words them (nlbench.report.compare.Comparison.verdict).
 BETTER, WORSE, EQUIVALENT, INCONCLUSIVE, UNDETERMINED = "better", "worse", "equivalent", "inconclusive", "undetermined"
@@ -465,27 +465,29 @@ def detectable_difference(sd: float, n_treatment: int, n_reference: int | None =
 
 
 def seeds_needed(sd: float, difference: float, paired: bool = True, alpha: float = ALPHA) -> int | None:
-    """The fewest seeds (pairs, or per arm) that detect ``difference`` at :data:`POWER`: the smallest n whose
-    :func:`detectable_difference` is at most ``difference`` (at least :data:`MIN_SEEDS`); None without a usable sd,
-    or beyond :data:`MAX_SEEDS`."""
+    """The fewest seeds (pairs, or per arm) that detect ``difference`` at :data:`POWER` with this seed standard
+    deviation (statsmodels ``solve_power`` for the number of observations, rounded up; at least :data:`MIN_SEEDS`);
+    None without a usable sd, or beyond :data:`MAX_SEEDS`."""
     if not (finite(sd) and sd >= NEAR_ZERO_SD) or not difference > 0:
         return None
+    from statsmodels.stats.power import TTestIndPower, TTestPower
 
-    def detectable(n: int) -> float:
-        return detectable_effect(n, None if paired else n, alpha) * sd
-
-    low, high = MIN_SEEDS, MIN_SEEDS
-    while detectable(high) > difference:  # detectable falls with n: double, then bisect
-        if high >= MAX_SEEDS:
+    if detectable_effect(MIN_SEEDS, None if paired else MIN_SEEDS, alpha) * sd <= difference:
+        return MIN_SEEDS  # (the solver cannot go below 2 observations)
+    effect = difference / sd
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the solver warns when it leaves its bracket; the result is checked below
+        try:
+            if paired:
+                n = TTestPower().solve_power(effect_size=effect, nobs=None, alpha=alpha, power=POWER)
+            else:
+                n = TTestIndPower().solve_power(effect_size=effect, nobs1=None, ratio=1.0, alpha=alpha, power=POWER)
+        except (ValueError, RuntimeError, ZeroDivisionError):
             return None
-        low, high = high, min(2 * high, MAX_SEEDS)
-    while low < high:
-        middle = (low + high) // 2
-        if detectable(middle) > difference:
-            low = middle + 1
-        else:
-            high = middle
-    return high
+    n = float(np.squeeze(n))
+    if not math.isfinite(n) or n > MAX_SEEDS:
+        return None
+    return max(MIN_SEEDS, math.ceil(n - 1e-9))
 
 
 # ---- helpers --------------------------------------------------------------------------------------------------------
