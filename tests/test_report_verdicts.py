@@ -339,6 +339,12 @@ def test_power_in_the_report_and_from_a_pilot(tmp_path: Path, capsys) -> None:
     detect = TTestPower().solve_power(nobs=4, alpha=0.05, power=0.8) * sd
     needed = next(n for n in range(3, 1000) if TTestPower().power(0.005 / sd, n, 0.05) >= 0.8)
     assert row[7:9] == [f"{100 * detect:.2f}", str(needed)]
+    # The detectable effect has 80% power, also at small levels, where statsmodels' solve_power returns a
+    # non-solution (n=4, alpha=0.005: power 0.52) without a word.
+    for n, alpha in ((4, 0.005), (5, 0.0005), (3, 0.05), (10, 0.005)):
+        effect, critical = stats.detectable_effect(n, None, alpha), scipy_stats.t.ppf(1 - alpha / 2, n - 1)
+        power = scipy_stats.nct.sf(critical, n - 1, effect * math.sqrt(n))  # the upper tail: the lower one is ~0
+        assert power == pytest.approx(0.8, abs=1e-6)
     # A difference far below the noise needs more seeds than anyone runs: said, not guessed.
     assert stats.seeds_needed(0.02, 0.0005) is None and stats.seeds_needed(0.0001, 0.005) == stats.MIN_SEEDS
     # The demo sweep plans 2 seeds, one comparison of normalization: what could it detect?

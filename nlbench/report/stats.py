@@ -441,18 +441,49 @@ def p_improvement(x: Sequence[float], y: Sequence[float]) -> Share | None:
     return Share(won / len(d), float(low), float(high), len(d))
 
 
-@lru_cache(maxsize=4096)
-def detectable_effect(n_treatment: int, n_reference: int | None, alpha: float) -> float:
-    """The standardised difference (in standard deviations) detectable at :data:`POWER` with a two-sided level
-    ``alpha``: paired over ``n_treatment`` pairs (``n_reference`` None), else two independent arms."""
+def _power(effect: float, n_treatment: int, n_reference: int | None, alpha: float) -> float:
+    """The power of the two-sided t test at ``alpha`` for a standardised difference (statsmodels ``TTestPower`` /
+    ``TTestIndPower``: the noncentral t distribution)."""
     from statsmodels.stats.power import TTestIndPower, TTestPower
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if n_reference is None:
-            return float(TTestPower().solve_power(nobs=n_treatment, alpha=alpha, power=POWER))
-        return float(TTestIndPower().solve_power(nobs1=n_treatment, ratio=n_reference / n_treatment, alpha=alpha,
-                                                 power=POWER))  # fmt: skip
+            value = TTestPower().power(effect_size=effect, nobs=n_treatment, alpha=alpha)
+        else:
+            value = TTestIndPower().power(effect_size=effect, nobs1=n_treatment, alpha=alpha,
+                                          ratio=n_reference / n_treatment)  # fmt: skip
+    value = float(np.squeeze(value))
+    if math.isnan(value) and effect > 0:
+        # statsmodels adds the lower tail, scipy's noncentral t cdf far below its centre, which is NaN at some
+        # effects (n = 4, effect 4.0 with scipy 1.17); for a positive effect that tail is below alpha / 2 and
+        # shrinking, so the upper tail alone is the power to the precision that matters here.
+        from scipy.stats import nct, t
+
+        df = n_treatment - 1 if n_reference is None else n_treatment + n_reference - 2
+        scale = math.sqrt(n_treatment) if n_reference is None else math.sqrt(
+            n_treatment * n_reference / (n_treatment + n_reference))
+        value = float(nct.sf(t.ppf(1 - alpha / 2, df), df, effect * scale))
+    return value
+
+
+@lru_cache(maxsize=4096)
+def detectable_effect(n_treatment: int, n_reference: int | None, alpha: float) -> float:
+    """The standardised difference (in standard deviations) detectable at :data:`POWER` with a two-sided level
+    ``alpha``: paired over ``n_treatment`` pairs (``n_reference`` None), else two independent arms. The root of
+    statsmodels' power function (scipy ``brentq``): statsmodels' own ``solve_power`` returns non-solutions without a
+    word at small levels (n = 4, alpha = 0.005: an effect whose power is 0.52)."""
+    from scipy.optimize import brentq
+
+    def short(effect: float) -> float:
+        return _power(effect, n_treatment, n_reference, alpha) - POWER
+
+    high = 1.0
+    while not short(high) >= 0:  # double until the power is reached; NaN: beyond the noncentral t's numerics
+        if math.isnan(short(high)) or high > 1e6:
+            return math.inf
+        high *= 2
+    return float(brentq(short, high / 2 if high > 1 else 1e-9, high, xtol=1e-10))
 
 
 def detectable_difference(sd: float, n_treatment: int, n_reference: int | None = None,
@@ -465,29 +496,27 @@ def detectable_difference(sd: float, n_treatment: int, n_reference: int | None =
 
 
 def seeds_needed(sd: float, difference: float, paired: bool = True, alpha: float = ALPHA) -> int | None:
-    """The fewest seeds (pairs, or per arm) that detect ``difference`` at :data:`POWER` with this seed standard
-    deviation (statsmodels ``solve_power`` for the number of observations, rounded up; at least :data:`MIN_SEEDS`);
-    None without a usable sd, or beyond :data:`MAX_SEEDS`."""
+    """The fewest seeds (pairs, or per arm; at least :data:`MIN_SEEDS`) whose power to detect ``difference`` at this
+    seed standard deviation reaches :data:`POWER` (power rises with n: doubling, then bisection); None without a
+    usable sd, or beyond :data:`MAX_SEEDS`."""
     if not (finite(sd) and sd >= NEAR_ZERO_SD) or not difference > 0:
         return None
-    from statsmodels.stats.power import TTestIndPower, TTestPower
 
-    if detectable_effect(MIN_SEEDS, None if paired else MIN_SEEDS, alpha) * sd <= difference:
-        return MIN_SEEDS  # (the solver cannot go below 2 observations)
-    effect = difference / sd
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the solver warns when it leaves its bracket; the result is checked below
-        try:
-            if paired:
-                n = TTestPower().solve_power(effect_size=effect, nobs=None, alpha=alpha, power=POWER)
-            else:
-                n = TTestIndPower().solve_power(effect_size=effect, nobs1=None, ratio=1.0, alpha=alpha, power=POWER)
-        except (ValueError, RuntimeError, ZeroDivisionError):
+    def enough(n: int) -> bool:
+        return _power(difference / sd, n, None if paired else n, alpha) >= POWER
+
+    low, high = MIN_SEEDS, MIN_SEEDS
+    while not enough(high):
+        if high >= MAX_SEEDS:
             return None
-    n = float(np.squeeze(n))
-    if not math.isfinite(n) or n > MAX_SEEDS:
-        return None
-    return max(MIN_SEEDS, math.ceil(n - 1e-9))
+        low, high = high + 1, min(2 * high, MAX_SEEDS)
+    while low < high:
+        middle = (low + high) // 2
+        if enough(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return high
 
 
 # ---- helpers --------------------------------------------------------------------------------------------------------
