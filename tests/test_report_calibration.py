@@ -144,7 +144,7 @@ def test_claim_4_at_the_margin_is_supported_in_at_most_5_percent() -> None:
     assert np.mean([v == claims.SUPPORTED for v in found]) >= 0.8
 
 
-# ---- power: a true +1 pt is found --------------------------------------------------------------------------------------
+# ---- power: a true +1 pt is found ------------------------------------------------------------------------------------
 def test_a_true_one_point_effect_with_five_seeds_is_found() -> None:
     """+1 pt, seed sd 0.3 pt per run, 5 seeds: one comparison says better in at least 80% of sweeps, and claim 2
     (the same effect in 10 configurations) is supported in at least 80%."""

@@ -65,7 +65,7 @@ def rows_of(section: str, metric: str = "final top-1") -> list[list[str]]:
             if line.startswith("|") and f"| {metric} |" in line]
 
 
-# ---- zero variance: never p = 0, never "better" -----------------------------------------------------------------------
+# ---- zero variance: never p = 0, never "better" ----------------------------------------------------------------------
 def test_zero_variance_is_undetermined_not_proof(tmp_path: Path) -> None:
     """n=2 seeds with the same +0.2 pt difference (a 1,000-image test set quantises accuracy to 0.1 pt) used to read
     p = 0, "normalization=scale better", interval [+0.20, +0.20]; Welch with identical values per arm did the same."""
@@ -81,8 +81,8 @@ def test_zero_variance_is_undetermined_not_proof(tmp_path: Path) -> None:
                                [{"seed": s, "m": v} for s, v in enumerate([0.71, 0.73, 0.70])], "m")
     assert three.p_value is None and three.low is None and three.undetermined.startswith("zero variance")
     # Welch (no seed shared) with identical values in each arm.
-    welch = compare.difference([{"seed": s, "m": 0.712} for s in (0, 1, 2)], [{"seed": s, "m": 0.710} for s in (3, 4, 5)],
-                               "m")
+    welch = compare.difference([{"seed": s, "m": 0.712} for s in (0, 1, 2)],
+                               [{"seed": s, "m": 0.710} for s in (3, 4, 5)], "m")
     assert welch.method == "Welch" and welch.p_value is None and welch.undetermined.startswith("zero variance")
     family = compare.compare([{"normalization": "softmax", "seed": s, FINAL_ACC1: 0.710} for s in (3, 4, 5)]
                              + [{"normalization": "scale", "seed": s, FINAL_ACC1: 0.712} for s in (0, 1, 2)],
@@ -90,7 +90,7 @@ def test_zero_variance_is_undetermined_not_proof(tmp_path: Path) -> None:
     assert family.size == 0 and family.comparisons[0].code == stats.UNDETERMINED
 
 
-# ---- one missing seed: pair on the seeds both arms ran -----------------------------------------------------------------
+# ---- one missing seed: pair on the seeds both arms ran ---------------------------------------------------------------
 SOFTMAX = {0: 0.700, 1: 0.697, 2: 0.712, 3: 0.726, 4: 0.720}
 GAIN = {0: 0.011, 1: 0.013, 2: 0.006, 3: 0.012}  # a true +1 pt (seed sd about 0.3 pt)
 
@@ -120,14 +120,15 @@ def test_one_missing_seed_keeps_the_pairing(tmp_path: Path) -> None:
         assert row[9] == "0.007 (0.007)" and "left out: seed 4: only the reference" in row[10]
 
 
-# ---- best-on-test describes, never decides ----------------------------------------------------------------------------
+# ---- best-on-test describes, never decides ---------------------------------------------------------------------------
 def test_best_on_test_never_decides(tmp_path: Path) -> None:
     """Scale's accuracy only jumps more between epochs: its best epoch is higher, its final accuracy is not. The
     verdict and the claim follow the final top-1; best top-1 is in the table, labelled, without a verdict."""
     runs = []
     for s in range(5):
         base = 0.70 + 0.01 * s
-        runs.append({"normalization": "softmax", "seed": s, FINAL_ACC1: base + 0.001 * (s % 2), BEST_ACC1: base + 0.003})
+        runs.append({"normalization": "softmax", "seed": s, FINAL_ACC1: base + 0.001 * (s % 2),
+                     BEST_ACC1: base + 0.003})
         runs.append({"normalization": "scale", "seed": s, FINAL_ACC1: base - 0.001 * (s % 3), BEST_ACC1: base + 0.012})
     md = report_md(write_runs(tmp_path / "jumpy", runs), tmp_path)
     section = family_section(md, "normalization")
@@ -149,7 +150,7 @@ def test_a_held_out_validation_split_decides_on_the_selected_test_top1(tmp_path:
     assert row[3] == "+0.90"
 
 
-# ---- Simpson's reversal: claim 1 within matched configurations --------------------------------------------------------
+# ---- Simpson's reversal: claim 1 within matched configurations -------------------------------------------------------
 def test_claim_1_is_decided_within_configurations_not_pooled(tmp_path: Path) -> None:
     """Dot beats direction by 0.94 pt within every reduction; pooled over reductions (direction ran more seeds at
     the easy r1, dot more at the hard r8) the sign reverses. Claim 1 reads the within-configuration estimate."""
@@ -160,17 +161,19 @@ def test_claim_1_is_decided_within_configurations_not_pooled(tmp_path: Path) -> 
             for s in range(count):
                 acc = level + 0.003 * s + (0.0094 + noise[s] if similarity == "dot" else 0.0)
                 runs.append({"similarity": similarity, "reduction": reduction, "seed": s, FINAL_ACC1: acc})
-    pooled = {sim: statistics.fmean(r[FINAL_ACC1] for r in runs if r["similarity"] == sim) for sim in ("dot", "direction")}
+    pooled = {sim: statistics.fmean(r[FINAL_ACC1] for r in runs if r["similarity"] == sim)
+              for sim in ("dot", "direction")}
     assert pooled["dot"] - pooled["direction"] < -0.02  # the pooled comparison is reversed
     sweep = collect.load_sweep(write_runs(tmp_path / "simpson", runs))
     result = {c.claim: c for c in claims.claims(sweep.runs, sweep.config_keys,
                                                  compare.Families(sweep.finished, sweep.config_keys))}[claims.CLAIMS[0]]
     assert result.verdict == claims.SUPPORTED
     within = statistics.fmean(-(0.0094 + noise[s]) for s in range(3))  # direction - dot, seeds 0-2 in each
-    assert f"{100 * within:+.2f} pt [" in result.evidence and "over 2 configuration(s), 6 seed pair(s)" in result.evidence
+    assert f"{100 * within:+.2f} pt [" in result.evidence
+    assert "over 2 configuration(s), 6 seed pair(s)" in result.evidence
 
 
-# ---- divergence: claim 3 counts failures, per arm and level ------------------------------------------------------------
+# ---- divergence: claim 3 counts failures, per arm and level ----------------------------------------------------------
 def test_claim_3_counts_diverged_runs_and_never_reads_robust(tmp_path: Path) -> None:
     """Scale diverged in 2 of 3 seeds at r8 and r16; its finished seeds are flat while softmax loses 1.75 pt over
     the range. The former claim read "scale 0.12 pt vs softmax 1.75 pt" spread, dropping the diverged runs."""
@@ -178,7 +181,8 @@ def test_claim_3_counts_diverged_runs_and_never_reads_robust(tmp_path: Path) -> 
     for i, r in enumerate((1, 2, 4, 8, 16)):
         for s in range(3):
             seed = 0.004 * s + 0.0005 * ((s + i) % 2)
-            runs.append({"normalization": "softmax", "reduction": r, "seed": s, FINAL_ACC1: 0.80 - 0.4375 * i / 100 + seed})
+            runs.append({"normalization": "softmax", "reduction": r, "seed": s,
+                         FINAL_ACC1: 0.80 - 0.4375 * i / 100 + seed})
             diverged = r >= 8 and s < 2
             runs.append({"normalization": "scale", "reduction": r, "seed": s, "status": "diverged" if diverged else
                          "finished", FINAL_ACC1: 0.80 + 0.0003 * i + seed + 0.001 * ((2 * s + i) % 3 - 1)})  # fmt: skip
@@ -199,7 +203,7 @@ def test_claim_3_counts_diverged_runs_and_never_reads_robust(tmp_path: Path) -> 
     assert again.verdict == claims.SUPPORTED
 
 
-# ---- one family, one size, both sections --------------------------------------------------------------------------------
+# ---- one family, one size, both sections -----------------------------------------------------------------------------
 def test_the_comparisons_and_the_claims_read_one_family(tmp_path: Path) -> None:
     """Three reductions: the normalization family is the three scale/softmax tests, Holm over 3, in the
     comparisons section and in claim 2's count (formerly: Holm over 1 in one, "Holm over k" counting tests never
@@ -228,7 +232,7 @@ def test_the_comparisons_and_the_claims_read_one_family(tmp_path: Path) -> None:
     assert shown is families.get("normalization", reference="softmax")  # the very object the claims read
 
 
-# ---- the seed is the unit: two sources of one configuration ------------------------------------------------------------
+# ---- the seed is the unit: two sources of one configuration ----------------------------------------------------------
 def test_one_configuration_in_two_sources_counts_each_seed_once(tmp_path: Path, capsys) -> None:
     """`nlbench report sweepA sweepB` with one configuration in both: n stayed 2 (not 4), the test stays paired, the
     interval does not shrink, and the report says how many runs it merged."""
@@ -245,7 +249,7 @@ def test_one_configuration_in_two_sources_counts_each_seed_once(tmp_path: Path, 
     assert len(sweep.runs) == 6 and len(sweep.merged) == 6
 
 
-# ---- what is stated: intervals in [0, 100], chance, the recipe -----------------------------------------------------------
+# ---- what is stated: intervals in [0, 100], chance, the recipe -------------------------------------------------------
 def test_accuracy_intervals_stay_within_0_and_100(tmp_path: Path) -> None:
     runs = [{"normalization": "softmax", "seed": s, FINAL_ACC1: v} for s, v in ((0, 0.05), (1, 0.30))]
     runs += [{"normalization": "scale", "seed": s, FINAL_ACC1: v} for s, v in ((0, 0.60), (1, 0.99))]
@@ -275,7 +279,8 @@ def test_the_recipe_states_every_option_that_shapes_training(tmp_path: Path) -> 
 
     root = tmp_path / "sweep"
     spec = spec_from_dict({"name": "recipe", "base": "experiments/demo.yaml",
-                           "axes": {"model.backbone.nl.normalization": ["softmax", "scale"], "seed_everything": [0, 1, 2]}},
+                           "axes": {"model.backbone.nl.normalization": ["softmax", "scale"],
+                                    "seed_everything": [0, 1, 2]}},
                           root=REPO, output_dir=root)  # fmt: skip
     runs = spec.expand()
     config = {"model.optimizer.class_path": "torch.optim.SGD", "model.optimizer.init_args.lr": 0.2,
@@ -291,7 +296,8 @@ def test_the_recipe_states_every_option_that_shapes_training(tmp_path: Path) -> 
     write_results(spec, runs)
     with open(root / "results.csv") as f:
         table = list(csv.DictReader(f))
-    assert {row["limit_train_batches"] for row in table} == {"2"} and {row["limit_val_batches"] for row in table} == {"1"}
+    assert {row["limit_train_batches"] for row in table} == {"2"}
+    assert {row["limit_val_batches"] for row in table} == {"1"}
     assert {row["optimizer"] for row in table} == {"SGD"} and {row["weight_decay"] for row in table} == {"0.0005"}
     out = tmp_path / "out"
     assert report_main([str(root), "--out", str(out)]) == 0
@@ -302,7 +308,7 @@ def test_the_recipe_states_every_option_that_shapes_training(tmp_path: Path) -> 
             assert text in recipe, text
 
 
-# ---- verdicts: equivalence and --margin ---------------------------------------------------------------------------------
+# ---- verdicts: equivalence and --margin ------------------------------------------------------------------------------
 def test_equivalence_needs_tost_within_the_margin(tmp_path: Path, capsys) -> None:
     rng = np.random.default_rng(3)
     runs = []
@@ -320,7 +326,7 @@ def test_equivalence_needs_tost_within_the_margin(tmp_path: Path, capsys) -> Non
     assert err.count("\n") == 1 and "--margin -1: expected a difference in percentage points" in err
 
 
-# ---- power: in the report, and from a pilot before a sweep ----------------------------------------------------------------
+# ---- power: in the report, and from a pilot before a sweep -----------------------------------------------------------
 def test_power_in_the_report_and_from_a_pilot(tmp_path: Path, capsys) -> None:
     from statsmodels.stats.power import TTestPower
 

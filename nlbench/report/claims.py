@@ -55,7 +55,7 @@ def claims(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], families: Fam
             claim_robust(runs, keys, families), claim_heads(finished, keys, families)]
 
 
-# ---- decisions (on test results; the calibration tests call these) ----------------------------------------------------
+# ---- decisions (on test results; the calibration tests call these) ---------------------------------------------------
 def decide_directional(result: stats.Stratified, sign: int) -> str:
     """A claim that the difference has ``sign`` (+1: positive): supported or contradicted by the two-sided
     stratified test at ALPHA, "no effect" when TOST puts it within the margin, else inconclusive."""
@@ -106,7 +106,7 @@ def decide_no_cost(accuracy: Sequence[stats.Stratified], speed: Sequence[stats.S
     return (SUPPORTED if equivalent and fast and accuracy else INCONCLUSIVE), adjusted
 
 
-# ---- the claims on runs -----------------------------------------------------------------------------------------------
+# ---- the claims on runs ----------------------------------------------------------------------------------------------
 def paired_cells(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], key: str, treatment: Any, reference: Any,
                  metric: str, transform: Any = None) -> dict[tuple[Any, ...], np.ndarray]:
     """Per configuration of the other ``keys``: treatment - reference of ``metric`` on each seed both ran (the mean
@@ -143,8 +143,8 @@ def claim_magnitude(finished: Sequence[Mapping[str, Any]], keys: Sequence[str], 
     result = stats.stratified(list(cells.values()), families.margin)
     family = families.get("similarity", reference="dot")
     rows = [c for c in family.of("direction") if c.context.get(NORMALIZATION, "softmax") == "softmax"]
-    evidence = (f"softmax, direction (magnitude removed) − dot, {_estimate_text(result, families)}; per configuration "
-                + _per_configuration(family, rows, "direction", "dot"))
+    evidence = (f"softmax, direction (magnitude removed) − dot, {_estimate_text(result, families)}; "
+                "per configuration " + _per_configuration(family, rows, "direction", "dot"))
     return ClaimResult(CLAIMS[0], decide_directional(result, -1), evidence)
 
 
@@ -175,8 +175,9 @@ def claim_robust(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], familie
         levels = _levels(factor, arms)
         levels_of[factor] = levels
         others = [k for k in keys if k not in (NORMALIZATION, factor)]
-        by_level = {level: paired_cells([r for r in finished if frozen(r.get(factor)) == level], others + [NORMALIZATION],
-                                        NORMALIZATION, "scale", "softmax", families.metric) for level in levels}
+        by_level = {level: paired_cells([r for r in finished if frozen(r.get(factor)) == level],
+                                        [*others, NORMALIZATION], NORMALIZATION, "scale", "softmax", families.metric)
+                    for level in levels}  # fmt: skip
         cells = {(level, other): d for level, configs in by_level.items() for other, d in configs.items()}
         interactions.append(stats.interaction(cells))
     counted = [run for run in arms if run.get("status") in ("finished", *FAILED)]

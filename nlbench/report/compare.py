@@ -311,7 +311,7 @@ class Families:
         return found
 
 
-# ---- power from a pilot sweep -----------------------------------------------------------------------------------------
+# ---- power from a pilot sweep ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PowerPlan:
     """What a key's comparisons could detect with ``seeds`` seeds, from a pilot's seed variance."""

@@ -206,7 +206,8 @@ def comparisons(sweep: Sweep, compare: dict[str, str | None] | None = None,
     value against its reference over the finished runs, as (deciding-metric family, best top-1 description)."""
     families = families or Families(sweep.finished, sweep.config_keys)
     wanted = compare if compare else dict.fromkeys(sweep.config_keys)
-    found = [(families.get(key, reference), families.get(key, reference, BEST_ACC1)) for key, reference in wanted.items()]
+    found = [(families.get(key, reference), families.get(key, reference, BEST_ACC1))
+             for key, reference in wanted.items()]
     return [(deciding, best) for deciding, best in found if deciding.comparisons]
 
 

@@ -188,7 +188,7 @@ def _tested(method: str, nx: Any, ny: Any, mean: Any, sd: Any, low: Any, high: A
                   reason)
 
 
-# ---- families and verdicts --------------------------------------------------------------------------------------------
+# ---- families and verdicts -------------------------------------------------------------------------------------------
 def holm(p_values: Any) -> np.ndarray:
     """Holm's step-down adjustment along the last axis over the tests made (finite p); NaN stays NaN (no test)."""
     from statsmodels.stats.multitest import multipletests
@@ -393,7 +393,8 @@ def more_failures(failed_treatment: int, runs_treatment: int, failed_reference: 
 
     if not failed_treatment and not failed_reference:
         return math.nan
-    table = [[failed_treatment, runs_treatment - failed_treatment], [failed_reference, runs_reference - failed_reference]]
+    table = [[failed_treatment, runs_treatment - failed_treatment],
+             [failed_reference, runs_reference - failed_reference]]
     return float(fisher_exact(table, alternative="greater").pvalue)
 
 

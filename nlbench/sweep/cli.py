@@ -1,7 +1,8 @@
 """``nlbench sweep``: run a sweep spec's grid as ``nlbench fit`` runs, preview it, or export it as a W&B sweep.
 
     nlbench sweep --config experiments/sweeps/cifar10.yaml [--dry-run [--pilot SWEEP_DIR [--margin PT]]]
-                  [--export-wandb FILE] [--status] [--output_dir DIR] [--devices auto|cpu|0,1,...] [--runs-per-device K] [--max-runs N]
+                  [--export-wandb FILE] [--status] [--output_dir DIR] [--devices auto|cpu|0,1,...]
+                  [--runs-per-device K] [--max-runs N]
                   [--index 0-9,20] [--launcher local|slurm [--slurm.time 12:00:00 --slurm.partition P ...]]
 
 Any number of sweep processes (or SLURM array tasks) may share one sweep directory: each run is claimed by one
