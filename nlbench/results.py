@@ -8,8 +8,8 @@ Sources: sweep directories (``nlbench sweep``: ``sweep.yaml`` and ``runs/<run_id
 - the metrics under their logged names (:data:`nlbench.run.METRICS`), and where the run trained
   (:data:`nlbench.run.MACHINE_KEYS`);
 - the NL vocabulary (``normalization``, ``reduction``, ``heads``, ``init``, ..., ``seed``), the training recipe
-  (:data:`RECIPE`: optimizer, lr, scheduler, max_epochs, batch_size), and a column for every other config key
-  whose value varies between the runs (named by its shortest unique dotted suffix: ``lr``, ``momentum``, ...);
+  (:data:`RECIPE`: optimizer, lr, ..., limit_train_batches, limit_val_batches, val_split), and a column for every
+  other config key whose value varies between the runs (named by its shortest unique dotted suffix: ``lr``, ...);
 - ``normalization`` is the method at the NL insertion point: the NL block's normalization (``softmax``, ``scale``,
   a class path, ...), a peer block in its place (``gc``, ``se``, a class path: the run's ``model.backbone.block``,
   which has no column of its own), or ``none`` (no block), so the report compares every method against softmax;
