@@ -53,10 +53,9 @@ from nlbench.models import named_nl_blocks
 from nlbench.nn import NonLocal2d, method_info
 from nlbench.nn import nl_stats
 from nlbench.nn.attention import pearson
+from nlbench.run import NEAR_CHANCE
 
 SIMILARITIES = ("dot", "magnitude", "direction")
-# Below this multiple of chance accuracy (1 / classes) the model has learnt too little for the ablation to mean much.
-NEAR_CHANCE = 1.5
 DEFAULT_QUERIES = ((0.25, 0.25), (0.25, 0.75), (0.5, 0.5), (0.75, 0.25))
 
 

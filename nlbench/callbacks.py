@@ -55,6 +55,9 @@ class RunResult(Callback):
                                       run.IMAGES_PER_S: None, "_best": None, run.FINAL_ACC1: None,
                                       run.FINAL_ACC5: None}  # fmt: skip
         self.training_started = False  # before it, a failure is a set-up error that the CLI reports in one line
+        # The fit's outcome as on_fit_end recorded it: later evaluations (evaluate_selected_checkpoint) add to that
+        # record and never change its status.
+        self.outcome: tuple[str, dict[str, Any]] | None = None
         self._fit_start = 0.0
         self._epoch_start = 0.0
         self._last_batch_end = 0.0
@@ -129,17 +132,29 @@ class RunResult(Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if getattr(pl_module, "diverged", False):
-            self.write(trainer, pl_module, "diverged")
+            status, error = "diverged", None
         elif trainer.global_step == 0:
             # Lightning stopped before its first step (a zero length the CLI's check did not see): "finished" would
             # make a sweep skip the run forever, with no checkpoint and no metric.
-            self.write(trainer, pl_module, "failed", error=NO_STEP)
+            status, error = "failed", NO_STEP
         else:
-            self.write(trainer, pl_module, "finished")
+            status, error = "finished", None
+        self.write(trainer, pl_module, status, error=error)
+        self.outcome = (status, self.metrics(trainer, pl_module))
+
+    def record_selected(self, trainer: L.Trainer, pl_module: L.LightningModule, acc1: float | None) -> None:
+        """Add the test top-1 of the validation-selected checkpoint to the finished fit's record (same status)."""
+        if self.outcome is None or not trainer.is_global_zero:
+            return
+        status, metrics = self.outcome
+        metrics = {**metrics, run.SELECTED_ACC1: acc1}
+        self.outcome = (status, metrics)
+        run.write_record(self.run_dir, self._record(pl_module, status, metrics, None))
+        _update_wandb_summary(trainer, {run.SELECTED_ACC1: acc1})
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if not self.training_started:
-            return
+        if not self.training_started or self.outcome is not None:
+            return  # before training: a set-up error; after the fit ended: its record stands
         # Ctrl-C and SIGTERM (a scheduler's or the sweep's stop; Lightning raises SIGTERMException) are stops, not
         # failures: the run resumes from its last checkpoint.
         status = "interrupted" if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) else "failed"
@@ -170,6 +185,7 @@ class RunResult(Callback):
             "epochs": trainer.current_epoch,  # completed epochs (Lightning counts up after each one)
             "global_step": trainer.global_step, "time_s": state["time_s"], run.IMAGES_PER_S: state[run.IMAGES_PER_S],
             "params": num_parameters(model), "nl_params": num_parameters(model, nl_only=True),
+            run.CLASSES: getattr(getattr(pl_module, "val_acc1", None), "num_classes", None),
         }  # fmt: skip
 
     def write(self, trainer: L.Trainer, pl_module: L.LightningModule, status: str, error: str | None = None,
@@ -179,15 +195,44 @@ class RunResult(Callback):
         metrics = self.metrics(trainer, pl_module)
         if epochs is not None:
             metrics["epochs"] = epochs
-        record = run.RunRecord(
+        record = self._record(pl_module, status, metrics, error)
+        run.write_record(self.run_dir, record)
+        if status in ("failed", "interrupted"):  # on_exception runs while the W&B run is still live
+            _update_wandb_summary(trainer, record.metrics)
+
+    def _record(self, pl_module: L.LightningModule, status: str, metrics: dict[str, Any],
+                error: str | None) -> run.RunRecord:
+        return run.RunRecord(
             status=status, run_name=self.identity.name, group=self.identity.group, wandb_id=self.wandb_id,
             hparams=dict(self.identity.hparams), metrics=metrics, error=error,
             machine={**_machine(pl_module), "sdpa": self._sdpa},
             config=dict(self.identity.config), differs=list(self.identity.differs),
         )  # fmt: skip
-        run.write_record(self.run_dir, record)
-        if status in ("failed", "interrupted"):  # on_exception runs while the W&B run is still live
-            _update_wandb_summary(trainer, record.metrics)
+
+
+def evaluate_selected_checkpoint(trainer: L.Trainer, model: L.LightningModule, datamodule: Any,
+                             result: RunResult) -> None:
+    """After a finished fit that held out a validation split (``val_split > 0``): test the checkpoint chosen on it
+    (the ModelCheckpoint monitoring val/acc1, mode max: its best_model_path, restored on resume) and record its
+    test top-1 as :data:`nlbench.run.SELECTED_ACC1`, the unbiased metric the report decides on. With val_split 0
+    the validation split is the test split, so that checkpoint's test top-1 is val/acc1_best: nothing to add.
+    A failure here warns and leaves the record as it is (the fit finished)."""
+    if not getattr(datamodule, "val_split", 0) or result.outcome is None or result.outcome[0] != "finished":
+        return
+    checkpoint = trainer.checkpoint_callback
+    best = getattr(checkpoint, "best_model_path", "") if checkpoint is not None else ""
+    if getattr(checkpoint, "monitor", None) != run.FINAL_ACC1 or getattr(checkpoint, "mode", None) != "max" or not best:
+        rank_zero_warn(f"data.val_split > 0 but no ModelCheckpoint(monitor={run.FINAL_ACC1}, mode=max) saved a best "
+                       f"checkpoint: {run.SELECTED_ACC1} is not recorded, and the report decides on the final top-1 "
+                       "of the validation split instead")  # fmt: skip
+        return
+    try:
+        out = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+    except Exception as err:  # noqa: BLE001 - the fit's record stands; say why the metric is missing
+        rank_zero_warn(f"could not test the validation-selected checkpoint {best}: {_first_line(err)}")
+        return
+    value = out[0].get(run.TEST_ACC1) if out else None
+    result.record_selected(trainer, model, None if value is None else float(value))
 
 
 def _best_of(pl_module: L.LightningModule) -> float | None:

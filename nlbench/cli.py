@@ -21,7 +21,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_warn
 
 from nlbench import errors, yamlsafe
-from nlbench.callbacks import RunResult
+from nlbench.callbacks import RunResult, evaluate_selected_checkpoint
 from nlbench.checkpoint_io import check_resumable, load_checkpoint_file, resume_checkpoint
 from nlbench.classifier import ImageClassifier
 from nlbench.device_share import DeviceShare
@@ -204,6 +204,11 @@ class NLBenchCLI(LightningCLI):
         for callback in self.trainer.callbacks:
             if isinstance(callback, PredictionWriter) and callback.written and self.trainer.is_global_zero:
                 print(f"nlbench predict: wrote {', '.join(map(str, callback.written))}")
+
+    def after_fit(self) -> None:
+        # A fit that held out a validation split records the test top-1 of its validation-selected checkpoint.
+        if self.run_result is not None:
+            evaluate_selected_checkpoint(self.trainer, self.model, self.datamodule, self.run_result)
 
     def before_fit(self) -> None:
         self._share_run_dir()

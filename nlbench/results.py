@@ -8,8 +8,8 @@ Sources: sweep directories (``nlbench sweep``: ``sweep.yaml`` and ``runs/<run_id
 - the metrics under their logged names (:data:`nlbench.run.METRICS`), and where the run trained
   (:data:`nlbench.run.MACHINE_KEYS`);
 - the NL vocabulary (``normalization``, ``reduction``, ``heads``, ``init``, ..., ``seed``), the training recipe
-  (:data:`RECIPE`: optimizer, lr, scheduler, max_epochs, batch_size), and a column for every other config key
-  whose value varies between the runs (named by its shortest unique dotted suffix: ``lr``, ``momentum``, ...);
+  (:data:`RECIPE`: optimizer, lr, ..., limit_train_batches, limit_val_batches, val_split), and a column for every
+  other config key whose value varies between the runs (named by its shortest unique dotted suffix: ``lr``, ...);
 - ``normalization`` is the method at the NL insertion point: the NL block's normalization (``softmax``, ``scale``,
   a class path, ...), a peer block in its place (``gc``, ``se``, a class path: the run's ``model.backbone.block``,
   which has no column of its own), or ``none`` (no block), so the report compares every method against softmax;
@@ -49,13 +49,26 @@ UNREADABLE = "unreadable"
 NEW = "new"  # a sweep's run that has no directory yet
 BOOKKEEPING: tuple[str, ...] = ("run_id", "status", "error", "run_name", "wandb_group", "group", "source",
                                 "run_dir", "wandb_id", "written_at", "curve")  # fmt: skip
-# The training recipe every report states per configuration (issue: "which lr was this?"), by flat config key.
+# The training recipe every report and results table states per configuration (issue: "which lr was this?"): every
+# option that shapes what is trained and on what, by flat config key. A run whose config lacks one (an older record,
+# a user's DataModule without val_split) has it empty.
 RECIPE: dict[str, str] = {
     "optimizer": "model.optimizer.class_path",
     "lr": "model.optimizer.init_args.lr",
+    "momentum": "model.optimizer.init_args.momentum",
+    "weight_decay": "model.optimizer.init_args.weight_decay",
     "scheduler": "model.scheduler.class_path",
     "max_epochs": "trainer.max_epochs",
+    "max_steps": "trainer.max_steps",
+    "limit_train_batches": "trainer.limit_train_batches",
+    "limit_val_batches": "trainer.limit_val_batches",
+    "accumulate_grad_batches": "trainer.accumulate_grad_batches",
+    "gradient_clip_val": "trainer.gradient_clip_val",
+    "precision": "trainer.precision",
     "batch_size": "data.init_args.batch_size",
+    "val_split": "data.init_args.val_split",
+    "subset": "data.init_args.subset",
+    "label_smoothing": "model.label_smoothing",
 }
 # Per-epoch columns kept from metrics.csv (CSVLogger output; sparse rows, one metric family per row).
 CURVE_COLUMNS: tuple[str, ...] = (run_.TRAIN_LOSS, run_.TRAIN_ACC1, run_.VAL_LOSS, run_.FINAL_ACC1, run_.FINAL_ACC5, "lr",
@@ -390,9 +403,7 @@ def frame(rows: Sequence[Mapping[str, Any]], *, curves: bool = False) -> pd.Data
                     hparams[name] = config[flat]
         _fold_block(hparams)
         out.update({key: hparams.get(key) for key in run_.HPARAMS if key in hparams})
-        for name, key in RECIPE.items():
-            value = config.get(key, config.get(run_.canonical_key(key), hparams.get(name)))
-            out[name] = _class_name(value) if name in ("optimizer", "scheduler") else value
+        out.update(recipe(config, hparams))
         out.update({columns[key]: config.get(key) for key in varying})
         out.update({name: row.get(name) for name in run_.METRICS})
         if curves:
@@ -408,6 +419,16 @@ def frame(rows: Sequence[Mapping[str, Any]], *, curves: bool = False) -> pd.Data
     df["group"] = [" ".join(f"{key}={_text(value)}" for key, value in zip(keys, values)) or "all runs"
                    for values in (zip(*(df[key] for key in keys)) if keys else [()] * len(df))]  # fmt: skip
     return df
+
+
+def recipe(config: Mapping[str, Any], hparams: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The :data:`RECIPE` of one run from its flat config (optimizer and scheduler by class name), falling back on
+    its hyper-parameters (max_epochs, batch_size) where the config lacks a key."""
+    out = {}
+    for name, key in RECIPE.items():
+        value = config.get(key, config.get(run_.canonical_key(key), (hparams or {}).get(name)))
+        out[name] = _class_name(value) if name in ("optimizer", "scheduler") else value
+    return out
 
 
 @functools.lru_cache(maxsize=None)  # called for every config key of every run: thousands of times, few keys

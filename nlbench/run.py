@@ -32,16 +32,22 @@ BEST_ACC5 = "val/acc5_at_best"  # top-5 at the epoch of the best top-1
 FINAL_ACC1 = "val/acc1"  # top-1 of the last epoch
 FINAL_ACC5 = "val/acc5"
 BEST_EPOCH = "best_epoch"
+# Test top-1 of the checkpoint chosen on the held-out validation split (recorded only when data.val_split > 0; with
+# val_split 0 the validation split is the test split, and this would be BEST_ACC1, which selects on the test data).
+SELECTED_ACC1 = "test/acc1_at_best_val"
 IMAGES_PER_S = "train/images_per_s"
+CLASSES = "classes"  # the model's number of outputs: chance top-1 is 1 / classes
 # Per-step/epoch names the LightningModule logs (nlbench.classifier logs through these constants).
 TRAIN_LOSS, TRAIN_ACC1 = "train/loss", "train/acc1"
 VAL_LOSS = "val/loss"
 TEST_LOSS, TEST_ACC1, TEST_ACC5 = "test/loss", "test/acc1", "test/acc5"
 METRICS: tuple[str, ...] = (
-    BEST_ACC1, FINAL_ACC1, BEST_ACC5, FINAL_ACC5, BEST_EPOCH,
-    "epochs", "global_step", "time_s", IMAGES_PER_S, "params", "nl_params",
+    BEST_ACC1, FINAL_ACC1, BEST_ACC5, FINAL_ACC5, BEST_EPOCH, SELECTED_ACC1,
+    "epochs", "global_step", "time_s", IMAGES_PER_S, "params", "nl_params", CLASSES,
 )  # fmt: skip
-ACCURACIES: tuple[str, ...] = (BEST_ACC1, FINAL_ACC1, BEST_ACC5, FINAL_ACC5)
+ACCURACIES: tuple[str, ...] = (BEST_ACC1, FINAL_ACC1, BEST_ACC5, FINAL_ACC5, SELECTED_ACC1)
+# Below this multiple of chance top-1 (1 / classes) a model has learnt too little for its numbers to mean much.
+NEAR_CHANCE = 1.5
 
 # ---- hyper-parameter vocabulary ---------------------------------------------------------------------------------
 NL_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(NLConfig))

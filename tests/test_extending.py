@@ -87,7 +87,7 @@ def test_a_user_normalization_runs_through_a_sweep_of_nlbench_fit(
     assert report_main([str(spec.output_dir), "--out", str(tmp_path / "report")]) == 0
     md = (tmp_path / "report" / "report.md").read_text()
     comparison = md.split("**normalization** against softmax:")[1].split("\n\n")[1]
-    assert "| sigmoid attention | best top-1 | 1/1 |" in comparison
+    assert "| sigmoid attention | final top-1 | 1 pair |" in comparison
 
 
 def test_an_unknown_normalization_exits_2_with_one_line(tmp_path: Path) -> None:

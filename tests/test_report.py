@@ -630,7 +630,7 @@ def test_report_html_renders_in_headless_chromium(sweep_dir: Path, tmp_path: Pat
 
 
 # ---- statistics (nlbench.report.stats) -----------------------------------------------------------------------------
-from nlbench.report import stats  # noqa: E402
+from nlbench.report import claims, compare, stats  # noqa: E402
 
 
 @pytest.mark.parametrize(("p", "df", "expected"), [
@@ -649,12 +649,12 @@ def test_scipy_intervals_equal_the_former_hand_written_ones() -> None:
     assert (est.low, est.high) == (pytest.approx(0.6972167407713282, abs=1e-9),
                                    pytest.approx(0.7291832592286717, abs=1e-9))
     treatment = [{"seed": i, "m": v} for i, v in enumerate(xs)]
-    paired = stats.difference(treatment, [{"seed": i, "m": v} for i, v in enumerate(ys)], "m")
+    paired = compare.difference(treatment, [{"seed": i, "m": v} for i, v in enumerate(ys)], "m")
     assert paired.method == "paired" and paired.df == 4
     assert (paired.mean, paired.low, paired.high) == (pytest.approx(0.01120000000000001, abs=1e-9),
                                                       pytest.approx(0.005830610708941, abs=1e-9),
                                                       pytest.approx(0.01656938929105902, abs=1e-9))
-    welch = stats.difference(treatment, [{"seed": i + 10, "m": v} for i, v in enumerate(ys[:4])], "m")
+    welch = compare.difference(treatment, [{"seed": i + 10, "m": v} for i, v in enumerate(ys[:4])], "m")
     assert welch.method == "Welch" and welch.df == pytest.approx(6.99086560721941, abs=1e-9)
     assert (welch.low, welch.high) == (pytest.approx(-0.006351167293004417, abs=1e-9),
                                        pytest.approx(0.03025116729300445, abs=1e-9))
@@ -675,47 +675,52 @@ def test_estimate_is_the_student_t_interval() -> None:
 
 
 def _runs(normalization: str, accs: dict[int, float]) -> list[dict]:
-    return [{"normalization": normalization, "seed": seed, BEST_ACC1: acc} for seed, acc in accs.items()]
+    return [{"normalization": normalization, "seed": seed, FINAL_ACC1: acc} for seed, acc in accs.items()]
 
 
 def _verdict(scale: list[dict], softmax: list[dict]) -> str:
-    [comparison] = stats.compare([*softmax, *scale], ["normalization"], "normalization", BEST_ACC1)
+    [comparison] = compare.compare([*softmax, *scale], ["normalization"], "normalization").comparisons
     return comparison.verdict
 
 
 def test_difference_is_paired_by_seed_when_seeds_match() -> None:
     # Seed effects larger than the normalization effect: paired, the difference is clear; unpaired it would not be.
     scale, softmax = _runs("scale", {0: 0.80, 1: 0.75, 2: 0.78}), _runs("softmax", {0: 0.78, 1: 0.725, 2: 0.765})
-    diff = stats.difference(scale, softmax, BEST_ACC1)
+    diff = compare.difference(scale, softmax, FINAL_ACC1)
     d = [0.02, 0.025, 0.015]  # by hand: per-seed differences, mean 0.02, sd 0.005
     half = 4.302653 * 0.005 / math.sqrt(3)
     assert diff.method == "paired" and diff.df == 2
     assert diff.mean == pytest.approx(statistics.fmean(d))
     assert (diff.low, diff.high) == (pytest.approx(0.02 - half, abs=1e-6), pytest.approx(0.02 + half, abs=1e-6))
-    assert _verdict(scale, softmax) == "normalization=scale better" and diff.p_improvement == 1.0
-    low, high = diff.bootstrap  # resampling the three per-seed differences: within their range
-    assert 0.015 - 1e-12 <= low <= high <= 0.025 + 1e-12
+    assert _verdict(scale, softmax) == "normalization=scale better"
+    share = diff.p_improvement  # all three seeds won, with the Wilson interval of 3/3
+    assert (share.value, share.n) == (1.0, 3) and share.low == pytest.approx(0.438502, abs=1e-6) and share.high == 1
+    assert diff.bootstrap is None  # three seeds: the t interval is the interval
     others = _runs("softmax", {3: 0.78, 4: 0.725, 5: 0.765})
-    unpaired = stats.difference(scale, others, BEST_ACC1)
-    assert unpaired.method == "Welch" and _verdict(scale, others) == "no significant difference at n=3"
+    unpaired = compare.difference(scale, others, FINAL_ACC1)
+    assert unpaired.method == "Welch" and unpaired.p_improvement is None
+    assert _verdict(scale, others) == (f"inconclusive (n=3/3, [{100 * unpaired.low:+.2f}, {100 * unpaired.high:+.2f}] "
+                                       "pt)")
 
 
 def test_difference_is_welch_when_seeds_differ_and_gives_verdicts() -> None:
-    scale, softmax = _runs("scale", {0: 0.80, 1: 0.82, 2: 0.81}), _runs("softmax", {3: 0.70, 4: 0.74})
-    diff = stats.difference(scale, softmax, BEST_ACC1)
-    va, vb = statistics.variance([0.80, 0.82, 0.81]) / 3, statistics.variance([0.70, 0.74]) / 2
-    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 1)
+    scale, softmax = _runs("scale", {0: 0.80, 1: 0.82, 2: 0.81}), _runs("softmax", {3: 0.70, 4: 0.74, 5: 0.72})
+    diff = compare.difference(scale, softmax, FINAL_ACC1)
+    va, vb = statistics.variance([0.80, 0.82, 0.81]) / 3, statistics.variance([0.70, 0.74, 0.72]) / 3
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 2)
     half = stats.t_quantile(0.975, df) * math.sqrt(va + vb)
     assert diff.method == "Welch" and diff.df == pytest.approx(df)
     assert diff.mean == pytest.approx(0.81 - 0.72)
     assert (diff.low, diff.high) == (pytest.approx(0.09 - half), pytest.approx(0.09 + half))
-    assert _verdict(scale, softmax) == ("normalization=scale better" if diff.low > 0
-                                        else "no significant difference at n=3/2")
-    assert _verdict(_runs("scale", {0: 0.5, 1: 0.52}), _runs("softmax", {0: 0.7, 1: 0.71})) == (
+    assert _verdict(scale, softmax) == "normalization=scale better"
+    assert _verdict(_runs("scale", {0: 0.5, 1: 0.52, 2: 0.51}), _runs("softmax", {0: 0.7, 1: 0.71, 2: 0.72})) == (
         "normalization=softmax better")
-    assert _verdict(_runs("scale", {0: 0.5, 1: 0.7, 2: 0.6}), _runs("softmax", {0: 0.6, 1: 0.6, 2: 0.62})) == (
-        "no significant difference at n=3")
-    assert _verdict(_runs("scale", {0: 0.5}), _runs("softmax", {0: 0.6})) == "too few seeds to tell (n=1)"
+    # Two seeds a side: no verdict, whatever the difference (its 95% interval spans 12.7 standard errors).
+    assert _verdict(_runs("scale", {0: 0.5, 1: 0.52}), _runs("softmax", {0: 0.7, 1: 0.71})) == (
+        "undetermined (n=2; 3 seed pairs needed)")
+    assert _verdict(_runs("scale", {0: 0.5}), _runs("softmax", {0: 0.6})) == "undetermined (n=1; 3 seed pairs needed)"
+    wide = _runs("scale", {0: 0.5, 1: 0.7, 2: 0.6}), _runs("softmax", {0: 0.6, 1: 0.6, 2: 0.62})
+    assert _verdict(*wide).startswith("inconclusive (n=3 pairs, [")
 
 
 def test_a_heads_axis_of_four_values_gives_three_holm_corrected_comparisons() -> None:
@@ -723,10 +728,12 @@ def test_a_heads_axis_of_four_values_gives_three_holm_corrected_comparisons() ->
     p < 0.05 but not after the correction gets no verdict."""
     accs = {1: [0.700, 0.710, 0.705], 2: [0.712, 0.719, 0.718], 4: [0.710, 0.724, 0.712],
             8: [0.690, 0.718, 0.699]}
-    runs = [{"heads": h, "normalization": "scale", "seed": s, BEST_ACC1: acc}
+    runs = [{"heads": h, "normalization": "scale", "seed": s, FINAL_ACC1: acc}
             for h, values in accs.items() for s, acc in enumerate(values)]
-    found = stats.compare(runs, ["heads"], "heads", BEST_ACC1)
+    family = compare.compare(runs, ["heads"], "heads")
+    found = family.comparisons
     assert [(c.treatment, c.reference, c.family) for c in found] == [(2, 1, 3), (4, 1, 3), (8, 1, 3)]
+    assert family.size == 3 and family.metric == FINAL_ACC1
     raw = sorted((c.diff.p_value, c.treatment) for c in found)
     adjusted = {c.treatment: c.p_adjusted for c in found}
     # Holm by hand: the smallest p times 3, the next times 2 (never below the previous), the largest times 1.
@@ -737,19 +744,22 @@ def test_a_heads_axis_of_four_values_gives_three_holm_corrected_comparisons() ->
     by_heads = {c.treatment: c for c in found}
     assert by_heads[2].diff.p_value < 0.05 and by_heads[2].verdict == "heads=2 better"
     assert by_heads[4].diff.p_value < 0.05 <= by_heads[4].p_adjusted  # significant alone, not after Holm
-    assert by_heads[4].verdict == "no significant difference at n=3"
+    assert by_heads[4].verdict.startswith("inconclusive (n=3 pairs, [")
     # --compare heads=2 picks another reference; a value the runs never take is refused.
-    assert {c.treatment for c in stats.compare(runs, ["heads"], "heads", BEST_ACC1, reference="2")} == {1, 4, 8}
+    assert {c.treatment for c in compare.compare(runs, ["heads"], "heads", reference="2").comparisons} == {1, 4, 8}
     with pytest.raises(ValueError, match="heads takes the values 1, 2, 4, 8"):
-        stats.compare(runs, ["heads"], "heads", BEST_ACC1, reference="3")
+        compare.compare(runs, ["heads"], "heads", reference="3")
 
 
 def test_claims_say_what_is_not_tested(sweep_dir: Path) -> None:
     sweep = collect.load_sweep(sweep_dir)
-    found = dict(stats.claims(sweep.finished, sweep.config_keys))
-    assert found[stats.CLAIMS[0]].startswith(stats.NOT_TESTED) and found[stats.CLAIMS[3]].startswith(stats.NOT_TESTED)
-    assert "4 scale/softmax pair(s) on cifar10" in found[stats.CLAIMS[1]]
-    assert "over reduction" in found[stats.CLAIMS[2]] and "over init" in found[stats.CLAIMS[2]]
+    found = {c.claim: c for c in claims.claims(sweep.runs, sweep.config_keys,
+                                               compare.Families(sweep.finished, sweep.config_keys))}
+    assert found[claims.CLAIMS[0]].verdict == found[claims.CLAIMS[3]].verdict == claims.NOT_TESTED
+    scale = found[claims.CLAIMS[1]]
+    assert scale.verdict == claims.UNDETERMINED and "scale − softmax on cifar10" in scale.evidence
+    assert "per configuration (4): none tested (4 undetermined; see Comparisons)" in scale.evidence
+    assert "over reduction" in found[claims.CLAIMS[2]].evidence and "over init" in found[claims.CLAIMS[2]].evidence
 
 
 def test_report_states_differences_verdicts_and_the_test_split(sweep_dir: Path, tmp_path: Path) -> None:
@@ -757,11 +767,13 @@ def test_report_states_differences_verdicts_and_the_test_split(sweep_dir: Path, 
     md = render.to_markdown(*render.build_report(sweep))
     section = md.split("**normalization** against softmax")[1].split("**reduction**")[0]
     # softmax r4 normal: seeds 0 and 1 on both sides -> paired; the hand computation of the row:
-    diffs = [max(synthetic_acc("scale", 4, "normal", s, e, 3) for e in range(3))
-             - max(synthetic_acc("softmax", 4, "normal", s, e, 3) for e in range(3)) for s in (0, 1)]
-    assert f"| 4 | normal | scale | best top-1 | 2/2 | {100 * statistics.fmean(diffs):+.2f} |" in section
-    # scale r1 normal lost seed 0 (diverged): Welch is impossible with one run, so no verdict.
-    assert "| 1 | normal | scale | best top-1 | 1/2 | " in section and "too few seeds to tell (n=1/2)" in section
+    diffs = [synthetic_acc("scale", 4, "normal", s, 2, 3) - synthetic_acc("softmax", 4, "normal", s, 2, 3)
+             for s in (0, 1)]
+    assert f"| 4 | normal | scale | final top-1 | 2 pairs | {100 * statistics.fmean(diffs):+.2f} |" in section
+    assert "| 4 | normal | scale | best top-1 (optimistic) | 2 pairs |" in section
+    # scale r1 normal lost seed 0 (diverged): one pair left, and the seed left out is named.
+    assert "| 1 | normal | scale | final top-1 | 1 pair | " in section
+    assert "| paired; left out: seed 0: only the reference | undetermined (n=1; 3 seed pairs needed) |" in section
     assert "selects on the test data" in md and "## The paper's claims" in md and "not tested by this data" in md
 
 
@@ -916,4 +928,4 @@ def test_every_method_of_the_rivals_sweep_is_compared_against_softmax(tmp_path: 
     shown = {line.split("|")[1].strip() for line in block.splitlines()[2:]}
     assert shown == {"scale", "linear (Katharopoulos)", "efficient (Shen)", "GC block", "SE block",
                      "baseline (no block)"}
-    assert "Holm over 6" in block
+    assert "**normalization** against softmax: one family of" in md and "over 6 comparison(s), Holm" in md

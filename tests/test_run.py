@@ -37,9 +37,9 @@ def demo_sweep(root: Path, seeds: tuple[int, ...] = (0, 1)):
     return spec, spec.expand()
 
 
-def record(status: str = "finished", **metrics: float) -> run.RunRecord:
+def record(status: str = "finished", seed: int = 0, **metrics: float) -> run.RunRecord:
     identity = run.identify(nl=run.NLConfig(), dataset="cifar10", backbone="PreActResNet", depth=20, nl_stages=[2],
-                            nl_blocks=1, seed=0)  # fmt: skip
+                            nl_blocks=1, seed=seed)  # fmt: skip
     return run.RunRecord(status=status, run_name=identity.name, group=identity.group, hparams=identity.hparams,
                          metrics=metrics)  # fmt: skip
 
@@ -77,7 +77,8 @@ def test_a_metric_added_to_the_vocabulary_reaches_result_json_results_csv_and_th
     monkeypatch.setattr(run, "METRICS", (*run.METRICS, "val/extra"))
     spec, runs = demo_sweep(tmp_path / "sweep")
     for i, r in enumerate(runs):
-        run.write_record(spec.output_dir / "runs" / r.run_id, record(**{run.BEST_ACC1: 0.5, "val/extra": 0.1 * i}))
+        run.write_record(spec.output_dir / "runs" / r.run_id,
+                         record(seed=i, **{run.BEST_ACC1: 0.5, "val/extra": 0.1 * i}))  # its own seed
     write_results(spec, runs)
     saved = json.loads((spec.output_dir / "runs" / runs[1].run_id / "result.json").read_text())
     assert saved["metrics"]["val/extra"] == pytest.approx(0.1)
@@ -109,8 +110,9 @@ def test_a_report_made_mid_sweep_shows_running_runs_as_running(tmp_path: Path) -
 
     spec, runs = demo_sweep(tmp_path / "sweep")
     done, busy = runs
-    run.write_record(spec.output_dir / "runs" / done.run_id, record(**{run.BEST_ACC1: 0.6}))
-    run.write_record(spec.output_dir / "runs" / busy.run_id, record("running", **{run.BEST_ACC1: 0.3, "epochs": 1}))
+    run.write_record(spec.output_dir / "runs" / done.run_id, record(seed=0, **{run.BEST_ACC1: 0.6}))
+    run.write_record(spec.output_dir / "runs" / busy.run_id,
+                     record("running", seed=1, **{run.BEST_ACC1: 0.3, "epochs": 1}))
     with RunLock(spec.output_dir / "runs" / busy.run_id):  # the fit's process works on it
         write_results(spec, runs)
         sweep = collect.load_sweep(spec.output_dir)

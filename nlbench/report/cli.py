@@ -16,6 +16,7 @@ from jsonargparse import ArgumentError, ArgumentParser
 from nlbench.io import refuse_link
 from nlbench.limits import terminal
 from nlbench.report.collect import SourceError, WandbSourceError, load_benchmark, load_sweep
+from nlbench.report.stats import DEFAULT_MARGIN
 
 
 def build_parser() -> ArgumentParser:
@@ -32,6 +33,10 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--compare", type=str, nargs="+", action="extend", default=[],
                         help="KEY[=REFERENCE]: compare each value of KEY against REFERENCE (default: softmax for "
                         "normalization, else the first value of the axis); repeatable. Default: every varying key")
+    parser.add_argument("--margin", type=float, default=100 * DEFAULT_MARGIN, metavar="PT",
+                        help="equivalence margin in percentage points: a difference whose 90 percent interval "
+                        "lies within ±PT (TOST) reads 'equivalent'; the seed counts are given for a difference of PT "
+                        f"(default: {100 * DEFAULT_MARGIN:g})")
     return parser
 
 
@@ -43,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nlbench report: error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2
     try:
+        if not 0 < args.margin < 100:
+            raise ValueError(f"--margin {args.margin:g}: expected a difference in percentage points, > 0 and < 100")
         sources = list(args.sources) + ([f"wandb:{args.wandb}"] if args.wandb else [])
         if not sources:
             hint = "; put it before --bench, which takes every argument after it" if args.bench else ""
@@ -65,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         check_output(out, inside_source=not args.out)
         from nlbench.report.render import write_report  # matplotlib: only once there is a report to draw
 
-        files = write_report(sweep, out, benchmarks=benchmarks, compare=compare)
+        files = write_report(sweep, out, benchmarks=benchmarks, compare=compare, margin=args.margin / 100)
     except (FileNotFoundError, WandbSourceError, SourceError, ValueError) as err:
         print(terminal(f"nlbench report: error: {err}"), file=sys.stderr)
         return 2
@@ -73,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     # Received text (a sweep's name, an unreadable file's error) reaches the terminal without its escapes.
     print(terminal(f"report for {sweep.name}: {finished}/{len(sweep.runs)} runs finished"
                    + (f", {running} running" if running else "")))
+    if sweep.merged:
+        print(f"  {len(sweep.merged)} duplicate run(s) merged: each configuration and seed counts once")
     print(f"  {files.markdown}\n  {files.html}")
     for image in files.images:
         print(f"  {image}")

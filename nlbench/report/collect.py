@@ -5,6 +5,10 @@ A *configuration* is what the sweep compares: the columns that take more than on
 excluded (:func:`nlbench.results.config_keys`). Statistics over seeds are computed per configuration from finished
 runs only; failed, diverged, interrupted and unreadable runs are counted and listed, never averaged.
 
+The seed is the unit of replication: two runs of one configuration and seed (the same run read from two sources, a
+rerun in another sweep) count once (:func:`merge_duplicates`: the one with a final outcome, then the newest, is
+kept) and the report says how many it merged.
+
 Benchmark files (``nlbench bench train --grid --out FILE``) are read by :mod:`nlbench.bench.grid_file`, their owner.
 """
 
@@ -44,6 +48,7 @@ class Sweep:
     curves: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     created: str | None = None
     frame: Any = None  # the reader's pandas.DataFrame
+    merged: list[dict[str, Any]] = field(default_factory=list)  # duplicates of a kept run (same configuration, seed)
 
     @property
     def unreadable(self) -> list[dict[str, Any]]:
@@ -57,8 +62,8 @@ class Sweep:
 
     @cached_property
     def summary(self) -> list[dict[str, Any]]:
-        """:func:`summarize` of every metric, computed once per report."""
-        return summarize(self)
+        """:func:`summarize` of every metric, computed once per report (figures and tables ask for it often)."""
+        return summarize(self, run_.METRICS)
 
     @property
     def finished(self) -> list[dict[str, Any]]:
@@ -70,10 +75,55 @@ class Sweep:
         return [run for run in self.runs if run.get("status") == RUNNING]
 
     @property
+    def at_chance(self) -> list[dict[str, Any]]:
+        """Finished runs whose top-1 is below NEAR_CHANCE times chance (1 / classes): they learnt next to nothing,
+        so their comparisons say little (flagged in the report, still counted)."""
+        return [run for run in self.finished if near_chance(run)]
+
+    @property
     def unfinished(self) -> list[dict[str, Any]]:
         """Runs that failed, diverged, were interrupted or never started: listed in the report, excluded from
         statistics."""
         return [run for run in self.runs if run.get("status") not in (FINISHED, RUNNING)]
+
+
+def near_chance(run: Mapping[str, Any]) -> bool:
+    """Whether a run's final (or validation-selected) top-1 is below :data:`nlbench.run.NEAR_CHANCE` times chance;
+    False when the record does not say how many classes there are."""
+    classes = run.get(run_.CLASSES)
+    acc = run.get(run_.SELECTED_ACC1) if stats.finite(run.get(run_.SELECTED_ACC1)) else run.get(run_.FINAL_ACC1)
+    if not stats.finite(classes) or float(classes) < 2 or not stats.finite(acc):
+        return False
+    return float(acc) < run_.NEAR_CHANCE / float(classes)
+
+
+def merge_duplicates(runs: Sequence[dict[str, Any]], keys: Sequence[str]) -> tuple[list[dict[str, Any]],
+                                                                                   list[dict[str, Any]]]:
+    """(kept, merged): one run per configuration (the values of ``keys``) and seed, preferring a final outcome
+    (finished, diverged), then a running one, then the newest record; runs without a seed or unreadable are kept
+    as they are. The kept run stays where the first of its duplicates was."""
+    def rank(run: Mapping[str, Any]) -> tuple[int, str]:
+        status = run.get("status")
+        return (2 if status in run_.FINAL_STATUSES else 1 if status == RUNNING else 0, str(run.get("written_at") or ""))
+
+    chosen: dict[tuple[Any, ...], int] = {}
+    slots: list[dict[str, Any] | tuple[Any, ...]] = []
+    merged: list[dict[str, Any]] = []
+    for run in runs:
+        if run.get("status") == results.UNREADABLE or run.get("seed") is None:
+            slots.append(run)
+            continue
+        key = (*config_of(run, keys), _freeze(run.get("seed")))
+        if key not in chosen:
+            chosen[key] = len(slots)
+            slots.append(run)
+            continue
+        held = slots[chosen[key]]
+        assert isinstance(held, dict)
+        if rank(run) > rank(held):
+            slots[chosen[key]], run = run, held
+        merged.append(run)
+    return [slot for slot in slots if isinstance(slot, dict)], merged
 
 
 def top1_error(acc: float | None) -> float | None:
@@ -106,7 +156,8 @@ def summarize(sweep: Sweep, metrics: Sequence[str] | None = None) -> list[dict[s
     """One row per configuration: its key values, ``n`` finished runs, ``n_unfinished``, and for each metric
     ``<metric>_mean``, ``<metric>_std`` and the 95% interval ``<metric>_low``, ``<metric>_high`` over the finished
     runs' seeds (:func:`nlbench.report.stats.estimate`)."""
-    metrics = run_.METRICS if metrics is None else metrics  # read at call time: the vocabulary is nlbench.run's
+    if metrics is None:  # every metric (read at call time: the vocabulary is nlbench.run's), once per sweep
+        return sweep.summary
     if metrics is run_.METRICS and "summary" in sweep.__dict__:
         return sweep.summary
     keys = sweep.config_keys
@@ -118,8 +169,10 @@ def summarize(sweep: Sweep, metrics: Sequence[str] | None = None) -> list[dict[s
         row["n_running"] = sum(run.get("status") == RUNNING for run in runs)
         row["n_unfinished"] = len(runs) - len(finished) - row["n_running"]
         row["seeds"] = sorted((run["seed"] for run in finished if run.get("seed") is not None), key=_sort_key)
+        row["n_chance"] = sum(near_chance(run) for run in finished)
         for metric in metrics:
-            est = stats.estimate(run.get(metric) for run in finished)
+            bounds = (0.0, 1.0) if metric in run_.ACCURACIES else None  # a mean accuracy cannot leave [0, 1]
+            est = stats.estimate((run.get(metric) for run in finished), bounds=bounds)
             row[f"{metric}_mean"], row[f"{metric}_std"] = est.mean, est.std
             row[f"{metric}_low"], row[f"{metric}_high"] = est.low, est.high
         rows.append(row)
@@ -152,8 +205,9 @@ def load_sweep(*sources: str | os.PathLike[str], groups: Sequence[str] = ()) -> 
         names.append(source if source.startswith("wandb:") else _source_name(Path(source)))
     stamps = [_mtime(Path(source)) for source in map(str, sources) if not source.startswith("wandb:")]
     created = max((s for s in stamps if s), default=datetime.now(timezone.utc))
+    runs, merged = merge_duplicates(runs, results.config_keys(frame))
     return Sweep(name=" + ".join(names), source=", ".join(map(str, sources)), runs=runs, curves=curves,
-                 created=created.strftime("%Y-%m-%d %H:%M UTC"), frame=frame)
+                 created=created.strftime("%Y-%m-%d %H:%M UTC"), frame=frame, merged=merged)
 
 
 def _source_name(path: Path) -> str:

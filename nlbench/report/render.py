@@ -17,10 +17,12 @@ import matplotlib
 from matplotlib.figure import Figure
 
 from nlbench.io import atomic_write_text
+from nlbench.report import claims as claims_
 from nlbench.report import plots, stats, style
 from nlbench.report.collect import BOOKKEEPING, SEED_KEYS, Benchmark, Sweep, config_of, summarize, top1_error
+from nlbench.report.compare import BEST_NOTE, METRIC_LABELS, Families, Family, reference_of
 from nlbench.results import RECIPE
-from nlbench.run import BEST_ACC1, BEST_ACC5, FINAL_ACC1, IMAGES_PER_S
+from nlbench.run import BEST_ACC1, BEST_ACC5, FINAL_ACC1, IMAGES_PER_S, NEAR_CHANCE, SELECTED_ACC1
 
 # Comparisons shown one per row, per compared key; the rest are counted by verdict (a 2,000-configuration sweep
 # would otherwise give a table nobody reads, and bootstrap intervals that take longer than the report should).
@@ -58,38 +60,44 @@ class ReportFiles:
 
 
 def build_report(
-    sweep: Sweep, benchmarks: Sequence[Benchmark] = (), compare: dict[str, str | None] | None = None
+    sweep: Sweep, benchmarks: Sequence[Benchmark] = (), compare: dict[str, str | None] | None = None,
+    margin: float = stats.DEFAULT_MARGIN,
 ) -> tuple[str, list[Section]]:
     """The report's title and sections, independent of the output format; each benchmark file adds a section.
     ``compare``: key -> reference (None: the default) of the comparisons to show; default every varying key.
-    Text is drawn with matplotlib's math parsing off: a received value such as ``$\\frac{$`` is plain text."""
+    ``margin``: the equivalence margin (accuracy units; 0.005 = 0.5 pt), also the difference the seed counts are
+    given for. Text is drawn with matplotlib's math parsing off: a received value such as ``$\\frac{$`` is plain
+    text."""
     with matplotlib.rc_context({"text.parse_math": False}):
-        return _build_report(sweep, benchmarks, compare)
+        return _build_report(sweep, benchmarks, compare, margin)
 
 
 def _build_report(
-    sweep: Sweep, benchmarks: Sequence[Benchmark], compare: dict[str, str | None] | None
+    sweep: Sweep, benchmarks: Sequence[Benchmark], compare: dict[str, str | None] | None, margin: float
 ) -> tuple[str, list[Section]]:
     headline_title, headline = plots.headline(sweep)
     where, caveat = measured_where(sweep)
+    families = Families(sweep.finished, sweep.config_keys, margin)
     sections = [
-        _header(sweep),
+        _header(sweep, families),
         _figure_section(
             headline_title,
             headline,
             "error_vs_reduction.png" if plots.reduction_is_swept(sweep) else "error_by_configuration.png",
             "Top-1 error in % = 100 (1 - accuracy) on the evaluation split, mean ± std over seeds (error bars; none "
-            f"for a single seed). {stats.BEST_NOTE}. Failed, diverged and running runs are excluded."
-            + plots.capped_note(sweep),
+            f"for a single seed). *final*: the last epoch. {BEST_NOTE}. Failed, diverged and running runs are "
+            "excluded." + plots.capped_note(sweep),
             missing="No finished run: nothing to plot.",
         ),
-        Section("Comparisons", comparison_blocks(sweep, compare)),
-        Section("The paper's claims", [claims_table(sweep)]),
+        Section("Comparisons", comparison_blocks(sweep, compare, families)),
+        Section("The paper's claims", [claims_intro(families), claims_table(sweep, families)]),
         Section("Every configuration", [
-            "Errors: mean ± std over seeds; the 95% interval of the best top-1 error is Student's t over seeds "
-            "(*best* selects on the test split, see above). Each configuration's training recipe (optimizer, lr, "
-            "schedule, epochs, batch size) is in its row when it varies, else under **Recipe** above.",
-            configuration_table(sweep)]),
+            f"Errors: mean ± std over seeds; the 95% interval of the {families.label} error is Student's t over "
+            "seeds, clipped to [0, 100] (*best* selects on the test split, see above). Each configuration's "
+            "training recipe is in its row when it varies, else under **Recipe** above."
+            + (f" *at chance*: finished runs below {NEAR_CHANCE:g} × chance top-1 (1 / classes)."
+               if sweep.at_chance else ""),
+            configuration_table(sweep, families)]),
         _figure_section(
             "Learning curves",
             plots.learning_curves(sweep),
@@ -141,11 +149,11 @@ def _figure_section(title: str, figure: Figure | None, name: str, text: str, *, 
 
 def write_report(
     sweep: Sweep, out_dir: str | os.PathLike[str], *, benchmarks: Sequence[Benchmark] = (),
-    compare: dict[str, str | None] | None = None,
+    compare: dict[str, str | None] | None = None, margin: float = stats.DEFAULT_MARGIN,
 ) -> ReportFiles:
     """Write report.md, report.html and the figures as PNG files into ``out_dir`` (created if needed), with a
     section per training benchmark file."""
-    title, sections = build_report(sweep, benchmarks, compare)
+    title, sections = build_report(sweep, benchmarks, compare, margin)
     out = Path(out_dir)  # created only once everything is drawn: a failure leaves nothing behind
     out.mkdir(parents=True, exist_ok=True)
     images = []
@@ -194,55 +202,109 @@ def measured_where(sweep: Sweep) -> tuple[str, str | None]:
 
 
 def comparisons(sweep: Sweep, compare: dict[str, str | None] | None = None,
-                metrics: Sequence[str] = (BEST_ACC1, FINAL_ACC1)) -> list[stats.Comparison]:
-    """Every comparison the report shows: along each key of ``compare`` (default: every varying key), each value
-    against its reference, for best and final top-1, over the finished runs."""
-    keys = list(sweep.config_keys)
-    wanted = compare if compare else dict.fromkeys(keys)
-    return [c for key, reference in wanted.items() for metric in metrics
-            for c in stats.compare(sweep.finished, keys, key, metric, reference)]
+                families: Families | None = None) -> list[tuple[Family, Family]]:
+    """Every comparison family the report shows: along each key of ``compare`` (default: every varying key), each
+    value against its reference over the finished runs, as (deciding-metric family, best top-1 description)."""
+    families = families or Families(sweep.finished, sweep.config_keys)
+    wanted = compare if compare else dict.fromkeys(sweep.config_keys)
+    found = [(families.get(key, reference), families.get(key, reference, BEST_ACC1))
+             for key, reference in wanted.items()]
+    return [(deciding, best) for deciding, best in found if deciding.comparisons]
 
 
-def comparison_blocks(sweep: Sweep, compare: dict[str, str | None] | None = None) -> list[str | Table]:
-    """Per compared key: treatment - reference of best and final top-1 in every configuration of the other keys
-    that ran both, with the t interval, the bootstrap interval, P(treatment > reference) and the verdict."""
-    found = comparisons(sweep, compare)
+def comparison_blocks(sweep: Sweep, compare: dict[str, str | None] | None = None,
+                      families: Families | None = None) -> list[str | Table]:
+    """Per compared key, one family: treatment - reference in every configuration of the other keys that ran both,
+    on the deciding metric (verdicts) and best top-1 (described), with intervals, P(better), power and verdict."""
+    families = families or Families(sweep.finished, sweep.config_keys)
+    found = comparisons(sweep, compare, families)
     if not found:
         return ["No key takes two values within otherwise equal configurations: nothing to compare."]
+    m = 100 * families.margin
     blocks: list[str | Table] = [
-        "Difference of top-1 accuracy in percentage points (treatment − reference; positive: the treatment is "
-        "better): paired by seed when both sides ran the same seeds, Welch's interval otherwise; *bootstrap*: the "
-        "95% percentile bootstrap interval of the same difference; *P(better)*: the share of seeds (paired) or of "
-        "run pairs on which the treatment beats the reference. A verdict needs p < 0.05, Holm-corrected when a key "
-        f"has more than two values (*Holm over k*). Pick keys and references with `--compare KEY[=REFERENCE]`. "
-        f"{stats.BEST_NOTE}."]
-    for key in dict.fromkeys(c.key for c in found):
-        rows = [c for c in found if c.key == key]
-        others = list(rows[0].context)
-        blocks.append(f"**{key}** against {style.label(key, rows[0].reference)}:")
-        table = Table([*others, key, "metric", "n", "difference (pp)", "95% interval", "bootstrap", "P(better)",
-                       "test", "verdict"], [])
-        for c in rows[:MAX_COMPARISON_ROWS]:
-            d = c.diff
-            interval = "–" if d.low is None else f"[{_signed(100 * d.low)}, {_signed(100 * d.high)}]"
-            boot_low, boot_high = d.bootstrap
-            boot = "–" if boot_low is None else f"[{_signed(100 * boot_low)}, {_signed(100 * boot_high)}]"
-            better = "–" if d.p_improvement is None else f"{d.p_improvement:.2f}"
-            test = d.method + ("" if d.df is None else f", df={d.df:.1f}")
-            test += f", Holm over {c.family}" if c.family > 1 else ""
-            n = f"{d.n_treatment}/{d.n_reference}"
-            table.rows.append([*(_text(c.context.get(k)) for k in others), style.label(key, c.treatment),
-                               stats.METRIC_LABELS.get(d.metric, d.metric), n,
-                               "–" if d.mean is None else _signed(100 * d.mean), interval, boot, better, test,
-                               c.verdict])
-        blocks.append(table)
-        if len(rows) > MAX_COMPARISON_ROWS:
-            counts: dict[str, int] = {}
-            for c in rows[MAX_COMPARISON_ROWS:]:
-                counts[c.verdict] = counts.get(c.verdict, 0) + 1
-            blocks.append(f"{len(rows) - MAX_COMPARISON_ROWS} more comparisons along {key} not shown: "
-                          + ", ".join(f"{n} × {verdict}" for verdict, n in counts.items()) + ".")
+        "Differences of top-1 accuracy in percentage points (treatment − reference; positive: the treatment is "
+        f"better), decided on **{families.label}**. Paired on the seeds both arms ran (seeds left out of the "
+        "pairing are listed under *test*); Welch's test only when they share no seed. Each compared key is **one "
+        "family** over all the configurations of the other keys: Holm over the tests made (*p (Holm)*; its size is "
+        "stated), the same results the claims below read. *better*: Holm-adjusted p < 0.05; *equivalent within "
+        f"±{m:g} pt*: Holm-adjusted TOST p < 0.05 (`--margin`); otherwise *inconclusive*, with its n and 95% t "
+        f"interval; *undetermined* (no test made) with fewer than {stats.MIN_SEEDS} seeds an arm, zero variance or "
+        f"missing values. *BCa bootstrap*: only from {stats.BOOTSTRAP_MIN_SEEDS} seeds an arm (below it covers far "
+        "less than 95%: the t interval is the interval). *P(better)*: the share of paired seeds the treatment wins "
+        f"(ties half), Wilson 95% interval, from {stats.P_BETTER_MIN_PAIRS} pairs. *detectable*: the smallest "
+        "difference this comparison detects with 80% power at Holm's first level 0.05 / family size, from its seeds "
+        f"and their observed standard deviation; *seeds for ±{m:g}*: the seeds (pairs, or runs an arm) a difference "
+        "of the margin needs there. Pick keys and references with `--compare KEY[=REFERENCE]`. "
+        f"{BEST_NOTE}."]
+    for deciding, best in found:
+        blocks += _family_blocks(deciding, best, families)
     return blocks
+
+
+def _family_blocks(family: Family, best: Family, families: Families) -> list[str | Table]:
+    key, others = family.key, list(family.others)
+    counts = family.counts()
+    words = {stats.BETTER: "better", stats.WORSE: "worse", stats.EQUIVALENT: "equivalent",
+             stats.INCONCLUSIVE: "inconclusive", stats.UNDETERMINED: "undetermined"}  # fmt: skip
+    tally = ", ".join(f"{n} {words[code]}" for code, n in counts.items())
+    blocks: list[str | Table] = [
+        f"**{key}** against {style.label(key, family.reference)}: one family of {family.size} test(s) on "
+        f"{METRIC_LABELS.get(family.metric, family.metric)} over {len(family.comparisons)} comparison(s), Holm; "
+        f"{tally}."]
+    m = 100 * family.margin
+    alpha = stats.ALPHA / max(1, family.size)
+    table = Table([*others, key, "metric", "n", "difference (pt)", "95% interval", "BCa bootstrap",
+                   "P(better) [95%]", "detectable (pt)", f"seeds for ±{m:g}", "p (Holm)", "test", "verdict"], [])
+    described = {(c.treatment, tuple(map(str, c.context.values()))): c for c in best.comparisons}
+    for c in family.comparisons[:MAX_COMPARISON_ROWS]:
+        d = c.diff
+        context = [_text(c.context.get(k)) for k in others]
+        detectable = d.detectable(alpha)
+        seeds = d.seeds_for(family.margin, alpha)
+        boot = d.bootstrap
+        share = d.p_improvement
+        p = "–" if d.p_value is None else f"{_p(d.p_value)} ({_p(c.p_adjusted)})"
+        table.rows.append([
+            *context, style.label(key, c.treatment), METRIC_LABELS.get(d.metric, d.metric), d.n_label,
+            _diff(d.mean), _interval(d.low, d.high),
+            "–" if boot is None else _interval(*boot),
+            "–" if share is None else f"{share.value:.2f} [{share.low:.2f}, {share.high:.2f}]",
+            "–" if detectable is None else f"{100 * detectable:.2f}",
+            str(seeds) if seeds is not None else "–" if detectable is None else f"> {stats.MAX_SEEDS:,}",
+            p, _test(d), c.verdict])
+        optimistic = described.get((c.treatment, tuple(map(str, c.context.values()))))
+        if optimistic is not None:
+            o = optimistic.diff
+            table.rows.append([*context, style.label(key, c.treatment), METRIC_LABELS[BEST_ACC1], o.n_label,
+                               _diff(o.mean), _interval(o.low, o.high), "–", "–", "–", "–", "–", _test(o),
+                               optimistic.verdict])
+    blocks.append(table)
+    if len(family.comparisons) > MAX_COMPARISON_ROWS:
+        rest = family.counts(family.comparisons[MAX_COMPARISON_ROWS:])
+        blocks.append(f"{len(family.comparisons) - MAX_COMPARISON_ROWS} more comparisons along {key} not shown (same "
+                      "family): " + ", ".join(f"{n} {words[code]}" for code, n in rest.items()) + ".")
+    return blocks
+
+
+def _test(d: Any) -> str:
+    text = d.method + ("" if d.df is None or d.df <= 0 else f", df={d.df:.1f}")
+    if d.dropped:
+        text += "; left out: " + ", ".join(d.dropped)
+    return text
+
+
+def _diff(value: float | None) -> str:
+    return "–" if value is None else _signed(100 * value)
+
+
+def _interval(low: float | None, high: float | None) -> str:
+    return "–" if low is None or high is None else f"[{_signed(100 * low)}, {_signed(100 * high)}]"
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def _signed(value: float, digits: int = 2) -> str:
@@ -251,13 +313,31 @@ def _signed(value: float, digits: int = 2) -> str:
     return text[1:] if float(text) == 0 else text
 
 
-def claims_table(sweep: Sweep) -> Table:
-    """Each of the paper's four claims and what this data supports."""
-    return Table(["claim (paper's abstract)", "what this data supports"],
-                 [[claim, finding] for claim, finding in stats.claims(sweep.finished, sweep.config_keys)])
+def claims_intro(families: Families) -> str:
+    return (f"Each claim is decided by a test of the claim on **{families.label}** (docs/statistics.md): "
+            "*supported* or *contradicted* at level 0.05 within the claim's own family (Holm over the tests it "
+            f"makes), *not supported: no effect beyond the margin* when TOST puts the effect within "
+            f"±{100 * families.margin:g} pt, *inconclusive* otherwise, *undetermined* when the data allows no test "
+            "(too few seeds, zero variance). Per-configuration counts read the comparison families above.")
 
 
-def _header(sweep: Sweep) -> Section:
+def claims_table(sweep: Sweep, families: Families | None = None) -> Table:
+    """Each of the paper's four claims, its verdict and the evidence."""
+    families = families or Families(sweep.finished, sweep.config_keys)
+    found = claims_.claims(sweep.runs, sweep.config_keys, families)
+    return Table(["claim (paper's abstract)", "verdict", "evidence"],
+                 [[c.claim, c.verdict, c.evidence] for c in found])
+
+
+# What an unset recipe option means (None in the resolved config).
+RECIPE_UNSET = {"limit_train_batches": "all", "limit_val_batches": "all", "gradient_clip_val": "none",
+                "subset": "all", "scheduler": "none"}  # fmt: skip
+DECIDES = {FINAL_ACC1: "final top-1 (the last epoch; no epoch is chosen on the test split)",
+           SELECTED_ACC1: "test top-1 of the checkpoint chosen on the held-out validation split (data.val_split > 0)"}
+
+
+def _header(sweep: Sweep, families: Families | None = None) -> Section:
+    families = families or Families(sweep.finished, sweep.config_keys)
     counts: dict[str, int] = {}
     for run in sweep.runs:
         counts[run["status"]] = counts.get(run["status"], 0) + 1
@@ -272,14 +352,40 @@ def _header(sweep: Sweep) -> Section:
         f"**Runs** {len(sweep.runs)} ({status})",
         "**Compared** " + (" × ".join(sweep.config_keys) or "nothing (a single configuration)")
         + (f"; **seeds** {', '.join(seeds)}" if seeds else ""),
+        f"**Decided on** {DECIDES.get(families.metric, families.metric)}; *best* top-1 is shown, labelled "
+        f"optimistic, and decides nothing; equivalence margin ±{100 * families.margin:g} pt",
     ]
-    recipe = {key: fixed[key] for key in RECIPE if key in fixed}
-    if recipe:
-        lines.append("**Recipe** (every configuration) " + ", ".join(f"{k}={_text(v)}" for k, v in recipe.items()))
+    if sweep.merged:
+        ids = ", ".join(str(run["run_id"]) for run in sweep.merged[:5]) + (" ..." if len(sweep.merged) > 5 else "")
+        lines.append(f"**Merged** {len(sweep.merged)} duplicate run(s) of a configuration and seed already counted "
+                     f"(the same run read twice, or a rerun): each seed counts once, the finished (else newest) record "
+                     f"kept; merged: {ids}")
+    if sweep.at_chance:
+        lines.append(f"**At chance** {len(sweep.at_chance)} finished run(s) below {NEAR_CHANCE:g} × chance top-1 "
+                     "(1 / classes): they learnt next to nothing, and comparisons of them say little (flagged in "
+                     "the configuration table)")
+    lines.append(_recipe_line(sweep))
     fixed = {key: value for key, value in fixed.items() if key not in RECIPE}
     if fixed:
         lines.append("**Fixed** " + ", ".join(f"{key}={_text(value)}" for key, value in fixed.items()))
     return Section("Summary", lines)
+
+
+def _recipe_line(sweep: Sweep) -> str:
+    """Every option that shapes training (:data:`nlbench.results.RECIPE`): its one value, what unset means, or
+    "varies" (then it is a compared key, in each configuration's row)."""
+    known = [run for run in sweep.runs if run.get("status") not in ("unreadable", "new")]
+    if not any(run.get(key) is not None for run in known for key in RECIPE):
+        return "**Recipe** not recorded (runs written without their resolved config)"
+    parts = []
+    for key in RECIPE:
+        values = {_text(run.get(key)) for run in known}
+        if key in sweep.config_keys or len(values) > 1:
+            parts.append(f"{key} varies")
+            continue
+        value = known[0].get(key) if known else None
+        parts.append(f"{key}={RECIPE_UNSET.get(key, 'not recorded') if value is None else _text(value)}")
+    return "**Recipe** (every configuration) " + ", ".join(parts)
 
 
 def _fixed_settings(sweep: Sweep) -> dict[str, Any]:
@@ -296,15 +402,21 @@ def _fixed_settings(sweep: Sweep) -> dict[str, Any]:
     return {key: value for key, value in fixed.items() if all(run.get(key) == value for run in known)}
 
 
-def configuration_table(sweep: Sweep) -> Table:
-    """One row per configuration: its values, n finished seeds, top-1/top-5 errors (mean ± std), throughput and
-    parameter counts, and (when any) how many of its runs failed or diverged."""
+def configuration_table(sweep: Sweep, families: Families | None = None) -> Table:
+    """One row per configuration: its values, n finished seeds, the deciding top-1 error (mean ± std, 95% t
+    interval), best top-1/top-5 errors (optimistic), throughput and parameter counts, and (when any) how many of its
+    runs are at chance, failed or diverged, or running."""
+    families = families or Families(sweep.finished, sweep.config_keys)
     keys = sweep.config_keys
     rows = summarize(sweep)
+    show_chance = any(row["n_chance"] for row in rows)
     show_unfinished = any(row["n_unfinished"] for row in rows)
     show_running = any(row["n_running"] for row in rows)
-    header = [*keys, "n", "best top-1 err (%)", "best 95% interval", "final top-1 err (%)", "best top-5 err (%)",
-              "best epoch", "epochs", "images/s", "params", "NL params"]
+    label = "final top-1" if families.metric == FINAL_ACC1 else "val-selected test top-1"
+    header = [*keys, "n", f"{label} err (%)", "95% interval", "best top-1 err (%, optimistic)",
+              "best top-5 err (%)", "best epoch", "epochs", "images/s", "params", "NL params"]
+    if show_chance:
+        header.append("at chance")
     if show_unfinished:
         header.append("failed/diverged")
     if show_running:
@@ -314,9 +426,9 @@ def configuration_table(sweep: Sweep) -> Table:
         cells = [_text(row.get(key)) for key in keys]
         cells += [
             str(row["n"]),
+            _error_pm(row, families.metric),
+            _error_interval(row, families.metric),
             _error_pm(row, BEST_ACC1),
-            _error_interval(row, BEST_ACC1),
-            _error_pm(row, FINAL_ACC1),
             _error_pm(row, BEST_ACC5),
             _pm(row["best_epoch_mean"], row["best_epoch_std"], digits=1),
             _pm(row["epochs_mean"], None, digits=0),
@@ -324,6 +436,8 @@ def configuration_table(sweep: Sweep) -> Table:
             _count(row["params_mean"]),
             _count(row["nl_params_mean"]),
         ]
+        if show_chance:
+            cells.append(str(row["n_chance"]))
         if show_unfinished:
             cells.append(str(row["n_unfinished"]))
         if show_running:
@@ -353,11 +467,11 @@ def benchmark_section(bench: Benchmark, png_name: str) -> Section:
 
 def benchmark_table(bench: Benchmark) -> Table:
     """One row per backbone x reduction x heads, the normalisations side by side (images/s, then peak MiB), and
-    each normalisation's speed-up over the reference one (:func:`nlbench.report.stats.reference_of`)."""
+    each normalisation's speed-up over the reference one (:func:`nlbench.report.compare.reference_of`)."""
     normalizations = list(dict.fromkeys(record["normalization"] for record in bench.records))
     measured = {config_of(record, ("backbone", "reduction", "heads", "normalization")): record
                 for record in bench.records}
-    reference = stats.reference_of("normalization", normalizations) if len(normalizations) > 1 else None
+    reference = reference_of("normalization", normalizations) if len(normalizations) > 1 else None
     treatments = [n for n in normalizations if reference is not None and n != reference]
     header = ["backbone", "r", "heads", *(f"{n} img/s" for n in normalizations),
               *(f"{n} peak MiB" for n in normalizations), *(f"{n} / {reference} img/s" for n in treatments)]

@@ -1,7 +1,8 @@
 """``nlbench sweep``: run a sweep spec's grid as ``nlbench fit`` runs, preview it, or export it as a W&B sweep.
 
-    nlbench sweep --config experiments/sweeps/cifar10.yaml [--dry-run] [--export-wandb FILE] [--status]
-                  [--output_dir DIR] [--devices auto|cpu|0,1,...] [--runs-per-device K] [--max-runs N]
+    nlbench sweep --config experiments/sweeps/cifar10.yaml [--dry-run [--pilot SWEEP_DIR [--margin PT]]]
+                  [--export-wandb FILE] [--status] [--output_dir DIR] [--devices auto|cpu|0,1,...]
+                  [--runs-per-device K] [--max-runs N]
                   [--index 0-9,20] [--launcher local|slurm [--slurm.time 12:00:00 --slurm.partition P ...]]
 
 Any number of sweep processes (or SLURM array tasks) may share one sweep directory: each run is claimed by one
@@ -89,6 +90,15 @@ def build_parser() -> ArgumentParser:
         help="a training benchmark (nlbench bench train --grid --out FILE) for the dry run's ETA before any run "
         "has finished",
     )
+    parser.add_argument(
+        "--pilot", type=str, default=None, metavar="SWEEP_DIR",
+        help="with --dry-run: from this finished pilot sweep's seed variance, the smallest difference each compared "
+        "key could detect with this sweep's seeds (80% power, Holm over its planned family), and the seeds a "
+        "difference of --margin needs",
+    )  # fmt: skip
+    parser.add_argument("--margin", type=float, default=None, metavar="PT",
+                        help="with --pilot: the difference in percentage points to give the seed count for "
+                        "(default: 0.5, the report's equivalence margin)")
     parser.add_argument("--max-runs", type=int, default=None, help="start at most this many runs, then stop")
     parser.add_argument(
         "--grid-limit", type=int, default=None, metavar="N",
@@ -149,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
         gpus = parse_devices(args.devices)
         if args.runs_per_device is not None and args.runs_per_device < 1:
             raise ValueError(f"--runs-per-device must be >= 1, got {args.runs_per_device}")
+        if args.pilot is not None and not args.dry_run:
+            raise ValueError("--pilot reads a finished pilot sweep for --dry-run's power estimate; add --dry-run")
+        if args.margin is not None and args.pilot is None:
+            raise ValueError("--margin only applies with --pilot (the difference the seed count is given for)")
+        margin = 0.5 if args.margin is None else args.margin
+        if not 0 < margin < 100:
+            raise ValueError(f"--margin {margin:g}: expected a difference in percentage points, > 0 and < 100")
         spec = load_spec(args.config, output_dir=args.output_dir)
         slurm_given = {key: getattr(args.slurm, key) for key in SLURM_KEYS} if args.slurm else {}
         if args.launcher != "slurm" and any(v is not None for v in slurm_given.values()):
@@ -172,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         todo = runs if args.index is None else [runs[i] for i in parse_index(args.index, len(runs))]
         if args.status or args.dry_run:
             check_sweep_dir(spec)  # another sweep's directory, or links in it: say so before listing its runs
+        power = pilot_power(args.pilot, runs, margin / 100) if args.pilot is not None else None
         if args.status:
             print_status(spec, runs)
             return 0
@@ -190,11 +208,16 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # e.g. a read-only or full disk for --export-wandb
         return _error(os_error_line(err))
     if options is not None and not args.export_wandb:
-        return _submit(spec, runs, todo, options, needs, dry_run=args.dry_run)
+        code = _submit(spec, runs, todo, options, needs, dry_run=args.dry_run)
+        if power:
+            print(power)
+        return code
     if slots is None:
         return 0
     if args.dry_run:
         print_plan(spec, todo, parsed, slots, needs, bench=args.bench)
+        if power:
+            print(power)
         return 0
 
     print(f"sweep {spec.name}: {_counts_line(spec, runs)}; {len(slots)} slot(s): "
@@ -372,6 +395,54 @@ def print_plan(
         print(_benchmark_eta(bench, todo, epochs, needs, len(slots)))
     else:
         print("ETA: unknown (no finished runs to time yet; --bench FILE estimates it from a benchmark)")
+
+
+def pilot_power(pilot: str, runs: Sequence[SweepRun], margin: float) -> str:
+    """The dry run's power table: per key the pilot compares, its seed sd (paired differences, pooled over its
+    comparisons), and with this sweep's seeds and planned family size (Holm's first level 0.05 / family) the
+    smallest difference detectable at 80% power and the seeds a difference of ``margin`` needs. Raises ValueError
+    (one line) for a pilot that cannot be read."""
+    from nlbench.report.collect import SourceError, load_sweep
+    from nlbench.report.compare import METRIC_LABELS, Families, power_plan
+    from nlbench.report.stats import MAX_SEEDS
+
+    try:
+        sweep = load_sweep(pilot)
+    except (FileNotFoundError, SourceError) as err:
+        raise ValueError(f"--pilot {err}") from None
+    params = [{short_name(key): value for key, value in run.params.items()} for run in runs]
+    seeds = len({repr(p.get("seed")) for p in params})
+    axes = list(dict.fromkeys(key for p in params for key in p if key != "seed"))
+    families = Families(sweep.finished, sweep.config_keys, margin)
+    sizes = {}
+    for key in sweep.config_keys:
+        if key in axes:  # comparisons the planned sweep makes along key: its other configurations x (values - 1)
+            others = {tuple(repr(p.get(k)) for k in axes if k != key) for p in params}
+            sizes[key] = len(others) * (len({repr(p.get(key)) for p in params}) - 1)
+    compared = [key for key in sweep.config_keys if key in axes]
+    plans = power_plan([families.get(key) for key in compared], seeds, sizes, margin)
+    label = METRIC_LABELS.get(families.metric, families.metric)
+    lines = [f"power from the pilot {pilot} ({len(sweep.finished)} finished runs, {label}; 80% power, Holm's "
+             f"first level 0.05 / family):"]
+    skipped = [key for key in sweep.config_keys if key not in axes]
+    if not plans:
+        varied = ", ".join(sweep.config_keys) or "nothing"
+        return "\n".join(lines + [f"  nothing to estimate: this sweep varies none of the keys the pilot compares "
+                                  f"({varied})"])
+    lines.append(f"  {'key':<16} {'reference':<12} {'seed sd (pt)':>12} {'seeds':>6} {'family':>7} "
+                 f"{'detectable (pt)':>16} {f'seeds for {100 * margin:g} pt':>18}")
+    for plan in plans:
+        sd = "–" if plan.sd is None else f"{100 * plan.sd:.2f}"
+        detect = "–" if plan.detectable is None else f"{100 * plan.detectable:.2f}"
+        need = "–" if plan.seeds_for_margin is None and plan.sd is None else (
+            f"> {MAX_SEEDS:,}" if plan.seeds_for_margin is None else str(plan.seeds_for_margin))
+        lines.append(f"  {plan.key:<16} {str(plan.reference):<12} {sd:>12} {plan.seeds:>6} {plan.family:>7} "
+                     f"{detect:>16} {need:>18}")
+    if skipped:
+        lines.append(f"  (the pilot also compares {', '.join(skipped)}, which this sweep does not vary)")
+    if any(plan.sd is None for plan in plans):
+        lines.append("  –: no seed sd in the pilot (a key needs two seeds both arms ran, differing between seeds)")
+    return "\n".join(lines)
 
 
 def _benchmark_eta(

@@ -2,7 +2,8 @@
 
 ``results.csv/json``: one row per run of the spec, in spec order: run_id, status, one column per swept key (its
 short name, :func:`nlbench.run.short_name`, made unique), the run record's metrics under
-:data:`nlbench.run.METRICS`, error. Never read back: every reader (report, status, notebooks) loads the run
+:data:`nlbench.run.METRICS`, the training recipe (:data:`nlbench.results.RECIPE`, from the run's resolved config),
+error. Never read back: every reader (report, status, notebooks) loads the run
 directories through :mod:`nlbench.results`. The file is a snapshot, so it never claims a run is alive: a run that
 was training when it was written says "unfinished" (a kill -9 of the sweep cannot leave "running" behind); the
 live answer, running or interrupted, comes from the run's lock (``nlbench report``, ``nlbench.results.load``).
@@ -104,6 +105,8 @@ def _row(run_id: str, read: dict[str, Any], values: dict[str, Any]) -> dict[str,
     row: dict[str, Any] = {"run_id": run_id, "status": UNFINISHED if status in ("running", "interrupted") else status}
     row.update(values)
     row.update({name: read.get(name) for name in record_.METRICS})
+    recipe = results.recipe(read.get("config") or {}, read.get("hparams") or {})
+    row.update({name: value for name, value in recipe.items() if name not in row})  # a swept key keeps its column
     row["error"] = read.get("error") if status in ("failed", results.UNREADABLE) else None
     return row
 
