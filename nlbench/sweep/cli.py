@@ -17,6 +17,7 @@ failed (diverged runs are results, and runs left for later by --max-runs are not
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -102,7 +103,8 @@ def build_parser() -> ArgumentParser:
     helps = {
         "partition": "SLURM partition", "time": "time limit per array task (minutes, HH:MM:SS, D-HH:MM:SS); required",
         "gpus_per_task": "GPUs per array task", "cpus_per_task": "CPUs per array task",
-        "mem": "memory per array task, e.g. 32G", "array_parallelism": "at most this many tasks at once",
+        "mem": "memory per array task, e.g. 32G (default: 8G per run the task holds)",
+        "array_parallelism": "at most this many tasks at once",
         "account": "account to charge", "qos": "quality of service",
         "additional": "any other sbatch options as a mapping, e.g. '{constraint: a100, mail-type: END}'",
     }  # fmt: skip
@@ -224,9 +226,16 @@ def _submit(
     tasks = slurm.task_runs(spec, pending, options)
     if dry_run:
         print(f"sweep {spec.name}: {_counts_line(spec, runs)}; would submit {len(pending)} run(s) as "
-              f"{len(tasks)} array task(s), logs under {spec.output_dir / slurm.LOG_DIR}")  # fmt: skip
-        for ids in tasks[:20]:
-            print("  task:", ", ".join(ids))
+              f"{len(tasks)} array task(s), logs under {spec.output_dir / slurm.LOG_DIR}; each task asks for "
+              f"{options['mem']} of memory (--slurm.mem)")  # fmt: skip
+        try:
+            commands = _task_commands(spec, pending, tasks[:20], options)
+        except ValueError as err:  # e.g. devices_per_run above --slurm.gpus_per_task: every task would fail
+            return _error(str(err))
+        for i, (ids, lines) in enumerate(zip(tasks, commands)):
+            print(f"  task {i}: {', '.join(ids)}")
+            for line in lines:
+                print(f"    {line}")
         if len(tasks) > 20:
             print(f"  ... {len(tasks) - 20} more task(s)")
         print(slurm.sbatch_script(spec, max(1, len(tasks)), options))
@@ -250,6 +259,22 @@ def _submit(
     print(f"follow it with: nlbench sweep --config {spec.source or '<spec>'} --status"
           + (f" --output_dir {spec.output_dir}" if spec.source is None else ""))
     return 0
+
+
+def _task_commands(
+    spec: SweepSpec, pending: Sequence[SweepRun], tasks: Sequence[Sequence[str]], options: Mapping[str, Any]
+) -> list[list[str]]:
+    """The `nlbench fit` command line of each run of each task, as the array task starts it (nlbench.sweep.slurm_task:
+    the sweep runner on the task's GPUs, numbered from 0 inside the task)."""
+    import shlex
+
+    from nlbench.sweep.runner import fit_command_of
+
+    gpus = [str(i) for i in range(options.get("gpus_per_task") or 0)]
+    slots = plan_slots(gpus, spec.devices_per_run, spec.runs_per_device)
+    by_id = {run.run_id: (run, state) for run, state in plan(spec, pending)}
+    return [[shlex.join(fit_command_of(spec, by_id[run_id][0], slot, resume=by_id[run_id][1].resumable))
+             for run_id, slot in zip(ids, itertools.cycle(slots))] for ids in tasks]  # fmt: skip
 
 
 def print_status(spec: SweepSpec, runs: Sequence[SweepRun]) -> None:
