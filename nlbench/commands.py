@@ -8,6 +8,7 @@ when that subcommand runs, so ``nlbench --help`` and a usage error answer in wel
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Callable
 
@@ -35,6 +36,15 @@ def print_overview() -> None:
     print("\nStudy:")
     for name, (_, text) in EXTRA_COMMANDS.items():
         print(f"  {name:<10} {text}")
+
+
+def drop_current_folder() -> None:
+    """Under ``python -m nlbench``, take the current folder off the import path, as ``python -P`` does: a module in
+    it (beside a received run directory, or inside one) must not be what a class path from that run imports. Only the
+    entry Python put first; a folder listed in PYTHONPATH stays. (The package itself is already imported by then:
+    start `nlbench` or `python -P -m nlbench` where a folder named nlbench is in the current folder.)"""
+    if not sys.flags.safe_path and sys.path and sys.path[0] in ("", os.getcwd()):
+        del sys.path[0]
 
 
 def main(argv: list[str] | None = None) -> int:

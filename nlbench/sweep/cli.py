@@ -32,8 +32,11 @@ from nlbench.sweep.datacheck import DataNeed, check_data, data_needs, fetch_data
 from nlbench.sweep.devices import Slot, parse_devices, plan_slots, visible_gpus
 from nlbench.sweep.mps import mps_slots
 from nlbench.sweep.results import axis_columns
+from nlbench.sweep.child_imports import check_child_imports, imported_modules
 from nlbench.sweep.runner import (
+    DEFAULT_FIT_COMMAND,
     SweepDirError,
+    child_environ,
     format_duration,
     plan,
     prepare_sweep_dir,
@@ -175,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"checking {len(runs)} run(s) with the `nlbench fit` parser ({len(probes) + 1} configs parsed) ...",
               file=sys.stderr, flush=True)  # fmt: skip
         parsed = validate_runs(spec, runs)
+        if not args.export_wandb:  # the runs must import what this process checked (nlbench.sweep.child_imports)
+            check_child_imports(imported_modules(parsed.values()), DEFAULT_FIT_COMMAND, child_environ())
         needs = data_needs(parsed.values())
         if args.export_wandb:
             path = export_wandb(spec, args.export_wandb)
