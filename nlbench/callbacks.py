@@ -163,7 +163,7 @@ class RunResult(Callback):
         record = run.RunRecord(
             status=status, run_name=self.identity.name, group=self.identity.group, wandb_id=self.wandb_id,
             hparams=dict(self.identity.hparams), metrics=metrics, error=error, machine=_machine(pl_module),
-            config=dict(self.identity.config), differs=list(self.identity.differs),
+            config=dict(self.identity.config), differs=list(self.identity.differs), method=dict(self.identity.method),
         )  # fmt: skip
         run.write_record(self.run_dir, record)
         if status in ("failed", "interrupted"):  # on_exception runs while the W&B run is still live

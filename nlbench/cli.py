@@ -20,9 +20,9 @@ from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_warn
 
-from nlbench import errors, yamlsafe
+from nlbench import errors, trusted_imports, yamlsafe
 from nlbench.callbacks import RunResult
-from nlbench.checkpoint_io import check_resumable, load_checkpoint_file, resume_checkpoint
+from nlbench.checkpoint_io import check_checkpoint_classes, check_resumable, load_checkpoint_file, resume_checkpoint
 from nlbench.classifier import ImageClassifier
 from nlbench.device_share import DeviceShare
 from nlbench.io import atomic_write_text
@@ -62,7 +62,8 @@ class ConfigSaver(SaveConfigCallback):
                 try:
                     run = logger.experiment
                     run.config.update({**identity.hparams, "config": self.config.as_dict(),
-                                       "differs": identity.differs}, allow_val_change=True)  # fmt: skip
+                                       "differs": identity.differs, "method": identity.method},
+                                      allow_val_change=True)  # fmt: skip
                     # A copy under a name W&B does not reserve: run.save would symlink the run's config.yaml into
                     # the W&B files, where W&B writes its own config.yaml through the link (wandb/wandb#7654).
                     copy = Path(run.dir) / WANDB_CONFIG_NAME
@@ -136,7 +137,12 @@ class NLBenchCLI(LightningCLI):
 
     def _parse_ckpt_path(self) -> None:
         # Private LightningCLI hook (2.6) that reads --ckpt_path's hparams with torch.load(weights_only=True): a
-        # refused pickle becomes one line naming the file (tests/test_checkpoint_safety.py breaks if it moves).
+        # refused pickle becomes one line naming the file (tests/test_checkpoint_safety.py breaks if it moves), and
+        # the class paths they name are checked first: parsing them imports their modules
+        # (tests/test_trusted_imports.py breaks if this hook stops being called).
+        path = self.config[self.config.subcommand].get("ckpt_path") if self.config.get("subcommand") else None
+        if path and Path(path).is_file():
+            check_checkpoint_classes(path, f"--ckpt_path {path}")
         try:
             super()._parse_ckpt_path()
         except pickle.UnpicklingError as err:
@@ -480,6 +486,7 @@ def check_fit_length(trainer: Namespace) -> None:
 def parse_fit_args(args: list[str]) -> Namespace:
     """Parse and validate a ``nlbench fit`` command line (without "fit"); raises ConfigError with one line."""
     try:
+        _check_config_files(list(args))  # and the classes they name come from the user's environment
         config = _ParseOnlyCLI(args=list(args), run=False).config
         check_config(config)  # methods by name or class path resolve now, not when the run starts
         return config
@@ -501,6 +508,7 @@ def load_run(
     if not ckpt.is_file():
         raise FileNotFoundError(f"{ckpt}: checkpoint not found")
     cfg = yamlsafe.load_file(config)
+    trusted_imports.check_file(cfg, config)  # parsing imports the classes the (perhaps received) run names
     for key in ("ckpt_path", "weights_only"):  # Trainer.fit arguments; the parse-only parser has no subcommands
         cfg.pop(key, None)
     cfg.setdefault("trainer", {})["logger"] = False
@@ -600,6 +608,7 @@ def _check_config_files(argv: list[str]) -> None:
         if not isinstance(config, dict):
             got = "an empty file" if config is None else f"a {type(config).__name__}"
             raise ConfigError(f"--config {path}: expected a mapping of options (trainer:, model:, data:), got {got}")
+        trusted_imports.check_file(config, path, f"--config {path}")  # e.g. a received run's config.yaml
         included = config.get("config")
         for name in included if isinstance(included, list) else [included] if isinstance(included, str) else []:
             pending.append(path.parent / name)  # jsonargparse resolves includes against the including file

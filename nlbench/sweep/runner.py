@@ -348,7 +348,8 @@ def _failed_record(
                                     group=identity.group if identity else "",
                                     hparams=identity.hparams if identity else {},
                                     config=identity.config if identity else {},
-                                    differs=identity.differs if identity else [])  # fmt: skip
+                                    differs=identity.differs if identity else [],
+                                    method=identity.method if identity else {})  # fmt: skip
     running.status, running.error, running.exit_code, running.written_by = "failed", error, code, "nlbench sweep"
     return running
 
