@@ -20,7 +20,7 @@ from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_warn
 
-from nlbench import errors, trusted_imports, yamlsafe
+from nlbench import errors, launch, trusted_imports, yamlsafe
 from nlbench.callbacks import RunResult
 from nlbench.checkpoint_io import check_checkpoint_classes, check_resumable, load_checkpoint_file, resume_checkpoint
 from nlbench.classifier import ImageClassifier
@@ -77,7 +77,7 @@ class NLBenchCLI(LightningCLI):
     """LightningCLI with nlbench's run directories, run naming and data -> model links."""
 
     # Hands the launcher's run directory to DDP worker processes, which re-run the same command line.
-    RUN_DIR_ENV = "NLBENCH_DDP_RUN_DIR"
+    RUN_DIR_ENV = launch.DDP_RUN_DIR_ENV
 
     def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any) -> None:
         self.run_dir: Path | None = None
@@ -167,6 +167,7 @@ class NLBenchCLI(LightningCLI):
         _check_weights_only(cfg, self.argv)
         if self.subcommand == "fit":
             check_fit_length(cfg.trainer)
+        launch.check_num_nodes(launch.detect(), cfg.trainer.get("num_nodes"))
         identity = identity_from_config(cfg, self.option_keys)
         run_dir = self._resolve_run_dir(cfg, identity)
         self.run_dir, self.identity = run_dir, identity
@@ -217,9 +218,10 @@ class NLBenchCLI(LightningCLI):
         check_resumable(self.run_dir, fit.ckpt_path)
 
     def _resolve_run_dir(self, cfg: Namespace, identity: RunIdentity) -> Path:
-        if os.environ.get(self.RUN_DIR_ENV) and os.environ.get("LOCAL_RANK") not in (None, "0"):
+        launched = launch.detect()
+        if launched.launcher == "ddp-worker":
             return Path(os.environ[self.RUN_DIR_ENV])  # a DDP worker: the launcher already chose (and locked)
-        if launched_rank() != 0:
+        if not launched.writes:
             # A rank > 0 of torchrun/srun/mpirun or of another node: global rank 0 chooses, locks and writes the run
             # directory; this process only names it (it writes nothing there), so it neither locks nor picks -vN.
             if cfg.run_dir:
@@ -415,9 +417,11 @@ def _configure_loggers(loggers: Any, log_dir: Path, run_dir: Path, identity: Run
             args.group = args.get("group") or identity.group
             args.tags = list(dict.fromkeys([*(args.get("tags") or []), *identity.tags]))
             if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):
-                # Under `wandb agent` W&B uses the agent's id whatever is passed: record that one.
+                # Under `wandb agent` W&B uses the agent's id whatever is passed: record that one (rank 0 only: the
+                # other ranks neither lock nor write the run directory).
                 args.id = os.environ["WANDB_RUN_ID"]
-                atomic_write_text(run_dir / WANDB_ID_FILE, args.id + "\n")
+                if launched_rank() == 0:
+                    atomic_write_text(run_dir / WANDB_ID_FILE, args.id + "\n")
             else:
                 args.id = args.get("id") or wandb_run_id(run_dir, resuming)
     return configured
@@ -532,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     from_sys_argv = argv is None  # then LightningCLI reads sys.argv itself (DDP workers re-run the same argv)
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        _check_rank_environment()
+        launch.detect()  # launcher variables as a set Lightning acts on, or one line (nlbench.launch)
         _check_config_files(argv)
         NLBenchCLI(args=None if from_sys_argv else argv)
     except Exception as err:
@@ -547,33 +551,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# Set by the launchers that start one process per rank: torchrun, srun, MPI, nlbench's own DDP workers (Lightning's
-# subprocess launcher re-runs the command with NLBENCH_DDP_RUN_DIR set, see NLBenchCLI.RUN_DIR_ENV).
-_LAUNCHER_ENV = ("TORCHELASTIC_RUN_ID", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK", NLBenchCLI.RUN_DIR_ENV)
-
-
 def launched_rank() -> int:
-    """This process's global rank as an outside launcher set it (torchrun's RANK, srun's SLURM_PROCID in a
-    multi-task step, mpirun's OMPI_COMM_WORLD_RANK/PMI_RANK), or NODE_RANK > 0 on the other nodes of a multi-node
-    run started by hand; 0 for a process nobody launched as a worker. (Lightning's own DDP workers carry
-    NLBenchCLI.RUN_DIR_ENV instead.)"""
-    env = os.environ
-    ranks = [env.get("RANK") if env.get("TORCHELASTIC_RUN_ID") else None,
-             env.get("SLURM_PROCID") if int(env.get("SLURM_NTASKS") or 1) > 1 else None,
-             env.get("OMPI_COMM_WORLD_RANK"), env.get("PMI_RANK"), env.get("NODE_RANK")]  # fmt: skip
-    for rank in ranks:
-        if rank and rank.strip().isdigit() and int(rank) != 0:
-            return int(rank)
-    return 0
-
-
-def _check_rank_environment() -> None:
-    """Refuse LOCAL_RANK/RANK left in the environment outside a launcher: Lightning would take the process for a
-    worker of rank > 0, which trains without writing metrics.csv, hparams.yaml or result.json, and exits 0."""
-    stray = [f"{name}={os.environ[name]}" for name in ("LOCAL_RANK", "RANK") if os.environ.get(name, "0") != "0"]
-    if stray and not any(os.environ.get(name) for name in _LAUNCHER_ENV):
-        raise ConfigError(f"{' '.join(stray)} set in the environment, but no launcher (torchrun, srun, mpirun) "
-                          "started this process: unset them, or start multi-process runs with --trainer.devices N")
+    """This process's global rank as its launcher set it (:func:`nlbench.launch.detect`: torchrun, srun, jsrun, MPI,
+    Lightning's DDP workers, nodes started by hand): 0 for the process that locks and writes the run directory."""
+    return launch.detect().global_rank
 
 
 def _check_config_files(argv: list[str]) -> None:

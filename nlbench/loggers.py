@@ -270,7 +270,9 @@ def wandb_run_id(run_dir: Path, resuming: bool) -> str:
     """
     path = Path(run_dir) / WANDB_ID_FILE
     stored = path.read_text().strip() if path.is_file() else ""
-    worker = os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("RANK", "0") != "0"
+    from nlbench.launch import detect
+
+    worker = not detect().writes  # a rank > 0 of any launcher: it reads the id rank 0 stored, never writes one
     if worker or (resuming and stored):
         return stored
     # W&B's own id alphabet and length (wandb.util.generate_id), without importing wandb here.
