@@ -105,7 +105,8 @@ class NLBenchCLI(LightningCLI):
                 save_config_callback=ConfigSaver,
                 save_config_kwargs={"overwrite": True, "multifile": False},
                 auto_configure_optimizers=False,
-                parser_kwargs={"exit_on_error": False, "env_prefix": "NLBENCH", "default_env": False},
+                # prog: the usage line says `nlbench`, however it was started (`python -m nlbench` gave __main__.py)
+                parser_kwargs={"exit_on_error": False, "env_prefix": "NLBENCH", "default_env": False, "prog": "nlbench"},
                 args=args,
                 run=run,
                 **kwargs,
@@ -132,6 +133,7 @@ class NLBenchCLI(LightningCLI):
             "<trainer.default_root_dir>/<run name>, with a -vN suffix when taken.",
         )
         parser.link_arguments("data.num_classes", "model.backbone.init_args.num_classes", apply_on="instantiate")
+        _count_or_fraction(parser)
         if not self.full_help:
             _shorten_help(parser)
 
@@ -155,6 +157,7 @@ class NLBenchCLI(LightningCLI):
         # the same process): draw a real random seed instead, so config.yaml and result.json record it. DDP
         # workers re-run this command line and take the launcher's seed from PL_GLOBAL_SEED.
         cfg = self.config[self.subcommand] if self.subcommand else self.config
+        check_config(cfg)  # an unknown method: one line, before Lightning's "Seed set to" line
         if cfg.get("seed_everything") is True:
             worker = os.environ.get("LOCAL_RANK") not in (None, "0") and os.environ.get("PL_GLOBAL_SEED")
             cfg.seed_everything = int(os.environ["PL_GLOBAL_SEED"]) if worker else random_seed()
@@ -328,6 +331,25 @@ def _remove_empty_dirs(folders: list[Path]) -> None:
 SHORT_HELP_TRAINER = ("accelerator", "devices", "precision", "max_epochs", "max_steps", "limit_train_batches",
                       "limit_val_batches", "log_every_n_steps", "default_root_dir", "enable_progress_bar")  # fmt: skip
 FULL_HELP = "--help=full"
+
+
+# Trainer options that take a count (an int: batches) or a fraction (a float: 1.0 = all), Lightning's convention.
+COUNT_OR_FRACTION = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
+                     "overfit_batches", "val_check_interval")  # fmt: skip
+COUNT_OR_FRACTION_HELP = ("an int counts batches (1 = one batch), a float is a fraction of them (1.0 = all, 0.1 = a "
+                          "tenth)")  # fmt: skip
+
+
+def _count_or_fraction(parser: Any) -> None:
+    """Make ``--trainer.limit_train_batches 1`` one batch, as Lightning documents an int, not 100%. Lightning's
+    ``Optional[Union[int, float]]`` reaches jsonargparse as ``Union[float, int, None]`` (typing caches a Union by its
+    members, in the order first seen), which jsonargparse tries float-first, turning every "1" into 1.0. The
+    action's type hint is private to jsonargparse: tests/test_fit_help.py breaks if this stops working."""
+    for action in parser._actions:  # argparse has no public way to list a parser's actions
+        if action.dest.removeprefix("trainer.") in COUNT_OR_FRACTION and action.dest.startswith("trainer.") \
+                and hasattr(action, "_typehint"):  # fmt: skip
+            action._typehint = int | float | None  # a types.UnionType: its order is kept
+            action.help = f"{(action.help or '').rstrip('.')}. {COUNT_OR_FRACTION_HELP[0].upper()}{COUNT_OR_FRACTION_HELP[1:]}."
 
 
 def _shorten_help(parser: Any) -> None:

@@ -73,19 +73,19 @@ class Registry:
         if isinstance(value, type):
             return value
         if not isinstance(value, str) or not value:
-            raise UnknownMethodError(self._unknown(value))
+            raise UnknownMethodError(self.unknown(value))
         target = self._entries.get(value, value)
         if isinstance(target, type):
             return target
         if "." not in target:
-            raise UnknownMethodError(self._unknown(value))
+            raise UnknownMethodError(self.unknown(value))
         module, _, name = target.rpartition(".")
         try:
             cls = getattr(importlib.import_module(module), name)
         except ImportError as err:
-            raise UnknownMethodError(f"{self._unknown(value)} ({type(err).__name__}: {err})") from None
+            raise UnknownMethodError(f"{self.unknown(value)} ({type(err).__name__}: {err})") from None
         except AttributeError:
-            raise UnknownMethodError(f"{self._unknown(value)} (module {module} has no {name})") from None
+            raise UnknownMethodError(f"{self.unknown(value)} (module {module} has no {name})") from None
         if not isinstance(cls, type):
             raise UnknownMethodError(f"{self.option}: {value} is not a class")
         return cls
@@ -129,7 +129,7 @@ class Registry:
         name = self.registered_name(value) if isinstance(value, str) and value else None
         if name is None:
             if not isinstance(value, str) or "." not in value:
-                raise UnknownMethodError(self._unknown(value))
+                raise UnknownMethodError(self.unknown(value))
             last = value.rsplit(".", 1)[-1]
             return MethodInfo(name=last, label=last, color=None, has_map=False, value=value)
         label, color, has_map = self._looks.get(name, (None, None, None))
@@ -147,7 +147,8 @@ class Registry:
             value=value if isinstance(value, str) else f"{cls.__module__}.{cls.__qualname__}",
         )
 
-    def _unknown(self, value: Any) -> str:
+    def unknown(self, value: Any) -> str:
+        """The one-line message for a value that names none of this registry's methods."""
         return (f"{self.option}: unknown {self.kind} {value!r}: use one of {', '.join(self._entries)} or a class "
                 "path (package.module.Class) importable from the Python path")
 
