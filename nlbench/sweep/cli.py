@@ -27,6 +27,7 @@ from typing import Any
 from jsonargparse import ArgumentError, ArgumentParser
 
 from nlbench.errors import os_error_line
+from nlbench.sweep import eta as cpu_eta
 from nlbench.run import short_name
 from nlbench.sweep.datacheck import DataNeed, check_data, data_needs, fetch_data
 from nlbench.sweep.devices import Slot, parse_devices, plan_slots, visible_gpus
@@ -91,6 +92,11 @@ def build_parser() -> ArgumentParser:
         "has finished",
     )
     parser.add_argument("--max-runs", type=int, default=None, help="start at most this many runs, then stop")
+    parser.add_argument(
+        "--yes", action="store_true",
+        help="run even when the runs would take over an hour on this machine's CPU (no GPU visible); without it the "
+        "sweep says how long and stops",
+    )  # fmt: skip
     parser.add_argument(
         "--grid-limit", type=int, default=None, metavar="N",
         help=f"refuse specs with more than N runs (default: {DEFAULT_GRID_LIMIT:,}, or the spec's lower grid_limit)",
@@ -198,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
         print_plan(spec, todo, parsed, slots, needs, bench=args.bench)
         return 0
 
+    if not slots[0].gpus and not args.yes:  # CPU only: a grid meant for GPUs would train for weeks without a word
+        cpu = cpu_eta.estimate(plan(spec, todo), parsed, len(slots), max_runs=args.max_runs)
+        if cpu is not None and cpu.seconds > cpu_eta.CONFIRM_ABOVE_S:
+            return _error(f"the runs would take about {format_duration(cpu.seconds)} on this machine's CPU (no GPU "
+                          f"visible): {cpu.epochs:,} epochs at {cpu.how}; pass --yes to run them anyway, or fewer "
+                          "with --max-runs N or --index")
     print(f"sweep {spec.name}: {_counts_line(spec, runs)}; {len(slots)} slot(s): "
           f"{', '.join(s.label for s in slots)} -> {spec.output_dir}")  # fmt: skip
     try:
@@ -394,6 +406,9 @@ def print_plan(
         print(f"ETA: ~{eta} at {per_epoch:.1f} s/epoch (measured over {len(timed)} finished run(s))")
     elif bench is not None:
         print(_benchmark_eta(bench, todo, epochs, needs, len(slots)))
+    elif not slots[0].gpus and (cpu := cpu_eta.estimate(planned, parsed, len(slots))) is not None:
+        ask = "; over an hour: the sweep asks for --yes" if cpu.seconds > cpu_eta.CONFIRM_ABOVE_S else ""
+        print(f"ETA: ~{format_duration(cpu.seconds)} on this CPU ({cpu.how}){ask}")
     else:
         print("ETA: unknown (no finished runs to time yet; --bench FILE estimates it from a benchmark)")
 
