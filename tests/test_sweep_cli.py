@@ -260,7 +260,8 @@ def test_a_failed_download_fails_the_sweep_once_saying_where_to_put_the_archive(
             "axes": {NORMALIZATION: ["softmax", "scale"], "seed_everything": [0, 1, 2]}}  # fmt: skip
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(spec))
-    assert main(["--config", str(path), "--devices", "cpu"]) == 2
+    # --yes: 300-epoch CIFAR-10 runs on the CPU would otherwise stop at the time estimate, before any download.
+    assert main(["--config", str(path), "--devices", "cpu", "--yes"]) == 2
     err = capsys.readouterr().err.splitlines()[-1]
     assert err.startswith("nlbench sweep: error: cifar10: downloading https://www.cs.toronto.edu/")
     assert err.endswith(f"without network, put cifar-10-python.tar.gz "
