@@ -106,7 +106,8 @@ class NLBenchCLI(LightningCLI):
                 save_config_kwargs={"overwrite": True, "multifile": False},
                 auto_configure_optimizers=False,
                 # prog: the usage line says `nlbench`, however it was started (`python -m nlbench` gave __main__.py)
-                parser_kwargs={"exit_on_error": False, "env_prefix": "NLBENCH", "default_env": False, "prog": "nlbench"},
+                parser_kwargs={"exit_on_error": False, "env_prefix": "NLBENCH", "default_env": False,
+                               "prog": "nlbench"},
                 args=args,
                 run=run,
                 **kwargs,
@@ -336,8 +337,8 @@ FULL_HELP = "--help=full"
 # Trainer options that take a count (an int: batches) or a fraction (a float: 1.0 = all), Lightning's convention.
 COUNT_OR_FRACTION = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
                      "overfit_batches", "val_check_interval")  # fmt: skip
-COUNT_OR_FRACTION_HELP = ("an int counts batches (1 = one batch), a float is a fraction of them (1.0 = all, 0.1 = a "
-                          "tenth)")  # fmt: skip
+COUNT_OR_FRACTION_HELP = ("An int counts batches (1 = one batch), a float is a fraction of them (1.0 = all, 0.1 = a "
+                          "tenth).")  # fmt: skip
 
 
 def _count_or_fraction(parser: Any) -> None:
@@ -349,7 +350,7 @@ def _count_or_fraction(parser: Any) -> None:
         if action.dest.removeprefix("trainer.") in COUNT_OR_FRACTION and action.dest.startswith("trainer.") \
                 and hasattr(action, "_typehint"):  # fmt: skip
             action._typehint = int | float | None  # a types.UnionType: its order is kept
-            action.help = f"{(action.help or '').rstrip('.')}. {COUNT_OR_FRACTION_HELP[0].upper()}{COUNT_OR_FRACTION_HELP[1:]}."
+            action.help = f"{(action.help or '').rstrip('.')}. {COUNT_OR_FRACTION_HELP}"
 
 
 def _shorten_help(parser: Any) -> None:

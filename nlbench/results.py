@@ -558,5 +558,6 @@ def _wandb_row(wandb_run: Any) -> dict[str, Any]:
         "run_id": str(wandb_run.id), "run_name": wandb_run.name, "wandb_group": wandb_run.group,
         "wandb_id": str(wandb_run.id), "status": _WANDB_STATUS.get(wandb_run.state, wandb_run.state), "error": None,
         "hparams": {key: config[key] for key in run_.HPARAMS if key in config}, "config": flat,
-        "differs": list(config.get("differs") or []), "curve": [], "method": run_.method_of(config.get("method")), **metrics,
+        "differs": list(config.get("differs") or []), "curve": [], "method": run_.method_of(config.get("method")),
+        **metrics,
     }  # fmt: skip

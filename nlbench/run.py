@@ -421,7 +421,8 @@ _METHOD_FIELDS: dict[str, type | tuple[type, ...]] = {"name": str, "label": str,
 
 
 def method_of(data: Any) -> dict[str, Any]:
-    """A record's (or a W&B config's) ``method`` as read: the known fields of the right type (a received file may hold anything)."""
+    """A record's (or a W&B config's) ``method`` as read: the known fields of the right type (a received file may
+    hold anything)."""
     if not isinstance(data, Mapping):
         return {}
     return {key: data[key] for key, kind in _METHOD_FIELDS.items() if isinstance(data.get(key), kind)}

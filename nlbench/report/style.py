@@ -1,12 +1,13 @@
-"""How the report names and colours a configuration value: one place, so a new method (a registered name or a
-class path such as ``my_pkg.attn.SigmoidAttention``) is labelled and coloured without an edit here.
+"""How the report names and colours a configuration value: one place, so a new method (a registered name or a class
+path such as ``my_pkg.attn.SigmoidAttention``) is labelled and coloured without an edit here.
 
 A method (the reader's ``normalization`` column: a normalization, a peer block or ``none``) takes its label and
 colour from the runs' records (:func:`remember_methods`: what the fit resolved from the class's ``label`` and
 ``color`` attributes or its registration), else from the method registry without importing anything
-(:func:`nlbench.nn.registry.method_look`; a class path by its class name). Other values, and methods without a colour of their own, take colours from a fixed
-palette (minus the colours methods have claimed) in the order the values first appear in the runs (the sweep's own
-axis order), so a value keeps its colour in every figure of a report.
+(:func:`nlbench.nn.registry.method_look`; a class path by its class name). Other values, and methods without a
+colour of their own, take colours from a fixed palette (minus the colours methods have claimed) in the order the
+values first appear in the runs (the sweep's own axis order), so a value keeps its colour in every figure of a
+report.
 """
 
 from __future__ import annotations

@@ -36,15 +36,17 @@ RESERVED = {
     "output": "submitit's logs in <sweep_dir>/slurm/", "error": "submitit's logs in <sweep_dir>/slurm/",
     "open-mode": "submitit's logs", "input": "the task reads no input", "signal": "submitit's requeue signal",
     "chdir": "the task runs where the sweep was submitted", "export": "the task gets the submitting environment",
-    "export-file": "the task gets the submitting environment", "get-user-env": "the task gets the submitting environment",
+    "export-file": "the task gets the submitting environment",
+    "get-user-env": "the task gets the submitting environment",
     "uid": "the task runs as you", "gid": "the task runs as you", "wrap": "the script is submitit's",
-    "batch": "the script is submitit's", "parsable": "submitit reads sbatch's answer", "test-only": "nothing is submitted",
+    "batch": "the script is submitit's", "parsable": "submitit reads sbatch's answer",
+    "test-only": "nothing is submitted",
     "wait": "the sweep does not wait", "help": "not an option of a job", "usage": "not an option of a job",
     "version": "not an option of a job",
 }  # fmt: skip
 # Options nlbench has its own key for (--slurm.KEY, slurm: KEY).
-OWN_KEYS = {"partition": "partition", "time": "time", "gpus-per-task": "gpus_per_task", "cpus-per-task": "cpus_per_task",
-            "mem": "mem", "account": "account", "qos": "qos"}  # fmt: skip
+OWN_KEYS = {"partition": "partition", "time": "time", "gpus-per-task": "gpus_per_task",
+            "cpus-per-task": "cpus_per_task", "mem": "mem", "account": "account", "qos": "qos"}  # fmt: skip
 _SAFE_VALUE = re.compile(r"[!$-&(-\[\]-_a-~]+")  # printable ASCII but space ' " # \ `
 _MEM = re.compile(r"\d+[KMGT]?", re.IGNORECASE)
 _SHOWN = 40
@@ -74,8 +76,8 @@ def check_value(value: Any, where: str) -> str | int | float | bool:
 def check_additional(additional: Any, where: str) -> dict[str, Any]:
     """``additional``: sbatch option names (``mail-type`` or ``mail_type``) -> values, each checked."""
     if not isinstance(additional, Mapping):
-        raise SbatchOptionError(f"{where}: must map sbatch option names to values, e.g. '{{\"constraint\": \"a100\"}}', "
-                                f"got {type(additional).__name__}")
+        raise SbatchOptionError(f"{where}: must map sbatch option names to values, e.g. "
+                                f"'{{\"constraint\": \"a100\"}}', got {type(additional).__name__}")
     checked: dict[str, Any] = {}
     for key, value in additional.items():
         if not isinstance(key, str) or not re.fullmatch(r"[a-z][a-z0-9_-]*", key):
