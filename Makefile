@@ -29,6 +29,10 @@ install: $(STAMP) ## Create .venv and install nlbench with dev extras (pinned by
 constraints: $(STAMP) ## Regenerate constraints.txt from pyproject.toml's dependency tree (installed versions)
 	$(PY) tools/constraints.py > constraints.txt.new && mv constraints.txt.new constraints.txt
 
+.PHONY: fit-help
+fit-help: $(STAMP) ## Record `nlbench fit --help` (nlbench/fit_help.txt) after changing an option or a docstring it shows
+	$(PY) -m nlbench.fit_help
+
 .PHONY: test
 test: $(STAMP) ## Run the default test suite (excludes tests marked slow)
 	$(PY) -m pytest $(PYTEST_ARGS)

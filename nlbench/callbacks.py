@@ -20,6 +20,9 @@ from nlbench.models import num_parameters
 NO_STEP = ("trained no step: the fit stopped before its first optimizer step (trainer.max_epochs, max_steps, "
            "max_time or limit_train_batches)")
 
+# The W&B summary's name for the learning rate the run was configured with (beside the scheduled `lr`).
+INITIAL_LR = "lr/initial"
+
 
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
@@ -35,7 +38,8 @@ class RunResult(Callback):
     Library pieces and why this callback still exists:
     - best top-1 has one owner, the module's ``val/acc1_best`` (a torchmetrics MaxMetric, kept in checkpoints);
       this callback reads it after each validation and only notes the epoch and the top-5 at which it rose (the
-      MaxMetric knows neither); W&B's summary of it is ``define_metric(summary="max")``. The last validation's
+      MaxMetric knows neither); the W&B summary holds it as a plain number (the logged running best), with
+      ``lr/initial``, the configured learning rate, beside the last scheduled ``lr``. The last validation's
       metrics travel in checkpoints too, so a run resumed from its end checkpoint (e.g. after its result.json was
       torn) records them instead of nulls.
     - throughput is timed here, not with ``ThroughputMonitor``: that one calls ``torch.cuda.synchronize()`` after
@@ -82,13 +86,7 @@ class RunResult(Callback):
         self.training_started = True
         if trainer.is_global_zero:
             self._sdpa = _sdpa_kernels(trainer, pl_module)
-        for logger in trainer.loggers:
-            try:
-                experiment = logger.experiment
-                if hasattr(experiment, "define_metric"):  # a live W&B run
-                    experiment.define_metric(run.BEST_ACC1, summary="max")
-            except Exception:  # noqa: BLE001 - W&B must never fail a run
-                pass
+            _update_wandb_summary(trainer, {INITIAL_LR: _initial_lr(trainer)})
         self.write(trainer, pl_module, "running")
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -128,7 +126,7 @@ class RunResult(Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # The W&B run is finished (loggers finalized) before on_fit_end: give its summary the record's metrics here.
         if trainer.is_global_zero:
-            _update_wandb_summary(trainer, self.metrics(trainer, pl_module))
+            _update_wandb_summary(trainer, {**self.metrics(trainer, pl_module), INITIAL_LR: _initial_lr(trainer)})
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if getattr(pl_module, "diverged", False):
@@ -206,7 +204,7 @@ class RunResult(Callback):
             status=status, run_name=self.identity.name, group=self.identity.group, wandb_id=self.wandb_id,
             hparams=dict(self.identity.hparams), metrics=metrics, error=error,
             machine={**_machine(pl_module), "sdpa": self._sdpa},
-            config=dict(self.identity.config), differs=list(self.identity.differs),
+            config=dict(self.identity.config), differs=list(self.identity.differs), method=dict(self.identity.method),
         )  # fmt: skip
 
 
@@ -266,15 +264,24 @@ def _sdpa_kernels(trainer: L.Trainer, pl_module: L.LightningModule) -> str | Non
     return model_sdpa_kernels(pl_module, example, trainer.precision_plugin.forward_context)
 
 
+def _initial_lr(trainer: L.Trainer) -> float | None:
+    """The learning rate the optimizer was built with (``model.optimizer.init_args.lr``, what a sweep varies); the
+    logged ``lr`` is the scheduler's value at each step, its last one in the summary."""
+    optimizer = trainer.optimizers[0] if trainer.optimizers else None
+    lr = getattr(optimizer, "defaults", {}).get("lr")
+    return float(lr) if isinstance(lr, (int, float)) else None
+
+
 def _update_wandb_summary(trainer: L.Trainer, metrics: dict[str, Any]) -> None:
-    """Give the W&B summary the record's metrics under the same names (best epoch, top-5 at best, time, ...)."""
+    """Give the W&B summary the record's metrics under the same names (best epoch, top-5 at best, time, ...), each a
+    plain number: ``val/acc1_best`` is the best validation top-1 so far (the module logs the running best), so the UI
+    and the README's recipe find it under that name, not as ``val/acc1_best.max``."""
     for logger in trainer.loggers:
         experiment = getattr(logger, "_experiment", None)  # only a W&B run that exists; never start one here
         summary = getattr(experiment, "summary", None)
         if summary is None or not hasattr(summary, "update"):
             continue
         try:
-            # define_metric(summary="max") owns val/acc1_best's summary; the others are the record's values.
-            summary.update({k: v for k, v in metrics.items() if v is not None and k != run.BEST_ACC1})
+            summary.update({k: v for k, v in metrics.items() if v is not None})
         except Exception:  # noqa: BLE001 - W&B must never fail a run
             pass

@@ -21,6 +21,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint as _ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from nlbench import trusted_imports
 from nlbench.io import atomic_writer
 
 
@@ -34,6 +35,22 @@ def load_checkpoint_file(path: str | os.PathLike[str], *, mmap: bool = False) ->
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"{path}: refused to load: the checkpoint holds pickled objects other than tensors and plain "
                          f"values, which could run code ({first})") from err
+
+
+def check_checkpoint_classes(path: str | os.PathLike[str], what: str | None = None) -> None:
+    """Refuse (ValueError, one line naming the class and the file) a checkpoint whose hyper-parameters name a class
+    that rebuilding the model would import from the current folder or the checkpoint's own folders rather than from
+    the user's environment (:mod:`nlbench.trusted_imports`). A checkpoint that cannot be read weights-only is left
+    to the loader, which says why."""
+    try:
+        try:
+            checkpoint = load_checkpoint_file(path, mmap=True)  # the hyper-parameters only: no copy of the weights
+        except RuntimeError:  # mmap needs torch's zip format
+            checkpoint = load_checkpoint_file(path)
+    except (ValueError, OSError, RuntimeError, EOFError, zipfile.BadZipFile):
+        return
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    trusted_imports.check_file(hparams or {}, path, what)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import warnings
 from typing import Any, Literal
 
@@ -105,6 +106,31 @@ class ImageClassifier(L.LightningModule):
         self._capture_nl = False
         if nl_stats_every_n_steps:
             self._register_nl_capture()
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Lightning's ``load_from_checkpoint``, after checking that the classes the checkpoint's hyper-parameters
+        name (the backbone's ``class_path``, a normalization's) would be imported from the user's environment, not
+        from the current folder or the checkpoint's folders (:mod:`nlbench.trusted_imports`): rebuilding the model
+        imports them. ``hparams_file`` (which replaces the hyper-parameters) is checked the same way."""
+        from nlbench import trusted_imports, yamlsafe
+        from nlbench.checkpoint_io import check_checkpoint_classes
+
+        if isinstance(checkpoint_path, (str, os.PathLike)):
+            check_checkpoint_classes(checkpoint_path)
+        elif hasattr(checkpoint_path, "seek"):  # a file object: read its hyper-parameters, then rewind it
+            start = checkpoint_path.tell()
+            try:
+                checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+            except Exception:  # noqa: BLE001 - unreadable: Lightning's own load says why
+                checkpoint = {}
+            finally:
+                checkpoint_path.seek(start)
+            hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+            trusted_imports.check_file(hparams or {}, None, "the checkpoint")
+        if kwargs.get("hparams_file") is not None and str(kwargs["hparams_file"]).lower().endswith((".yaml", ".yml")):
+            trusted_imports.check_file(yamlsafe.load_file(kwargs["hparams_file"]), kwargs["hparams_file"])
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     # ---- forward -------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -20,9 +20,9 @@ from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_warn
 
-from nlbench import errors, yamlsafe
+from nlbench import errors, launch, trusted_imports, yamlsafe
 from nlbench.callbacks import RunResult, evaluate_selected_checkpoint
-from nlbench.checkpoint_io import check_resumable, load_checkpoint_file, resume_checkpoint
+from nlbench.checkpoint_io import check_checkpoint_classes, check_resumable, load_checkpoint_file, resume_checkpoint
 from nlbench.classifier import ImageClassifier
 from nlbench.device_share import DeviceShare
 from nlbench.io import atomic_write_text
@@ -63,7 +63,8 @@ class ConfigSaver(SaveConfigCallback):
                 try:
                     run = logger.experiment
                     run.config.update({**identity.hparams, "config": self.config.as_dict(),
-                                       "differs": identity.differs}, allow_val_change=True)  # fmt: skip
+                                       "differs": identity.differs, "method": identity.method},
+                                      allow_val_change=True)  # fmt: skip
                     # A copy under a name W&B does not reserve: run.save would symlink the run's config.yaml into
                     # the W&B files, where W&B writes its own config.yaml through the link (wandb/wandb#7654).
                     copy = Path(run.dir) / WANDB_CONFIG_NAME
@@ -77,7 +78,7 @@ class NLBenchCLI(LightningCLI):
     """LightningCLI with nlbench's run directories, run naming and data -> model links."""
 
     # Hands the launcher's run directory to DDP worker processes, which re-run the same command line.
-    RUN_DIR_ENV = "NLBENCH_DDP_RUN_DIR"
+    RUN_DIR_ENV = launch.DDP_RUN_DIR_ENV
 
     def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any) -> None:
         self.run_dir: Path | None = None
@@ -105,7 +106,9 @@ class NLBenchCLI(LightningCLI):
                 save_config_callback=ConfigSaver,
                 save_config_kwargs={"overwrite": True, "multifile": False},
                 auto_configure_optimizers=False,
-                parser_kwargs={"exit_on_error": False, "env_prefix": "NLBENCH", "default_env": False},
+                # prog: the usage line says `nlbench`, however it was started (`python -m nlbench` gave __main__.py)
+                parser_kwargs={"exit_on_error": False, "env_prefix": "NLBENCH", "default_env": False,
+                               "prog": "nlbench"},
                 args=args,
                 run=run,
                 **kwargs,
@@ -132,12 +135,18 @@ class NLBenchCLI(LightningCLI):
             "<trainer.default_root_dir>/<run name>, with a -vN suffix when taken.",
         )
         parser.link_arguments("data.num_classes", "model.backbone.init_args.num_classes", apply_on="instantiate")
+        _count_or_fraction(parser)
         if not self.full_help:
             _shorten_help(parser)
 
     def _parse_ckpt_path(self) -> None:
         # Private LightningCLI hook (2.6) that reads --ckpt_path's hparams with torch.load(weights_only=True): a
-        # refused pickle becomes one line naming the file (tests/test_checkpoint_safety.py breaks if it moves).
+        # refused pickle becomes one line naming the file (tests/test_checkpoint_safety.py breaks if it moves), and
+        # the class paths they name are checked first: parsing them imports their modules
+        # (tests/test_trusted_imports.py breaks if this hook stops being called).
+        path = self.config[self.config.subcommand].get("ckpt_path") if self.config.get("subcommand") else None
+        if path and Path(path).is_file():
+            check_checkpoint_classes(path, f"--ckpt_path {path}")
         try:
             super()._parse_ckpt_path()
         except pickle.UnpicklingError as err:
@@ -150,6 +159,7 @@ class NLBenchCLI(LightningCLI):
         # the same process): draw a real random seed instead, so config.yaml and result.json record it. DDP
         # workers re-run this command line and take the launcher's seed from PL_GLOBAL_SEED.
         cfg = self.config[self.subcommand] if self.subcommand else self.config
+        check_config(cfg)  # an unknown method: one line, before Lightning's "Seed set to" line
         if cfg.get("seed_everything") is True:
             worker = os.environ.get("LOCAL_RANK") not in (None, "0") and os.environ.get("PL_GLOBAL_SEED")
             cfg.seed_everything = int(os.environ["PL_GLOBAL_SEED"]) if worker else random_seed()
@@ -162,6 +172,7 @@ class NLBenchCLI(LightningCLI):
         _check_weights_only(cfg, self.argv)
         if self.subcommand == "fit":
             check_fit_length(cfg.trainer)
+        launch.check_num_nodes(launch.detect(), cfg.trainer.get("num_nodes"))
         identity = identity_from_config(cfg, self.option_keys)
         run_dir = self._resolve_run_dir(cfg, identity)
         RunDir(run_dir).check_files()  # before anything is written there: Lightning's writers follow links
@@ -218,9 +229,10 @@ class NLBenchCLI(LightningCLI):
         check_resumable(self.run_dir, fit.ckpt_path)
 
     def _resolve_run_dir(self, cfg: Namespace, identity: RunIdentity) -> Path:
-        if os.environ.get(self.RUN_DIR_ENV) and os.environ.get("LOCAL_RANK") not in (None, "0"):
+        launched = launch.detect()
+        if launched.launcher == "ddp-worker":
             return Path(os.environ[self.RUN_DIR_ENV])  # a DDP worker: the launcher already chose (and locked)
-        if launched_rank() != 0:
+        if not launched.writes:
             # A rank > 0 of torchrun/srun/mpirun or of another node: global rank 0 chooses, locks and writes the run
             # directory; this process only names it (it writes nothing there), so it neither locks nor picks -vN.
             if cfg.run_dir:
@@ -341,6 +353,25 @@ SHORT_HELP_TRAINER = ("accelerator", "devices", "precision", "max_epochs", "max_
 FULL_HELP = "--help=full"
 
 
+# Trainer options that take a count (an int: batches) or a fraction (a float: 1.0 = all), Lightning's convention.
+COUNT_OR_FRACTION = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
+                     "overfit_batches", "val_check_interval")  # fmt: skip
+COUNT_OR_FRACTION_HELP = ("An int counts batches (1 = one batch), a float is a fraction of them (1.0 = all, 0.1 = a "
+                          "tenth).")  # fmt: skip
+
+
+def _count_or_fraction(parser: Any) -> None:
+    """Make ``--trainer.limit_train_batches 1`` one batch, as Lightning documents an int, not 100%. Lightning's
+    ``Optional[Union[int, float]]`` reaches jsonargparse as ``Union[float, int, None]`` (typing caches a Union by its
+    members, in the order first seen), which jsonargparse tries float-first, turning every "1" into 1.0. The
+    action's type hint is private to jsonargparse: tests/test_fit_help.py breaks if this stops working."""
+    for action in parser._actions:  # argparse has no public way to list a parser's actions
+        if action.dest.removeprefix("trainer.") in COUNT_OR_FRACTION and action.dest.startswith("trainer.") \
+                and hasattr(action, "_typehint"):  # fmt: skip
+            action._typehint = int | float | None  # a types.UnionType: its order is kept
+            action.help = f"{(action.help or '').rstrip('.')}. {COUNT_OR_FRACTION_HELP}"
+
+
 def _shorten_help(parser: Any) -> None:
     """Fit the default help on a screen or two: hide the Trainer options nlbench users rarely set (they still
     parse; `--help=full` lists them), and say where the full surface is."""
@@ -428,9 +459,11 @@ def _configure_loggers(loggers: Any, log_dir: Path, run_dir: Path, identity: Run
             args.group = args.get("group") or identity.group
             args.tags = list(dict.fromkeys([*(args.get("tags") or []), *identity.tags]))
             if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):
-                # Under `wandb agent` W&B uses the agent's id whatever is passed: record that one.
+                # Under `wandb agent` W&B uses the agent's id whatever is passed: record that one (rank 0 only: the
+                # other ranks neither lock nor write the run directory).
                 args.id = os.environ["WANDB_RUN_ID"]
-                atomic_write_text(run_dir / WANDB_ID_FILE, args.id + "\n")
+                if launched_rank() == 0:
+                    atomic_write_text(run_dir / WANDB_ID_FILE, args.id + "\n")
             else:
                 args.id = args.get("id") or wandb_run_id(run_dir, resuming)
     return configured
@@ -525,6 +558,7 @@ def _seconds(duration: Any) -> float | None:
 def parse_fit_args(args: list[str]) -> Namespace:
     """Parse and validate a ``nlbench fit`` command line (without "fit"); raises ConfigError with one line."""
     try:
+        _check_config_files(list(args))  # and the classes they name come from the user's environment
         config = _ParseOnlyCLI(args=list(args), run=False).config
         check_config(config)  # methods by name or class path resolve now, not when the run starts
         return config
@@ -546,6 +580,7 @@ def load_run(
     if not ckpt.is_file():
         raise FileNotFoundError(f"{ckpt}: checkpoint not found")
     cfg = yamlsafe.load_file(config, follow_links=False)  # a received run directory's file: its link not followed
+    trusted_imports.check_file(cfg, config)  # parsing imports the classes the (perhaps received) run names
     for key in ("ckpt_path", "weights_only"):  # Trainer.fit arguments; the parse-only parser has no subcommands
         cfg.pop(key, None)
     cfg.setdefault("trainer", {})["logger"] = False
@@ -569,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     from_sys_argv = argv is None  # then LightningCLI reads sys.argv itself (DDP workers re-run the same argv)
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        _check_rank_environment()
+        launch.detect()  # launcher variables as a set Lightning acts on, or one line (nlbench.launch)
         _check_config_files(argv)
         NLBenchCLI(args=None if from_sys_argv else argv)
     except Exception as err:
@@ -585,33 +620,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# Set by the launchers that start one process per rank: torchrun, srun, MPI, nlbench's own DDP workers (Lightning's
-# subprocess launcher re-runs the command with NLBENCH_DDP_RUN_DIR set, see NLBenchCLI.RUN_DIR_ENV).
-_LAUNCHER_ENV = ("TORCHELASTIC_RUN_ID", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK", NLBenchCLI.RUN_DIR_ENV)
-
-
 def launched_rank() -> int:
-    """This process's global rank as an outside launcher set it (torchrun's RANK, srun's SLURM_PROCID in a
-    multi-task step, mpirun's OMPI_COMM_WORLD_RANK/PMI_RANK), or NODE_RANK > 0 on the other nodes of a multi-node
-    run started by hand; 0 for a process nobody launched as a worker. (Lightning's own DDP workers carry
-    NLBenchCLI.RUN_DIR_ENV instead.)"""
-    env = os.environ
-    ranks = [env.get("RANK") if env.get("TORCHELASTIC_RUN_ID") else None,
-             env.get("SLURM_PROCID") if int(env.get("SLURM_NTASKS") or 1) > 1 else None,
-             env.get("OMPI_COMM_WORLD_RANK"), env.get("PMI_RANK"), env.get("NODE_RANK")]  # fmt: skip
-    for rank in ranks:
-        if rank and rank.strip().isdigit() and int(rank) != 0:
-            return int(rank)
-    return 0
-
-
-def _check_rank_environment() -> None:
-    """Refuse LOCAL_RANK/RANK left in the environment outside a launcher: Lightning would take the process for a
-    worker of rank > 0, which trains without writing metrics.csv, hparams.yaml or result.json, and exits 0."""
-    stray = [f"{name}={os.environ[name]}" for name in ("LOCAL_RANK", "RANK") if os.environ.get(name, "0") != "0"]
-    if stray and not any(os.environ.get(name) for name in _LAUNCHER_ENV):
-        raise ConfigError(f"{' '.join(stray)} set in the environment, but no launcher (torchrun, srun, mpirun) "
-                          "started this process: unset them, or start multi-process runs with --trainer.devices N")
+    """This process's global rank as its launcher set it (:func:`nlbench.launch.detect`: torchrun, srun, jsrun, MPI,
+    Lightning's DDP workers, nodes started by hand): 0 for the process that locks and writes the run directory."""
+    return launch.detect().global_rank
 
 
 def _check_config_files(argv: list[str]) -> None:
@@ -646,6 +658,7 @@ def _check_config_files(argv: list[str]) -> None:
         if not isinstance(config, dict):
             got = "an empty file" if config is None else f"a {type(config).__name__}"
             raise ConfigError(f"--config {path}: expected a mapping of options (trainer:, model:, data:), got {got}")
+        trusted_imports.check_file(config, path, f"--config {path}")  # e.g. a received run's config.yaml
         included = config.get("config")
         for name in included if isinstance(included, list) else [included] if isinstance(included, str) else []:
             pending.append(path.parent / name)  # jsonargparse resolves includes against the including file

@@ -274,7 +274,9 @@ def wandb_run_id(run_dir: Path, resuming: bool) -> str:
         stored = read_bounded(path, MAX_SMALL_BYTES, what=WANDB_ID_FILE).decode(errors="replace").strip()
     except (OSError, ValueError):
         stored = ""
-    worker = os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("RANK", "0") != "0"
+    from nlbench.launch import detect
+
+    worker = not detect().writes  # a rank > 0 of any launcher: it reads the id rank 0 stored, never writes one
     if worker or (resuming and stored):
         return stored
     # W&B's own id alphabet and length (wandb.util.generate_id), without importing wandb here.

@@ -13,6 +13,8 @@ Sources: sweep directories (``nlbench sweep``: ``sweep.yaml`` and ``runs/<run_id
 - ``normalization`` is the method at the NL insertion point: the NL block's normalization (``softmax``, ``scale``,
   a class path, ...), a peer block in its place (``gc``, ``se``, a class path: the run's ``model.backbone.block``,
   which has no column of its own), or ``none`` (no block), so the report compares every method against softmax;
+  ``method_label``, ``method_color``, ``method_has_map``: how it is shown, from the registry for registered methods
+  and from the run's record for class paths (what the fit resolved): reading never imports a record's class;
 - ``group``: the configuration without the seed; two runs share it if and only if their configs differ only in the
   seed. ``curve`` (with ``curves=True``): the run's per-epoch metrics (a list of dicts, one per epoch).
 
@@ -40,12 +42,16 @@ import yaml
 from nlbench import limits, runlock, yamlsafe
 from nlbench import run as run_
 from nlbench.io import UnsafeFileError, open_file, read_bounded
-from nlbench.nn.registry import peer_block
+from nlbench.nn.registry import BLOCKS, NONE, NORMALIZATIONS, peer_block, recorded_method
 
 if TYPE_CHECKING:  # pandas loads on first use: `nlbench sweep --help` imports this module and needs no table
     import pandas as pd
 
 UNREADABLE = "unreadable"
+METHOD = "normalization"  # the column naming the method at the NL insertion point
+# Its label, colour and whether it has an attention map (nlbench.nn.registry.MethodInfo), from the record.
+METHOD_LABEL, METHOD_COLOR, METHOD_HAS_MAP = "method_label", "method_color", "method_has_map"
+METHOD_COLUMNS: tuple[str, ...] = (METHOD_LABEL, METHOD_COLOR, METHOD_HAS_MAP)
 NEW = "new"  # a sweep's run that has no directory yet
 BOOKKEEPING: tuple[str, ...] = ("run_id", "status", "error", "run_name", "wandb_group", "group", "source",
                                 "run_dir", "wandb_id", "written_at", "curve")  # fmt: skip
@@ -128,13 +134,14 @@ def read_run(run_dir: str | os.PathLike[str], *, run_id: str | None = None,
             record.metrics.update(_metrics_from_curve(curve))  # a torn result.json: metrics.csv still holds them
     except _Unreadable as err:
         return {**row, "status": UNREADABLE, "error": str(err), "hparams": {}, "config": {}, "differs": [],
-                "curve": []}  # fmt: skip
+                "curve": [], "method": {}}  # fmt: skip
     if record is None:
-        row.update(hparams={}, config={}, differs=[])
+        row.update(hparams={}, config={}, differs=[], method={})
     else:
         row.update(record.flat())
         row["wandb_group"] = row.pop("group", None)
-        row.update(hparams=dict(record.hparams), config=dict(record.config), differs=list(record.differs))
+        row.update(hparams=dict(record.hparams), config=dict(record.config), differs=list(record.differs),
+                   method=dict(record.method))  # fmt: skip
     row["status"] = resolve_status(record.status if record else None, path)
     row["error"] = record.error if record is not None and row["status"] == record.status else None
     row["curve"] = curve
@@ -192,7 +199,7 @@ def _record_from_config(paths: run_.RunDir) -> run_.RunRecord:
         raise _Unreadable(f"{paths.config}: not a fit config (a mapping)")
     identity = run_.identity_from_config(config, import_classes=False)
     return run_.RunRecord(status="interrupted", run_name=identity.name, group=identity.group,
-                          hparams=identity.hparams, config=identity.config)  # fmt: skip
+                          hparams=identity.hparams, config=identity.config, method=identity.method)  # fmt: skip
 
 
 def _read_curve(path: Path) -> list[dict[str, float]]:
@@ -382,7 +389,7 @@ def frame(rows: Sequence[Mapping[str, Any]], *, curves: bool = False) -> pd.Data
     for row in rows:
         flat_keys.update(dict.fromkeys(key for key in row.get("config") or {} if not _in_vocabulary(key)))
     varying = [key for key in flat_keys if len({_hashable((row.get("config") or {}).get(key)) for row in rows}) > 1]
-    taken = (*BOOKKEEPING, *run_.METRICS, *run_.MACHINE_KEYS, *run_.HPARAMS, *RECIPE)
+    taken = (*BOOKKEEPING, *run_.METRICS, *run_.MACHINE_KEYS, *run_.HPARAMS, *RECIPE, *METHOD_COLUMNS)
     from nlbench.sweep.spec import column_names
 
     columns = column_names(varying, taken=taken)
@@ -403,6 +410,7 @@ def frame(rows: Sequence[Mapping[str, Any]], *, curves: bool = False) -> pd.Data
                     hparams[name] = config[flat]
         _fold_block(hparams)
         out.update({key: hparams.get(key) for key in run_.HPARAMS if key in hparams})
+        out.update(_method_columns(hparams.get(METHOD), row.get("method") or {}))
         out.update(recipe(config, hparams))
         out.update({columns[key]: config.get(key) for key in varying})
         out.update({name: row.get(name) for name in run_.METRICS})
@@ -412,7 +420,7 @@ def frame(rows: Sequence[Mapping[str, Any]], *, curves: bool = False) -> pd.Data
     import pandas as pd
 
     df = pd.DataFrame.from_records(records)
-    for column in (*BOOKKEEPING, *run_.METRICS, *RECIPE, SEED):
+    for column in (*BOOKKEEPING, *run_.METRICS, *RECIPE, SEED, *METHOD_COLUMNS):
         if column not in df and column not in ("group", "curve"):
             df[column] = None
     keys = config_keys(df)
@@ -453,7 +461,8 @@ def _hparam_keys() -> dict[str, str]:
 def _fold_block(hparams: dict[str, Any]) -> None:
     """A peer block (GC, SE, a class path) is the run's method: it becomes the ``normalization`` (the NL options do
     not apply to it); ``block`` itself is never a column (``nonlocal`` is what every NL run has)."""
-    peer = peer_block(hparams.pop("block", None))  # gc, se, a user's class path; None: the NL block
+    # gc, se, a user's class path; None: the NL block. Judged by the text: a reader never imports a record's class.
+    peer = peer_block(hparams.pop("block", None), import_classes=False)
     if peer is None or hparams.get("normalization") == "none":
         return
     for name in run_.NL_FIELDS:
@@ -461,12 +470,39 @@ def _fold_block(hparams: dict[str, Any]) -> None:
     hparams["normalization"] = peer
 
 
+def _method_columns(value: Any, recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """The label, colour and map of the run's method (its ``normalization`` column), importing nothing: a registered
+    method as the registry has it (the same in every report), any other (a class path) as the run's record says
+    (:attr:`nlbench.run.RunRecord.method`, what the fit resolved), else by its last component."""
+    info = recorded_method(value) if isinstance(value, str) else None
+    registered = info is not None and (info is NONE or NORMALIZATIONS.registered_name(value) is not None
+                                       or BLOCKS.registered_name(value) is not None)  # fmt: skip
+    if not registered and recorded.get("value") == value and recorded.get("label"):
+        return {METHOD_LABEL: recorded["label"], METHOD_COLOR: recorded.get("color"),
+                METHOD_HAS_MAP: recorded.get("has_map")}  # fmt: skip
+    if info is None:
+        return {METHOD_LABEL: None if value is None else str(value), METHOD_COLOR: None, METHOD_HAS_MAP: None}
+    return {METHOD_LABEL: info.label, METHOD_COLOR: info.color, METHOD_HAS_MAP: info.has_map if registered else None}
+
+
+def method_looks(df: pd.DataFrame) -> dict[str, tuple[str, str | None]]:
+    """``normalization`` value -> (label, colour) of the runs' methods (the first run's word for each), for the
+    report's legends and tables (:func:`nlbench.report.style.remember_methods`)."""
+    looks: dict[str, tuple[str, str | None]] = {}
+    if METHOD not in df or METHOD_LABEL not in df:
+        return looks
+    for value, label, color in zip(df[METHOD], df[METHOD_LABEL], df[METHOD_COLOR]):
+        if isinstance(value, str) and isinstance(label, str) and value not in looks:
+            looks[value] = (label, color if isinstance(color, str) else None)
+    return looks
+
+
 def _class_name(value: Any) -> Any:
     return value.rsplit(".", 1)[-1] if isinstance(value, str) else value
 
 
 # ---- configurations ------------------------------------------------------------------------------------------------
-NOT_CONFIG: frozenset[str] = frozenset({*BOOKKEEPING, *run_.METRICS, *run_.MACHINE_KEYS, SEED})
+NOT_CONFIG: frozenset[str] = frozenset({*BOOKKEEPING, *run_.METRICS, *run_.MACHINE_KEYS, SEED, *METHOD_COLUMNS})
 
 
 def config_keys(df: pd.DataFrame) -> list[str]:
@@ -575,5 +611,6 @@ def _wandb_row(wandb_run: Any) -> dict[str, Any]:
         "run_id": str(wandb_run.id), "run_name": wandb_run.name, "wandb_group": wandb_run.group,
         "wandb_id": str(wandb_run.id), "status": _WANDB_STATUS.get(wandb_run.state, wandb_run.state), "error": None,
         "hparams": {key: config[key] for key in run_.HPARAMS if key in config}, "config": flat,
-        "differs": list(config.get("differs") or []), "curve": [], **metrics,
+        "differs": list(config.get("differs") or []), "curve": [], "method": run_.method_of(config.get("method")),
+        **metrics,
     }  # fmt: skip

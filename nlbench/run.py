@@ -23,8 +23,8 @@ from typing import Any
 
 from nlbench import limits
 from nlbench.io import UnsafeFileError, atomic_write_json, read_bounded
-from nlbench.nn import NLConfig, block_name, method_name
-from nlbench.nn.registry import peer_block
+from nlbench.nn import NLConfig
+from nlbench.nn.registry import BLOCKS, NORMALIZATIONS, Registry, peer_block, recorded_method
 
 # ---- metric vocabulary ------------------------------------------------------------------------------------------
 BEST_ACC1 = "val/acc1_best"  # best validation top-1 over epochs (the paper's figure; selects on the eval split)
@@ -253,6 +253,16 @@ class RunIdentity:
     hparams: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)  # the resolved config, flat dotted keys (VOLATILE left out)
     differs: list[str] = field(default_factory=list)  # its keys that differ from the experiment's base
+    # The method at the insertion point (nlbench.nn.registry.MethodInfo: name, label, color, has_map, value), as the
+    # fit resolved it: readers show it from here and never import its class.
+    method: dict[str, Any] = field(default_factory=dict)
+
+
+def _short_name(registry: Registry, value: str, import_classes: bool) -> str:
+    """A method's short name for run names: by import in the fit; from its text alone in a reader."""
+    if import_classes:
+        return registry.name_of(value)
+    return registry.registered_name(value) or value.rsplit(".", 1)[-1]
 
 
 def identify(
@@ -270,12 +280,15 @@ def identify(
     batch_size: int | None = None,
     block: str | None = None,
     extras: Sequence[str] = (),
+    import_classes: bool = True,
 ) -> RunIdentity:
     """The run's name, group, tags and hyper-parameters (keys of :data:`HPARAMS`, None values dropped).
 
     ``nl`` is the NLConfig the backbone's blocks get; a backbone without NL blocks (no stage or zero blocks) is the
     baseline, recorded as normalization "none". ``block`` other than "nonlocal" (a peer block: gc, se, a class
-    path) is recorded, named by its short name, and its runs carry no NL options (they do not apply)."""
+    path) is recorded, named by its short name, and its runs carry no NL options (they do not apply).
+    ``import_classes=False`` (readers of records) names methods from the registry and their text, importing
+    nothing."""
     # nl_blocks is one count for every NL stage, or one count per stage (then nl_stages may be empty)
     if isinstance(nl_blocks, (list, tuple)):
         has_nl = nl is not None and sum(nl_blocks) > 0
@@ -283,7 +296,8 @@ def identify(
     else:
         has_nl = nl is not None and (nl_stages is None or len(nl_stages) > 0) and nl_blocks > 0  # None = stage 2
     # A peer block by its short name; the NL block (by name or class path) and the former residual kinds are none.
-    peer = block_name(block) if has_nl and peer_block(block) is not None else None
+    peer_value = peer_block(block, import_classes=import_classes) if has_nl else None
+    peer = _short_name(BLOCKS, block, import_classes) if peer_value is not None and block else None
     hparams: dict[str, Any] = {
         "dataset": dataset, "backbone": backbone, "depth": depth, "widen": widen,
         "nl_stages": None if nl_stages is None else list(nl_stages), "nl_blocks": nl_blocks, "fc_init": fc_init,
@@ -297,7 +311,7 @@ def identify(
     if has_nl and not peer:
         assert nl is not None
         width = f"w{nl.width}" if nl.width else f"r{nl.reduction}"
-        parts = [method_name(nl.normalization), width, f"h{nl.heads}", nl.init]
+        parts = [_short_name(NORMALIZATIONS, nl.normalization, import_classes), width, f"h{nl.heads}", nl.init]
         if nl.similarity != "dot":
             parts.append(nl.similarity)
         if nl.normalization == "scale" and nl.order != "reassociated":
@@ -329,8 +343,11 @@ def identify(
     config_name = "-".join(parts)
     name = f"{config_name}-s{seed}" if seed is not None else config_name
     group = f"{dataset}-{backbone.lower()}{depth if depth is not None else ''}-{config_name}"
-    tag = peer or method_name(hparams["normalization"]) if hparams.get("normalization") != "none" else "none"
-    return RunIdentity(name=name, group=group, tags=[dataset, tag], hparams=hparams)
+    normalization = hparams.get("normalization")
+    tag = peer or _short_name(NORMALIZATIONS, normalization, import_classes) if normalization != "none" else "none"
+    method = recorded_method(block if peer else normalization or "none", import_classes=import_classes)
+    return RunIdentity(name=name, group=group, tags=[dataset, tag], hparams=hparams,
+                       method=dataclasses.asdict(method) if method is not None else {})
 
 
 def identity_from_config(config: Any, option_keys: Sequence[str] = (), *, import_classes: bool = True) -> RunIdentity:
@@ -341,7 +358,8 @@ def identity_from_config(config: Any, option_keys: Sequence[str] = (), *, import
     are the keys that differ from the experiment's base (the command line's options, which for a sweep's run are
     its overrides and axes): each one the NL words do not already say is named in short form (``lr0.05``), so two
     runs share a name and a group only when their configs differ in nothing but the seed. ``import_classes=False``
-    names the dataset from its class name without importing it (readers that must not import torch)."""
+    names the dataset from its class name and the methods from the registry and their text, importing nothing
+    (readers of records, which may come from anyone)."""
     cfg = config.as_dict() if hasattr(config, "as_dict") else dict(config)
     flat = {key: value for key, value in flatten(cfg).items() if not is_volatile(key)}
     differs = differing_keys(option_keys, flat)
@@ -365,6 +383,7 @@ def identity_from_config(config: Any, option_keys: Sequence[str] = (), *, import
         batch_size=(data.get("init_args") or {}).get("batch_size"),
         block=args.get("block"),
         extras=[short_form(key, flat[key]) for key in named],
+        import_classes=import_classes,
     )
     return dataclasses.replace(identity, config=flat, differs=differs)
 
@@ -410,6 +429,7 @@ class RunRecord:
     machine: dict[str, Any] = field(default_factory=dict)  # MACHINE_KEYS: device, threads, host, sdpa
     config: dict[str, Any] = field(default_factory=dict)  # resolved config, flat dotted keys (RunIdentity.config)
     differs: list[str] = field(default_factory=list)  # the config keys that differ from the experiment's base
+    method: dict[str, Any] = field(default_factory=dict)  # RunIdentity.method: name, label, color, has_map, value
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -428,6 +448,7 @@ class RunRecord:
         known["machine"] = dict(known.get("machine") or {})
         known["config"] = dict(known.get("config") or {})
         known["differs"] = [str(key) for key in known.get("differs") or []]
+        known["method"] = method_of(known.get("method"))
         return cls(**known)
 
     def flat(self) -> dict[str, Any]:
@@ -437,6 +458,19 @@ class RunRecord:
             "wandb_id": self.wandb_id, "written_at": self.written_at, **self.hparams, **self.metrics,
             **{key: self.machine.get(key) for key in MACHINE_KEYS},
         }  # fmt: skip
+
+
+# A record's method entry: each field and the type it must have (a received record's others are dropped).
+_METHOD_FIELDS: dict[str, type | tuple[type, ...]] = {"name": str, "label": str, "color": str, "has_map": bool,
+                                                     "value": str}  # fmt: skip
+
+
+def method_of(data: Any) -> dict[str, Any]:
+    """A record's (or a W&B config's) ``method`` as read: the known fields of the right type (a received file may
+    hold anything)."""
+    if not isinstance(data, Mapping):
+        return {}
+    return {key: data[key] for key, kind in _METHOD_FIELDS.items() if isinstance(data.get(key), kind)}
 
 
 def now() -> str:

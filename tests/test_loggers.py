@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -70,3 +73,62 @@ def test_wandb_run_ids_are_stored_and_reused_only_on_resume(tmp_path: Path) -> N
     assert (tmp_path / WANDB_ID_FILE).read_text().strip() == first
     assert wandb_run_id(tmp_path, resuming=True) == first
     assert wandb_run_id(tmp_path, resuming=False) != first
+
+
+def wandb_records(path: Path) -> Iterator[object]:
+    """The protobuf records of an offline run's ``run-<id>.wandb`` file. W&B (0.31) writes it from its Go core,
+    which no longer ships a Python reader: the format is LevelDB's log (a 7-byte ``:W&B`` header, then 32 KiB blocks
+    of records, each a 4-byte checksum, a 2-byte length, a type: 1 full, 2 first, 3 middle, 4 last). This test breaks
+    if W&B changes it."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", "not a W&B run file in the expected format"
+    pos, pending = 7, b""
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:  # a block's tail too short for a record header is padding
+            pos += 32768 - pos % 32768
+            continue
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
+        pending, pos = pending + data[pos + 7 : pos + 7 + length], pos + 7 + length
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            pending = b""
+            yield record
+
+
+def test_the_readme_wandb_recipe_finds_its_names_in_an_offline_run(tmp_path: Path, monkeypatch) -> None:
+    """Issue 26 item 11: the summary holds val/acc1_best as a plain number (not {"max": ...}, which the UI shows as
+    val/acc1_best.max), lr/initial beside the scheduled lr, and every name the README's recipe uses is there."""
+    from nlbench.cli import main
+    from tinyfit import REPO
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run_dir = tmp_path / "run"
+    assert main(["fit", f"--config={REPO / 'experiments' / 'demo.yaml'}", "--trainer.accelerator=cpu",
+                 "--trainer.max_epochs=2", "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=1",
+                 "--trainer.enable_progress_bar=false", "--data.init_args.batch_size=16",
+                 "--model.optimizer.init_args.lr=0.05", f"--run_dir={run_dir}"]) == 0  # fmt: skip
+    (run_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    config, summary, history = {}, {}, set()
+    for record in wandb_records(run_file):
+        kind = record.WhichOneof("record_type")
+        items = {"config": lambda: record.config.update, "summary": lambda: record.summary.update,
+                 "history": lambda: record.history.item}.get(kind, lambda: [])()  # fmt: skip
+        for item in items:
+            key = item.key or "/".join(item.nested_key)
+            if kind == "history":
+                history.add(key)
+            else:
+                (config if kind == "config" else summary)[key] = json.loads(item.value_json)
+    result = json.loads((run_dir / "result.json").read_text())
+    assert summary["val/acc1_best"] == pytest.approx(result["metrics"]["val/acc1_best"])  # a number, the best
+    assert summary["lr/initial"] == 0.05 and summary["lr"] != 0.05  # the configured lr beside the scheduled one
+    section = (REPO / "README.md").read_text().split("### The comparison in the W&B UI", 1)[1].split("\n## ", 1)[0]
+    names = {name for name in re.findall(r"`([^`]+)`", section) if " " not in name}
+    assert {"normalization", "reduction", "val/acc1_best", "lr/initial", "trainer/global_step"} <= names
+    for name in names:
+        if name in summary:
+            assert isinstance(summary[name], (int, float)), (name, summary[name])
+        assert name in config or name in summary or name in history, name

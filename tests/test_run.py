@@ -196,8 +196,8 @@ def test_the_wandb_summary_gets_the_record_names() -> None:
                                        SimpleNamespace(_experiment=None)])  # fmt: skip
     metrics = record(**{run.BEST_ACC1: 0.7, run.BEST_ACC5: 0.9, run.BEST_EPOCH: 3, "time_s": 5.0}).metrics
     _update_wandb_summary(trainer, metrics)  # type: ignore[arg-type]
-    # val/acc1_best's summary is W&B's own max (define_metric); the others carry the record's names and values.
-    assert summary == {run.BEST_ACC5: 0.9, run.BEST_EPOCH: 3, "time_s": 5.0}
+    # Every value under the record's name, as a plain number: val/acc1_best too (issue 26 item 11: not {"max": ...}).
+    assert summary == {run.BEST_ACC1: 0.7, run.BEST_ACC5: 0.9, run.BEST_EPOCH: 3, "time_s": 5.0}
 
 
 def test_the_record_names_the_attention_kernel_a_softmax_run_used(tmp_path: Path,

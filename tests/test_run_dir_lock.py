@@ -114,8 +114,14 @@ def test_a_waiter_whose_lock_file_was_removed_locks_the_new_one(tmp_path: Path) 
         second.release()
 
 
-@pytest.mark.parametrize("launcher", [{"TORCHELASTIC_RUN_ID": "job", "RANK": "1", "LOCAL_RANK": "1"},
-                                      {"SLURM_PROCID": "1", "SLURM_NTASKS": "2"}, {"NODE_RANK": "1"}])
+# Each launcher's complete set of variables, as Lightning detects it (nlbench.launch; tests/test_launch.py refuses
+# the incomplete ones).
+@pytest.mark.parametrize("launcher", [
+    {"TORCHELASTIC_RUN_ID": "job", "RANK": "1", "LOCAL_RANK": "1", "GROUP_RANK": "0", "LOCAL_WORLD_SIZE": "2",
+     "WORLD_SIZE": "2"},
+    {"SLURM_PROCID": "1", "SLURM_LOCALID": "1", "SLURM_NODEID": "0", "SLURM_NTASKS": "2"},
+    {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500", "NODE_RANK": "1"},
+])  # fmt: skip
 def test_a_worker_rank_of_an_outside_launcher_neither_locks_nor_versions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, launcher: dict[str, str]
 ) -> None:
@@ -126,6 +132,11 @@ def test_a_worker_rank_of_an_outside_launcher_neither_locks_nor_versions(
     from nlbench.cli import NLBenchCLI
     from nlbench.run import RunIdentity
 
+    from nlbench.launch import RANK_VARS
+
+    for name in (*RANK_VARS, "TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "SLURM_JOB_NAME", "MASTER_ADDR", "MASTER_PORT",
+                 "NLBENCH_DDP_RUN_DIR"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
     for name, value in launcher.items():
         monkeypatch.setenv(name, value)
     cli = NLBenchCLI.__new__(NLBenchCLI)  # only the run-dir choice is exercised: no parser, no Trainer
@@ -140,3 +151,6 @@ def test_a_worker_rank_of_an_outside_launcher_neither_locks_nor_versions(
         assert cli._resolve_run_dir(Namespace(run_dir=None, ckpt_path=None, trainer=trainer), identity) \
             == default.resolve()
     assert cli.run_lock is None and not (tmp_path / "runs" / f"{identity.name}-v2").exists()
+    from nlbench.loggers import WANDB_ID_FILE, wandb_run_id
+
+    assert wandb_run_id(given, resuming=False) == "" and not (given / WANDB_ID_FILE).exists()  # writes nothing

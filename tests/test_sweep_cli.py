@@ -69,7 +69,8 @@ def test_dry_run_lists_runs_with_status_and_cost(tmp_path: Path, capsys: pytest.
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "cost: 2 runs x 4 epochs = 8 epochs on 1 slot(s): cpu" in out
-    assert "ETA: unknown (no finished runs to time yet; --bench FILE estimates it from a benchmark)" in out
+    # No finished run yet and no GPU: the recorded CPU rate (nlbench.sweep.eta), 8 epochs of the 1,000-image sample.
+    assert "on this CPU (400 training images/s recorded for PreActResNet-20 on 2 CPU cores" in out
 
     # One run finished earlier (4 epochs in 20 s): skipped, and it times the rest.
     write_record(run_dir_of(spec, first), RunRecord(status="finished", metrics={"epochs": 4, "time_s": 20.0}))
@@ -259,7 +260,8 @@ def test_a_failed_download_fails_the_sweep_once_saying_where_to_put_the_archive(
             "axes": {NORMALIZATION: ["softmax", "scale"], "seed_everything": [0, 1, 2]}}  # fmt: skip
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(spec))
-    assert main(["--config", str(path), "--devices", "cpu"]) == 2
+    # --yes: 300-epoch CIFAR-10 runs on the CPU would otherwise stop at the time estimate, before any download.
+    assert main(["--config", str(path), "--devices", "cpu", "--yes"]) == 2
     err = capsys.readouterr().err.splitlines()[-1]
     assert err.startswith("nlbench sweep: error: cifar10: downloading https://www.cs.toronto.edu/")
     assert err.endswith(f"without network, put cifar-10-python.tar.gz "
@@ -318,3 +320,28 @@ def test_the_dry_run_estimates_the_eta_from_a_benchmark(tmp_path: Path, capsys: 
     # 3 epochs x 50,000 images at 1,000 img/s (softmax) + at 2,000 img/s (scale) = 150 s + 75 s, one slot.
     assert (f"ETA: ~3m 45s from the benchmark {bench} (cuda (H200), measured 2026-12-01 10:00 UTC; 50,000 training "
             "images per epoch, one run at a time per slot)") in out
+
+
+def test_a_long_grid_on_the_cpu_says_how_long_and_asks_for_yes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 26 item 13: `make sweep-cifar10` on a machine without a GPU started 27,000 epochs without a word."""
+    from nlbench.sweep import cli, eta
+
+    monkeypatch.setattr(eta.os, "cpu_count", lambda: 2)  # the recorded rate's machine: 400 images/s
+    path = demo_spec(tmp_path, overrides={"trainer.max_epochs": 300}, axes={"seed_everything": [0, 1, 2, 3, 4, 5]})
+    argv = ["--config", str(path), "--devices", "cpu"]
+    assert main(argv) == 2
+    # 6 runs x 300 epochs x 1,000 sample images / 400 images/s = 4,500 s.
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "nlbench sweep: error: the runs would take about 1h 15m on this machine's CPU (no GPU visible): 1,800 epochs "
+        "at 400 training images/s recorded for PreActResNet-20 on 2 CPU cores, scaled to its depth and to 2 cores; "
+        "evaluation not counted; pass --yes to run them anyway, or fewer with --max-runs N or --index")
+    assert not (tmp_path / "out" / "runs").exists()  # nothing started
+    assert main([*argv, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "ETA: ~1h 15m on this CPU (" in out and "over an hour: the sweep asks for --yes" in out
+    started: list[int] = []
+    monkeypatch.setattr(cli, "run_sweep", lambda spec, **kw: started.append(kw["max_runs"] or 0) or [])
+    assert main([*argv, "--max-runs", "1"]) == 0 and started == [1]  # one run: 12m 30s, no question asked
+    assert main([*argv, "--yes"]) == 0 and started == [1, 0]

@@ -107,10 +107,108 @@ def test_bad_slurm_options_exit_2_with_one_line(tmp_path: Path) -> None:
         assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
+def sbatch_arguments(text: str) -> list[str]:
+    """The arguments sbatch reads from the rest of one `#SBATCH` line, as its parser does (src/sbatch/opt.c,
+    _get_argument): whitespace separates them, ' and " quote, a backslash escapes, an unquoted # ends the line."""
+    args: list[str] = []
+    i = 0
+    while True:
+        while i < len(text) and text[i].isspace():
+            i += 1
+        if i >= len(text):
+            return args
+        arg, quote = "", ""
+        while i < len(text) and (quote or not text[i].isspace()):
+            c = text[i]
+            if c == "\\" and i + 1 < len(text):
+                arg, i = arg + text[i + 1], i + 2
+                continue
+            if quote and c == quote:
+                quote = ""
+            elif not quote and c in "'\"":
+                quote = c
+            elif not quote and c == "#":
+                return args + [arg] if arg else args
+            else:
+                arg += c
+            i += 1
+        args.append(arg)
+
+
+def script_of(out: str) -> tuple[dict[str, str], list[str]]:
+    """The dry run's sbatch script: {option: value} of its #SBATCH lines (each must be exactly one argument), and
+    the lines bash runs."""
+    script = out[out.index("#!/bin/bash"):]
+    options, commands = {}, []
+    for line in script.splitlines():
+        if line.startswith("#SBATCH"):
+            (arg,) = sbatch_arguments(line[len("#SBATCH"):])  # one option per line, whatever the values held
+            key, _, value = arg.removeprefix("--").partition("=")
+            options[key] = value
+        elif line.strip() and not line.startswith("#"):
+            commands.append(line)
+    return options, commands
+
+
+def test_every_slurm_value_reaches_sbatch_as_one_option(tmp_path: Path) -> None:
+    """Issue 26 item 2: the spec's `slurm:` section and --slurm.* values become exactly the options they name; the
+    dry run shows each task's `nlbench fit` command lines (not submitit's pickled call) and asks for memory."""
+    slurm = {"time": "1:00:00", "partition": "gpu-long", "account": "proj_1", "qos": "high",
+             "additional": {"constraint": "a100|h100", "exclude": "node[1-3]", "mail-type": "END,FAIL",
+                            "mail_user": "me@example.org", "comment": "nl:scale", "requeue": True}}  # fmt: skip
+    spec = write_spec(tmp_path, "ok", overrides=TINY, axes={"seed_everything": [0, 1]}, slurm=slurm)
+    done = nlbench_sweep(dict(os.environ), "--config", str(spec), "--launcher", "slurm", "--dry-run",
+                         "--slurm.cpus_per_task", "2")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    options, commands = script_of(done.stdout)
+    assert {k: options[k] for k in ("partition", "account", "qos", "constraint", "exclude", "mail-type", "mail-user",
+                                    "comment", "requeue", "cpus-per-task", "time", "mem")} == {
+        "partition": "gpu-long", "account": "proj_1", "qos": "high", "constraint": "a100|h100",
+        "exclude": "node[1-3]", "mail-type": "END,FAIL", "mail-user": "me@example.org", "comment": "nl:scale",
+        "requeue": "", "cpus-per-task": "2", "time": "60", "mem": "8G"}  # fmt: skip
+    assert commands[:2] == ["export PYTHONSAFEPATH=1", "export SUBMITIT_EXECUTOR=slurm"]
+    assert len(commands) == 3 and commands[2].startswith("srun ")  # nothing else runs
+    assert "each task asks for 8G of memory" in done.stdout
+    fits = [line.strip() for line in done.stdout.splitlines() if " -m nlbench fit " in line]
+    assert len(fits) == 2 and all(line.startswith(f"{sys.executable} -P -m nlbench fit --config {DEMO}")
+                                  and "--run_dir=" in line for line in fits)  # fmt: skip
+    again = nlbench_sweep(dict(os.environ), "--config", str(spec), "--launcher", "slurm", "--dry-run",
+                          "--slurm.mem", "2000")  # fmt: skip
+    assert script_of(again.stdout)[0]["mem"] == "2000"
+
+
+@pytest.mark.parametrize(("slurm", "args", "named"), [
+    ({"additional": {"constraint": "a100\nrm -rf ~"}}, [], "slurm.additional.constraint"),
+    ({"partition": "gpu\necho pwned"}, [], "slurm.partition"),
+    ({"mem": "4G --export=ALL"}, [], "slurm.mem"),
+    ({"additional": {"export": "LD_PRELOAD=/tmp/x.so"}}, [], "export is set by nlbench"),
+    ({"additional": {"output": "/home/me/.bashrc"}}, [], "output is set by nlbench"),
+    ({"additional": {"error": "/tmp/e"}}, [], "error is set by nlbench"),
+    ({"additional": {"chdir": "/"}}, [], "chdir is set by nlbench"),
+    ({"additional": {"out": "/tmp/x"}}, [], "out is not an sbatch option"),  # sbatch would take it as --output
+    ({"additional": {"constraint\nid": "a"}}, [], "is not an sbatch option name"),
+    ({"additional": {"export=LD_PRELOAD": "x"}}, [], "is not an sbatch option name"),
+    ({"additional": {"comment": "a 'b' c"}}, [], "slurm.additional.comment"),
+    ({"additional": {"partition": "gpu"}}, [], "has its own option: --slurm.partition"),
+    ({"bogus\nkey": 1}, [], "unknown slurm key(s) 'bogus\\nkey'"),
+    ({}, ["--slurm.partition", "gpu --export=LD_PRELOAD=/tmp/x.so"], "--slurm.partition"),
+    ({}, ["--slurm.additional", '{"export": "ALL"}'], "export is set by nlbench"),
+    ({}, ["--slurm.account", "a#b"], "--slurm.account"),
+])  # fmt: skip
+def test_a_slurm_option_that_would_not_be_one_sbatch_option_is_refused(
+    tmp_path: Path, slurm: dict[str, Any], args: list[str], named: str
+) -> None:
+    spec = write_spec(tmp_path, "bad", overrides=TINY, axes={"seed_everything": [0]}, slurm={"time": 10, **slurm})
+    done = nlbench_sweep(dict(os.environ), "--config", str(spec), "--launcher", "slurm", "--dry-run", *args)
+    assert done.returncode == 2, done.stdout[-2000:]
+    assert named in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "#SBATCH" not in done.stdout and not (tmp_path / "bad").exists()
+
+
 def test_a_sweep_submitted_to_slurm_equals_the_same_sweep_run_locally(cluster: Any, tmp_path: Path) -> None:
     axes = {"model.backbone.nl.normalization": ["softmax", "scale"], "seed_everything": [0, 1]}
     spec = write_spec(tmp_path, "grid", overrides=TINY, axes=axes)
-    options = ("--launcher", "slurm", "--slurm.time", "10", "--slurm.cpus_per_task", "1")
+    options = ("--launcher", "slurm", "--slurm.time", "10", "--slurm.cpus_per_task", "1", "--slurm.mem", "1G")
     dry = nlbench_sweep(cluster.env, "--config", str(spec), *options, "--dry-run")
     done = nlbench_sweep(cluster.env, "--config", str(spec), *options)
     assert done.returncode == 0, done.stderr
@@ -127,7 +225,8 @@ def test_a_sweep_submitted_to_slurm_equals_the_same_sweep_run_locally(cluster: A
     assert status.returncode == 0 and "4 finished" in status.stdout, status.stdout + status.stderr
     for run_dir in (sweep_dir / "runs").iterdir():  # every run exactly once
         assert (run_dir / "stdout.log").read_text().count(LOG_MARK) == 1, run_dir.name
-    again = nlbench_sweep(cluster.env, "--config", str(spec), "--launcher", "slurm", "--slurm.time", "10")
+    again = nlbench_sweep(cluster.env, "--config", str(spec), "--launcher", "slurm", "--slurm.time", "10",
+                          "--slurm.mem", "1G")
     assert again.returncode == 0 and "nothing to submit" in again.stdout  # only pending runs are submitted
 
     local = nlbench_sweep(cluster.env, "--config", str(spec), "--output_dir", str(tmp_path / "local"),
@@ -147,7 +246,7 @@ def test_an_interrupted_array_task_resumes_bit_for_bit(cluster: Any, tmp_path: P
     overrides = {**TINY, "trainer.max_epochs": 3, "trainer.limit_train_batches": 6}
     spec = write_spec(tmp_path, "resume", overrides=overrides, axes={"seed_everything": [3]})
     done = nlbench_sweep(cluster.env, "--config", str(spec), "--launcher", "slurm", "--slurm.time", "10",
-                         "--slurm.cpus_per_task", "1")  # fmt: skip
+                         "--slurm.cpus_per_task", "1", "--slurm.mem", "1G")  # fmt: skip  (the test node is small)
     assert done.returncode == 0, done.stderr
     job = job_of(done.stdout)
     run_dir = next((tmp_path / "resume" / "runs").iterdir(), None) if (tmp_path / "resume" / "runs").exists() else None

@@ -371,6 +371,7 @@ class CIFAR10SampleDataModule(CIFAR10DataModule):
     and verify."""
 
     record_name: ClassVar[str] = "cifar10_sample"  # the run record's dataset: a subset, never pooled with cifar10
+    train_images: ClassVar[int] = 1000  # data_batch_1 (sample/README.md): a sweep's CPU time estimate reads it
 
     def __init__(self, **kwargs) -> None:
         super().__init__(data_dir=str(sources.SAMPLE_ROOT), download=False, verify=False, **kwargs)

@@ -24,7 +24,7 @@ from typing import Any
 
 from nlbench import results, yamlsafe
 from nlbench import run as run_
-from nlbench.report import stats
+from nlbench.report import stats, style
 from nlbench.bench.grid_file import BenchFileError, Benchmark, load_benchmark
 from nlbench.results import SourceError, WandbSourceError
 
@@ -197,6 +197,7 @@ def load_sweep(*sources: str | os.PathLike[str], groups: Sequence[str] = ()) -> 
     if not sources:
         raise ValueError("give a sweep directory, a run directory or wandb:ENTITY/PROJECT")
     frame = results.load(*sources, curves=True, groups=groups)
+    style.remember_methods(results.method_looks(frame))  # labels of class paths as their runs recorded them
     clean = frame.astype(object).where(frame.notna(), None)
     runs = clean.drop(columns=["curve"]).to_dict("records")
     curves = {str(run["run_id"]): curve for run, curve in zip(runs, frame["curve"]) if curve}

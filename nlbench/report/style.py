@@ -1,11 +1,13 @@
-"""How the report names and colours a configuration value: one place, so a new method (a registered name or a
-class path such as ``my_pkg.attn.SigmoidAttention``) is labelled and coloured without an edit here.
+"""How the report names and colours a configuration value: one place, so a new method (a registered name or a class
+path such as ``my_pkg.attn.SigmoidAttention``) is labelled and coloured without an edit here.
 
 A method (the reader's ``normalization`` column: a normalization, a peer block or ``none``) takes its label and
-colour from the method registry (:func:`nlbench.nn.registry.method_look`: registration, else the class's ``label``
-and ``color`` attributes). Other values, and methods without a colour of their own, take colours from a fixed
-palette (minus the colours methods have claimed) in the order the values first appear in the runs (the sweep's own
-axis order), so a value keeps its colour in every figure of a report.
+colour from the runs' records (:func:`remember_methods`: what the fit resolved from the class's ``label`` and
+``color`` attributes or its registration), else from the method registry without importing anything
+(:func:`nlbench.nn.registry.method_look`; a class path by its class name). Other values, and methods without a
+colour of their own, take colours from a fixed palette (minus the colours methods have claimed) in the order the
+values first appear in the runs (the sweep's own axis order), so a value keeps its colour in every figure of a
+report.
 """
 
 from __future__ import annotations
@@ -65,6 +67,14 @@ def order(runs: Iterable[Mapping[str, Any]], key: str) -> list[Any]:
     return list(dict.fromkeys(_hashable(run.get(key)) for run in runs))
 
 
+def remember_methods(looks: Mapping[str, tuple[str, str | None]]) -> None:
+    """The labels and colours the runs' records give their methods (:func:`nlbench.results.method_looks`), for the
+    report being drawn: a class path is shown as the fit that ran it recorded, never by importing it here."""
+    _RECORDED.clear()
+    _RECORDED.update(looks)
+    _look.cache_clear()
+
+
 def color(key: str, value: Any, values: Sequence[Any]) -> str:
     """The colour of ``value`` among ``values`` (see :func:`order`): a method's own colour where it has one (the
     baseline is grey), else the next palette colour no method among ``values`` has claimed."""
@@ -78,10 +88,14 @@ def color(key: str, value: Any, values: Sequence[Any]) -> str:
     return palette[index % len(palette)]
 
 
+_RECORDED: dict[str, tuple[str, str | None]] = {}  # remember_methods: value -> the records' label and colour
+
+
 @functools.lru_cache(maxsize=None)
 def _look(method: str) -> tuple[str, str | None]:
-    """Cached: a class path's look imports its module once per report."""
-    return method_look(method)
+    """The records' look of a method, else the registry's (registered methods; a class path by its last component);
+    never an import."""
+    return _RECORDED.get(method) or method_look(method)
 
 
 def _hashable(value: Any) -> Any:

@@ -18,6 +18,7 @@ failed (diverged runs are results, and runs left for later by --max-runs are not
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -29,14 +30,18 @@ from jsonargparse import ArgumentError, ArgumentParser
 from nlbench.errors import os_error_line
 from nlbench.io import UnsafeFileError
 from nlbench.limits import terminal
+from nlbench.sweep import eta as cpu_eta
 from nlbench.run import short_name
 from nlbench.sweep.datacheck import DataNeed, check_data, data_needs, fetch_data
 from nlbench.sweep.devices import Slot, parse_devices, plan_slots, visible_gpus
 from nlbench.sweep.mps import mps_slots
 from nlbench.sweep.results import axis_columns
+from nlbench.sweep.child_imports import check_child_imports, imported_modules
 from nlbench.sweep.runner import (
+    DEFAULT_FIT_COMMAND,
     SweepDirError,
     check_sweep_dir,
+    child_environ,
     format_duration,
     plan,
     prepare_sweep_dir,
@@ -101,6 +106,11 @@ def build_parser() -> ArgumentParser:
                         "(default: 0.5, the report's equivalence margin)")
     parser.add_argument("--max-runs", type=int, default=None, help="start at most this many runs, then stop")
     parser.add_argument(
+        "--yes", action="store_true",
+        help="run even when the runs would take over an hour on this machine's CPU (no GPU visible); without it the "
+        "sweep says how long and stops",
+    )  # fmt: skip
+    parser.add_argument(
         "--grid-limit", type=int, default=None, metavar="N",
         help=f"refuse specs with more than N runs (default: {DEFAULT_GRID_LIMIT:,}, or the spec's lower grid_limit)",
     )  # fmt: skip
@@ -116,7 +126,8 @@ def build_parser() -> ArgumentParser:
         "partition": "SLURM partition", "time": "time limit per array task (minutes, HH:MM:SS, D-HH:MM:SS); required",
         "gpus_per_task": "GPUs per array task", "gres": "generic resources per task, e.g. gpu:a100:2 (sbatch --gres)",
         "cpus_per_task": "CPUs per array task",
-        "mem": "memory per array task, e.g. 32G", "array_parallelism": "at most this many tasks at once",
+        "mem": "memory per array task, e.g. 32G (default: 8G per run the task holds)",
+        "array_parallelism": "at most this many tasks at once",
         "account": "account to charge", "qos": "quality of service",
         "additional": "any other sbatch options as a mapping, e.g. '{constraint: a100, mail-type: END}'",
     }  # fmt: skip
@@ -197,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"checking {len(runs)} run(s) with the `nlbench fit` parser ({len(probes) + 1} configs parsed) ...",
               file=sys.stderr, flush=True)  # fmt: skip
         parsed = validate_runs(spec, runs)
+        if not args.export_wandb:  # the runs must import what this process checked (nlbench.sweep.child_imports)
+            check_child_imports(imported_modules(parsed.values()), DEFAULT_FIT_COMMAND, child_environ())
         needs = data_needs(parsed.values())
         if args.export_wandb:
             path = export_wandb(spec, args.export_wandb)
@@ -220,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
             print(power)
         return 0
 
+    if not slots[0].gpus and not args.yes:  # CPU only: a grid meant for GPUs would train for weeks without a word
+        cpu = cpu_eta.estimate(plan(spec, todo), parsed, len(slots), max_runs=args.max_runs)
+        if cpu is not None and cpu.seconds > cpu_eta.CONFIRM_ABOVE_S:
+            return _error(f"the runs would take about {format_duration(cpu.seconds)} on this machine's CPU (no GPU "
+                          f"visible): {cpu.epochs:,} epochs at {cpu.how}; pass --yes to run them anyway, or fewer "
+                          "with --max-runs N or --index")
     print(f"sweep {spec.name}: {_counts_line(spec, runs)}; {len(slots)} slot(s): "
           f"{', '.join(s.label for s in slots)} -> {spec.output_dir}")  # fmt: skip
     try:
@@ -253,9 +272,16 @@ def _submit(
     tasks = slurm.task_runs(spec, pending, options)
     if dry_run:
         print(f"sweep {spec.name}: {_counts_line(spec, runs)}; would submit {len(pending)} run(s) as "
-              f"{len(tasks)} array task(s), logs under {spec.output_dir / slurm.LOG_DIR}")  # fmt: skip
-        for ids in tasks[:20]:
-            print("  task:", ", ".join(ids))
+              f"{len(tasks)} array task(s), logs under {spec.output_dir / slurm.LOG_DIR}; each task asks for "
+              f"{options['mem']} of memory (--slurm.mem)")  # fmt: skip
+        try:
+            commands = _task_commands(spec, pending, tasks[:20], options)
+        except ValueError as err:  # e.g. devices_per_run above --slurm.gpus_per_task: every task would fail
+            return _error(str(err))
+        for i, (ids, lines) in enumerate(zip(tasks, commands)):
+            print(f"  task {i}: {', '.join(ids)}")
+            for line in lines:
+                print(f"    {line}")
         if len(tasks) > 20:
             print(f"  ... {len(tasks) - 20} more task(s)")
         print(slurm.sbatch_script(spec, max(1, len(tasks)), options))
@@ -279,6 +305,22 @@ def _submit(
     print(f"follow it with: nlbench sweep --config {spec.source or '<spec>'} --status"
           + (f" --output_dir {spec.output_dir}" if spec.source is None else ""))
     return 0
+
+
+def _task_commands(
+    spec: SweepSpec, pending: Sequence[SweepRun], tasks: Sequence[Sequence[str]], options: Mapping[str, Any]
+) -> list[list[str]]:
+    """The `nlbench fit` command line of each run of each task, as the array task starts it (nlbench.sweep.slurm_task:
+    the sweep runner on the task's GPUs, numbered from 0 inside the task)."""
+    import shlex
+
+    from nlbench.sweep.runner import fit_command_of
+
+    gpus = [str(i) for i in range(options.get("gpus_per_task") or 0)]
+    slots = plan_slots(gpus, spec.devices_per_run, spec.runs_per_device)
+    by_id = {run.run_id: (run, state) for run, state in plan(spec, pending)}
+    return [[shlex.join(fit_command_of(spec, by_id[run_id][0], slot, resume=by_id[run_id][1].resumable))
+             for run_id, slot in zip(ids, itertools.cycle(slots))] for ids in tasks]  # fmt: skip
 
 
 def print_status(spec: SweepSpec, runs: Sequence[SweepRun]) -> None:
@@ -393,6 +435,9 @@ def print_plan(
         print(f"ETA: ~{eta} at {per_epoch:.1f} s/epoch (measured over {len(timed)} finished run(s))")
     elif bench is not None:
         print(_benchmark_eta(bench, todo, epochs, needs, len(slots)))
+    elif not slots[0].gpus and (cpu := cpu_eta.estimate(planned, parsed, len(slots))) is not None:
+        ask = "; over an hour: the sweep asks for --yes" if cpu.seconds > cpu_eta.CONFIRM_ABOVE_S else ""
+        print(f"ETA: ~{format_duration(cpu.seconds)} on this CPU ({cpu.how}){ask}")
     else:
         print("ETA: unknown (no finished runs to time yet; --bench FILE estimates it from a benchmark)")
 

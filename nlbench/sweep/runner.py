@@ -50,7 +50,20 @@ from nlbench.sweep.slurm import LOG_DIR as SLURM_DIR
 from nlbench.sweep.results import RunState, read_state, write_results
 from nlbench.sweep.spec import SweepRun, SweepSpec
 
-DEFAULT_FIT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "nlbench", "fit")
+
+
+def _fit_command() -> tuple[str, ...]:
+    """How a run starts: ``nlbench fit`` in this interpreter, never importing from the current folder (a clone named
+    nlbench/ there, or any module beside a received sweep, would shadow the installed package): ``python -P`` where
+    Python has it (3.11+; the children also get PYTHONSAFEPATH=1, which Lightning's DDP workers inherit), else the
+    installed ``nlbench`` command next to the interpreter (its import path starts at its own folder)."""
+    if sys.version_info >= (3, 11):
+        return (sys.executable, "-P", "-m", "nlbench", "fit")
+    script = Path(sys.executable).with_name("nlbench")
+    return (str(script), "fit") if script.is_file() else (sys.executable, "-m", "nlbench", "fit")
+
+
+DEFAULT_FIT_COMMAND: tuple[str, ...] = _fit_command()
 LOG_NAME = record_.RunDir(Path()).stdout.name
 CLAIMS = runlock.CLAIMS  # <sweep_dir>/claims/<run_id>.lock: who runs which run now
 LOG_MARK = "[nlbench sweep]"  # prefixes the lines the sweep itself writes into a run's log
@@ -395,8 +408,12 @@ _SRUN_WARNING = "ignore:The `srun` command is available on your system but is no
 
 
 def child_environ() -> dict[str, str]:
+    """The environment a run starts in (before its slot's variables): this one without SLURM's task variables, and
+    with PYTHONSAFEPATH=1, so neither the fit nor the DDP workers Lightning starts with ``python -m nlbench`` import
+    from the current folder (see DEFAULT_FIT_COMMAND)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") or k in _SLURM_KEEP}
     env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), _SRUN_WARNING]))
+    env["PYTHONSAFEPATH"] = "1"
     return env
 
 
@@ -436,7 +453,8 @@ def _failed_record(
                                     group=identity.group if identity else "",
                                     hparams=identity.hparams if identity else {},
                                     config=identity.config if identity else {},
-                                    differs=identity.differs if identity else [])  # fmt: skip
+                                    differs=identity.differs if identity else [],
+                                    method=identity.method if identity else {})  # fmt: skip
     running.status, running.error, running.exit_code, running.written_by = "failed", error, code, "nlbench sweep"
     return running
 

@@ -32,12 +32,14 @@ from typing import Any
 from nlbench import limits
 from nlbench.io import open_append, read_bounded
 from nlbench.limits import printable
+from nlbench.sweep.sbatch import check_options
 from nlbench.sweep.spec import SweepRun, SweepSpec, SweepSpecError
 
 # The options a user sets, on the command line (--slurm.KEY) or in the spec's `slurm:` section.
 SLURM_KEYS = ("partition", "time", "gpus_per_task", "gres", "cpus_per_task", "mem", "array_parallelism", "account",
               "qos", "additional")  # fmt: skip
 LOG_DIR = "slurm"
+DEFAULT_MEM_PER_RUN_GB = 8  # a CIFAR or Tiny-ImageNet run's uint8 cache, model and workers, with room to spare
 JOBS_FILE = "jobs.txt"  # <sweep_dir>/slurm/jobs.txt: which task each submitted run went to
 _TIME_RE = re.compile(r"(?:(\d+)-)?(?:(\d+):)?(?:(\d+):)?(\d+)")
 _GRES_GPUS = re.compile(r"gpu(?::[^:,]+)?:(\d+)")  # gpu:N or gpu:TYPE:N, one item of a comma-separated --gres
@@ -65,9 +67,9 @@ def parse_time(value: Any, where: str = "--slurm.time") -> int:
 
 def slurm_options(spec: SweepSpec, given: Mapping[str, Any]) -> dict[str, Any]:
     """The spec's `slurm:` section, overridden by the command line's --slurm.* values that are set; checked."""
-    unknown = sorted(set(spec.slurm) - set(SLURM_KEYS))
+    unknown = sorted(map(repr, set(spec.slurm) - set(SLURM_KEYS)))  # repr: a received key may hold a newline
     if unknown:
-        raise SweepSpecError(f"{spec.label}: unknown slurm key(s) {', '.join(map(str, unknown))}; "
+        raise SweepSpecError(f"{spec.label}: unknown slurm key(s) {', '.join(unknown)}; "
                              f"allowed: {', '.join(SLURM_KEYS)}")  # fmt: skip
     options = {**spec.slurm, **{k: v for k, v in given.items() if v is not None}}
     where = {k: (f"--slurm.{k}" if given.get(k) is not None else f"{spec.label}: slurm.{k}") for k in options}
@@ -79,15 +81,16 @@ def slurm_options(spec: SweepSpec, given: Mapping[str, Any]) -> dict[str, Any]:
         value = options.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{where[key]}: must be a positive integer, got {value!r}")
-    additional = options.get("additional") or {}
-    if not isinstance(additional, dict) or not all(isinstance(k, str) for k in additional):
-        raise ValueError(f"{where.get('additional', '--slurm.additional')}: must map sbatch option names to values, "
-                         f"e.g. '{{\"constraint\": \"a100\"}}', got {additional!r}")  # fmt: skip
-    options["additional"] = additional
+    options["additional"] = options.get("additional") or {}
+    # Every key and value reaches sbatch as the one option it names (nlbench.sweep.sbatch), or is refused.
+    options = check_options(options, lambda key: where.get(key, f"--slurm.{key}"))
     for key in ("partition", "gres", "mem", "account", "qos"):
         if options.get(key) is not None:
             options[key] = str(options[key])
-    runs_per_task(spec, options, where)  # a task's GPUs must split into the spec's runs
+    runs = runs_per_task(spec, options, where)  # a task's GPUs must split into the spec's runs
+    if options.get("mem") is None:
+        # A cluster's own default may be a few hundred MB, or the whole node: ask for each run the task holds.
+        options["mem"] = f"{DEFAULT_MEM_PER_RUN_GB * runs}G"
     return options
 
 
@@ -138,6 +141,9 @@ def executor_parameters(spec: SweepSpec, options: Mapping[str, Any]) -> dict[str
         "time": options["time"],
         "stderr_to_stdout": True,  # one log per task, next to its runs' own stdout.log
         "additional_parameters": dict(options.get("additional") or {}),
+        # The task unpickles nlbench's code in the folder the sweep was submitted from: never from a folder named
+        # nlbench/ there (Python >= 3.11; the fits it starts get the same, nlbench.sweep.runner.child_environ).
+        "setup": ["export PYTHONSAFEPATH=1"],
     }
     for key in ("partition", "gpus_per_task", "gres", "cpus_per_task", "mem", "account", "qos", "array_parallelism"):
         if options.get(key) is not None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from nlbench import yamlsafe
+from nlbench import trusted_imports, yamlsafe
 from nlbench.limits import MAX_ECHO_CHARS, echo, shorten
 from nlbench.run import short_name
 
@@ -159,6 +159,11 @@ def load_spec(path: str | Path, *, output_dir: str | Path | None = None) -> Swee
     if not path.is_file():
         raise FileNotFoundError(f"{path}: sweep spec not found")
     data = _read_spec_yaml(path)
+    if isinstance(data, dict):  # the classes a received spec names are imported only from the user's environment
+        try:
+            trusted_imports.check_file([data.get(key) for key in ("overrides", "axes", "points")], path)
+        except trusted_imports.UntrustedImportError as err:
+            raise SweepSpecError(str(err)) from None
     return spec_from_dict(data, root=path.parent, source=path, output_dir=output_dir)
 
 
