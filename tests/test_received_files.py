@@ -495,13 +495,13 @@ def test_a_rejected_99k_character_value_is_not_echoed_whole(tmp_path: Path, caps
     spec.write_text(f"base: {REPO / 'experiments' / 'demo.yaml'}\n"
                     f"axes: {{model.backbone.nl.normalization: [softmax, {value}]}}\n")
     assert sweep_main(["--config", str(spec), "--dry-run"]) == 2  # refused by the fit parser
-    assert fit_main(["fit", *TINY, f"--model.backbone.nl.normalization={value}"]) == 2  # a run name too long
+    assert fit_main(["fit", *TINY, f"--model.backbone.nl.normalization={value}"]) == 2  # not a method
     err = capsys.readouterr().err.strip().splitlines()
     assert all(len(line) <= limits.MAX_LINE_CHARS + 200 for line in err), [len(line) for line in err]
     sweep_lines = [line for line in err if line.startswith("nlbench sweep: error: ")]
     (fit_line,) = [line for line in err if line.startswith("nlbench fit: error: ")]
     assert len(sweep_lines) == 2 and all("characters)" in line for line in sweep_lines)
-    assert "file name too long" in fit_line and "characters)" in fit_line
+    assert "unknown normalization" in fit_line and "characters)" in fit_line
 
 
 def test_report_md_escapes_html_from_received_values(tmp_path: Path) -> None:

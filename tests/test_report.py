@@ -212,9 +212,10 @@ def _series(ax) -> dict[str, tuple[list[float], list[float]]]:
 def test_error_figure_plots_mean_error_per_reduction_and_init(sweep_dir: Path) -> None:
     sweep = collect.load_sweep(sweep_dir)
     fig = plots.error_vs_reduction(sweep)
-    assert len(fig.axes) == 4  # rows best/final x columns init normal/zeros
-    best_normal = fig.axes[0]
-    assert best_normal.get_title() == "init=normal  (best epoch)"
+    assert len(fig.axes) == 4  # rows final/best x columns init normal/zeros
+    assert fig.axes[0].get_title() == "init=normal  (final epoch)"  # the unbiased panel first
+    best_normal = fig.axes[2]
+    assert best_normal.get_title() == "init=normal  (best (optimistic) epoch)"
     series = _series(best_normal)
     assert set(series) == {"softmax", "scale"}
     xs, ys = series["softmax"]
@@ -224,7 +225,7 @@ def test_error_figure_plots_mean_error_per_reduction_and_init(sweep_dir: Path) -
     # The diverged scale r1 seed 0 is excluded: the point is seed 1 alone.
     xs, ys = series["scale"]
     assert ys[0] == pytest.approx(100 * (1 - max(synthetic_acc("scale", 1, "normal", 1, e, 3) for e in range(3))))
-    final_zeros = fig.axes[3]
+    final_zeros = fig.axes[1]
     assert final_zeros.get_title() == "init=zeros  (final epoch)"
 
 

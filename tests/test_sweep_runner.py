@@ -179,7 +179,8 @@ def test_outcomes_are_recorded_and_a_rerun_only_retries_failures(tmp_path: Path,
     with open(spec.output_dir / "results.csv") as f:
         csv_rows = list(csv.DictReader(f))
     assert [r["run_id"] for r in csv_rows] == [run.run_id for run in runs]
-    assert list(csv_rows[0])[:5] == ["run_id", "status", "seed", "mode", "val/acc1_best"]
+    assert list(csv_rows[0])[:4] == ["run_id", "status", "seed", "mode"]  # then the recipe and the metrics
+    assert {"optimizer", "lr", "limit_train_batches", "val/acc1_best", "test/acc1_at_best_val"} <= set(csv_rows[0])
     assert [r["epochs"] for r in csv_rows[:3]] == ["2", "2", "2"]  # whole numbers, though failed runs have none
     # One summarize: statistics over seeds are the report's, computed from the same table.
     assert not (spec.output_dir / "summary.json").exists() and not (spec.output_dir / "summary.csv").exists()

@@ -344,7 +344,8 @@ def test_slurm_gives_each_array_task_the_gpus_its_pack_needs(cluster: Any, tmp_p
         if key.startswith("SLURM_CONF"):
             monkeypatch.setenv(key, value)
     spec = packed_spec(tmp_path)
-    options = slurm.slurm_options(spec, {"time": "10", "gres": "gpu:2", "cpus_per_task": 1})
+    options = slurm.slurm_options(spec, {"time": "10", "gres": "gpu:2", "cpus_per_task": 1,
+                                               "mem": "1G"})  # the test node is small (the default: 8G a run)
     tasks = slurm.task_runs(spec, spec.expand(), options)[:2]
     executor = submitit.SlurmExecutor(folder=tmp_path / "probe" / "%j")
     executor.update_parameters(**{**slurm.executor_parameters(spec, options), "job_name": "gpu-probe"})

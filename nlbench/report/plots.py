@@ -30,7 +30,8 @@ from nlbench.report.collect import (
 )
 
 MARKERS, LINESTYLES = style.MARKERS, style.LINESTYLES
-METRICS = {"best": BEST_ACC1, "final": FINAL_ACC1}
+# Panels: the final epoch first (unbiased), then the best epoch, which selects on the test split (optimistic).
+METRICS = {"final": FINAL_ACC1, "best (optimistic)": BEST_ACC1}
 
 
 def config_label(config: Mapping[str, Any]) -> str:
@@ -92,7 +93,7 @@ def headline(sweep: Sweep) -> tuple[str, Figure | None]:
 
 
 def error_by_configuration(sweep: Sweep) -> Figure | None:
-    """Top-1 error (%) mean +- std over seeds as points with error bars: panels best / final epoch, one x position
+    """Top-1 error (%) mean +- std over seeds as points with error bars: panels final / best epoch, one x position
     per configuration without its normalization, the normalizations side by side at each position (softmax and
     scale in their colours, the baseline grey)."""
     rows = [row for row in summarize(sweep) if row["n"] > 0]
@@ -140,7 +141,7 @@ def error_by_configuration(sweep: Sweep) -> Figure | None:
         ax.set_title(f"{which} epoch", fontsize=10)
         ax.set_ylabel(f"{which} top-1 error (%)")
         ax.grid(True, axis="y", alpha=0.3)
-    fig.axes[0].legend(fontsize=8)
+    _legend(fig.axes[0])
     return fig
 
 
@@ -166,7 +167,7 @@ def error_vs_reduction(sweep: Sweep) -> Figure | None:
         series = [values for values in series if values in shown]
     colors = style.order(sweep.runs, "normalization")
 
-    # Rows best / final, a column per panel; a single panel puts best and final side by side instead.
+    # Rows final / best, a column per panel; a single panel puts final and best side by side instead.
     single = len(panels) == 1
     fig = _figure(ncols=len(METRICS) if single else len(panels), nrows=1 if single else len(METRICS), width=4.2,
                   height=3.2, sharey=False if single else "row")
@@ -197,7 +198,7 @@ def error_vs_reduction(sweep: Sweep) -> Figure | None:
             if c == 0:
                 ax.set_ylabel(f"{which} top-1 error (%)")
             ax.grid(True, alpha=0.3)
-    fig.axes[0].legend(fontsize=8)
+    _legend(fig.axes[0])
     return fig
 
 
@@ -333,7 +334,7 @@ def training_benchmark(bench: Benchmark) -> Figure:
             if c == 0:
                 ax.set_ylabel(ylabel)
             ax.grid(True, alpha=0.3)
-    fig.axes[0].legend(fontsize=8)
+    _legend(fig.axes[0])
     return fig
 
 
@@ -402,3 +403,9 @@ def _reduction_axis(ax: Any, reductions: Sequence[int] | None, series_labels: Se
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticklabels([str(r) for r in reductions])
     ax.set_xlabel("reduction ratio r (d = C / r)")
+
+
+def _legend(ax: Any) -> None:
+    """A legend when anything in ``ax`` is labelled (matplotlib warns on an empty one)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
