@@ -507,7 +507,7 @@ def test_a_rejected_99k_character_value_is_not_echoed_whole(tmp_path: Path, caps
 def test_report_md_escapes_html_from_received_values(tmp_path: Path) -> None:
     from nlbench.report.cli import main as report_main
 
-    for i, normalization in enumerate(["softmax", "<script>alert(1)</script>"]):
+    for i, normalization in enumerate(["softmax", "<script>alert(1)</script>", "[x](javascript:alert(3))"]):
         for seed in (0, 1):
             run_dir = tmp_path / "runs" / f"r{i}{seed}"
             run_dir.mkdir(parents=True)
@@ -519,3 +519,4 @@ def test_report_md_escapes_html_from_received_values(tmp_path: Path) -> None:
     md = (tmp_path / "report" / "report.md").read_text()
     assert "<script" not in md and "<img" not in md
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md and "&lt;img src=x onerror=alert(2)&gt;" in md
+    assert "[x](javascript" not in md and "[x]\\(javascript:alert(3))" in md  # literal text, not a link

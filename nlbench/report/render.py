@@ -560,7 +560,8 @@ def to_markdown(title: str, sections: Sequence[Section]) -> str:
 
 
 def _md_escape(text: str) -> str:
-    return html.escape(text, quote=False)
+    """Received text as literal Markdown: no HTML, and no link or image syntax (``[x](javascript:...)``)."""
+    return html.escape(text, quote=False).replace("](", "]\\(")  # "[x](url)" needs "](": escaped, it is text
 
 
 def _md_row(cells: Sequence[str]) -> str:
