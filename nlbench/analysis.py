@@ -53,7 +53,7 @@ from nlbench.models import named_nl_blocks
 from nlbench.nn import NonLocal2d, method_info
 from nlbench.nn import nl_stats
 from nlbench.nn.attention import pearson
-from nlbench.run import NEAR_CHANCE
+from nlbench.schema import NEAR_CHANCE
 
 SIMILARITIES = ("dot", "magnitude", "direction")
 DEFAULT_QUERIES = ((0.25, 0.25), (0.25, 0.75), (0.5, 0.5), (0.75, 0.25))

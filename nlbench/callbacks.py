@@ -13,7 +13,9 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from nlbench import out_of_memory, run
+from nlbench import out_of_memory
+from nlbench import schema
+from nlbench.record import RunDir, RunIdentity, RunRecord, identity_from_config, write_record
 from nlbench.models import num_parameters
 
 
@@ -30,9 +32,9 @@ def _first_line(err: BaseException) -> str:
 
 
 class RunResult(Callback):
-    """Keeps the run's record (:class:`nlbench.run.RunRecord`) in ``result.json``: "running" from the start of
+    """Keeps the run's record (:class:`nlbench.RunRecord`) in ``result.json``: "running" from the start of
     training (updated after every validation), then finished, diverged, failed or interrupted. Only global rank 0
-    writes. The metrics carry the names the module logs (:data:`nlbench.run.METRICS`), and the W&B summary gets the
+    writes. The metrics carry the names the module logs (:data:`nlbench.schema.METRICS`), and the W&B summary gets the
     same names.
 
     Library pieces and why this callback still exists:
@@ -47,17 +49,17 @@ class RunResult(Callback):
 
     Args:
         path: the run directory (result.json goes there).
-        identity: the run's name, group and hyper-parameters (:func:`nlbench.run.identity_from_config`).
+        identity: the run's name, group and hyper-parameters (:func:`nlbench.identity_from_config`).
         wandb_id: the run's W&B id, recorded so the report can find it.
     """
 
-    def __init__(self, path: str, identity: run.RunIdentity, wandb_id: str | None = None) -> None:
-        self.run_dir = run.RunDir(Path(path))
+    def __init__(self, path: str, identity: RunIdentity, wandb_id: str | None = None) -> None:
+        self.run_dir = RunDir(Path(path))
         self.identity = identity
         self.wandb_id = wandb_id
-        self.state: dict[str, Any] = {run.BEST_ACC5: None, run.BEST_EPOCH: None, "time_s": 0.0,
-                                      run.IMAGES_PER_S: None, "_best": None, run.FINAL_ACC1: None,
-                                      run.FINAL_ACC5: None}  # fmt: skip
+        self.state: dict[str, Any] = {schema.BEST_ACC5: None, schema.BEST_EPOCH: None, "time_s": 0.0,
+                                      schema.IMAGES_PER_S: None, "_best": None, schema.FINAL_ACC1: None,
+                                      schema.FINAL_ACC5: None}  # fmt: skip
         self.training_started = False  # before it, a failure is a set-up error that the CLI reports in one line
         # The fit's outcome as on_fit_end recorded it: later evaluations (evaluate_selected_checkpoint) add to that
         # record and never change its status.
@@ -104,21 +106,21 @@ class RunResult(Callback):
         seconds = self._last_batch_end - self._epoch_start
         if self._images and seconds > 0:
             rate = self._images * trainer.world_size / seconds
-            self.state[run.IMAGES_PER_S] = rate
-            pl_module.log(run.IMAGES_PER_S, rate, on_step=False, on_epoch=True, sync_dist=True)
+            self.state[schema.IMAGES_PER_S] = rate
+            pl_module.log(schema.IMAGES_PER_S, rate, on_step=False, on_epoch=True, sync_dist=True)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # After the module's on_validation_epoch_end: its val/acc1_best (the one owner of best top-1) is updated.
-        if trainer.sanity_checking or run.FINAL_ACC1 not in trainer.callback_metrics:
+        if trainer.sanity_checking or schema.FINAL_ACC1 not in trainer.callback_metrics:
             return
         logged = trainer.callback_metrics
-        acc5 = logged.get(run.FINAL_ACC5)
-        self.state.update({run.FINAL_ACC1: float(logged[run.FINAL_ACC1]),
-                           run.FINAL_ACC5: None if acc5 is None else float(acc5)})  # fmt: skip
+        acc5 = logged.get(schema.FINAL_ACC5)
+        self.state.update({schema.FINAL_ACC1: float(logged[schema.FINAL_ACC1]),
+                           schema.FINAL_ACC5: None if acc5 is None else float(acc5)})  # fmt: skip
         best = _best_of(pl_module)
         if best is not None and (self.state["_best"] is None or best > self.state["_best"]):
-            self.state.update({"_best": best, run.BEST_ACC5: self.state[run.FINAL_ACC5],
-                               run.BEST_EPOCH: trainer.current_epoch})  # fmt: skip
+            self.state.update({"_best": best, schema.BEST_ACC5: self.state[schema.FINAL_ACC5],
+                               schema.BEST_EPOCH: trainer.current_epoch})  # fmt: skip
         if self.training_started:
             # Mid-epoch, Lightning's current_epoch is the epoch being trained: this one's validation completes it.
             self.write(trainer, pl_module, "running", epochs=trainer.current_epoch + 1)
@@ -145,10 +147,10 @@ class RunResult(Callback):
         if self.outcome is None or not trainer.is_global_zero:
             return
         status, metrics = self.outcome
-        metrics = {**metrics, run.SELECTED_ACC1: acc1}
+        metrics = {**metrics, schema.SELECTED_ACC1: acc1}
         self.outcome = (status, metrics)
-        run.write_record(self.run_dir, self._record(pl_module, status, metrics, None))
-        _update_wandb_summary(trainer, {run.SELECTED_ACC1: acc1})
+        write_record(self.run_dir, self._record(pl_module, status, metrics, None))
+        _update_wandb_summary(trainer, {schema.SELECTED_ACC1: acc1})
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not self.training_started or self.outcome is not None:
@@ -168,7 +170,7 @@ class RunResult(Callback):
 
     # ---- the record ------------------------------------------------------------------------------------------
     def metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
-        """The run's metrics now, keyed by :data:`nlbench.run.METRICS`."""
+        """The run's metrics now, keyed by :data:`nlbench.schema.METRICS`."""
         logged = trainer.callback_metrics
         model = getattr(pl_module, "model", pl_module)
         state = self.state_dict()
@@ -177,13 +179,13 @@ class RunResult(Callback):
             return float(logged[name]) if name in logged else state[name]  # a resumed, finished fit: the checkpoint's
 
         return {
-            run.BEST_ACC1: state["_best"],  # the module's val/acc1_best as of the last validation
-            run.FINAL_ACC1: value(run.FINAL_ACC1), run.BEST_ACC5: state[run.BEST_ACC5],
-            run.FINAL_ACC5: value(run.FINAL_ACC5), run.BEST_EPOCH: state[run.BEST_EPOCH],
+            schema.BEST_ACC1: state["_best"],  # the module's val/acc1_best as of the last validation
+            schema.FINAL_ACC1: value(schema.FINAL_ACC1), schema.BEST_ACC5: state[schema.BEST_ACC5],
+            schema.FINAL_ACC5: value(schema.FINAL_ACC5), schema.BEST_EPOCH: state[schema.BEST_EPOCH],
             "epochs": trainer.current_epoch,  # completed epochs (Lightning counts up after each one)
-            "global_step": trainer.global_step, "time_s": state["time_s"], run.IMAGES_PER_S: state[run.IMAGES_PER_S],
+            "global_step": trainer.global_step, "time_s": state["time_s"], schema.IMAGES_PER_S: state[schema.IMAGES_PER_S],
             "params": num_parameters(model), "nl_params": num_parameters(model, nl_only=True),
-            run.CLASSES: getattr(getattr(pl_module, "val_acc1", None), "num_classes", None),
+            schema.CLASSES: getattr(getattr(pl_module, "val_acc1", None), "num_classes", None),
         }  # fmt: skip
 
     def write(self, trainer: L.Trainer, pl_module: L.LightningModule, status: str, error: str | None = None,
@@ -194,13 +196,13 @@ class RunResult(Callback):
         if epochs is not None:
             metrics["epochs"] = epochs
         record = self._record(pl_module, status, metrics, error)
-        run.write_record(self.run_dir, record)
+        write_record(self.run_dir, record)
         if status in ("failed", "interrupted"):  # on_exception runs while the W&B run is still live
             _update_wandb_summary(trainer, record.metrics)
 
     def _record(self, pl_module: L.LightningModule, status: str, metrics: dict[str, Any],
-                error: str | None) -> run.RunRecord:
-        return run.RunRecord(
+                error: str | None) -> RunRecord:
+        return RunRecord(
             status=status, run_name=self.identity.name, group=self.identity.group, wandb_id=self.wandb_id,
             hparams=dict(self.identity.hparams), metrics=metrics, error=error,
             machine={**_machine(pl_module), "sdpa": self._sdpa},
@@ -212,16 +214,16 @@ def evaluate_selected_checkpoint(trainer: L.Trainer, model: L.LightningModule, d
                              result: RunResult) -> None:
     """After a finished fit that held out a validation split (``val_split > 0``): test the checkpoint chosen on it
     (the ModelCheckpoint monitoring val/acc1, mode max: its best_model_path, restored on resume) and record its
-    test top-1 as :data:`nlbench.run.SELECTED_ACC1`, the unbiased metric the report decides on. With val_split 0
+    test top-1 as :data:`nlbench.schema.SELECTED_ACC1`, the unbiased metric the report decides on. With val_split 0
     the validation split is the test split, so that checkpoint's test top-1 is val/acc1_best: nothing to add.
     A failure here warns and leaves the record as it is (the fit finished)."""
     if not getattr(datamodule, "val_split", 0) or result.outcome is None or result.outcome[0] != "finished":
         return
     checkpoint = trainer.checkpoint_callback
     best = getattr(checkpoint, "best_model_path", "") if checkpoint is not None else ""
-    if getattr(checkpoint, "monitor", None) != run.FINAL_ACC1 or getattr(checkpoint, "mode", None) != "max" or not best:
-        rank_zero_warn(f"data.val_split > 0 but no ModelCheckpoint(monitor={run.FINAL_ACC1}, mode=max) saved a best "
-                       f"checkpoint: {run.SELECTED_ACC1} is not recorded, and the report decides on the final top-1 "
+    if getattr(checkpoint, "monitor", None) != schema.FINAL_ACC1 or getattr(checkpoint, "mode", None) != "max" or not best:
+        rank_zero_warn(f"data.val_split > 0 but no ModelCheckpoint(monitor={schema.FINAL_ACC1}, mode=max) saved a best "
+                       f"checkpoint: {schema.SELECTED_ACC1} is not recorded, and the report decides on the final top-1 "
                        "of the validation split instead")  # fmt: skip
         return
     try:
@@ -229,7 +231,7 @@ def evaluate_selected_checkpoint(trainer: L.Trainer, model: L.LightningModule, d
     except Exception as err:  # noqa: BLE001 - the fit's record stands; say why the metric is missing
         rank_zero_warn(f"could not test the validation-selected checkpoint {best}: {_first_line(err)}")
         return
-    value = out[0].get(run.TEST_ACC1) if out else None
+    value = out[0].get(schema.TEST_ACC1) if out else None
     result.record_selected(trainer, model, None if value is None else float(value))
 
 
@@ -243,7 +245,7 @@ def _best_of(pl_module: L.LightningModule) -> float | None:
 
 
 def _machine(pl_module: L.LightningModule) -> dict[str, Any]:
-    """Where this run trains (:data:`nlbench.run.MACHINE_KEYS`): device (with the GPU's name), threads, host."""
+    """Where this run trains (:data:`nlbench.schema.MACHINE_KEYS`): device (with the GPU's name), threads, host."""
     device = pl_module.device
     name = str(device)
     if device.type == "cuda":

@@ -23,6 +23,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from nlbench import trusted_imports
 from nlbench.io import atomic_writer
+from nlbench.record import Unreadable, read_record
 
 
 def load_checkpoint_file(path: str | os.PathLike[str], *, mmap: bool = False) -> dict[str, Any]:
@@ -153,9 +154,10 @@ def check_resumable(run_dir: Path, ckpt_path: str | None) -> None:
     ``total_steps``): it cannot go on, and a crash would overwrite its finished result."""
     if not ckpt_path:
         return
-    from nlbench.run import read_record  # bounded, never through a link or blocking on a FIFO
-
-    record = read_record(run_dir)
+    try:  # bounded, never through a link or blocking on a FIFO
+        record = read_record(run_dir)
+    except Unreadable:  # not a finished record of nlbench: nothing to protect
+        return
     if record is None or record.status != "finished":
         return
     state = load_checkpoint_file(ckpt_path, mmap=True)

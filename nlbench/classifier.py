@@ -16,7 +16,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from nlbench import run
+from nlbench import schema
 from nlbench.models import Backbone, named_nl_blocks, num_parameters
 from nlbench.nn.nl_stats import register_input_capture
 
@@ -183,10 +183,10 @@ class ImageClassifier(L.LightningModule):
         # One name in the logs (the epoch mean, as docs/design.md says). A progress-bar value is copied to the host
         # (.item()) after every batch: show the step loss only when a progress bar is there to show it, so runs
         # without one (sweeps, the GPU overlay) never sync per step.
-        self.log(run.TRAIN_LOSS, self.train_loss, on_step=False, on_epoch=True)
+        self.log(schema.TRAIN_LOSS, self.train_loss, on_step=False, on_epoch=True)
         if self.trainer.progress_bar_callback is not None:
             self.log("loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, logger=False)
-        self.log(run.TRAIN_ACC1, self.train_acc1, on_step=False, on_epoch=True)
+        self.log(schema.TRAIN_ACC1, self.train_acc1, on_step=False, on_epoch=True)
         if self._capture_nl:
             self._capture_nl = False
             self._log_nl_stats()
@@ -214,25 +214,25 @@ class ImageClassifier(L.LightningModule):
         self.val_loss.update(loss)
         self.val_acc1.update(logits, y)
         self.val_acc5.update(logits, y)
-        self.log(run.VAL_LOSS, self.val_loss, prog_bar=False)
-        self.log(run.FINAL_ACC1, self.val_acc1, prog_bar=True)
-        self.log(run.FINAL_ACC5, self.val_acc5)
+        self.log(schema.VAL_LOSS, self.val_loss, prog_bar=False)
+        self.log(schema.FINAL_ACC1, self.val_acc1, prog_bar=True)
+        self.log(schema.FINAL_ACC5, self.val_acc5)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
         self.val_acc1_best(self.val_acc1.compute())
         # Equal on every rank (torchmetrics already reduced val/acc1), so rank 0's value is the value.
-        self.log(run.BEST_ACC1, self.val_acc1_best.compute(), prog_bar=True, rank_zero_only=True)
+        self.log(schema.BEST_ACC1, self.val_acc1_best.compute(), prog_bar=True, rank_zero_only=True)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         loss, logits, y = self._shared_step(batch)
         self.test_loss.update(loss)
         self.test_acc1.update(logits, y)
         self.test_acc5.update(logits, y)
-        self.log(run.TEST_LOSS, self.test_loss)
-        self.log(run.TEST_ACC1, self.test_acc1)
-        self.log(run.TEST_ACC5, self.test_acc5)
+        self.log(schema.TEST_LOSS, self.test_loss)
+        self.log(schema.TEST_ACC1, self.test_acc1)
+        self.log(schema.TEST_ACC5, self.test_acc5)
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch

@@ -31,7 +31,8 @@ from nlbench.loggers import WANDB_ID_FILE, ResumedMetrics, WandbLogger, quiet_th
 from nlbench.nn.registry import check_config
 from nlbench.predict import PredictionWriter
 from nlbench.rng import RandomState
-from nlbench.run import RunDir, RunIdentity, command_line_keys, identity_from_config
+from nlbench.schema import command_line_keys
+from nlbench.record import RunDir, RunIdentity, identity_from_config
 from nlbench.runlock import LOCK_NAME, RunLock, RunLockedError
 
 # Lightning's ModelCheckpoint, replaced by nlbench.checkpoint_io.ModelCheckpoint (same options, last.ckpt always current)

@@ -5,10 +5,10 @@ Sources: sweep directories (``nlbench sweep``: ``sweep.yaml`` and ``runs/<run_id
 
 - bookkeeping: ``run_id``, ``status``, ``error``, ``run_name``, ``wandb_group``, ``source``, ``run_dir``,
   ``wandb_id``, ``written_at``;
-- the metrics under their logged names (:data:`nlbench.run.METRICS`), and where the run trained
-  (:data:`nlbench.run.MACHINE_KEYS`);
+- the metrics under their logged names (:data:`nlbench.schema.METRICS`), and where the run trained
+  (:data:`nlbench.schema.MACHINE_KEYS`);
 - the NL vocabulary (``normalization``, ``reduction``, ``heads``, ``init``, ..., ``seed``), the training recipe
-  (:data:`RECIPE`: optimizer, lr, ..., limit_train_batches, limit_val_batches, val_split), and a column for every
+  (:data:`nlbench.schema.RECIPE`: optimizer, lr, ..., limit_train_batches, limit_val_batches, val_split), and a column for every
   other config key whose value varies between the runs (named by its shortest unique dotted suffix: ``lr``, ...);
 - ``normalization`` is the method at the NL insertion point: the NL block's normalization (``softmax``, ``scale``,
   a class path, ...), a peer block in its place (``gc``, ``se``, a class path: the run's ``model.backbone.block``,
@@ -27,65 +27,24 @@ result.json is rebuilt from metrics.csv. Light on imports (pandas, yaml; no torc
 
 from __future__ import annotations
 
-import csv
 import functools
-import itertools
-import json
-import math
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from nlbench import limits, runlock, yamlsafe
-from nlbench import run as run_
-from nlbench.io import UnsafeFileError, open_file, read_bounded
+from nlbench import runlock, schema, sweepdir
 from nlbench.nn.registry import BLOCKS, NONE, NORMALIZATIONS, peer_block, recorded_method
+from nlbench.record import RunDir, Unreadable, epoch_rows, method_of, read_run_files
 
 if TYPE_CHECKING:  # pandas loads on first use: `nlbench sweep --help` imports this module and needs no table
     import pandas as pd
 
-UNREADABLE = "unreadable"
+
 METHOD = "normalization"  # the column naming the method at the NL insertion point
 # Its label, colour and whether it has an attention map (nlbench.nn.registry.MethodInfo), from the record.
 METHOD_LABEL, METHOD_COLOR, METHOD_HAS_MAP = "method_label", "method_color", "method_has_map"
 METHOD_COLUMNS: tuple[str, ...] = (METHOD_LABEL, METHOD_COLOR, METHOD_HAS_MAP)
-NEW = "new"  # a sweep's run that has no directory yet
-BOOKKEEPING: tuple[str, ...] = ("run_id", "status", "error", "run_name", "wandb_group", "group", "source",
-                                "run_dir", "wandb_id", "written_at", "curve")  # fmt: skip
-# The training recipe every report and results table states per configuration (issue: "which lr was this?"): every
-# option that shapes what is trained and on what, by flat config key. A run whose config lacks one (an older record,
-# a user's DataModule without val_split) has it empty.
-RECIPE: dict[str, str] = {
-    "optimizer": "model.optimizer.class_path",
-    "lr": "model.optimizer.init_args.lr",
-    "momentum": "model.optimizer.init_args.momentum",
-    "weight_decay": "model.optimizer.init_args.weight_decay",
-    "scheduler": "model.scheduler.class_path",
-    "max_epochs": "trainer.max_epochs",
-    "max_steps": "trainer.max_steps",
-    "limit_train_batches": "trainer.limit_train_batches",
-    "limit_val_batches": "trainer.limit_val_batches",
-    "accumulate_grad_batches": "trainer.accumulate_grad_batches",
-    "gradient_clip_val": "trainer.gradient_clip_val",
-    "precision": "trainer.precision",
-    "batch_size": "data.init_args.batch_size",
-    "val_split": "data.init_args.val_split",
-    "subset": "data.init_args.subset",
-    "label_smoothing": "model.label_smoothing",
-}
-# Per-epoch columns kept from metrics.csv (CSVLogger output; sparse rows, one metric family per row).
-CURVE_COLUMNS: tuple[str, ...] = (run_.TRAIN_LOSS, run_.TRAIN_ACC1, run_.VAL_LOSS, run_.FINAL_ACC1, run_.FINAL_ACC5, "lr",
-                                  run_.IMAGES_PER_S)  # fmt: skip
-SEED = run_.SEED
-# Flat config keys the NL vocabulary (hparams) already holds under its own names.
-_HPARAM_PREFIXES = ("model.backbone.init_args.nl.", "model.backbone.nl.", "model.backbone.init_args.depth", "model.backbone.init_args.widen",
-                    "model.backbone.init_args.nl_stages", "model.backbone.init_args.nl_blocks",
-                    "model.backbone.init_args.fc_init", "model.backbone.init_args.block", "model.backbone.class_path",
-                    "data.class_path",
-                    run_.SEED_KEY, *RECIPE.values())  # fmt: skip
 
 
 class SourceError(ValueError):
@@ -101,13 +60,13 @@ def resolve_status(record_status: str | None, run_dir: Path) -> str:
     """A run directory's status: final outcomes (finished, diverged) as recorded; else "running" while a process
     holds the run's lock (or, in a sweep directory, its claim); else the record's word, a "running" record (its process is gone) or none at all being
     "interrupted" ("new" when the directory does not exist)."""
-    if record_status in run_.FINAL_STATUSES:
+    if record_status in schema.FINAL_STATUSES:
         return record_status
     if runlock.is_alive(run_dir) or (_in_sweep_dir(run_dir)
                                      and runlock.is_alive(run_dir, path=runlock.claim_path(run_dir))):
         return "running"  # a fit holds the run directory, or a sweep process has claimed it (in a sweep directory)
     if record_status in (None, "running"):
-        return "interrupted" if run_dir.is_dir() else NEW
+        return "interrupted" if run_dir.is_dir() else schema.NEW
     return record_status
 
 
@@ -123,18 +82,13 @@ def read_run(run_dir: str | os.PathLike[str], *, run_id: str | None = None,
     """One run directory as a row (see the module doc). ``params``: the sweep's dotted keys of this run, used as its
     differing keys when the record does not carry them (runs without a record yet, records of earlier versions)."""
     path = Path(run_dir)
-    paths = run_.RunDir(path)
     row: dict[str, Any] = {"run_id": run_id or path.name, "run_dir": str(path), "error": None}
     try:
-        record, torn = _read_record(paths)
-        curve = _read_curve(paths.metrics_csv) if curves or record is None else []
-        if record is None and os.path.lexists(paths.config):
-            record = _record_from_config(paths)
-        if record is not None and torn and curve:
-            record.metrics.update(_metrics_from_curve(curve))  # a torn result.json: metrics.csv still holds them
-    except _Unreadable as err:
-        return {**row, "status": UNREADABLE, "error": str(err), "hparams": {}, "config": {}, "differs": [],
+        files = read_run_files(path, curves=curves)
+    except Unreadable as err:
+        return {**row, "status": schema.UNREADABLE, "error": str(err), "hparams": {}, "config": {}, "differs": [],
                 "curve": [], "method": {}}  # fmt: skip
+    record = files.record
     if record is None:
         row.update(hparams={}, config={}, differs=[], method={})
     else:
@@ -144,154 +98,13 @@ def read_run(run_dir: str | os.PathLike[str], *, run_id: str | None = None,
                    method=dict(record.method))  # fmt: skip
     row["status"] = resolve_status(record.status if record else None, path)
     row["error"] = record.error if record is not None and row["status"] == record.status else None
-    row["curve"] = curve
+    row["curve"] = files.curve
     if params and not row["differs"]:
-        row["config"] = {**row["config"], **{flat_key(key, row["config"]): v for key, v in params.items()}}
-        row["differs"] = [flat_key(key, row["config"]) for key in params]
+        row["config"] = {**row["config"], **{schema.flat_key(key, row["config"]): v for key, v in params.items()}}
+        row["differs"] = [schema.flat_key(key, row["config"]) for key in params]
     if row.get("device") is None:
-        row["device"] = _device_of(paths)
+        row["device"] = files.device
     return row
-
-
-class _Unreadable(Exception):
-    """A run's file that cannot be read; the message names it."""
-
-
-def _read_record(paths: run_.RunDir) -> tuple[run_.RunRecord | None, bool]:
-    """The run's record and whether its result.json is torn (there, but not JSON). Read within nlbench's limits
-    (nlbench.limits: size, nesting), never through a link and never blocking on a FIFO: those are unreadable."""
-    try:
-        data = limits.loads_json(read_bounded(paths.result, limits.MAX_JSON_BYTES, what="result.json").decode("utf-8"),
-                                 str(paths.result))
-    except FileNotFoundError:
-        return None, False
-    except (UnsafeFileError, limits.LimitError) as err:
-        raise _Unreadable(str(err)) from err
-    except UnicodeDecodeError as err:
-        raise _Unreadable(f"{paths.result}: not UTF-8 text ({err.reason} at byte {err.start})") from err
-    except json.JSONDecodeError:
-        return None, True  # torn (killed mid-write by an older version): rebuilt from config.yaml and metrics.csv
-    except OSError as err:
-        raise _Unreadable(f"{paths.result}: cannot read it ({err.strerror or err})") from err
-    try:
-        return (run_.RunRecord.from_json(data) if isinstance(data, dict) else None), False
-    except (TypeError, ValueError) as err:
-        raise _Unreadable(f"{paths.result}: not a run record ({err})") from err
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        # A received file: the size, nesting and alias-expansion limits apply, and a link is not followed.
-        return yamlsafe.load_file(path, "file", follow_links=False)
-    except yamlsafe.YamlLimitError as err:
-        raise _Unreadable(str(err)) from err
-    except UnicodeDecodeError as err:
-        raise _Unreadable(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
-    except yaml.YAMLError as err:  # also a tag safe_load refuses (!!python/object ...)
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise _Unreadable(f"{path}: not valid YAML ({problem})") from err
-
-
-def _record_from_config(paths: run_.RunDir) -> run_.RunRecord:
-    """A run killed before it wrote a record (or whose record is torn): its identity from config.yaml."""
-    config = _read_yaml(paths.config)
-    if not isinstance(config, dict):
-        raise _Unreadable(f"{paths.config}: not a fit config (a mapping)")
-    identity = run_.identity_from_config(config, import_classes=False)
-    return run_.RunRecord(status="interrupted", run_name=identity.name, group=identity.group,
-                          hparams=identity.hparams, config=identity.config, method=identity.method)  # fmt: skip
-
-
-def _read_curve(path: Path) -> list[dict[str, float]]:
-    """metrics.csv's epochs, streamed within nlbench's limits: the file's size, each row's length and the number of
-    epochs are bounded (nlbench.limits), so a received 1 GB file is refused instead of held in memory."""
-    try:
-        fd = open_file(path)
-    except FileNotFoundError:
-        return []
-    except UnsafeFileError as err:
-        raise _Unreadable(str(err)) from err
-    except OSError as err:
-        raise _Unreadable(f"{path}: cannot read it ({err.strerror or err})") from err
-    try:
-        with os.fdopen(fd, newline="", encoding="utf-8") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > limits.MAX_CSV_BYTES:
-                raise limits.LimitError(f"{path}: {size / 2**20:,.0f} MB is over the "
-                                        f"{limits.MAX_CSV_BYTES // 2**20} MB limit for metrics.csv")  # fmt: skip
-            return epoch_rows(csv.DictReader(_bounded_lines(f, path)))
-    except limits.LimitError as err:
-        raise _Unreadable(str(err) if str(err).startswith(str(path)) else f"{path}: {err}") from err
-    except UnicodeDecodeError as err:
-        raise _Unreadable(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
-    except csv.Error as err:
-        raise _Unreadable(f"{path}: not a CSV file ({err})") from err
-
-
-def _bounded_lines(f: Any, path: Path) -> Iterator[str]:
-    """The lines of a text file, refusing (LimitError) one longer than :data:`nlbench.limits.MAX_CSV_LINE`."""
-    while True:
-        line = f.readline(limits.MAX_CSV_LINE + 1)
-        if not line:
-            return
-        if len(line) > limits.MAX_CSV_LINE:
-            raise limits.LimitError(f"{path}: a line longer than {limits.MAX_CSV_LINE:,} characters; not a metrics "
-                                    "file of nlbench")
-        yield line
-
-
-def epoch_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, float]]:
-    """Collapse CSVLogger rows (sparse: train and val metrics on separate rows) to one row per epoch holding the
-    last logged value of each :data:`CURVE_COLUMNS` column."""
-    epochs: dict[int, dict[str, float]] = {}
-    for row in rows:
-        epoch = _number(row.get("epoch"))
-        if epoch is None:
-            continue
-        if int(epoch) not in epochs and len(epochs) >= limits.MAX_EPOCHS:
-            raise limits.LimitError(f"metrics of more than {limits.MAX_EPOCHS:,} epochs; not read")
-        merged = epochs.setdefault(int(epoch), {"epoch": int(epoch)})
-        for column in CURVE_COLUMNS:
-            # A metric logged both per step and per epoch appears as "<name>_epoch" (Lightning's naming).
-            value = _number(row.get(f"{column}_epoch"))
-            value = _number(row.get(column)) if value is None else value
-            if value is not None:
-                merged[column] = value
-    return [epochs[epoch] for epoch in sorted(epochs)]
-
-
-def _metrics_from_curve(curve: Sequence[Mapping[str, float]]) -> dict[str, Any]:
-    """The record's accuracy metrics as metrics.csv has them (for a record whose result.json is torn)."""
-    val = [row for row in curve if row.get(run_.FINAL_ACC1) is not None]
-    if not val:
-        return {}
-    best = max(val, key=lambda row: row[run_.FINAL_ACC1])
-    return {run_.BEST_ACC1: best[run_.FINAL_ACC1], run_.BEST_ACC5: best.get(run_.FINAL_ACC5),
-            run_.BEST_EPOCH: int(best["epoch"]), run_.FINAL_ACC1: val[-1][run_.FINAL_ACC1],
-            run_.FINAL_ACC5: val[-1].get(run_.FINAL_ACC5), "epochs": int(val[-1]["epoch"]) + 1}  # fmt: skip
-
-
-def _device_of(paths: run_.RunDir) -> str | None:
-    """``trainer.accelerator x devices`` from config.yaml, for records that do not say where they ran."""
-    if not paths.config.is_file():
-        return None
-    try:
-        config = _read_yaml(paths.config)
-    except _Unreadable:
-        return None
-    trainer = (config or {}).get("trainer") if isinstance(config, dict) else None
-    if not isinstance(trainer, dict):
-        return None
-    accelerator, devices = trainer.get("accelerator"), trainer.get("devices")
-    if accelerator and accelerator != "auto":
-        return f"{accelerator} x{devices}" if devices not in (None, 1, "1") else str(accelerator)
-    return None
-
-
-def flat_key(key: str, config: Mapping[str, Any]) -> str:
-    """A sweep's dotted key as the record's flat key (with ``init_args`` where the config has it)."""
-    found = run_.differing_keys([key], config) if config else []
-    return found[0] if len(found) == 1 else key
 
 
 # ---- sources -----------------------------------------------------------------------------------------------------
@@ -300,53 +113,24 @@ def read_sweep_dir(root: Path, *, curves: bool = True) -> tuple[list[dict[str, A
     unreadable files outside the runs (e.g. a sweep.yaml that is not YAML)."""
     problems: list[dict[str, Any]] = []
     order: dict[str, dict[str, Any]] = {}
-    spec_path = root / "sweep.yaml"
-    if spec_path.is_file():
-        try:
-            order = spec_run_params(_read_yaml(spec_path))
-        except _Unreadable as err:
-            problems.append({"run_id": spec_path.name, "status": UNREADABLE, "error": str(err), "run_dir": str(root)})
-    run_root = root / "runs"
+    try:
+        order = sweepdir.stored_runs(sweepdir.read_spec(root))
+    except Unreadable as err:
+        problems.append({"run_id": sweepdir.SPEC, "status": schema.UNREADABLE, "error": str(err), "run_dir": str(root)})
+    run_root = root / sweepdir.RUNS
     present = sorted(p.name for p in run_root.iterdir() if p.is_dir()) if run_root.is_dir() else []
     rows = []
     for run_id in [*order, *(name for name in present if name not in order)]:
         if os.path.islink(run_root / run_id):  # a received link to a folder elsewhere: not followed
-            problems.append({"run_id": run_id, "status": UNREADABLE, "run_dir": str(run_root / run_id),
+            problems.append({"run_id": run_id, "status": schema.UNREADABLE, "run_dir": str(run_root / run_id),
                              "error": f"{run_root / run_id}: a symbolic link; not followed"})  # fmt: skip
         elif run_id not in order or (run_root / run_id).is_dir():
             rows.append(read_run(run_root / run_id, params=order.get(run_id), curves=curves))
         else:  # a run of the spec that has not started
             config = dict(order[run_id])
-            rows.append({"run_id": run_id, "run_dir": str(run_root / run_id), "status": NEW, "error": None,
+            rows.append({"run_id": run_id, "run_dir": str(run_root / run_id), "status": schema.NEW, "error": None,
                          "hparams": {}, "config": config, "differs": list(config), "curve": []})  # fmt: skip
     return rows, problems
-
-
-def spec_run_params(spec: Any) -> dict[str, dict[str, Any]]:
-    """run_id -> the swept values of each run of a stored sweep.yaml, in the sweep's order, without checking the
-    base configs exist (a report may run on another machine)."""
-    from nlbench.sweep.spec import DEFAULT_GRID_LIMIT, run_id
-
-    if not isinstance(spec, dict):
-        return {}
-    axes = spec.get("axes") or {}
-    points = spec.get("points") or []
-    base = [Path(str(b)) for b in (spec.get("base") if isinstance(spec.get("base"), list) else [spec.get("base")])
-            if b]  # fmt: skip
-    overrides = spec.get("overrides") or {}
-    if not isinstance(axes, dict) or not isinstance(points, list) or not isinstance(overrides, dict):
-        return {}
-    if not all(isinstance(values, list) for values in axes.values()):
-        return {}
-    if math.prod(len(values) for values in axes.values()) > DEFAULT_GRID_LIMIT:  # a received spec: never expand
-        raise _Unreadable(f"sweep.yaml: its axes make over {DEFAULT_GRID_LIMIT:,} runs; not expanded")
-    grid = [dict(zip(axes, values)) for values in itertools.product(*axes.values())] if axes else []
-    return {run_id(params, base=base, overrides=overrides): params
-            for params in [*grid, *(p for p in points if isinstance(p, dict))]}
-
-
-def is_sweep_dir(path: Path) -> bool:
-    return (path / "sweep.yaml").is_file() or (path / "runs").is_dir()
 
 
 def read_source(source: str, *, curves: bool = True, groups: Sequence[str] = ()) -> tuple[list[dict], list[dict]]:
@@ -356,9 +140,9 @@ def read_source(source: str, *, curves: bool = True, groups: Sequence[str] = ())
     path = Path(source)
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such sweep or run directory")
-    if is_sweep_dir(path):
+    if sweepdir.is_sweep_dir(path):
         rows, problems = read_sweep_dir(path, curves=curves)
-    elif run_.RunDir(path).result.is_file() or run_.RunDir(path).config.is_file():
+    elif RunDir(path).result.is_file() or RunDir(path).config.is_file():
         rows, problems = [read_run(path, run_id=path.resolve().name, curves=curves)], []
     else:
         raise SourceError(f"{path}: neither a sweep directory (sweep.yaml, runs/) nor a run directory "
@@ -376,7 +160,7 @@ def load(*sources: str | os.PathLike[str], curves: bool = False, groups: Sequenc
     for source in sources:
         got, problems = read_source(os.fspath(source), curves=curves, groups=groups)
         for row in [*got, *problems]:
-            key = str(row.get("run_dir") or row["run_id"]) + ("" if row["status"] != UNREADABLE else row["error"])
+            key = str(row.get("run_dir") or row["run_id"]) + ("" if row["status"] != schema.UNREADABLE else row["error"])
             if key not in seen:
                 seen.add(key)
                 rows.append(row)
@@ -388,39 +172,41 @@ def frame(rows: Sequence[Mapping[str, Any]], *, curves: bool = False) -> pd.Data
     flat_keys: dict[str, None] = {}
     for row in rows:
         flat_keys.update(dict.fromkeys(key for key in row.get("config") or {} if not _in_vocabulary(key)))
-    varying = [key for key in flat_keys if len({_hashable((row.get("config") or {}).get(key)) for row in rows}) > 1]
-    taken = (*BOOKKEEPING, *run_.METRICS, *run_.MACHINE_KEYS, *run_.HPARAMS, *RECIPE, *METHOD_COLUMNS)
-    from nlbench.sweep.spec import column_names
-
-    columns = column_names(varying, taken=taken)
+    varying = [key for key in flat_keys
+               if len({schema.hashable((row.get("config") or {}).get(key)) for row in rows}) > 1]  # fmt: skip
+    taken = (*schema.BOOKKEEPING, *schema.METRICS, *schema.MACHINE_KEYS, *schema.HPARAMS, *schema.RECIPE,
+             *METHOD_COLUMNS)  # fmt: skip
+    columns = schema.column_names(varying, taken=taken)
     records = []
     for row in rows:
         config = row.get("config") or {}
-        out: dict[str, Any] = {key: row.get(key) for key in BOOKKEEPING if key not in ("group", "curve")}
-        out.update({key: row.get(key) for key in run_.MACHINE_KEYS})
+        out: dict[str, Any] = {key: row.get(key) for key in schema.BOOKKEEPING if key not in ("group", "curve")}
+        out.update({key: row.get(key) for key in schema.MACHINE_KEYS})
         hparams = dict(row.get("hparams") or {})
-        swept = {run_.canonical_key(key) for key in row.get("differs") or []}
+        swept = {schema.canonical_key(key) for key in row.get("differs") or []}
         baseline = hparams.get("normalization") == "none"
-        for name, key in _hparam_keys().items():
-            canon = run_.canonical_key(key)
-            if name in hparams and (canon not in swept or (baseline and name in run_.NL_FIELDS)):
-                continue  # the record's word; a run's swept value fills in for a record that lacks it
-            for flat in (key, canon):
+        for name in schema.HPARAMS:
+            field = schema.BY_NAME[name]
+            canon = schema.canonical_key(field.key)
+            if name in hparams and (canon not in swept or field.read is not None
+                                    or (baseline and name in schema.NL_FIELDS)):  # fmt: skip
+                continue  # the record's word (derived words are the fit's); a swept value fills in or corrects
+            for flat in (field.key, canon):
                 if flat in config:
-                    hparams[name] = config[flat]
+                    hparams[name] = schema.read_field(field, config[flat])
         _fold_block(hparams)
-        out.update({key: hparams.get(key) for key in run_.HPARAMS if key in hparams})
+        out.update({key: hparams.get(key) for key in schema.HPARAMS if key in hparams})
         out.update(_method_columns(hparams.get(METHOD), row.get("method") or {}))
         out.update(recipe(config, hparams))
         out.update({columns[key]: config.get(key) for key in varying})
-        out.update({name: row.get(name) for name in run_.METRICS})
+        out.update({name: row.get(name) for name in schema.METRICS})
         if curves:
             out["curve"] = row.get("curve") or []
         records.append(out)
     import pandas as pd
 
     df = pd.DataFrame.from_records(records)
-    for column in (*BOOKKEEPING, *run_.METRICS, *RECIPE, SEED, *METHOD_COLUMNS):
+    for column in (*schema.BOOKKEEPING, *schema.METRICS, *schema.RECIPE, schema.SEED, *METHOD_COLUMNS):
         if column not in df and column not in ("group", "curve"):
             df[column] = None
     keys = config_keys(df)
@@ -430,32 +216,20 @@ def frame(rows: Sequence[Mapping[str, Any]], *, curves: bool = False) -> pd.Data
 
 
 def recipe(config: Mapping[str, Any], hparams: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The :data:`RECIPE` of one run from its flat config (optimizer and scheduler by class name), falling back on
-    its hyper-parameters (max_epochs, batch_size) where the config lacks a key."""
-    out = {}
-    for name, key in RECIPE.items():
-        value = config.get(key, config.get(run_.canonical_key(key), (hparams or {}).get(name)))
-        out[name] = _class_name(value) if name in ("optimizer", "scheduler") else value
-    return out
+    """The :data:`nlbench.schema.RECIPE` of one run from its flat config (optimizer and scheduler by class name),
+    falling back on its hyper-parameters (max_epochs, batch_size) where the config lacks a key."""
+    words = schema.vocabulary(config, list(schema.RECIPE))
+    return {name: words[name] if name in words else (hparams or {}).get(name) for name in schema.RECIPE}
 
 
 @functools.lru_cache(maxsize=None)  # called for every config key of every run: thousands of times, few keys
 def _in_vocabulary(key: str) -> bool:
-    """Whether the NL vocabulary or the recipe holds this flat key under its own name (or it is volatile)."""
-    canon = run_.canonical_key(key)
-    return run_.is_volatile(key) or any(canon == p or canon.startswith(p.rstrip(".") + ".")
-                                        for p in map(run_.canonical_key, _HPARAM_PREFIXES))
+    """Whether a word of the schema (a hyper-parameter or the recipe) holds this flat key, or it is volatile."""
+    canon = schema.canonical_key(key)
+    return schema.is_volatile(key) or any(canon == c or canon.startswith(c + ".") for c in _FIELD_KEYS)
 
 
-@functools.lru_cache(maxsize=None)
-def _hparam_keys() -> dict[str, str]:
-    """NL vocabulary name -> flat config key (for runs known only by their sweep values)."""
-    keys = {f: f"model.backbone.init_args.nl.{f}" for f in run_.NL_FIELDS}
-    keys.update(depth="model.backbone.init_args.depth", widen="model.backbone.init_args.widen",
-                nl_stages="model.backbone.init_args.nl_stages", nl_blocks="model.backbone.init_args.nl_blocks",
-                fc_init="model.backbone.init_args.fc_init", block="model.backbone.init_args.block",
-                seed=run_.SEED_KEY)
-    return keys
+_FIELD_KEYS = tuple(schema.canonical_key(field.key) for field in schema.FIELDS)
 
 
 def _fold_block(hparams: dict[str, Any]) -> None:
@@ -465,7 +239,7 @@ def _fold_block(hparams: dict[str, Any]) -> None:
     peer = peer_block(hparams.pop("block", None), import_classes=False)
     if peer is None or hparams.get("normalization") == "none":
         return
-    for name in run_.NL_FIELDS:
+    for name in schema.NL_FIELDS:
         hparams.pop(name, None)
     hparams["normalization"] = peer
 
@@ -497,32 +271,31 @@ def method_looks(df: pd.DataFrame) -> dict[str, tuple[str, str | None]]:
     return looks
 
 
-def _class_name(value: Any) -> Any:
-    return value.rsplit(".", 1)[-1] if isinstance(value, str) else value
-
-
 # ---- configurations ------------------------------------------------------------------------------------------------
-NOT_CONFIG: frozenset[str] = frozenset({*BOOKKEEPING, *run_.METRICS, *run_.MACHINE_KEYS, SEED, *METHOD_COLUMNS})
+NOT_CONFIG: frozenset[str] = frozenset({*schema.BOOKKEEPING, *schema.METRICS, *schema.MACHINE_KEYS, schema.SEED,
+                                        *METHOD_COLUMNS})  # fmt: skip
 
 
 def config_keys(df: pd.DataFrame) -> list[str]:
     """The columns that tell configurations apart: those varying across the runs (seed excluded; runs without a
     record count only where they know the key), minus any that the others already determine (e.g. ``nl_blocks`` 0
     next to ``normalization`` "none"), dropping later columns first so the sweep's own axes are kept."""
-    usable = df[df["status"] != UNREADABLE] if "status" in df else df
+    usable = df[df["status"] != schema.UNREADABLE] if "status" in df else df
     if usable.empty:
         return []
-    known = usable["status"].isin(list(run_.STATUSES))  # "new" runs know only their swept keys
+    known = usable["status"].isin(list(schema.STATUSES))  # "new" runs know only their swept keys
 
     def distinct(key: str) -> int:
         values = usable[key][known | usable[key].notna()]
-        return len({_hashable(v) for v in values})
+        return len({schema.hashable(v) for v in values})
 
-    not_config = {*NOT_CONFIG, *run_.METRICS}  # read at call time: the vocabulary is nlbench.run's
+    not_config = {*NOT_CONFIG, *schema.METRICS}  # read at call time: a metric added to the schema is never a key
     keys = [key for key in usable.columns if key not in not_config and distinct(key) > 1]
 
     def configurations(cols: Sequence[str]) -> int:
-        return len({tuple(_hashable(v) for v in values) for values in zip(*(usable[c] for c in cols))}) if cols else 1
+        if not cols:
+            return 1
+        return len({tuple(schema.hashable(v) for v in values) for values in zip(*(usable[c] for c in cols))})
 
     total = configurations(keys)
     for key in reversed(list(keys)):
@@ -532,30 +305,10 @@ def config_keys(df: pd.DataFrame) -> list[str]:
     return keys
 
 
-def _hashable(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return tuple(_hashable(v) for v in value)
-    if isinstance(value, dict):
-        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
 def _text(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "-".join(map(str, value))
     return str(value)
-
-
-def _number(value: Any) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 # ---- W&B ---------------------------------------------------------------------------------------------------------
@@ -581,7 +334,7 @@ def read_wandb(path: str, *, groups: Sequence[str] = (), timeout: int = 20, curv
         for wandb_run in api.runs(path, filters={"group": {"$in": list(groups)}} if groups else {}):
             row = _wandb_row(wandb_run)
             if curves:
-                row["curve"] = epoch_rows(wandb_run.scan_history(keys=["epoch", run_.FINAL_ACC1]))
+                row["curve"] = epoch_rows(wandb_run.scan_history(keys=["epoch", schema.FINAL_ACC1]))
             row["source"] = f"wandb:{path}"
             rows.append(row)
     except (wandb.errors.Error, requests.RequestException, ValueError) as err:  # no key, offline, unknown project
@@ -597,7 +350,7 @@ def _wandb_row(wandb_run: Any) -> dict[str, Any]:
     config = dict(wandb_run.config)
     summary = dict(wandb_run.summary)
     metrics: dict[str, Any] = {}
-    for name in run_.METRICS:
+    for name in schema.METRICS:
         value = summary.get(name, config.get(name))
         metrics[name] = value.get("max") if isinstance(value, Mapping) else value  # define_metric(summary="max")
     if metrics["epochs"] is None and isinstance(summary.get("epoch"), (int, float)):
@@ -605,12 +358,12 @@ def _wandb_row(wandb_run: Any) -> dict[str, Any]:
     if metrics["global_step"] is None:
         metrics["global_step"] = summary.get("trainer/global_step")
     full = config.get("config")
-    flat = run_.flatten(full) if isinstance(full, Mapping) else {}
-    flat = {key: value for key, value in flat.items() if not run_.is_volatile(key)}
+    flat = schema.flatten(full) if isinstance(full, Mapping) else {}
+    flat = {key: value for key, value in flat.items() if not schema.is_volatile(key)}
     return {
         "run_id": str(wandb_run.id), "run_name": wandb_run.name, "wandb_group": wandb_run.group,
         "wandb_id": str(wandb_run.id), "status": _WANDB_STATUS.get(wandb_run.state, wandb_run.state), "error": None,
-        "hparams": {key: config[key] for key in run_.HPARAMS if key in config}, "config": flat,
-        "differs": list(config.get("differs") or []), "curve": [], "method": run_.method_of(config.get("method")),
+        "hparams": {key: config[key] for key in schema.HPARAMS if key in config}, "config": flat,
+        "differs": list(config.get("differs") or []), "curve": [], "method": method_of(config.get("method")),
         **metrics,
     }  # fmt: skip

@@ -15,7 +15,8 @@ from nlbench.analysis import analyze_block, main as analyze_main, similarity_abl
 from nlbench.models import nl_blocks_of
 from nlbench.nn import NonLocal2d
 from nlbench.nn.attention import scale_divisor
-from nlbench.run import BEST_ACC1, read_record
+from nlbench.schema import BEST_ACC1
+from nlbench.record import read_record
 
 REPO = Path(__file__).resolve().parents[1]
 # A real but tiny training run: the embedded CIFAR-10 sample, PreResNet-8 (the demo's PreResNet-20 with one

@@ -11,7 +11,8 @@ import torch
 
 from nlbench.classifier import ImageClassifier
 from nlbench.cli import main
-from nlbench.run import BEST_ACC1, FINAL_ACC1, IMAGES_PER_S, read_record
+from nlbench.schema import BEST_ACC1, FINAL_ACC1, IMAGES_PER_S
+from nlbench.record import read_record
 
 DEMO = Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml"
 FAST = [

@@ -14,7 +14,8 @@ import torch
 
 from nlbench.classifier import ImageClassifier
 from nlbench.cli import ConfigError, NLBenchCLI, load_run, main, parse_fit_args
-from nlbench.run import BEST_ACC1, FINAL_ACC1, read_record
+from nlbench.schema import BEST_ACC1, FINAL_ACC1
+from nlbench.record import read_record
 from tinyfit import FAST
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from nlbench.report.cli import main as report_main
-from nlbench.run import read_record
+from nlbench.record import read_record
 from nlbench.sweep.cli import main as sweep_main
 from nlbench.sweep.runner import run_dir_of
 from nlbench.sweep.spec import load_spec

@@ -32,7 +32,7 @@ from nlbench.data import CIFAR10SampleDataModule, TinyImageNetDataModule
 from nlbench.data.loaders import BatchedImageDataset
 from nlbench.models import PreActResNet
 from nlbench.nn import NLConfig
-from nlbench.run import identify
+from nlbench.record import identify
 
 REPO = Path(__file__).resolve().parents[1]
 SYNCING_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "_unique2", "unique_dim", "unique_consecutive",

@@ -24,7 +24,7 @@ from nlbench.nn import (
 )
 from nlbench.nn.registry import RESIDUAL_KINDS, UnknownMethodError, method_look, peer_block
 from nlbench.results import _fold_block
-from nlbench.run import identify
+from nlbench.record import identify
 
 
 @pytest.fixture(autouse=True)

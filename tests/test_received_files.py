@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 import yaml
 
-from nlbench import limits, results
-from nlbench import run as nlrun
+from nlbench import limits, results, sweepdir
+from nlbench import schema
+from nlbench.record import RunDir, RunRecord, Unreadable, identify, read_record, write_record
 from nlbench.io import UnsafeFileError, atomic_write_text, open_append
 from nlbench.runlock import RunLock, owner
 from nlbench.sweep import Slot, load_spec, run_sweep
@@ -202,11 +203,11 @@ def test_nlbench_writers_refuse_links(tmp_path: Path, outside: Path) -> None:
 
     spec = load_spec(write_spec(tmp_path / "spec", {"output_dir": str(tmp_path / "out"),
                                                     "axes": {"seed_everything": [0]}}))  # fmt: skip
-    (spec.output_dir / slurm.LOG_DIR).mkdir(parents=True)
-    (spec.output_dir / slurm.LOG_DIR / slurm.JOBS_FILE).symlink_to(outside / "precious.txt")
+    (spec.output_dir / sweepdir.SLURM).mkdir(parents=True)
+    (spec.output_dir / sweepdir.SLURM / slurm.JOBS_FILE).symlink_to(outside / "precious.txt")
     assert slurm.submitted_jobs(spec) == {}  # read neither through the link ...
     with pytest.raises(UnsafeFileError, match="symbolic link"):
-        open_append(spec.output_dir / slurm.LOG_DIR / slurm.JOBS_FILE)  # ... nor appended to (slurm.submit)
+        open_append(spec.output_dir / sweepdir.SLURM / slurm.JOBS_FILE)  # ... nor appended to (slurm.submit)
     assert intact(outside)
 
 
@@ -216,10 +217,10 @@ def test_a_checkpoint_linked_beside_its_target_is_allowed(tmp_path: Path) -> Non
     checkpoints.mkdir(parents=True)
     (checkpoints / "epoch3.ckpt").write_bytes(b"x")
     (checkpoints / "last.ckpt").symlink_to("epoch3.ckpt")
-    nlrun.RunDir(tmp_path / "run").check_files()
+    RunDir(tmp_path / "run").check_files()
     (checkpoints / "best.ckpt").symlink_to(tmp_path / "elsewhere.ckpt")
     with pytest.raises(UnsafeFileError, match="best.ckpt: a symbolic link"):
-        nlrun.RunDir(tmp_path / "run").check_files()
+        RunDir(tmp_path / "run").check_files()
 
 
 # ---- item 1 (readers) and 7: a reader never blocks on a FIFO ------------------------------------------------------
@@ -295,7 +296,7 @@ def test_a_spec_with_fewer_axes_keeps_every_finished_row(tmp_path: Path) -> None
 def _one_run_dir(tmp_path: Path) -> Path:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    nlrun.write_record(run_dir, nlrun.RunRecord(status="finished", run_name="r", hparams={"seed": 0}))
+    write_record(run_dir, RunRecord(status="finished", run_name="r", hparams={"seed": 0}))
     return run_dir
 
 
@@ -304,7 +305,8 @@ def test_a_result_json_nested_100k_deep_is_unreadable_not_a_traceback(tmp_path: 
     (run_dir / "result.json").write_text('{"status": "finished", "metrics": ' + "[" * 100_000 + "]" * 100_000 + "}")
     (row,) = results.load(run_dir).to_dict("records")
     assert row["status"] == "unreadable" and "nested too deeply" in row["error"]
-    assert nlrun.read_record(run_dir) is None  # the sweep's reader: no result (the run is run again)
+    with pytest.raises(Unreadable, match="nested too deeply"):  # the sweep's reader too: one answer, one policy
+        read_record(run_dir)
     deep = json.loads("[" * 500 + "]" * 500)  # parses, but nests past the limit every later step assumes
     (run_dir / "result.json").write_text(json.dumps({"status": "finished", "config": {"a": [[[0]]], "b": deep}}))
     (row,) = results.load(run_dir).to_dict("records")
@@ -350,10 +352,10 @@ def test_a_huge_label_is_cut_in_figures_and_whole_in_tables(tmp_path: Path) -> N
         for seed in (0, 1):
             run_dir = tmp_path / "runs" / f"r{i}{seed}"
             run_dir.mkdir(parents=True)
-            nlrun.write_record(run_dir, nlrun.RunRecord(
+            write_record(run_dir, RunRecord(
                 status="finished", run_name=f"r{i}{seed}",
                 hparams={"normalization": normalization, "reduction": 2, "seed": seed},
-                metrics={nlrun.BEST_ACC1: 0.5 + i / 10, nlrun.FINAL_ACC1: 0.5, nlrun.IMAGES_PER_S: 10.0 + seed}))
+                metrics={schema.BEST_ACC1: 0.5 + i / 10, schema.FINAL_ACC1: 0.5, schema.IMAGES_PER_S: 10.0 + seed}))
     swept = collect.load_sweep(tmp_path)
     for figure in (plots.error_by_configuration(swept), plots.throughput_and_params(swept)):
         texts = [t.get_text() for ax in figure.axes for t in [*ax.get_xticklabels(), *ax.get_yticklabels(),
@@ -374,8 +376,8 @@ def test_the_unreadable_runs_are_looked_up_once_per_report(tmp_path: Path, monke
                                                            "trainer.max_epochs": [1, 2]}}  # fmt: skip
     (tmp_path / "runs").mkdir()
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(spec))
-    nlrun.write_record(tmp_path / "runs" / "real", nlrun.RunRecord(status="finished", hparams={"seed": 0},
-                                                                   metrics={nlrun.BEST_ACC1: 0.5}))
+    write_record(tmp_path / "runs" / "real", RunRecord(status="finished", hparams={"seed": 0},
+                                                                   metrics={schema.BEST_ACC1: 0.5}))
     (tmp_path / "runs" / "broken").mkdir()
     (tmp_path / "runs" / "broken" / "result.json").write_bytes(b"\xff\xfe")
     swept = collect.load_sweep(tmp_path)
@@ -454,12 +456,12 @@ def test_a_fit_that_stopped_before_its_first_step_is_recorded_failed(tmp_path: P
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(4, 2), torch.zeros(4)), batch_size=2)
-    identity = nlrun.identify(nl=None, dataset="d", backbone="B")
+    identity = identify(nl=None, dataset="d", backbone="B")
     trainer = L.Trainer(max_epochs=0, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[RunResult(str(tmp_path), identity)])  # fmt: skip
     trainer.fit(Tiny(), data)
-    record = nlrun.read_record(tmp_path)
+    record = read_record(tmp_path)
     assert record is not None and record.status == "failed" and "trained no step" in (record.error or "")
 
 
@@ -511,9 +513,9 @@ def test_report_md_escapes_html_from_received_values(tmp_path: Path) -> None:
         for seed in (0, 1):
             run_dir = tmp_path / "runs" / f"r{i}{seed}"
             run_dir.mkdir(parents=True)
-            nlrun.write_record(run_dir, nlrun.RunRecord(
+            write_record(run_dir, RunRecord(
                 status="finished" if seed == 0 else "failed", run_name=f"r{i}{seed}",
-                hparams={"normalization": normalization, "seed": seed}, metrics={nlrun.BEST_ACC1: 0.5},
+                hparams={"normalization": normalization, "seed": seed}, metrics={schema.BEST_ACC1: 0.5},
                 error=None if seed == 0 else "<img src=x onerror=alert(2)>"))
     assert report_main([str(tmp_path), "--out", str(tmp_path / "report")]) == 0
     md = (tmp_path / "report" / "report.md").read_text()

@@ -25,10 +25,11 @@ import pytest
 import yaml
 
 from nlbench import results
-from nlbench import run as nlrun
+from nlbench import schema
+from nlbench.record import RunRecord, read_record, write_record
 from nlbench.report import collect, plots, render
 from nlbench.report.cli import main as report_main
-from nlbench.run import BEST_ACC1, FINAL_ACC1, IMAGES_PER_S
+from nlbench.schema import BEST_ACC1, FINAL_ACC1, IMAGES_PER_S
 from nlbench.sweep.results import write_results
 from nlbench.sweep.spec import spec_from_dict
 
@@ -102,14 +103,14 @@ def write_run(run_dir: Path, normalization: str, reduction: int, init: str | Non
     accs = {"finished": accs, "diverged": accs[:1], "failed": []}[status]
     nl_params = 0 if normalization == "none" else 4 * 32 * 32 // reduction + 64
     metrics = {
-        nlrun.BEST_ACC1: max(accs) if accs else None, nlrun.FINAL_ACC1: accs[-1] if accs else None,
-        nlrun.BEST_ACC5: min(1.0, max(accs) + 0.15) if accs else None,
-        nlrun.FINAL_ACC5: min(1.0, accs[-1] + 0.15) if accs else None,
-        nlrun.BEST_EPOCH: accs.index(max(accs)) if accs else None, "epochs": len(accs), "global_step": 10 * len(accs),
-        "time_s": 12.5, nlrun.IMAGES_PER_S: 400.0 + (50.0 if normalization == "scale" else 0.0) + seed,
+        schema.BEST_ACC1: max(accs) if accs else None, schema.FINAL_ACC1: accs[-1] if accs else None,
+        schema.BEST_ACC5: min(1.0, max(accs) + 0.15) if accs else None,
+        schema.FINAL_ACC5: min(1.0, accs[-1] + 0.15) if accs else None,
+        schema.BEST_EPOCH: accs.index(max(accs)) if accs else None, "epochs": len(accs), "global_step": 10 * len(accs),
+        "time_s": 12.5, schema.IMAGES_PER_S: 400.0 + (50.0 if normalization == "scale" else 0.0) + seed,
         "params": 270_000 + nl_params, "nl_params": nl_params,
     }
-    nlrun.write_record(run_dir, nlrun.RunRecord(
+    write_record(run_dir, RunRecord(
         status=status, run_name=run_dir.name, group=run_dir.name.split("_seed")[0], hparams=hparams, metrics=metrics,
         error="RuntimeError: CUDA out of memory" if status == "failed" else None))
     (run_dir / "config.yaml").write_text(yaml.safe_dump({"seed_everything": seed}))
@@ -916,9 +917,9 @@ def test_every_method_of_the_rivals_sweep_is_compared_against_softmax(tmp_path: 
             write_run(run_dir, "softmax" if method in ("gc", "se") else method, 2, "normal", seed, epochs=3,
                       status="finished")
             if method in ("gc", "se"):  # as nlbench.run.identify records a peer block
-                record = nlrun.read_record(run_dir)
-                kept = {k: v for k, v in record.hparams.items() if k not in nlrun.NL_FIELDS}
-                nlrun.write_record(run_dir, dataclasses.replace(record, hparams={**kept, "block": method}))
+                record = read_record(run_dir)
+                kept = {k: v for k, v in record.hparams.items() if k not in schema.NL_FIELDS}
+                write_record(run_dir, dataclasses.replace(record, hparams={**kept, "block": method}))
     df = results.load(*sorted(root.iterdir()))
     assert set(df["normalization"]) == set(methods) and "block" not in df
     assert results.config_keys(df) == ["normalization"]  # reduction/heads/... are absent for GC/SE: determined

@@ -19,10 +19,11 @@ import pytest
 import yaml
 from scipy import stats as scipy_stats
 
-from nlbench import run as nlrun
+from nlbench import schema
+from nlbench.record import RunRecord, write_record
 from nlbench.report import claims, collect, compare, render, stats
 from nlbench.report.cli import main as report_main
-from nlbench.run import BEST_ACC1, FINAL_ACC1, SELECTED_ACC1
+from nlbench.schema import BEST_ACC1, FINAL_ACC1, SELECTED_ACC1
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = ("normalization", "reduction", "init", "similarity", "heads")
@@ -36,14 +37,14 @@ def write_runs(root: Path, runs: list[dict[str, Any]]) -> Path:
                    "normalization": "softmax", "reduction": 2, "heads": 1, "init": "normal", "similarity": "dot",
                    **{k: spec[k] for k in (*KEYS, "seed") if k in spec}}  # fmt: skip
         final = spec.get(FINAL_ACC1)
-        metrics = {FINAL_ACC1: final, BEST_ACC1: spec.get(BEST_ACC1, final), nlrun.IMAGES_PER_S: spec.get("ips", 500.0),
+        metrics = {FINAL_ACC1: final, BEST_ACC1: spec.get(BEST_ACC1, final), schema.IMAGES_PER_S: spec.get("ips", 500.0),
                    "epochs": 3, "time_s": 10.0, SELECTED_ACC1: spec.get(SELECTED_ACC1),
-                   nlrun.CLASSES: spec.get("classes")}  # fmt: skip
+                   schema.CLASSES: spec.get("classes")}  # fmt: skip
         status = spec.get("status", "finished")
         if status != "finished":
-            metrics = {nlrun.IMAGES_PER_S: None}
+            metrics = {schema.IMAGES_PER_S: None}
         name = "-".join(f"{k}{hparams[k]}" for k in (*KEYS, "seed"))
-        nlrun.write_record(root / "runs" / f"{i:03d}-{name}", nlrun.RunRecord(
+        write_record(root / "runs" / f"{i:03d}-{name}", RunRecord(
             status=status, run_name=name, hparams=hparams, metrics=metrics, config=spec.get("config", {}),
             error="RuntimeError: loss is nan" if status != "finished" else None))  # fmt: skip
     return root
@@ -289,7 +290,7 @@ def test_the_recipe_states_every_option_that_shapes_training(tmp_path: Path) -> 
               "data.init_args.batch_size": 16, "data.init_args.val_split": 0, "trainer.precision": "32-true"}
     for i, point in enumerate(runs):
         norm, seed = point.params["model.backbone.nl.normalization"], point.params["seed_everything"]
-        nlrun.write_record(root / "runs" / point.run_id, nlrun.RunRecord(
+        write_record(root / "runs" / point.run_id, RunRecord(
             status="finished", run_name=point.run_id, hparams={"normalization": norm, "seed": seed},
             metrics={FINAL_ACC1: 0.5 + 0.01 * i}, config=config))
     (root / "sweep.yaml").write_text(yaml.safe_dump(spec.as_dict(), sort_keys=False))

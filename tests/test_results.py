@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from nlbench import results
-from nlbench import run as nlrun
+from nlbench import schema
+from nlbench.record import RunRecord, identity_from_config, read_record, write_record
 from nlbench.report import collect
 from nlbench.report.cli import main as report_main
 from nlbench.sweep.results import read_state, write_results
@@ -50,13 +51,13 @@ def lr_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]
     for point in runs:
         args = spec.fit_args(point.params)
         config = parse_fit_args(args)
-        identity = nlrun.identity_from_config(config, nlrun.command_line_keys(args))
+        identity = identity_from_config(config, schema.command_line_keys(args))
         lr, norm, seed = (point.params[k] for k in spec.axes)
         acc = 0.6 + (0.05 if norm == "scale" else 0.0) + (0.1 if lr == 0.1 else 0.0) + 0.01 * seed
-        record = nlrun.RunRecord(status="finished", run_name=identity.name, group=identity.group,
+        record = RunRecord(status="finished", run_name=identity.name, group=identity.group,
                                  hparams=identity.hparams, config=identity.config, differs=identity.differs,
-                                 metrics={nlrun.BEST_ACC1: acc, nlrun.FINAL_ACC1: acc, "epochs": 4})  # fmt: skip
-        nlrun.write_record(root / "runs" / point.run_id, record)
+                                 metrics={schema.BEST_ACC1: acc, schema.FINAL_ACC1: acc, "epochs": 4})  # fmt: skip
+        write_record(root / "runs" / point.run_id, record)
         made.append({"identity": identity, "record": record, "config": config.as_dict(), "run_id": point.run_id})
     root.mkdir(parents=True, exist_ok=True)
     (root / "sweep.yaml").write_text(yaml.safe_dump(spec.as_dict(), sort_keys=False))
@@ -83,7 +84,7 @@ def test_the_name_and_group_come_from_what_differs(lr_sweep) -> None:
     assert one["identity"].differs == ["model.optimizer.init_args.lr", "model.backbone.init_args.nl.normalization",
                                        "seed_everything"]
     assert one["identity"].config["model.optimizer.init_args.lr"] == 0.05
-    assert not any(nlrun.is_volatile(key) for key in one["identity"].config)
+    assert not any(schema.is_volatile(key) for key in one["identity"].config)
 
 
 def test_load_gives_four_groups_from_a_sweep_dir(lr_sweep) -> None:
@@ -145,7 +146,7 @@ def test_a_killed_plain_fit_reads_interrupted_everywhere(tmp_path: Path) -> None
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 120
-        while (nlrun.read_record(run_dir) is None or nlrun.read_record(run_dir).metrics["epochs"] < 1) \
+        while (read_record(run_dir) is None or read_record(run_dir).metrics["epochs"] < 1) \
                 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert proc.poll() is None, "the fit ended before it could be killed"
@@ -155,7 +156,7 @@ def test_a_killed_plain_fit_reads_interrupted_everywhere(tmp_path: Path) -> None
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert nlrun.read_record(run_dir).status == "running"  # what the dead process left
+    assert read_record(run_dir).status == "running"  # what the dead process left
     assert results.load(run_dir)["status"].tolist() == ["interrupted"]
     assert [r["status"] for r in collect.load_sweep(run_dir).runs] == ["interrupted"]
     assert read_state(run_dir).status == "interrupted"
@@ -169,21 +170,21 @@ def test_a_torn_result_json_is_rebuilt_not_recorded_with_null_accuracy(tmp_path:
 
     run_dir = tmp_path / "fit"
     assert main(["fit", f"--config={DEMO}", *FAST, "--trainer.max_epochs=1", f"--run_dir={run_dir}"]) == 0
-    done = nlrun.read_record(run_dir)
-    assert done is not None and done.metrics[nlrun.FINAL_ACC1] is not None
+    done = read_record(run_dir)
+    assert done is not None and done.metrics[schema.FINAL_ACC1] is not None
     text = (run_dir / "result.json").read_text()
     (run_dir / "result.json").write_text(text[: len(text) // 2])  # torn
     # The reader rebuilds the accuracy from metrics.csv ...
     [torn] = results.load(run_dir).to_dict("records")
-    assert torn[nlrun.BEST_ACC1] == pytest.approx(done.metrics[nlrun.BEST_ACC1])
-    assert torn[nlrun.FINAL_ACC1] == pytest.approx(done.metrics[nlrun.FINAL_ACC1])
+    assert torn[schema.BEST_ACC1] == pytest.approx(done.metrics[schema.BEST_ACC1])
+    assert torn[schema.FINAL_ACC1] == pytest.approx(done.metrics[schema.FINAL_ACC1])
     # ... and the sweep's resume from the end checkpoint records the checkpoint's metrics, not nulls.
     assert main(["fit", f"--config={DEMO}", *FAST, "--trainer.max_epochs=1", f"--run_dir={run_dir}",
                  "--ckpt_path=last"]) == 0  # fmt: skip
-    again = nlrun.read_record(run_dir)
+    again = read_record(run_dir)
     assert again is not None and again.status == "finished"
-    assert again.metrics[nlrun.FINAL_ACC1] == pytest.approx(done.metrics[nlrun.FINAL_ACC1])
-    assert again.metrics[nlrun.BEST_ACC1] == pytest.approx(done.metrics[nlrun.BEST_ACC1])
+    assert again.metrics[schema.FINAL_ACC1] == pytest.approx(done.metrics[schema.FINAL_ACC1])
+    assert again.metrics[schema.BEST_ACC1] == pytest.approx(done.metrics[schema.BEST_ACC1])
 
 
 def _sweep_with_foreign_files(tmp_path: Path) -> tuple[Path, dict[str, Path]]:

@@ -17,7 +17,8 @@ from nlbench.checkpoint_io import AtomicCheckpointIO
 from nlbench.classifier import ImageClassifier
 from nlbench.io import _umask
 from nlbench.cli import main
-from nlbench.run import BEST_ACC1, BEST_EPOCH, FINAL_ACC1, read_record
+from nlbench.schema import BEST_ACC1, BEST_EPOCH, FINAL_ACC1
+from nlbench.record import read_record
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "experiments" / "demo.yaml"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from nlbench import run
-from nlbench.run import identity_from_config
+from nlbench import schema
+from nlbench.record import RunRecord, Unreadable, identify, identity_from_config, load_record, read_record, write_record
 from nlbench.report import collect
 from nlbench import results
 from nlbench.sweep.results import collect_rows, write_results
@@ -37,10 +37,10 @@ def demo_sweep(root: Path, seeds: tuple[int, ...] = (0, 1)):
     return spec, spec.expand()
 
 
-def record(status: str = "finished", seed: int = 0, **metrics: float) -> run.RunRecord:
-    identity = run.identify(nl=run.NLConfig(), dataset="cifar10", backbone="PreActResNet", depth=20, nl_stages=[2],
+def record(status: str = "finished", seed: int = 0, **metrics: float) -> RunRecord:
+    identity = identify(nl=schema.NLConfig(), dataset="cifar10", backbone="PreActResNet", depth=20, nl_stages=[2],
                             nl_blocks=1, seed=seed)  # fmt: skip
-    return run.RunRecord(status=status, run_name=identity.name, group=identity.group, hparams=identity.hparams,
+    return RunRecord(status=status, run_name=identity.name, group=identity.group, hparams=identity.hparams,
                          metrics=metrics)  # fmt: skip
 
 
@@ -54,37 +54,37 @@ def test_identity_comes_from_the_config_classes_not_second_defaults() -> None:
             "nl": {"normalization": "scale", "reduction": 8, "heads": 4, "init": "zeros", "similarity": "direction",
                    "order": "nxn"}}}},
     }  # fmt: skip
-    identity = run.identity_from_config(config)
+    identity = identity_from_config(config)
     assert identity.name == "scale-r8-h4-zeros-direction-nxn-s3"
     assert identity.group == "cifar100-preactresnet20-scale-r8-h4-zeros-direction-nxn"
     # Options the config leaves out are NLConfig's own defaults, under NLConfig's field names.
-    assert identity.hparams["pos_encoding"] is run.NLConfig().pos_encoding and identity.hparams["seed"] == 3
-    assert set(identity.hparams) <= set(run.HPARAMS)
-    assert set(identity.hparams) >= {f for f in run.NL_FIELDS if getattr(run.NLConfig(), f) is not None}
+    assert identity.hparams["pos_encoding"] is schema.NLConfig().pos_encoding and identity.hparams["seed"] == 3
+    assert set(identity.hparams) <= set(schema.HPARAMS)
+    assert set(identity.hparams) >= {f for f in schema.NL_FIELDS if getattr(schema.NLConfig(), f) is not None}
     config["model"]["backbone"]["init_args"]["nl_stages"] = []
-    baseline = run.identity_from_config(config)
+    baseline = identity_from_config(config)
     assert baseline.name == "baseline-s3" and baseline.hparams["normalization"] == "none"
     assert "reduction" not in baseline.hparams  # a baseline has no NL options to compare
     # The dataset is the DataModule's name: the embedded sample is never pooled with the full CIFAR-10.
-    assert run.dataset_name("nlbench.data.CIFAR10SampleDataModule") == "cifar10_sample"
-    assert run.dataset_name("nlbench.data.TinyImageNetDataModule") == "tiny_imagenet"
+    assert schema.dataset_name("nlbench.data.CIFAR10SampleDataModule") == "cifar10_sample"
+    assert schema.dataset_name("nlbench.data.TinyImageNetDataModule") == "tiny_imagenet"
 
 
 # ---- one schema ----------------------------------------------------------------------------------------------------
 def test_a_metric_added_to_the_vocabulary_reaches_result_json_results_csv_and_the_report(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(run, "METRICS", (*run.METRICS, "val/extra"))
+    monkeypatch.setattr(schema, "METRICS", (*schema.METRICS, "val/extra"))
     spec, runs = demo_sweep(tmp_path / "sweep")
     for i, r in enumerate(runs):
-        run.write_record(spec.output_dir / "runs" / r.run_id,
-                         record(seed=i, **{run.BEST_ACC1: 0.5, "val/extra": 0.1 * i}))  # its own seed
+        write_record(spec.output_dir / "runs" / r.run_id,
+                         record(seed=i, **{schema.BEST_ACC1: 0.5, "val/extra": 0.1 * i}))  # its own seed
     write_results(spec, runs)
     saved = json.loads((spec.output_dir / "runs" / runs[1].run_id / "result.json").read_text())
     assert saved["metrics"]["val/extra"] == pytest.approx(0.1)
     with open(spec.output_dir / "results.csv") as f:
         header = next(csv.reader(f))
-    assert [c for c in header if c in run.METRICS] == list(run.METRICS)  # every metric, in vocabulary order
+    assert [c for c in header if c in schema.METRICS] == list(schema.METRICS)  # every metric, in vocabulary order
     sweep = collect.load_sweep(spec.output_dir)
     assert [r["val/extra"] for r in sweep.runs] == pytest.approx([0.0, 0.1])
     assert "val/extra" not in sweep.config_keys  # a metric is never mistaken for an axis
@@ -92,15 +92,19 @@ def test_a_metric_added_to_the_vocabulary_reaches_result_json_results_csv_and_th
     assert row["val/extra_mean"] == pytest.approx(0.05)
 
 
-def test_reader_tolerates_missing_and_corrupt_result_json(tmp_path: Path) -> None:
-    assert run.read_record(tmp_path) is None
+def test_reader_tells_missing_torn_and_foreign_result_json_apart(tmp_path: Path) -> None:
+    assert load_record(tmp_path) == (None, False)  # missing
     (tmp_path / "result.json").write_text('{"status": "finished", "metr')  # half a file
-    assert run.read_record(tmp_path) is None
+    assert load_record(tmp_path) == (None, True) and read_record(tmp_path) is None  # torn
     (tmp_path / "result.json").write_text('{"status": "exploded"}')  # not a status of the vocabulary
-    assert run.read_record(tmp_path) is None
-    run.write_record(tmp_path, record(**{run.BEST_ACC1: float("nan")}))
-    loaded = run.read_record(tmp_path)
-    assert loaded is not None and loaded.metrics[run.BEST_ACC1] is None and set(loaded.metrics) == set(run.METRICS)
+    with pytest.raises(Unreadable, match=r"result.json: not a run record"):
+        read_record(tmp_path)
+    (tmp_path / "result.json").write_bytes(b'{"status": "finished", "error": "\xff"}')
+    with pytest.raises(Unreadable, match=r"result.json: not UTF-8"):
+        read_record(tmp_path)
+    write_record(tmp_path, record(**{schema.BEST_ACC1: float("nan")}))
+    loaded = read_record(tmp_path)
+    assert loaded is not None and loaded.metrics[schema.BEST_ACC1] is None and set(loaded.metrics) == set(schema.METRICS)
     assert loaded.written_at and not list(tmp_path.glob(".result.json.*"))  # atomic: no temporary left behind
 
 
@@ -110,9 +114,9 @@ def test_a_report_made_mid_sweep_shows_running_runs_as_running(tmp_path: Path) -
 
     spec, runs = demo_sweep(tmp_path / "sweep")
     done, busy = runs
-    run.write_record(spec.output_dir / "runs" / done.run_id, record(seed=0, **{run.BEST_ACC1: 0.6}))
-    run.write_record(spec.output_dir / "runs" / busy.run_id,
-                     record("running", seed=1, **{run.BEST_ACC1: 0.3, "epochs": 1}))
+    write_record(spec.output_dir / "runs" / done.run_id, record(seed=0, **{schema.BEST_ACC1: 0.6}))
+    write_record(spec.output_dir / "runs" / busy.run_id,
+                     record("running", seed=1, **{schema.BEST_ACC1: 0.3, "epochs": 1}))
     with RunLock(spec.output_dir / "runs" / busy.run_id):  # the fit's process works on it
         write_results(spec, runs)
         sweep = collect.load_sweep(spec.output_dir)
@@ -136,15 +140,15 @@ def test_a_plain_fit_run_directory_loads_and_the_failure_path_writes_the_same_hp
     from nlbench.cli import main
     from nlbench.sweep.runner import _failed_record
 
-    written, write = [], run.write_record
-    monkeypatch.setattr(run, "write_record", lambda d, r: (written.append((r.status, r.metrics["epochs"])),
+    written, write = [], write_record
+    monkeypatch.setattr("nlbench.callbacks.write_record", lambda d, r: (written.append((r.status, r.metrics["epochs"])),
                                                            write(d, r))[1])
     run_dir = tmp_path / "fit"
     assert main(["fit", f"--config={DEMO}", *FAST, "--seed_everything=0", f"--run_dir={run_dir}"]) == 0
     # At the start of training, after the validation that completes epoch 1 (one epoch done, not 0), at the end.
     assert written == [("running", 0), ("running", 1), ("finished", 1)]
-    fitted = run.read_record(run_dir)
-    assert fitted is not None and fitted.status == "finished" and fitted.metrics[run.BEST_ACC1] is not None
+    fitted = read_record(run_dir)
+    assert fitted is not None and fitted.status == "finished" and fitted.metrics[schema.BEST_ACC1] is not None
     # Where it trained, so the report's throughput says where it was measured.
     assert fitted.machine["device"] == "cpu" and fitted.machine["threads"] >= 1 and fitted.machine["host"]
     assert fitted.machine["sdpa"] is None  # the demo's scale block calls no SDPA kernel
@@ -152,7 +156,7 @@ def test_a_plain_fit_run_directory_loads_and_the_failure_path_writes_the_same_hp
     sweep = collect.load_sweep(run_dir)
     [flat] = sweep.runs
     assert flat["status"] == "finished" and flat["normalization"] == "scale" and flat["run_id"] == "fit"
-    assert flat[run.BEST_ACC1] == fitted.metrics[run.BEST_ACC1] and sweep.curves["fit"]
+    assert flat[schema.BEST_ACC1] == fitted.metrics[schema.BEST_ACC1] and sweep.curves["fit"]
     # Without result.json (killed before writing it) the directory still loads, from its config.yaml.
     (run_dir / "result.json").unlink()
     [bare] = results.load(run_dir).to_dict("records")
@@ -166,7 +170,7 @@ def test_a_plain_fit_run_directory_loads_and_the_failure_path_writes_the_same_hp
     failed = _failed_record(spec, point, None, "RuntimeError: boom", 1)
     assert failed.status == "failed" and failed.hparams == fitted.hparams and failed.run_name == fitted.run_name
     # A fit that died mid-training left a "running" record: the failure keeps its identity and metrics.
-    running = run.RunRecord.from_json({**fitted.to_json(), "status": "running"})
+    running = RunRecord.from_json({**fitted.to_json(), "status": "running"})
     kept = _failed_record(spec, point, running, "killed by SIGKILL", -9)
     assert kept.hparams == fitted.hparams and kept.metrics == fitted.metrics and kept.error == "killed by SIGKILL"
 
@@ -194,10 +198,10 @@ def test_the_wandb_summary_gets_the_record_names() -> None:
     summary: dict[str, float] = {}
     trainer = SimpleNamespace(loggers=[SimpleNamespace(_experiment=SimpleNamespace(summary=summary)),
                                        SimpleNamespace(_experiment=None)])  # fmt: skip
-    metrics = record(**{run.BEST_ACC1: 0.7, run.BEST_ACC5: 0.9, run.BEST_EPOCH: 3, "time_s": 5.0}).metrics
+    metrics = record(**{schema.BEST_ACC1: 0.7, schema.BEST_ACC5: 0.9, schema.BEST_EPOCH: 3, "time_s": 5.0}).metrics
     _update_wandb_summary(trainer, metrics)  # type: ignore[arg-type]
     # Every value under the record's name, as a plain number: val/acc1_best too (issue 26 item 11: not {"max": ...}).
-    assert summary == {run.BEST_ACC1: 0.7, run.BEST_ACC5: 0.9, run.BEST_EPOCH: 3, "time_s": 5.0}
+    assert summary == {schema.BEST_ACC1: 0.7, schema.BEST_ACC5: 0.9, schema.BEST_EPOCH: 3, "time_s": 5.0}
 
 
 def test_the_record_names_the_attention_kernel_a_softmax_run_used(tmp_path: Path,
@@ -209,6 +213,6 @@ def test_the_record_names_the_attention_kernel_a_softmax_run_used(tmp_path: Path
     run_dir = tmp_path / "fit"
     assert main(["fit", f"--config={DEMO}", *FAST, "--seed_everything=0", f"--run_dir={run_dir}",
                  "--model.backbone.init_args.nl.normalization=softmax", "--trainer.logger=false"]) == 0  # fmt: skip
-    fitted = run.read_record(run_dir)
+    fitted = read_record(run_dir)
     assert fitted is not None and fitted.machine["sdpa"] == "flash (cpu)" and fitted.flat()["sdpa"] == "flash (cpu)"
     assert "USDT" not in capfd.readouterr().err  # the profiler's start/stop lines stay out of the fit's output

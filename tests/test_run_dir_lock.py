@@ -130,7 +130,7 @@ def test_a_worker_rank_of_an_outside_launcher_neither_locks_nor_versions(
     from jsonargparse import Namespace
 
     from nlbench.cli import NLBenchCLI
-    from nlbench.run import RunIdentity
+    from nlbench.record import RunIdentity
 
     from nlbench.launch import RANK_VARS
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nlbench.run import read_record
+from nlbench.record import read_record
 from nlbench.sweep.cli import main as sweep_main
 from nlbench.sweep.runner import DEFAULT_FIT_COMMAND, child_environ, run_dir_of
 from nlbench.sweep.spec import load_spec

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from nlbench.report import collect
-from nlbench.run import BEST_ACC1, FINAL_ACC5, RunRecord, read_record, write_record
+from nlbench.schema import BEST_ACC1, FINAL_ACC5
+from nlbench.record import RunRecord, read_record, write_record
 from nlbench.sweep.cli import main, wandb_sync_line
 from nlbench.sweep.runner import LOG_MARK, run_dir_of
 from nlbench.sweep.spec import load_spec

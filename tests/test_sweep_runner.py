@@ -131,7 +131,7 @@ from nlbench import results  # noqa: E402
 from nlbench.report import collect  # noqa: E402
 from nlbench.sweep import Slot, SweepSpec, load_spec, plan_slots, run_sweep  # noqa: E402
 from nlbench.runlock import RunLock  # noqa: E402
-from nlbench.sweep.runner import SweepDirError, claim_path, fit_command_of, run_dir_of  # noqa: E402
+from nlbench.sweep.runner import SweepDirError, claim_path, fit_command_of, plan, run_dir_of  # noqa: E402
 
 
 def write_spec(tmp_path: Path, body: dict[str, Any]) -> Path:
@@ -233,6 +233,25 @@ def test_max_runs_and_resume_of_an_interrupted_run(tmp_path: Path) -> None:
     rows = sweep(spec, slots=[Slot()])
     assert [row["status"] for row in rows] == ["finished", "finished"]
     assert calls(spec, second.run_id)[0]["ckpt_path"] is None
+
+
+@pytest.mark.parametrize("content", [b'{"status": "finished", "error": "\xff"}', b'["a list, not a record"]'])
+def test_an_unreadable_result_json_is_moved_aside_not_run_over(tmp_path: Path, content: bytes) -> None:
+    spec = load_spec(write_spec(tmp_path, {"overrides": {"fake.epochs": 1}, "axes": {"seed_everything": [0, 1]}}))
+    first, _ = spec.expand()
+    run_dir = run_dir_of(spec, first)
+    run_dir.mkdir(parents=True)
+    (run_dir / "result.json").write_bytes(content)
+    [(_, state), _] = plan(spec, [first, spec.expand()[1]])
+    assert state.status == "unreadable" and state.action == "run" and "result.json" in state.error
+    rows = sweep(spec, slots=[Slot()])
+    assert [row["status"] for row in rows] == ["finished", "finished"]
+    assert (run_dir / "result.json.unreadable").read_bytes() == content  # kept for a person to look at
+    assert "moved to result.json.unreadable" in (run_dir / "stdout.log").read_text()
+    (run_dir / "result.json").write_bytes(content)  # again: the first one aside is never overwritten
+    (run_dir / "calls.jsonl").unlink()
+    sweep(spec, slots=[Slot()])
+    assert (run_dir / "result.json.unreadable-2").read_bytes() == content and len(calls(spec, first.run_id)) == 1
 
 
 def test_two_sweep_processes_on_one_directory_run_each_run_once(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import torch
 import yaml
 
 import slurmcluster
-from nlbench.run import read_record
+from nlbench.record import read_record
 from nlbench.sweep.runner import LOG_MARK, run_dir_of
 from nlbench.sweep.spec import load_spec
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nlbench.sweep.spec import SweepSpecError, column_names, load_spec, validate_runs
+from nlbench.schema import column_names
+from nlbench.sweep.spec import SweepSpecError, load_spec, validate_runs
 
 DEMO = Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml"
 

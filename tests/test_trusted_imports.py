@@ -19,7 +19,8 @@ import torch
 import yaml
 
 from nlbench import results, trusted_imports
-from nlbench import run as nlrun
+from nlbench import schema
+from nlbench.record import RunRecord, write_record
 from nlbench.cli import load_run, main
 from nlbench.report.cli import main as report_main
 from nlbench.sweep.cli import main as sweep_main
@@ -76,11 +77,11 @@ def evil(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def write_run(run_dir: Path, status: str = "finished", method: dict | None = None, **hparams: object) -> None:
-    record = nlrun.RunRecord(status=status, run_name=run_dir.name, group="g",
+    record = RunRecord(status=status, run_name=run_dir.name, group="g",
                              hparams={"dataset": "cifar10", "backbone": "PreActResNet", "seed": 0, **hparams},
-                             metrics={nlrun.BEST_ACC1: 0.5, nlrun.FINAL_ACC1: 0.5, "epochs": 1},
+                             metrics={schema.BEST_ACC1: 0.5, schema.FINAL_ACC1: 0.5, "epochs": 1},
                              config={"data.class_path": "evil.DataModule"}, method=method or {})  # fmt: skip
-    nlrun.write_record(run_dir, record)
+    write_record(run_dir, record)
 
 
 def received_sweep(root: Path) -> Path:

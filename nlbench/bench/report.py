@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from nlbench import run as nlrun
-
+from nlbench import schema
+from nlbench.record import RunRecord, write_record
 NORMALIZATIONS = ("softmax", "scale")
 HEADS = (1, 2, 4, 8)
 
@@ -45,18 +45,18 @@ def write_runs(root: Path, runs: int, configs: int, epochs: int) -> None:
     points = configurations(configs)
     for i in range(runs):
         point, seed = points[i % len(points)], i // len(points)
-        config = {**base, **point, nlrun.SEED_KEY: seed}
+        config = {**base, **point, schema.SEED_KEY: seed}
         norm, heads, lr = point.values()
         acc = [0.5 + 0.3 * (e + 1) / epochs + (0.01 if norm == "scale" else 0.0) + 0.001 * seed for e in range(epochs)]
         hparams = {"dataset": "cifar10", "backbone": "PreActResNet", "depth": 20, "nl_blocks": 1,
                    "normalization": norm, "reduction": 2, "heads": heads, "init": "normal", "seed": seed}  # fmt: skip
-        metrics = {nlrun.BEST_ACC1: max(acc), nlrun.FINAL_ACC1: acc[-1], nlrun.BEST_EPOCH: epochs - 1,
-                   "epochs": epochs, "time_s": 60.0, nlrun.IMAGES_PER_S: 1000.0 + 10 * heads, "params": 280_000,
+        metrics = {schema.BEST_ACC1: max(acc), schema.FINAL_ACC1: acc[-1], schema.BEST_EPOCH: epochs - 1,
+                   "epochs": epochs, "time_s": 60.0, schema.IMAGES_PER_S: 1000.0 + 10 * heads, "params": 280_000,
                    "nl_params": 4_000}  # fmt: skip
         run_dir = root / "runs" / f"run{i:05d}"
-        nlrun.write_record(run_dir, nlrun.RunRecord(
+        write_record(run_dir, RunRecord(
             status="finished", run_name=f"{norm}-h{heads}-lr{lr}-s{seed}", hparams=hparams, metrics=metrics,
-            config=config, differs=[*point, nlrun.SEED_KEY]))  # fmt: skip
+            config=config, differs=[*point, schema.SEED_KEY]))  # fmt: skip
         with (run_dir / "metrics.csv").open("w", newline="") as f:
             writer = csv.DictWriter(f, ["epoch", "step", "train/loss", "val/acc1", "val/acc5"])
             writer.writeheader()

@@ -29,16 +29,14 @@ import dataclasses
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Literal
 
 from torch import nn
 
 from nlbench.nn import NLConfig, NonLocal2d
+from nlbench.nn.config import DEFAULT_FC_INIT, DEFAULT_NL_STAGES, FcInit
 from nlbench.nn.registry import BLOCKS, DEFAULT_BLOCK
 
 
-FcInit = Literal["kaiming", "pytorch"]
-DEFAULT_NL_STAGES = (2,)
 
 
 def stage_counts(
@@ -154,7 +152,7 @@ def _inserted_layers(channels: int, nl: NLConfig, count: int, cls: type, block: 
     return {f"{prefix}{k}": cls(channels) for k in range(count)}
 
 
-def init_weights(model: nn.Module, fc_init: FcInit = "kaiming") -> None:
+def init_weights(model: nn.Module, fc_init: FcInit = DEFAULT_FC_INIT) -> None:
     """Backbone init: Kaiming normal (fan_out) convs, BatchNorm weight 1 and bias 0, and for ``nn.Linear`` the
     official code's Kaiming normal (fan_out) weight (``fc_init="kaiming"``) or PyTorch's default (``"pytorch"``).
 

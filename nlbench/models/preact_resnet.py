@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nlbench.models.placement import FcInit, build_stages, init_weights
+from nlbench.models.placement import build_stages, init_weights
+from nlbench.nn.config import DEFAULT_FC_INIT, FcInit
 from nlbench.nn import NLConfig
 from nlbench.nn.registry import RESIDUAL_KINDS
 
@@ -152,7 +153,7 @@ class PreActResNet(nn.Module):
         nl_stages: Sequence[int] | None = None,
         nl_blocks: int | list[int] = 1,
         nl_position: int = -1,
-        fc_init: FcInit = "kaiming",
+        fc_init: FcInit = DEFAULT_FC_INIT,
     ) -> None:
         super().__init__()
         if block in RESIDUAL_KINDS:
@@ -209,7 +210,7 @@ class PreActResNetTiny(nn.Module):
         nl_stages: Sequence[int] | None = None,
         nl_blocks: int | list[int] = 1,
         nl_position: int = -1,
-        fc_init: FcInit = "kaiming",
+        fc_init: FcInit = DEFAULT_FC_INIT,
     ) -> None:
         super().__init__()
         if depth not in _TINY_LAYOUTS:

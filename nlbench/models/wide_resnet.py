@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nlbench.models.placement import FcInit, build_stages, init_weights
+from nlbench.models.placement import build_stages, init_weights
+from nlbench.nn.config import DEFAULT_FC_INIT, FcInit
 from nlbench.models.preact_resnet import classifier_head
 from nlbench.nn import NLConfig
 
@@ -67,7 +68,7 @@ class WideResNet(nn.Module):
         nl_stages: Sequence[int] | None = None,
         nl_blocks: int | list[int] = 1,
         nl_position: int = -1,
-        fc_init: FcInit = "kaiming",
+        fc_init: FcInit = DEFAULT_FC_INIT,
     ) -> None:
         super().__init__()
         count, rest = divmod(depth - 4, 6)

@@ -17,6 +17,11 @@ Init = Literal["normal", "zeros", "kaiming"]
 ScaleDivisor = Union[Literal["sqrt_n", "sqrt_nd", "n"], float]
 # "official": the official code's embedding widths, C / h per head for h > 1 heads (total C), C / 2 for one head.
 Width = Union[Literal["official"], int, None]
+# Where a backbone puts its NL blocks, and how it initialises its classifier, unless told otherwise (the official
+# code's choices; the backbones' defaults and the run-name rules read them from here).
+DEFAULT_NL_STAGES: tuple[int, ...] = (2,)
+FcInit = Literal["kaiming", "pytorch"]
+DEFAULT_FC_INIT: FcInit = "kaiming"
 
 
 @dataclass(frozen=True)

@@ -110,16 +110,16 @@ class NonLocal2d(nn.Module):
         self,
         channels: int,
         *,
-        normalization: Normalization = "scale",
-        reduction: int = 2,
-        width: Width = None,
-        heads: int = 1,
-        scale: ScaleDivisor = "sqrt_n",
-        order: Order = "reassociated",
-        similarity: Similarity = "dot",
-        init: Init = "normal",
-        pos_encoding: bool = True,
-        subsample: bool = False,
+        normalization: Normalization = NLConfig.normalization,  # the defaults are NLConfig's
+        reduction: int = NLConfig.reduction,
+        width: Width = NLConfig.width,
+        heads: int = NLConfig.heads,
+        scale: ScaleDivisor = NLConfig.scale,
+        order: Order = NLConfig.order,
+        similarity: Similarity = NLConfig.similarity,
+        init: Init = NLConfig.init,
+        pos_encoding: bool = NLConfig.pos_encoding,
+        subsample: bool = NLConfig.subsample,
     ) -> None:
         super().__init__()
         _check_choice("order", order, ORDERS)

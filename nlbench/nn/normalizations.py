@@ -32,11 +32,11 @@ from nlbench.nn.attention import (
     scaled_attention_projected,
     softmax_attention,
 )
-from nlbench.nn.config import Order, ScaleDivisor
+from nlbench.nn.config import NLConfig, Order, ScaleDivisor
 from nlbench.nn.registry import NORMALIZATIONS
 
 # The NL options a normalization may take, with the defaults at which they are "not set".
-OPTION_DEFAULTS: dict[str, Any] = {"scale": "sqrt_n", "order": "reassociated"}
+OPTION_DEFAULTS: dict[str, Any] = {"scale": NLConfig.scale, "order": NLConfig.order}
 
 
 class SoftmaxAttention(nn.Module):

@@ -25,7 +25,7 @@ import numpy as np
 
 from nlbench.report import stats
 from nlbench.report.compare import NORMALIZATION, Families, NoSeed, config_of, frozen, values_by_seed
-from nlbench.run import IMAGES_PER_S
+from nlbench.schema import IMAGES_PER_S
 
 CLAIMS: tuple[str, ...] = (
     "1. Softmax attention depends mostly on key magnitude; removing magnitude degrades accuracy",

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from nlbench import results, yamlsafe
-from nlbench import run as run_
+from nlbench import schema
 from nlbench.report import stats, style
 from nlbench.bench.grid_file import BenchFileError, Benchmark, load_benchmark
 from nlbench.results import SourceError, WandbSourceError
@@ -32,7 +32,7 @@ FINISHED = "finished"
 RUNNING = "running"
 # A row's keys that are bookkeeping or outcome, never configuration.
 BOOKKEEPING: frozenset[str] = frozenset(results.NOT_CONFIG)
-SEED_KEYS: frozenset[str] = frozenset({run_.SEED, run_.SEED_KEY})
+SEED_KEYS: frozenset[str] = frozenset({schema.SEED, schema.SEED_KEY})
 
 __all__ = ["Benchmark", "BenchFileError", "SourceError", "Sweep", "WandbSourceError", "load_benchmark", "load_sweep",
            "summarize"]
@@ -53,7 +53,7 @@ class Sweep:
     @property
     def unreadable(self) -> list[dict[str, Any]]:
         """Runs (or files) that could not be read: listed with the file at fault, left out of everything else."""
-        return [run for run in self.runs if run.get("status") == results.UNREADABLE]
+        return [run for run in self.runs if run.get("status") == schema.UNREADABLE]
 
     @cached_property
     def config_keys(self) -> tuple[str, ...]:
@@ -63,7 +63,7 @@ class Sweep:
     @cached_property
     def summary(self) -> list[dict[str, Any]]:
         """:func:`summarize` of every metric, computed once per report (figures and tables ask for it often)."""
-        return summarize(self, run_.METRICS)
+        return summarize(self, schema.METRICS)
 
     @property
     def finished(self) -> list[dict[str, Any]]:
@@ -90,11 +90,11 @@ class Sweep:
 def near_chance(run: Mapping[str, Any]) -> bool:
     """Whether a run's final (or validation-selected) top-1 is below :data:`nlbench.run.NEAR_CHANCE` times chance;
     False when the record does not say how many classes there are."""
-    classes = run.get(run_.CLASSES)
-    acc = run.get(run_.SELECTED_ACC1) if stats.finite(run.get(run_.SELECTED_ACC1)) else run.get(run_.FINAL_ACC1)
+    classes = run.get(schema.CLASSES)
+    acc = run.get(schema.SELECTED_ACC1) if stats.finite(run.get(schema.SELECTED_ACC1)) else run.get(schema.FINAL_ACC1)
     if not stats.finite(classes) or float(classes) < 2 or not stats.finite(acc):
         return False
-    return float(acc) < run_.NEAR_CHANCE / float(classes)
+    return float(acc) < schema.NEAR_CHANCE / float(classes)
 
 
 def merge_duplicates(runs: Sequence[dict[str, Any]], keys: Sequence[str]) -> tuple[list[dict[str, Any]],
@@ -104,13 +104,13 @@ def merge_duplicates(runs: Sequence[dict[str, Any]], keys: Sequence[str]) -> tup
     as they are. The kept run stays where the first of its duplicates was."""
     def rank(run: Mapping[str, Any]) -> tuple[int, str]:
         status = run.get("status")
-        return (2 if status in run_.FINAL_STATUSES else 1 if status == RUNNING else 0, str(run.get("written_at") or ""))
+        return (2 if status in schema.FINAL_STATUSES else 1 if status == RUNNING else 0, str(run.get("written_at") or ""))
 
     chosen: dict[tuple[Any, ...], int] = {}
     slots: list[dict[str, Any] | tuple[Any, ...]] = []
     merged: list[dict[str, Any]] = []
     for run in runs:
-        if run.get("status") == results.UNREADABLE or run.get("seed") is None:
+        if run.get("status") == schema.UNREADABLE or run.get("seed") is None:
             slots.append(run)
             continue
         key = (*config_of(run, keys), _freeze(run.get("seed")))
@@ -158,11 +158,11 @@ def summarize(sweep: Sweep, metrics: Sequence[str] | None = None) -> list[dict[s
     runs' seeds (:func:`nlbench.report.stats.estimate`)."""
     if metrics is None:  # every metric (read at call time: the vocabulary is nlbench.run's), once per sweep
         return sweep.summary
-    if metrics is run_.METRICS and "summary" in sweep.__dict__:
+    if metrics is schema.METRICS and "summary" in sweep.__dict__:
         return sweep.summary
     keys = sweep.config_keys
     rows = []
-    for config, runs in group_runs([r for r in sweep.runs if r.get("status") != results.UNREADABLE], keys).items():
+    for config, runs in group_runs([r for r in sweep.runs if r.get("status") != schema.UNREADABLE], keys).items():
         finished = [run for run in runs if run.get("status") == FINISHED]
         row: dict[str, Any] = dict(zip(keys, config))
         row["n"] = len(finished)
@@ -171,7 +171,7 @@ def summarize(sweep: Sweep, metrics: Sequence[str] | None = None) -> list[dict[s
         row["seeds"] = sorted((run["seed"] for run in finished if run.get("seed") is not None), key=_sort_key)
         row["n_chance"] = sum(near_chance(run) for run in finished)
         for metric in metrics:
-            bounds = (0.0, 1.0) if metric in run_.ACCURACIES else None  # a mean accuracy cannot leave [0, 1]
+            bounds = (0.0, 1.0) if metric in schema.ACCURACIES else None  # a mean accuracy cannot leave [0, 1]
             est = stats.estimate((run.get(metric) for run in finished), bounds=bounds)
             row[f"{metric}_mean"], row[f"{metric}_std"] = est.mean, est.std
             row[f"{metric}_low"], row[f"{metric}_high"] = est.low, est.high
@@ -180,7 +180,7 @@ def summarize(sweep: Sweep, metrics: Sequence[str] | None = None) -> list[dict[s
 
 
 def mean_curve(
-    sweep: Sweep, runs: Iterable[Mapping[str, Any]], column: str = run_.FINAL_ACC1
+    sweep: Sweep, runs: Iterable[Mapping[str, Any]], column: str = schema.FINAL_ACC1
 ) -> list[tuple[int, float, float | None]]:
     """(epoch, mean, std) of one metrics.csv column over the given runs, for the epochs any of them reached."""
     by_epoch: dict[int, list[float]] = {}

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from nlbench.report import stats
-from nlbench.run import BEST_ACC1, FINAL_ACC1, SELECTED_ACC1
+from nlbench.schema import BEST_ACC1, FINAL_ACC1, SELECTED_ACC1
 
 NORMALIZATION = "normalization"
 # The default reference per key (else the first value the runs take): the paper's baseline method and similarity.

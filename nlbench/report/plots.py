@@ -17,7 +17,7 @@ from matplotlib.ticker import FixedLocator, NullLocator
 
 from nlbench.limits import MAX_LABEL_CHARS, shorten
 from nlbench.report import style
-from nlbench.run import BEST_ACC1, FINAL_ACC1, IMAGES_PER_S
+from nlbench.schema import BEST_ACC1, FINAL_ACC1, IMAGES_PER_S
 from nlbench.report.collect import (
     Benchmark,
     Sweep,

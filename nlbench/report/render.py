@@ -21,8 +21,8 @@ from nlbench.report import claims as claims_
 from nlbench.report import plots, stats, style
 from nlbench.report.collect import BOOKKEEPING, SEED_KEYS, Benchmark, Sweep, config_of, summarize, top1_error
 from nlbench.report.compare import BEST_NOTE, METRIC_LABELS, Families, Family, reference_of
-from nlbench.results import RECIPE
-from nlbench.run import BEST_ACC1, BEST_ACC5, FINAL_ACC1, IMAGES_PER_S, NEAR_CHANCE, SELECTED_ACC1
+from nlbench.schema import RECIPE
+from nlbench.schema import BEST_ACC1, BEST_ACC5, FINAL_ACC1, IMAGES_PER_S, NEAR_CHANCE, SELECTED_ACC1
 
 # Comparisons shown one per row, per compared key; the rest are counted by verdict (a 2,000-configuration sweep
 # would otherwise give a table nobody reads, and bootstrap intervals that take longer than the report should).
@@ -372,7 +372,7 @@ def _header(sweep: Sweep, families: Families | None = None) -> Section:
 
 
 def _recipe_line(sweep: Sweep) -> str:
-    """Every option that shapes training (:data:`nlbench.results.RECIPE`): its one value, what unset means, or
+    """Every option that shapes training (:data:`nlbench.schema.RECIPE`): its one value, what unset means, or
     "varies" (then it is a compared key, in each configuration's row)."""
     known = [run for run in sweep.runs if run.get("status") not in ("unreadable", "new")]
     if not any(run.get(key) is not None for run in known for key in RECIPE):

@@ -27,11 +27,12 @@ from typing import Any
 
 from jsonargparse import ArgumentError, ArgumentParser
 
+from nlbench import sweepdir
 from nlbench.errors import os_error_line
 from nlbench.io import UnsafeFileError
 from nlbench.limits import terminal
 from nlbench.sweep import eta as cpu_eta
-from nlbench.run import short_name
+from nlbench.schema import short_name
 from nlbench.sweep.datacheck import DataNeed, check_data, data_needs, fetch_data
 from nlbench.sweep.devices import Slot, parse_devices, plan_slots, visible_gpus
 from nlbench.sweep.mps import mps_slots
@@ -272,7 +273,7 @@ def _submit(
     tasks = slurm.task_runs(spec, pending, options)
     if dry_run:
         print(f"sweep {spec.name}: {_counts_line(spec, runs)}; would submit {len(pending)} run(s) as "
-              f"{len(tasks)} array task(s), logs under {spec.output_dir / slurm.LOG_DIR}; each task asks for "
+              f"{len(tasks)} array task(s), logs under {spec.output_dir / sweepdir.SLURM}; each task asks for "
               f"{options['mem']} of memory (--slurm.mem)")  # fmt: skip
         try:
             commands = _task_commands(spec, pending, tasks[:20], options)
@@ -301,7 +302,7 @@ def _submit(
     except Exception as err:  # submitit's FailedJobError / FailedSubmissionError: sbatch said no
         return _error(f"sbatch refused the job: {' '.join(str(err).split())[:300]}")
     print(f"submitted job {job}: {len(pending)} run(s) as {len(tasks)} array task(s); "
-          f"logs: {spec.output_dir / slurm.LOG_DIR}")  # fmt: skip
+          f"logs: {spec.output_dir / sweepdir.SLURM}")  # fmt: skip
     print(f"follow it with: nlbench sweep --config {spec.source or '<spec>'} --status"
           + (f" --output_dir {spec.output_dir}" if spec.source is None else ""))
     return 0

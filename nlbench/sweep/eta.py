@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nlbench import run as run_
+from nlbench import schema
 from nlbench.sweep.results import RunState
 from nlbench.sweep.spec import BASE_RUN, SweepRun
 
@@ -42,7 +42,7 @@ def estimate(planned: Sequence[tuple[SweepRun, RunState]], parsed: Mapping[str, 
     """The time of the runs a sweep would start (``planned``: each run with its state; the first ``max_runs`` of
     those not done) on ``slots`` CPU slots; None when no run's epochs are known."""
     todo = [(run, state) for run, state in planned if state.action != "skip"][:max_runs]
-    base = {run_.canonical_key(k): v for k, v in run_.flatten(_as_dict(parsed.get(BASE_RUN))).items()}
+    base = {schema.canonical_key(k): v for k, v in schema.flatten(_as_dict(parsed.get(BASE_RUN))).items()}
     runs = [(_settings(run, base), state) for run, state in todo]
     runs = [(settings, state) for settings, state in runs if isinstance(settings.get("trainer.max_epochs"), int)]
     if not runs:
@@ -74,7 +74,7 @@ def _as_dict(config: Any) -> dict[str, Any]:
 
 def _settings(run: SweepRun, base: Mapping[str, Any]) -> dict[str, Any]:
     """The base config's canonical flat keys with the run's own values."""
-    return {**base, **{run_.canonical_key(key): value for key, value in run.params.items()}}
+    return {**base, **{schema.canonical_key(key): value for key, value in run.params.items()}}
 
 
 def _done(state: RunState) -> int:

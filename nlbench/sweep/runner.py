@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import itertools
 import os
 import shlex
 import signal
@@ -36,20 +37,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-import yaml
 from tqdm import tqdm
 
-from nlbench import out_of_memory, runlock
-from nlbench import run as record_
-from nlbench import yamlsafe
-from nlbench.io import UnsafeFileError, atomic_write_text, open_append, open_file
+from nlbench import out_of_memory, runlock, schema, sweepdir
+from nlbench.io import UnsafeFileError, open_append, open_file
 from nlbench.limits import printable, shorten, terminal
+from nlbench.record import RunDir, RunIdentity, RunRecord, Unreadable, identity_from_config, write_record
 from nlbench.sweep.devices import Slot
-from nlbench.sweep.mps import MPS_DIR
-from nlbench.sweep.slurm import LOG_DIR as SLURM_DIR
 from nlbench.sweep.results import RunState, read_state, write_results
 from nlbench.sweep.spec import SweepRun, SweepSpec
-
 
 
 def _fit_command() -> tuple[str, ...]:
@@ -64,8 +60,7 @@ def _fit_command() -> tuple[str, ...]:
 
 
 DEFAULT_FIT_COMMAND: tuple[str, ...] = _fit_command()
-LOG_NAME = record_.RunDir(Path()).stdout.name
-CLAIMS = runlock.CLAIMS  # <sweep_dir>/claims/<run_id>.lock: who runs which run now
+LOG_NAME = RunDir(Path()).stdout.name
 LOG_MARK = "[nlbench sweep]"  # prefixes the lines the sweep itself writes into a run's log
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 # How long a claim waits out a reader's shared-lock probe (runlock.owner holds one for microseconds) before it
@@ -95,7 +90,7 @@ class _Bar(tqdm):
 
 
 def run_dir_of(spec: SweepSpec, run: SweepRun) -> Path:
-    return spec.output_dir / "runs" / run.run_id
+    return sweepdir.run_dir(spec.output_dir, run.run_id)
 
 
 def claim_path(spec: SweepSpec, run: SweepRun) -> Path:
@@ -108,11 +103,6 @@ def run_owner(spec: SweepSpec, run: SweepRun) -> runlock.Owner | None:
     return runlock.owner(run_dir_of(spec, run), path=claim_path(spec, run)) or runlock.owner(run_dir_of(spec, run))
 
 
-# The sweep directory's own entries (besides dot files: a concurrent atomic write), and whether each is a folder.
-SWEEP_ENTRIES: dict[str, bool] = {"sweep.yaml": False, "results.csv": False, "results.json": False, CLAIMS: True,
-                                  "runs": True, SLURM_DIR: True, MPS_DIR: True}  # fmt: skip
-
-
 def check_sweep_dir(spec: SweepSpec) -> None:
     """Refuse (SweepDirError, one line) an output directory this spec must not write into: one that holds another
     sweep (its sweep.yaml records another identity: name, base configs and their content, fixed overrides), one that
@@ -121,14 +111,13 @@ def check_sweep_dir(spec: SweepSpec) -> None:
     that nothing is ever written through a link. Reads only."""
     out = spec.output_dir
     _check_entries(out)
-    stored_path = out / "sweep.yaml"
+    stored_path = out / sweepdir.SPEC
     if os.path.lexists(stored_path):
         try:
-            stored = yamlsafe.load_file(stored_path, "sweep.yaml", follow_links=False)
-        except (yaml.YAMLError, UnicodeDecodeError, ValueError) as err:  # incl. nlbench's YAML limits
-            raise SweepDirError(f"{stored_path}: unreadable ({' '.join(str(err).split())[:200]}); not writing "
-                                "into this directory") from err  # fmt: skip
-        theirs = _identity_of_stored(stored)
+            stored = sweepdir.read_spec(out)
+        except Unreadable as err:
+            raise SweepDirError(f"{err}; not writing into this directory") from err
+        theirs = sweepdir.stored_identity(stored)
         if theirs != spec.identity:
             if theirs is not None and theirs["base_digest"] is None and \
                     {**theirs, "base_digest": spec.base_digest} == spec.identity:  # fmt: skip
@@ -143,7 +132,7 @@ def check_sweep_dir(spec: SweepSpec) -> None:
                 f"{printable(shorten(repr((theirs or {}).get('name')), 80))} vs {spec.name!r}); choose another "
                 "--output_dir (or output_dir:)"
             )
-    elif out.is_dir() and any(p.name not in SWEEP_ENTRIES and not p.name.startswith(".") for p in out.iterdir()):
+    elif out.is_dir() and any(p.name not in sweepdir.ENTRIES and not p.name.startswith(".") for p in out.iterdir()):
         raise SweepDirError(f"{out} exists and is not a sweep directory (no sweep.yaml); choose another --output_dir")
 
 
@@ -152,7 +141,7 @@ def _check_entries(out: Path) -> None:
     directory (SweepDirError naming the first). slurm/jobs.txt is appended to without following a link."""
     if not out.is_dir():
         return
-    for name, is_folder in SWEEP_ENTRIES.items():
+    for name, is_folder in sweepdir.ENTRIES.items():
         path = out / name
         if os.path.islink(path):
             raise SweepDirError(f"{path}: a symbolic link in the sweep directory; nlbench does not write through links "
@@ -160,7 +149,7 @@ def _check_entries(out: Path) -> None:
         if os.path.lexists(path) and not (path.is_dir() if is_folder else path.is_file()):
             raise SweepDirError(f"{path}: not a {'folder' if is_folder else 'regular file'}; remove it, or choose "
                                 "another --output_dir")
-    for folder in (out / CLAIMS, out / "runs"):  # slurm/ is submitit's (it links its own files there)
+    for folder in (out / sweepdir.CLAIMS, out / sweepdir.RUNS):  # slurm/ is submitit's (it links its files there)
         if not folder.is_dir():
             continue
         with os.scandir(folder) as entries:
@@ -169,9 +158,9 @@ def _check_entries(out: Path) -> None:
                     what = "a symbolic link" if entry.is_symlink() else "not a regular file or folder"
                     raise SweepDirError(f"{entry.path}: {what} in the sweep directory; nlbench does not write through "
                                         "links or into special files (remove it, or choose another --output_dir)")
-                if folder.name == "runs" and entry.is_dir():
+                if folder.name == sweepdir.RUNS and entry.is_dir():
                     try:
-                        record_.RunDir(Path(entry.path)).check_files()
+                        RunDir(Path(entry.path)).check_files()
                     except UnsafeFileError as err:
                         raise SweepDirError(str(err)) from None
 
@@ -179,17 +168,7 @@ def _check_entries(out: Path) -> None:
 def prepare_sweep_dir(spec: SweepSpec) -> None:
     """:func:`check_sweep_dir`, then record the spec as run in sweep.yaml. Nothing is written when refused."""
     check_sweep_dir(spec)
-    out = spec.output_dir
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "sweep.yaml", yaml.safe_dump(spec.as_dict(), sort_keys=False))
-
-
-def _identity_of_stored(stored: Any) -> dict[str, Any] | None:
-    if not isinstance(stored, dict):
-        return None
-    base = stored.get("base")
-    return {"name": stored.get("name"), "base": [Path(str(b)).name for b in base] if isinstance(base, list) else base,
-            "base_digest": stored.get("base_digest"), "overrides": stored.get("overrides") or {}}  # fmt: skip
+    sweepdir.write_spec(spec.output_dir, spec.as_dict())
 
 
 def plan(spec: SweepSpec, runs: Sequence[SweepRun]) -> list[tuple[SweepRun, RunState]]:
@@ -371,15 +350,18 @@ def _claim_command() -> str:
 def _launch(spec: SweepSpec, run: SweepRun, slot: Slot, fit_command: Sequence[str], claim: runlock.RunLock) -> _Job:
     run_dir = run_dir_of(spec, run)
     try:  # checked again under the claim: a link put there since check_sweep_dir is not written through either
-        record_.RunDir(run_dir).check_files()
+        RunDir(run_dir).check_files()
     except UnsafeFileError as err:
         raise SweepDirError(str(err)) from None
     run_dir.mkdir(parents=True, exist_ok=True)
     state = read_state(run_dir)
-    # Only failed/interrupted results reach here: this attempt's outcome must not be read from the previous one.
-    (run_dir / "result.json").unlink(missing_ok=True)
-    command = fit_command_of(spec, run, slot, resume=state.resumable, fit_command=fit_command)
     log = open_append(run_dir / LOG_NAME)  # appended: the log keeps every attempt; never through a link
+    if state.error is not None:  # an unreadable result.json is kept for a person to look at, never run over
+        aside = _move_aside(RunDir(run_dir).result)
+        log.write(f"{LOG_MARK} {_now()} {state.error}; moved to {aside.name}\n".encode())
+    # Only failed/interrupted results reach here: this attempt's outcome must not be read from the previous one.
+    RunDir(run_dir).result.unlink(missing_ok=True)
+    command = fit_command_of(spec, run, slot, resume=state.resumable, fit_command=fit_command)
     log.write(f"{LOG_MARK} {_now()} on {slot.label}: {shlex.join(command)}\n".encode())
     log.flush()
     proc = subprocess.Popen(
@@ -417,6 +399,16 @@ def child_environ() -> dict[str, str]:
     return env
 
 
+def _move_aside(path: Path) -> Path:
+    """Rename ``path`` to ``<name>.unreadable`` (``-2``, ``-3``, ... when taken); returns the new path."""
+    for n in itertools.count(1):
+        aside = path.with_name(f"{path.name}.unreadable" + (f"-{n}" if n > 1 else ""))
+        if not os.path.lexists(aside):
+            os.rename(path, aside)
+            return aside
+    raise AssertionError("unreachable")
+
+
 def _finish(spec: SweepSpec, job: _Job) -> str:
     """Close the run's log and make sure its result.json records the outcome; returns the run's status."""
     job.log.close()
@@ -438,18 +430,18 @@ def _finish(spec: SweepSpec, job: _Job) -> str:
         error = _last_log_line(run_dir / LOG_NAME) or f"exit code {code}"
     else:
         error = "exited 0 without writing result.json"
-    record_.write_record(run_dir, _failed_record(spec, job.run, state.record, error, code))
+    write_record(run_dir, _failed_record(spec, job.run, state.record, error, code))
     return "failed"
 
 
 def _failed_record(
-    spec: SweepSpec, run: SweepRun, running: record_.RunRecord | None, error: str, code: int
-) -> record_.RunRecord:
+    spec: SweepSpec, run: SweepRun, running: RunRecord | None, error: str, code: int
+) -> RunRecord:
     """The record of a run that could not write its outcome: its last "running" record (identity and metrics up
     to the last validation) when it got that far, else the identity of its fit config."""
     if running is None:
         identity = _identity_of(spec, run)
-        running = record_.RunRecord(status="failed", run_name=identity.name if identity else run.run_id,
+        running = RunRecord(status="failed", run_name=identity.name if identity else run.run_id,
                                     group=identity.group if identity else "",
                                     hparams=identity.hparams if identity else {},
                                     config=identity.config if identity else {},
@@ -459,7 +451,7 @@ def _failed_record(
     return running
 
 
-def _identity_of(spec: SweepSpec, run: SweepRun) -> record_.RunIdentity | None:
+def _identity_of(spec: SweepSpec, run: SweepRun) -> RunIdentity | None:
     """The identity the fit would have recorded (same names, same hparams), or None when its config does not parse."""
     try:
         from nlbench.cli import ConfigError, parse_fit_args
@@ -467,7 +459,7 @@ def _identity_of(spec: SweepSpec, run: SweepRun) -> record_.RunIdentity | None:
         return None
     try:
         args = spec.fit_args(run.params)
-        return record_.identity_from_config(parse_fit_args(args), record_.command_line_keys(args))
+        return identity_from_config(parse_fit_args(args), schema.command_line_keys(args))
     except (ConfigError, ValueError, TypeError, FileNotFoundError):
         return None
 
@@ -551,8 +543,8 @@ def _describe_end(spec: SweepSpec, job: _Job, status: str, *, done: str) -> str:
     seconds = time.monotonic() - job.started
     if status == "failed":
         detail = f"error: {record.error if record else None}"
-    elif metrics.get(record_.BEST_ACC1) is not None:
-        detail = f"best val acc1 {metrics[record_.BEST_ACC1]:.4f} after {metrics.get('epochs')} epochs"
+    elif metrics.get(schema.BEST_ACC1) is not None:
+        detail = f"best val acc1 {metrics[schema.BEST_ACC1]:.4f} after {metrics.get('epochs')} epochs"
     else:
         detail = f"{metrics.get('epochs')} epochs"
     return terminal(f"[{done}] {status:<11} {job.run.run_id} ({format_duration(seconds)}, {job.slot.label}) {detail}")

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nlbench import limits
+from nlbench import limits, sweepdir
 from nlbench.io import open_append, read_bounded
 from nlbench.limits import printable
 from nlbench.sweep.sbatch import check_options
@@ -38,7 +38,7 @@ from nlbench.sweep.spec import SweepRun, SweepSpec, SweepSpecError
 # The options a user sets, on the command line (--slurm.KEY) or in the spec's `slurm:` section.
 SLURM_KEYS = ("partition", "time", "gpus_per_task", "gres", "cpus_per_task", "mem", "array_parallelism", "account",
               "qos", "additional")  # fmt: skip
-LOG_DIR = "slurm"
+
 DEFAULT_MEM_PER_RUN_GB = 8  # a CIFAR or Tiny-ImageNet run's uint8 cache, model and workers, with room to spare
 JOBS_FILE = "jobs.txt"  # <sweep_dir>/slurm/jobs.txt: which task each submitted run went to
 _TIME_RE = re.compile(r"(?:(\d+)-)?(?:(\d+):)?(?:(\d+):)?(\d+)")
@@ -163,7 +163,7 @@ def sbatch_script(spec: SweepSpec, tasks: int, options: Mapping[str, Any]) -> st
 
 
 def log_folder(spec: SweepSpec) -> Path:
-    return spec.output_dir / LOG_DIR / "%j"
+    return spec.output_dir / sweepdir.SLURM / "%j"
 
 
 def submit(spec: SweepSpec, pending: Sequence[SweepRun], options: Mapping[str, Any]) -> str:
@@ -178,14 +178,14 @@ def submit(spec: SweepSpec, pending: Sequence[SweepRun], options: Mapping[str, A
     with executor.batch():
         jobs = [executor.submit(ArrayTask(spec, ids)) for ids in tasks]
     # One line per task: its SLURM id (JOB_INDEX in an array; submitit submits a single task as a plain job).
-    with open_append(spec.output_dir / LOG_DIR / JOBS_FILE) as f:  # never through a received link
+    with open_append(spec.output_dir / sweepdir.SLURM / JOBS_FILE) as f:  # never through a received link
         f.writelines(f"{job.job_id} {','.join(ids)}\n".encode() for job, ids in zip(jobs, tasks))
     return str(jobs[0].job_id).split("_")[0]
 
 
 def submitted_jobs(spec: SweepSpec) -> dict[str, str]:
     """run id -> the SLURM task (``JOB_INDEX``, or ``JOB``) it was last submitted in."""
-    path = spec.output_dir / LOG_DIR / JOBS_FILE
+    path = spec.output_dir / sweepdir.SLURM / JOBS_FILE
     where: dict[str, str] = {}
     try:  # bounded, never through a link or blocking on a FIFO: a received sweep directory's file
         text = read_bounded(path, limits.MAX_JOBS_BYTES, what=JOBS_FILE).decode(errors="replace")

@@ -24,17 +24,16 @@ import yaml
 
 from nlbench import trusted_imports, yamlsafe
 from nlbench.limits import MAX_ECHO_CHARS, echo, shorten
-from nlbench.run import short_name
+from nlbench.schema import short_name
+from nlbench.sweepdir import DEFAULT_GRID_LIMIT, canonical, format_value, grid, run_id
 
 SPEC_KEYS = ("name", "base", "output_dir", "overrides", "axes", "points", "devices_per_run", "grid_limit", "runs_per_device",
              "slurm", "base_digest")  # base_digest: written into sweep.yaml by nlbench, recomputed from the files
 # Above this many runs a spec is refused unless it (or --grid-limit) raises the limit: a typo such as a 1000-value
 # seed axis should fail at once, not after minutes of expansion. 100,000 runs of even one minute are ~70 GPU-days.
-DEFAULT_GRID_LIMIT = 100_000
 # Set by the sweep itself (run directory, resume, device assignment), so a spec may not set them.
 RESERVED_KEYS = frozenset({"config", "run_dir", "ckpt_path", "trainer.accelerator", "trainer.devices"})
 _KEY_RE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
-_ID_PREFIX_MAX = 150  # keeps run directory names well below the usual 255-byte limit
 # A sweep's name becomes the folder sweeps/<name> and the W&B sweep's name: a plain file name, nothing path-like.
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 # Every override reaches `nlbench fit` as one command-line argument, and Linux refuses an argument longer than
@@ -106,13 +105,8 @@ class SweepSpec:
         self.check_size()
         runs: list[SweepRun] = []
         seen: dict[str, str] = {}
-        grid = (dict(zip(self.axes, values)) for values in itertools.product(*self.axes.values())) if self.axes else ()
-        candidates = itertools.chain(
-            ((params, "grid") for params in grid),
-            ((dict(point), f"points[{i}]") for i, point in enumerate(self.points)),
-        )
-        for params, origin in candidates:
-            canon = _canonical(params)
+        for params, origin in grid(self.axes, self.points):
+            canon = canonical(params)
             if canon in seen:
                 raise SweepSpecError(
                     f"{self.label}: {origin} {_describe(params)} duplicates {seen[canon]}; every run must differ"
@@ -223,7 +217,7 @@ def spec_from_dict(
             raise fail(f"axis {echo(key)} is an empty list; give at least one value")
         for value in values:
             _check_value(value, f"axis {echo(key)} value {echo(value)}", fail)
-        canon = [_canonical(v) for v in values]
+        canon = [canonical(v) for v in values]
         dup = next((v for v, c in zip(values, canon) if canon.count(c) > 1), None)
         if dup is not None:
             raise fail(f"axis {echo(key)} lists the value {echo(dup)} more than once")
@@ -377,52 +371,8 @@ def _check_value(value: Any, where: str, fail: Callable[[str], SweepSpecError]) 
 
 
 # ---- command lines and ids ----------------------------------------------------------------------------------------
-def format_value(value: Any) -> str:
-    """A value as `nlbench fit` reads it after ``--key=``: strings as is, everything else as JSON (valid YAML)."""
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-
-
 def override_args(overrides: Mapping[str, Any]) -> list[str]:
     return [f"--{key}={format_value(value)}" for key, value in overrides.items()]
-
-
-def column_names(keys: Sequence[str], *, taken: Sequence[str] = ()) -> dict[str, str]:
-    """Unique table column names for dotted keys: the shortest dotted suffix that clashes with nothing."""
-
-    def suffixes(key: str) -> list[str]:
-        parts = key.split(".")
-        return [short_name(key)] + [".".join(parts[-n:]) for n in range(2, len(parts) + 1)]
-
-    names: dict[str, str] = {}
-    for key in keys:
-        used = set(taken).union(*(suffixes(other) for other in keys if other != key))
-        names[key] = next((name for name in suffixes(key) if name not in used), key)
-    return names
-
-
-def run_id(params: Mapping[str, Any], *, base: Sequence[Path], overrides: Mapping[str, Any]) -> str:
-    """``init=normal_normalization=scale_reduction=2_seed=0-1a2b3c4d``: readable, and a pure function of the run.
-
-    The readable part lists the run's own swept values (keys sorted, short names); the 8-hex suffix is the sha1 of
-    the canonical JSON of the base config file names and all overrides, so ids do not depend on key order, and a
-    changed fixed override gives new ids (a different experiment) instead of silently reusing old results.
-    """
-    merged = {**overrides, **params}
-    digest = hashlib.sha1(_canonical({"base": [p.name for p in base], "overrides": merged}).encode()).hexdigest()
-    prefix = "_".join(f"{short_name(k)}={_slug(params[k])}" for k in sorted(params)) or "base"
-    return f"{prefix[:_ID_PREFIX_MAX]}-{digest[:8]}"
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def _slug(value: Any) -> str:
-    if isinstance(value, list):
-        return "+".join(_slug(v) for v in value) or "empty"
-    text = format_value(value) if not isinstance(value, dict) else _canonical(value)
-    sign = "-" if text.startswith("-") else ""  # -1 and 1 must read differently
-    return (sign + re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-"))[:32] or "x"
 
 
 def _describe(params: Mapping[str, Any]) -> str:
@@ -439,11 +389,11 @@ def probe_runs(spec: SweepSpec, runs: Sequence[SweepRun]) -> list[SweepRun]:
     once, within a real grid point (keys that depend on each other, such as a ``class_path`` axis and the
     ``init_args`` it allows, are met only in combinations the grid holds). A 10,000-run grid of four 10-value axes
     needs 10 parses instead of 10,000."""
-    grid = {_canonical(dict(run.params)): run for run in runs if run.origin == "grid"}
+    grid = {canonical(dict(run.params)): run for run in runs if run.origin == "grid"}
     probes: list[SweepRun] = []
     for i in range(max((len(v) for v in spec.axes.values()), default=0)):
         params = {key: values[i % len(values)] for key, values in spec.axes.items()}
-        run = grid.get(_canonical(params))
+        run = grid.get(canonical(params))
         if run is not None:
             probes.append(run)
     return probes + [run for run in runs if run.origin != "grid"]

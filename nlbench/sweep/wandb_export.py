@@ -23,7 +23,7 @@ import yaml
 
 from nlbench import yamlsafe
 from nlbench.io import atomic_write_text
-from nlbench.run import BEST_ACC1
+from nlbench.schema import BEST_ACC1
 from nlbench.sweep.spec import SweepSpec, SweepSpecError
 
 SWEEP_DIR_ENV = "NLBENCH_SWEEP_DIR"  # set by the exported command: the sweep directory agents' runs go to

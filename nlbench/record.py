@@ -1,156 +1,42 @@
-"""The run directory's record: one owner for what a run writes and every reader reads.
+"""The run's record: what ``result.json`` holds, how a run is named, and the one reader of a run's files.
 
-Metric names are the names logged by the LightningModule, so the logs, result.json, results.csv, the W&B summary
-and the report all say the same thing. Hyper-parameter names are NLConfig's field names plus the few that place
-the blocks and describe the run (:data:`HPARAMS`). Everything that writes or reads ``result.json`` goes through
-:class:`RunRecord`, :func:`write_record` and :func:`read_record`; a reader gets one flat dict per run from
-:meth:`RunRecord.flat` (status, error, hyper-parameters, metrics).
+Everything that writes or reads ``result.json`` goes through :class:`RunRecord`, :func:`write_record` and
+:func:`read_record`; a run's config.yaml and metrics.csv are read here too (:func:`read_config`,
+:func:`read_curve`), each once, with one answer for a missing, torn, foreign or unreadable file (:class:`Unreadable`).
+The words (metric names, hyper-parameters, statuses) are :mod:`nlbench.schema`'s.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
-import importlib
 import json
 import math
 import os
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from nlbench import limits
-from nlbench.io import UnsafeFileError, atomic_write_json, read_bounded
+import yaml
+
+from nlbench import limits, schema, yamlsafe
+from nlbench.io import UnsafeFileError, atomic_write_json, open_file, read_bounded
 from nlbench.nn import NLConfig
+from nlbench.nn.config import DEFAULT_FC_INIT, DEFAULT_NL_STAGES
 from nlbench.nn.registry import BLOCKS, NORMALIZATIONS, Registry, peer_block, recorded_method
 
-# ---- metric vocabulary ------------------------------------------------------------------------------------------
-BEST_ACC1 = "val/acc1_best"  # best validation top-1 over epochs (the paper's figure; selects on the eval split)
-BEST_ACC5 = "val/acc5_at_best"  # top-5 at the epoch of the best top-1
-FINAL_ACC1 = "val/acc1"  # top-1 of the last epoch
-FINAL_ACC5 = "val/acc5"
-BEST_EPOCH = "best_epoch"
-# Test top-1 of the checkpoint chosen on the held-out validation split (recorded only when data.val_split > 0; with
-# val_split 0 the validation split is the test split, and this would be BEST_ACC1, which selects on the test data).
-SELECTED_ACC1 = "test/acc1_at_best_val"
-IMAGES_PER_S = "train/images_per_s"
-CLASSES = "classes"  # the model's number of outputs: chance top-1 is 1 / classes
-# Per-step/epoch names the LightningModule logs (nlbench.classifier logs through these constants).
-TRAIN_LOSS, TRAIN_ACC1 = "train/loss", "train/acc1"
-VAL_LOSS = "val/loss"
-TEST_LOSS, TEST_ACC1, TEST_ACC5 = "test/loss", "test/acc1", "test/acc5"
-METRICS: tuple[str, ...] = (
-    BEST_ACC1, FINAL_ACC1, BEST_ACC5, FINAL_ACC5, BEST_EPOCH, SELECTED_ACC1,
-    "epochs", "global_step", "time_s", IMAGES_PER_S, "params", "nl_params", CLASSES,
-)  # fmt: skip
-ACCURACIES: tuple[str, ...] = (BEST_ACC1, FINAL_ACC1, BEST_ACC5, FINAL_ACC5, SELECTED_ACC1)
-# Below this multiple of chance top-1 (1 / classes) a model has learnt too little for its numbers to mean much.
-NEAR_CHANCE = 1.5
-
-# ---- hyper-parameter vocabulary ---------------------------------------------------------------------------------
-NL_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(NLConfig))
-HPARAMS: tuple[str, ...] = (
-    "dataset", "backbone", "depth", "widen", "nl_stages", "nl_blocks", "fc_init", "block", *NL_FIELDS,
-    "seed", "max_epochs", "batch_size",
-)  # fmt: skip
-SEED = "seed"
-SEED_KEY = "seed_everything"  # the fit config's key for the seed
-
-# ---- statuses -----------------------------------------------------------------------------------------------------
-STATUSES: tuple[str, ...] = ("finished", "failed", "diverged", "interrupted", "running")
-FINAL_STATUSES: tuple[str, ...] = ("finished", "diverged")  # a sweep skips these; it (re)runs the others
-# Keys of a flat record that are bookkeeping, never hyper-parameters or metrics.
-BOOKKEEPING: tuple[str, ...] = ("run_id", "status", "error", "run_name", "group", "wandb_id", "written_at")
-# Where the run trained, so throughput figures can say where they were measured (RunRecord.machine); "sdpa": the
-# attention kernel(s) SDPA ran for the model's softmax blocks in training (nlbench.nn.sdpa; None without one).
-MACHINE_KEYS: tuple[str, ...] = ("device", "threads", "host", "sdpa")
-
-
-def short_name(key: str) -> str:
-    """The one translation from a dotted config key to the vocabulary: its last component other than jsonargparse's
-    ``init_args``/``class_path`` (``seed_everything`` and ``seed`` -> ``seed``).
-    ``model.backbone.init_args.nl.normalization`` -> ``normalization``; ``model.optimizer.class_path`` ->
-    ``optimizer``."""
-    parts = [part for part in key.split(".") if part not in ("init_args", "class_path")] or [key]
-    return SEED if parts[-1] == SEED_KEY else parts[-1]
-
-
-# ---- the config, flattened ---------------------------------------------------------------------------------------
-# Keys of a resolved fit config that say where or how a run is stored or executed, never what it trains: they
-# differ between runs and machines without making configurations different (dotted prefixes).
-VOLATILE: tuple[str, ...] = (
-    "config", "run_dir", "ckpt_path", "weights_only", "print_config", "trainer.default_root_dir", "trainer.logger",
-    "trainer.callbacks", "trainer.plugins", "trainer.accelerator", "trainer.devices", "trainer.strategy",
-    "trainer.num_nodes", "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
-    "data.init_args.root", "data.init_args.data_dir", "data.init_args.num_workers", "data.init_args.download",
-)  # fmt: skip
-# Keys the NL words of a name already say (with the seed and the dataset/backbone prefix of the group).
-_NAMED: tuple[str, ...] = (
-    "model.backbone.init_args.nl", "model.backbone.init_args.nl_stages", "model.backbone.init_args.nl_blocks",
-    "model.backbone.init_args.fc_init", "model.backbone.init_args.depth", "model.backbone.init_args.block",
-    "model.backbone.class_path", "data.class_path", SEED_KEY,
-)  # fmt: skip
+# ---- run names ------------------------------------------------------------------------------------------------
 # Short forms of common options in run names: lr0.05, ep30, bs64 (any other: <short name><value>).
 _ABBREVIATIONS = {"max_epochs": "ep", "batch_size": "bs", "weight_decay": "wd", "momentum": "mom", "lr": "lr",
                   "widen": "k", "precision": ""}
 
 
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested config (a jsonargparse ``as_dict()``, a YAML mapping) as one level of dotted keys; lists stay values.
-    ``{"model": {"optimizer": {"init_args": {"lr": 0.1}}}}`` -> ``{"model.optimizer.init_args.lr": 0.1}``."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
-def is_volatile(key: str) -> bool:
-    return any(key == v or key.startswith(v + ".") for v in VOLATILE)
-
-
-def canonical_key(key: str) -> str:
-    """A dotted key without jsonargparse's ``init_args`` level: the command line may leave it out."""
-    return ".".join(part for part in key.split(".") if part != "init_args")
-
-
-def command_line_keys(args: Sequence[str]) -> list[str]:
-    """The dotted option keys a ``nlbench fit`` command line sets (``--key=value`` / ``--key value``), in order,
-    without the options that only locate files (``--config``, ``--run_dir``, ...)."""
-    keys = []
-    for arg in args:
-        if arg.startswith("--") and len(arg) > 2:
-            key = arg[2:].split("=", 1)[0]
-            if not is_volatile(key) and key not in keys:
-                keys.append(key)
-    return keys
-
-
-def differing_keys(option_keys: Sequence[str], flat: Mapping[str, Any]) -> list[str]:
-    """The flat config keys that ``option_keys`` (command-line or sweep keys, with or without ``init_args``) set.
-    A key naming a whole class (``--model.optimizer torch.optim.AdamW``) counts as its ``class_path``."""
-    canon = {canonical_key(key): key for key in flat}
-    out: list[str] = []
-    for option in option_keys:
-        option = canonical_key(option)
-        if option in canon:
-            hits = [canon[option]]
-        elif f"{option}.class_path" in canon:
-            hits = [canon[f"{option}.class_path"]]
-        else:
-            hits = [key for c, key in canon.items() if c.startswith(option + ".")]
-        out.extend(key for key in hits if key not in out and not is_volatile(key))
-    return out
-
-
 def short_form(key: str, value: Any) -> str:
     """A differing option in a run name: ``lr0.05``, ``ep30``, ``optimizer-adamw`` (class paths by class name)."""
-    name = short_name(key)
+    name = schema.short_name(key)
     if isinstance(value, str) and "." in value and value.rsplit(".", 1)[-1][:1].isupper():
         value = value.rsplit(".", 1)[-1].lower()  # torch.optim.AdamW -> adamw
     if isinstance(value, (list, tuple)):
@@ -164,6 +50,7 @@ def short_form(key: str, value: Any) -> str:
     prefix = _ABBREVIATIONS.get(name, name)
     sep = "" if prefix in _ABBREVIATIONS.values() or text[:1].isdigit() or text[:1] == "-" else "-"
     return f"{prefix}{sep}{text}" if prefix else text
+
 
 
 # ---- the run directory --------------------------------------------------------------------------------------------
@@ -282,7 +169,7 @@ def identify(
     extras: Sequence[str] = (),
     import_classes: bool = True,
 ) -> RunIdentity:
-    """The run's name, group, tags and hyper-parameters (keys of :data:`HPARAMS`, None values dropped).
+    """The run's name, group, tags and hyper-parameters (keys of :data:`nlbench.schema.HPARAMS`, None values dropped).
 
     ``nl`` is the NLConfig the backbone's blocks get; a backbone without NL blocks (no stage or zero blocks) is the
     baseline, recorded as normalization "none". ``block`` other than "nonlocal" (a peer block: gc, se, a class
@@ -294,7 +181,7 @@ def identify(
         has_nl = nl is not None and sum(nl_blocks) > 0
         nl_blocks = list(nl_blocks)
     else:
-        has_nl = nl is not None and (nl_stages is None or len(nl_stages) > 0) and nl_blocks > 0  # None = stage 2
+        has_nl = nl is not None and (nl_stages is None or len(nl_stages) > 0) and nl_blocks > 0  # None: the default
     # A peer block by its short name; the NL block (by name or class path) and the former residual kinds are none.
     peer_value = peer_block(block, import_classes=import_classes) if has_nl else None
     peer = _short_name(BLOCKS, block, import_classes) if peer_value is not None and block else None
@@ -305,26 +192,26 @@ def identify(
         **(dataclasses.asdict(nl) if has_nl and not peer else {} if peer else {"normalization": "none"}),
         "seed": seed, "max_epochs": max_epochs, "batch_size": batch_size,
     }  # fmt: skip
-    hparams = {key: hparams[key] for key in HPARAMS if hparams.get(key) is not None}
+    hparams = {key: hparams[key] for key in schema.HPARAMS if hparams.get(key) is not None}
     if peer:
         parts = [peer]
     if has_nl and not peer:
         assert nl is not None
         width = f"w{nl.width}" if nl.width else f"r{nl.reduction}"
         parts = [_short_name(NORMALIZATIONS, nl.normalization, import_classes), width, f"h{nl.heads}", nl.init]
-        if nl.similarity != "dot":
+        if nl.similarity != NLConfig.similarity:
             parts.append(nl.similarity)
-        if nl.normalization == "scale" and nl.order != "reassociated":
+        if nl.normalization == "scale" and nl.order != NLConfig.order:
             parts.append(nl.order)
         # Options off their default, so that configurations that differ never share a W&B group.
-        if nl.normalization == "scale" and nl.scale != "sqrt_n":
+        if nl.normalization == "scale" and nl.scale != NLConfig.scale:
             parts.append(str(nl.scale))
         if not nl.pos_encoding:
             parts.append("nopos")
         if isinstance(nl_blocks, list):
             parts.append("blocks" + "-".join(map(str, nl_blocks)))
         else:
-            if nl_stages is not None and list(nl_stages) != [2]:
+            if nl_stages is not None and tuple(nl_stages) != DEFAULT_NL_STAGES:
                 parts.append("stages" + "-".join(map(str, nl_stages)))
             if nl_blocks > 1:
                 parts.append(f"x{nl_blocks}")
@@ -333,11 +220,11 @@ def identify(
     if peer and isinstance(nl_blocks, list):
         parts.append("blocks" + "-".join(map(str, nl_blocks)))
     elif peer:
-        if nl_stages is not None and list(nl_stages) != [2]:
+        if nl_stages is not None and tuple(nl_stages) != DEFAULT_NL_STAGES:
             parts.append("stages" + "-".join(map(str, nl_stages)))
         if nl_blocks > 1:
             parts.append(f"x{nl_blocks}")
-    if fc_init not in (None, "kaiming"):
+    if fc_init not in (None, DEFAULT_FC_INIT):
         parts.append(f"fc{fc_init}")
     parts += [extra for extra in extras if extra not in parts]  # other differing options: lr0.05, ep30
     config_name = "-".join(parts)
@@ -361,51 +248,21 @@ def identity_from_config(config: Any, option_keys: Sequence[str] = (), *, import
     names the dataset from its class name and the methods from the registry and their text, importing nothing
     (readers of records, which may come from anyone)."""
     cfg = config.as_dict() if hasattr(config, "as_dict") else dict(config)
-    flat = {key: value for key, value in flatten(cfg).items() if not is_volatile(key)}
-    differs = differing_keys(option_keys, flat)
-    named = [key for key in differs if not any(key == n or key.startswith(n + ".") for n in _NAMED)]
-    backbone = (cfg.get("model") or {}).get("backbone") or {}
-    args = backbone.get("init_args") or {}
-    data = cfg.get("data") or {}
-    nl = args.get("nl")
-    seed = cfg.get(SEED_KEY)
+    flat = {key: value for key, value in schema.flatten(cfg).items() if not schema.is_volatile(key)}
+    differs = schema.differing_keys(option_keys, flat)
+    named = [key for key in differs if not any(key == n or key.startswith(n + ".") for n in schema.NAMED_KEYS)]
+    words = schema.vocabulary(flat, [name for name in schema.HPARAMS if name not in schema.NL_FIELDS])
+    if import_classes:
+        words["dataset"] = schema.dataset_name(flat.get("data.class_path"), import_class=True)
+    nl = ((((cfg.get("model") or {}).get("backbone") or {}).get("init_args")) or {}).get("nl")
     identity = identify(
-        nl=NLConfig(**nl) if isinstance(nl, Mapping) else nl if isinstance(nl, NLConfig) else None,
-        dataset=dataset_name(data.get("class_path"), import_class=import_classes),
-        backbone=str(backbone.get("class_path") or "backbone").rsplit(".", 1)[-1],
-        depth=args.get("depth"),
-        widen=args.get("widen"),
-        nl_stages=None if args.get("nl_stages") is None else list(args["nl_stages"]),
-        nl_blocks=_blocks(args.get("nl_blocks")),
-        fc_init=args.get("fc_init"),
-        seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
-        max_epochs=(cfg.get("trainer") or {}).get("max_epochs"),
-        batch_size=(data.get("init_args") or {}).get("batch_size"),
-        block=args.get("block"),
+        nl=schema.nl_config(nl),
+        **{**words, "dataset": words.get("dataset") or "data", "backbone": words.get("backbone") or "backbone",
+           "nl_blocks": words.get("nl_blocks") or 0},
         extras=[short_form(key, flat[key]) for key in named],
         import_classes=import_classes,
     )
     return dataclasses.replace(identity, config=flat, differs=differs)
-
-
-def _blocks(value: Any) -> int | list[int]:
-    if isinstance(value, (list, tuple)):
-        return [int(v) for v in value]
-    return int(value or 0)
-
-
-def dataset_name(class_path: str | None, *, import_class: bool = True) -> str:
-    """The DataModule class's dataset name (its ``record_name``, else ``name``), e.g. "cifar10"."""
-    if not class_path:
-        return "data"
-    module, _, name = class_path.rpartition(".")
-    if not import_class:
-        return name.removesuffix("DataModule").lower() or "data"
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        return name.removesuffix("DataModule").lower() or "data"
-    return str(getattr(cls, "record_name", None) or getattr(cls, "name", None) or name.removesuffix("DataModule").lower())
 
 
 # ---- the record -----------------------------------------------------------------------------------------------------
@@ -432,9 +289,9 @@ class RunRecord:
     method: dict[str, Any] = field(default_factory=dict)  # RunIdentity.method: name, label, color, has_map, value
 
     def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"run status must be one of {list(STATUSES)}, got {self.status!r}")
-        self.metrics = {name: _finite(self.metrics.get(name)) for name in METRICS}
+        if self.status not in schema.STATUSES:
+            raise ValueError(f"run status must be one of {list(schema.STATUSES)}, got {self.status!r}")
+        self.metrics = {name: _finite(self.metrics.get(name)) for name in schema.METRICS}
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -456,7 +313,7 @@ class RunRecord:
         return {
             "status": self.status, "error": self.error, "run_name": self.run_name, "group": self.group,
             "wandb_id": self.wandb_id, "written_at": self.written_at, **self.hparams, **self.metrics,
-            **{key: self.machine.get(key) for key in MACHINE_KEYS},
+            **{key: self.machine.get(key) for key in schema.MACHINE_KEYS},
         }  # fmt: skip
 
 
@@ -483,15 +340,204 @@ def write_record(run_dir: str | os.PathLike[str] | RunDir, record: RunRecord) ->
     atomic_write_json(_run_dir(run_dir).result, record.to_json())
 
 
-def read_record(run_dir: str | os.PathLike[str] | RunDir) -> RunRecord | None:
-    """The run's record, or None when result.json is missing, unreadable or not a record (a half-written or
-    foreign file counts as no result: the run is then re-run or reported as missing, never mis-read)."""
+class Unreadable(Exception):
+    """A run's file that cannot be read (not UTF-8, not YAML or JSON of the right shape, over nlbench's limits, a
+    link or a special file); the message is one line naming it."""
+
+
+def load_record(run_dir: str | os.PathLike[str] | RunDir) -> tuple[RunRecord | None, bool]:
+    """The run's record and whether its result.json is torn (there, but not JSON: a write killed midway by an older
+    nlbench). ``(None, False)``: no result.json. Read within nlbench's limits (nlbench.limits: size, nesting),
+    never through a link and never blocking on a FIFO; anything else raises :class:`Unreadable`."""
     path = _run_dir(run_dir).result
     try:
-        data = limits.loads_json(read_bounded(path, limits.MAX_JSON_BYTES, what="result.json"), str(path))
-        return RunRecord.from_json(data) if isinstance(data, dict) else None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError):  # incl. nlbench's limits
+        data = limits.loads_json(read_bounded(path, limits.MAX_JSON_BYTES, what="result.json").decode("utf-8"),
+                                 str(path))
+    except FileNotFoundError:
+        return None, False
+    except (UnsafeFileError, limits.LimitError) as err:
+        raise Unreadable(str(err)) from err
+    except UnicodeDecodeError as err:
+        raise Unreadable(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+    except json.JSONDecodeError:
+        return None, True
+    except OSError as err:
+        raise Unreadable(f"{path}: cannot read it ({err.strerror or err})") from err
+    if not isinstance(data, dict):
+        raise Unreadable(f"{path}: not a run record (a JSON {type(data).__name__}, not an object)")
+    try:
+        return RunRecord.from_json(data), False
+    except (TypeError, ValueError) as err:
+        raise Unreadable(f"{path}: not a run record ({err})") from err
+
+
+def read_record(run_dir: str | os.PathLike[str] | RunDir) -> RunRecord | None:
+    """The run's record; None when result.json is missing or torn; :class:`Unreadable` when it cannot be read."""
+    return load_record(run_dir)[0]
+
+
+def read_config(run_dir: str | os.PathLike[str] | RunDir) -> dict[str, Any] | None:
+    """The run's config.yaml (None when there is none), within nlbench's YAML limits and never through a link;
+    :class:`Unreadable` when it is not a fit config."""
+    path = _run_dir(run_dir).config
+    if not os.path.lexists(path):
         return None
+    config = read_yaml(path)
+    if not isinstance(config, dict):
+        raise Unreadable(f"{path}: not a fit config (a mapping)")
+    return config
+
+
+def read_yaml(path: Path, what: str = "file") -> Any:
+    """A received YAML file, parsed within nlbench's limits (size, nesting, alias expansion) and never through a
+    link; :class:`Unreadable` (one line naming it) when it cannot be read. Its shape is the caller's to check."""
+    try:
+        return yamlsafe.load_file(path, what, follow_links=False)
+    except (yamlsafe.YamlLimitError, UnsafeFileError) as err:  # over a limit; a link or a special file
+        raise Unreadable(str(err)) from err
+    except UnicodeDecodeError as err:
+        raise Unreadable(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+    except yaml.YAMLError as err:  # also a tag safe_load refuses (!!python/object ...)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise Unreadable(f"{path}: not valid YAML ({problem})") from err
+    except OSError as err:
+        raise Unreadable(f"{path}: cannot read it ({err.strerror or err})") from err
+
+
+def record_from_config(config: Mapping[str, Any]) -> RunRecord:
+    """The record of a run killed before it wrote one (or whose record is torn): its identity from its config."""
+    identity = identity_from_config(config, import_classes=False)
+    return RunRecord(status="interrupted", run_name=identity.name, group=identity.group, hparams=identity.hparams,
+                     config=identity.config, method=identity.method)
+
+
+def device_of(config: Mapping[str, Any] | None) -> str | None:
+    """``trainer.accelerator x devices`` of a fit config, for records that do not say where they ran."""
+    trainer = (config or {}).get("trainer")
+    if not isinstance(trainer, dict):
+        return None
+    accelerator, devices = trainer.get("accelerator"), trainer.get("devices")
+    if accelerator and accelerator != "auto":
+        return f"{accelerator} x{devices}" if devices not in (None, 1, "1") else str(accelerator)
+    return None
+
+
+# ---- metrics.csv --------------------------------------------------------------------------------------------------
+# Per-epoch columns kept from metrics.csv (CSVLogger output; sparse rows, one metric family per row).
+CURVE_COLUMNS: tuple[str, ...] = (schema.TRAIN_LOSS, schema.TRAIN_ACC1, schema.VAL_LOSS, schema.FINAL_ACC1,
+                                  schema.FINAL_ACC5, "lr", schema.IMAGES_PER_S)
+
+
+def read_curve(run_dir: str | os.PathLike[str] | RunDir) -> list[dict[str, float]]:
+    """metrics.csv's epochs (:func:`epoch_rows`; [] without the file), streamed within nlbench's limits: the file's
+    size, each row's length and the number of epochs are bounded (nlbench.limits), so a received 1 GB file is
+    refused (:class:`Unreadable`) instead of held in memory."""
+    path = _run_dir(run_dir).metrics_csv
+    try:
+        fd = open_file(path)
+    except FileNotFoundError:
+        return []
+    except UnsafeFileError as err:
+        raise Unreadable(str(err)) from err
+    except OSError as err:
+        raise Unreadable(f"{path}: cannot read it ({err.strerror or err})") from err
+    try:
+        with os.fdopen(fd, newline="", encoding="utf-8") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > limits.MAX_CSV_BYTES:
+                raise limits.LimitError(f"{path}: {size / 2**20:,.0f} MB is over the "
+                                        f"{limits.MAX_CSV_BYTES // 2**20} MB limit for metrics.csv")
+            return epoch_rows(csv.DictReader(_bounded_lines(f, path)))
+    except limits.LimitError as err:
+        raise Unreadable(str(err) if str(err).startswith(str(path)) else f"{path}: {err}") from err
+    except UnicodeDecodeError as err:
+        raise Unreadable(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+    except csv.Error as err:
+        raise Unreadable(f"{path}: not a CSV file ({err})") from err
+
+
+def _bounded_lines(f: Any, path: Path) -> Iterator[str]:
+    """The lines of a text file, refusing (LimitError) one longer than :data:`nlbench.limits.MAX_CSV_LINE`."""
+    while True:
+        line = f.readline(limits.MAX_CSV_LINE + 1)
+        if not line:
+            return
+        if len(line) > limits.MAX_CSV_LINE:
+            raise limits.LimitError(f"{path}: a line longer than {limits.MAX_CSV_LINE:,} characters; not a metrics "
+                                    "file of nlbench")
+        yield line
+
+
+def epoch_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, float]]:
+    """Collapse CSVLogger rows (sparse: train and val metrics on separate rows) to one row per epoch holding the
+    last logged value of each :data:`CURVE_COLUMNS` column."""
+    epochs: dict[int, dict[str, float]] = {}
+    for row in rows:
+        epoch = _number(row.get("epoch"))
+        if epoch is None:
+            continue
+        if int(epoch) not in epochs and len(epochs) >= limits.MAX_EPOCHS:
+            raise limits.LimitError(f"metrics of more than {limits.MAX_EPOCHS:,} epochs; not read")
+        merged = epochs.setdefault(int(epoch), {"epoch": int(epoch)})
+        for column in CURVE_COLUMNS:
+            # A metric logged both per step and per epoch appears as "<name>_epoch" (Lightning's naming).
+            value = _number(row.get(f"{column}_epoch"))
+            value = _number(row.get(column)) if value is None else value
+            if value is not None:
+                merged[column] = value
+    return [epochs[epoch] for epoch in sorted(epochs)]
+
+
+def metrics_from_curve(curve: Sequence[Mapping[str, float]]) -> dict[str, Any]:
+    """The record's accuracy metrics as metrics.csv has them (for a record whose result.json is torn)."""
+    val = [row for row in curve if row.get(schema.FINAL_ACC1) is not None]
+    if not val:
+        return {}
+    best = max(val, key=lambda row: row[schema.FINAL_ACC1])
+    return {schema.BEST_ACC1: best[schema.FINAL_ACC1], schema.BEST_ACC5: best.get(schema.FINAL_ACC5),
+            schema.BEST_EPOCH: int(best["epoch"]), schema.FINAL_ACC1: val[-1][schema.FINAL_ACC1],
+            schema.FINAL_ACC5: val[-1].get(schema.FINAL_ACC5), "epochs": int(val[-1]["epoch"]) + 1}
+
+
+def _number(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+# ---- one run directory, read once -----------------------------------------------------------------------------------
+@dataclass
+class RunFiles:
+    """A run directory's files, each read once: its record (rebuilt from config.yaml when there is none, with the
+    metrics of metrics.csv when result.json is torn), its config as the record holds it, and its epochs."""
+
+    record: RunRecord | None
+    torn: bool = False
+    curve: list[dict[str, float]] = field(default_factory=list)
+    device: str | None = None  # where it ran, from config.yaml, for records that do not say
+
+
+def read_run_files(run_dir: str | os.PathLike[str] | RunDir, *, curves: bool = True) -> RunFiles:
+    """The one read of a run directory (the reader's and the sweep's): :class:`Unreadable` names the first file
+    that cannot be read."""
+    paths = _run_dir(run_dir)
+    record, torn = load_record(paths)
+    curve = read_curve(paths) if curves or record is None or torn else []
+    config = read_config(paths) if record is None else None
+    if record is not None and record.machine.get("device") is None:
+        try:  # only to say where an older record ran: its config.yaml does not make the run unreadable
+            config = read_config(paths)
+        except Unreadable:
+            config = None
+    if record is None and config is not None:
+        record = record_from_config(config)
+    if record is not None and torn and curve:
+        record.metrics.update(metrics_from_curve(curve))
+    return RunFiles(record=record, torn=torn, curve=curve, device=device_of(config))
 
 
 def _run_dir(run_dir: str | os.PathLike[str] | RunDir) -> RunDir:
