@@ -28,19 +28,12 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from nlbench.sweep.devices import Slot
+from nlbench.sweep.devices import LOG_ENV, PIPE_ENV, Slot, client_env
 
 MPS_DIR = "mps"  # <sweep_dir>/mps/{pipe,log}: the sweep's private MPS daemon
 
 CONTROL = "nvidia-cuda-mps-control"
-PIPE_ENV, LOG_ENV = "CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY"
 MAX_PIPE_DIR = 90  # a UNIX socket path holds at most 107 bytes, and the daemon adds its socket names to the dir
-
-
-def client_env(mps_dir: str | os.PathLike[str]) -> dict[str, str]:
-    """What the daemon and each of its clients need in their environment to find one another."""
-    root = Path(mps_dir)
-    return {PIPE_ENV: str(root / "pipe"), LOG_ENV: str(root / "log")}
 
 
 def daemon_env(mps_dir: str | os.PathLike[str], parent: Mapping[str, str]) -> dict[str, str]:
