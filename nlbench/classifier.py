@@ -147,7 +147,11 @@ class ImageClassifier(L.LightningModule):
     def setup(self, stage: str) -> None:
         # An example batch gives the model summary its FLOPs and tensor sizes (all 0 without one). Not with
         # torch.compile, which would compile the summary's batch-of-one forward as well.
-        size = getattr(self.trainer.datamodule, "image_size", None) if self._trainer is not None else None
+        try:
+            datamodule = self.trainer.datamodule
+        except RuntimeError:  # not attached to a Trainer (a model set up by hand)
+            datamodule = None
+        size = getattr(datamodule, "image_size", None)
         if isinstance(size, int) and self.example_input_array is None and not self.hparams.compile:
             self.example_input_array = torch.zeros(1, 3, size, size)
         if isinstance(size, int):

@@ -12,6 +12,7 @@ import secrets
 import shutil
 import sys
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_warn
 
-from nlbench import errors, launch, trusted_imports, yamlsafe
+from nlbench import errors, launch, rundir, trusted_imports, yamlsafe
 from nlbench.callbacks import RunResult, evaluate_selected_checkpoint
 from nlbench.checkpoint_io import check_checkpoint_classes, check_resumable, load_checkpoint_file, resume_checkpoint
 from nlbench.classifier import ImageClassifier
@@ -31,9 +32,8 @@ from nlbench.loggers import WANDB_ID_FILE, ResumedMetrics, WandbLogger, quiet_th
 from nlbench.nn.registry import check_config
 from nlbench.predict import PredictionWriter
 from nlbench.rng import RandomState
-from nlbench.schema import command_line_keys
 from nlbench.record import RunDir, RunIdentity, identity_from_config
-from nlbench.runlock import LOCK_NAME, RunLock, RunLockedError
+from nlbench.schema import command_line_keys
 
 # Lightning's ModelCheckpoint, replaced by nlbench.checkpoint_io.ModelCheckpoint (same options, last.ckpt always current)
 LIGHTNING_MODEL_CHECKPOINT = ("lightning.pytorch.callbacks.ModelCheckpoint",
@@ -75,21 +75,32 @@ class ConfigSaver(SaveConfigCallback):
                     rank_zero_warn(f"could not upload the config to W&B ({err}); it is in {self._log_dir}")
 
 
+@dataclass
+class CommandState:
+    """What a command leaves its caller (:func:`main`) however it ends: NLBenchCLI fills it as it goes, the caller
+    owns it, so a failure reaches the caller as the exception alone."""
+
+    config_keys: list[str] = field(default_factory=list)  # the parsed config's dotted keys: an error names its option
+    run_result: RunResult | None = None  # the fit's result callback: set-up vs training failures
+
+    @property
+    def training_started(self) -> bool:
+        return self.run_result is not None and self.run_result.training_started
+
+
 class NLBenchCLI(LightningCLI):
     """LightningCLI with nlbench's run directories, run naming and data -> model links."""
 
     # Hands the launcher's run directory to DDP worker processes, which re-run the same command line.
     RUN_DIR_ENV = launch.DDP_RUN_DIR_ENV
 
-    def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any) -> None:
+    def __init__(self, args: list[str] | None = None, run: bool = True, state: CommandState | None = None,
+                 **kwargs: Any) -> None:
+        self.state = CommandState() if state is None else state  # the caller's, when it passes one (main)
         self.run_dir: Path | None = None
-        # The folders this process created for its run directory, deepest (the run directory) first.
-        self.created_dirs: list[Path] = []
-        # The fit's exclusive lock on its run directory (nlbench.runlock): taken before anything is written there,
-        # held until the fit has ended (and a failed set-up has been cleaned up). Its one owner is this class.
-        self.run_lock: RunLock | None = None
-        self.run_result: RunResult | None = None  # the fit's result callback: set-up vs training failures
-        self.config_keys: list[str] = []  # the parsed config's dotted keys, so an error message can name its option
+        # The fit's exclusive lock on its run directory and the folders it created (nlbench.rundir): taken before
+        # anything is written there, held until the fit has ended (and a failed set-up has been cleaned up).
+        self.claim = rundir.RunDirClaim()
         self.argv = [str(a) for a in (sys.argv[1:] if args is None else args if isinstance(args, list) else [])]
         self.full_help = FULL_HELP in self.argv  # LightningCLI's own --help, with the whole Trainer surface
         if self.full_help:
@@ -114,18 +125,16 @@ class NLBenchCLI(LightningCLI):
                 run=run,
                 **kwargs,
             )
-        except BaseException as err:
-            if not self.training_started:
-                self._discard_new_run_dir()
-            err.nlbench_cli = self  # type: ignore[attr-defined]  # main() reads training_started and config_keys
+        except BaseException:
+            if not self.state.training_started:
+                self.claim.discard_new()
             raise
         finally:
-            if self.run_lock is not None:
-                self.run_lock.release()
+            self.claim.release()
 
     @property
-    def training_started(self) -> bool:
-        return self.run_result is not None and self.run_result.training_started
+    def run_result(self) -> RunResult | None:
+        return self.state.run_result
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_argument(
@@ -156,6 +165,7 @@ class NLBenchCLI(LightningCLI):
                              "tensors and plain values, which could run code") from err
 
     def _set_seed(self) -> None:
+        # Private LightningCLI hook (2.6; no public one runs between parsing and seeding; docs/design.md).
         # Lightning 2.6 seeds 0 for `seed_everything: true` (and reuses PL_GLOBAL_SEED left by an earlier run in
         # the same process): draw a real random seed instead, so config.yaml and result.json record it. DDP
         # workers re-run this command line and take the launcher's seed from PL_GLOBAL_SEED.
@@ -169,13 +179,13 @@ class NLBenchCLI(LightningCLI):
     # ---- run directory and loggers -------------------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
-        self.config_keys = list(cfg.keys())
+        self.state.config_keys = list(cfg.keys())
         _check_weights_only(cfg, self.argv)
         if self.subcommand == "fit":
             check_fit_length(cfg.trainer)
         launch.check_num_nodes(launch.detect(), cfg.trainer.get("num_nodes"))
         identity = identity_from_config(cfg, self.option_keys)
-        run_dir = self._resolve_run_dir(cfg, identity)
+        run_dir = rundir.resolve(cfg, identity, self.subcommand, self.claim)
         RunDir(run_dir).check_files()  # before anything is written there: Lightning's writers follow links
         self.run_dir, self.identity = run_dir, identity
         log_dir = run_dir if self.subcommand in (None, "fit") else run_dir / self.subcommand
@@ -190,9 +200,9 @@ class NLBenchCLI(LightningCLI):
         cfg.trainer.plugins = _with_atomic_checkpoints(cfg.trainer.get("plugins"))
         if self.subcommand == "fit":
             wandb_ids = [lg.init_args.get("id") for lg in cfg.trainer.logger if str(lg.class_path).endswith("WandbLogger")]
-            self.run_result = RunResult(str(run_dir), identity, wandb_id=next(iter(wandb_ids), None))
+            self.state.run_result = RunResult(str(run_dir), identity, wandb_id=next(iter(wandb_ids), None))
             # DeviceShare: the memory cap of a run sharing its GPU with others (`runs_per_device` in a sweep).
-            callbacks = [self.run_result, RandomState(), ResumedMetrics(), DeviceShare()]
+            callbacks = [self.state.run_result, RandomState(), ResumedMetrics(), DeviceShare()]
             self.trainer_defaults = {**self.trainer_defaults, "callbacks": callbacks}
         elif self.subcommand == "predict":
             self.trainer_defaults = {**self.trainer_defaults, "callbacks": [PredictionWriter(log_dir)]}
@@ -228,125 +238,6 @@ class NLBenchCLI(LightningCLI):
         fit = self.config_init["fit"]
         fit.ckpt_path = resume_checkpoint(fit.get("ckpt_path"), self.run_dir / "checkpoints")
         check_resumable(self.run_dir, fit.ckpt_path)
-
-    def _resolve_run_dir(self, cfg: Namespace, identity: RunIdentity) -> Path:
-        launched = launch.detect()
-        if launched.launcher == "ddp-worker":
-            return Path(os.environ[self.RUN_DIR_ENV])  # a DDP worker: the launcher already chose (and locked)
-        if not launched.writes:
-            # A rank > 0 of torchrun/srun/mpirun or of another node: global rank 0 chooses, locks and writes the run
-            # directory; this process only names it (it writes nothing there), so it neither locks nor picks -vN.
-            if cfg.run_dir:
-                return _resolved(Path(cfg.run_dir))
-            agent_dir = _agent_run_dir(cfg) if self.subcommand == "fit" else None
-            return _resolved(agent_dir or Path(cfg.trainer.default_root_dir or "runs") / identity.name)
-        resuming = bool(cfg.get("ckpt_path"))
-        if cfg.run_dir:
-            run_dir = _resolved(Path(cfg.run_dir))
-            if self.subcommand == "fit":
-                self._take_run_dir(run_dir, option="--run_dir")
-                if not resuming and _checkpoints_in(run_dir):
-                    raise ConfigError(
-                        f"--run_dir {cfg.run_dir} already holds checkpoints; pass --ckpt_path last to resume it "
-                        "or choose another --run_dir"
-                    )
-            return run_dir
-        if self.subcommand == "fit" and (agent_dir := _agent_run_dir(cfg)) is not None:
-            # a `wandb agent` run of an exported sweep: in the sweep's directory
-            run_dir = _resolved(agent_dir)
-            self._take_run_dir(run_dir)
-            if not resuming and _checkpoints_in(run_dir):
-                raise ConfigError(f"{run_dir} (this W&B agent run's directory in its sweep) already holds "
-                                  "checkpoints; the grid point ran before")  # fmt: skip
-            return run_dir
-        root = Path(cfg.trainer.default_root_dir or "runs")
-        run_dir = root / identity.name
-        if self.subcommand != "fit":
-            return _resolved(run_dir)
-        if resuming:
-            self._take_run_dir(_resolved(run_dir))
-            return _resolved(run_dir)
-        version = 1
-        # The first free <name>, <name>-v2, ...: empty and not locked by a concurrent fit that chose it first.
-        while True:
-            candidate = _resolved(run_dir)
-            if not (candidate.exists() and _holds_files(candidate)) and self._take_run_dir(candidate, wait=False):
-                return candidate
-            version += 1
-            run_dir = root / f"{identity.name}-v{version}"
-
-    def _take_run_dir(self, run_dir: Path, wait: bool = True, option: str = "run directory") -> bool:
-        """Lock the fit's run directory (creating it), recording the folders this process created. A directory in
-        use by another process: ConfigError (one line), or False when ``wait`` is off (the caller tries another)."""
-        created = []
-        folder = run_dir
-        while not folder.exists():
-            created.append(folder)
-            folder = folder.parent
-        lock = RunLock(run_dir, command="nlbench fit")
-        try:
-            # Without waiting, still outlast a reader's shared-lock probe (runlock.owner holds one for microseconds).
-            lock.acquire(timeout_s=2.0 if wait else 0.2)
-        except RunLockedError as err:
-            _remove_empty_dirs(created)
-            if not wait:
-                return False
-            raise ConfigError(f"{option} {err}") from None
-        if not wait and _holds_files(run_dir):  # filled between the check and the lock
-            lock.release()
-            return False
-        self.run_lock, self.created_dirs = lock, created
-        return True
-
-    def _discard_new_run_dir(self) -> None:
-        """After a fit failed before training (bad input, missing data, Ctrl-C in the sanity check): remove the run
-        directory if this process created it and it holds no checkpoint (never lose one), then each folder above it
-        that this process created and that is still empty -- another run may have started in one of them meanwhile.
-
-        Runs under the run directory's lock, so nothing in the run directory belongs to another process."""
-        if not self.created_dirs or self.run_lock is None or not self.run_lock.held:
-            return
-        run_dir = self.created_dirs[0]
-        if any(run_dir.rglob("*.ckpt")):
-            return
-        for entry in run_dir.iterdir():
-            if entry.name == LOCK_NAME:
-                continue
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-        # Unlinked while still held: a fit waiting on this lock file sees that it was replaced (nlbench.runlock).
-        (run_dir / LOCK_NAME).unlink(missing_ok=True)
-        _remove_empty_dirs(self.created_dirs)
-
-
-def _resolved(run_dir: Path) -> Path:
-    """The run directory's absolute path, refused (ConfigError) when it is a symbolic link: ``resolve`` would follow
-    it, and the fit would write another folder's config.yaml, metrics.csv and result.json (links above it, such as
-    ``runs -> /scratch/runs``, are the user's own set-up and followed)."""
-    if os.path.islink(run_dir):
-        raise ConfigError(f"run directory {run_dir} is a symbolic link; nlbench does not write through links (pass "
-                          "the folder it points to as --run_dir, or a new one)")
-    return run_dir.resolve()
-
-
-def _holds_files(run_dir: Path) -> bool:
-    """Whether a run directory holds anything besides its lock file."""
-    return any(entry.name != LOCK_NAME for entry in run_dir.iterdir())
-
-
-def _remove_empty_dirs(folders: list[Path]) -> None:
-    """Remove the given folders, deepest first, stopping at the first that is not empty (os.rmdir is atomic: a file
-    another process put there meanwhile keeps its folder)."""
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except FileNotFoundError:
-            continue
-        except OSError:
-            return
-
 
 # Trainer options shown by `nlbench fit --help`; `--help=full` shows all of them (the rest are Lightning's own).
 SHORT_HELP_TRAINER = ("accelerator", "devices", "precision", "max_epochs", "max_steps", "limit_train_batches",
@@ -407,34 +298,6 @@ def _as_list(value: Any) -> list[Any]:
     if value is None or isinstance(value, bool):
         return []
     return list(value) if isinstance(value, list) else [value]
-
-
-def _agent_run_dir(cfg: Namespace) -> Path | None:
-    from nlbench.sweep.wandb_export import agent_run_dir
-
-    return agent_run_dir(lambda key: _lookup(cfg, key))
-
-
-_MISSING = object()
-
-
-def _lookup(cfg: Namespace, key: str) -> Any:
-    """A dotted override key's parsed value: ``model.backbone.nl.reduction`` reaches through ``init_args`` as the
-    command line's shorthand does."""
-    node: Any = cfg
-    for part in key.split("."):
-        if isinstance(node, Namespace) and part in node:
-            node = node[part]
-        elif isinstance(node, Namespace) and "init_args" in node and isinstance(node.init_args, Namespace) \
-                and part in node.init_args:  # fmt: skip
-            node = node.init_args[part]
-        else:
-            return _MISSING
-    return node
-
-
-def _checkpoints_in(run_dir: Path) -> bool:
-    return any(run_dir.glob("checkpoints/*.ckpt"))
 
 
 def _configure_loggers(loggers: Any, log_dir: Path, run_dir: Path, identity: RunIdentity, subcommand: str | None,
@@ -500,7 +363,7 @@ class _ParseOnlyCLI(NLBenchCLI):
             raise ConfigError(errors.one_line(err, self.config.keys())) from err
 
     def _set_seed(self) -> None:
-        pass
+        pass  # private LightningCLI hook (docs/design.md): a parse-only check seeds nothing
 
 
 def _check_trainer_args(trainer: Namespace) -> None:
@@ -604,18 +467,17 @@ def main(argv: list[str] | None = None) -> int:
     it back."""
     from_sys_argv = argv is None  # then LightningCLI reads sys.argv itself (DDP workers re-run the same argv)
     argv = list(sys.argv[1:] if argv is None else argv)
+    state = CommandState()  # filled by NLBenchCLI (which discarded a run directory it created, if untrained)
     try:
         launch.detect()  # launcher variables as a set Lightning acts on, or one line (nlbench.launch)
         _check_config_files(argv)
-        NLBenchCLI(args=None if from_sys_argv else argv)
+        NLBenchCLI(args=None if from_sys_argv else argv, state=state)
     except Exception as err:
-        cli = getattr(err, "nlbench_cli", None)  # NLBenchCLI discarded a run directory it created, if untrained
-        started = bool(cli and cli.training_started)
         if not errors.is_user_error(err) or os.environ.get("NLBENCH_DEBUG"):
             raise
-        if started and not errors.is_disk_error(err):
+        if state.training_started and not errors.is_disk_error(err):
             raise  # a failure during training: result.json says "failed", the traceback says why
-        line = f"nlbench {argv[0] if argv else ''}: error: {_one_line(err, cli.config_keys if cli else None)}"
+        line = f"nlbench {argv[0] if argv else ''}: error: {_one_line(err, state.config_keys)}"
         print(terminal(line), file=sys.stderr)  # a received value echoed: no terminal escapes, not 99k characters
         return 2
     return 0

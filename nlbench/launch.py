@@ -17,10 +17,17 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+# torch.distributed's own rank variables (torchrun sets them; Lightning's DDP workers and nodes started by hand too).
+TORCH_RANK_VARS = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE")
 # Variables that give a process a rank (or a world) in some launcher's scheme.
-RANK_VARS = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "SLURM_PROCID",
-             "SLURM_LOCALID", "SLURM_NODEID", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "PMI_RANK",
-             "JSM_NAMESPACE_RANK", "JSM_NAMESPACE_LOCAL_RANK")  # fmt: skip
+RANK_VARS = (*TORCH_RANK_VARS, "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID", "OMPI_COMM_WORLD_RANK",
+             "OMPI_COMM_WORLD_LOCAL_RANK", "PMI_RANK", "JSM_NAMESPACE_RANK", "JSM_NAMESPACE_LOCAL_RANK")  # fmt: skip
+# The rendezvous of a torch.distributed world: a child inheriting them would join (or collide with) the outer one.
+RENDEZVOUS_VARS = ("MASTER_ADDR", "MASTER_PORT")
+# Whole families Lightning reads as an outer launcher (SLURMEnvironment, TorchElasticEnvironment).
+LAUNCHER_PREFIXES = ("SLURM_", "TORCHELASTIC_")
+# The SLURM job's identity, kept for a child that runs alone (requeue, signals, accounting): not a task's rank.
+SLURM_JOB_VARS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_CLUSTER_NAME", "SLURM_CONF")
 # nlbench's own DDP workers (Lightning's subprocess launcher re-runs the command line with this set; nlbench.cli).
 DDP_RUN_DIR_ENV = "NLBENCH_DDP_RUN_DIR"
 _HINT = ("unset them, start multi-process runs with --trainer.devices N, or under a launcher Lightning detects "
@@ -100,6 +107,21 @@ def check_num_nodes(launch: Launch, num_nodes: object) -> None:
     if not 0 <= launch.node_rank < nodes:
         raise LaunchError(f"NODE_RANK={launch.node_rank} but --trainer.num_nodes is {nodes}: a node rank names one "
                           f"of the run's nodes (0-{nodes - 1}); {_HINT}")
+
+
+def child_env(parent: Mapping[str, str], *, own_world: bool = False) -> dict[str, str]:
+    """The environment of a fit nlbench starts itself (a sweep's run), from `parent`'s: the one place that decides
+    which launcher variables a child inherits.
+
+    SLURM's task variables always go (they would make Lightning pick its SLURMEnvironment, with the task's rank and
+    its own SIGUSR1 requeue, in a plain local process); the job's identity (:data:`SLURM_JOB_VARS`) stays. With
+    `own_world` (a run sharing its device with others, or a DDP run) every outer launcher variable goes too: SLURM_*,
+    TORCHELASTIC_*, torch's rank variables and MASTER_ADDR/MASTER_PORT, so the child picks its own rendezvous (a
+    free port) instead of joining the outer one's, or all concurrent DDP runs meeting on the same port."""
+    if own_world:
+        dropped = {*TORCH_RANK_VARS, *RENDEZVOUS_VARS}
+        return {k: v for k, v in parent.items() if k not in dropped and not k.startswith(LAUNCHER_PREFIXES)}
+    return {k: v for k, v in parent.items() if not k.startswith("SLURM_") or k in SLURM_JOB_VARS}
 
 
 # ---- helpers -----------------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Logging set-up: W&B with an offline fallback, and a CSV logger that keeps a resumed run's metrics (run names
- and groups: nlbench.run.identify).
+ and groups: nlbench.record.identify).
 
 W&B must never be the reason a run fails: without credentials it runs offline (sync later with ``wandb sync``),
 and if the service cannot be reached it falls back to offline, then to disabled.
@@ -142,6 +142,7 @@ class WandbLogger(_LightningWandbLogger):
             mode=resolved,
             settings=wandb.Settings(init_timeout=init_timeout, console="off", silent=True),
         )
+        # Lightning keeps wandb.init's arguments only in private attributes (_wandb_init, _id; docs/design.md).
         # Lightning passes anonymous=None, which W&B now answers with "The anonymous setting has no effect".
         self._wandb_init.pop("anonymous", None)
         if os.environ.get("WANDB_SWEEP_ID"):
@@ -191,7 +192,7 @@ class _KeepingExperimentWriter(_LightningExperimentWriter):
     """Lightning's CSV writer, except that it continues an existing metrics.csv instead of deleting it (with a
     warning that the previous log files will be deleted)."""
 
-    def _check_log_dir_exists(self) -> None:
+    def _check_log_dir_exists(self) -> None:  # private hook of Lightning's writer (docs/design.md)
         if not self._fs.isfile(self.metrics_file_path):
             return
         with self._fs.open(self.metrics_file_path, "r", newline="") as file:

@@ -247,7 +247,7 @@ def _fold_block(hparams: dict[str, Any]) -> None:
 def _method_columns(value: Any, recorded: Mapping[str, Any]) -> dict[str, Any]:
     """The label, colour and map of the run's method (its ``normalization`` column), importing nothing: a registered
     method as the registry has it (the same in every report), any other (a class path) as the run's record says
-    (:attr:`nlbench.run.RunRecord.method`, what the fit resolved), else by its last component."""
+    (:attr:`nlbench.record.RunRecord.method`, what the fit resolved), else by its last component."""
     info = recorded_method(value) if isinstance(value, str) else None
     registered = info is not None and (info is NONE or NORMALIZATIONS.registered_name(value) is not None
                                        or BLOCKS.registered_name(value) is not None)  # fmt: skip

@@ -24,12 +24,12 @@ own generators, which no checkpoint can reach; those runs resume with fresh work
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
@@ -49,6 +49,20 @@ def _plain(states: dict[str, Any], device: torch.device) -> dict[str, Any]:
         "numpy": [kind, torch.from_numpy(np.asarray(keys, dtype=np.uint32).astype(np.int64)), pos, has_gauss, gauss],
         "python": [version, list(py_state), py_gauss],
     }
+
+
+def _collect_states() -> dict[str, Any]:
+    """torch's, numpy's and Python's global random states, by each library's public getter (Lightning's
+    ``_collect_rng_states(include_cuda=False)`` is private; the CUDA state is taken per device, see :func:`_plain`)."""
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _set_states(states: dict[str, Any]) -> None:
+    """Set the global states :func:`_collect_states` took (in :func:`_native` form)."""
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    version, state, gauss = states["python"]
+    random.setstate((version, tuple(state), gauss))
 
 
 def _native(states: dict[str, Any]) -> dict[str, Any]:
@@ -90,7 +104,7 @@ class RandomState(Callback):
         return with_index(self._trainer.strategy.root_device if self._trainer is not None else torch.device("cpu"))
 
     def _local(self) -> dict[str, Any]:
-        states = _plain(_collect_rng_states(include_cuda=False), self._device())
+        states = _plain(_collect_states(), self._device())
         generator = self._generator()
         states["augmentation"] = generator.get_state() if generator is not None else None
         return states
@@ -123,7 +137,7 @@ class RandomState(Callback):
     def _apply(self, warn: bool = False) -> None:
         if self._pending is None:
             return
-        _set_rng_states(_native(self._pending))
+        _set_states(_native(self._pending))
         device = self._device()
         saved = _saved_cuda_state(self._pending, device)
         if saved is not None and device.type == "cuda":

@@ -916,7 +916,7 @@ def test_every_method_of_the_rivals_sweep_is_compared_against_softmax(tmp_path: 
             run_dir = root / f"{method}-s{seed}"
             write_run(run_dir, "softmax" if method in ("gc", "se") else method, 2, "normal", seed, epochs=3,
                       status="finished")
-            if method in ("gc", "se"):  # as nlbench.run.identify records a peer block
+            if method in ("gc", "se"):  # as nlbench.record.identify records a peer block
                 record = read_record(run_dir)
                 kept = {k: v for k, v in record.hparams.items() if k not in schema.NL_FIELDS}
                 write_record(run_dir, dataclasses.replace(record, hparams={**kept, "block": method}))

@@ -129,7 +129,7 @@ def test_a_worker_rank_of_an_outside_launcher_neither_locks_nor_versions(
     directory; a rank > 0 that tried too would wait and fail "in use", or train into a stray `<name>-v2`."""
     from jsonargparse import Namespace
 
-    from nlbench.cli import NLBenchCLI
+    from nlbench import rundir
     from nlbench.record import RunIdentity
 
     from nlbench.launch import RANK_VARS
@@ -139,18 +139,17 @@ def test_a_worker_rank_of_an_outside_launcher_neither_locks_nor_versions(
         monkeypatch.delenv(name, raising=False)
     for name, value in launcher.items():
         monkeypatch.setenv(name, value)
-    cli = NLBenchCLI.__new__(NLBenchCLI)  # only the run-dir choice is exercised: no parser, no Trainer
-    cli.subcommand, cli.run_lock, cli.created_dirs = "fit", None, []
+    claim = rundir.RunDirClaim()  # only the run-dir choice is exercised: no parser, no Trainer
     identity = RunIdentity(name="scale-r2-h1-normal-s0", group="g", tags=[])
     given, default = tmp_path / "given", tmp_path / "runs" / identity.name
     trainer = Namespace(default_root_dir=str(tmp_path / "runs"))
     with RunLock(given, command="nlbench fit (rank 0)"), RunLock(default, command="nlbench fit (rank 0)"):
         (default / "config.yaml").write_text("rank 0 wrote this\n")
-        assert cli._resolve_run_dir(Namespace(run_dir=str(given), ckpt_path=None, trainer=trainer), identity) \
+        assert rundir.resolve(Namespace(run_dir=str(given), ckpt_path=None, trainer=trainer), identity, "fit", claim) \
             == given.resolve()
-        assert cli._resolve_run_dir(Namespace(run_dir=None, ckpt_path=None, trainer=trainer), identity) \
+        assert rundir.resolve(Namespace(run_dir=None, ckpt_path=None, trainer=trainer), identity, "fit", claim) \
             == default.resolve()
-    assert cli.run_lock is None and not (tmp_path / "runs" / f"{identity.name}-v2").exists()
+    assert claim.lock is None and not (tmp_path / "runs" / f"{identity.name}-v2").exists()
     from nlbench.loggers import WANDB_ID_FILE, wandb_run_id
 
     assert wandb_run_id(given, resuming=False) == "" and not (given / WANDB_ID_FILE).exists()  # writes nothing

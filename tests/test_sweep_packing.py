@@ -16,7 +16,7 @@ import yaml
 
 from nlbench.device_share import CUDA_RESERVE, MEMORY_FRACTION_ENV, DeviceShare, apply_memory_share, memory_fraction
 from nlbench.sweep import Slot, load_spec, plan_slots, run_sweep
-from nlbench.sweep.devices import launcher_free_env
+from nlbench.launch import child_env
 from nlbench.sweep.cli import main as sweep_main
 from nlbench.sweep.runner import LOG_MARK, run_dir_of
 from nlbench.sweep.spec import SweepSpecError, spec_from_dict
@@ -53,13 +53,16 @@ def test_packed_gpu_runs_split_the_host_cores() -> None:
 def test_packed_and_ddp_runs_drop_an_outer_launchers_variables() -> None:
     parent = {"PATH": "/bin", "SLURM_JOB_ID": "7", "SLURM_NTASKS": "1", "MASTER_PORT": "29500", "RANK": "0",
               "TORCHELASTIC_RUN_ID": "x", "NLBENCH_X": "1"}  # fmt: skip
-    assert launcher_free_env(parent) == {"PATH": "/bin", "NLBENCH_X": "1"}
+    assert child_env(parent, own_world=True) == {"PATH": "/bin", "NLBENCH_X": "1"}
     packed, ddp, alone = Slot(("0",), 2, 0), Slot(("0", "1")), Slot(("0",))
     for slot in (packed, ddp):
         env = slot.child_env(parent)
         assert not [k for k in env if k.startswith("SLURM_") or k in ("MASTER_PORT", "RANK")]
         assert env["CUDA_VISIBLE_DEVICES"] == ",".join(slot.gpus) and env["PATH"] == "/bin"
     assert alone.child_env(parent)["SLURM_JOB_ID"] == "7"  # a run alone keeps its SLURM job (requeue, signals)
+    # ... but never a task's variables, by which Lightning would take the outer SLURM task for its own
+    assert {k: v for k, v in alone.child_env(parent).items() if k != "CUDA_VISIBLE_DEVICES"} \
+        == child_env(parent) == {k: v for k, v in parent.items() if k != "SLURM_NTASKS"}
 
 
 def test_cpu_slots_split_the_cores() -> None:

@@ -69,7 +69,7 @@ def fake_fit(argv: list[str]) -> int:
     mode, epochs = opts.get("fake.mode", "ok"), int(opts.get("fake.epochs", "2"))
     seed = int(opts.get("seed_everything", "0"))
     acc = float(opts.get("fake.acc", "0.5")) + 0.01 * seed
-    # result.json in the record's layout (nlbench.run.RunRecord), written by hand: importing it pulls in torch.
+    # result.json in the record's layout (nlbench.record.RunRecord), written by hand: importing it pulls in torch.
     metrics = {"val/acc1_best": acc, "val/acc1": acc - 0.01, "val/acc5_at_best": 0.9, "val/acc5": 0.89,
                "best_epoch": epochs - 1, "epochs": epochs, "global_step": 10 * epochs, "time_s": 2.0 * epochs,
                "train/images_per_s": 100.0, "params": 1000, "nl_params": 100}  # fmt: skip

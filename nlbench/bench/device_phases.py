@@ -537,7 +537,7 @@ def compile_phase(device: torch.device, sizes: Sizes, out: Path, rows: Rows) -> 
             continue
         start = time.monotonic()
         try:
-            torch._dynamo.reset()  # each compiled row starts from a clean slate (the on-disk cache stays warm)
+            torch.compiler.reset()  # each compiled row starts from a clean slate (the on-disk cache stays warm)
             row.update(steps_row(device, sizes, out, settings, deterministic=deterministic))
         except Exception as err:  # noqa: BLE001 - e.g. a compile mode that fails on this machine
             row["error"] = _error(err)

@@ -156,7 +156,7 @@ def summarize(sweep: Sweep, metrics: Sequence[str] | None = None) -> list[dict[s
     """One row per configuration: its key values, ``n`` finished runs, ``n_unfinished``, and for each metric
     ``<metric>_mean``, ``<metric>_std`` and the 95% interval ``<metric>_low``, ``<metric>_high`` over the finished
     runs' seeds (:func:`nlbench.report.stats.estimate`)."""
-    if metrics is None:  # every metric (read at call time: the vocabulary is nlbench.run's), once per sweep
+    if metrics is None:  # every metric (read at call time: the vocabulary is nlbench.schema's), once per sweep
         return sweep.summary
     if metrics is schema.METRICS and "summary" in sweep.__dict__:
         return sweep.summary

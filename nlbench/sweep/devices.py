@@ -9,7 +9,7 @@ leave most of a modern GPU idle, and r processes overlap one another's host over
 sharing run gets a memory cap on GPU, and every one of several concurrent processes an even share of the host's
 cores (see `nlbench.device_share`).
 
-A packed or DDP run starts in an environment without the launcher variables it inherited (`launcher_free_env`):
+A packed or DDP run starts in an environment without the launcher variables it inherited (`launch.child_env`):
 Lightning would otherwise take an outer SLURM job (the sweep running inside an array task) or an inherited
 ``MASTER_PORT`` as its own, and concurrent DDP runs would all rendezvous on the same port.
 """
@@ -19,17 +19,18 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-# Variables by which Lightning/torch.distributed detect an outer launcher (SLURM, torchrun) and pick a rendezvous.
-LAUNCHER_VARS = ("MASTER_PORT", "MASTER_ADDR", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK",
-                 "LOCAL_WORLD_SIZE")  # fmt: skip
-LAUNCHER_PREFIXES = ("SLURM_", "TORCHELASTIC_")
+from nlbench import launch
+
+# How the sweep's own MPS daemon (nlbench.sweep.mps) and its clients find one another: set by every run on it.
+PIPE_ENV, LOG_ENV = "CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY"
 
 
-def launcher_free_env(env: Mapping[str, str]) -> dict[str, str]:
-    """`env` without the variables of an outer launcher (SLURM_*, TORCHELASTIC_*, MASTER_PORT, RANK, ...), so a run
-    started from inside a SLURM task or a torchrun process picks its own DDP rendezvous (a free port)."""
-    return {k: v for k, v in env.items() if k not in LAUNCHER_VARS and not k.startswith(LAUNCHER_PREFIXES)}
+def client_env(mps_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """What an MPS daemon and each of its clients need in their environment to find one another."""
+    root = Path(mps_dir)
+    return {PIPE_ENV: str(root / "pipe"), LOG_ENV: str(root / "log")}
 
 
 @dataclass(frozen=True)
@@ -55,18 +56,14 @@ class Slot:
         from nlbench.device_share import share_env  # imports torch and Lightning: not for `nlbench sweep --help`
 
         shared = share_env(self.shared_by, gpu=bool(self.gpus), cpus=self.cpus, concurrent=self.concurrent)
-        mps = {}
-        if self.mps_dir and self.gpus:
-            from nlbench.sweep.mps import client_env
-
-            mps = client_env(self.mps_dir)
+        mps = client_env(self.mps_dir) if self.mps_dir and self.gpus else {}
         return {**pinned, **shared, **mps}
 
     def child_env(self, parent: Mapping[str, str]) -> dict[str, str]:
         """The whole environment of a run on this slot: `parent`'s, without an outer launcher's variables when the
         run is packed or DDP (see the module docstring), plus `env()`."""
         packed_or_ddp = self.shared_by > 1 or len(self.gpus) > 1
-        return {**(launcher_free_env(parent) if packed_or_ddp else parent), **self.env()}
+        return {**launch.child_env(parent, own_world=packed_or_ddp), **self.env()}
 
     def fit_args(self, *, strategy_given: bool = False) -> list[str]:
         """Trainer arguments for this slot; `strategy_given` when the run's own overrides choose a strategy."""

@@ -28,19 +28,12 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from nlbench.sweep.devices import Slot
+from nlbench import sweepdir
+from nlbench.sweep.devices import LOG_ENV, PIPE_ENV, Slot, client_env
 
-MPS_DIR = "mps"  # <sweep_dir>/mps/{pipe,log}: the sweep's private MPS daemon
 
 CONTROL = "nvidia-cuda-mps-control"
-PIPE_ENV, LOG_ENV = "CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY"
 MAX_PIPE_DIR = 90  # a UNIX socket path holds at most 107 bytes, and the daemon adds its socket names to the dir
-
-
-def client_env(mps_dir: str | os.PathLike[str]) -> dict[str, str]:
-    """What the daemon and each of its clients need in their environment to find one another."""
-    root = Path(mps_dir)
-    return {PIPE_ENV: str(root / "pipe"), LOG_ENV: str(root / "log")}
 
 
 def daemon_env(mps_dir: str | os.PathLike[str], parent: Mapping[str, str]) -> dict[str, str]:
@@ -93,7 +86,7 @@ def mps_slots(slots: Sequence[Slot], sweep_dir: Path, *, enabled: bool) -> Itera
               "(set runs_per_device > 1 on GPUs)")
         yield slots
         return
-    mps_dir = sweep_dir / MPS_DIR
+    mps_dir = sweep_dir / sweepdir.MPS
     why = start(mps_dir)
     if why:
         _warn(f"--mps: could not start the MPS control daemon ({why}); running without MPS (time-sliced)")

@@ -39,7 +39,7 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
-from nlbench import out_of_memory, runlock, schema, sweepdir
+from nlbench import launch, out_of_memory, runlock, schema, sweepdir
 from nlbench.io import UnsafeFileError, open_append, open_file
 from nlbench.limits import printable, shorten, terminal
 from nlbench.record import RunDir, RunIdentity, RunRecord, Unreadable, identity_from_config, write_record
@@ -107,7 +107,7 @@ def check_sweep_dir(spec: SweepSpec) -> None:
     """Refuse (SweepDirError, one line) an output directory this spec must not write into: one that holds another
     sweep (its sweep.yaml records another identity: name, base configs and their content, fixed overrides), one that
     is not a sweep directory at all, or one holding a symbolic link or a special file where nlbench writes (its
-    files, ``claims/``, ``runs/``, a run directory or the files in it: :meth:`nlbench.run.RunDir.check_files`), so
+    files, ``claims/``, ``runs/``, a run directory or the files in it: :meth:`nlbench.record.RunDir.check_files`), so
     that nothing is ever written through a link. Reads only."""
     out = spec.output_dir
     _check_entries(out)
@@ -376,24 +376,17 @@ def _launch(spec: SweepSpec, run: SweepRun, slot: Slot, fit_command: Sequence[st
     return _Job(run, slot, proc, log, claim)
 
 
-# SLURM's per-task variables make Lightning pick its SLURMEnvironment (rank and world size from SLURM_NTASKS/
-# SLURM_PROCID, and its own SIGUSR1 auto-requeue). A sweep's fit is a plain local process the sweep started, so it
-# gets Lightning's local environment: requeueing is the array task's (nlbench.sweep.slurm), done once, not by every
-# fit. The job's identity (SLURM_JOB_ID, SLURM_ARRAY_*) stays visible to a run alone on its slot (packed and DDP
-# slots drop every SLURM_* variable: nlbench.sweep.devices.launcher_free_env).
-_SLURM_KEEP = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_CLUSTER_NAME", "SLURM_CONF")
-
-
 # Lightning warns in every process that finds `srun` on the PATH without SLURM task variables, i.e. in every fit a
 # sweep starts on a SLURM node or login node; the sweep launches its fits itself, on purpose.
 _SRUN_WARNING = "ignore:The `srun` command is available on your system but is not used"
 
 
 def child_environ() -> dict[str, str]:
-    """The environment a run starts in (before its slot's variables): this one without SLURM's task variables, and
-    with PYTHONSAFEPATH=1, so neither the fit nor the DDP workers Lightning starts with ``python -m nlbench`` import
-    from the current folder (see DEFAULT_FIT_COMMAND)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") or k in _SLURM_KEEP}
+    """The environment a run starts in (before its slot's variables): this one without SLURM's task variables
+    (:func:`nlbench.launch.child_env`: a sweep's fit is a plain local process, and requeueing is the array task's,
+    nlbench.sweep.slurm, done once, not by every fit), and with PYTHONSAFEPATH=1, so neither the fit nor the DDP
+    workers Lightning starts with ``python -m nlbench`` import from the current folder (see DEFAULT_FIT_COMMAND)."""
+    env = launch.child_env(os.environ)
     env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), _SRUN_WARNING]))
     env["PYTHONSAFEPATH"] = "1"
     return env

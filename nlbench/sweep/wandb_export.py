@@ -13,9 +13,6 @@ agent assigned (``WANDB_RUN_ID``).
 
 from __future__ import annotations
 
-import os
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +20,9 @@ import yaml
 
 from nlbench import yamlsafe
 from nlbench.io import atomic_write_text
+from nlbench.rundir import SWEEP_DIR_ENV  # where agents' runs go (nlbench.rundir.agent_run_dir)
 from nlbench.schema import BEST_ACC1
 from nlbench.sweep.spec import SweepSpec, SweepSpecError
-
-SWEEP_DIR_ENV = "NLBENCH_SWEEP_DIR"  # set by the exported command: the sweep directory agents' runs go to
 
 METRIC = {"name": BEST_ACC1, "goal": "maximize"}
 
@@ -93,45 +89,6 @@ def export_wandb(spec: SweepSpec, path: str | Path, *, cwd: Path | None = None) 
     prepare_sweep_dir(spec)  # agents find the spec (and so their run ids) in its sweep.yaml
     atomic_write_text(path, header + yaml.safe_dump(definition, sort_keys=False, width=120))
     return path
-
-
-def under_agent() -> bool:
-    """Whether this process is a run started by ``wandb agent`` (the agent sets WANDB_SWEEP_ID and WANDB_RUN_ID)."""
-    return bool(os.environ.get("WANDB_SWEEP_ID"))
-
-
-def agent_run_dir(value_of: Callable[[str], Any]) -> Path | None:
-    """The run directory of an agent's run of an exported sweep: ``<sweep_dir>/runs/<run_id>``, the run whose swept
-    values equal the parsed config's (`value_of(dotted_key)`); None outside an agent or an exported command, with a
-    warning when the sweep directory cannot be read here or no run of it matches."""
-    sweep_dir = os.environ.get(SWEEP_DIR_ENV)
-    if not sweep_dir or not under_agent():
-        return None
-    stored = Path(sweep_dir) / "sweep.yaml"
-    try:
-        data = yamlsafe.load_file(stored, "sweep.yaml", follow_links=False)  # within limits: a received directory
-        # Base paths are the exporting machine's; run ids need only their file names, so nothing is resolved here.
-        spec = SweepSpec(name=str(data["name"]), base=tuple(Path(str(b)) for b in data["base"]),
-                         output_dir=Path(sweep_dir), overrides=dict(data.get("overrides") or {}),
-                         axes=dict(data.get("axes") or {}))  # fmt: skip
-        runs = spec.expand()
-    except (OSError, yaml.YAMLError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
-        warnings.warn(f"{stored}: cannot read the sweep ({' '.join(str(err).split())[:120]}); the run goes to "
-                      "trainer.default_root_dir instead", stacklevel=2)  # fmt: skip
-        return None
-    for run in runs:
-        if all(_same(value_of(key), value) for key, value in run.params.items()):
-            return spec.output_dir / "runs" / run.run_id
-    warnings.warn(f"{stored}: no run of the sweep has this run's values; it goes to trainer.default_root_dir",
-                  stacklevel=2)  # fmt: skip
-    return None
-
-
-def _same(parsed: Any, value: Any) -> bool:
-    parsed = parsed.as_dict() if hasattr(parsed, "as_dict") else parsed
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and isinstance(parsed, (int, float)):
-        return float(parsed) == float(value)
-    return bool(parsed == value)
 
 
 def wandb_project(spec: SweepSpec) -> str | None:
