@@ -37,6 +37,17 @@ fit-help: $(STAMP) ## Record `nlbench fit --help` (nlbench/fit_help.txt) after c
 test: $(STAMP) ## Run the default test suite (excludes tests marked slow)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+.PHONY: lint
+lint: $(STAMP) ## ruff format --check, ruff check (imports sorted, pyupgrade, bugbear), lint-imports (layers, no cycles)
+	$(VENV)/bin/ruff format --check nlbench tests tools
+	$(VENV)/bin/ruff check nlbench tests tools
+	$(VENV)/bin/lint-imports --no-cache
+
+.PHONY: format
+format: $(STAMP) ## Format the tree and apply ruff's safe fixes (what `make lint` checks)
+	$(VENV)/bin/ruff format nlbench tests tools
+	$(VENV)/bin/ruff check --fix nlbench tests tools
+
 .PHONY: test-slow
 test-slow: $(STAMP) ## Run only the slow tests
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)

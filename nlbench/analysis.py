@@ -50,8 +50,7 @@ from torch import Tensor, nn
 
 from nlbench.io import atomic_write_json, atomic_write_text
 from nlbench.models import named_nl_blocks
-from nlbench.nn import NonLocal2d, method_info
-from nlbench.nn import nl_stats
+from nlbench.nn import NonLocal2d, method_info, nl_stats
 from nlbench.nn.attention import pearson
 from nlbench.schema import NEAR_CHANCE
 
@@ -273,7 +272,7 @@ def analyze_run(
     device: str | None = None,
 ) -> dict[str, Any]:
     """Run the whole analysis on a run directory; writes the figures and summaries, returns the summary dict."""
-    from nlbench.cli import load_run  # the training stack is only needed here
+    from nlbench.lightning_cli import load_run  # the training stack is only needed here
 
     for fy, fx in queries:
         if not (0 <= fy <= 1 and 0 <= fx <= 1):

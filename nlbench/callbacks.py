@@ -13,11 +13,9 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from nlbench import out_of_memory
-from nlbench import schema
-from nlbench.record import RunDir, RunIdentity, RunRecord, identity_from_config, write_record
+from nlbench import out_of_memory, schema
 from nlbench.models import num_parameters
-
+from nlbench.record import RunDir, RunIdentity, RunRecord, write_record
 
 NO_STEP = ("trained no step: the fit stopped before its first optimizer step (trainer.max_epochs, max_steps, "
            "max_time or limit_train_batches)")

@@ -58,7 +58,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's ``TorchCheckpointIO`` with atomic saves (temporary file, fsync, rename, fsync of the folder), and
     loads that never run a checkpoint's code: ``weights_only`` left unset (None) means True here, whatever torch's
     default or ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` say; only an explicit ``--weights_only false`` on the command
-    line (see ``nlbench.cli``) reaches this method as False."""
+    line (see ``nlbench.lightning_cli``) reaches this method as False."""
 
     def load_checkpoint(self, path: str | os.PathLike[str], map_location: Any | None = None,
                         weights_only: bool | None = None) -> dict[str, Any]:

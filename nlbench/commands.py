@@ -10,16 +10,16 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 # Subcommands implemented outside LightningCLI: name -> (module with main(argv), one-line help).
 EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
-    "sweep": ("nlbench.sweep.cli", "run a grid of fit runs (resumable), or export it as a W&B sweep"),
-    "report": ("nlbench.report.cli", "write report.md/report.html/PNGs for a sweep directory"),
+    "sweep": ("nlbench.sweep_command", "run a grid of fit runs (resumable), or export it as a W&B sweep"),
+    "report": ("nlbench.report_command", "write report.md/report.html/PNGs for a sweep directory"),
     "analyze": ("nlbench.analysis", "the paper's key magnitude/direction analysis of a trained run"),
     "bench": ("nlbench.bench", "benchmarks: block, loader, train, imports, sweep, device-check"),
 }
-# LightningCLI subcommands, run by nlbench.cli.
+# LightningCLI subcommands, run by nlbench.lightning_cli.
 LIGHTNING_COMMANDS: dict[str, str] = {
     "fit": "train a model (one run directory per run)",
     "validate": "evaluate on the validation split",
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:  # a misspelt method answers at once, not after the seconds Lightning's import takes
         print(f"nlbench {args[0]}: error: {unknown}", file=sys.stderr)
         return 2
-    from nlbench.cli import main as lightning_main  # torch and Lightning: only for the training commands
+    from nlbench.lightning_cli import main as lightning_main  # torch and Lightning: only for the training commands
 
     return lightning_main(argv)
 

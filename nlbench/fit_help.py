@@ -46,7 +46,7 @@ def recorded() -> str | None:
 
 def live() -> str:
     """What ``nlbench fit --help`` prints from the parser itself, at :data:`COLUMNS` columns (imports Lightning)."""
-    from nlbench.cli import main
+    from nlbench.lightning_cli import main
 
     out = io.StringIO()
     saved = os.environ.get("COLUMNS")

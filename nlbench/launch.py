@@ -28,7 +28,7 @@ RENDEZVOUS_VARS = ("MASTER_ADDR", "MASTER_PORT")
 LAUNCHER_PREFIXES = ("SLURM_", "TORCHELASTIC_")
 # The SLURM job's identity, kept for a child that runs alone (requeue, signals, accounting): not a task's rank.
 SLURM_JOB_VARS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_CLUSTER_NAME", "SLURM_CONF")
-# nlbench's own DDP workers (Lightning's subprocess launcher re-runs the command line with this set; nlbench.cli).
+# nlbench's own DDP workers (Lightning's subprocess launcher re-runs the command line with this set; nlbench.lightning_cli).
 DDP_RUN_DIR_ENV = "NLBENCH_DDP_RUN_DIR"
 _HINT = ("unset them, start multi-process runs with --trainer.devices N, or under a launcher Lightning detects "
          "(torchrun, srun, jsrun, or MASTER_ADDR, MASTER_PORT, NODE_RANK and --trainer.num_nodes for nodes "

@@ -28,7 +28,7 @@ MAX_LABEL_CHARS = 60  # a value drawn in a figure (tick labels, legends, titles)
 MAX_ECHO_CHARS = 200  # a received value quoted in an error line
 MAX_LINE_CHARS = 2000  # a whole message line printed to a terminal
 MAX_WORD_CHARS = 500  # one word of such a line (a path is shorter; a value echoed whole by a library is not)
-_LONG_WORD = re.compile(r"\S{%d,}" % (MAX_WORD_CHARS + 1))
+_LONG_WORD = re.compile(rf"\S{{{MAX_WORD_CHARS + 1},}}")
 
 
 class LimitError(ValueError):

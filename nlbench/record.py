@@ -253,7 +253,7 @@ def identity_from_config(config: Any, option_keys: Sequence[str] = (), *, import
     named = [key for key in differs if not any(key == n or key.startswith(n + ".") for n in schema.NAMED_KEYS)]
     words = schema.vocabulary(flat, [name for name in schema.HPARAMS if name not in schema.NL_FIELDS])
     if import_classes:
-        words["dataset"] = schema.dataset_name(flat.get("data.class_path"), import_class=True)
+        words["dataset"] = schema.dataset_name(flat.get(schema.BY_NAME["dataset"].key), import_class=True)
     nl = ((((cfg.get("model") or {}).get("backbone") or {}).get("init_args")) or {}).get("nl")
     identity = identify(
         nl=schema.nl_config(nl),

@@ -222,7 +222,7 @@ def recipe(config: Mapping[str, Any], hparams: Mapping[str, Any] | None = None) 
     return {name: words[name] if name in words else (hparams or {}).get(name) for name in schema.RECIPE}
 
 
-@functools.lru_cache(maxsize=None)  # called for every config key of every run: thousands of times, few keys
+@functools.cache  # called for every config key of every run: thousands of times, few keys
 def _in_vocabulary(key: str) -> bool:
     """Whether a word of the schema (a hyper-parameter or the recipe) holds this flat key, or it is volatile."""
     canon = schema.canonical_key(key)
@@ -319,7 +319,7 @@ _WANDB_STATUS = {"finished": "finished", "running": "running", "crashed": "inter
 
 def read_wandb(path: str, *, groups: Sequence[str] = (), timeout: int = 20, curves: bool = True) -> list[dict]:
     """The runs of W&B project ``ENTITY/PROJECT`` as rows: the NL vocabulary and the resolved config as nlbench
-    uploads them (``nlbench.cli.ConfigSaver``), metrics from the summary, curves from the history."""
+    uploads them (``nlbench.lightning_cli.ConfigSaver``), metrics from the summary, curves from the history."""
     if path.count("/") != 1 or not all(path.split("/")):
         raise SourceError(f"wandb:{path}: expected wandb:ENTITY/PROJECT")
     if os.environ.get("WANDB_MODE") in ("offline", "disabled") or os.environ.get("WANDB_OFFLINE") == "true":

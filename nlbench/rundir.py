@@ -7,7 +7,7 @@ fails before training, removes what it created (:meth:`RunDirClaim.discard_new`)
 fit's directory and lock nothing; a DDP worker takes its launcher's choice, and a rank > 0 of an outside launcher
 only names the directory rank 0 chose.
 
-No Lightning or torch here: the fit's CLI (nlbench.cli) calls these functions.
+No Lightning or torch here: the fit's CLI (nlbench.lightning_cli) calls these functions.
 """
 
 from __future__ import annotations

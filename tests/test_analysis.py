@@ -29,7 +29,7 @@ def train_tiny_run(run_dir: Path) -> Path:
     """Train (once per location) a tiny run through the real CLI; returns its run directory."""
     if (run_dir / "result.json").is_file():
         return run_dir
-    from nlbench.cli import main as nlbench_main
+    from nlbench.lightning_cli import main as nlbench_main
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("WANDB_MODE", "disabled")

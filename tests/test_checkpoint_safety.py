@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from nlbench import analysis
-from nlbench.cli import load_run, main
+from nlbench.lightning_cli import load_run, main
 from tinyfit import TINY
 
 

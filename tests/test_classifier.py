@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from nlbench.classifier import ImageClassifier
-from nlbench.cli import main
+from nlbench.lightning_cli import main
 from nlbench.schema import BEST_ACC1, FINAL_ACC1, IMAGES_PER_S
 from nlbench.record import read_record
 
@@ -104,7 +104,7 @@ def test_cosine_t_max_is_filled_from_the_run_length(interval: str, t_max: int) -
     """The official --cos: lr_t = 0.1 / 2 (1 + cos(pi t / T)), T = epochs x iterations per epoch, stepped per step."""
     from types import SimpleNamespace
 
-    from nlbench.cli import _ParseOnlyCLI
+    from nlbench.lightning_cli import _ParseOnlyCLI
 
     cli = _ParseOnlyCLI(
         args=[f"--config={DEMO}", "--model.scheduler=nlbench.schedulers.CosineAnnealingLR",

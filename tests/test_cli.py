@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from nlbench.classifier import ImageClassifier
-from nlbench.cli import ConfigError, NLBenchCLI, load_run, main, parse_fit_args
+from nlbench.lightning_cli import ConfigError, NLBenchCLI, load_run, main, parse_fit_args
 from nlbench.schema import BEST_ACC1, FINAL_ACC1
 from nlbench.record import read_record
 from tinyfit import FAST
@@ -311,13 +311,13 @@ def test_wandb_ids_are_new_per_run_and_kept_on_resume(tmp_path: Path) -> None:
 
 
 def test_test_on_a_fit_run_directory_opens_no_wandb_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import nlbench.cli
+    import nlbench.lightning_cli
 
     code, run_dir = fit(tmp_path, "demo.yaml")
     assert code == 0
     seen = []
-    real = nlbench.cli._configure_loggers
-    monkeypatch.setattr(nlbench.cli, "_configure_loggers", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    real = nlbench.lightning_cli._configure_loggers
+    monkeypatch.setattr(nlbench.lightning_cli, "_configure_loggers", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
     assert main(["test", f"--config={run_dir / 'config.yaml'}", f"--run_dir={run_dir}",
                  f"--ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}", "--trainer.limit_test_batches=1"]) == 0
     loggers = [str(logger["class_path"]) for logger in seen[0]]
@@ -419,7 +419,7 @@ def test_an_unwritable_run_dir_is_one_line(
 ) -> None:
     import errno
 
-    from nlbench.cli import NLBenchCLI
+    from nlbench.lightning_cli import NLBenchCLI
 
     run_dir = tmp_path / "ro" / "run"
     real = NLBenchCLI.before_instantiate_classes
@@ -479,10 +479,10 @@ def test_help_and_usage_errors_import_no_torch_lightning_or_matplotlib(argv: lis
 
 
 def test_one_entry_point_without_an_import_cycle() -> None:
-    """The command table lives in nlbench.commands; nlbench.cli (the LightningCLI subcommands) never imports it."""
-    code = "import sys, nlbench.cli; print('nlbench.commands' in sys.modules)"
+    """The command table lives in nlbench.commands; nlbench.lightning_cli (the LightningCLI subcommands) never imports it."""
+    code = "import sys, nlbench.lightning_cli; print('nlbench.commands' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
-    import nlbench.cli as cli_module
+    import nlbench.lightning_cli as cli_module
 
     assert not hasattr(cli_module, "commands") and not hasattr(cli_module, "LIGHTNING_COMMANDS")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nlbench.cli import main, parse_fit_args
-from nlbench.sweep.cli import main as sweep_main
+from nlbench.lightning_cli import main, parse_fit_args
+from nlbench.sweep_command import main as sweep_main
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nlbench.report.cli import main as report_main
+from nlbench.report_command import main as report_main
 from nlbench.record import read_record
-from nlbench.sweep.cli import main as sweep_main
+from nlbench.sweep_command import main as sweep_main
 from nlbench.sweep.runner import run_dir_of
 from nlbench.sweep.spec import load_spec
 

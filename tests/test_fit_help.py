@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nlbench import commands, fit_help
-from nlbench.cli import main, parse_fit_args
+from nlbench.lightning_cli import main, parse_fit_args
 
 REPO = Path(__file__).resolve().parents[1]
 

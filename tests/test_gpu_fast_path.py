@@ -27,7 +27,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from nlbench.callbacks import RunResult
 from nlbench.classifier import COMPILE_MODES, ImageClassifier
-from nlbench.cli import parse_fit_args
+from nlbench.lightning_cli import parse_fit_args
 from nlbench.data import CIFAR10SampleDataModule, TinyImageNetDataModule
 from nlbench.data.loaders import BatchedImageDataset
 from nlbench.models import PreActResNet
@@ -181,7 +181,7 @@ def test_compiled_training_matches_eager(mode: str) -> None:
 def test_nlbench_fit_with_the_overlay_on_the_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
-    from nlbench.cli import main
+    from nlbench.lightning_cli import main
 
     monkeypatch.setenv("WANDB_MODE", "disabled")
     run_dir = tmp_path / "run"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from nlbench.cli import main
+from nlbench.lightning_cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 

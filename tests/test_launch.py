@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nlbench import launch
-from nlbench.cli import main
+from nlbench.lightning_cli import main
 from tinyfit import TINY
 
 # Whatever the test machine's shell has set, each case starts from none of these.

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from nlbench.schedulers import OneCycleLR
-from nlbench.sweep.cli import main
+from nlbench.sweep_command import main
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -101,7 +101,7 @@ def wandb_records(path: Path) -> Iterator[object]:
 def test_the_readme_wandb_recipe_finds_its_names_in_an_offline_run(tmp_path: Path, monkeypatch) -> None:
     """Issue 26 item 11: the summary holds val/acc1_best as a plain number (not {"max": ...}, which the UI shows as
     val/acc1_best.max), lr/initial beside the scheduled lr, and every name the README's recipe uses is there."""
-    from nlbench.cli import main
+    from nlbench.lightning_cli import main
     from tinyfit import REPO
 
     monkeypatch.setenv("WANDB_MODE", "offline")

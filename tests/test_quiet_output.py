@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nlbench.cli import main
+from nlbench.lightning_cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [f"--config={REPO / 'experiments' / 'demo.yaml'}", "--trainer.accelerator=cpu", "--trainer.max_epochs=1",

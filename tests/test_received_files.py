@@ -118,7 +118,7 @@ def test_a_sweep_never_writes_through_a_link_in_its_directory(tmp_path: Path, ou
     with pytest.raises(SweepDirError, match="symbolic link"):
         sweep(spec_path)
     assert intact(outside)
-    from nlbench.sweep.cli import main
+    from nlbench.sweep_command import main
 
     # --dry-run and --status say so too, before listing a directory that is not what it seems.
     for flags in (["--status"], ["--dry-run"]):
@@ -136,7 +136,7 @@ def test_a_sweep_command_refuses_a_linked_run_directory_in_one_line(
     (run,) = spec.expand()
     run_dir_of(spec, run).parent.mkdir(parents=True)
     run_dir_of(spec, run).symlink_to(outside)
-    from nlbench.sweep.cli import main
+    from nlbench.sweep_command import main
 
     assert main(["--config", str(spec_path), "--max-runs", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -150,7 +150,7 @@ def test_a_sweep_command_refuses_a_linked_run_directory_in_one_line(
 def test_a_fit_never_writes_through_a_link_in_its_run_directory(
     tmp_path: Path, outside: Path, capsys: pytest.CaptureFixture[str], name: str
 ) -> None:
-    from nlbench.cli import main
+    from nlbench.lightning_cli import main
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -164,7 +164,7 @@ def test_a_fit_never_writes_through_a_link_in_its_run_directory(
 
 def test_a_run_directory_that_is_a_link_is_refused(tmp_path: Path, outside: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    from nlbench.cli import main
+    from nlbench.lightning_cli import main
 
     linked = tmp_path / "linked"
     linked.symlink_to(outside)  # --run_dir pointing at another run's folder
@@ -178,7 +178,7 @@ def test_a_run_directory_that_is_a_link_is_refused(tmp_path: Path, outside: Path
 def test_a_report_is_never_written_through_a_link_in_the_sweep_directory(
     tmp_path: Path, outside: Path, capsys: pytest.CaptureFixture[str], where: str
 ) -> None:
-    from nlbench.report.cli import main as report_main
+    from nlbench.report_command import main as report_main
 
     spec_path = write_spec(tmp_path / "spec", {"output_dir": str(tmp_path / "out"), "axes": {"seed_everything": [0]}})
     sweep(spec_path)
@@ -236,8 +236,8 @@ def test_readers_never_block_on_a_fifo(tmp_path: Path, where: str, capsys: pytes
     path.unlink(missing_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     os.mkfifo(path)
-    from nlbench.report.cli import main as report_main
-    from nlbench.sweep.cli import print_status
+    from nlbench.report_command import main as report_main
+    from nlbench.sweep_command import print_status
 
     with deadline(60):
         frame = results.load(spec.output_dir, curves=True)
@@ -399,14 +399,14 @@ def test_the_unreadable_runs_are_looked_up_once_per_report(tmp_path: Path, monke
 def test_yaml_nested_990_deep_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], what: str) -> None:
     deep = "[" * 990 + "]" * 990
     if what == "spec":
-        from nlbench.sweep.cli import main
+        from nlbench.sweep_command import main
 
         spec = write_spec(tmp_path, {"axes": {"seed_everything": [0]}})
         spec.write_text(f"base: base.yaml\naxes: {{seed_everything: [0]}}\noverrides: {{trainer.x: {deep}}}\n")
         assert main(["--config", str(spec), "--dry-run"]) == 2
         program = "nlbench sweep"
     else:
-        from nlbench.cli import main
+        from nlbench.lightning_cli import main
 
         config = tmp_path / "deep.yaml"
         config.write_text(f"trainer:\n  plugins: {deep}\n")
@@ -425,7 +425,7 @@ def test_yaml_nested_990_deep_is_one_line(tmp_path: Path, capsys: pytest.Capture
 def test_a_fit_that_trains_no_step_is_refused_before_it_starts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
 ) -> None:
-    from nlbench.cli import ConfigError, main, parse_fit_args
+    from nlbench.lightning_cli import ConfigError, main, parse_fit_args
 
     key = option[2:].split("=")[0]
     run_dir = tmp_path / "run"
@@ -468,7 +468,7 @@ def test_a_fit_that_stopped_before_its_first_step_is_recorded_failed(tmp_path: P
 # ---- item 9: received text reaching a terminal or a report -------------------------------------------------------
 def test_a_claims_owner_text_is_printed_without_terminal_escapes(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from nlbench.sweep.cli import print_status
+    from nlbench.sweep_command import print_status
 
     spec = load_spec(write_spec(tmp_path / "spec", {"output_dir": str(tmp_path / "out"),
                                                     "axes": {"seed_everything": [0]}}))  # fmt: skip
@@ -487,8 +487,8 @@ def test_a_claims_owner_text_is_printed_without_terminal_escapes(tmp_path: Path,
 
 
 def test_a_rejected_99k_character_value_is_not_echoed_whole(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from nlbench.cli import main as fit_main
-    from nlbench.sweep.cli import main as sweep_main
+    from nlbench.lightning_cli import main as fit_main
+    from nlbench.sweep_command import main as sweep_main
 
     value = "q" * 99_000
     spec = write_spec(tmp_path, {"axes": {"seed_everything": [0]}})
@@ -507,7 +507,7 @@ def test_a_rejected_99k_character_value_is_not_echoed_whole(tmp_path: Path, caps
 
 
 def test_report_md_escapes_html_from_received_values(tmp_path: Path) -> None:
-    from nlbench.report.cli import main as report_main
+    from nlbench.report_command import main as report_main
 
     for i, normalization in enumerate(["softmax", "<script>alert(1)</script>", "[x](javascript:alert(3))"]):
         for seed in (0, 1):

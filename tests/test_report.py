@@ -28,9 +28,9 @@ from nlbench import results
 from nlbench import schema
 from nlbench.record import RunRecord, read_record, write_record
 from nlbench.report import collect, plots, render
-from nlbench.report.cli import main as report_main
+from nlbench.report_command import main as report_main
 from nlbench.schema import BEST_ACC1, FINAL_ACC1, IMAGES_PER_S
-from nlbench.sweep.results import write_results
+from nlbench.sweep.table import write_results
 from nlbench.sweep.spec import spec_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -860,7 +860,7 @@ def test_throughput_says_where_it_was_measured_and_drops_identical_params(tmp_pa
 
 def test_the_report_does_not_import_torch() -> None:
     """`nlbench report` reads files and draws figures: it must start without the training stack."""
-    code = "import sys, nlbench.report.cli, nlbench.report.stats; sys.exit('torch' in sys.modules)"
+    code = "import sys, nlbench.report_command, nlbench.report.stats; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
 
 
@@ -893,7 +893,7 @@ def test_category_labels_do_not_collide(tmp_path: Path) -> None:
 
 
 def test_per_configuration_figures_are_capped(tmp_path: Path) -> None:
-    from nlbench.bench.report import write_runs
+    from nlbench.bench.report_time import write_runs
 
     write_runs(tmp_path / "many", runs=60, configs=60, epochs=2)
     sweep = collect.load_sweep(tmp_path / "many")

@@ -22,7 +22,7 @@ from scipy import stats as scipy_stats
 from nlbench import schema
 from nlbench.record import RunRecord, write_record
 from nlbench.report import claims, collect, compare, render, stats
-from nlbench.report.cli import main as report_main
+from nlbench.report_command import main as report_main
 from nlbench.schema import BEST_ACC1, FINAL_ACC1, SELECTED_ACC1
 
 REPO = Path(__file__).resolve().parents[1]
@@ -275,7 +275,7 @@ def test_runs_at_chance_are_flagged(tmp_path: Path) -> None:
 def test_the_recipe_states_every_option_that_shapes_training(tmp_path: Path) -> None:
     """limit_train_batches and limit_val_batches (and the rest of the recipe) in report.md, report.html and the
     sweep's results.csv."""
-    from nlbench.sweep.results import write_results
+    from nlbench.sweep.table import write_results
     from nlbench.sweep.spec import spec_from_dict
 
     root = tmp_path / "sweep"
@@ -331,7 +331,7 @@ def test_equivalence_needs_tost_within_the_margin(tmp_path: Path, capsys) -> Non
 def test_power_in_the_report_and_from_a_pilot(tmp_path: Path, capsys) -> None:
     from statsmodels.stats.power import TTestPower
 
-    from nlbench.sweep.cli import main as sweep_main
+    from nlbench.sweep_command import main as sweep_main
 
     rng = np.random.default_rng(11)
     runs = []

@@ -19,8 +19,8 @@ from nlbench import results
 from nlbench import schema
 from nlbench.record import RunRecord, identity_from_config, read_record, write_record
 from nlbench.report import collect
-from nlbench.report.cli import main as report_main
-from nlbench.sweep.results import read_state, write_results
+from nlbench.report_command import main as report_main
+from nlbench.sweep.table import read_state, write_results
 from nlbench.sweep.spec import spec_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
 def lr_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
     """A sweep over lr x normalization x seed written the way `nlbench sweep` and `nlbench fit` write it: the spec's
     run ids and results export, each run's record built from its real parsed fit config and command line."""
-    from nlbench.cli import parse_fit_args
+    from nlbench.lightning_cli import parse_fit_args
 
     root = tmp_path_factory.mktemp("lr") / "sweep"
     spec = spec_from_dict({"name": "lr", "base": "experiments/demo.yaml", "axes": {
@@ -107,7 +107,7 @@ def test_load_gives_four_groups_from_wandb(lr_sweep, monkeypatch: pytest.MonkeyP
             identity = m["identity"]
             self.id, self.name, self.group, self.state = m["run_id"][-8:] + identity.name, identity.name, \
                 identity.group, "finished"
-            # What nlbench.cli.ConfigSaver uploads: the NL vocabulary at the top, the resolved config and differs.
+            # What nlbench.lightning_cli.ConfigSaver uploads: the NL vocabulary at the top, the resolved config and differs.
             self.config = {**identity.hparams, "config": m["config"], "differs": identity.differs}
             self.summary = {k: v for k, v in m["record"].metrics.items() if v is not None}
 
@@ -166,7 +166,7 @@ def test_a_killed_plain_fit_reads_interrupted_everywhere(tmp_path: Path) -> None
 
 # ---- torn and foreign files --------------------------------------------------------------------------------------
 def test_a_torn_result_json_is_rebuilt_not_recorded_with_null_accuracy(tmp_path: Path) -> None:
-    from nlbench.cli import main
+    from nlbench.lightning_cli import main
 
     run_dir = tmp_path / "fit"
     assert main(["fit", f"--config={DEMO}", *FAST, "--trainer.max_epochs=1", f"--run_dir={run_dir}"]) == 0

@@ -16,7 +16,7 @@ import torch
 from nlbench.checkpoint_io import AtomicCheckpointIO
 from nlbench.classifier import ImageClassifier
 from nlbench.io import _umask
-from nlbench.cli import main
+from nlbench.lightning_cli import main
 from nlbench.schema import BEST_ACC1, BEST_EPOCH, FINAL_ACC1
 from nlbench.record import read_record
 

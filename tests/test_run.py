@@ -14,7 +14,7 @@ from nlbench import schema
 from nlbench.record import RunRecord, Unreadable, identify, identity_from_config, load_record, read_record, write_record
 from nlbench.report import collect
 from nlbench import results
-from nlbench.sweep.results import collect_rows, write_results
+from nlbench.sweep.table import collect_rows, write_results
 from nlbench.sweep.spec import spec_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -137,7 +137,7 @@ def test_a_report_made_mid_sweep_shows_running_runs_as_running(tmp_path: Path) -
 def test_a_plain_fit_run_directory_loads_and_the_failure_path_writes_the_same_hparams(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nlbench.cli import main
+    from nlbench.lightning_cli import main
     from nlbench.sweep.runner import _failed_record
 
     written, write = [], write_record
@@ -208,7 +208,7 @@ def test_the_record_names_the_attention_kernel_a_softmax_run_used(tmp_path: Path
                                                                    capfd: pytest.CaptureFixture[str]) -> None:
     """SDPA picks its kernel per device, dtype and head width (on a GPU: cuDNN, flash, memory-efficient or math);
     the record says which one trained the run, read off the ATen op one eager forward dispatched to."""
-    from nlbench.cli import main
+    from nlbench.lightning_cli import main
 
     run_dir = tmp_path / "fit"
     assert main(["fit", f"--config={DEMO}", *FAST, "--seed_everything=0", f"--run_dir={run_dir}",

@@ -8,7 +8,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 
-from nlbench.cli import main
+from nlbench.lightning_cli import main
 from nlbench.runlock import RunLock, owner
 from tinyfit import TINY
 

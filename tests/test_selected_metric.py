@@ -12,7 +12,7 @@ import pytest
 
 from nlbench.callbacks import RunResult, evaluate_selected_checkpoint
 from nlbench.classifier import ImageClassifier
-from nlbench.cli import main
+from nlbench.lightning_cli import main
 from nlbench.schema import BEST_ACC1, CLASSES, FINAL_ACC1, SELECTED_ACC1
 from nlbench.record import identify
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nlbench.cli import ConfigError, main, parse_fit_args
+from nlbench.lightning_cli import ConfigError, main, parse_fit_args
 from nlbench.data.cache import ImageArrays, write_cache
 
 REPO = Path(__file__).resolve().parents[1]

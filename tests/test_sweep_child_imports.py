@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from nlbench.record import read_record
-from nlbench.sweep.cli import main as sweep_main
+from nlbench.sweep_command import main as sweep_main
 from nlbench.sweep.runner import DEFAULT_FIT_COMMAND, child_environ, run_dir_of
 from nlbench.sweep.spec import load_spec
 

@@ -13,7 +13,7 @@ import yaml
 from nlbench.report import collect
 from nlbench.schema import BEST_ACC1, FINAL_ACC5
 from nlbench.record import RunRecord, read_record, write_record
-from nlbench.sweep.cli import main, wandb_sync_line
+from nlbench.sweep_command import main, wandb_sync_line
 from nlbench.sweep.runner import LOG_MARK, run_dir_of
 from nlbench.sweep.spec import load_spec
 from nlbench.sweep.wandb_export import export_wandb
@@ -89,7 +89,7 @@ def test_wandb_export_names_real_fit_arguments(
 ) -> None:
     from wandb.sdk.launch.sweeps.utils import create_sweep_command_args  # what `wandb agent` uses for ${args}
 
-    from nlbench.cli import parse_fit_args
+    from nlbench.lightning_cli import parse_fit_args
 
     monkeypatch.chdir(REPO)  # agents run from the repository root
     spec = load_spec("experiments/sweeps/cifar10.yaml", output_dir=tmp_path / "sweep")
@@ -205,7 +205,7 @@ CIFAR10 = REPO / "experiments" / "cifar10.yaml"
 def test_gpu_ids_that_are_not_visible_are_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("nlbench.sweep.cli.visible_gpus", lambda: [])  # a machine without GPUs
+    monkeypatch.setattr("nlbench.sweep_command.visible_gpus", lambda: [])  # a machine without GPUs
     spec = demo_spec(tmp_path, axes={NORMALIZATION: ["scale"]})
     assert main(["--config", str(spec), "--devices", "7,9", "--dry-run"]) == 2
     err = capsys.readouterr().err
@@ -327,7 +327,8 @@ def test_a_long_grid_on_the_cpu_says_how_long_and_asks_for_yes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 26 item 13: `make sweep-cifar10` on a machine without a GPU started 27,000 epochs without a word."""
-    from nlbench.sweep import cli, eta
+    from nlbench import sweep_command
+    from nlbench.sweep import eta
 
     monkeypatch.setattr(eta.os, "cpu_count", lambda: 2)  # the recorded rate's machine: 400 images/s
     path = demo_spec(tmp_path, overrides={"trainer.max_epochs": 300}, axes={"seed_everything": [0, 1, 2, 3, 4, 5]})
@@ -343,6 +344,6 @@ def test_a_long_grid_on_the_cpu_says_how_long_and_asks_for_yes(
     out = capsys.readouterr().out
     assert "ETA: ~1h 15m on this CPU (" in out and "over an hour: the sweep asks for --yes" in out
     started: list[int] = []
-    monkeypatch.setattr(cli, "run_sweep", lambda spec, **kw: started.append(kw["max_runs"] or 0) or [])
+    monkeypatch.setattr(sweep_command, "run_sweep", lambda spec, **kw: started.append(kw["max_runs"] or 0) or [])
     assert main([*argv, "--max-runs", "1"]) == 0 and started == [1]  # one run: 12m 30s, no question asked
     assert main([*argv, "--yes"]) == 0 and started == [1, 0]

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from nlbench.sweep import load_spec, plan_slots, run_sweep
-from nlbench.sweep.mps import LOG_ENV, PIPE_ENV, client_env, mps_slots
+from nlbench.sweep.devices import LOG_ENV, PIPE_ENV, client_env
+from nlbench.sweep.mps import mps_slots
 from test_sweep_runner import FAKE_FIT, calls, write_spec
 
 FAKE_CONTROL = f"""#!{sys.executable}

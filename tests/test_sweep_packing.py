@@ -17,7 +17,7 @@ import yaml
 from nlbench.device_share import CUDA_RESERVE, MEMORY_FRACTION_ENV, DeviceShare, apply_memory_share, memory_fraction
 from nlbench.sweep import Slot, load_spec, plan_slots, run_sweep
 from nlbench.launch import child_env
-from nlbench.sweep.cli import main as sweep_main
+from nlbench.sweep_command import main as sweep_main
 from nlbench.sweep.runner import LOG_MARK, run_dir_of
 from nlbench.sweep.spec import SweepSpecError, spec_from_dict
 from fakecuda import FakeCuda

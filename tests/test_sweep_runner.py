@@ -302,7 +302,7 @@ def test_a_dead_owners_run_is_resumed_by_a_sweep_still_running(tmp_path: Path) -
 def test_index_runs_exactly_the_chosen_points_and_status_shows_every_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from nlbench.sweep.cli import parse_index, print_status
+    from nlbench.sweep_command import parse_index, print_status
 
     assert parse_index("0-2,5, 4", 6) == [0, 1, 2, 4, 5]
     for bad, message in (("7", "7 is out of range; the sweep has 6 runs"), ("2-1", "increasing range"),
@@ -352,7 +352,7 @@ def test_a_spec_cannot_overwrite_another_sweeps_directory(tmp_path: Path) -> Non
                                                    "axes": {"seed_everything": [7]}}))  # fmt: skip
     with pytest.raises(SweepDirError, match="holds another sweep"):
         sweep(attacker, slots=[Slot()], max_runs=0)
-    from nlbench.sweep.cli import main
+    from nlbench.sweep_command import main
 
     assert main(["--config", str(attacker_dir / "sweep.yaml"), "--max-runs", "0"]) == 2
     after = {p.name: p.read_bytes() for p in victim.output_dir.iterdir() if p.is_file()}

@@ -146,7 +146,7 @@ def test_a_grid_above_the_limit_is_refused_before_it_is_expanded(tmp_path: Path)
     with pytest.raises(SweepSpecError, match=r"160,000 runs \(axes 400 x 400, 0 points\) exceed the limit of 100,000.*"
                        r"on the command line with --grid-limit 160000$"):
         spec.expand()
-    # Issue 20 item 14: a received spec may not raise its own limit; only the command line may (nlbench.sweep.cli).
+    # Issue 20 item 14: a received spec may not raise its own limit; only the command line may (nlbench.sweep_command).
     with pytest.raises(SweepSpecError, match=r"'grid_limit' 200,000 raises the limit of 100,000; a spec may only "
                        r"lower it, raise it on the command line with --grid-limit N"):
         load_spec(write(tmp_path, "base: base.yaml\ngrid_limit: 200000\n" + axes, name="raised.yaml"))
@@ -222,7 +222,7 @@ def test_an_override_too_long_for_a_command_line_is_refused_naming_its_key(tmp_p
         with pytest.raises(SweepSpecError, match=rf"{re.escape(where)}: the value of 'model.note' is 200,013 bytes"):
             load_spec(write(tmp_path, "base: base.yaml\n" + body + "\n"))
     # The attack through the CLI: the dry run now refuses it (exit 2, one line) instead of passing it.
-    from nlbench.sweep.cli import main
+    from nlbench.sweep_command import main
 
     path = write(tmp_path, f"base: base.yaml\noverrides: {{model.note: {big}}}\naxes: {{seed_everything: [0]}}\n")
     assert main(["--config", str(path), "--dry-run", "--devices", "cpu"]) == 2

@@ -21,9 +21,9 @@ import yaml
 from nlbench import results, trusted_imports
 from nlbench import schema
 from nlbench.record import RunRecord, write_record
-from nlbench.cli import load_run, main
-from nlbench.report.cli import main as report_main
-from nlbench.sweep.cli import main as sweep_main
+from nlbench.lightning_cli import load_run, main
+from nlbench.report_command import main as report_main
+from nlbench.sweep_command import main as sweep_main
 from nlbench.sweep.spec import load_spec
 from tinyfit import FAST, TINY
 

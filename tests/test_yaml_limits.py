@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nlbench import yamlsafe
-from nlbench.cli import main
+from nlbench.lightning_cli import main
 from nlbench.sweep.spec import SweepSpecError, load_spec
 
 REPO = Path(__file__).resolve().parents[1]

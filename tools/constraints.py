@@ -11,10 +11,10 @@ requires (a tool someone pip-installed) is left out. Run it after changing pypro
 from __future__ import annotations
 
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("block", "loader", "train", "imports", "sweep", "report", "device-check")
+# `nlbench bench NAME` -> the module that runs it (nlbench.bench.<module>.main)
+BENCHMARKS: dict[str, str] = {"block": "block", "loader": "loader", "train": "train", "imports": "imports",
+                              "sweep": "sweep_startup", "report": "report_time", "device-check": "device_check"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,4 +31,4 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nlbench bench: error: unknown benchmark {argv[0]!r}; choose from {', '.join(BENCHMARKS)}",
               file=sys.stderr)
         return 2
-    return importlib.import_module(f"nlbench.bench.{argv[0].replace('-', '_')}").main(argv[1:])
+    return importlib.import_module(f"nlbench.bench.{BENCHMARKS[argv[0]]}").main(argv[1:])

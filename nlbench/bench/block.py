@@ -32,10 +32,10 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
 
+from nlbench.bench.timing import synchronize
 from nlbench.nn import BLOCKS, NORMALIZATIONS, NonLocal2d, method_name
 from nlbench.nn.registry import DEFAULT_BLOCK, UnknownMethodError
 from nlbench.nn.sdpa import kernels_in, quiet_kineto
-from nlbench.bench.timing import synchronize
 
 GiB = 2**30
 MiB = 2**20

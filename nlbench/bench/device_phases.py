@@ -33,7 +33,7 @@ from nlbench.bench.device_check import WORK, phase_file
 from nlbench.bench.timing import synchronize
 from nlbench.bench.train import SGD, _model, _StepTimer
 from nlbench.classifier import ImageClassifier
-from nlbench.data import CIFAR10DataModule, SAMPLE_ROOT
+from nlbench.data import SAMPLE_ROOT, CIFAR10DataModule
 from nlbench.data.synthetic import write_cifar10
 from nlbench.device_share import apply_memory_share, share_env
 from nlbench.io import atomic_write_json
@@ -200,7 +200,7 @@ def kernels_phase(device: torch.device, sizes: Sizes, out: Path, rows: Rows) -> 
             before = torch.are_deterministic_algorithms_enabled()
             torch.use_deterministic_algorithms(True)
             try:  # what trainer.deterministic: true runs (nlbench.nn.attention.softmax_attention)
-                row["deterministic"] = "+".join(kernels_in(lambda: softmax_attention(q, k, v)))
+                row["deterministic"] = "+".join(kernels_in(lambda q=q, k=k, v=v: softmax_attention(q, k, v)))
             finally:
                 torch.use_deterministic_algorithms(before)
             rows.add(row)
@@ -380,29 +380,29 @@ def packed_phase(device: torch.device, sizes: Sizes, out: Path, rows: Rows) -> N
             continue
         start = time.monotonic()
         try:
-            rows.add({**row, **_packed_run(device, k, data, out, sizes, mps=mps)})
+            rows.add({**row, **_packed_run(device, k, data, out, sizes, under_mps=mps)})
         except Exception as err:  # noqa: BLE001 - one k failing (e.g. out of memory) must not lose the others
             rows.add({**row, "error": _error(err)})
         estimate = (time.monotonic() - start) * 1.3  # the next (larger) k takes at least as long
 
 
-def _packed_run(device: torch.device, k: int, data: Path, out: Path, sizes: Sizes, *, mps: bool) -> dict[str, Any]:
-    from nlbench.sweep import mps as mps_daemon
+def _packed_run(device: torch.device, k: int, data: Path, out: Path, sizes: Sizes, *, under_mps: bool) -> dict[str, Any]:
+    from nlbench.sweep import devices, mps
 
     work = Path(tempfile.mkdtemp(prefix=f"packed-{k}-", dir=out / WORK))
     try:
         # The env a sweep's `runs_per_device: k` gives: memory cap, and cores / k threads and compile workers.
         env = {**os.environ, **share_env(k, gpu=device.type == "cuda", concurrent=k), "PYTHONUNBUFFERED": "1"}
-        if mps:
-            why = mps_daemon.start(work / "mps")
+        if under_mps:
+            why = mps.start(work / "mps")
             if why:
                 return {"error": f"MPS: {why}"}
-            env.update(mps_daemon.client_env(work / "mps"))
+            env.update(devices.client_env(work / "mps"))
         try:
             return _packed_processes(k, device, data, out, sizes, work, env)
         finally:
-            if mps:
-                mps_daemon.stop(work / "mps")
+            if under_mps:
+                mps.stop(work / "mps")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

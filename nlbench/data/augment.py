@@ -11,7 +11,6 @@ torchvision on its own.
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Sequence
 
 import torch

@@ -195,7 +195,7 @@ class ImageDataModule(LightningDataModule):
         if stage not in _STAGE_SPLITS:
             raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(_STAGE_SPLITS)}")
         if stage == "fit":
-            self.rank_batch_size  # refuse a global batch the DDP processes cannot split, before loading anything
+            _ = self.rank_batch_size  # refuse a global batch the DDP processes cannot split, before loading anything
         for split in _STAGE_SPLITS[stage]:
             if split in self._arrays:
                 continue

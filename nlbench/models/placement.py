@@ -37,8 +37,6 @@ from nlbench.nn.config import DEFAULT_FC_INIT, DEFAULT_NL_STAGES, FcInit
 from nlbench.nn.registry import BLOCKS, DEFAULT_BLOCK
 
 
-
-
 def stage_counts(
     num_stages: int, *, nl_stages: Sequence[int] | None, nl_blocks: int | Sequence[int]
 ) -> dict[int, int]:

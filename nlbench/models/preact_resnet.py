@@ -7,9 +7,9 @@ projection shortcut (1x1 conv, when channels or stride change) reads the block's
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
-import warnings
 from typing import Literal
 
 import torch
@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from nlbench.models.placement import build_stages, init_weights
-from nlbench.nn.config import DEFAULT_FC_INIT, FcInit
 from nlbench.nn import NLConfig
+from nlbench.nn.config import DEFAULT_FC_INIT, FcInit
 from nlbench.nn.registry import RESIDUAL_KINDS
 
 BlockKind = Literal["auto", "basic", "bottleneck"]  # = nlbench.nn.registry.RESIDUAL_KINDS (a test keeps them equal)

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from nlbench.models.placement import build_stages, init_weights
-from nlbench.nn.config import DEFAULT_FC_INIT, FcInit
 from nlbench.models.preact_resnet import classifier_head
 from nlbench.nn import NLConfig
+from nlbench.nn.config import DEFAULT_FC_INIT, FcInit
 
 
 class WideBasicBlock(nn.Module):

@@ -11,12 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nlbench.nn import nl_stats  # noqa: I001 (kept apart from the imports above to keep merges local)
 from nlbench.nn.attention import ORDERS, SCALE_NAMES, SIMILARITIES, apply_similarity
 from nlbench.nn.config import Init, NLConfig, Normalization, Order, ScaleDivisor, Similarity, Width
 from nlbench.nn.normalizations import create_normalization
-from nlbench.nn.registry import method_info
 from nlbench.nn.posenc import SinusoidalPositionalEncoding2d
-from nlbench.nn import nl_stats  # noqa: I001 (kept apart from the imports above to keep merges local)
+from nlbench.nn.registry import method_info
 
 INITS: tuple[str, ...] = get_args(Init)
 _NOTED: set[str] = set()

@@ -9,7 +9,7 @@ The seed is the unit of replication: two runs of one configuration and seed (the
 rerun in another sweep) count once (:func:`merge_duplicates`: the one with a final outcome, then the newest, is
 kept) and the report says how many it merged.
 
-Benchmark files (``nlbench bench train --grid --out FILE``) are read by :mod:`nlbench.bench.grid_file`, their owner.
+Benchmark files (``nlbench bench train --grid --out FILE``) are read by :mod:`nlbench.throughput_file`, their owner.
 """
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from nlbench import results, yamlsafe
-from nlbench import schema
+from nlbench import results, schema, yamlsafe
 from nlbench.report import stats, style
-from nlbench.bench.grid_file import BenchFileError, Benchmark, load_benchmark
 from nlbench.results import SourceError, WandbSourceError
+from nlbench.throughput_file import BenchFileError, Benchmark, load_benchmark
 
 FINISHED = "finished"
 RUNNING = "running"

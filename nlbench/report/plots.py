@@ -17,7 +17,6 @@ from matplotlib.ticker import FixedLocator, NullLocator
 
 from nlbench.limits import MAX_LABEL_CHARS, shorten
 from nlbench.report import style
-from nlbench.schema import BEST_ACC1, FINAL_ACC1, IMAGES_PER_S
 from nlbench.report.collect import (
     Benchmark,
     Sweep,
@@ -28,6 +27,7 @@ from nlbench.report.collect import (
     summarize,
     top1_error,
 )
+from nlbench.schema import BEST_ACC1, FINAL_ACC1, IMAGES_PER_S
 
 MARKERS, LINESTYLES = style.MARKERS, style.LINESTYLES
 # Panels: the final epoch first (unbiased), then the best epoch, which selects on the test split (optimistic).
@@ -312,7 +312,7 @@ def training_benchmark(bench: Benchmark) -> Figure:
     for r, (metric, ylabel) in enumerate(BENCH_ROWS.items()):
         for c, backbone in enumerate(backbones):
             ax = fig.axes[r * len(backbones) + c]
-            for n, normalization in enumerate(normalizations):
+            for normalization in normalizations:
                 for h, head_count in enumerate(heads):
                     points = sorted(
                         (record["reduction"], record[metric])

@@ -17,12 +17,11 @@ import matplotlib
 from matplotlib.figure import Figure
 
 from nlbench.io import atomic_write_text
-from nlbench.report import claims as claims_
 from nlbench.report import plots, stats, style
+from nlbench.report.claims import claims as paper_claims
 from nlbench.report.collect import BOOKKEEPING, SEED_KEYS, Benchmark, Sweep, config_of, summarize, top1_error
 from nlbench.report.compare import BEST_NOTE, METRIC_LABELS, Families, Family, reference_of
-from nlbench.schema import RECIPE
-from nlbench.schema import BEST_ACC1, BEST_ACC5, FINAL_ACC1, IMAGES_PER_S, NEAR_CHANCE, SELECTED_ACC1
+from nlbench.schema import BEST_ACC1, BEST_ACC5, FINAL_ACC1, IMAGES_PER_S, NEAR_CHANCE, RECIPE, SELECTED_ACC1
 
 # Comparisons shown one per row, per compared key; the rest are counted by verdict (a 2,000-configuration sweep
 # would otherwise give a table nobody reads, and bootstrap intervals that take longer than the report should).
@@ -324,7 +323,7 @@ def claims_intro(families: Families) -> str:
 def claims_table(sweep: Sweep, families: Families | None = None) -> Table:
     """Each of the paper's four claims, its verdict and the evidence."""
     families = families or Families(sweep.finished, sweep.config_keys)
-    found = claims_.claims(sweep.runs, sweep.config_keys, families)
+    found = paper_claims(sweep.runs, sweep.config_keys, families)
     return Table(["claim (paper's abstract)", "verdict", "evidence"],
                  [[c.claim, c.verdict, c.evidence] for c in found])
 

@@ -91,7 +91,7 @@ def color(key: str, value: Any, values: Sequence[Any]) -> str:
 _RECORDED: dict[str, tuple[str, str | None]] = {}  # remember_methods: value -> the records' label and colour
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _look(method: str) -> tuple[str, str | None]:
     """The records' look of a method, else the registry's (registered methods; a class path by its last component);
     never an import."""

@@ -6,11 +6,11 @@ Modules: `spec` (YAML -> SweepSpec, grid expansion, run ids, validation), `devic
 """
 
 from nlbench.sweep.devices import Slot, plan_slots, visible_gpus
-from nlbench.sweep.results import RunState, read_state, write_results
 from nlbench.sweep.runner import DEFAULT_FIT_COMMAND, run_sweep
 from nlbench.sweep.spec import SweepRun, SweepSpec, SweepSpecError, load_spec, validate_runs
-from nlbench.sweepdir import run_id
+from nlbench.sweep.table import RunState, read_state, write_results
 from nlbench.sweep.wandb_export import export_wandb, sweep_definition
+from nlbench.sweepdir import run_id
 
 __all__ = [
     "DEFAULT_FIT_COMMAND",

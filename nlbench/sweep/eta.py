@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from nlbench import schema
-from nlbench.sweep.results import RunState
 from nlbench.sweep.spec import BASE_RUN, SweepRun
+from nlbench.sweep.table import RunState
 
 # Training images per second of `nlbench fit --config experiments/demo.yaml` (PreActResNet-20, one NL block, batch
 # 128) on a 2-core x86-64 CPU: result.json's train/images_per_s, 2026-12-06 (BENCHMARKS.md).

@@ -29,8 +29,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from nlbench import sweepdir
-from nlbench.sweep.devices import LOG_ENV, PIPE_ENV, Slot, client_env
-
+from nlbench.sweep.devices import PIPE_ENV, Slot, client_env
 
 CONTROL = "nvidia-cuda-mps-control"
 MAX_PIPE_DIR = 90  # a UNIX socket path holds at most 107 bytes, and the daemon adds its socket names to the dir

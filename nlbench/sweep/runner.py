@@ -29,7 +29,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,8 +44,8 @@ from nlbench.io import UnsafeFileError, open_append, open_file
 from nlbench.limits import printable, shorten, terminal
 from nlbench.record import RunDir, RunIdentity, RunRecord, Unreadable, identity_from_config, write_record
 from nlbench.sweep.devices import Slot
-from nlbench.sweep.results import RunState, read_state, write_results
 from nlbench.sweep.spec import SweepRun, SweepSpec
+from nlbench.sweep.table import RunState, read_state, write_results
 
 
 def _fit_command() -> tuple[str, ...]:
@@ -447,7 +447,7 @@ def _failed_record(
 def _identity_of(spec: SweepSpec, run: SweepRun) -> RunIdentity | None:
     """The identity the fit would have recorded (same names, same hparams), or None when its config does not parse."""
     try:
-        from nlbench.cli import ConfigError, parse_fit_args
+        from nlbench.lightning_cli import ConfigError, parse_fit_args
     except ImportError:
         return None
     try:

@@ -24,7 +24,6 @@ import yaml
 
 from nlbench import trusted_imports, yamlsafe
 from nlbench.limits import MAX_ECHO_CHARS, echo, shorten
-from nlbench.schema import short_name
 from nlbench.sweepdir import DEFAULT_GRID_LIMIT, canonical, format_value, grid, run_id
 
 SPEC_KEYS = ("name", "base", "output_dir", "overrides", "axes", "points", "devices_per_run", "grid_limit", "runs_per_device",
@@ -406,12 +405,12 @@ def validate_runs(
     parse_args: Callable[[list[str]], Any] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Parse the base config and the `probe_runs` with `nlbench.cli.parse_fit_args`; returns run_id -> parsed
+    """Parse the base config and the `probe_runs` with `nlbench.lightning_cli.parse_fit_args`; returns run_id -> parsed
     config for those runs, plus `BASE_RUN` -> the base config (what every other run shares but its swept values).
 
     Raises `SweepSpecError` naming the fixed override, or the axis/point key and value, that the parser rejects.
     """
-    from nlbench.cli import ConfigError, parse_fit_args
+    from nlbench.lightning_cli import ConfigError, parse_fit_args
 
     with warnings.catch_warnings():
         # Parsing is not running: Lightning's advice to launch with srun (where srun exists) is for the runs.

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from nlbench import schema
 from nlbench.record import RunRecord, write_record
+
 NORMALIZATIONS = ("softmax", "scale")
 HEADS = (1, 2, 4, 8)
 
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs < 1 or args.epochs < 1 or min(args.configs) < 1:
         print("nlbench bench report: error: --runs, --configs and --epochs must be positive", file=sys.stderr)
         return 2
-    print(f"| runs | configurations | epochs | generate (s) | nlbench report (s) |\n|---|---|---|---|---|")
+    print("| runs | configurations | epochs | generate (s) | nlbench report (s) |\n|---|---|---|---|---|")
     for configs in args.configs:
         root = (args.keep / f"c{configs}") if args.keep else Path(tempfile.mkdtemp(prefix="nlbench-bench-report-"))
         try:

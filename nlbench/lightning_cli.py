@@ -21,7 +21,7 @@ from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_warn
 
-from nlbench import errors, launch, rundir, trusted_imports, yamlsafe
+from nlbench import error_lines, launch, rundir, trusted_imports, yamlsafe
 from nlbench.callbacks import RunResult, evaluate_selected_checkpoint
 from nlbench.checkpoint_io import check_checkpoint_classes, check_resumable, load_checkpoint_file, resume_checkpoint
 from nlbench.classifier import ImageClassifier
@@ -31,8 +31,8 @@ from nlbench.limits import terminal
 from nlbench.loggers import WANDB_ID_FILE, ResumedMetrics, WandbLogger, quiet_third_party_output, wandb_run_id
 from nlbench.nn.registry import check_config
 from nlbench.predict import PredictionWriter
-from nlbench.rng import RandomState
 from nlbench.record import RunDir, RunIdentity, identity_from_config
+from nlbench.rng import RandomState
 from nlbench.schema import command_line_keys
 
 # Lightning's ModelCheckpoint, replaced by nlbench.checkpoint_io.ModelCheckpoint (same options, last.ckpt always current)
@@ -358,9 +358,9 @@ class _ParseOnlyCLI(NLBenchCLI):
             self.config_init = instantiate(cfg)
             _check_trainer_args(cfg.trainer)
         except Exception as err:
-            if not errors.is_user_error(err):
+            if not error_lines.is_user_error(err):
                 raise
-            raise ConfigError(errors.one_line(err, self.config.keys())) from err
+            raise ConfigError(error_lines.one_line(err, self.config.keys())) from err
 
     def _set_seed(self) -> None:
         pass  # private LightningCLI hook (docs/design.md): a parse-only check seeds nothing
@@ -457,8 +457,8 @@ def load_run(
 
 # ---- entry point --------------------------------------------------------------------------------------------------
 def _one_line(err: BaseException, config_keys: list[str] | None = None) -> str:
-    """The error as one line naming the option or file at fault (see nlbench.errors)."""
-    return errors.one_line(err, config_keys or [])
+    """The error as one line naming the option or file at fault (see nlbench.error_lines)."""
+    return error_lines.one_line(err, config_keys or [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -473,9 +473,9 @@ def main(argv: list[str] | None = None) -> int:
         _check_config_files(argv)
         NLBenchCLI(args=None if from_sys_argv else argv, state=state)
     except Exception as err:
-        if not errors.is_user_error(err) or os.environ.get("NLBENCH_DEBUG"):
+        if not error_lines.is_user_error(err) or os.environ.get("NLBENCH_DEBUG"):
             raise
-        if state.training_started and not errors.is_disk_error(err):
+        if state.training_started and not error_lines.is_disk_error(err):
             raise  # a failure during training: result.json says "failed", the traceback says why
         line = f"nlbench {argv[0] if argv else ''}: error: {_one_line(err, state.config_keys)}"
         print(terminal(line), file=sys.stderr)  # a received value echoed: no terminal escapes, not 99k characters
@@ -513,7 +513,7 @@ def _check_config_files(argv: list[str]) -> None:
         except yamlsafe.YamlLimitError as err:
             raise ConfigError(f"--config {err}") from err
         except UnicodeDecodeError as err:
-            raise ConfigError(f"--config {path}: not a text (YAML) file: {errors.one_line(err)}") from err
+            raise ConfigError(f"--config {path}: not a text (YAML) file: {error_lines.one_line(err)}") from err
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

@@ -28,16 +28,15 @@ from typing import Any
 from jsonargparse import ArgumentError, ArgumentParser
 
 from nlbench import sweepdir
-from nlbench.errors import os_error_line
+from nlbench.error_lines import os_error_line
 from nlbench.io import UnsafeFileError
 from nlbench.limits import terminal
-from nlbench.sweep import eta as cpu_eta
 from nlbench.schema import short_name
+from nlbench.sweep import eta
+from nlbench.sweep.child_imports import check_child_imports, imported_modules
 from nlbench.sweep.datacheck import DataNeed, check_data, data_needs, fetch_data
 from nlbench.sweep.devices import Slot, parse_devices, plan_slots, visible_gpus
 from nlbench.sweep.mps import mps_slots
-from nlbench.sweep.results import axis_columns
-from nlbench.sweep.child_imports import check_child_imports, imported_modules
 from nlbench.sweep.runner import (
     DEFAULT_FIT_COMMAND,
     SweepDirError,
@@ -61,6 +60,7 @@ from nlbench.sweep.spec import (
     probe_runs,
     validate_runs,
 )
+from nlbench.sweep.table import axis_columns
 from nlbench.sweep.wandb_export import export_wandb
 
 
@@ -235,8 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if not slots[0].gpus and not args.yes:  # CPU only: a grid meant for GPUs would train for weeks without a word
-        cpu = cpu_eta.estimate(plan(spec, todo), parsed, len(slots), max_runs=args.max_runs)
-        if cpu is not None and cpu.seconds > cpu_eta.CONFIRM_ABOVE_S:
+        cpu = eta.estimate(plan(spec, todo), parsed, len(slots), max_runs=args.max_runs)
+        if cpu is not None and cpu.seconds > eta.CONFIRM_ABOVE_S:
             return _error(f"the runs would take about {format_duration(cpu.seconds)} on this machine's CPU (no GPU "
                           f"visible): {cpu.epochs:,} epochs at {cpu.how}; pass --yes to run them anyway, or fewer "
                           "with --max-runs N or --index")
@@ -432,12 +432,12 @@ def print_plan(
     measured_epochs = sum(int(r["epochs"]) for r in timed)
     if seconds > 0 and measured_epochs:
         per_epoch = seconds / measured_epochs
-        eta = format_duration(total * per_epoch / len(slots))
-        print(f"ETA: ~{eta} at {per_epoch:.1f} s/epoch (measured over {len(timed)} finished run(s))")
+        remaining = format_duration(total * per_epoch / len(slots))
+        print(f"ETA: ~{remaining} at {per_epoch:.1f} s/epoch (measured over {len(timed)} finished run(s))")
     elif bench is not None:
         print(_benchmark_eta(bench, todo, epochs, needs, len(slots)))
-    elif not slots[0].gpus and (cpu := cpu_eta.estimate(planned, parsed, len(slots))) is not None:
-        ask = "; over an hour: the sweep asks for --yes" if cpu.seconds > cpu_eta.CONFIRM_ABOVE_S else ""
+    elif not slots[0].gpus and (cpu := eta.estimate(planned, parsed, len(slots))) is not None:
+        ask = "; over an hour: the sweep asks for --yes" if cpu.seconds > eta.CONFIRM_ABOVE_S else ""
         print(f"ETA: ~{format_duration(cpu.seconds)} on this CPU ({cpu.how}){ask}")
     else:
         print("ETA: unknown (no finished runs to time yet; --bench FILE estimates it from a benchmark)")
@@ -477,16 +477,16 @@ def pilot_power(pilot: str, runs: Sequence[SweepRun], margin: float) -> str:
                                   f"({varied})"])
     lines.append(f"  {'key':<16} {'reference':<12} {'seed sd (pt)':>12} {'seeds':>6} {'family':>7} "
                  f"{'detectable (pt)':>16} {f'seeds for {100 * margin:g} pt':>18}")
-    for plan in plans:
-        sd = "–" if plan.sd is None else f"{100 * plan.sd:.2f}"
-        detect = "–" if plan.detectable is None else f"{100 * plan.detectable:.2f}"
-        need = "–" if plan.seeds_for_margin is None and plan.sd is None else (
-            f"> {MAX_SEEDS:,}" if plan.seeds_for_margin is None else str(plan.seeds_for_margin))
-        lines.append(f"  {plan.key:<16} {str(plan.reference):<12} {sd:>12} {plan.seeds:>6} {plan.family:>7} "
+    for row in plans:
+        sd = "–" if row.sd is None else f"{100 * row.sd:.2f}"
+        detect = "–" if row.detectable is None else f"{100 * row.detectable:.2f}"
+        need = "–" if row.seeds_for_margin is None and row.sd is None else (
+            f"> {MAX_SEEDS:,}" if row.seeds_for_margin is None else str(row.seeds_for_margin))
+        lines.append(f"  {row.key:<16} {str(row.reference):<12} {sd:>12} {row.seeds:>6} {row.family:>7} "
                      f"{detect:>16} {need:>18}")
     if skipped:
         lines.append(f"  (the pilot also compares {', '.join(skipped)}, which this sweep does not vary)")
-    if any(plan.sd is None for plan in plans):
+    if any(row.sd is None for plan in plans):
         lines.append("  –: no seed sd in the pilot (a key needs two seeds both arms ran, differing between seeds)")
     return "\n".join(lines)
 
@@ -497,7 +497,7 @@ def _benchmark_eta(
     """The ETA from a training benchmark: per run, epochs x training images / the images/s the benchmark measured
     for its normalization, reduction and heads (the mean over matching records; all records when none match)."""
     from nlbench.data.sources import SPECS
-    from nlbench.bench.grid_file import BenchFileError, load_benchmark
+    from nlbench.throughput_file import BenchFileError, load_benchmark
 
     try:
         benchmark = load_benchmark(path)
