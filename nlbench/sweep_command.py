@@ -18,7 +18,6 @@ failed (diverged runs are results, and runs left for later by --max-runs are not
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -27,7 +26,6 @@ from typing import Any
 
 from jsonargparse import ArgumentError, ArgumentParser
 
-from nlbench import sweepdir
 from nlbench.error_lines import os_error_line
 from nlbench.io import UnsafeFileError
 from nlbench.limits import terminal
@@ -44,11 +42,10 @@ from nlbench.sweep.runner import (
     child_environ,
     format_duration,
     plan,
-    prepare_sweep_dir,
     run_owner,
     run_sweep,
 )
-from nlbench.sweep.slurm import SLURM_KEYS, slurm_options
+from nlbench.sweep.launcher import LAUNCHERS, LaunchError, counts_line, launchers
 from nlbench.sweep.spec import (
     BASE_RUN,
     DEFAULT_GRID_LIMIT,
@@ -121,22 +118,10 @@ def build_parser() -> ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--status", action="store_true",
                         help="show every run's state (pending, running where, finished, failed and why); start nothing")
-    parser.add_argument("--launcher", type=str, default="local", choices=["local", "slurm"],
+    parser.add_argument("--launcher", type=str, default="local", choices=["local", *LAUNCHERS],
                         help="local: run here; slurm: submit the pending runs as one SLURM job array (submitit)")
-    helps = {
-        "partition": "SLURM partition", "time": "time limit per array task (minutes, HH:MM:SS, D-HH:MM:SS); required",
-        "gpus_per_task": "GPUs per array task", "gres": "generic resources per task, e.g. gpu:a100:2 (sbatch --gres)",
-        "cpus_per_task": "CPUs per array task",
-        "mem": "memory per array task, e.g. 32G (default: 8G per run the task holds)",
-        "array_parallelism": "at most this many tasks at once",
-        "account": "account to charge", "qos": "quality of service",
-        "additional": "any other sbatch options as a mapping, e.g. '{constraint: a100, mail-type: END}'",
-    }  # fmt: skip
-    for key in SLURM_KEYS:
-        kind: Any = dict if key == "additional" else (int if key in ("gpus_per_task", "cpus_per_task",
-                                                                     "array_parallelism") else str)
-        parser.add_argument(f"--slurm.{key}", type=kind | None, default=None,
-                            help=f"{helps[key]} (default: the spec's slurm: {key})")  # fmt: skip
+    for launcher in launchers().values():
+        launcher.add_arguments(parser)
     return parser
 
 
@@ -179,9 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 < margin < 100:
             raise ValueError(f"--margin {margin:g}: expected a difference in percentage points, > 0 and < 100")
         spec = load_spec(args.config, output_dir=args.output_dir)
-        slurm_given = {key: getattr(args.slurm, key) for key in SLURM_KEYS} if args.slurm else {}
-        if args.launcher != "slurm" and any(v is not None for v in slurm_given.values()):
-            raise ValueError("--slurm.* options need --launcher slurm")
+        for name, other in launchers().items():
+            if args.launcher != name and other.given(args):
+                raise ValueError(f"--{name}.* options need --launcher {name}")
+        launcher = launchers().get(args.launcher)
         if args.mps and (args.launcher != "local" or args.export_wandb or args.status):
             # The daemon lives as long as this process runs the sweep: an array task or an agent would not get it.
             raise ValueError("--mps runs a sweep here under a private MPS daemon; it does nothing with --launcher "
@@ -191,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.runs_per_device is not None:
             spec = dataclasses.replace(spec, runs_per_device=args.runs_per_device)
         spec.check_size()
-        options = slurm_options(spec, slurm_given) if args.launcher == "slurm" and not args.status else None
+        options = launcher.options(spec, launcher.given(args)) if launcher and not args.status else None
         slots = None  # only needed to run or preview here; an export or a submission may be made without the GPUs
         local = args.launcher == "local" and not args.status
         if local and (args.dry_run or not args.export_wandb):
@@ -221,11 +207,14 @@ def main(argv: list[str] | None = None) -> int:
         return _error(str(err))
     except OSError as err:  # e.g. a read-only or full disk for --export-wandb
         return _error(os_error_line(err))
-    if options is not None and not args.export_wandb:
-        code = _submit(spec, runs, todo, options, needs, dry_run=args.dry_run)
+    if launcher is not None and options is not None and not args.export_wandb:
+        try:
+            launcher.launch(spec, runs, todo, options, needs, dry_run=args.dry_run)
+        except (LaunchError, SweepDirError, FileNotFoundError, ValueError) as err:
+            return _error(str(err))
         if power:
             print(power)
-        return code
+        return 0
     if slots is None:
         return 0
     if args.dry_run:
@@ -240,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             return _error(f"the runs would take about {format_duration(cpu.seconds)} on this machine's CPU (no GPU "
                           f"visible): {cpu.epochs:,} epochs at {cpu.how}; pass --yes to run them anyway, or fewer "
                           "with --max-runs N or --index")
-    print(f"sweep {spec.name}: {_counts_line(spec, runs)}; {len(slots)} slot(s): "
+    print(f"sweep {spec.name}: {counts_line(spec, runs)}; {len(slots)} slot(s): "
           f"{', '.join(s.label for s in slots)} -> {spec.output_dir}")  # fmt: skip
     try:
         fetch_data(needs)
@@ -262,76 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if counts["failed"] else 0
 
 
-def _submit(
-    spec: SweepSpec, runs: Sequence[SweepRun], todo: Sequence[SweepRun], options: Mapping[str, Any],
-    needs: Sequence[DataNeed], *, dry_run: bool,
-) -> int:
-    """--launcher slurm: submit the runs that are neither done nor running as one job array (or print it)."""
-    from nlbench.sweep import slurm
-
-    pending = [run for run, state in plan(spec, todo) if state.action != "skip" and run_owner(spec, run) is None]
-    tasks = slurm.task_runs(spec, pending, options)
-    if dry_run:
-        print(f"sweep {spec.name}: {_counts_line(spec, runs)}; would submit {len(pending)} run(s) as "
-              f"{len(tasks)} array task(s), logs under {spec.output_dir / sweepdir.SLURM}; each task asks for "
-              f"{options['mem']} of memory (--slurm.mem)")  # fmt: skip
-        try:
-            commands = _task_commands(spec, pending, tasks[:20], options)
-        except ValueError as err:  # e.g. devices_per_run above --slurm.gpus_per_task: every task would fail
-            return _error(str(err))
-        for i, (ids, lines) in enumerate(zip(tasks, commands)):
-            print(f"  task {i}: {', '.join(ids)}")
-            for line in lines:
-                print(f"    {line}")
-        if len(tasks) > 20:
-            print(f"  ... {len(tasks) - 20} more task(s)")
-        print(slurm.sbatch_script(spec, max(1, len(tasks)), options))
-        return 0
-    if not pending:
-        print(f"sweep {spec.name}: nothing to submit ({_counts_line(spec, runs)}; running ones are not resubmitted)")
-        return 0
-    try:
-        check_data(needs)
-        fetch_data(needs)  # here, on the login node: compute nodes often have no internet
-        prepare_sweep_dir(spec)
-        job = slurm.submit(spec, pending, options)
-    except (SweepDirError, FileNotFoundError, ValueError) as err:
-        return _error(str(err))
-    except OSError as err:
-        return _error(os_error_line(err, where=spec.output_dir))
-    except Exception as err:  # submitit's FailedJobError / FailedSubmissionError: sbatch said no
-        return _error(f"sbatch refused the job: {' '.join(str(err).split())[:300]}")
-    print(f"submitted job {job}: {len(pending)} run(s) as {len(tasks)} array task(s); "
-          f"logs: {spec.output_dir / sweepdir.SLURM}")  # fmt: skip
-    print(f"follow it with: nlbench sweep --config {spec.source or '<spec>'} --status"
-          + (f" --output_dir {spec.output_dir}" if spec.source is None else ""))
-    return 0
-
-
-def _task_commands(
-    spec: SweepSpec, pending: Sequence[SweepRun], tasks: Sequence[Sequence[str]], options: Mapping[str, Any]
-) -> list[list[str]]:
-    """The `nlbench fit` command line of each run of each task, as the array task starts it (nlbench.sweep.slurm_task:
-    the sweep runner on the task's GPUs, numbered from 0 inside the task)."""
-    import shlex
-
-    from nlbench.sweep.runner import fit_command_of
-
-    gpus = [str(i) for i in range(options.get("gpus_per_task") or 0)]
-    slots = plan_slots(gpus, spec.devices_per_run, spec.runs_per_device)
-    by_id = {run.run_id: (run, state) for run, state in plan(spec, pending)}
-    return [[shlex.join(fit_command_of(spec, by_id[run_id][0], slot, resume=by_id[run_id][1].resumable))
-             for run_id, slot in zip(ids, itertools.cycle(slots))] for ids in tasks]  # fmt: skip
-
-
 def print_status(spec: SweepSpec, runs: Sequence[SweepRun]) -> None:
     """One line per run: pending (queued in a SLURM job when it is), running where, finished, diverged, failed
     with the error or its log's last line. Reads the run directories, claims and squeue; starts nothing."""
-    from nlbench.sweep import slurm
     from nlbench.sweep.runner import LOG_NAME, _last_log_line, run_dir_of
 
-    submitted = slurm.submitted_jobs(spec)
-    queue = slurm.queued([task.split("_")[0] for task in submitted.values()])
+    queued = {run_id: where for launcher in launchers().values() for run_id, where in launcher.queued(spec).items()}
     print(f"sweep {spec.name} -> {spec.output_dir}")
     width = max(len(run.run_id) for run in runs)
     counts: Counter[str] = Counter()
@@ -348,10 +273,8 @@ def print_status(spec: SweepSpec, runs: Sequence[SweepRun]) -> None:
             error = (record.error if record else None) or (_last_log_line(log) if log.is_file() else None)
             status, detail = "failed", error or "no error recorded"
         else:
-            task = submitted.get(run.run_id)
-            queued = queue.get(task, "") if task else ""
             status = "pending"
-            detail = (f"{state.status}, queued as SLURM job {task} ({queued})" if queued else state.status)
+            detail = f"{state.status}, {queued[run.run_id]}" if run.run_id in queued else state.status
         counts[status] += 1
         print(terminal(f"{status:<9} {run.run_id:<{width}}  {detail}"))  # received text: lock owners, errors, logs
     print(", ".join(f"{n} {status}" for status, n in counts.most_common()))
@@ -384,12 +307,6 @@ def _error(message: str) -> int:
     return 2
 
 
-def _counts_line(spec: SweepSpec, runs: Sequence[SweepRun]) -> str:
-    actions = Counter(state.action for _, state in plan(spec, runs))
-    return (f"{len(runs)} runs, {actions['skip']} done, {actions['run']} new, {actions['resume']} to resume, "
-            f"{actions['retry']} to retry")  # fmt: skip
-
-
 def print_plan(
     spec: SweepSpec,
     runs: Sequence[SweepRun],
@@ -407,7 +324,7 @@ def print_plan(
     for run, state in planned:
         overrides = " ".join(f"{columns[k]}={format_value(v)}" for k, v in run.params.items())
         print(terminal(f"{state.status:<11} {state.action:<6} {run.run_id:<{width}}  {overrides}"))
-    print(_counts_line(spec, runs))
+    print(counts_line(spec, runs))
     for need in needs:
         print(need.describe)
     print(f"devices: {len(slots)} slot(s), one run at a time on each: {', '.join(s.label for s in slots)}"

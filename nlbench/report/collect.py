@@ -30,7 +30,6 @@ from nlbench.throughput_file import BenchFileError, Benchmark, load_benchmark
 FINISHED = "finished"
 RUNNING = "running"
 # A row's keys that are bookkeeping or outcome, never configuration.
-BOOKKEEPING: frozenset[str] = frozenset(results.NOT_CONFIG)
 SEED_KEYS: frozenset[str] = frozenset({schema.SEED, schema.SEED_KEY})
 
 __all__ = ["Benchmark", "BenchFileError", "SourceError", "Sweep", "WandbSourceError", "load_benchmark", "load_sweep",
@@ -112,7 +111,7 @@ def merge_duplicates(runs: Sequence[dict[str, Any]], keys: Sequence[str]) -> tup
         if run.get("status") == schema.UNREADABLE or run.get("seed") is None:
             slots.append(run)
             continue
-        key = (*config_of(run, keys), _freeze(run.get("seed")))
+        key = (*config_of(run, keys), schema.hashable(run.get("seed")))
         if key not in chosen:
             chosen[key] = len(slots)
             slots.append(run)
@@ -138,7 +137,7 @@ def mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None
 
 def config_of(run: Mapping[str, Any], keys: Sequence[str]) -> tuple[Any, ...]:
     """The run's values of ``keys`` as a hashable tuple (lists such as ``nl_stages`` become tuples)."""
-    return tuple(_freeze(run.get(key)) for key in keys)
+    return tuple(schema.hashable(run.get(key)) for key in keys)
 
 
 def group_runs(
@@ -239,7 +238,5 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (2, str(value))
 
 
-def _freeze(value: Any) -> Any:
-    return tuple(_freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 

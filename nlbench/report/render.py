@@ -16,10 +16,11 @@ from typing import Any
 import matplotlib
 from matplotlib.figure import Figure
 
+from nlbench import results
 from nlbench.io import atomic_write_text
 from nlbench.report import plots, stats, style
 from nlbench.report.claims import claims as paper_claims
-from nlbench.report.collect import BOOKKEEPING, SEED_KEYS, Benchmark, Sweep, config_of, summarize, top1_error
+from nlbench.report.collect import SEED_KEYS, Benchmark, Sweep, config_of, summarize, top1_error
 from nlbench.report.compare import BEST_NOTE, METRIC_LABELS, Families, Family, reference_of
 from nlbench.schema import BEST_ACC1, BEST_ACC5, FINAL_ACC1, IMAGES_PER_S, NEAR_CHANCE, RECIPE, SELECTED_ACC1
 
@@ -389,7 +390,7 @@ def _recipe_line(sweep: Sweep) -> str:
 
 def _fixed_settings(sweep: Sweep) -> dict[str, Any]:
     """Hyper-parameters with one value across all runs (what the sweep held constant)."""
-    varying = set(sweep.config_keys) | SEED_KEYS | BOOKKEEPING
+    varying = set(sweep.config_keys) | SEED_KEYS | results.NOT_CONFIG
     fixed: dict[str, Any] = {}
     for run in sweep.runs:
         if run.get("status") in ("unreadable", "new"):

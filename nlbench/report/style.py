@@ -16,6 +16,7 @@ import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from nlbench import schema
 from nlbench.nn.registry import NONE, method_look
 
 PALETTE: tuple[str, ...] = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
@@ -64,7 +65,7 @@ def config_label(config: Mapping[str, Any]) -> str:
 
 def order(runs: Iterable[Mapping[str, Any]], key: str) -> list[Any]:
     """The values of ``key`` in the order the runs first take them (the colour order)."""
-    return list(dict.fromkeys(_hashable(run.get(key)) for run in runs))
+    return list(dict.fromkeys(schema.hashable(run.get(key)) for run in runs))
 
 
 def remember_methods(looks: Mapping[str, tuple[str, str | None]]) -> None:
@@ -83,7 +84,7 @@ def color(key: str, value: Any, values: Sequence[Any]) -> str:
         return str(_look(value)[1])
     palette = [c for c in PALETTE if c not in own.values()] or list(PALETTE)
     shown = [v for v in values if not own.get(v)]
-    value = _hashable(value)
+    value = schema.hashable(value)
     index = shown.index(value) if value in shown else len(shown)
     return palette[index % len(palette)]
 
@@ -97,6 +98,3 @@ def _look(method: str) -> tuple[str, str | None]:
     never an import."""
     return _RECORDED.get(method) or method_look(method)
 
-
-def _hashable(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value

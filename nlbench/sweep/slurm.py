@@ -21,6 +21,7 @@ cancelled job (``scancel JOB``) stays cancelled.
 
 from __future__ import annotations
 
+import itertools
 import re
 import shlex
 import subprocess
@@ -29,9 +30,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import ArgumentParser, Namespace
+
 from nlbench import limits, sweepdir
+from nlbench.error_lines import os_error_line
 from nlbench.io import open_append, read_bounded
 from nlbench.limits import printable
+from nlbench.sweep.datacheck import DataNeed, check_data, fetch_data
+from nlbench.sweep.devices import plan_slots
+from nlbench.sweep.launcher import LaunchError, counts_line
+from nlbench.sweep.runner import SweepDirError, fit_command_of, plan, prepare_sweep_dir, run_owner
 from nlbench.sweep.sbatch import check_options
 from nlbench.sweep.spec import SweepRun, SweepSpec, SweepSpecError
 
@@ -207,6 +215,91 @@ def queued(job_ids: Sequence[str]) -> dict[str, str]:
     except (OSError, subprocess.TimeoutExpired):
         return {}
     return dict(line.split(None, 1) for line in out.splitlines() if len(line.split(None, 1)) == 2)
+
+
+class SlurmLauncher:
+    """``--launcher slurm``: the runs neither done nor running, as one SLURM job array (see the module doc)."""
+
+    name = "slurm"
+    HELP = {
+        "partition": "SLURM partition", "time": "time limit per array task (minutes, HH:MM:SS, D-HH:MM:SS); required",
+        "gpus_per_task": "GPUs per array task", "gres": "generic resources per task, e.g. gpu:a100:2 (sbatch --gres)",
+        "cpus_per_task": "CPUs per array task",
+        "mem": "memory per array task, e.g. 32G (default: 8G per run the task holds)",
+        "array_parallelism": "at most this many tasks at once",
+        "account": "account to charge", "qos": "quality of service",
+        "additional": "any other sbatch options as a mapping, e.g. '{constraint: a100, mail-type: END}'",
+    }  # fmt: skip
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        for key in SLURM_KEYS:
+            kind: Any = dict if key == "additional" else (
+                int if key in ("gpus_per_task", "cpus_per_task", "array_parallelism") else str)
+            parser.add_argument(f"--slurm.{key}", type=kind | None, default=None,
+                                help=f"{self.HELP[key]} (default: the spec's slurm: {key})")  # fmt: skip
+
+    def given(self, args: Namespace) -> dict[str, Any]:
+        section = getattr(args, "slurm", None)
+        return {key: getattr(section, key) for key in SLURM_KEYS if section and getattr(section, key) is not None}
+
+    def options(self, spec: SweepSpec, given: Mapping[str, Any]) -> dict[str, Any]:
+        return slurm_options(spec, given)
+
+    def launch(self, spec: SweepSpec, runs: Sequence[SweepRun], todo: Sequence[SweepRun], options: Mapping[str, Any],
+               needs: Sequence[DataNeed], *, dry_run: bool) -> None:
+        pending = [run for run, state in plan(spec, todo) if state.action != "skip" and run_owner(spec, run) is None]
+        tasks = task_runs(spec, pending, options)
+        if dry_run:
+            print(f"sweep {spec.name}: {counts_line(spec, runs)}; would submit {len(pending)} run(s) as "
+                  f"{len(tasks)} array task(s), logs under {spec.output_dir / sweepdir.SLURM}; each task asks for "
+                  f"{options['mem']} of memory (--slurm.mem)")  # fmt: skip
+            # e.g. devices_per_run above --slurm.gpus_per_task (every task would fail): ValueError
+            commands = task_commands(spec, pending, tasks[:20], options)
+            for i, (ids, lines) in enumerate(zip(tasks, commands)):
+                print(f"  task {i}: {', '.join(ids)}")
+                for line in lines:
+                    print(f"    {line}")
+            if len(tasks) > 20:
+                print(f"  ... {len(tasks) - 20} more task(s)")
+            print(sbatch_script(spec, max(1, len(tasks)), options))
+            return
+        if not pending:
+            print(f"sweep {spec.name}: nothing to submit ({counts_line(spec, runs)}; running ones are not "
+                  "resubmitted)")
+            return
+        try:
+            check_data(needs)
+            fetch_data(needs)  # here, on the login node: compute nodes often have no internet
+            prepare_sweep_dir(spec)
+            job = submit(spec, pending, options)
+        except (SweepDirError, FileNotFoundError, ValueError):
+            raise
+        except OSError as err:
+            raise LaunchError(os_error_line(err, where=spec.output_dir)) from err
+        except Exception as err:  # submitit's FailedJobError / FailedSubmissionError: sbatch said no
+            raise LaunchError(f"sbatch refused the job: {' '.join(str(err).split())[:300]}") from err
+        print(f"submitted job {job}: {len(pending)} run(s) as {len(tasks)} array task(s); "
+              f"logs: {spec.output_dir / sweepdir.SLURM}")  # fmt: skip
+        print(f"follow it with: nlbench sweep --config {spec.source or '<spec>'} --status"
+              + (f" --output_dir {spec.output_dir}" if spec.source is None else ""))
+
+    def queued(self, spec: SweepSpec) -> dict[str, str]:
+        submitted = submitted_jobs(spec)
+        queue = queued([task.split("_")[0] for task in submitted.values()])
+        return {run_id: f"queued as SLURM job {task} ({queue[task]})"
+                for run_id, task in submitted.items() if queue.get(task)}  # fmt: skip
+
+
+def task_commands(
+    spec: SweepSpec, pending: Sequence[SweepRun], tasks: Sequence[Sequence[str]], options: Mapping[str, Any]
+) -> list[list[str]]:
+    """The `nlbench fit` command line of each run of each task, as the array task starts it (nlbench.sweep.slurm_task:
+    the sweep runner on the task's GPUs, numbered from 0 inside the task)."""
+    gpus = [str(i) for i in range(options.get("gpus_per_task") or 0)]
+    slots = plan_slots(gpus, spec.devices_per_run, spec.runs_per_device)
+    by_id = {run.run_id: (run, state) for run, state in plan(spec, pending)}
+    return [[shlex.join(fit_command_of(spec, by_id[run_id][0], slot, resume=by_id[run_id][1].resumable))
+             for run_id, slot in zip(ids, itertools.cycle(slots))] for ids in tasks]  # fmt: skip
 
 
 def _quote(text: str) -> str:
