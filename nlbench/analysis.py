@@ -6,11 +6,12 @@ whatever the query is. For every NL block of a trained run, on a batch of real t
 this module measures:
 
 - ``key_norm_mass_pearson`` / ``key_norm_mass_spearman``: correlation over key positions between a key's L2 norm
-  and the attention mass it receives. Mass = column sum of |weights| over queries of the normalization's explicit
-  map: probabilities for "softmax" (and "linear", "efficient"), absolute scaled weights |q_i . k_j| / s for
-  "scale" (the scaled map is signed; its magnitude is what a key contributes). A normalization without
-  ``attention_map`` gets None for the statistics that need the map, and a note saying so. Computed per (image, head), then averaged. This, ``key_norm_cv`` and the entropy are the
-  definitions of :mod:`nlbench.nn.nl_stats`, shared with the training logs (``NonLocal2d.attention_stats``).
+  and the attention mass it receives. Mass = column sum of |weights| over queries of the normalization's explicit map:
+  probabilities for "softmax" (and "linear", "efficient"), absolute scaled weights |q_i . k_j| / s for "scale" (the
+  scaled map is signed; its magnitude is what a key contributes). A normalization without ``attention_map`` gets None
+  for the statistics that need the map, and a note saying so. Computed per (image, head), then averaged. This,
+  ``key_norm_cv`` and the entropy are the definitions of :mod:`nlbench.nn.nl_stats`, shared with the training logs
+  (``NonLocal2d.attention_stats``).
 - ``attention_entropy`` (maps whose rows are distributions: the normalization's ``probabilities``): each query's
   entropy over the keys divided by log M (1 = uniform).
 - ``query_variation`` (the same maps): mean total-variation distance between each query's distribution and the
@@ -120,22 +121,30 @@ def analyze_block(name: str, block: NonLocal2d, x: Tensor) -> BlockAttention:
         heads=block.heads,
         query_grid=(h, w),
         key_grid=key_grid,
-        mass="none (no explicit map)" if weights is None else f"sum over queries of {info.name} probabilities"
-        if probabilities else "sum over queries of |q.k| / s" if info.name == "scale"
+        mass="none (no explicit map)"
+        if weights is None
+        else f"sum over queries of {info.name} probabilities"
+        if probabilities
+        else "sum over queries of |q.k| / s"
+        if info.name == "scale"
         else f"sum over queries of |{info.name} weights|",
         key_norm_mass_pearson=None if mass is None else float(nl_stats.key_norm_mass_corr(key_norm, mass).mean()),
-        key_norm_mass_spearman=None if mass is None
+        key_norm_mass_spearman=None
+        if mass is None
         else float(nl_stats.key_norm_mass_corr(_ranks(key_norm), _ranks(mass)).mean()),
         key_norm_cv=float(nl_stats.key_norm_cv(key_norm).mean()),
         attention_entropy=entropy,
         query_variation=variation,
         logit_r2_magnitude=r2_magnitude,
         logit_r2_direction=r2_direction,
-        note=None if weights is not None else f"normalization {info.name} has no attention_map: the map's "
+        note=None
+        if weights is not None
+        else f"normalization {info.name} has no attention_map: the map's "
         "statistics (key norm vs mass, entropy, query variation) and figures are skipped",
     )
-    return BlockAttention(stats=stats, weights=weights, key_norm=key_norm, mass=mass, probabilities=probabilities,
-                          color=info.color)
+    return BlockAttention(
+        stats=stats, weights=weights, key_norm=key_norm, mass=mass, probabilities=probabilities, color=info.color
+    )
 
 
 def _ranks(values: Tensor) -> Tensor:
@@ -223,8 +232,10 @@ class Analysis:
         dot = self.accuracy.get("dot")
         if not self.classes or dot is None or dot >= NEAR_CHANCE / self.classes:
             return None
-        return (f"the model is near chance: top-1 {100 * dot:.1f}% against {100 / self.classes:.1f}% for "
-                f"{self.classes} classes; train it longer before reading the ablation")
+        return (
+            f"the model is near chance: top-1 {100 * dot:.1f}% against {100 / self.classes:.1f}% for "
+            f"{self.classes} classes; train it longer before reading the ablation"
+        )
 
     def summary(self, **meta: Any) -> dict[str, Any]:
         """JSON-ready summary; ``meta`` (run_dir, checkpoint, device, figures, ...) goes first."""
@@ -245,8 +256,9 @@ def analyze(model: nn.Module, batches: Sequence[tuple[Tensor, Tensor]], *, image
     ablation's accuracies over all ``batches``."""
     blocks = named_nl_blocks(model)
     if not blocks:
-        raise ValueError("the model has no NL blocks (a baseline run, or a peer block such as gc or se?); "
-                         "nothing to analyse")
+        raise ValueError(
+            "the model has no NL blocks (a baseline run, or a peer block such as gc or se?); nothing to analyse"
+        )
     sample = torch.cat([x for x, _ in batches])[:images]
     inputs = capture_inputs(model, sample)
     with torch.no_grad():
@@ -285,8 +297,10 @@ def analyze_run(
     classifier, datamodule = load_run(run_dir, checkpoint=checkpoint)
     backbone = classifier.model.to(torch_device).eval()
     if not named_nl_blocks(backbone):
-        raise ValueError(f"{run_dir}: the model has no NL blocks (a baseline run, or a peer block such as gc or "
-                         "se?); nothing to analyse")
+        raise ValueError(
+            f"{run_dir}: the model has no NL blocks (a baseline run, or a peer block such as gc or "
+            "se?); nothing to analyse"
+        )
     result = analyze(backbone, eval_batches(datamodule, count=batches, device=torch_device), images=images)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -302,8 +316,9 @@ def analyze_run(
     figures["similarity_ablation.png"] = ablation_figure(result.accuracy)
     for name, figure in figures.items():
         figure.savefig(out_dir / name, dpi=110, bbox_inches="tight")
-    summary = result.summary(run_dir=str(run_dir), checkpoint=checkpoint, device=str(torch_device),
-                             figures=list(figures))
+    summary = result.summary(
+        run_dir=str(run_dir), checkpoint=checkpoint, device=str(torch_device), figures=list(figures)
+    )
     atomic_write_json(out_dir / "analysis.json", summary)
     atomic_write_text(out_dir / "analysis.md", to_markdown(summary))
     return summary
@@ -350,8 +365,15 @@ def attention_figure(
                 shown = ax.imshow(amap, extent=(0, 1, 1, 0), cmap="magma", alpha=0.7, interpolation="bilinear")
             else:
                 limit = float(np.abs(amap).max()) or 1.0
-                shown = ax.imshow(amap, extent=(0, 1, 1, 0), cmap="coolwarm", vmin=-limit, vmax=limit, alpha=0.75,
-                                  interpolation="bilinear")
+                shown = ax.imshow(
+                    amap,
+                    extent=(0, 1, 1, 0),
+                    cmap="coolwarm",
+                    vmin=-limit,
+                    vmax=limit,
+                    alpha=0.75,
+                    interpolation="bilinear",
+                )
             ax.plot(cx, cy, "x", color=f"C{index}", markersize=8, markeredgewidth=2)
             fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
             if row == 0:
@@ -360,8 +382,11 @@ def attention_figure(
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    kind = f"{stats.normalization} probabilities" if softmax else (
-        "scaled weights q.k / s" if stats.normalization == "scale" else f"{stats.normalization} weights")
+    kind = (
+        f"{stats.normalization} probabilities"
+        if softmax
+        else ("scaled weights q.k / s" if stats.normalization == "scale" else f"{stats.normalization} weights")
+    )
     fig.suptitle(f"{stats.name}: attention of a few queries ({kind}, mean over {stats.heads} head(s))", fontsize=10)
     return fig
 
@@ -379,8 +404,11 @@ def scatter_figure(analysed: Sequence[BlockAttention], *, max_points: int = 4000
         ax.scatter(norms, masses, s=3, alpha=0.3, color=item.color or f"C{index}", rasterized=True)
         ax.set_xlabel("key norm |k_j|")
         ax.set_ylabel("attention mass" if item.probabilities else "sum_i |w_ij|")
-        ax.set_title(f"{item.stats.name} ({item.stats.normalization})\nPearson {item.stats.key_norm_mass_pearson:.2f}, "
-                     f"Spearman {item.stats.key_norm_mass_spearman:.2f}", fontsize=9)
+        ax.set_title(
+            f"{item.stats.name} ({item.stats.normalization})\nPearson {item.stats.key_norm_mass_pearson:.2f}, "
+            f"Spearman {item.stats.key_norm_mass_spearman:.2f}",
+            fontsize=9,
+        )
         ax.grid(True, alpha=0.3)
     return fig
 
@@ -448,14 +476,22 @@ def to_markdown(summary: dict[str, Any]) -> str:
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="nlbench analyze", description=__doc__.splitlines()[0], exit_on_error=False)
     parser.add_argument("--run_dir", type=str | None, default=None, help="run directory written by `nlbench fit`")
-    parser.add_argument("--ckpt", type=str | None, default=None,
-                        help="a checkpoint file instead (its run directory is the folder above checkpoints/)")
+    parser.add_argument(
+        "--ckpt",
+        type=str | None,
+        default=None,
+        help="a checkpoint file instead (its run directory is the folder above checkpoints/)",
+    )
     parser.add_argument("--checkpoint", type=str, default="best", help="with --run_dir: best | last")
     parser.add_argument("--out", type=str | None, default=None, help="output folder (default: <run_dir>/analysis)")
     parser.add_argument("--batches", type=int, default=8, help="test batches for the accuracies")
     parser.add_argument("--images", type=int, default=64, help="test images for the attention statistics")
-    parser.add_argument("--queries", type=list[tuple[float, float]], default=[list(q) for q in DEFAULT_QUERIES],
-                        help="query positions as (row, column) fractions of the feature map, e.g. [[0.5,0.5]]")
+    parser.add_argument(
+        "--queries",
+        type=list[tuple[float, float]],
+        default=[list(q) for q in DEFAULT_QUERIES],
+        help="query positions as (row, column) fractions of the feature map, e.g. [[0.5,0.5]]",
+    )
     parser.add_argument("--show_images", type=int, default=3, help="images in the attention-map figures")
     parser.add_argument("--device", type=str | None, default=None, help="cpu | cuda (default: cuda if available)")
     return parser
@@ -472,9 +508,16 @@ def main(argv: list[str] | None = None) -> int:
             run_dir, checkpoint = Path(args.run_dir), args.checkpoint
         else:
             raise ValueError("give --run_dir DIR or --ckpt PATH")
-        summary = analyze_run(run_dir, checkpoint=checkpoint, out=args.out, batches=args.batches, images=args.images,
-                              queries=[tuple(q) for q in args.queries], show_images=args.show_images,
-                              device=args.device)
+        summary = analyze_run(
+            run_dir,
+            checkpoint=checkpoint,
+            out=args.out,
+            batches=args.batches,
+            images=args.images,
+            queries=[tuple(q) for q in args.queries],
+            show_images=args.show_images,
+            device=args.device,
+        )
     except (ArgumentError, ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"nlbench analyze: error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2
@@ -490,10 +533,12 @@ def summary_lines(summary: dict[str, Any], out: Path) -> str:
     JSON on stdout buried both)."""
     accuracy = ", ".join(f"{name} {100 * value:.2f}%" for name, value in summary["accuracy"].items())
     blocks = ", ".join(f"{b['name']} ({b['normalization']})" for b in summary["blocks"])
-    return (f"top-1 with the similarity switched at test time: {accuracy} "
-            f"({summary['test_images_evaluated']} test images)\n"
-            f"NL blocks: {blocks}\n"
-            f"wrote {out / 'analysis.json'}, {out / 'analysis.md'} and {len(summary['figures'])} figures in {out}")
+    return (
+        f"top-1 with the similarity switched at test time: {accuracy} "
+        f"({summary['test_images_evaluated']} test images)\n"
+        f"NL blocks: {blocks}\n"
+        f"wrote {out / 'analysis.json'}, {out / 'analysis.md'} and {len(summary['figures'])} figures in {out}"
+    )
 
 
 if __name__ == "__main__":

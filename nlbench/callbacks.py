@@ -17,8 +17,10 @@ from nlbench import out_of_memory, schema
 from nlbench.models import num_parameters
 from nlbench.record import RunDir, RunIdentity, RunRecord, write_record
 
-NO_STEP = ("trained no step: the fit stopped before its first optimizer step (trainer.max_epochs, max_steps, "
-           "max_time or limit_train_batches)")
+NO_STEP = (
+    "trained no step: the fit stopped before its first optimizer step (trainer.max_epochs, max_steps, "
+    "max_time or limit_train_batches)"
+)
 
 # The W&B summary's name for the learning rate the run was configured with (beside the scheduled `lr`).
 INITIAL_LR = "lr/initial"
@@ -55,9 +57,15 @@ class RunResult(Callback):
         self.run_dir = RunDir(Path(path))
         self.identity = identity
         self.wandb_id = wandb_id
-        self.state: dict[str, Any] = {schema.BEST_ACC5: None, schema.BEST_EPOCH: None, "time_s": 0.0,
-                                      schema.IMAGES_PER_S: None, "_best": None, schema.FINAL_ACC1: None,
-                                      schema.FINAL_ACC5: None}  # fmt: skip
+        self.state: dict[str, Any] = {
+            schema.BEST_ACC5: None,
+            schema.BEST_EPOCH: None,
+            "time_s": 0.0,
+            schema.IMAGES_PER_S: None,
+            "_best": None,
+            schema.FINAL_ACC1: None,
+            schema.FINAL_ACC5: None,
+        }
         self.training_started = False  # before it, a failure is a set-up error that the CLI reports in one line
         # The fit's outcome as on_fit_end recorded it: later evaluations (evaluate_selected_checkpoint) add to that
         # record and never change its status.
@@ -113,12 +121,21 @@ class RunResult(Callback):
             return
         logged = trainer.callback_metrics
         acc5 = logged.get(schema.FINAL_ACC5)
-        self.state.update({schema.FINAL_ACC1: float(logged[schema.FINAL_ACC1]),
-                           schema.FINAL_ACC5: None if acc5 is None else float(acc5)})  # fmt: skip
+        self.state.update(
+            {
+                schema.FINAL_ACC1: float(logged[schema.FINAL_ACC1]),
+                schema.FINAL_ACC5: None if acc5 is None else float(acc5),
+            }
+        )
         best = _best_of(pl_module)
         if best is not None and (self.state["_best"] is None or best > self.state["_best"]):
-            self.state.update({"_best": best, schema.BEST_ACC5: self.state[schema.FINAL_ACC5],
-                               schema.BEST_EPOCH: trainer.current_epoch})  # fmt: skip
+            self.state.update(
+                {
+                    "_best": best,
+                    schema.BEST_ACC5: self.state[schema.FINAL_ACC5],
+                    schema.BEST_EPOCH: trainer.current_epoch,
+                }
+            )
         if self.training_started:
             # Mid-epoch, Lightning's current_epoch is the epoch being trained: this one's validation completes it.
             self.write(trainer, pl_module, "running", epochs=trainer.current_epoch + 1)
@@ -178,16 +195,27 @@ class RunResult(Callback):
 
         return {
             schema.BEST_ACC1: state["_best"],  # the module's val/acc1_best as of the last validation
-            schema.FINAL_ACC1: value(schema.FINAL_ACC1), schema.BEST_ACC5: state[schema.BEST_ACC5],
-            schema.FINAL_ACC5: value(schema.FINAL_ACC5), schema.BEST_EPOCH: state[schema.BEST_EPOCH],
+            schema.FINAL_ACC1: value(schema.FINAL_ACC1),
+            schema.BEST_ACC5: state[schema.BEST_ACC5],
+            schema.FINAL_ACC5: value(schema.FINAL_ACC5),
+            schema.BEST_EPOCH: state[schema.BEST_EPOCH],
             "epochs": trainer.current_epoch,  # completed epochs (Lightning counts up after each one)
-            "global_step": trainer.global_step, "time_s": state["time_s"], schema.IMAGES_PER_S: state[schema.IMAGES_PER_S],
-            "params": num_parameters(model), "nl_params": num_parameters(model, nl_only=True),
+            "global_step": trainer.global_step,
+            "time_s": state["time_s"],
+            schema.IMAGES_PER_S: state[schema.IMAGES_PER_S],
+            "params": num_parameters(model),
+            "nl_params": num_parameters(model, nl_only=True),
             schema.CLASSES: getattr(getattr(pl_module, "val_acc1", None), "num_classes", None),
-        }  # fmt: skip
+        }
 
-    def write(self, trainer: L.Trainer, pl_module: L.LightningModule, status: str, error: str | None = None,
-              epochs: int | None = None) -> None:
+    def write(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        status: str,
+        error: str | None = None,
+        epochs: int | None = None,
+    ) -> None:
         if not trainer.is_global_zero:
             return
         metrics = self.metrics(trainer, pl_module)
@@ -198,18 +226,27 @@ class RunResult(Callback):
         if status in ("failed", "interrupted"):  # on_exception runs while the W&B run is still live
             _update_wandb_summary(trainer, record.metrics)
 
-    def _record(self, pl_module: L.LightningModule, status: str, metrics: dict[str, Any],
-                error: str | None) -> RunRecord:
+    def _record(
+        self, pl_module: L.LightningModule, status: str, metrics: dict[str, Any], error: str | None
+    ) -> RunRecord:
         return RunRecord(
-            status=status, run_name=self.identity.name, group=self.identity.group, wandb_id=self.wandb_id,
-            hparams=dict(self.identity.hparams), metrics=metrics, error=error,
+            status=status,
+            run_name=self.identity.name,
+            group=self.identity.group,
+            wandb_id=self.wandb_id,
+            hparams=dict(self.identity.hparams),
+            metrics=metrics,
+            error=error,
             machine={**_machine(pl_module), "sdpa": self._sdpa},
-            config=dict(self.identity.config), differs=list(self.identity.differs), method=dict(self.identity.method),
-        )  # fmt: skip
+            config=dict(self.identity.config),
+            differs=list(self.identity.differs),
+            method=dict(self.identity.method),
+        )
 
 
-def evaluate_selected_checkpoint(trainer: L.Trainer, model: L.LightningModule, datamodule: Any,
-                             result: RunResult) -> None:
+def evaluate_selected_checkpoint(
+    trainer: L.Trainer, model: L.LightningModule, datamodule: Any, result: RunResult
+) -> None:
     """After a finished fit that held out a validation split (``val_split > 0``): test the checkpoint chosen on it
     (the ModelCheckpoint monitoring val/acc1, mode max: its best_model_path, restored on resume) and record its
     test top-1 as :data:`nlbench.schema.SELECTED_ACC1`, the unbiased metric the report decides on. With val_split 0
@@ -219,10 +256,16 @@ def evaluate_selected_checkpoint(trainer: L.Trainer, model: L.LightningModule, d
         return
     checkpoint = trainer.checkpoint_callback
     best = getattr(checkpoint, "best_model_path", "") if checkpoint is not None else ""
-    if getattr(checkpoint, "monitor", None) != schema.FINAL_ACC1 or getattr(checkpoint, "mode", None) != "max" or not best:
-        rank_zero_warn(f"data.val_split > 0 but no ModelCheckpoint(monitor={schema.FINAL_ACC1}, mode=max) saved a best "
-                       f"checkpoint: {schema.SELECTED_ACC1} is not recorded, and the report decides on the final top-1 "
-                       "of the validation split instead")  # fmt: skip
+    if (
+        getattr(checkpoint, "monitor", None) != schema.FINAL_ACC1
+        or getattr(checkpoint, "mode", None) != "max"
+        or not best
+    ):
+        rank_zero_warn(
+            f"data.val_split > 0 but no ModelCheckpoint(monitor={schema.FINAL_ACC1}, mode=max) saved a best "
+            f"checkpoint: {schema.SELECTED_ACC1} is not recorded, and the report decides on the final top-1 "
+            "of the validation split instead"
+        )
         return
     try:
         out = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)

@@ -34,8 +34,10 @@ def load_checkpoint_file(path: str | os.PathLike[str], *, mmap: bool = False) ->
         return torch.load(path, map_location="cpu", mmap=mmap, weights_only=True)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{path}: refused to load: the checkpoint holds pickled objects other than tensors and plain "
-                         f"values, which could run code ({first})") from err
+        raise ValueError(
+            f"{path}: refused to load: the checkpoint holds pickled objects other than tensors and plain "
+            f"values, which could run code ({first})"
+        ) from err
 
 
 def check_checkpoint_classes(path: str | os.PathLike[str], what: str | None = None) -> None:
@@ -60,19 +62,23 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     default or ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` say; only an explicit ``--weights_only false`` on the command
     line (see ``nlbench.lightning_cli``) reaches this method as False."""
 
-    def load_checkpoint(self, path: str | os.PathLike[str], map_location: Any | None = None,
-                        weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path: str | os.PathLike[str], map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
         if weights_only is False:
             return super().load_checkpoint(path, map_location=map_location, weights_only=False)
         try:
             return super().load_checkpoint(path, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as err:
-            raise ValueError(f"{path}: refused to load: the checkpoint holds pickled objects other than tensors and "
-                             "plain values, which could run code; if you trust it, pass --weights_only false on "
-                             "the command line") from err
+            raise ValueError(
+                f"{path}: refused to load: the checkpoint holds pickled objects other than tensors and "
+                "plain values, which could run code; if you trust it, pass --weights_only false on "
+                "the command line"
+            ) from err
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike[str],
-                        storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike[str], storage_options: Any | None = None
+    ) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not take storage_options, got {storage_options!r}")
         # Serialised in memory first (as Lightning's own writer does): a full disk then fails the plain file write
@@ -142,8 +148,11 @@ def resume_checkpoint(ckpt_path: str | None, checkpoints: Path) -> str | None:
         # Moved aside (not deleted: it is evidence), so ModelCheckpoint writes last.ckpt again instead of last-v1.
         aside = candidate.with_name(candidate.name + ".unreadable")
         candidate.replace(aside)
-        print(f"nlbench fit: warning: unreadable checkpoint {candidate} ({problem}), moved to {aside.name}; "
-              "trying the previous one", file=sys.stderr)
+        print(
+            f"nlbench fit: warning: unreadable checkpoint {candidate} ({problem}), moved to {aside.name}; "
+            "trying the previous one",
+            file=sys.stderr,
+        )
     if candidates:
         print(f"nlbench fit: warning: no readable checkpoint in {checkpoints}; starting fresh", file=sys.stderr)
     return None

@@ -74,7 +74,9 @@ class ImageClassifier(L.LightningModule):
         # Built by LightningCLI, backbone/optimizer/scheduler are saved as their config (class_path and init_args),
         # which is what lets ImageClassifier.load_from_checkpoint rebuild them. Built in Python they are objects,
         # which hparams (logged, pickled in every checkpoint) must not hold.
-        self.remove_ignored_hparams([k for k in ("backbone", "optimizer", "scheduler") if not _is_config(self.hparams[k])])
+        self.remove_ignored_hparams(
+            [k for k in ("backbone", "optimizer", "scheduler") if not _is_config(self.hparams[k])]
+        )
         self.model = backbone
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -258,9 +260,11 @@ class ImageClassifier(L.LightningModule):
         if "total_steps" in extra:
             if float(keywords.get("pct_start", 0.3)) * extra["total_steps"] == 1:
                 # torch's OneCycleLR divides by zero when its warm-up phase is exactly one step long.
-                raise ValueError(f"model.scheduler: a warm-up of pct_start={keywords['pct_start']} x "
-                                 f"{extra['total_steps']} steps is exactly one step, which OneCycleLR cannot "
-                                 "schedule; change pct_start or the run length")
+                raise ValueError(
+                    f"model.scheduler: a warm-up of pct_start={keywords['pct_start']} x "
+                    f"{extra['total_steps']} steps is exactly one step, which OneCycleLR cannot "
+                    "schedule; change pct_start or the run length"
+                )
         scheduler = self.scheduler_factory(optimizer, **extra)
         return {
             "optimizer": optimizer,
@@ -295,7 +299,8 @@ class ImageClassifier(L.LightningModule):
         blocks = self.nl_blocks()
         metrics = {
             f"nl/{name.replace('.', '_')}/{key}": float(value)
-            for name, x in self._nl_inputs.items() if x is not None
+            for name, x in self._nl_inputs.items()
+            if x is not None
             for key, value in blocks[name].attention_stats(x).items()
         }
         self._nl_inputs.update(dict.fromkeys(self._nl_inputs))  # drop the activations, keep the keys

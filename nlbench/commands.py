@@ -78,9 +78,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # Command-line options naming a method by registered name (nlbench.nn.registry), with or without init_args.
-_METHOD_OPTIONS = {"--model.backbone.nl.normalization": "NORMALIZATIONS",
-                   "--model.backbone.init_args.nl.normalization": "NORMALIZATIONS",
-                   "--model.backbone.block": "BLOCKS", "--model.backbone.init_args.block": "BLOCKS"}  # fmt: skip
+_METHOD_OPTIONS = {
+    "--model.backbone.nl.normalization": "NORMALIZATIONS",
+    "--model.backbone.init_args.nl.normalization": "NORMALIZATIONS",
+    "--model.backbone.block": "BLOCKS",
+    "--model.backbone.init_args.block": "BLOCKS",
+}
 
 
 def unknown_method(args: list[str]) -> str | None:

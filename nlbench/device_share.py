@@ -41,8 +41,9 @@ def threads_per_run(runs_per_device: int, cpus: int | None = None) -> int:
     return max(1, cpus // runs_per_device)
 
 
-def share_env(runs_per_device: int, *, gpu: bool, cpus: int | None = None,
-              concurrent: int | None = None) -> dict[str, str]:
+def share_env(
+    runs_per_device: int, *, gpu: bool, cpus: int | None = None, concurrent: int | None = None
+) -> dict[str, str]:
     """Environment variables of one of `runs_per_device` runs sharing a slot; {} for a process alone on the host.
 
     `concurrent`: training processes running at once on this host (all slots, DDP ranks included); default

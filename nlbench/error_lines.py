@@ -24,14 +24,24 @@ _USER_EXCEPTIONS = (
     ("nlbench.data.errors", "ArchiveError"),  # includes UnsafeArchiveError
 )
 # OS errors the user fixes on their side (permissions, a read-only mount, a full disk or quota).
-_DISK_ERRNOS = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
-                errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on device",
-                errno.EDQUOT: "disk quota exceeded"}  # fmt: skip
+_DISK_ERRNOS = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+}
 # Phrases of library messages that stand for an option name.
 _ALIASES = {"learning rate": "lr"}
 _KEY = re.compile(r'^(?:- )?Parser key "([^"]+)":?$')
-_NOISE = ("Problem with given class_path", "Does not validate against", "Subtypes:", "Errors:", "Given value",
-          "- Expected a <class 'NoneType'>")  # fmt: skip
+_NOISE = (
+    "Problem with given class_path",
+    "Does not validate against",
+    "Subtypes:",
+    "Errors:",
+    "Given value",
+    "- Expected a <class 'NoneType'>",
+)
 
 
 def _loaded(module: str, name: str) -> type[BaseException] | None:
@@ -55,8 +65,11 @@ def os_error_line(err: OSError, *, where: str | Path | None = None) -> str:
     """``PATH: read-only file system (...)``: the file at fault, what is wrong and what to do."""
     path = err.filename or where
     what = _DISK_ERRNOS.get(err.errno or 0, err.strerror or str(err))
-    hint = "; free some space or write elsewhere" if err.errno in (errno.ENOSPC, errno.EDQUOT) else (
-        "; choose a writable directory" if err.errno in _DISK_ERRNOS else "")  # fmt: skip
+    hint = (
+        "; free some space or write elsewhere"
+        if err.errno in (errno.ENOSPC, errno.EDQUOT)
+        else ("; choose a writable directory" if err.errno in _DISK_ERRNOS else "")
+    )
     return f"{path}: cannot write: {what}{hint}" if path else f"{what}{hint}"
 
 
@@ -65,8 +78,10 @@ def one_line(err: BaseException, keys: Iterable[str] = ()) -> str:
     if isinstance(err, OSError) and not isinstance(err, FileNotFoundError) and err.errno in _DISK_ERRNOS:
         return os_error_line(err)
     if isinstance(err, OSError) and err.errno == errno.ENAMETOOLONG:  # a received value in a run's name, e.g.
-        return (f"{err.filename}: file name too long; a value the run is named by (its method, an option) is "
-                "longer than the file system allows: shorten it, or pass --run_dir")
+        return (
+            f"{err.filename}: file name too long; a value the run is named by (its method, an option) is "
+            "longer than the file system allows: shorten it, or pass --run_dir"
+        )
     if isinstance(err, UnicodeDecodeError):
         return f"not a text file ({err.reason} at byte {err.start})"
     text = str(err)
@@ -153,7 +168,7 @@ def _union_entries(lines: list[str]) -> list[list[str]]:
 
 
 def _describe_union(subtypes: str) -> str:
-    """"Subtypes: [<class 'bool'>, typing.Literal[64, 32], <class 'NoneType'>]" -> "a bool, one of 64, 32, or null"."""
+    """ "Subtypes: [<class 'bool'>, typing.Literal[64, 32], <class 'NoneType'>]" -> "a bool, one of 64, 32, or null"."""
     parts: list[str] = []
     choices: list[str] = []
     for literal, cls in re.findall(r"typing\.Literal\[([^\]]*)\]|<class '([\w.]+)'>", subtypes):

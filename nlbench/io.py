@@ -33,8 +33,9 @@ class UnsafeFileError(ValueError):
     a device, a socket, a folder). The message is one line naming it."""
 
 
-def open_file(path: str | os.PathLike[str], flags: int = os.O_RDONLY, mode: int = 0o666, *,
-              follow_links: bool = False) -> int:
+def open_file(
+    path: str | os.PathLike[str], flags: int = os.O_RDONLY, mode: int = 0o666, *, follow_links: bool = False
+) -> int:
     """``os.open`` for a file in a run or sweep directory: never through a symbolic link (unless ``follow_links``,
     for a file the user named), never blocking on a FIFO, and only a regular file (UnsafeFileError otherwise).
     Returns a blocking descriptor, closed on exec."""
@@ -43,8 +44,10 @@ def open_file(path: str | os.PathLike[str], flags: int = os.O_RDONLY, mode: int 
         fd = os.open(path, flags | _CLOEXEC | _NONBLOCK | (0 if follow_links else _NOFOLLOW), mode)
     except OSError as err:
         if err.errno == errno.ELOOP and not follow_links:
-            raise UnsafeFileError(f"{path}: a symbolic link; nlbench does not follow links in run and sweep "
-                                  "directories (replace it with the file itself)") from None
+            raise UnsafeFileError(
+                f"{path}: a symbolic link; nlbench does not follow links in run and sweep "
+                "directories (replace it with the file itself)"
+            ) from None
         if err.errno == errno.ENXIO:  # O_WRONLY|O_NONBLOCK on a FIFO nobody reads
             raise UnsafeFileError(f"{path}: not a regular file (a FIFO); not opened") from None
         raise
@@ -61,8 +64,14 @@ def open_file(path: str | os.PathLike[str], flags: int = os.O_RDONLY, mode: int 
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISLNK, "a symbolic link")):
+    for test, name in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+        (stat.S_ISLNK, "a symbolic link"),
+    ):
         if test(mode):
             return name
     return "a special file"
@@ -99,8 +108,10 @@ def open_append(path: str | os.PathLike[str], mode: int = 0o666) -> IO[bytes]:
 def refuse_link(path: str | os.PathLike[str]) -> None:
     """UnsafeFileError when ``path`` is a symbolic link (a folder nlbench would write into)."""
     if os.path.islink(path):
-        raise UnsafeFileError(f"{os.fspath(path)}: a symbolic link; nlbench does not write through links in run and "
-                              "sweep directories (replace it with the folder or file itself)")
+        raise UnsafeFileError(
+            f"{os.fspath(path)}: a symbolic link; nlbench does not write through links in run and "
+            "sweep directories (replace it with the folder or file itself)"
+        )
 
 
 @contextmanager
@@ -159,4 +170,3 @@ def _umask() -> int:
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-

@@ -20,19 +20,31 @@ from dataclasses import dataclass
 # torch.distributed's own rank variables (torchrun sets them; Lightning's DDP workers and nodes started by hand too).
 TORCH_RANK_VARS = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE")
 # Variables that give a process a rank (or a world) in some launcher's scheme.
-RANK_VARS = (*TORCH_RANK_VARS, "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID", "OMPI_COMM_WORLD_RANK",
-             "OMPI_COMM_WORLD_LOCAL_RANK", "PMI_RANK", "JSM_NAMESPACE_RANK", "JSM_NAMESPACE_LOCAL_RANK")  # fmt: skip
+RANK_VARS = (
+    *TORCH_RANK_VARS,
+    "SLURM_PROCID",
+    "SLURM_LOCALID",
+    "SLURM_NODEID",
+    "OMPI_COMM_WORLD_RANK",
+    "OMPI_COMM_WORLD_LOCAL_RANK",
+    "PMI_RANK",
+    "JSM_NAMESPACE_RANK",
+    "JSM_NAMESPACE_LOCAL_RANK",
+)
 # The rendezvous of a torch.distributed world: a child inheriting them would join (or collide with) the outer one.
 RENDEZVOUS_VARS = ("MASTER_ADDR", "MASTER_PORT")
 # Whole families Lightning reads as an outer launcher (SLURMEnvironment, TorchElasticEnvironment).
 LAUNCHER_PREFIXES = ("SLURM_", "TORCHELASTIC_")
 # The SLURM job's identity, kept for a child that runs alone (requeue, signals, accounting): not a task's rank.
 SLURM_JOB_VARS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_CLUSTER_NAME", "SLURM_CONF")
-# nlbench's own DDP workers (Lightning's subprocess launcher re-runs the command line with this set; nlbench.lightning_cli).
+# nlbench's own DDP workers (Lightning's subprocess launcher re-runs the command line with this set;
+# nlbench.lightning_cli).
 DDP_RUN_DIR_ENV = "NLBENCH_DDP_RUN_DIR"
-_HINT = ("unset them, start multi-process runs with --trainer.devices N, or under a launcher Lightning detects "
-         "(torchrun, srun, jsrun, or MASTER_ADDR, MASTER_PORT, NODE_RANK and --trainer.num_nodes for nodes "
-         "started by hand)")
+_HINT = (
+    "unset them, start multi-process runs with --trainer.devices N, or under a launcher Lightning detects "
+    "(torchrun, srun, jsrun, or MASTER_ADDR, MASTER_PORT, NODE_RANK and --trainer.num_nodes for nodes "
+    "started by hand)"
+)
 
 
 class LaunchError(ValueError):
@@ -65,8 +77,9 @@ def detect(env: Mapping[str, str] | None = None) -> Launch:
         _in_world("RANK", rank, world, "WORLD_SIZE")
         return Launch("torchelastic", rank)
     if "SLURM_NTASKS" in env and env.get("SLURM_JOB_NAME") not in ("bash", "interactive"):  # SLURMEnvironment.detect()
-        procid, localid, nodeid, ntasks = _ints(env, ("SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID", "SLURM_NTASKS"),
-                                                "srun (SLURM_NTASKS is set)")  # fmt: skip
+        procid, localid, nodeid, ntasks = _ints(
+            env, ("SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID", "SLURM_NTASKS"), "srun (SLURM_NTASKS is set)"
+        )
         _in_world("SLURM_PROCID", procid, ntasks, "SLURM_NTASKS")
         _agree(env, {"RANK": procid, "LOCAL_RANK": localid, "NODE_RANK": nodeid}, "SLURM")
         return Launch("slurm", procid)
@@ -105,8 +118,10 @@ def check_num_nodes(launch: Launch, num_nodes: object) -> None:
         return
     nodes = num_nodes if isinstance(num_nodes, int) and not isinstance(num_nodes, bool) else 1
     if not 0 <= launch.node_rank < nodes:
-        raise LaunchError(f"NODE_RANK={launch.node_rank} but --trainer.num_nodes is {nodes}: a node rank names one "
-                          f"of the run's nodes (0-{nodes - 1}); {_HINT}")
+        raise LaunchError(
+            f"NODE_RANK={launch.node_rank} but --trainer.num_nodes is {nodes}: a node rank names one "
+            f"of the run's nodes (0-{nodes - 1}); {_HINT}"
+        )
 
 
 def child_env(parent: Mapping[str, str], *, own_world: bool = False) -> dict[str, str]:
@@ -155,8 +170,9 @@ def _ints(env: Mapping[str, str], names: Sequence[str], launcher: str) -> list[i
     values = [_int_or_none(env, name) for name in names]
     missing = [name for name, value in zip(names, values) if value is None]
     if missing:
-        raise LaunchError(f"{launcher} needs {', '.join(names)}, but {', '.join(_describe(env, n) for n in missing)}; "
-                          f"{_HINT}")
+        raise LaunchError(
+            f"{launcher} needs {', '.join(names)}, but {', '.join(_describe(env, n) for n in missing)}; {_HINT}"
+        )
     return [int(value or 0) for value in values]
 
 
@@ -175,11 +191,15 @@ def _agree(env: Mapping[str, str], expected: Mapping[str, int], launcher: str) -
 
 def _unexplained(env: Mapping[str, str], ignore: Sequence[str]) -> None:
     """Refuse rank variables no detected launcher explains, unless they say rank 0 (or a world of 1)."""
-    stray = [f"{name}={_shown(env[name])}" for name in RANK_VARS
-             if name in env and name not in ignore and env[name].strip() not in ("0", "1" if "SIZE" in name else "0")]
+    stray = [
+        f"{name}={_shown(env[name])}"
+        for name in RANK_VARS
+        if name in env and name not in ignore and env[name].strip() not in ("0", "1" if "SIZE" in name else "0")
+    ]
     if stray:
-        raise LaunchError(f"{' '.join(stray)} set in the environment, but no launcher Lightning detects started this "
-                          f"process; {_HINT}")
+        raise LaunchError(
+            f"{' '.join(stray)} set in the environment, but no launcher Lightning detects started this process; {_HINT}"
+        )
 
 
 def _describe(env: Mapping[str, str], name: str) -> str:

@@ -35,10 +35,13 @@ from nlbench.record import RunDir, RunIdentity, identity_from_config
 from nlbench.rng import RandomState
 from nlbench.schema import command_line_keys
 
-# Lightning's ModelCheckpoint, replaced by nlbench.checkpoint_io.ModelCheckpoint (same options, last.ckpt always current)
-LIGHTNING_MODEL_CHECKPOINT = ("lightning.pytorch.callbacks.ModelCheckpoint",
-                              "lightning.pytorch.callbacks.model_checkpoint.ModelCheckpoint",
-                              "pytorch_lightning.callbacks.ModelCheckpoint")
+# Lightning's ModelCheckpoint, replaced by nlbench.checkpoint_io.ModelCheckpoint (same options, last.ckpt always
+# current)
+LIGHTNING_MODEL_CHECKPOINT = (
+    "lightning.pytorch.callbacks.ModelCheckpoint",
+    "lightning.pytorch.callbacks.model_checkpoint.ModelCheckpoint",
+    "pytorch_lightning.callbacks.ModelCheckpoint",
+)
 
 
 class ConfigError(ValueError):
@@ -63,9 +66,15 @@ class ConfigSaver(SaveConfigCallback):
             if isinstance(logger, WandbLogger) and logger.mode != "disabled":
                 try:
                     run = logger.experiment
-                    run.config.update({**identity.hparams, "config": self.config.as_dict(),
-                                       "differs": identity.differs, "method": identity.method},
-                                      allow_val_change=True)  # fmt: skip
+                    run.config.update(
+                        {
+                            **identity.hparams,
+                            "config": self.config.as_dict(),
+                            "differs": identity.differs,
+                            "method": identity.method,
+                        },
+                        allow_val_change=True,
+                    )
                     # A copy under a name W&B does not reserve: run.save would symlink the run's config.yaml into
                     # the W&B files, where W&B writes its own config.yaml through the link (wandb/wandb#7654).
                     copy = Path(run.dir) / WANDB_CONFIG_NAME
@@ -94,8 +103,9 @@ class NLBenchCLI(LightningCLI):
     # Hands the launcher's run directory to DDP worker processes, which re-run the same command line.
     RUN_DIR_ENV = launch.DDP_RUN_DIR_ENV
 
-    def __init__(self, args: list[str] | None = None, run: bool = True, state: CommandState | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, args: list[str] | None = None, run: bool = True, state: CommandState | None = None, **kwargs: Any
+    ) -> None:
         self.state = CommandState() if state is None else state  # the caller's, when it passes one (main)
         self.run_dir: Path | None = None
         # The fit's exclusive lock on its run directory and the folders it created (nlbench.rundir): taken before
@@ -119,8 +129,12 @@ class NLBenchCLI(LightningCLI):
                 save_config_kwargs={"overwrite": True, "multifile": False},
                 auto_configure_optimizers=False,
                 # prog: the usage line says `nlbench`, however it was started (`python -m nlbench` gave __main__.py)
-                parser_kwargs={"exit_on_error": False, "env_prefix": "NLBENCH", "default_env": False,
-                               "prog": "nlbench"},
+                parser_kwargs={
+                    "exit_on_error": False,
+                    "env_prefix": "NLBENCH",
+                    "default_env": False,
+                    "prog": "nlbench",
+                },
                 args=args,
                 run=run,
                 **kwargs,
@@ -161,8 +175,10 @@ class NLBenchCLI(LightningCLI):
             super()._parse_ckpt_path()
         except pickle.UnpicklingError as err:
             path = self.config[self.config.subcommand].get("ckpt_path")
-            raise ValueError(f"--ckpt_path {path}: refused to load: the checkpoint holds pickled objects other than "
-                             "tensors and plain values, which could run code") from err
+            raise ValueError(
+                f"--ckpt_path {path}: refused to load: the checkpoint holds pickled objects other than "
+                "tensors and plain values, which could run code"
+            ) from err
 
     def _set_seed(self) -> None:
         # Private LightningCLI hook (2.6; no public one runs between parsing and seeding; docs/design.md).
@@ -190,8 +206,9 @@ class NLBenchCLI(LightningCLI):
         self.run_dir, self.identity = run_dir, identity
         log_dir = run_dir if self.subcommand in (None, "fit") else run_dir / self.subcommand
         cfg.trainer.default_root_dir = str(run_dir)
-        cfg.trainer.logger = _configure_loggers(cfg.trainer.logger, log_dir, run_dir, identity, self.subcommand,
-                                                resuming=bool(cfg.get("ckpt_path")))
+        cfg.trainer.logger = _configure_loggers(
+            cfg.trainer.logger, log_dir, run_dir, identity, self.subcommand, resuming=bool(cfg.get("ckpt_path"))
+        )
         for callback in _as_list(cfg.trainer.callbacks):
             if str(callback.get("class_path", "")) in LIGHTNING_MODEL_CHECKPOINT:
                 callback.class_path = "nlbench.checkpoint_io.ModelCheckpoint"  # last.ckpt at every epoch end
@@ -199,7 +216,9 @@ class NLBenchCLI(LightningCLI):
                 callback.init_args.dirpath = str(run_dir / "checkpoints")
         cfg.trainer.plugins = _with_atomic_checkpoints(cfg.trainer.get("plugins"))
         if self.subcommand == "fit":
-            wandb_ids = [lg.init_args.get("id") for lg in cfg.trainer.logger if str(lg.class_path).endswith("WandbLogger")]
+            wandb_ids = [
+                lg.init_args.get("id") for lg in cfg.trainer.logger if str(lg.class_path).endswith("WandbLogger")
+            ]
             self.state.run_result = RunResult(str(run_dir), identity, wandb_id=next(iter(wandb_ids), None))
             # DeviceShare: the memory cap of a run sharing its GPU with others (`runs_per_device` in a sweep).
             callbacks = [self.state.run_result, RandomState(), ResumedMetrics(), DeviceShare()]
@@ -217,8 +236,10 @@ class NLBenchCLI(LightningCLI):
         self._share_run_dir()
         # Lightning asks for the fit's callbacks (RunResult, RandomState, ...) when evaluating its checkpoint: they
         # keep training state only, which an evaluation neither needs nor restores. A resumed fit keeps the warning.
-        warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks used to create the "
-                                "checkpoint need to be provided")
+        warnings.filterwarnings(
+            "ignore",
+            message="Be aware that when using `ckpt_path`, callbacks used to create the checkpoint need to be provided",
+        )
 
     before_validate = before_test = before_predict = _before_evaluation
 
@@ -239,17 +260,35 @@ class NLBenchCLI(LightningCLI):
         fit.ckpt_path = resume_checkpoint(fit.get("ckpt_path"), self.run_dir / "checkpoints")
         check_resumable(self.run_dir, fit.ckpt_path)
 
+
 # Trainer options shown by `nlbench fit --help`; `--help=full` shows all of them (the rest are Lightning's own).
-SHORT_HELP_TRAINER = ("accelerator", "devices", "precision", "max_epochs", "max_steps", "limit_train_batches",
-                      "limit_val_batches", "log_every_n_steps", "default_root_dir", "enable_progress_bar")  # fmt: skip
+SHORT_HELP_TRAINER = (
+    "accelerator",
+    "devices",
+    "precision",
+    "max_epochs",
+    "max_steps",
+    "limit_train_batches",
+    "limit_val_batches",
+    "log_every_n_steps",
+    "default_root_dir",
+    "enable_progress_bar",
+)
 FULL_HELP = "--help=full"
 
 
 # Trainer options that take a count (an int: batches) or a fraction (a float: 1.0 = all), Lightning's convention.
-COUNT_OR_FRACTION = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
-                     "overfit_batches", "val_check_interval")  # fmt: skip
-COUNT_OR_FRACTION_HELP = ("An int counts batches (1 = one batch), a float is a fraction of them (1.0 = all, 0.1 = a "
-                          "tenth).")  # fmt: skip
+COUNT_OR_FRACTION = (
+    "limit_train_batches",
+    "limit_val_batches",
+    "limit_test_batches",
+    "limit_predict_batches",
+    "overfit_batches",
+    "val_check_interval",
+)
+COUNT_OR_FRACTION_HELP = (
+    "An int counts batches (1 = one batch), a float is a fraction of them (1.0 = all, 0.1 = a tenth)."
+)
 
 
 def _count_or_fraction(parser: Any) -> None:
@@ -258,8 +297,11 @@ def _count_or_fraction(parser: Any) -> None:
     members, in the order first seen), which jsonargparse tries float-first, turning every "1" into 1.0. The
     action's type hint is private to jsonargparse: tests/test_fit_help.py breaks if this stops working."""
     for action in parser._actions:  # argparse has no public way to list a parser's actions
-        if action.dest.removeprefix("trainer.") in COUNT_OR_FRACTION and action.dest.startswith("trainer.") \
-                and hasattr(action, "_typehint"):  # fmt: skip
+        if (
+            action.dest.removeprefix("trainer.") in COUNT_OR_FRACTION
+            and action.dest.startswith("trainer.")
+            and hasattr(action, "_typehint")
+        ):
             action._typehint = int | float | None  # a types.UnionType: its order is kept
             action.help = f"{(action.help or '').rstrip('.')}. {COUNT_OR_FRACTION_HELP}"
 
@@ -269,24 +311,31 @@ def _shorten_help(parser: Any) -> None:
     parse; `--help=full` lists them), and say where the full surface is."""
     import argparse
 
-    keep = {f"--trainer.{name}" for name in SHORT_HELP_TRAINER} | {f"--trainer.{name}.help" for name in SHORT_HELP_TRAINER}
+    keep = {f"--trainer.{name}" for name in SHORT_HELP_TRAINER} | {
+        f"--trainer.{name}.help" for name in SHORT_HELP_TRAINER
+    }
     for action in parser._actions:  # argparse has no public way to list a parser's actions
         options = [o for o in action.option_strings if o.startswith("--trainer.")]
         if options and not keep & set(action.option_strings):
             action.help = argparse.SUPPRESS
     group = getattr(parser, "groups", {}).get("trainer")
     if group is not None:
-        group.title = ("Trainer (common options; `nlbench fit --help=full` lists all of them, "
-                       "`--model.optimizer.help SGD` one class's options)")
+        group.title = (
+            "Trainer (common options; `nlbench fit --help=full` lists all of them, "
+            "`--model.optimizer.help SGD` one class's options)"
+        )
 
 
 def _check_weights_only(cfg: Namespace, argv: list[str]) -> None:
     """``weights_only: false`` lets a checkpoint's pickle run code: honoured only when typed on the command line,
     never from a config file, which may have come with the checkpoint it is meant to unlock."""
-    if cfg.get("weights_only") is False and not any(a == "--weights_only" or a.startswith("--weights_only=")
-                                                    for a in argv):
-        raise ConfigError("weights_only: false from a config file is refused (loading a checkpoint's pickled objects "
-                          "can run code); if you trust the checkpoint, pass --weights_only false on the command line")
+    if cfg.get("weights_only") is False and not any(
+        a == "--weights_only" or a.startswith("--weights_only=") for a in argv
+    ):
+        raise ConfigError(
+            "weights_only: false from a config file is refused (loading a checkpoint's pickled objects "
+            "can run code); if you trust the checkpoint, pass --weights_only false on the command line"
+        )
 
 
 def random_seed() -> int:
@@ -300,8 +349,9 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
-def _configure_loggers(loggers: Any, log_dir: Path, run_dir: Path, identity: RunIdentity, subcommand: str | None,
-                       resuming: bool) -> Any:
+def _configure_loggers(
+    loggers: Any, log_dir: Path, run_dir: Path, identity: RunIdentity, subcommand: str | None, resuming: bool
+) -> Any:
     """Point the configured loggers at the run directory and give W&B the run's name, group, tags and id.
 
     A CSV logger is always there (metrics.csv feeds the sweep table and the offline report), even with
@@ -336,8 +386,9 @@ def _configure_loggers(loggers: Any, log_dir: Path, run_dir: Path, identity: Run
 def _with_atomic_checkpoints(plugins: Any) -> Any:
     """Every Trainer writes checkpoints atomically (nlbench.checkpoint_io) unless a CheckpointIO is configured."""
     configured = _as_list(plugins)
-    if any("CheckpointIO" in str(p.get("class_path", "") if isinstance(p, (dict, Namespace)) else p)
-           for p in configured):
+    if any(
+        "CheckpointIO" in str(p.get("class_path", "") if isinstance(p, (dict, Namespace)) else p) for p in configured
+    ):
         return plugins
     return [*configured, Namespace(class_path="nlbench.checkpoint_io.AtomicCheckpointIO", init_args=Namespace())]
 
@@ -372,8 +423,19 @@ def _check_trainer_args(trainer: Namespace) -> None:
     check_fit_length(trainer)
     import logging
 
-    left_out = {"accelerator", "devices", "strategy", "num_nodes", "precision", "plugins", "logger", "callbacks",
-                "enable_checkpointing", "default_root_dir", "profiler"}  # fmt: skip
+    left_out = {
+        "accelerator",
+        "devices",
+        "strategy",
+        "num_nodes",
+        "precision",
+        "plugins",
+        "logger",
+        "callbacks",
+        "enable_checkpointing",
+        "default_root_dir",
+        "profiler",
+    }
     kwargs = {k: v for k, v in trainer.as_dict().items() if k not in left_out}
     quiet = logging.getLogger("lightning.pytorch")
     level = quiet.level
@@ -396,8 +458,10 @@ def check_fit_length(trainer: Namespace) -> None:
             raise ConfigError(f"trainer.{key}: {value:g} trains no {what}; a fit needs at least one ({evaluate})")
     max_time = trainer.get("max_time")
     if max_time is not None and _seconds(max_time) == 0:
-        raise ConfigError(f"trainer.max_time: {max_time} trains for no time; give a positive duration such as "
-                          f"00:12:00:00 (DD:HH:MM:SS) or leave it unset ({evaluate})")
+        raise ConfigError(
+            f"trainer.max_time: {max_time} trains for no time; give a positive duration such as "
+            f"00:12:00:00 (DD:HH:MM:SS) or leave it unset ({evaluate})"
+        )
 
 
 def _seconds(duration: Any) -> float | None:

@@ -93,6 +93,5 @@ def terminal(text: str, limit: int = MAX_LINE_CHARS) -> str:
         text = _LONG_WORD.sub(lambda m: f"{m.group()[:MAX_WORD_CHARS]}… ({len(m.group()):,} characters)", text)
     if len(text) <= limit:
         return text
-    head, tail = text[: limit * 2 // 3], text[-(limit // 4):]
+    head, tail = text[: limit * 2 // 3], text[-(limit // 4) :]
     return f"{head} … ({len(text) - len(head) - len(tail):,} characters left out) … {tail}"
-

@@ -54,11 +54,16 @@ def quiet_third_party_output() -> None:
         if _ADVERTISEMENTS not in logger.filters:
             logger.addFilter(_ADVERTISEMENTS)
     # Lightning 2.6 still calls a torch pytree API that torch 2.14 deprecated; nothing a user can act on.
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+    )
     # nlbench logs its training metrics per epoch (the divergence check runs at epoch end too): an epoch shorter than
     # log_every_n_steps loses nothing, so Lightning's notice about it is not true here.
-    warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging "
-                            "interval")
+    warnings.filterwarnings(
+        "ignore",
+        message=r"The number of training batches \(\d+\) is smaller than the logging "
+        "interval",
+    )
     # nlbench passes LightningCLI explicit args on purpose (`nlbench sweep` validating its runs, `load_run`, tests),
     # while sys.argv holds another command line; Lightning's "not recommended" notice is not about a mistake here.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
@@ -84,7 +89,7 @@ def wandb_credentials_available() -> bool:
 
 
 def resolve_wandb_mode(mode: WandbMode) -> Literal["online", "offline", "disabled"]:
-    """"auto" honours ``WANDB_MODE`` if set, else goes online only when credentials exist."""
+    """ "auto" honours ``WANDB_MODE`` if set, else goes online only when credentials exist."""
     if mode != "auto":
         return mode
     env = os.environ.get("WANDB_MODE", "").lower()

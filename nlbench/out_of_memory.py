@@ -20,8 +20,10 @@ def message(cap_gib: float | None, total_gib: float | None, *, packed: bool) -> 
     total = f"{total_gib:.1f} GiB" if total_gib is not None else "an unknown size"
     where = f"cap {cap_gib:.1f} GiB of {total}" if cap_gib is not None else f"no cap, {total}"
     if packed:
-        advice = ("lower runs_per_device (each of k runs sharing a GPU may allocate 0.9/k of it) or data.batch_size; "
-                  "nlbench sweep retries such a run once alone on a GPU")  # fmt: skip
+        advice = (
+            "lower runs_per_device (each of k runs sharing a GPU may allocate 0.9/k of it) or data.batch_size; "
+            "nlbench sweep retries such a run once alone on a GPU"
+        )
     else:
         advice = "lower data.batch_size (or the model's size): the run had the GPU to itself"
     return f"{PREFIX} ({where}): {advice}"

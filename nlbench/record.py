@@ -30,8 +30,15 @@ from nlbench.nn.registry import BLOCKS, NORMALIZATIONS, Registry, peer_block, re
 
 # ---- run names ------------------------------------------------------------------------------------------------
 # Short forms of common options in run names: lr0.05, ep30, bs64 (any other: <short name><value>).
-_ABBREVIATIONS = {"max_epochs": "ep", "batch_size": "bs", "weight_decay": "wd", "momentum": "mom", "lr": "lr",
-                  "widen": "k", "precision": ""}
+_ABBREVIATIONS = {
+    "max_epochs": "ep",
+    "batch_size": "bs",
+    "weight_decay": "wd",
+    "momentum": "mom",
+    "lr": "lr",
+    "widen": "k",
+    "precision": "",
+}
 
 
 def short_form(key: str, value: Any) -> str:
@@ -50,7 +57,6 @@ def short_form(key: str, value: Any) -> str:
     prefix = _ABBREVIATIONS.get(name, name)
     sep = "" if prefix in _ABBREVIATIONS.values() or text[:1].isdigit() or text[:1] == "-" else "-"
     return f"{prefix}{sep}{text}" if prefix else text
-
 
 
 # ---- the run directory --------------------------------------------------------------------------------------------
@@ -94,8 +100,10 @@ class RunDir:
         before a fit or the sweep writes anything there: Lightning's CSVLogger and config writer follow links.
         ``checkpoints/`` may hold links to checkpoints beside them (Lightning's ``save_last: link``)."""
         if os.path.islink(self.path):
-            raise UnsafeFileError(f"{self.path}: the run directory is a symbolic link; nlbench does not write through "
-                                  "links (use the folder it points to as --run_dir, or a new one)")
+            raise UnsafeFileError(
+                f"{self.path}: the run directory is a symbolic link; nlbench does not write through "
+                "links (use the folder it points to as --run_dir, or a new one)"
+            )
         if not self.path.is_dir():
             return
         for folder in (self.path, self.checkpoints, *(self.path / name for name in SUBCOMMAND_DIRS)):
@@ -120,11 +128,18 @@ def _check_entry(path: Path, folder: Path) -> None:
     info = path.lstat()
     if stat.S_ISLNK(info.st_mode):
         target = os.readlink(path)
-        inside = folder.name == "checkpoints" and os.sep not in target and target not in (".", "..") \
-            and (folder / target).is_file() and not (folder / target).is_symlink()  # fmt: skip
+        inside = (
+            folder.name == "checkpoints"
+            and os.sep not in target
+            and target not in (".", "..")
+            and (folder / target).is_file()
+            and not (folder / target).is_symlink()
+        )
         if not inside:
-            raise UnsafeFileError(f"{path}: a symbolic link in a run directory; nlbench does not write through links "
-                                  "(replace it with the file itself, or remove it)")
+            raise UnsafeFileError(
+                f"{path}: a symbolic link in a run directory; nlbench does not write through links "
+                "(replace it with the file itself, or remove it)"
+            )
     elif not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
         raise UnsafeFileError(f"{path}: not a regular file or folder in a run directory; remove it")
 
@@ -186,12 +201,19 @@ def identify(
     peer_value = peer_block(block, import_classes=import_classes) if has_nl else None
     peer = _short_name(BLOCKS, block, import_classes) if peer_value is not None and block else None
     hparams: dict[str, Any] = {
-        "dataset": dataset, "backbone": backbone, "depth": depth, "widen": widen,
-        "nl_stages": None if nl_stages is None else list(nl_stages), "nl_blocks": nl_blocks, "fc_init": fc_init,
+        "dataset": dataset,
+        "backbone": backbone,
+        "depth": depth,
+        "widen": widen,
+        "nl_stages": None if nl_stages is None else list(nl_stages),
+        "nl_blocks": nl_blocks,
+        "fc_init": fc_init,
         "block": block if peer else None,
         **(dataclasses.asdict(nl) if has_nl and not peer else {} if peer else {"normalization": "none"}),
-        "seed": seed, "max_epochs": max_epochs, "batch_size": batch_size,
-    }  # fmt: skip
+        "seed": seed,
+        "max_epochs": max_epochs,
+        "batch_size": batch_size,
+    }
     hparams = {key: hparams[key] for key in schema.HPARAMS if hparams.get(key) is not None}
     if peer:
         parts = [peer]
@@ -233,8 +255,13 @@ def identify(
     normalization = hparams.get("normalization")
     tag = peer or _short_name(NORMALIZATIONS, normalization, import_classes) if normalization != "none" else "none"
     method = recorded_method(block if peer else normalization or "none", import_classes=import_classes)
-    return RunIdentity(name=name, group=group, tags=[dataset, tag], hparams=hparams,
-                       method=dataclasses.asdict(method) if method is not None else {})
+    return RunIdentity(
+        name=name,
+        group=group,
+        tags=[dataset, tag],
+        hparams=hparams,
+        method=dataclasses.asdict(method) if method is not None else {},
+    )
 
 
 def identity_from_config(config: Any, option_keys: Sequence[str] = (), *, import_classes: bool = True) -> RunIdentity:
@@ -257,8 +284,12 @@ def identity_from_config(config: Any, option_keys: Sequence[str] = (), *, import
     nl = ((((cfg.get("model") or {}).get("backbone") or {}).get("init_args")) or {}).get("nl")
     identity = identify(
         nl=schema.nl_config(nl),
-        **{**words, "dataset": words.get("dataset") or "data", "backbone": words.get("backbone") or "backbone",
-           "nl_blocks": words.get("nl_blocks") or 0},
+        **{
+            **words,
+            "dataset": words.get("dataset") or "data",
+            "backbone": words.get("backbone") or "backbone",
+            "nl_blocks": words.get("nl_blocks") or 0,
+        },
         extras=[short_form(key, flat[key]) for key in named],
         import_classes=import_classes,
     )
@@ -311,15 +342,26 @@ class RunRecord:
     def flat(self) -> dict[str, Any]:
         """One flat dict: bookkeeping, hyper-parameters (short names) and metrics (:data:`METRICS` names)."""
         return {
-            "status": self.status, "error": self.error, "run_name": self.run_name, "group": self.group,
-            "wandb_id": self.wandb_id, "written_at": self.written_at, **self.hparams, **self.metrics,
+            "status": self.status,
+            "error": self.error,
+            "run_name": self.run_name,
+            "group": self.group,
+            "wandb_id": self.wandb_id,
+            "written_at": self.written_at,
+            **self.hparams,
+            **self.metrics,
             **{key: self.machine.get(key) for key in schema.MACHINE_KEYS},
-        }  # fmt: skip
+        }
 
 
 # A record's method entry: each field and the type it must have (a received record's others are dropped).
-_METHOD_FIELDS: dict[str, type | tuple[type, ...]] = {"name": str, "label": str, "color": str, "has_map": bool,
-                                                     "value": str}  # fmt: skip
+_METHOD_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "name": str,
+    "label": str,
+    "color": str,
+    "has_map": bool,
+    "value": str,
+}
 
 
 def method_of(data: Any) -> dict[str, Any]:
@@ -351,8 +393,9 @@ def load_record(run_dir: str | os.PathLike[str] | RunDir) -> tuple[RunRecord | N
     never through a link and never blocking on a FIFO; anything else raises :class:`Unreadable`."""
     path = _run_dir(run_dir).result
     try:
-        data = limits.loads_json(read_bounded(path, limits.MAX_JSON_BYTES, what="result.json").decode("utf-8"),
-                                 str(path))
+        data = limits.loads_json(
+            read_bounded(path, limits.MAX_JSON_BYTES, what="result.json").decode("utf-8"), str(path)
+        )
     except FileNotFoundError:
         return None, False
     except (UnsafeFileError, limits.LimitError) as err:
@@ -407,8 +450,14 @@ def read_yaml(path: Path, what: str = "file") -> Any:
 def record_from_config(config: Mapping[str, Any]) -> RunRecord:
     """The record of a run killed before it wrote one (or whose record is torn): its identity from its config."""
     identity = identity_from_config(config, import_classes=False)
-    return RunRecord(status="interrupted", run_name=identity.name, group=identity.group, hparams=identity.hparams,
-                     config=identity.config, method=identity.method)
+    return RunRecord(
+        status="interrupted",
+        run_name=identity.name,
+        group=identity.group,
+        hparams=identity.hparams,
+        config=identity.config,
+        method=identity.method,
+    )
 
 
 def device_of(config: Mapping[str, Any] | None) -> str | None:
@@ -424,8 +473,15 @@ def device_of(config: Mapping[str, Any] | None) -> str | None:
 
 # ---- metrics.csv --------------------------------------------------------------------------------------------------
 # Per-epoch columns kept from metrics.csv (CSVLogger output; sparse rows, one metric family per row).
-CURVE_COLUMNS: tuple[str, ...] = (schema.TRAIN_LOSS, schema.TRAIN_ACC1, schema.VAL_LOSS, schema.FINAL_ACC1,
-                                  schema.FINAL_ACC5, "lr", schema.IMAGES_PER_S)
+CURVE_COLUMNS: tuple[str, ...] = (
+    schema.TRAIN_LOSS,
+    schema.TRAIN_ACC1,
+    schema.VAL_LOSS,
+    schema.FINAL_ACC1,
+    schema.FINAL_ACC5,
+    "lr",
+    schema.IMAGES_PER_S,
+)
 
 
 def read_curve(run_dir: str | os.PathLike[str] | RunDir) -> list[dict[str, float]]:
@@ -445,8 +501,10 @@ def read_curve(run_dir: str | os.PathLike[str] | RunDir) -> list[dict[str, float
         with os.fdopen(fd, newline="", encoding="utf-8") as f:
             size = os.fstat(f.fileno()).st_size
             if size > limits.MAX_CSV_BYTES:
-                raise limits.LimitError(f"{path}: {size / 2**20:,.0f} MB is over the "
-                                        f"{limits.MAX_CSV_BYTES // 2**20} MB limit for metrics.csv")
+                raise limits.LimitError(
+                    f"{path}: {size / 2**20:,.0f} MB is over the "
+                    f"{limits.MAX_CSV_BYTES // 2**20} MB limit for metrics.csv"
+                )
             return epoch_rows(csv.DictReader(_bounded_lines(f, path)))
     except limits.LimitError as err:
         raise Unreadable(str(err) if str(err).startswith(str(path)) else f"{path}: {err}") from err
@@ -463,8 +521,9 @@ def _bounded_lines(f: Any, path: Path) -> Iterator[str]:
         if not line:
             return
         if len(line) > limits.MAX_CSV_LINE:
-            raise limits.LimitError(f"{path}: a line longer than {limits.MAX_CSV_LINE:,} characters; not a metrics "
-                                    "file of nlbench")
+            raise limits.LimitError(
+                f"{path}: a line longer than {limits.MAX_CSV_LINE:,} characters; not a metrics file of nlbench"
+            )
         yield line
 
 
@@ -494,9 +553,14 @@ def metrics_from_curve(curve: Sequence[Mapping[str, float]]) -> dict[str, Any]:
     if not val:
         return {}
     best = max(val, key=lambda row: row[schema.FINAL_ACC1])
-    return {schema.BEST_ACC1: best[schema.FINAL_ACC1], schema.BEST_ACC5: best.get(schema.FINAL_ACC5),
-            schema.BEST_EPOCH: int(best["epoch"]), schema.FINAL_ACC1: val[-1][schema.FINAL_ACC1],
-            schema.FINAL_ACC5: val[-1].get(schema.FINAL_ACC5), "epochs": int(val[-1]["epoch"]) + 1}
+    return {
+        schema.BEST_ACC1: best[schema.FINAL_ACC1],
+        schema.BEST_ACC5: best.get(schema.FINAL_ACC5),
+        schema.BEST_EPOCH: int(best["epoch"]),
+        schema.FINAL_ACC1: val[-1][schema.FINAL_ACC1],
+        schema.FINAL_ACC5: val[-1].get(schema.FINAL_ACC5),
+        "epochs": int(val[-1]["epoch"]) + 1,
+    }
 
 
 def _number(value: Any) -> float | None:

@@ -1,9 +1,9 @@
 """``nlbench report``: write report.md, a self-contained report.html and PNG figures for sweeps and runs.
 
-Reads any mix of sweep directories written by ``nlbench sweep`` (results table, per-run result.json and
-metrics.csv), plain ``nlbench fit`` run directories, and W&B projects when online (``wandb:ENTITY/PROJECT`` as a
-source, or ``--wandb ENTITY/PROJECT [--group G ...]``); the runs are grouped by whatever varies across them. ``--bench FILE [FILE ...]`` adds a
-section per training benchmark file (``nlbench bench train --grid --out FILE``), e.g. one from a CPU, one from a GPU.
+Reads any mix of sweep directories written by ``nlbench sweep`` (results table, per-run result.json and metrics.csv),
+plain ``nlbench fit`` run directories, and W&B projects when online (``wandb:ENTITY/PROJECT`` as a source, or ``--wandb
+ENTITY/PROJECT [--group G ...]``); the runs are grouped by whatever varies across them. ``--bench FILE [FILE ...]`` adds
+a section per training benchmark file (``nlbench bench train --grid --out FILE``), e.g. one from a CPU, one from a GPU.
 """
 
 from __future__ import annotations
@@ -21,22 +21,45 @@ from nlbench.report.stats import DEFAULT_MARGIN
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="nlbench report", description=__doc__.splitlines()[0], exit_on_error=False)
-    parser.add_argument("sources", type=str, nargs="*", default=[],
-                        help="sweep directories (nlbench sweep), run directories (nlbench fit) and wandb:ENTITY/PROJECT")
-    parser.add_argument("--out", type=str | None, default=None,
-                        help="output folder (default: <dir>/report for a single directory)")
+    parser.add_argument(
+        "sources",
+        type=str,
+        nargs="*",
+        default=[],
+        help="sweep directories (nlbench sweep), run directories (nlbench fit) and wandb:ENTITY/PROJECT",
+    )
+    parser.add_argument(
+        "--out", type=str | None, default=None, help="output folder (default: <dir>/report for a single directory)"
+    )
     parser.add_argument("--wandb", type=str | None, default=None, help="also read the runs of W&B ENTITY/PROJECT")
     parser.add_argument("--group", type=str, nargs="*", default=[], help="with --wandb: only these W&B groups")
-    parser.add_argument("--bench", type=str, nargs="+", action="extend", default=[],
-                        help="training benchmark JSON files (nlbench bench train --grid --out FILE), one report "
-                        "section each; repeatable")
-    parser.add_argument("--compare", type=str, nargs="+", action="extend", default=[],
-                        help="KEY[=REFERENCE]: compare each value of KEY against REFERENCE (default: softmax for "
-                        "normalization, else the first value of the axis); repeatable. Default: every varying key")
-    parser.add_argument("--margin", type=float, default=100 * DEFAULT_MARGIN, metavar="PT",
-                        help="equivalence margin in percentage points: a difference whose 90 percent interval "
-                        "lies within ±PT (TOST) reads 'equivalent'; the seed counts are given for a difference of PT "
-                        f"(default: {100 * DEFAULT_MARGIN:g})")
+    parser.add_argument(
+        "--bench",
+        type=str,
+        nargs="+",
+        action="extend",
+        default=[],
+        help="training benchmark JSON files (nlbench bench train --grid --out FILE), one report "
+        "section each; repeatable",
+    )
+    parser.add_argument(
+        "--compare",
+        type=str,
+        nargs="+",
+        action="extend",
+        default=[],
+        help="KEY[=REFERENCE]: compare each value of KEY against REFERENCE (default: softmax for "
+        "normalization, else the first value of the axis); repeatable. Default: every varying key",
+    )
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=100 * DEFAULT_MARGIN,
+        metavar="PT",
+        help="equivalence margin in percentage points: a difference whose 90 percent interval "
+        "lies within ±PT (TOST) reads 'equivalent'; the seed counts are given for a difference of PT "
+        f"(default: {100 * DEFAULT_MARGIN:g})",
+    )
     return parser
 
 
@@ -58,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.group and not wandb_sources:
             raise ValueError("--group only applies with --wandb")
         if not args.out and (wandb_sources or len(sources) > 1):
-            raise ValueError("--out is required with several sources or W&B (there is no single directory to "
-                             "write into)")
+            raise ValueError(
+                "--out is required with several sources or W&B (there is no single directory to write into)"
+            )
         sweep = load_sweep(*sources, groups=args.group)
         compare = dict(parse_compare(item) for item in args.compare)
         unknown = [key for key in compare if key not in sweep.config_keys]
@@ -78,16 +102,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finished, running = len(sweep.finished), len(sweep.running)
     # Received text (a sweep's name, an unreadable file's error) reaches the terminal without its escapes.
-    print(terminal(f"report for {sweep.name}: {finished}/{len(sweep.runs)} runs finished"
-                   + (f", {running} running" if running else "")))
+    print(
+        terminal(
+            f"report for {sweep.name}: {finished}/{len(sweep.runs)} runs finished"
+            + (f", {running} running" if running else "")
+        )
+    )
     if sweep.merged:
         print(f"  {len(sweep.merged)} duplicate run(s) merged: each configuration and seed counts once")
     print(f"  {files.markdown}\n  {files.html}")
     for image in files.images:
         print(f"  {image}")
     if sweep.unreadable:
-        print(terminal(f"  {len(sweep.unreadable)} unreadable run(s) left out (listed in the report): "
-                       + "; ".join(str(run["error"]) for run in sweep.unreadable[:3])), file=sys.stderr)
+        print(
+            terminal(
+                f"  {len(sweep.unreadable)} unreadable run(s) left out (listed in the report): "
+                + "; ".join(str(run["error"]) for run in sweep.unreadable[:3])
+            ),
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -8,8 +8,9 @@ Sources: sweep directories (``nlbench sweep``: ``sweep.yaml`` and ``runs/<run_id
 - the metrics under their logged names (:data:`nlbench.schema.METRICS`), and where the run trained
   (:data:`nlbench.schema.MACHINE_KEYS`);
 - the NL vocabulary (``normalization``, ``reduction``, ``heads``, ``init``, ..., ``seed``), the training recipe
-  (:data:`nlbench.schema.RECIPE`: optimizer, lr, ..., limit_train_batches, limit_val_batches, val_split), and a column for every
-  other config key whose value varies between the runs (named by its shortest unique dotted suffix: ``lr``, ...);
+  (:data:`nlbench.schema.RECIPE`: optimizer, lr, ..., limit_train_batches, limit_val_batches, val_split), and a column
+  for every other config key whose value varies between the runs (named by its shortest unique dotted suffix: ``lr``,
+  ...);
 - ``normalization`` is the method at the NL insertion point: the NL block's normalization (``softmax``, ``scale``,
   a class path, ...), a peer block in its place (``gc``, ``se``, a class path: the run's ``model.backbone.block``,
   which has no column of its own), or ``none`` (no block), so the report compares every method against softmax;
@@ -18,11 +19,12 @@ Sources: sweep directories (``nlbench sweep``: ``sweep.yaml`` and ``runs/<run_id
 - ``group``: the configuration without the seed; two runs share it if and only if their configs differ only in the
   seed. ``curve`` (with ``curves=True``): the run's per-epoch metrics (a list of dicts, one per epoch).
 
-Status: the record's word, except that a "running" record whose run directory's lock (and, in a sweep directory,
-the run's claim) is free (:func:`nlbench.runlock.is_alive`) belongs to a dead process and reads "interrupted", and
-a run whose lock or claim is held reads "running" whatever an earlier attempt left. A run whose files cannot be read (not UTF-8, invalid YAML, a
-foreign file) reads "unreadable", with ``error`` naming the file; it is listed, never averaged. A truncated
-result.json is rebuilt from metrics.csv. Light on imports (pandas, yaml; no torch): the report and notebooks use it.
+Status: the record's word, except that a "running" record whose run directory's lock (and, in a sweep directory, the
+run's claim) is free (:func:`nlbench.runlock.is_alive`) belongs to a dead process and reads "interrupted", and a run
+whose lock or claim is held reads "running" whatever an earlier attempt left. A run whose files cannot be read (not
+UTF-8, invalid YAML, a foreign file) reads "unreadable", with ``error`` naming the file; it is listed, never averaged. A
+truncated result.json is rebuilt from metrics.csv. Light on imports (pandas, yaml; no torch): the report and notebooks
+use it.
 """
 
 from __future__ import annotations
@@ -58,12 +60,13 @@ class WandbSourceError(RuntimeError):
 # ---- status: the one rule ---------------------------------------------------------------------------------------
 def resolve_status(record_status: str | None, run_dir: Path) -> str:
     """A run directory's status: final outcomes (finished, diverged) as recorded; else "running" while a process
-    holds the run's lock (or, in a sweep directory, its claim); else the record's word, a "running" record (its process is gone) or none at all being
-    "interrupted" ("new" when the directory does not exist)."""
+    holds the run's lock (or, in a sweep directory, its claim); else the record's word, a "running" record (its
+    process is gone) or none at all being "interrupted" ("new" when the directory does not exist)."""
     if record_status in schema.FINAL_STATUSES:
         return record_status
-    if runlock.is_alive(run_dir) or (_in_sweep_dir(run_dir)
-                                     and runlock.is_alive(run_dir, path=runlock.claim_path(run_dir))):
+    if runlock.is_alive(run_dir) or (
+        _in_sweep_dir(run_dir) and runlock.is_alive(run_dir, path=runlock.claim_path(run_dir))
+    ):
         return "running"  # a fit holds the run directory, or a sweep process has claimed it (in a sweep directory)
     if record_status in (None, "running"):
         return "interrupted" if run_dir.is_dir() else schema.NEW
@@ -73,12 +76,17 @@ def resolve_status(record_status: str | None, run_dir: Path) -> str:
 def _in_sweep_dir(run_dir: Path) -> bool:
     """Whether ``run_dir`` is ``<sweep_dir>/runs/<run_id>`` (where sweep processes claim runs), not a plain fit's
     default ``runs/<name>``."""
-    return run_dir.parent.name == "runs" and (run_dir.parent.parent / "sweep.yaml").is_file()
+    return run_dir.parent.name == sweepdir.RUNS and (run_dir.parent.parent / sweepdir.SPEC).is_file()
 
 
 # ---- one run directory ------------------------------------------------------------------------------------------
-def read_run(run_dir: str | os.PathLike[str], *, run_id: str | None = None,
-             params: Mapping[str, Any] | None = None, curves: bool = True) -> dict[str, Any]:
+def read_run(
+    run_dir: str | os.PathLike[str],
+    *,
+    run_id: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    curves: bool = True,
+) -> dict[str, Any]:
     """One run directory as a row (see the module doc). ``params``: the sweep's dotted keys of this run, used as its
     differing keys when the record does not carry them (runs without a record yet, records of earlier versions)."""
     path = Path(run_dir)
@@ -86,16 +94,28 @@ def read_run(run_dir: str | os.PathLike[str], *, run_id: str | None = None,
     try:
         files = read_run_files(path, curves=curves)
     except Unreadable as err:
-        return {**row, "status": schema.UNREADABLE, "error": str(err), "hparams": {}, "config": {}, "differs": [],
-                "curve": [], "method": {}}  # fmt: skip
+        return {
+            **row,
+            "status": schema.UNREADABLE,
+            "error": str(err),
+            "hparams": {},
+            "config": {},
+            "differs": [],
+            "curve": [],
+            "method": {},
+        }
     record = files.record
     if record is None:
         row.update(hparams={}, config={}, differs=[], method={})
     else:
         row.update(record.flat())
         row["wandb_group"] = row.pop("group", None)
-        row.update(hparams=dict(record.hparams), config=dict(record.config), differs=list(record.differs),
-                   method=dict(record.method))  # fmt: skip
+        row.update(
+            hparams=dict(record.hparams),
+            config=dict(record.config),
+            differs=list(record.differs),
+            method=dict(record.method),
+        )
     row["status"] = resolve_status(record.status if record else None, path)
     row["error"] = record.error if record is not None and row["status"] == record.status else None
     row["curve"] = files.curve
@@ -122,14 +142,30 @@ def read_sweep_dir(root: Path, *, curves: bool = True) -> tuple[list[dict[str, A
     rows = []
     for run_id in [*order, *(name for name in present if name not in order)]:
         if os.path.islink(run_root / run_id):  # a received link to a folder elsewhere: not followed
-            problems.append({"run_id": run_id, "status": schema.UNREADABLE, "run_dir": str(run_root / run_id),
-                             "error": f"{run_root / run_id}: a symbolic link; not followed"})  # fmt: skip
+            problems.append(
+                {
+                    "run_id": run_id,
+                    "status": schema.UNREADABLE,
+                    "run_dir": str(run_root / run_id),
+                    "error": f"{run_root / run_id}: a symbolic link; not followed",
+                }
+            )
         elif run_id not in order or (run_root / run_id).is_dir():
             rows.append(read_run(run_root / run_id, params=order.get(run_id), curves=curves))
         else:  # a run of the spec that has not started
             config = dict(order[run_id])
-            rows.append({"run_id": run_id, "run_dir": str(run_root / run_id), "status": schema.NEW, "error": None,
-                         "hparams": {}, "config": config, "differs": list(config), "curve": []})  # fmt: skip
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "run_dir": str(run_root / run_id),
+                    "status": schema.NEW,
+                    "error": None,
+                    "hparams": {},
+                    "config": config,
+                    "differs": list(config),
+                    "curve": [],
+                }
+            )
     return rows, problems
 
 
@@ -145,8 +181,10 @@ def read_source(source: str, *, curves: bool = True, groups: Sequence[str] = ())
     elif RunDir(path).result.is_file() or RunDir(path).config.is_file():
         rows, problems = [read_run(path, run_id=path.resolve().name, curves=curves)], []
     else:
-        raise SourceError(f"{path}: neither a sweep directory (sweep.yaml, runs/) nor a run directory "
-                          "(result.json, config.yaml) of nlbench")
+        raise SourceError(
+            f"{path}: neither a sweep directory (sweep.yaml, runs/) nor a run directory "
+            "(result.json, config.yaml) of nlbench"
+        )
     for row in rows:
         row["source"] = str(path)
     return rows, problems
@@ -160,7 +198,9 @@ def load(*sources: str | os.PathLike[str], curves: bool = False, groups: Sequenc
     for source in sources:
         got, problems = read_source(os.fspath(source), curves=curves, groups=groups)
         for row in [*got, *problems]:
-            key = str(row.get("run_dir") or row["run_id"]) + ("" if row["status"] != schema.UNREADABLE else row["error"])
+            key = str(row.get("run_dir") or row["run_id"]) + (
+                "" if row["status"] != schema.UNREADABLE else row["error"]
+            )
             if key not in seen:
                 seen.add(key)
                 rows.append(row)
@@ -172,10 +212,17 @@ def frame(rows: Sequence[Mapping[str, Any]], *, curves: bool = False) -> pd.Data
     flat_keys: dict[str, None] = {}
     for row in rows:
         flat_keys.update(dict.fromkeys(key for key in row.get("config") or {} if not _in_vocabulary(key)))
-    varying = [key for key in flat_keys
-               if len({schema.hashable((row.get("config") or {}).get(key)) for row in rows}) > 1]  # fmt: skip
-    taken = (*schema.BOOKKEEPING, *schema.METRICS, *schema.MACHINE_KEYS, *schema.HPARAMS, *schema.RECIPE,
-             *METHOD_COLUMNS)  # fmt: skip
+    varying = [
+        key for key in flat_keys if len({schema.hashable((row.get("config") or {}).get(key)) for row in rows}) > 1
+    ]
+    taken = (
+        *schema.BOOKKEEPING,
+        *schema.METRICS,
+        *schema.MACHINE_KEYS,
+        *schema.HPARAMS,
+        *schema.RECIPE,
+        *METHOD_COLUMNS,
+    )
     columns = schema.column_names(varying, taken=taken)
     records = []
     for row in rows:
@@ -188,8 +235,9 @@ def frame(rows: Sequence[Mapping[str, Any]], *, curves: bool = False) -> pd.Data
         for name in schema.HPARAMS:
             field = schema.BY_NAME[name]
             canon = schema.canonical_key(field.key)
-            if name in hparams and (canon not in swept or field.read is not None
-                                    or (baseline and name in schema.NL_FIELDS)):  # fmt: skip
+            if name in hparams and (
+                canon not in swept or field.read is not None or (baseline and name in schema.NL_FIELDS)
+            ):
                 continue  # the record's word (derived words are the fit's); a swept value fills in or corrects
             for flat in (field.key, canon):
                 if flat in config:
@@ -210,8 +258,10 @@ def frame(rows: Sequence[Mapping[str, Any]], *, curves: bool = False) -> pd.Data
         if column not in df and column not in ("group", "curve"):
             df[column] = None
     keys = config_keys(df)
-    df["group"] = [" ".join(f"{key}={_text(value)}" for key, value in zip(keys, values)) or "all runs"
-                   for values in (zip(*(df[key] for key in keys)) if keys else [()] * len(df))]  # fmt: skip
+    df["group"] = [
+        " ".join(f"{key}={_text(value)}" for key, value in zip(keys, values)) or "all runs"
+        for values in (zip(*(df[key] for key in keys)) if keys else [()] * len(df))
+    ]
     return df
 
 
@@ -249,11 +299,15 @@ def _method_columns(value: Any, recorded: Mapping[str, Any]) -> dict[str, Any]:
     method as the registry has it (the same in every report), any other (a class path) as the run's record says
     (:attr:`nlbench.record.RunRecord.method`, what the fit resolved), else by its last component."""
     info = recorded_method(value) if isinstance(value, str) else None
-    registered = info is not None and (info is NONE or NORMALIZATIONS.registered_name(value) is not None
-                                       or BLOCKS.registered_name(value) is not None)  # fmt: skip
+    registered = info is not None and (
+        info is NONE or NORMALIZATIONS.registered_name(value) is not None or BLOCKS.registered_name(value) is not None
+    )
     if not registered and recorded.get("value") == value and recorded.get("label"):
-        return {METHOD_LABEL: recorded["label"], METHOD_COLOR: recorded.get("color"),
-                METHOD_HAS_MAP: recorded.get("has_map")}  # fmt: skip
+        return {
+            METHOD_LABEL: recorded["label"],
+            METHOD_COLOR: recorded.get("color"),
+            METHOD_HAS_MAP: recorded.get("has_map"),
+        }
     if info is None:
         return {METHOD_LABEL: None if value is None else str(value), METHOD_COLOR: None, METHOD_HAS_MAP: None}
     return {METHOD_LABEL: info.label, METHOD_COLOR: info.color, METHOD_HAS_MAP: info.has_map if registered else None}
@@ -272,8 +326,9 @@ def method_looks(df: pd.DataFrame) -> dict[str, tuple[str, str | None]]:
 
 
 # ---- configurations ------------------------------------------------------------------------------------------------
-NOT_CONFIG: frozenset[str] = frozenset({*schema.BOOKKEEPING, *schema.METRICS, *schema.MACHINE_KEYS, schema.SEED,
-                                        *METHOD_COLUMNS})  # fmt: skip
+NOT_CONFIG: frozenset[str] = frozenset(
+    {*schema.BOOKKEEPING, *schema.METRICS, *schema.MACHINE_KEYS, schema.SEED, *METHOD_COLUMNS}
+)
 
 
 def config_keys(df: pd.DataFrame) -> list[str]:
@@ -313,8 +368,13 @@ def _text(value: Any) -> str:
 
 # ---- W&B ---------------------------------------------------------------------------------------------------------
 # W&B run state -> status.
-_WANDB_STATUS = {"finished": "finished", "running": "running", "crashed": "interrupted", "failed": "failed",
-                 "killed": "interrupted"}  # fmt: skip
+_WANDB_STATUS = {
+    "finished": "finished",
+    "running": "running",
+    "crashed": "interrupted",
+    "failed": "failed",
+    "killed": "interrupted",
+}
 
 
 def read_wandb(path: str, *, groups: Sequence[str] = (), timeout: int = 20, curves: bool = True) -> list[dict]:
@@ -323,8 +383,10 @@ def read_wandb(path: str, *, groups: Sequence[str] = (), timeout: int = 20, curv
     if path.count("/") != 1 or not all(path.split("/")):
         raise SourceError(f"wandb:{path}: expected wandb:ENTITY/PROJECT")
     if os.environ.get("WANDB_MODE") in ("offline", "disabled") or os.environ.get("WANDB_OFFLINE") == "true":
-        raise WandbSourceError(f"cannot read W&B project {path}: WANDB_MODE is {os.environ.get('WANDB_MODE', 'offline')}"
-                               "; report from the local sweep directory instead (nlbench report SWEEP_DIR)")
+        raise WandbSourceError(
+            f"cannot read W&B project {path}: WANDB_MODE is {os.environ.get('WANDB_MODE', 'offline')}"
+            "; report from the local sweep directory instead (nlbench report SWEEP_DIR)"
+        )
     import requests
     import wandb
 
@@ -339,8 +401,10 @@ def read_wandb(path: str, *, groups: Sequence[str] = (), timeout: int = 20, curv
             rows.append(row)
     except (wandb.errors.Error, requests.RequestException, ValueError) as err:  # no key, offline, unknown project
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise WandbSourceError(f"cannot read W&B project {path} ({message}); check `wandb login` and network access, "
-                               "or report from the local sweep directory instead (nlbench report SWEEP_DIR)") from err
+        raise WandbSourceError(
+            f"cannot read W&B project {path} ({message}); check `wandb login` and network access, "
+            "or report from the local sweep directory instead (nlbench report SWEEP_DIR)"
+        ) from err
     if not rows:
         raise WandbSourceError(f"W&B project {path} has no runs" + (f" in groups {list(groups)}" if groups else ""))
     return rows
@@ -361,9 +425,16 @@ def _wandb_row(wandb_run: Any) -> dict[str, Any]:
     flat = schema.flatten(full) if isinstance(full, Mapping) else {}
     flat = {key: value for key, value in flat.items() if not schema.is_volatile(key)}
     return {
-        "run_id": str(wandb_run.id), "run_name": wandb_run.name, "wandb_group": wandb_run.group,
-        "wandb_id": str(wandb_run.id), "status": _WANDB_STATUS.get(wandb_run.state, wandb_run.state), "error": None,
-        "hparams": {key: config[key] for key in schema.HPARAMS if key in config}, "config": flat,
-        "differs": list(config.get("differs") or []), "curve": [], "method": method_of(config.get("method")),
+        "run_id": str(wandb_run.id),
+        "run_name": wandb_run.name,
+        "wandb_group": wandb_run.group,
+        "wandb_id": str(wandb_run.id),
+        "status": _WANDB_STATUS.get(wandb_run.state, wandb_run.state),
+        "error": None,
+        "hparams": {key: config[key] for key in schema.HPARAMS if key in config},
+        "config": flat,
+        "differs": list(config.get("differs") or []),
+        "curve": [],
+        "method": method_of(config.get("method")),
         **metrics,
-    }  # fmt: skip
+    }

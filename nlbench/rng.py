@@ -123,8 +123,10 @@ class RandomState(Callback):
         trainer = self._trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         if ranks and len(ranks) != world and rank == 0:
-            rank_zero_warn(f"Resuming {len(ranks)} process(es)' random states in {world}: not an exact resume "
-                           "(ranks without saved states draw from their own rank-seeded augmentation generator)")
+            rank_zero_warn(
+                f"Resuming {len(ranks)} process(es)' random states in {world}: not an exact resume "
+                "(ranks without saved states draw from their own rank-seeded augmentation generator)"
+            )
         if rank < len(ranks):
             self._pending = ranks[rank]
         elif ranks:  # an extra rank: rank 0's global states, as all ranks share them after seeding, but never
@@ -144,8 +146,10 @@ class RandomState(Callback):
             torch.cuda.set_rng_state(saved, device)  # the run's device now, whatever its index was then
         elif warn and (saved is not None) != (device.type == "cuda"):
             then, now = ("a GPU", "the CPU") if saved is not None else ("the CPU", str(device))
-            rank_zero_warn(f"The checkpoint's random states were saved on {then} and the run resumes on {now}: "
-                           "its GPU draws (augmentation) do not continue exactly")
+            rank_zero_warn(
+                f"The checkpoint's random states were saved on {then} and the run resumes on {now}: "
+                "its GPU draws (augmentation) do not continue exactly"
+            )
         generator = self._generator()
         if generator is not None and self._pending.get("augmentation") is not None:
             generator.set_state(self._pending["augmentation"])

@@ -1,4 +1,5 @@
-"""Which run directory a command works in: choose, version, lock and discard (the policy; the layout is nlbench.record.RunDir).
+"""Which run directory a command works in: choose, version, lock and discard (the policy; the layout is
+nlbench.record.RunDir).
 
 A ``fit`` takes ``--run_dir`` as given, the directory of its grid point under ``wandb agent`` (an exported sweep), or
 ``<trainer.default_root_dir>/<run name>``, versioned ``-v2``, ``-v3``, ... past directories that hold files or are
@@ -110,16 +111,20 @@ def resolve(cfg: Any, identity: RunIdentity, subcommand: str | None, claim: RunD
         if fit:
             claim.take(run_dir, option="--run_dir")
             if not resuming and checkpoints_in(run_dir):
-                raise RunDirError(f"--run_dir {cfg.run_dir} already holds checkpoints; pass --ckpt_path last to "
-                                  "resume it or choose another --run_dir")  # fmt: skip
+                raise RunDirError(
+                    f"--run_dir {cfg.run_dir} already holds checkpoints; pass --ckpt_path last to "
+                    "resume it or choose another --run_dir"
+                )
         return run_dir
     if fit and (agent_dir := agent_run_dir(cfg)) is not None:
         # a `wandb agent` run of an exported sweep: in the sweep's directory
         run_dir = resolved(agent_dir)
         claim.take(run_dir)
         if not resuming and checkpoints_in(run_dir):
-            raise RunDirError(f"{run_dir} (this W&B agent run's directory in its sweep) already holds "
-                              "checkpoints; the grid point ran before")  # fmt: skip
+            raise RunDirError(
+                f"{run_dir} (this W&B agent run's directory in its sweep) already holds "
+                "checkpoints; the grid point ran before"
+            )
         return run_dir
     root = Path(cfg.trainer.default_root_dir or "runs")
     run_dir = root / identity.name
@@ -143,8 +148,10 @@ def resolved(run_dir: Path) -> Path:
     it, and the fit would write another folder's config.yaml, metrics.csv and result.json (links above it, such as
     ``runs -> /scratch/runs``, are the user's own set-up and followed)."""
     if os.path.islink(run_dir):
-        raise RunDirError(f"run directory {run_dir} is a symbolic link; nlbench does not write through links (pass "
-                          "the folder it points to as --run_dir, or a new one)")
+        raise RunDirError(
+            f"run directory {run_dir} is a symbolic link; nlbench does not write through links (pass "
+            "the folder it points to as --run_dir, or a new one)"
+        )
     return run_dir.resolve()
 
 
@@ -190,14 +197,18 @@ def agent_run_dir(cfg: Any, value_of: Callable[[Any, str], Any] | None = None) -
             raise Unreadable(f"{stored}: not a sweep spec")
         runs = sweepdir.stored_runs(spec)
     except Unreadable as err:
-        warnings.warn(f"{stored}: cannot read the sweep ({' '.join(str(err).split())[:120]}); the run goes to "
-                      "trainer.default_root_dir instead", stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"{stored}: cannot read the sweep ({' '.join(str(err).split())[:120]}); the run goes to "
+            "trainer.default_root_dir instead",
+            stacklevel=2,
+        )
         return None
     for run_id, params in runs.items():
         if all(_same(value_of(cfg, key), value) for key, value in params.items()):
             return sweepdir.run_dir(Path(sweep_dir), run_id)
-    warnings.warn(f"{stored}: no run of the sweep has this run's values; it goes to trainer.default_root_dir",
-                  stacklevel=2)
+    warnings.warn(
+        f"{stored}: no run of the sweep has this run's values; it goes to trainer.default_root_dir", stacklevel=2
+    )
     return None
 
 
@@ -212,8 +223,12 @@ def lookup(cfg: Any, key: str) -> Any:
         # jsonargparse's Namespace is an argparse.Namespace: checked without importing jsonargparse (~0.1 s)
         if isinstance(node, argparse.Namespace) and part in node:
             node = node[part]
-        elif isinstance(node, argparse.Namespace) and "init_args" in node \
-                and isinstance(node.init_args, argparse.Namespace) and part in node.init_args:  # fmt: skip
+        elif (
+            isinstance(node, argparse.Namespace)
+            and "init_args" in node
+            and isinstance(node.init_args, argparse.Namespace)
+            and part in node.init_args
+        ):
             node = node.init_args[part]
         else:
             return _MISSING

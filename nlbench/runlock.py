@@ -113,8 +113,12 @@ class RunLock:
                     by = f" by {who.command or 'another process'} ({who.where()})" if who else ""
                     raise RunLockedError(f"{self.run_dir}: in use{by}; wait for it to finish or stop it") from None
                 time.sleep(0.05)
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
-                "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": self.command,
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
         self._fd = fd
@@ -172,8 +176,10 @@ def owner(run_dir: str | os.PathLike[str], *, path: str | os.PathLike[str] | Non
                 data = {}
             data = data if isinstance(data, dict) else {}
             pid = data.get("pid")
-            return Owner(pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
-                         *(_text(data.get(key)) for key in ("host", "command", "since")))
+            return Owner(
+                pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+                *(_text(data.get(key)) for key in ("host", "command", "since")),
+            )
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:

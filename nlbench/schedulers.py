@@ -15,7 +15,9 @@ class CosineAnnealingLR(_CosineAnnealingLR):
     the run's length, in steps for ``scheduler_interval: step`` (the official ``--cos``: per-iteration cosine from
     the base lr to ``eta_min`` = 0 over epochs x iterations per epoch, no warm-up) or in epochs."""
 
-    def __init__(self, optimizer: Optimizer, T_max: int | None = None, eta_min: float = 0.0, last_epoch: int = -1) -> None:
+    def __init__(
+        self, optimizer: Optimizer, T_max: int | None = None, eta_min: float = 0.0, last_epoch: int = -1
+    ) -> None:
         if T_max is None:
             raise ValueError("model.scheduler: CosineAnnealingLR needs T_max; the classifier fills it in when unset")
         if T_max < 1:
@@ -48,11 +50,22 @@ class OneCycleLR(_OneCycleLR):
     ) -> None:
         if max_lr is None:
             max_lr = [group["lr"] for group in optimizer.param_groups]
-        super().__init__(optimizer, max_lr=max_lr, total_steps=total_steps, epochs=epochs,
-                         steps_per_epoch=steps_per_epoch, pct_start=pct_start, anneal_strategy=anneal_strategy,
-                         cycle_momentum=cycle_momentum, base_momentum=base_momentum, max_momentum=max_momentum,
-                         div_factor=div_factor, final_div_factor=final_div_factor, three_phase=three_phase,
-                         last_epoch=last_epoch)  # fmt: skip
+        super().__init__(
+            optimizer,
+            max_lr=max_lr,
+            total_steps=total_steps,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            pct_start=pct_start,
+            anneal_strategy=anneal_strategy,
+            cycle_momentum=cycle_momentum,
+            base_momentum=base_momentum,
+            max_momentum=max_momentum,
+            div_factor=div_factor,
+            final_div_factor=final_div_factor,
+            three_phase=three_phase,
+            last_epoch=last_epoch,
+        )
 
 
 def lr_overridden_by(scheduler: Any) -> str | None:

@@ -35,9 +35,20 @@ TRAIN_LOSS, TRAIN_ACC1 = "train/loss", "train/acc1"
 VAL_LOSS = "val/loss"
 TEST_LOSS, TEST_ACC1, TEST_ACC5 = "test/loss", "test/acc1", "test/acc5"
 METRICS: tuple[str, ...] = (
-    BEST_ACC1, FINAL_ACC1, BEST_ACC5, FINAL_ACC5, BEST_EPOCH, SELECTED_ACC1,
-    "epochs", "global_step", "time_s", IMAGES_PER_S, "params", "nl_params", CLASSES,
-)  # fmt: skip
+    BEST_ACC1,
+    FINAL_ACC1,
+    BEST_ACC5,
+    FINAL_ACC5,
+    BEST_EPOCH,
+    SELECTED_ACC1,
+    "epochs",
+    "global_step",
+    "time_s",
+    IMAGES_PER_S,
+    "params",
+    "nl_params",
+    CLASSES,
+)
 ACCURACIES: tuple[str, ...] = (BEST_ACC1, FINAL_ACC1, BEST_ACC5, FINAL_ACC5, SELECTED_ACC1)
 # Below this multiple of chance top-1 (1 / classes) a model has learnt too little for its numbers to mean much.
 NEAR_CHANCE = 1.5
@@ -49,9 +60,18 @@ NEW = "new"  # a sweep's run that has no directory yet
 UNREADABLE = "unreadable"  # a run whose files cannot be read: listed, never averaged
 # The reader's columns that say which run a row is and where it came from: never hyper-parameters or metrics.
 BOOKKEEPING: tuple[str, ...] = (
-    "run_id", "status", "error", "run_name", "wandb_group", "group", "source", "run_dir", "wandb_id", "written_at",
+    "run_id",
+    "status",
+    "error",
+    "run_name",
+    "wandb_group",
+    "group",
+    "source",
+    "run_dir",
+    "wandb_id",
+    "written_at",
     "curve",
-)  # fmt: skip
+)
 # Where the run trained, so throughput figures can say where they were measured (RunRecord.machine); "sdpa": the
 # attention kernel(s) SDPA ran for the model's softmax blocks in training (nlbench.nn.sdpa; None without one).
 MACHINE_KEYS: tuple[str, ...] = ("device", "threads", "host", "sdpa")
@@ -175,11 +195,27 @@ def nl_config(value: Any) -> NLConfig | None:
 # Keys of a resolved fit config that say where or how a run is stored or executed, never what it trains: they
 # differ between runs and machines without making configurations different (dotted prefixes).
 VOLATILE: tuple[str, ...] = (
-    "config", "run_dir", "ckpt_path", "weights_only", "print_config", "trainer.default_root_dir", "trainer.logger",
-    "trainer.callbacks", "trainer.plugins", "trainer.accelerator", "trainer.devices", "trainer.strategy",
-    "trainer.num_nodes", "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
-    "data.init_args.root", "data.init_args.data_dir", "data.init_args.num_workers", "data.init_args.download",
-)  # fmt: skip
+    "config",
+    "run_dir",
+    "ckpt_path",
+    "weights_only",
+    "print_config",
+    "trainer.default_root_dir",
+    "trainer.logger",
+    "trainer.callbacks",
+    "trainer.plugins",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.strategy",
+    "trainer.num_nodes",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
+    "data.init_args.root",
+    "data.init_args.data_dir",
+    "data.init_args.num_workers",
+    "data.init_args.download",
+)
 
 
 def short_name(key: str) -> str:

@@ -34,6 +34,7 @@ from nlbench.sweep import eta
 from nlbench.sweep.child_imports import check_child_imports, imported_modules
 from nlbench.sweep.datacheck import DataNeed, check_data, data_needs, fetch_data
 from nlbench.sweep.devices import Slot, parse_devices, plan_slots, visible_gpus
+from nlbench.sweep.launcher import LAUNCHERS, LaunchError, counts_line, launchers
 from nlbench.sweep.mps import mps_slots
 from nlbench.sweep.runner import (
     DEFAULT_FIT_COMMAND,
@@ -45,7 +46,6 @@ from nlbench.sweep.runner import (
     run_owner,
     run_sweep,
 )
-from nlbench.sweep.launcher import LAUNCHERS, LaunchError, counts_line, launchers
 from nlbench.sweep.spec import (
     BASE_RUN,
     DEFAULT_GRID_LIMIT,
@@ -71,55 +71,88 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--config", type=str, required=True, help="sweep spec, e.g. experiments/sweeps/demo.yaml")
     parser.add_argument("--dry-run", action="store_true", help="print the runs, their status and cost; run nothing")
     parser.add_argument(
-        "--export-wandb", type=str, default=None, metavar="FILE",
+        "--export-wandb",
+        type=str,
+        default=None,
+        metavar="FILE",
         help="write a W&B sweep definition (method grid) for `wandb sweep` + `wandb agent`; run nothing",
-    )  # fmt: skip
+    )
     parser.add_argument("--output_dir", type=str, default=None, help="sweep directory, instead of the spec's")
     parser.add_argument(
         "--devices", type=str, default="auto", help="auto (all visible GPUs, else CPU), cpu, or GPU ids such as 0,1,3"
     )
     parser.add_argument(
-        "--runs-per-device", type=int, default=None, metavar="K",
+        "--runs-per-device",
+        type=int,
+        default=None,
+        metavar="K",
         help="concurrent runs per GPU (group of devices_per_run GPUs) or on the CPU, instead of the spec's "
         "runs_per_device; each gets 1/K of the GPU memory, or of the CPU cores",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--mps", action="store_true",
+        "--mps",
+        action="store_true",
         help="with runs_per_device > 1 on GPUs: run the sweep under a private NVIDIA MPS daemon (pipe and log dirs "
         "in the sweep dir), so the runs sharing a GPU run kernels concurrently instead of time-slicing it",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--bench", type=str, default=None, metavar="FILE",
+        "--bench",
+        type=str,
+        default=None,
+        metavar="FILE",
         help="a training benchmark (nlbench bench train --grid --out FILE) for the dry run's ETA before any run "
         "has finished",
     )
     parser.add_argument(
-        "--pilot", type=str, default=None, metavar="SWEEP_DIR",
+        "--pilot",
+        type=str,
+        default=None,
+        metavar="SWEEP_DIR",
         help="with --dry-run: from this finished pilot sweep's seed variance, the smallest difference each compared "
         "key could detect with this sweep's seeds (80% power, Holm over its planned family), and the seeds a "
         "difference of --margin needs",
-    )  # fmt: skip
-    parser.add_argument("--margin", type=float, default=None, metavar="PT",
-                        help="with --pilot: the difference in percentage points to give the seed count for "
-                        "(default: 0.5, the report's equivalence margin)")
+    )
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=None,
+        metavar="PT",
+        help="with --pilot: the difference in percentage points to give the seed count for "
+        "(default: 0.5, the report's equivalence margin)",
+    )
     parser.add_argument("--max-runs", type=int, default=None, help="start at most this many runs, then stop")
     parser.add_argument(
-        "--yes", action="store_true",
+        "--yes",
+        action="store_true",
         help="run even when the runs would take over an hour on this machine's CPU (no GPU visible); without it the "
         "sweep says how long and stops",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--grid-limit", type=int, default=None, metavar="N",
+        "--grid-limit",
+        type=int,
+        default=None,
+        metavar="N",
         help=f"refuse specs with more than N runs (default: {DEFAULT_GRID_LIMIT:,}, or the spec's lower grid_limit)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--index", type=str, default=None, metavar="I",
+        "--index",
+        type=str,
+        default=None,
+        metavar="I",
         help="run only these grid points (0-based, in --dry-run's order): 3, or ranges and lists such as 0-9,20",
-    )  # fmt: skip
-    parser.add_argument("--status", action="store_true",
-                        help="show every run's state (pending, running where, finished, failed and why); start nothing")
-    parser.add_argument("--launcher", type=str, default="local", choices=["local", *LAUNCHERS],
-                        help="local: run here; slurm: submit the pending runs as one SLURM job array (submitit)")
+    )
+    parser.add_argument(
+        "--status",
+        action="store_true",
+        help="show every run's state (pending, running where, finished, failed and why); start nothing",
+    )
+    parser.add_argument(
+        "--launcher",
+        type=str,
+        default="local",
+        choices=["local", *LAUNCHERS],
+        help="local: run here; slurm: submit the pending runs as one SLURM job array (submitit)",
+    )
     for launcher in launchers().values():
         launcher.add_arguments(parser)
     return parser
@@ -170,8 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         launcher = launchers().get(args.launcher)
         if args.mps and (args.launcher != "local" or args.export_wandb or args.status):
             # The daemon lives as long as this process runs the sweep: an array task or an agent would not get it.
-            raise ValueError("--mps runs a sweep here under a private MPS daemon; it does nothing with --launcher "
-                             "slurm, --export-wandb or --status")
+            raise ValueError(
+                "--mps runs a sweep here under a private MPS daemon; it does nothing with --launcher "
+                "slurm, --export-wandb or --status"
+            )
         if args.grid_limit is not None:
             spec = dataclasses.replace(spec, grid_limit=args.grid_limit)
         if args.runs_per_device is not None:
@@ -192,8 +227,11 @@ def main(argv: list[str] | None = None) -> int:
             print_status(spec, runs)
             return 0
         probes = probe_runs(spec, runs)
-        print(f"checking {len(runs)} run(s) with the `nlbench fit` parser ({len(probes) + 1} configs parsed) ...",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"checking {len(runs)} run(s) with the `nlbench fit` parser ({len(probes) + 1} configs parsed) ...",
+            file=sys.stderr,
+            flush=True,
+        )
         parsed = validate_runs(spec, runs)
         if not args.export_wandb:  # the runs must import what this process checked (nlbench.sweep.child_imports)
             check_child_imports(imported_modules(parsed.values()), DEFAULT_FIT_COMMAND, child_environ())
@@ -226,11 +264,15 @@ def main(argv: list[str] | None = None) -> int:
     if not slots[0].gpus and not args.yes:  # CPU only: a grid meant for GPUs would train for weeks without a word
         cpu = eta.estimate(plan(spec, todo), parsed, len(slots), max_runs=args.max_runs)
         if cpu is not None and cpu.seconds > eta.CONFIRM_ABOVE_S:
-            return _error(f"the runs would take about {format_duration(cpu.seconds)} on this machine's CPU (no GPU "
-                          f"visible): {cpu.epochs:,} epochs at {cpu.how}; pass --yes to run them anyway, or fewer "
-                          "with --max-runs N or --index")
-    print(f"sweep {spec.name}: {counts_line(spec, runs)}; {len(slots)} slot(s): "
-          f"{', '.join(s.label for s in slots)} -> {spec.output_dir}")  # fmt: skip
+            return _error(
+                f"the runs would take about {format_duration(cpu.seconds)} on this machine's CPU (no GPU "
+                f"visible): {cpu.epochs:,} epochs at {cpu.how}; pass --yes to run them anyway, or fewer "
+                "with --max-runs N or --index"
+            )
+    print(
+        f"sweep {spec.name}: {counts_line(spec, runs)}; {len(slots)} slot(s): "
+        f"{', '.join(s.label for s in slots)} -> {spec.output_dir}"
+    )
     try:
         fetch_data(needs)
         with mps_slots(slots, spec.output_dir, enabled=args.mps) as slots:
@@ -297,8 +339,10 @@ def _check_gpus(gpus: list[str] | None) -> list[str]:
         return visible
     missing = [gpu for gpu in gpus if gpu not in visible]
     if missing:
-        raise ValueError(f"--devices {','.join(gpus)}: GPU(s) {', '.join(missing)} not visible on this machine "
-                         f"(visible: {','.join(visible) or 'none'}); use --devices auto or cpu")  # fmt: skip
+        raise ValueError(
+            f"--devices {','.join(gpus)}: GPU(s) {', '.join(missing)} not visible on this machine "
+            f"(visible: {','.join(visible) or 'none'}); use --devices auto or cpu"
+        )
     return gpus
 
 
@@ -327,22 +371,28 @@ def print_plan(
     print(counts_line(spec, runs))
     for need in needs:
         print(need.describe)
-    print(f"devices: {len(slots)} slot(s), one run at a time on each: {', '.join(s.label for s in slots)}"
-          + ("" if slots[0].gpus else " (no GPU visible, or --devices cpu)"))  # fmt: skip
+    print(
+        f"devices: {len(slots)} slot(s), one run at a time on each: {', '.join(s.label for s in slots)}"
+        + ("" if slots[0].gpus else " (no GPU visible, or --devices cpu)")
+    )
 
     todo = [run for run, state in planned if state.action != "skip"]
     if not todo:
         print("cost: nothing left to run (every run is finished or diverged)")
         return
     base_epochs = _max_epochs(parsed[BASE_RUN].get("trainer.max_epochs")) if BASE_RUN in parsed else None
-    epochs = [_max_epochs(run.params["trainer.max_epochs"]) if "trainer.max_epochs" in run.params else base_epochs
-              for run in todo]  # fmt: skip
+    epochs = [
+        _max_epochs(run.params["trainer.max_epochs"]) if "trainer.max_epochs" in run.params else base_epochs
+        for run in todo
+    ]
     known = [e for e in epochs if e is not None]
     total = sum(known)
     per_run = f"{known[0]}" if known and len(set(known)) == 1 else "varying"
     unknown = f" (+{len(epochs) - len(known)} runs without trainer.max_epochs)" if len(known) < len(epochs) else ""
-    print(f"cost: {len(todo)} runs x {per_run} epochs = {total} epochs{unknown} on {len(slots)} slot(s): "
-          f"{', '.join(s.label for s in slots)}")  # fmt: skip
+    print(
+        f"cost: {len(todo)} runs x {per_run} epochs = {total} epochs{unknown} on {len(slots)} slot(s): "
+        f"{', '.join(s.label for s in slots)}"
+    )
 
     timed = [s.record.metrics for _, s in planned if s.status == "finished" and s.record and s.record.metrics["epochs"]]
     seconds = sum(float(r.get("time_s") or 0.0) for r in timed)
@@ -385,22 +435,31 @@ def pilot_power(pilot: str, runs: Sequence[SweepRun], margin: float) -> str:
     compared = [key for key in sweep.config_keys if key in axes]
     plans = power_plan([families.get(key) for key in compared], seeds, sizes, margin)
     label = METRIC_LABELS.get(families.metric, families.metric)
-    lines = [f"power from the pilot {pilot} ({len(sweep.finished)} finished runs, {label}; 80% power, Holm's "
-             f"first level 0.05 / family):"]
+    lines = [
+        f"power from the pilot {pilot} ({len(sweep.finished)} finished runs, {label}; 80% power, Holm's "
+        f"first level 0.05 / family):"
+    ]
     skipped = [key for key in sweep.config_keys if key not in axes]
     if not plans:
         varied = ", ".join(sweep.config_keys) or "nothing"
-        return "\n".join(lines + [f"  nothing to estimate: this sweep varies none of the keys the pilot compares "
-                                  f"({varied})"])
-    lines.append(f"  {'key':<16} {'reference':<12} {'seed sd (pt)':>12} {'seeds':>6} {'family':>7} "
-                 f"{'detectable (pt)':>16} {f'seeds for {100 * margin:g} pt':>18}")
+        return "\n".join(
+            lines + [f"  nothing to estimate: this sweep varies none of the keys the pilot compares ({varied})"]
+        )
+    lines.append(
+        f"  {'key':<16} {'reference':<12} {'seed sd (pt)':>12} {'seeds':>6} {'family':>7} "
+        f"{'detectable (pt)':>16} {f'seeds for {100 * margin:g} pt':>18}"
+    )
     for row in plans:
         sd = "–" if row.sd is None else f"{100 * row.sd:.2f}"
         detect = "–" if row.detectable is None else f"{100 * row.detectable:.2f}"
-        need = "–" if row.seeds_for_margin is None and row.sd is None else (
-            f"> {MAX_SEEDS:,}" if row.seeds_for_margin is None else str(row.seeds_for_margin))
-        lines.append(f"  {row.key:<16} {str(row.reference):<12} {sd:>12} {row.seeds:>6} {row.family:>7} "
-                     f"{detect:>16} {need:>18}")
+        need = (
+            "–"
+            if row.seeds_for_margin is None and row.sd is None
+            else (f"> {MAX_SEEDS:,}" if row.seeds_for_margin is None else str(row.seeds_for_margin))
+        )
+        lines.append(
+            f"  {row.key:<16} {str(row.reference):<12} {sd:>12} {row.seeds:>6} {row.family:>7} {detect:>16} {need:>18}"
+        )
     if skipped:
         lines.append(f"  (the pilot also compares {', '.join(skipped)}, which this sweep does not vary)")
     if any(row.sd is None for plan in plans):
@@ -427,13 +486,18 @@ def _benchmark_eta(
     seconds = 0.0
     for run, run_epochs in zip(todo, epochs):
         params = {short_name(key): value for key, value in run.params.items()}
-        matching = [r for r in benchmark.records
-                    if all(r.get(k) == params[k] for k in ("normalization", "reduction", "heads") if k in params)]
+        matching = [
+            r
+            for r in benchmark.records
+            if all(r.get(k) == params[k] for k in ("normalization", "reduction", "heads") if k in params)
+        ]
         rates = [float(r["images_per_s"]) for r in (matching or benchmark.records)]
         seconds += (run_epochs or 0) * train_images / (sum(rates) / len(rates))
     device = benchmark.device or "device not recorded"
-    return (f"ETA: ~{format_duration(seconds / slots)} from the benchmark {path} ({device}, measured "
-            f"{benchmark.when}; {train_images:,} training images per epoch, one run at a time per slot)")
+    return (
+        f"ETA: ~{format_duration(seconds / slots)} from the benchmark {path} ({device}, measured "
+        f"{benchmark.when}; {train_images:,} training images per epoch, one run at a time per slot)"
+    )
 
 
 def _max_epochs(epochs: Any) -> int | None:

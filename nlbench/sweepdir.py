@@ -33,8 +33,14 @@ MPS = "mps"  # <sweep_dir>/mps/{pipe,log}: the sweep's private MPS daemon
 RESULTS_CSV, RESULTS_JSON = "results.csv", "results.json"
 # The sweep directory's own entries (besides dot files: a concurrent atomic write), and whether each is a folder.
 ENTRIES: dict[str, bool] = {
-    SPEC: False, RESULTS_CSV: False, RESULTS_JSON: False, CLAIMS: True, RUNS: True, SLURM: True, MPS: True,
-}  # fmt: skip
+    SPEC: False,
+    RESULTS_CSV: False,
+    RESULTS_JSON: False,
+    CLAIMS: True,
+    RUNS: True,
+    SLURM: True,
+    MPS: True,
+}
 DEFAULT_GRID_LIMIT = 100_000  # runs a spec may expand to without --grid_limit (a received spec: never more)
 _ID_PREFIX_MAX = 150  # keeps run directory names well below the usual 255-byte limit
 
@@ -110,8 +116,12 @@ def stored_identity(stored: Any) -> dict[str, Any] | None:
     if not isinstance(stored, dict):
         return None
     base = stored.get("base")
-    return {"name": stored.get("name"), "base": [Path(str(b)).name for b in base] if isinstance(base, list) else base,
-            "base_digest": stored.get("base_digest"), "overrides": stored.get("overrides") or {}}  # fmt: skip
+    return {
+        "name": stored.get("name"),
+        "base": [Path(str(b)).name for b in base] if isinstance(base, list) else base,
+        "base_digest": stored.get("base_digest"),
+        "overrides": stored.get("overrides") or {},
+    }
 
 
 def stored_runs(stored: Any) -> dict[str, dict[str, Any]]:
@@ -131,5 +141,7 @@ def stored_runs(stored: Any) -> dict[str, dict[str, Any]]:
         return {}
     if math.prod(len(values) for values in axes.values()) > DEFAULT_GRID_LIMIT:
         raise Unreadable(f"{SPEC}: its axes make over {DEFAULT_GRID_LIMIT:,} runs; not expanded")
-    return {run_id(params, base=base, overrides=overrides): params
-            for params, _ in grid(axes, [p for p in points if isinstance(p, dict)])}  # fmt: skip
+    return {
+        run_id(params, base=base, overrides=overrides): params
+        for params, _ in grid(axes, [p for p in points if isinstance(p, dict)])
+    }

@@ -25,7 +25,6 @@ def config_of(record: dict[str, Any], keys: tuple[str, ...]) -> tuple[Any, ...]:
     return tuple(record.get(key) for key in keys)
 
 
-
 # Record fields that say which configuration was measured, and the measurements; all required.
 BENCH_CONFIG: tuple[str, ...] = ("backbone", "normalization", "reduction", "heads")
 BENCH_METRICS: tuple[str, ...] = ("images_per_s", "peak_mib")
@@ -57,11 +56,14 @@ def load_benchmark(path: str | os.PathLike[str]) -> Benchmark:
     """Read and validate a benchmark file; raises FileNotFoundError or :class:`BenchFileError` naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"benchmark file {path} does not exist (write one with nlbench bench train --grid "
-                                "--out FILE)")
+        raise FileNotFoundError(
+            f"benchmark file {path} does not exist (write one with nlbench bench train --grid --out FILE)"
+        )
     try:  # a received file: bounded, nested within limits, the user's own link followed, never a FIFO
-        data = limits.loads_json(read_bounded(path, limits.MAX_JSON_BYTES, what="benchmark file", follow_links=True),
-                                 f"benchmark file {path}")
+        data = limits.loads_json(
+            read_bounded(path, limits.MAX_JSON_BYTES, what="benchmark file", follow_links=True),
+            f"benchmark file {path}",
+        )
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BenchFileError(f"benchmark file {path} is not valid JSON: {err}") from err
     except (limits.LimitError, UnsafeFileError) as err:
@@ -95,8 +97,15 @@ def load_benchmark(path: str | os.PathLike[str]) -> Benchmark:
         if config in seen:
             raise bad(f"records[{i}] repeats {dict(zip(BENCH_CONFIG, config))}")
         seen.add(config)
-    return Benchmark(source=str(path), machine=data["machine"], date=date, records=records,
-                     device=data.get("device"), batch_size=data.get("batch_size"), bf16=data.get("bf16"))
+    return Benchmark(
+        source=str(path),
+        machine=data["machine"],
+        date=date,
+        records=records,
+        device=data.get("device"),
+        batch_size=data.get("batch_size"),
+        bf16=data.get("bf16"),
+    )
 
 
 def _bench_record_problem(record: Any) -> str | None:

@@ -67,7 +67,8 @@ def check_file(data: Any, path: str | os.PathLike[str] | None, what: str | None 
             raise UntrustedImportError(
                 f"{what or path}: refused to import {name}: its module would come from {where}, the current folder or "
                 "the file's own, not from an installed package or PYTHONPATH (install it, or add its folder to "
-                "PYTHONPATH if you trust it)")
+                "PYTHONPATH if you trust it)"
+            )
 
 
 def untrusted_origin(module: str, untrusted: Iterable[Path]) -> str | None:

@@ -52,8 +52,9 @@ def check_expansion(text: str, where: str, limit: int = MAX_NODES) -> None:
 
     Raises yaml.YAMLError for text that is not YAML, as yaml.safe_load would."""
     if len(text) > MAX_FILE_BYTES:
-        raise YamlLimitError(f"{where}: {len(text) / 2**20:.1f} MB of YAML is over the {MAX_FILE_BYTES // 2**20} MB "
-                             "limit")
+        raise YamlLimitError(
+            f"{where}: {len(text) / 2**20:.1f} MB of YAML is over the {MAX_FILE_BYTES // 2**20} MB limit"
+        )
     if "*" not in text:  # no alias: nothing can expand beyond the text itself
         return
     sizes: dict[int, int] = {}
@@ -74,8 +75,10 @@ def check_expansion(text: str, where: str, limit: int = MAX_NODES) -> None:
             total = 1
         open_nodes.discard(key)
         if total > limit:
-            raise YamlLimitError(f"{where}: YAML aliases expand to more than {limit:,} values (an alias bomb?); "
-                                 "refused before building anything")
+            raise YamlLimitError(
+                f"{where}: YAML aliases expand to more than {limit:,} values (an alias bomb?); "
+                "refused before building anything"
+            )
         sizes[key] = total
         return total
 

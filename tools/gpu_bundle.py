@@ -89,8 +89,23 @@ def download(packages: dict[str, str], dest: Path) -> list[Path]:
     """``pip download --no-deps`` of each pinned package as a wheel; each must be pure Python."""
     dest.mkdir(parents=True, exist_ok=True)
     specs = [f"{name}=={version}" for name, version in packages.items()]
-    done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
-                           "--disable-pip-version-check", "--dest", str(dest), *specs], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--dest",
+            str(dest),
+            *specs,
+        ],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode:
         tail = (done.stderr or done.stdout).strip().splitlines()
         raise BundleError(f"pip download failed: {tail[-1] if tail else done.returncode}")
@@ -106,8 +121,12 @@ def source_files() -> list[Path]:
     done = subprocess.run(["git", "ls-files", "-z", *SOURCE], cwd=ROOT, capture_output=True)
     if done.returncode == 0 and done.stdout:
         return [Path(p) for p in done.stdout.decode().split("\0") if p]
-    return [p.relative_to(ROOT) for folder in SOURCE for p in (ROOT / folder).rglob("*")
-            if p.is_file() and "__pycache__" not in p.parts]  # fmt: skip
+    return [
+        p.relative_to(ROOT)
+        for folder in SOURCE
+        for p in (ROOT / folder).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    ]
 
 
 def build(out: Path) -> dict[str, object]:
@@ -124,9 +143,10 @@ def build(out: Path) -> dict[str, object]:
     run.chmod(run.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     image = ", ".join(str(r) for r in image_requirements())
     (out / "README.txt").write_text(
-        "nlbench for a GPU node without network (built by `make gpu-bundle`; see README.md, \"Offline and air-gapped "
-        "nodes\").\n\n    bash run.sh OUT_DIR [--smoke]\n\n"
-        f"Expects the image's own {image}.\nBundled wheels: {', '.join(w.name for w in wheels)}.\n")
+        'nlbench for a GPU node without network (built by `make gpu-bundle`; see README.md, "Offline and air-gapped '
+        'nodes").\n\n    bash run.sh OUT_DIR [--smoke]\n\n'
+        f"Expects the image's own {image}.\nBundled wheels: {', '.join(w.name for w in wheels)}.\n"
+    )
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     if size >= LIMIT:
         raise BundleError(f"the bundle is {size / 2**20:.1f} MiB, over the {LIMIT // 2**20} MiB limit")
@@ -142,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     except BundleError as err:
         print(f"gpu-bundle: error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out} ({info['size_mib']:.1f} MiB): {', '.join(info['wheels'])}; run: bash {args.out}/run.sh "
-          "OUT_DIR [--smoke]")
+    print(
+        f"wrote {args.out} ({info['size_mib']:.1f} MiB): {', '.join(info['wheels'])}; run: bash {args.out}/run.sh "
+        "OUT_DIR [--smoke]"
+    )
     return 0
 
 

@@ -10,12 +10,13 @@ code, for reference) and scale in the N x N order and re-associated; then every 
 (default: all registered besides the NL block: gc, se).
 
 Prints a markdown table; each row names the SDPA kernel its forward ran (flash, cuDNN, memory-efficient, math: SDPA
-chooses per device, dtype and head width; :mod:`nlbench.nn.sdpa`). Time (wall clock, or process CPU time with ``--clock cpu``): median over ``--reps`` timed
-forward+backward passes (training mode, an input that requires grad, a fixed random output gradient) after
-``--warmup`` untimed ones. Peak memory: the most memory held at any point of one extra forward+backward beyond what
-was allocated before it (parameters, input), so it counts activations, any attention map and the gradients. On
-CUDA that is ``torch.cuda.max_memory_allocated``; on CPU it is the running sum of the allocation and free events
-that the PyTorch profiler records with ``profile_memory=True`` (every tensor allocation through the CPU allocator),
+chooses per device, dtype and head width; :mod:`nlbench.nn.sdpa`). Time (wall clock, or process CPU time with ``--clock
+cpu``): median over ``--reps`` timed forward+backward passes (training mode, an input that requires grad, a fixed random
+output gradient) after ``--warmup`` untimed ones. Peak memory: the most memory held at any point of one extra
+forward+backward beyond what was allocated before it (parameters, input), so it counts activations, any attention map
+and the gradients. On CUDA that is ``torch.cuda.max_memory_allocated``; on CPU it is the running sum of the allocation
+and free events that the PyTorch profiler records with ``profile_memory=True`` (every tensor allocation through the CPU
+allocator),
 peaked."""
 
 from __future__ import annotations
@@ -98,7 +99,6 @@ AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 PLAIN_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-
 def _step_fn(
     block: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, variant: Variant, autocast_dtype: torch.dtype | None
 ) -> Callable[[], None]:
@@ -166,14 +166,18 @@ def estimate(
     return variant.maps_held * pairs * map_element_size / GiB, gflop
 
 
-BLOCK_HEADER = ("| size | N | variant | SDPA kernel | time (ms) | peak memory (MiB) | speedup vs softmax (SDPA) "
-                "| vs softmax (unfused) |\n|---|---|---|---|---|---|---|---|")
+BLOCK_HEADER = (
+    "| size | N | variant | SDPA kernel | time (ms) | peak memory (MiB) | speedup vs softmax (SDPA) "
+    "| vs softmax (unfused) |\n|---|---|---|---|---|---|---|---|"
+)
 
 
 def block_row(record: dict) -> str:
     """One markdown row of the block table."""
-    row = (f"| {record['size']}x{record['size']} | {record['positions']} | {record['variant']} | "
-           f"{record.get('sdpa') or '–'} |")  # fmt: skip
+    row = (
+        f"| {record['size']}x{record['size']} | {record['positions']} | {record['variant']} | "
+        f"{record.get('sdpa') or '–'} |"
+    )
     if record.get("skipped"):
         return f"{row} skipped ({record['skipped']}) | | | |"
     speedups = [f"{v:.1f}x" if v is not None else "n/a" for v in (record["vs_sdpa"], record["vs_unfused"])]
@@ -181,10 +185,23 @@ def block_row(record: dict) -> str:
 
 
 def block_records(
-    device: torch.device, sizes: list[int], *, batch: int, channels: int = 64, reduction: int = 2, heads: int = 1,
-    reps: int = 5, warmup: int = 2, dtype: str = "float32", max_gib: float = 8.0, max_gflop: float = 500.0,
-    compile: bool = False, clock: str = "wall", on_record: Callable[[dict], None] | None = None,
-    methods: list[str] | None = None, blocks: list[str] | None = None,
+    device: torch.device,
+    sizes: list[int],
+    *,
+    batch: int,
+    channels: int = 64,
+    reduction: int = 2,
+    heads: int = 1,
+    reps: int = 5,
+    warmup: int = 2,
+    dtype: str = "float32",
+    max_gib: float = 8.0,
+    max_gflop: float = 500.0,
+    compile: bool = False,
+    clock: str = "wall",
+    on_record: Callable[[dict], None] | None = None,
+    methods: list[str] | None = None,
+    blocks: list[str] | None = None,
 ) -> list[dict]:
     """Time and peak memory of every variant (:func:`variants` of ``methods`` and ``blocks``) at every size (see
     the module docstring), one record per row."""
@@ -200,19 +217,36 @@ def block_records(
         for variant in chosen:
             if variant.block == DEFAULT_BLOCK:
                 block = NonLocal2d(
-                    channels, normalization=variant.normalization, order=variant.order, reduction=reduction,
+                    channels,
+                    normalization=variant.normalization,
+                    order=variant.order,
+                    reduction=reduction,
                     heads=heads,
                 )
             else:
                 block = BLOCKS.resolve(variant.block)(channels)
             block = block.to(device=device, dtype=param_dtype)
             gib, gflop = estimate(
-                variant, batch=batch, width=getattr(block, "width", channels), positions=positions,
-                map_element_size=map_element_size, quadratic=variant.is_quadratic(block),
+                variant,
+                batch=batch,
+                width=getattr(block, "width", channels),
+                positions=positions,
+                map_element_size=map_element_size,
+                quadratic=variant.is_quadratic(block),
             )
-            record: dict = {"size": side, "positions": positions, "variant": variant.name, "dtype": dtype,
-                            "batch": batch, "time_ms": None, "peak_mib": None, "vs_sdpa": None, "vs_unfused": None,
-                            "skipped": None, "sdpa": None}  # fmt: skip
+            record: dict = {
+                "size": side,
+                "positions": positions,
+                "variant": variant.name,
+                "dtype": dtype,
+                "batch": batch,
+                "time_ms": None,
+                "peak_mib": None,
+                "vs_sdpa": None,
+                "vs_unfused": None,
+                "skipped": None,
+                "sdpa": None,
+            }
             if gib > max_gib:
                 record["skipped"] = f"estimated {gib:.1f} GiB"
             elif gflop > max_gflop:
@@ -226,15 +260,16 @@ def block_records(
                     reference_ms[variant.name] = ms
                 # Which SDPA kernel ran (None for variants without SDPA): one more step, under the profiler.
                 record["sdpa"] = "+".join(kernels_in(step)) or None
-                record.update(time_ms=ms, peak_mib=peak_bytes(step, device) / MiB,
-                              vs_sdpa=reference_ms["softmax (SDPA)"] / ms if "softmax (SDPA)" in reference_ms else None,
-                              vs_unfused=reference_ms["softmax (unfused)"] / ms
-                              if "softmax (unfused)" in reference_ms else None)  # fmt: skip
+                record.update(
+                    time_ms=ms,
+                    peak_mib=peak_bytes(step, device) / MiB,
+                    vs_sdpa=reference_ms["softmax (SDPA)"] / ms if "softmax (SDPA)" in reference_ms else None,
+                    vs_unfused=reference_ms["softmax (unfused)"] / ms if "softmax (unfused)" in reference_ms else None,
+                )
             records.append(record)
             if on_record is not None:
                 on_record(record)
     return records
-
 
 
 def parse_args(argv: list[str] | None) -> object:
@@ -247,12 +282,20 @@ def parse_args(argv: list[str] | None) -> object:
     parser.add_argument("--channels", type=int, default=64)
     parser.add_argument("--reduction", type=int, default=2)
     parser.add_argument("--heads", type=int, default=1)
-    parser.add_argument("--methods", type=list[str] | None, default=None,
-                        help="normalizations of the NL block: registered names or class paths (default: all "
-                        f"registered: {', '.join(NORMALIZATIONS)})")
-    parser.add_argument("--blocks", type=list[str] | None, default=None,
-                        help="peer blocks at the insertion point: registered names or class paths (default: "
-                        f"{', '.join(b for b in BLOCKS if b != DEFAULT_BLOCK)}); [] for none")
+    parser.add_argument(
+        "--methods",
+        type=list[str] | None,
+        default=None,
+        help="normalizations of the NL block: registered names or class paths (default: all "
+        f"registered: {', '.join(NORMALIZATIONS)})",
+    )
+    parser.add_argument(
+        "--blocks",
+        type=list[str] | None,
+        default=None,
+        help="peer blocks at the insertion point: registered names or class paths (default: "
+        f"{', '.join(b for b in BLOCKS if b != DEFAULT_BLOCK)}); [] for none",
+    )
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions (median reported)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument(
@@ -296,10 +339,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(BLOCK_HEADER)
     block_records(
-        device, args.sizes, batch=args.batch, channels=args.channels, reduction=args.reduction, heads=args.heads,
-        reps=args.reps, warmup=args.warmup, dtype=args.dtype, max_gib=args.max_gib, max_gflop=args.max_gflop,
-        compile=args.compile, clock=args.clock, on_record=lambda r: print(block_row(r), flush=True),
-        methods=args.methods, blocks=args.blocks,
+        device,
+        args.sizes,
+        batch=args.batch,
+        channels=args.channels,
+        reduction=args.reduction,
+        heads=args.heads,
+        reps=args.reps,
+        warmup=args.warmup,
+        dtype=args.dtype,
+        max_gib=args.max_gib,
+        max_gflop=args.max_gflop,
+        compile=args.compile,
+        clock=args.clock,
+        on_record=lambda r: print(block_row(r), flush=True),
+        methods=args.methods,
+        blocks=args.blocks,
     )
     return 0
 

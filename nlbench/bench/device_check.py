@@ -83,8 +83,14 @@ def child_env(out: Path) -> dict[str, str]:
     """The phases' environment: every cache and temporary file under OUT/.work, shared by all phases (so the
     compile cache phase (a) fills serves (b)-(d))."""
     work = out / WORK
-    folders = {"TMPDIR": work / "tmp", "TORCHINDUCTOR_CACHE_DIR": work / "inductor", "TRITON_CACHE_DIR": work / "triton",
-               "CUDA_CACHE_PATH": work / "nv", "MPLCONFIGDIR": work / "mpl", "XDG_CACHE_HOME": work / "cache"}
+    folders = {
+        "TMPDIR": work / "tmp",
+        "TORCHINDUCTOR_CACHE_DIR": work / "inductor",
+        "TRITON_CACHE_DIR": work / "triton",
+        "CUDA_CACHE_PATH": work / "nv",
+        "MPLCONFIGDIR": work / "mpl",
+        "XDG_CACHE_HOME": work / "cache",
+    }
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     return {**os.environ, **{k: str(v) for k, v in folders.items()}, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled"}
@@ -95,12 +101,26 @@ def run_phase(phase: Phase, out: Path, *, smoke: bool, device: str, seconds: flo
     path = phase_file(out, phase.name)
     path.unlink(missing_ok=True)
     deadline = time.time() + seconds
-    command = [sys.executable, "-m", "nlbench.bench.device_phases", phase.name, "--out", str(out), "--deadline",
-               str(deadline), "--device", device, "--spawned", str(time.time()), *(["--smoke"] if smoke else [])]
+    command = [
+        sys.executable,
+        "-m",
+        "nlbench.bench.device_phases",
+        phase.name,
+        "--out",
+        str(out),
+        "--deadline",
+        str(deadline),
+        "--device",
+        device,
+        "--spawned",
+        str(time.time()),
+        *(["--smoke"] if smoke else []),
+    ]
     start = time.monotonic()
     with open(out / LOGS / f"{phase.name}.log", "wb") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env(out),
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=child_env(out), start_new_session=True
+        )
         status = "done"
         try:
             proc.wait(timeout=max(1.0, seconds))
@@ -113,8 +133,14 @@ def run_phase(phase: Phase, out: Path, *, smoke: bool, device: str, seconds: flo
                 pass
         _signal_group(proc.pid, signal.SIGKILL)  # whatever it left behind (packed children) goes too
         proc.wait()
-    result: dict[str, Any] = {"title": phase.title, "status": status, "deadline_s": round(seconds, 1),
-                              "seconds": round(time.monotonic() - start, 1), "rows": [], "info": {}}  # fmt: skip
+    result: dict[str, Any] = {
+        "title": phase.title,
+        "status": status,
+        "deadline_s": round(seconds, 1),
+        "seconds": round(time.monotonic() - start, 1),
+        "rows": [],
+        "info": {},
+    }
     try:
         written = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -152,8 +178,13 @@ def run_check(out: Path, *, smoke: bool, device: str, budget_s: float | None = N
     shares = [phase.smoke_s if smoke else phase.share_s for phase in PHASES]
     total = budget_s if budget_s is not None else sum(shares)
     scale = total / sum(shares)
-    results: dict[str, Any] = {"smoke": smoke, "device": device, "budget_s": total,
-                               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "phases": {}}
+    results: dict[str, Any] = {
+        "smoke": smoke,
+        "device": device,
+        "budget_s": total,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "phases": {},
+    }
     start = time.monotonic()
     try:
         for i, phase in enumerate(PHASES):
@@ -161,8 +192,13 @@ def run_check(out: Path, *, smoke: bool, device: str, budget_s: float | None = N
             end = start + scale * sum(shares[: i + 1])
             left = min(end, start + total) - time.monotonic()
             if left < MIN_PHASE_S * (0.2 if smoke else 1.0):
-                results["phases"][phase.name] = {"title": phase.title, "status": "not run", "rows": [], "info": {},
-                                                 "why": f"{max(0.0, left):.0f} s left of the {total:.0f} s budget"}
+                results["phases"][phase.name] = {
+                    "title": phase.title,
+                    "status": "not run",
+                    "rows": [],
+                    "info": {},
+                    "why": f"{max(0.0, left):.0f} s left of the {total:.0f} s budget",
+                }
             else:
                 print(f"[device-check] {phase.name}: up to {left:.0f} s", file=sys.stderr, flush=True)
                 results["phases"][phase.name] = run_phase(phase, out, smoke=smoke, device=device, seconds=left)
@@ -188,8 +224,7 @@ def _rows(results: dict[str, Any], name: str) -> list[dict[str, Any]]:
 def summarise(results: dict[str, Any]) -> None:
     """Derived figures: packed speed-ups, the precision verdict, the determinism cost, both projections."""
     packed = _rows(results, "packed")
-    base = next((r["images_per_s"] for r in packed if r["k"] == 1 and not r.get("mps") and r.get("images_per_s")),
-                None)
+    base = next((r["images_per_s"] for r in packed if r["k"] == 1 and not r.get("mps") and r.get("images_per_s")), None)
     for row in packed:
         row["speedup"] = row["images_per_s"] / base if row.get("images_per_s") and base else None
     results["precision"] = precision_summary(_rows(results, "precision"))
@@ -197,8 +232,10 @@ def summarise(results: dict[str, Any]) -> None:
     free, fixed = (modes.get(f"paper set-up, deterministic: {v}", {}).get("images_per_s") for v in ("false", "true"))
     results["determinism_cost"] = (free / fixed - 1) if free and fixed else None
     epochs = {r["setup"]: r for r in _rows(results, "epoch") if "epoch_s" in r}
-    results["projections"] = {"paper": projection(epochs.get("paper"), []),
-                              "fast": projection(epochs.get("fast"), packed)}  # fmt: skip
+    results["projections"] = {
+        "paper": projection(epochs.get("paper"), []),
+        "fast": projection(epochs.get("fast"), packed),
+    }
 
 
 def precision_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -209,8 +246,11 @@ def precision_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     fp32 = [s for s in seeds if ("32-true", s) in runs]
     summary: dict[str, Any] = {"seeds_paired": paired}
     for metric in ("val_acc1", "val_loss"):
-        effect = (sum(runs[("bf16-mixed", s)][metric] - runs[("32-true", s)][metric] for s in paired) / len(paired)
-                  if paired else None)  # fmt: skip
+        effect = (
+            sum(runs[("bf16-mixed", s)][metric] - runs[("32-true", s)][metric] for s in paired) / len(paired)
+            if paired
+            else None
+        )
         floor = abs(runs[("32-true", fp32[0])][metric] - runs[("32-true", fp32[1])][metric]) if len(fp32) > 1 else None
         verdict = None
         if effect is not None and floor is not None:
@@ -224,17 +264,27 @@ def projection(epoch: dict[str, Any] | None, packed: list[dict[str, Any]]) -> di
     a smoke run's small epoch scales up), sped up by the best measured packing when `packed` has any."""
     if not epoch or "epoch_s" not in epoch:
         return {"error": "no epoch time measured"}
-    epoch_s = (FULL_EPOCH_IMAGES[0] * epoch["train_s"] / epoch["train_images"]
-               + FULL_EPOCH_IMAGES[1] * epoch["val_s"] / epoch["val_images"])  # fmt: skip
+    epoch_s = (
+        FULL_EPOCH_IMAGES[0] * epoch["train_s"] / epoch["train_images"]
+        + FULL_EPOCH_IMAGES[1] * epoch["val_s"] / epoch["val_images"]
+    )
     measured = [r for r in packed if r.get("speedup")]
     best = max(measured, key=lambda r: r["speedup"], default={"k": 1, "speedup": 1.0, "startup_s": None})
     # A run's start-up (process and imports, data, compilation): packed runs start k at a time, so k overlap.
     startup = best.get("startup_s") or (epoch.get("process_s") or 0.0) + max(
-        0.0, epoch["fit_s"] - sum(e["epoch_s"] for e in epoch["epochs"]))
+        0.0, epoch["fit_s"] - sum(e["epoch_s"] for e in epoch["epochs"])
+    )
     total = GRID_RUNS * GRID_EPOCHS * epoch_s / best["speedup"] + GRID_RUNS * startup / best["k"]
-    return {"runs": GRID_RUNS, "epochs": GRID_EPOCHS, "epoch_s": epoch_s, "best_k": best["k"],
-            "speedup": best["speedup"], "startup_s": startup, "hours": total / 3600,
-            "hours_one_run_per_gpu": GRID_RUNS * (GRID_EPOCHS * epoch_s + startup) / 3600}  # fmt: skip
+    return {
+        "runs": GRID_RUNS,
+        "epochs": GRID_EPOCHS,
+        "epoch_s": epoch_s,
+        "best_k": best["k"],
+        "speedup": best["speedup"],
+        "startup_s": startup,
+        "hours": total / 3600,
+        "hours_one_run_per_gpu": GRID_RUNS * (GRID_EPOCHS * epoch_s + startup) / 3600,
+    }
 
 
 # ---- the report --------------------------------------------------------------------------------------------------
@@ -271,17 +321,26 @@ def headline(results: dict[str, Any], name: str) -> str:
         return "; ".join(cells)
     if name == "packed":
         best = max((r for r in rows if r.get("speedup")), key=lambda r: r["speedup"], default=None)
-        return f"best k = {best['k']}{' + MPS' if best.get('mps') else ''}: {best['speedup']:.2f}x" if best else \
-            "; ".join(f"k={r['k']}: {_why(r)}" for r in rows)  # fmt: skip
+        return (
+            f"best k = {best['k']}{' + MPS' if best.get('mps') else ''}: {best['speedup']:.2f}x"
+            if best
+            else "; ".join(f"k={r['k']}: {_why(r)}" for r in rows)
+        )
     if name == "precision":
         acc = results.get("precision", {}).get("val_acc1", {})
         if acc.get("verdict"):
-            return (f"bf16 - fp32 top-1 {acc['bf16_minus_fp32']:+.4f}, fp32 seeds differ by "
-                    f"{acc['fp32_seed_difference']:.4f}: {acc['verdict']}")  # fmt: skip
+            return (
+                f"bf16 - fp32 top-1 {acc['bf16_minus_fp32']:+.4f}, fp32 seeds differ by "
+                f"{acc['fp32_seed_difference']:.4f}: {acc['verdict']}"
+            )
         return f"{sum('val_acc1' in r for r in rows)} of {len(rows)} runs; no verdict"
     if name == "compile":
-        cells = [f"{r['setting']}: {_num(r.get('images_per_s'))} img/s" if r.get("images_per_s") else
-                 f"{r['setting']}: {_why(r)}" for r in rows]  # fmt: skip
+        cells = [
+            f"{r['setting']}: {_num(r.get('images_per_s'))} img/s"
+            if r.get("images_per_s")
+            else f"{r['setting']}: {_why(r)}"
+            for r in rows
+        ]
         return "; ".join(cells)
     return f"{len(rows)} rows (below)"
 
@@ -289,26 +348,42 @@ def headline(results: dict[str, Any], name: str) -> str:
 def summary_table(results: dict[str, Any]) -> list[str]:
     info = (results["phases"].get("kernels") or {}).get("info") or {}
     versions = info.get("versions") or {}
-    table = [("device", f"{info.get('device_name', '–')} ({results['device']}, "
-                        f"{_num(info.get('memory_gib'), '.1f')} GiB)"),
-             ("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v) or "–"),
-             ("TF32 defaults", ", ".join(f"{k} {'on' if v else 'off'}" for k, v in (info.get("tf32_defaults") or {})
-                                         .items()) or "–")]  # fmt: skip
+    table = [
+        ("device", f"{info.get('device_name', '–')} ({results['device']}, {_num(info.get('memory_gib'), '.1f')} GiB)"),
+        ("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v) or "–"),
+        (
+            "TF32 defaults",
+            ", ".join(f"{k} {'on' if v else 'off'}" for k, v in (info.get("tf32_defaults") or {}).items()) or "–",
+        ),
+    ]
     for phase in PHASES:
         state = results["phases"].get(phase.name)
         status = "" if state is None else f" [{state['status']}, {_num(state.get('seconds'), '.0f')} s]"
         table.append((f"{phase.title}{status}", headline(results, phase.name) if state else "not reached"))
     epoch = {r["setup"]: r for r in _rows(results, "epoch")}.get("fast", {})
-    table.append(("host syncs in fast-path epoch 2 (after the compiling one)",
-                  _num(epoch.get("host_syncs")) if epoch.get("host_syncs") is not None else
-                  "not counted (sync-debug mode is CUDA only, and needs the third epoch)"))  # fmt: skip
+    table.append(
+        (
+            "host syncs in fast-path epoch 2 (after the compiling one)",
+            _num(epoch.get("host_syncs"))
+            if epoch.get("host_syncs") is not None
+            else "not counted (sync-debug mode is CUDA only, and needs the third epoch)",
+        )
+    )
     cost = results.get("determinism_cost")
-    table.append(("cost of deterministic: true (paper set-up)", f"{100 * cost:+.0f} % step time" if cost is not None
-                  else "not measured"))  # fmt: skip
+    table.append(
+        (
+            "cost of deterministic: true (paper set-up)",
+            f"{100 * cost:+.0f} % step time" if cost is not None else "not measured",
+        )
+    )
     for key, label in PROJECTION_LABELS.items():
         grid = (results.get("projections") or {}).get(key, {})
-        table.append((f"CIFAR-10 grid, {label}, hours", _num(grid.get("hours"), ".1f") if "hours" in grid else
-                      grid.get("error", "–")))  # fmt: skip
+        table.append(
+            (
+                f"CIFAR-10 grid, {label}, hours",
+                _num(grid.get("hours"), ".1f") if "hours" in grid else grid.get("error", "–"),
+            )
+        )
     return ["| check | figure, or why there is none |", "|---|---|", *(f"| {k} | {v} |" for k, v in table)]
 
 
@@ -317,65 +392,98 @@ def phase_lines(results: dict[str, Any], name: str) -> list[str]:
     phase = results["phases"].get(name)
     if phase is None:
         return []
-    lines = [f"## {phase['title']}", "", f"Status: {phase['status']}" + (f" ({phase['why']})" if phase.get("why")
-                                                                           else "") + ".", ""]  # fmt: skip
+    lines = [
+        f"## {phase['title']}",
+        "",
+        f"Status: {phase['status']}" + (f" ({phase['why']})" if phase.get("why") else "") + ".",
+        "",
+    ]
     rows = phase.get("rows") or []
     if name == "kernels" and rows:
-        lines += ["SDPA kernel for PreResNet-20's NL block (C = 32 at 16 x 16, one head, batch of training, grads "
-                  "on), by reduction (head width) and dtype; the last column is what `trainer.deterministic: true` "
-                  "runs (nlbench switches SDPA to its math kernel on CUDA).", "",
-                  "| dtype | reduction | head width | kernel | deterministic |", "|---|---:|---:|---|---|"]
-        lines += [f"| {r['dtype']} | {r['reduction']} | {r['head_width']} | {r['kernel']} | {r['deterministic']} |"
-                  for r in rows]  # fmt: skip
+        lines += [
+            "SDPA kernel for PreResNet-20's NL block (C = 32 at 16 x 16, one head, batch of training, grads "
+            "on), by reduction (head width) and dtype; the last column is what `trainer.deterministic: true` "
+            "runs (nlbench switches SDPA to its math kernel on CUDA).",
+            "",
+            "| dtype | reduction | head width | kernel | deterministic |",
+            "|---|---:|---:|---|---|",
+        ]
+        lines += [
+            f"| {r['dtype']} | {r['reduction']} | {r['head_width']} | {r['kernel']} | {r['deterministic']} |"
+            for r in rows
+        ]
     elif name == "epoch" and rows:
-        lines += ["| set-up | settings | epoch s (last) | training s | img/s | validation s | whole fit s |",
-                  "|---|---|---:|---:|---:|---:|---:|"]
+        lines += [
+            "| set-up | settings | epoch s (last) | training s | img/s | validation s | whole fit s |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
         for r in rows:
             if "epoch_s" in r:
-                lines.append(f"| {r['setup']} | {r['settings']} | {r['epoch_s']:.2f} | {r['train_s']:.2f} | "
-                             f"{r['train_images_per_s']:.0f} | {r['val_s']:.2f} | {r['fit_s']:.1f} |")  # fmt: skip
+                lines.append(
+                    f"| {r['setup']} | {r['settings']} | {r['epoch_s']:.2f} | {r['train_s']:.2f} | "
+                    f"{r['train_images_per_s']:.0f} | {r['val_s']:.2f} | {r['fit_s']:.1f} |"
+                )
             else:
                 lines.append(f"| {r['setup']} | {r.get('settings')} | {_why(r)} | | | | |")
         fast = next((r for r in rows if r.get("setup") == "fast" and "epoch_s" in r), None)
         if fast:
-            lines += ["", f"{fast['train_images']} training + {fast['val_images']} validation images per epoch, "
-                          f"{fast['steps_per_epoch']} steps. Implicit host syncs (torch.cuda.set_sync_debug_mode, on "
-                          f"in epoch {_num(fast['sync_epoch'])} only, validation and logging steps included): "
-                          f"{_num(fast['host_syncs'])}."]  # fmt: skip
+            lines += [
+                "",
+                f"{fast['train_images']} training + {fast['val_images']} validation images per epoch, "
+                f"{fast['steps_per_epoch']} steps. Implicit host syncs (torch.cuda.set_sync_debug_mode, on "
+                f"in epoch {_num(fast['sync_epoch'])} only, validation and logging steps included): "
+                f"{_num(fast['host_syncs'])}.",
+            ]
     elif name == "packed" and rows:
-        lines += ["| k | MPS | total img/s | per run img/s | speed-up vs k=1 | start-up s |",
-                  "|---:|---|---:|---:|---:|---:|"]
+        lines += [
+            "| k | MPS | total img/s | per run img/s | speed-up vs k=1 | start-up s |",
+            "|---:|---|---:|---:|---:|---:|",
+        ]
         for r in rows:
             mps = "yes" if r.get("mps") else "no"
             if r.get("images_per_s"):
-                lines.append(f"| {r['k']} | {mps} | {r['images_per_s']:.0f} | {r['per_run_images_per_s']:.0f} | "
-                             f"{_num(r.get('speedup'), '.2f')}x | {_num(r['startup_s'], '.1f')} |")  # fmt: skip
+                lines.append(
+                    f"| {r['k']} | {mps} | {r['images_per_s']:.0f} | {r['per_run_images_per_s']:.0f} | "
+                    f"{_num(r.get('speedup'), '.2f')}x | {_num(r['startup_s'], '.1f')} |"
+                )
             else:
                 lines.append(f"| {r['k']} | {mps} | {_why(r)} | | | |")
     elif name == "precision" and rows:
         tf32 = phase.get("info", {}).get("tf32")
         info = phase.get("info", {})
-        lines += [f"PreResNet-20 + scale NL on the real CIFAR-10 sample ({_num(info.get('train_images'))} training "
-                  f"images in full batches of {_num(info.get('batch'))}; 500 validation), compiled as "
-                  f"experiments/gpu.yaml; TF32 {tf32} (off: fp32 is fp32). Noise floor: fp32 seed 0 vs seed 1.", "",
-                  "| precision | seed | epochs | val top-1 | val loss | fit s |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"PreResNet-20 + scale NL on the real CIFAR-10 sample ({_num(info.get('train_images'))} training "
+            f"images in full batches of {_num(info.get('batch'))}; 500 validation), compiled as "
+            f"experiments/gpu.yaml; TF32 {tf32} (off: fp32 is fp32). Noise floor: fp32 seed 0 vs seed 1.",
+            "",
+            "| precision | seed | epochs | val top-1 | val loss | fit s |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for r in rows:
             if "val_acc1" in r:
-                lines.append(f"| {r['precision']} | {r['seed']} | {r['epochs']} | {r['val_acc1']:.4f} | "
-                             f"{r['val_loss']:.4f} | {r['fit_s']:.1f} |")  # fmt: skip
+                lines.append(
+                    f"| {r['precision']} | {r['seed']} | {r['epochs']} | {r['val_acc1']:.4f} | "
+                    f"{r['val_loss']:.4f} | {r['fit_s']:.1f} |"
+                )
             else:
                 lines.append(f"| {r['precision']} | {r['seed']} | {_why(r)} | | | |")
         summary = results.get("precision") or {}
         for metric in ("val_acc1", "val_loss"):
             m = summary.get(metric) or {}
-            lines.append(f"\n{metric}: bf16 - fp32 (mean over paired seeds) {_num(m.get('bf16_minus_fp32'), '+.4f')}; "
-                         f"fp32 seed 0 vs seed 1 (noise floor) {_num(m.get('fp32_seed_difference'), '.4f')}: "
-                         f"{m.get('verdict') or 'no verdict (runs missing)'}.")  # fmt: skip
+            lines.append(
+                f"\n{metric}: bf16 - fp32 (mean over paired seeds) {_num(m.get('bf16_minus_fp32'), '+.4f')}; "
+                f"fp32 seed 0 vs seed 1 (noise floor) {_num(m.get('fp32_seed_difference'), '.4f')}: "
+                f"{m.get('verdict') or 'no verdict (runs missing)'}."
+            )
     elif name == "compile" and rows:
         lines += ["| setting | img/s | warm-up s (compilation included) | CUDA-graph skips |", "|---|---:|---:|---:|"]
-        lines += [f"| {r['setting']} | {_num(r['images_per_s'])} | {_num(r.get('warmup_s'), '.1f')} | "
-                  f"{_num(r.get('cudagraph_skips'))} |" if r.get("images_per_s") else f"| {r['setting']} | {_why(r)} | | |"
-                  for r in rows]  # fmt: skip
+        lines += [
+            f"| {r['setting']} | {_num(r['images_per_s'])} | {_num(r.get('warmup_s'), '.1f')} | "
+            f"{_num(r.get('cudagraph_skips'))} |"
+            if r.get("images_per_s")
+            else f"| {r['setting']} | {_why(r)} | | |"
+            for r in rows
+        ]
     elif name == "block" and rows:
         from nlbench.bench.block import BLOCK_HEADER, block_row  # noqa: PLC0415 - torch: only for this section
 
@@ -389,19 +497,30 @@ def phase_lines(results: dict[str, Any], name: str) -> list[str]:
 
 def markdown(results: dict[str, Any]) -> str:
     info = (results["phases"].get("kernels") or {}).get("info") or {}
-    lines = [f"# nlbench device check ({'smoke run, ' if results['smoke'] else ''}{results['date']})", "",
-             f"Machine: {info.get('machine', '–')}; {info.get('cpus', '–')} CPUs; budget {results['budget_s']:.0f} s, "
-             f"used {_num(results.get('total_s'), '.0f')} s.", "", *summary_table(results), ""]  # fmt: skip
+    lines = [
+        f"# nlbench device check ({'smoke run, ' if results['smoke'] else ''}{results['date']})",
+        "",
+        f"Machine: {info.get('machine', '–')}; {info.get('cpus', '–')} CPUs; budget {results['budget_s']:.0f} s, "
+        f"used {_num(results.get('total_s'), '.0f')} s.",
+        "",
+        *summary_table(results),
+        "",
+    ]
     for phase in PHASES:
         lines += phase_lines(results, phase.name)
     lines += ["## Projected CIFAR-10 grid (90 runs x 300 epochs) on this device", ""]
     for key, label in PROJECTION_LABELS.items():
         grid = (results.get("projections") or {}).get(key, {})
         if "hours" in grid:
-            packing = (f"k = {grid['best_k']} runs per device ({grid['speedup']:.2f}x the throughput of one), "
-                       if key == "fast" else "")  # fmt: skip
-            lines.append(f"- {label}: **{grid['hours']:.1f} h**: {packing}50k+10k-image epoch {grid['epoch_s']:.2f} s, "
-                         f"start-up {grid['startup_s']:.0f} s per run.")  # fmt: skip
+            packing = (
+                f"k = {grid['best_k']} runs per device ({grid['speedup']:.2f}x the throughput of one), "
+                if key == "fast"
+                else ""
+            )
+            lines.append(
+                f"- {label}: **{grid['hours']:.1f} h**: {packing}50k+10k-image epoch {grid['epoch_s']:.2f} s, "
+                f"start-up {grid['startup_s']:.0f} s per run."
+            )
         else:
             lines.append(f"- {label}: {grid.get('error', '–')}.")
     return "\n".join(lines) + "\n"
@@ -412,8 +531,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("device-check"), help="the only folder written to")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU (a minute or two)")
     parser.add_argument("--device", default=None, help="default: cuda, or cpu with --smoke")
-    parser.add_argument("--budget", type=float, default=None,
-                        help=f"seconds for all phases (default {BUDGET_S:.0f}; the smoke run's is generous)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help=f"seconds for all phases (default {BUDGET_S:.0f}; the smoke run's is generous)",
+    )
     args = parser.parse_args(argv)
     device = args.device or ("cpu" if args.smoke else "cuda")
     if not device.startswith(("cpu", "cuda")):
@@ -423,8 +546,10 @@ def main(argv: list[str] | None = None) -> int:
         print("nlbench bench device-check: error: --budget must be positive", file=sys.stderr)
         return 2
     if device.startswith("cuda") and not _cuda_available():
-        print("nlbench bench device-check: error: no CUDA device visible; --smoke runs the check on the CPU",
-              file=sys.stderr)
+        print(
+            "nlbench bench device-check: error: no CUDA device visible; --smoke runs the check on the CPU",
+            file=sys.stderr,
+        )
         return 2
     results = run_check(args.out, smoke=args.smoke, device=device, budget_s=args.budget)
     print("\n".join(summary_table(results)))

@@ -71,16 +71,50 @@ class Sizes:
     sdpa_batch: int
 
 
-FULL = Sizes(train_images=50_000, test_images=10_000, paper_epochs=2, fast_epochs=3, compile=True,
-             packed_k=(1, 2, 4, 8), mps_k=(8, 4), packed_seconds=6.0, packed_warmup=30, precision_epochs=30,
-             precision_batch=128, precision_subset=None, seeds=(0, 1), mode_steps=200, mode_warmup=30,
-             block_sizes=(16, 32, 56, 112), block_batch=16, block_dtypes=("float32", "bfloat16"), block_reps=10,
-             sdpa_batch=128)  # fmt: skip
-SMOKE = Sizes(train_images=256, test_images=64, paper_epochs=1, fast_epochs=1, compile=False, packed_k=(1, 2),
-              mps_k=(2,), packed_seconds=1.0, packed_warmup=1, precision_epochs=1, precision_batch=32,
-              precision_subset=64,
-              seeds=(0, 1), mode_steps=2, mode_warmup=1, block_sizes=(16,), block_batch=2,
-              block_dtypes=("float32",), block_reps=1, sdpa_batch=2)  # fmt: skip
+FULL = Sizes(
+    train_images=50_000,
+    test_images=10_000,
+    paper_epochs=2,
+    fast_epochs=3,
+    compile=True,
+    packed_k=(1, 2, 4, 8),
+    mps_k=(8, 4),
+    packed_seconds=6.0,
+    packed_warmup=30,
+    precision_epochs=30,
+    precision_batch=128,
+    precision_subset=None,
+    seeds=(0, 1),
+    mode_steps=200,
+    mode_warmup=30,
+    block_sizes=(16, 32, 56, 112),
+    block_batch=16,
+    block_dtypes=("float32", "bfloat16"),
+    block_reps=10,
+    sdpa_batch=128,
+)
+SMOKE = Sizes(
+    train_images=256,
+    test_images=64,
+    paper_epochs=1,
+    fast_epochs=1,
+    compile=False,
+    packed_k=(1, 2),
+    mps_k=(2,),
+    packed_seconds=1.0,
+    packed_warmup=1,
+    precision_epochs=1,
+    precision_batch=32,
+    precision_subset=64,
+    seeds=(0, 1),
+    mode_steps=2,
+    mode_warmup=1,
+    block_sizes=(16,),
+    block_batch=2,
+    block_dtypes=("float32",),
+    block_reps=1,
+    sdpa_batch=2,
+)
 
 
 class Rows:
@@ -100,8 +134,11 @@ class Rows:
         return self.left >= estimate_s
 
     def skipped(self, row: dict[str, Any], estimate_s: float) -> dict[str, Any]:
-        return {**row, "skipped": f"would not finish before the phase's deadline ({max(0, self.left):.0f} s left, "
-                                  f"about {estimate_s:.0f} s needed)"}  # fmt: skip
+        return {
+            **row,
+            "skipped": f"would not finish before the phase's deadline ({max(0, self.left):.0f} s left, "
+            f"about {estimate_s:.0f} s needed)",
+        }
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
@@ -144,9 +181,17 @@ def sample_data(out: Path) -> Path:
 
 
 def trainer(device: torch.device, out: Path, **options: Any) -> L.Trainer:
-    base = dict(accelerator=device.type, devices=1, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
-                enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=50,
-                default_root_dir=str(out / WORK))  # fmt: skip
+    base = dict(
+        accelerator=device.type,
+        devices=1,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=50,
+        default_root_dir=str(out / WORK),
+    )
     return L.Trainer(**{**base, **options})
 
 
@@ -154,8 +199,13 @@ def fast_path(device: torch.device, sizes: Sizes) -> dict[str, Any]:
     """experiments/gpu.yaml's settings on a GPU (bf16-mixed, channels-last, compile "default", GPU cache); fp32
     eager on the CPU smoke run (bf16 and compile are GPU features)."""
     gpu = device.type == "cuda"
-    return {"precision": "bf16-mixed" if gpu else "32-true", "channels_last": gpu,
-            "compile": "default" if gpu and sizes.compile else False, "device_cache": gpu, "benchmark": gpu}
+    return {
+        "precision": "bf16-mixed" if gpu else "32-true",
+        "channels_last": gpu,
+        "compile": "default" if gpu and sizes.compile else False,
+        "device_cache": gpu,
+        "benchmark": gpu,
+    }
 
 
 # The paper's set-up as experiments/sweeps/cifar10.yaml runs it: base/paper.yaml + cifar10.yaml.
@@ -168,10 +218,16 @@ def versions() -> dict[str, str | None]:
     import torchvision
 
     cuda = torch.cuda.is_available()
-    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "lightning": L.__version__, "torchmetrics": torchmetrics.__version__, "cuda": torch.version.cuda,
-            "cudnn": str(torch.backends.cudnn.version()),
-            "gpu_capability": ".".join(map(str, torch.cuda.get_device_capability())) if cuda else None}  # fmt: skip
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "lightning": L.__version__,
+        "torchmetrics": torchmetrics.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": str(torch.backends.cudnn.version()),
+        "gpu_capability": ".".join(map(str, torch.cuda.get_device_capability())) if cuda else None,
+    }
 
 
 def tf32_state() -> dict[str, bool]:
@@ -185,17 +241,27 @@ def kernels_phase(device: torch.device, sizes: Sizes, out: Path, rows: Rows) -> 
     gpu = device.type == "cuda"
     name = torch.cuda.get_device_name(device) if gpu else f"CPU, {torch.get_num_threads()} threads"
     memory = torch.cuda.get_device_properties(device).total_memory / 2**30 if gpu else None
-    rows.info.update(device_name=name, device=str(device), memory_gib=memory, versions=versions(),
-                     tf32_defaults=tf32_state(), cpus=os.cpu_count(),
-                     machine=f"{platform.node()} ({platform.processor() or platform.machine()})",
-                     load_average=os.getloadavg() if hasattr(os, "getloadavg") else None)  # fmt: skip
+    rows.info.update(
+        device_name=name,
+        device=str(device),
+        memory_gib=memory,
+        versions=versions(),
+        tf32_defaults=tf32_state(),
+        cpus=os.cpu_count(),
+        machine=f"{platform.node()} ({platform.processor() or platform.machine()})",
+        load_average=os.getloadavg() if hasattr(os, "getloadavg") else None,
+    )
     rows.write()
     for dtype in (torch.float32, torch.bfloat16):
         for r in REDUCTIONS:
             width = NL_CHANNELS // r
             shape = (sizes.sdpa_batch, 1, NL_SIDE * NL_SIDE, width)
-            row: dict[str, Any] = {"reduction": r, "head_width": width, "dtype": str(dtype).removeprefix("torch."),
-                                   "kernel": sdpa_kernel_for(shape, dtype, device)}  # fmt: skip
+            row: dict[str, Any] = {
+                "reduction": r,
+                "head_width": width,
+                "dtype": str(dtype).removeprefix("torch."),
+                "kernel": sdpa_kernel_for(shape, dtype, device),
+            }
             q, k, v = (torch.randn(shape, dtype=dtype, device=device, requires_grad=True) for _ in range(3))
             before = torch.are_deterministic_algorithms_enabled()
             torch.use_deterministic_algorithms(True)
@@ -225,8 +291,9 @@ class EpochClock(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         synchronize(pl_module.device)
         end = time.perf_counter()
-        self.epochs.append({"train_s": self._val_start - self._start, "val_s": end - self._val_start,
-                            "epoch_s": end - self._start})  # fmt: skip
+        self.epochs.append(
+            {"train_s": self._val_start - self._start, "val_s": end - self._val_start, "epoch_s": end - self._start}
+        )
 
 
 class SyncDebugEpoch(L.Callback):
@@ -252,18 +319,27 @@ class SyncDebugEpoch(L.Callback):
         self._on = False
 
 
-def epoch_row(device: torch.device, sizes: Sizes, out: Path, setup: str, settings: dict[str, Any],
-              epochs: int) -> dict[str, Any]:
+def epoch_row(
+    device: torch.device, sizes: Sizes, out: Path, setup: str, settings: dict[str, Any], epochs: int
+) -> dict[str, Any]:
     """Epochs of PreResNet-20 + scale NL on CIFAR-10-size data through ImageClassifier and a Lightning Trainer."""
     data = synthetic_data(out, sizes)
-    dm = CIFAR10DataModule(data_dir=str(data), verify=False, batch_size=128, eval_batch_size=100,
-                           device_cache=settings["device_cache"])  # fmt: skip
-    model = ImageClassifier(_model("scale"), optimizer=SGD, channels_last=settings["channels_last"],
-                            compile=settings["compile"])  # fmt: skip
+    dm = CIFAR10DataModule(
+        data_dir=str(data), verify=False, batch_size=128, eval_batch_size=100, device_cache=settings["device_cache"]
+    )
+    model = ImageClassifier(
+        _model("scale"), optimizer=SGD, channels_last=settings["channels_last"], compile=settings["compile"]
+    )
     clock = EpochClock()
     sync_debug = SyncDebugEpoch(torch.cuda.set_sync_debug_mode if device.type == "cuda" and epochs > 2 else None)
-    fit = trainer(device, out, max_epochs=epochs, precision=settings["precision"], benchmark=settings["benchmark"],
-                  callbacks=[sync_debug, clock])  # fmt: skip
+    fit = trainer(
+        device,
+        out,
+        max_epochs=epochs,
+        precision=settings["precision"],
+        benchmark=settings["benchmark"],
+        callbacks=[sync_debug, clock],
+    )
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -273,11 +349,20 @@ def epoch_row(device: torch.device, sizes: Sizes, out: Path, setup: str, setting
             sync_debug.off()
     syncs = sum("synchroniz" in str(w.message) for w in caught) if sync_debug.epochs else None
     last = clock.epochs[-1]
-    return {"setup": setup, "settings": settings, "train_images": sizes.train_images, "val_images": sizes.test_images,
-            "process_s": PROCESS_START_S,
-            "host_syncs": syncs, "sync_epoch": sync_debug.epochs[0] if sync_debug.epochs else None,
-            "steps_per_epoch": fit.global_step // len(clock.epochs), "fit_s": time.perf_counter() - start,
-            "epochs": clock.epochs, **last, "train_images_per_s": sizes.train_images / last["train_s"]}  # fmt: skip
+    return {
+        "setup": setup,
+        "settings": settings,
+        "train_images": sizes.train_images,
+        "val_images": sizes.test_images,
+        "process_s": PROCESS_START_S,
+        "host_syncs": syncs,
+        "sync_epoch": sync_debug.epochs[0] if sync_debug.epochs else None,
+        "steps_per_epoch": fit.global_step // len(clock.epochs),
+        "fit_s": time.perf_counter() - start,
+        "epochs": clock.epochs,
+        **last,
+        "train_images_per_s": sizes.train_images / last["train_s"],
+    }
 
 
 def epoch_phase(device: torch.device, sizes: Sizes, out: Path, rows: Rows) -> None:
@@ -309,8 +394,9 @@ class _Window(L.Callback):
                 time.sleep(0.005)
             self.start = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, out: Any, batch: Any,
-                           idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, out: Any, batch: Any, idx: int
+    ) -> None:
         if not self.start or self.end:
             return
         self.images += len(batch[1])
@@ -341,13 +427,29 @@ def child_main(job: dict[str, Any]) -> int:
     device = child_device(job["device"])
     sizes = SMOKE if job["smoke"] else FULL
     settings = fast_path(device, sizes)
-    dm = CIFAR10DataModule(data_dir=job["data_dir"], verify=False, batch_size=128, eval_batch_size=100,
-                           device_cache=settings["device_cache"])  # fmt: skip
-    model = ImageClassifier(_model("scale", seed=job["index"]), optimizer=SGD,
-                            channels_last=settings["channels_last"], compile=settings["compile"])  # fmt: skip
+    dm = CIFAR10DataModule(
+        data_dir=job["data_dir"],
+        verify=False,
+        batch_size=128,
+        eval_batch_size=100,
+        device_cache=settings["device_cache"],
+    )
+    model = ImageClassifier(
+        _model("scale", seed=job["index"]),
+        optimizer=SGD,
+        channels_last=settings["channels_last"],
+        compile=settings["compile"],
+    )
     window = _Window(packed_warmup(sizes), sizes.packed_seconds, Path(job["ready"]), Path(job["go"]))
-    fit = trainer(device, Path(job["out_dir"]), max_epochs=10**6, limit_val_batches=0,
-                  precision=settings["precision"], benchmark=settings["benchmark"], callbacks=[window])  # fmt: skip
+    fit = trainer(
+        device,
+        Path(job["out_dir"]),
+        max_epochs=10**6,
+        limit_val_batches=0,
+        precision=settings["precision"],
+        benchmark=settings["benchmark"],
+        callbacks=[window],
+    )
     fit.fit(model, datamodule=dm)
     atomic_write_json(job["out"], {"images": window.images, "seconds": window.end - window.start})
     return 0
@@ -386,7 +488,9 @@ def packed_phase(device: torch.device, sizes: Sizes, out: Path, rows: Rows) -> N
         estimate = (time.monotonic() - start) * 1.3  # the next (larger) k takes at least as long
 
 
-def _packed_run(device: torch.device, k: int, data: Path, out: Path, sizes: Sizes, *, under_mps: bool) -> dict[str, Any]:
+def _packed_run(
+    device: torch.device, k: int, data: Path, out: Path, sizes: Sizes, *, under_mps: bool
+) -> dict[str, Any]:
     from nlbench.sweep import devices, mps
 
     work = Path(tempfile.mkdtemp(prefix=f"packed-{k}-", dir=out / WORK))
@@ -407,18 +511,35 @@ def _packed_run(device: torch.device, k: int, data: Path, out: Path, sizes: Size
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _packed_processes(k: int, device: torch.device, data: Path, out: Path, sizes: Sizes, work: Path,
-                      env: dict[str, str]) -> dict[str, Any]:
+def _packed_processes(
+    k: int, device: torch.device, data: Path, out: Path, sizes: Sizes, work: Path, env: dict[str, str]
+) -> dict[str, Any]:
     procs = []
     go = work / "go"
     spawned = time.perf_counter()
     for i in range(k):
-        job = {"device": str(device), "data_dir": str(data), "smoke": sizes is SMOKE, "index": i, "out_dir": str(out),
-               "ready": str(work / f"ready{i}"), "go": str(go), "out": str(work / f"out{i}.json")}  # fmt: skip
+        job = {
+            "device": str(device),
+            "data_dir": str(data),
+            "smoke": sizes is SMOKE,
+            "index": i,
+            "out_dir": str(out),
+            "ready": str(work / f"ready{i}"),
+            "go": str(go),
+            "out": str(work / f"out{i}.json"),
+        }
         log = open(work / f"log{i}.txt", "wb")
-        procs.append((subprocess.Popen([sys.executable, "-m", "nlbench.bench.device_phases", "--child",
-                                        json.dumps(job)], stdout=log, stderr=subprocess.STDOUT, env=env),
-                      log))  # fmt: skip
+        procs.append(
+            (
+                subprocess.Popen(
+                    [sys.executable, "-m", "nlbench.bench.device_phases", "--child", json.dumps(job)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                ),
+                log,
+            )
+        )
     try:
         deadline = time.monotonic() + 300
         while not all((work / f"ready{i}").exists() for i in range(k)):
@@ -461,8 +582,13 @@ def precision_phase(device: torch.device, sizes: Sizes, out: Path, rows: Rows) -
     estimate = 90.0 if device.type == "cuda" else 30.0  # the first: compilation; later ones: measured
     for seed in sizes.seeds:
         for precision in ("32-true", "bf16-mixed"):
-            row: dict[str, Any] = {"precision": precision, "seed": seed, "epochs": sizes.precision_epochs,
-                                   "compile": fast["compile"], "tf32": tf32_state()}  # fmt: skip
+            row: dict[str, Any] = {
+                "precision": precision,
+                "seed": seed,
+                "epochs": sizes.precision_epochs,
+                "compile": fast["compile"],
+                "tf32": tf32_state(),
+            }
             if not rows.fits(estimate):
                 rows.add(rows.skipped(row, estimate))
                 continue
@@ -470,13 +596,24 @@ def precision_phase(device: torch.device, sizes: Sizes, out: Path, rows: Rows) -
             try:
                 L.seed_everything(seed, workers=True, verbose=False)
                 # drop_last: only full batches of 128, the shapes the epoch phase compiled (its cache serves them).
-                dm = CIFAR10DataModule(data_dir=str(data), verify=False, batch_size=sizes.precision_batch,
-                                       eval_batch_size=100, device_cache=fast["device_cache"], drop_last=True,
-                                       subset=sizes.precision_subset)  # fmt: skip
-                model = ImageClassifier(_model("scale", seed=seed), optimizer=SGD,
-                                        channels_last=fast["channels_last"], compile=fast["compile"])  # fmt: skip
-                fit = trainer(device, out, max_epochs=sizes.precision_epochs, precision=precision,
-                              benchmark=fast["benchmark"])  # fmt: skip
+                dm = CIFAR10DataModule(
+                    data_dir=str(data),
+                    verify=False,
+                    batch_size=sizes.precision_batch,
+                    eval_batch_size=100,
+                    device_cache=fast["device_cache"],
+                    drop_last=True,
+                    subset=sizes.precision_subset,
+                )
+                model = ImageClassifier(
+                    _model("scale", seed=seed),
+                    optimizer=SGD,
+                    channels_last=fast["channels_last"],
+                    compile=fast["compile"],
+                )
+                fit = trainer(
+                    device, out, max_epochs=sizes.precision_epochs, precision=precision, benchmark=fast["benchmark"]
+                )
                 fit.fit(model, datamodule=dm)
                 metrics = fit.callback_metrics
                 row.update(val_acc1=float(metrics["val/acc1"]), val_loss=float(metrics["val/loss"]))
@@ -497,37 +634,54 @@ def cudagraph_skips() -> int:
     return int(counters["inductor"]["cudagraph_skips"])
 
 
-def steps_row(device: torch.device, sizes: Sizes, out: Path, settings: dict[str, Any], *,
-              deterministic: bool = False) -> dict[str, Any]:
+def steps_row(
+    device: torch.device, sizes: Sizes, out: Path, settings: dict[str, Any], *, deterministic: bool = False
+) -> dict[str, Any]:
     """Training images/s of ImageClassifier + a Lightning Trainer over `mode_steps` steps after `mode_warmup`
     (compilation and CUDA-graph recording in the warm-up)."""
     data = synthetic_data(out, sizes)
     dm = CIFAR10DataModule(data_dir=str(data), verify=False, batch_size=128, device_cache=settings["device_cache"])
-    model = ImageClassifier(_model("scale"), optimizer=SGD, channels_last=settings["channels_last"],
-                            compile=settings["compile"])  # fmt: skip
+    model = ImageClassifier(
+        _model("scale"), optimizer=SGD, channels_last=settings["channels_last"], compile=settings["compile"]
+    )
     timer = _StepTimer(sizes.mode_warmup)
     skips = cudagraph_skips()
-    fit = trainer(device, out, max_steps=sizes.mode_warmup + sizes.mode_steps, limit_val_batches=0,
-                  precision=settings["precision"], callbacks=[timer], deterministic=deterministic,
-                  benchmark=False if deterministic else settings["benchmark"])  # fmt: skip
+    fit = trainer(
+        device,
+        out,
+        max_steps=sizes.mode_warmup + sizes.mode_steps,
+        limit_val_batches=0,
+        precision=settings["precision"],
+        callbacks=[timer],
+        deterministic=deterministic,
+        benchmark=False if deterministic else settings["benchmark"],
+    )
     start = time.perf_counter()
     try:
         fit.fit(model, datamodule=dm)
     finally:
         torch.use_deterministic_algorithms(False)
-    return {"images_per_s": timer.images / (timer.end - timer.start), "warmup_s": timer.start - start,
-            "cudagraph_skips": cudagraph_skips() - skips}  # fmt: skip
+    return {
+        "images_per_s": timer.images / (timer.end - timer.start),
+        "warmup_s": timer.start - start,
+        "cudagraph_skips": cudagraph_skips() - skips,
+    }
 
 
 def compile_phase(device: torch.device, sizes: Sizes, out: Path, rows: Rows) -> None:
     fast = fast_path(device, sizes)
     plan: list[tuple[str, dict[str, Any], bool]] = []
     if device.type == "cuda" and sizes.compile:
-        plan += [(f"fast path, compile {mode}", {**fast, "compile": mode}, False)
-                 for mode in ("default", "reduce-overhead")]  # fmt: skip
+        plan += [
+            (f"fast path, compile {mode}", {**fast, "compile": mode}, False) for mode in ("default", "reduce-overhead")
+        ]
     else:
-        rows.add({"setting": "fast path, compile default / reduce-overhead",
-                  "skipped": "smoke run: compilation takes minutes on a CPU, and CUDA graphs need CUDA"})
+        rows.add(
+            {
+                "setting": "fast path, compile default / reduce-overhead",
+                "skipped": "smoke run: compilation takes minutes on a CPU, and CUDA graphs need CUDA",
+            }
+        )
     plan += [("paper set-up, deterministic: false", PAPER, False), ("paper set-up, deterministic: true", PAPER, True)]
     estimate = 60.0 if plan[0][1]["compile"] else 15.0
     for setting, settings, deterministic in plan:
@@ -551,16 +705,28 @@ def block_phase(device: torch.device, sizes: Sizes, out: Path, rows: Rows) -> No
     from nlbench.bench.block import block_records
 
     for dtype in sizes.block_dtypes:
-        block_records(device, list(sizes.block_sizes), batch=sizes.block_batch, dtype=dtype, reps=sizes.block_reps,
-                      warmup=2, max_gflop=4000.0, max_gib=40.0 if device.type == "cuda" else 8.0,
-                      on_record=rows.add)  # fmt: skip
+        block_records(
+            device,
+            list(sizes.block_sizes),
+            batch=sizes.block_batch,
+            dtype=dtype,
+            reps=sizes.block_reps,
+            warmup=2,
+            max_gflop=4000.0,
+            max_gib=40.0 if device.type == "cuda" else 8.0,
+            on_record=rows.add,
+        )
         release(device)
 
 
 PHASES: dict[str, Callable[[torch.device, Sizes, Path, Rows], None]] = {
-    "kernels": kernels_phase, "epoch": epoch_phase, "packed": packed_phase, "precision": precision_phase,
-    "compile": compile_phase, "block": block_phase,
-}  # fmt: skip
+    "kernels": kernels_phase,
+    "epoch": epoch_phase,
+    "packed": packed_phase,
+    "precision": precision_phase,
+    "compile": compile_phase,
+    "block": block_phase,
+}
 
 
 def run_phase(name: str, out: Path, *, smoke: bool, device: torch.device, deadline: float) -> int:
@@ -569,8 +735,10 @@ def run_phase(name: str, out: Path, *, smoke: bool, device: torch.device, deadli
     try:
         PHASES[name](device, SMOKE if smoke else FULL, out, rows)
     except BaseException as err:  # noqa: BLE001 - recorded for the parent, which reads this file
-        rows.write(error=_error(err) if not isinstance(err, SystemExit) else "stopped at the phase's deadline",
-                   where=traceback.format_exc().strip().splitlines()[-3:])  # fmt: skip
+        rows.write(
+            error=_error(err) if not isinstance(err, SystemExit) else "stopped at the phase's deadline",
+            where=traceback.format_exc().strip().splitlines()[-3:],
+        )
         return 1
     rows.write(done=True)
     return 0

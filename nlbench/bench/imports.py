@@ -45,8 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="runs per command")
     args = parser.parse_args(argv)
     load = os.getloadavg()
-    print(f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
+    print(
+        f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n"
+    )
     print("| command | median (s) | fastest (s) | exit code | output lines |")
     print("|---|---|---|---|---|")
     for label, command in COMMANDS:

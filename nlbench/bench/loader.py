@@ -43,18 +43,31 @@ SYNTHETIC_SIZES = {"cifar10": (50_000, 32), "cifar100": (50_000, 32), "tiny_imag
 
 def parse_args(argv: list[str] | None) -> object:
     parser = ArgumentParser(prog="nlbench bench loader", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", type=list[str], default=["cifar10", "tiny_imagenet"],
-                        help=f"datasets to measure, from {', '.join(DATASETS)}")
-    parser.add_argument("--data_dir", type=str | None, default=None,
-                        help="a data root holding the real datasets (default: generated data in memory)")
+    parser.add_argument(
+        "--datasets",
+        type=list[str],
+        default=["cifar10", "tiny_imagenet"],
+        help=f"datasets to measure, from {', '.join(DATASETS)}",
+    )
+    parser.add_argument(
+        "--data_dir",
+        type=str | None,
+        default=None,
+        help="a data root holding the real datasets (default: generated data in memory)",
+    )
     parser.add_argument("--verify", type=bool, default=True, help="check checksums when preparing --data_dir")
     parser.add_argument("--device", type=str, default="cpu", help="where the fast path augments (cpu, cuda)")
     parser.add_argument("--batch_size", type=int, default=128)
-    parser.add_argument("--workers", type=list[int], default=[0, 2],
-                        help="DataLoader worker counts for the torchvision path")
+    parser.add_argument(
+        "--workers", type=list[int], default=[0, 2], help="DataLoader worker counts for the torchvision path"
+    )
     parser.add_argument("--seconds", type=float, default=3.0, help="minimum timed duration per configuration")
-    parser.add_argument("--threads", type=int | None, default=None,
-                        help="torch intra-op threads of the main process (default: torch's choice)")
+    parser.add_argument(
+        "--threads",
+        type=int | None,
+        default=None,
+        help="torch intra-op threads of the main process (default: torch's choice)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -96,7 +109,6 @@ def images_per_second(dm: ImageDataModule, arrays: ImageArrays, device: torch.de
     return count / (time.perf_counter() - start)
 
 
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     unknown = [name for name in args.datasets if name not in MODULES]
@@ -107,8 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     source = f"data from {args.data_dir}" if args.data_dir else "generated in-memory data of the real sizes"
-    print(f"Training-loader throughput: device={device}, batch={args.batch_size}, {source}, torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average {load}\n")
+    print(
+        f"Training-loader throughput: device={device}, batch={args.batch_size}, {source}, torch "
+        f"{torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average {load}\n"
+    )
     print("| dataset | loader | workers | images/s | vs torchvision, 0 workers |")
     print("|---|---|---|---|---|")
     for name in args.datasets:
@@ -122,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         rates = {}
         for loader, workers in configs:
             torch.manual_seed(args.seed)
-            dm = module(data_dir=args.data_dir or "unused", batch_size=args.batch_size, loader=loader,
-                        num_workers=workers)
+            dm = module(
+                data_dir=args.data_dir or "unused", batch_size=args.batch_size, loader=loader, num_workers=workers
+            )
             rates[loader, workers] = images_per_second(dm, arrays, device, args.seconds)
         baseline = rates.get(("torchvision", 0))
         for (loader, workers), rate in rates.items():

@@ -33,31 +33,67 @@ def configurations(count: int) -> list[dict[str, object]]:
     """``count`` distinct configurations: normalization x heads x lr (as many lr values as needed)."""
     lrs = [round(0.01 * (i + 1), 4) for i in range(max(1, -(-count // (len(NORMALIZATIONS) * len(HEADS)))))]
     grid = itertools.product(lrs, HEADS, NORMALIZATIONS)
-    return [{"model.backbone.init_args.nl.normalization": n, "model.backbone.init_args.nl.heads": h,
-             "model.optimizer.init_args.lr": lr} for lr, h, n in itertools.islice(grid, count)]  # fmt: skip
+    return [
+        {
+            "model.backbone.init_args.nl.normalization": n,
+            "model.backbone.init_args.nl.heads": h,
+            "model.optimizer.init_args.lr": lr,
+        }
+        for lr, h, n in itertools.islice(grid, count)
+    ]
 
 
 def write_runs(root: Path, runs: int, configs: int, epochs: int) -> None:
     """``runs`` run directories under ``root`` in ``configs`` configurations (seeds 0, 1, ... within each)."""
-    base = {"model.backbone.class_path": "nlbench.models.PreActResNet", "model.backbone.init_args.depth": 20,
-            "model.backbone.init_args.nl.reduction": 2, "model.optimizer.class_path": "torch.optim.SGD",
-            "model.scheduler.class_path": "torch.optim.lr_scheduler.OneCycleLR", "trainer.max_epochs": epochs,
-            "data.class_path": "nlbench.data.CIFAR10DataModule", "data.init_args.batch_size": 128}  # fmt: skip
+    base = {
+        "model.backbone.class_path": "nlbench.models.PreActResNet",
+        "model.backbone.init_args.depth": 20,
+        "model.backbone.init_args.nl.reduction": 2,
+        "model.optimizer.class_path": "torch.optim.SGD",
+        "model.scheduler.class_path": "torch.optim.lr_scheduler.OneCycleLR",
+        "trainer.max_epochs": epochs,
+        "data.class_path": "nlbench.data.CIFAR10DataModule",
+        "data.init_args.batch_size": 128,
+    }
     points = configurations(configs)
     for i in range(runs):
         point, seed = points[i % len(points)], i // len(points)
         config = {**base, **point, schema.SEED_KEY: seed}
         norm, heads, lr = point.values()
         acc = [0.5 + 0.3 * (e + 1) / epochs + (0.01 if norm == "scale" else 0.0) + 0.001 * seed for e in range(epochs)]
-        hparams = {"dataset": "cifar10", "backbone": "PreActResNet", "depth": 20, "nl_blocks": 1,
-                   "normalization": norm, "reduction": 2, "heads": heads, "init": "normal", "seed": seed}  # fmt: skip
-        metrics = {schema.BEST_ACC1: max(acc), schema.FINAL_ACC1: acc[-1], schema.BEST_EPOCH: epochs - 1,
-                   "epochs": epochs, "time_s": 60.0, schema.IMAGES_PER_S: 1000.0 + 10 * heads, "params": 280_000,
-                   "nl_params": 4_000}  # fmt: skip
+        hparams = {
+            "dataset": "cifar10",
+            "backbone": "PreActResNet",
+            "depth": 20,
+            "nl_blocks": 1,
+            "normalization": norm,
+            "reduction": 2,
+            "heads": heads,
+            "init": "normal",
+            "seed": seed,
+        }
+        metrics = {
+            schema.BEST_ACC1: max(acc),
+            schema.FINAL_ACC1: acc[-1],
+            schema.BEST_EPOCH: epochs - 1,
+            "epochs": epochs,
+            "time_s": 60.0,
+            schema.IMAGES_PER_S: 1000.0 + 10 * heads,
+            "params": 280_000,
+            "nl_params": 4_000,
+        }
         run_dir = root / "runs" / f"run{i:05d}"
-        write_record(run_dir, RunRecord(
-            status="finished", run_name=f"{norm}-h{heads}-lr{lr}-s{seed}", hparams=hparams, metrics=metrics,
-            config=config, differs=[*point, schema.SEED_KEY]))  # fmt: skip
+        write_record(
+            run_dir,
+            RunRecord(
+                status="finished",
+                run_name=f"{norm}-h{heads}-lr{lr}-s{seed}",
+                hparams=hparams,
+                metrics=metrics,
+                config=config,
+                differs=[*point, schema.SEED_KEY],
+            ),
+        )
         with (run_dir / "metrics.csv").open("w", newline="") as f:
             writer = csv.DictWriter(f, ["epoch", "step", "train/loss", "val/acc1", "val/acc5"])
             writer.writeheader()
@@ -69,16 +105,20 @@ def write_runs(root: Path, runs: int, configs: int, epochs: int) -> None:
 def time_report(root: Path) -> float:
     """Wall seconds of ``nlbench report ROOT --out ROOT/report`` in a fresh process (start-up included)."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "nlbench", "report", str(root), "--out", str(root / "report")],
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "nlbench", "report", str(root), "--out", str(root / "report")],
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nlbench bench report", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2000, help="run directories per case (default 2000)")
-    parser.add_argument("--configs", type=int, nargs="+", default=[20, 200, 2000],
-                        help="configurations per case (default 20 200 2000)")
+    parser.add_argument(
+        "--configs", type=int, nargs="+", default=[20, 200, 2000], help="configurations per case (default 20 200 2000)"
+    )
     parser.add_argument("--epochs", type=int, default=30, help="epochs per run's metrics.csv (default 30)")
     parser.add_argument("--keep", type=Path, default=None, help="write the runs here and keep them")
     args = parser.parse_args(argv)
@@ -92,8 +132,11 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             write_runs(root, args.runs, min(configs, args.runs), args.epochs)
             generate = time.perf_counter() - start
-            print(f"| {args.runs} | {min(configs, args.runs)} | {args.epochs} | {generate:.1f} | "
-                  f"{time_report(root):.1f} |", flush=True)
+            print(
+                f"| {args.runs} | {min(configs, args.runs)} | {args.epochs} | {generate:.1f} | "
+                f"{time_report(root):.1f} |",
+                flush=True,
+            )
         finally:
             if not args.keep:
                 shutil.rmtree(root, ignore_errors=True)

@@ -45,8 +45,12 @@ def grid_spec(runs: int, out: Path) -> dict[str, object]:
 
 def _time(args: list[str]) -> float:
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "nlbench", "sweep", *args], capture_output=True, text=True,
-                          env={**os.environ, "WANDB_MODE": "disabled"})  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "nlbench", "sweep", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "WANDB_MODE": "disabled"},
+    )
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"nlbench sweep {' '.join(args)} failed: {proc.stderr.strip().splitlines()[-1:]}")

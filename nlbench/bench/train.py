@@ -39,8 +39,17 @@ def _batches(dm: CIFAR10SampleDataModule):
         yield from dm.train_dataloader()
 
 
-def plain_loop(model: nn.Module, dm: CIFAR10SampleDataModule, device: torch.device, steps: int, warmup: int,
-               autocast: bool, *, channels_last: bool = False, compile: str | None = None) -> float:
+def plain_loop(
+    model: nn.Module,
+    dm: CIFAR10SampleDataModule,
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    autocast: bool,
+    *,
+    channels_last: bool = False,
+    compile: str | None = None,
+) -> float:
     """Images/s of a hand-written loop: transfer, batched augmentation, forward, backward, SGD step.
 
     `channels_last` and `compile` (a ``torch.compile`` mode) as ``ImageClassifier`` applies them; the warm-up
@@ -81,8 +90,9 @@ class _StepTimer(L.Callback):
             synchronize(pl_module.device)
             self.start, self.images = time.perf_counter(), 0
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, out: Any, batch: Any,
-                           idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, out: Any, batch: Any, idx: int
+    ) -> None:
         self.images += len(batch[1])
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -90,14 +100,24 @@ class _StepTimer(L.Callback):
         self.end = time.perf_counter()
 
 
-def lightning_loop(model: nn.Module, dm: CIFAR10SampleDataModule, device: torch.device, steps: int, warmup: int,
-                   autocast: bool) -> float:
+def lightning_loop(
+    model: nn.Module, dm: CIFAR10SampleDataModule, device: torch.device, steps: int, warmup: int, autocast: bool
+) -> float:
     """Images/s of the same training through ImageClassifier and a Lightning Trainer (as `nlbench fit` runs it)."""
     timer = _StepTimer(warmup)
     trainer = L.Trainer(
-        accelerator=device.type, devices=1, max_steps=warmup + steps, limit_val_batches=0, num_sanity_val_steps=0,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        precision="bf16-mixed" if autocast else "32-true", callbacks=[timer], log_every_n_steps=50,
+        accelerator=device.type,
+        devices=1,
+        max_steps=warmup + steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        precision="bf16-mixed" if autocast else "32-true",
+        callbacks=[timer],
+        log_every_n_steps=50,
     )
     trainer.fit(ImageClassifier(model, optimizer=SGD), datamodule=dm)
     return timer.images / (timer.end - timer.start)
@@ -116,8 +136,7 @@ def _datamodule(batch_size: int) -> CIFAR10SampleDataModule:
     return dm
 
 
-def overhead_table(device: torch.device, batch_size: int, steps: int, warmup: int, repeats: int,
-                   autocast: bool) -> str:
+def overhead_table(device: torch.device, batch_size: int, steps: int, warmup: int, repeats: int, autocast: bool) -> str:
     dm = _datamodule(batch_size)
     rows = ["| normalization | plain loop (img/s) | Lightning / nlbench (img/s) | overhead |", "|---|---:|---:|---:|"]
     for norm in ("scale", "softmax"):
@@ -130,8 +149,9 @@ def overhead_table(device: torch.device, batch_size: int, steps: int, warmup: in
     return "\n".join(rows)
 
 
-def training_step_peak_mib(model: nn.Module, dm: CIFAR10SampleDataModule, device: torch.device,
-                           autocast: bool) -> float:
+def training_step_peak_mib(
+    model: nn.Module, dm: CIFAR10SampleDataModule, device: torch.device, autocast: bool
+) -> float:
     """Peak memory of one training step (allocations during the step, on CPU via the profiler's memory events)."""
     model = model.to(device).train()
     x, y = next(iter(dm.train_dataloader()))
@@ -147,9 +167,17 @@ def training_step_peak_mib(model: nn.Module, dm: CIFAR10SampleDataModule, device
     return peak_bytes(step, device) / 2**20
 
 
-def grid_records(device: torch.device, batch_size: int, steps: int, warmup: int, depths: list[int],
-                 reductions: list[int], heads: list[int], autocast: bool,
-                 methods: list[str] = ("softmax", "scale")) -> list[dict[str, Any]]:
+def grid_records(
+    device: torch.device,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    depths: list[int],
+    reductions: list[int],
+    heads: list[int],
+    autocast: bool,
+    methods: list[str] = ("softmax", "scale"),
+) -> list[dict[str, Any]]:
     """Images/s and peak memory of PreResNet training steps per depth x normalization x reduction x heads;
     ``methods`` are registered normalization names or class paths."""
     dm = _datamodule(batch_size)
@@ -161,15 +189,27 @@ def grid_records(device: torch.device, batch_size: int, steps: int, warmup: int,
             continue
         rate = plain_loop(model, dm, device, steps, warmup, autocast)
         peak = training_step_peak_mib(_model(norm, r, h, depth), dm, device, autocast)
-        records.append({"backbone": f"PreResNet-{depth}", "depth": depth, "normalization": norm, "reduction": r,
-                        "heads": h, "images_per_s": rate, "peak_mib": peak})
+        records.append(
+            {
+                "backbone": f"PreResNet-{depth}",
+                "depth": depth,
+                "normalization": norm,
+                "reduction": r,
+                "heads": h,
+                "images_per_s": rate,
+                "peak_mib": peak,
+            }
+        )
     return records
 
 
 def grid_table(records: list[dict[str, Any]]) -> str:
     rows = ["| backbone | normalization | reduction | heads | img/s | peak MiB |", "|---|---|---:|---:|---:|---:|"]
-    rows += [f"| {r['backbone']} | {r['normalization']} | {r['reduction']} | {r['heads']} | "
-             f"{r['images_per_s']:.0f} | {r['peak_mib']:.0f} |" for r in records]
+    rows += [
+        f"| {r['backbone']} | {r['normalization']} | {r['reduction']} | {r['heads']} | "
+        f"{r['images_per_s']:.0f} | {r['peak_mib']:.0f} |"
+        for r in records
+    ]
     return "\n".join(rows)
 
 
@@ -187,24 +227,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depths", type=list[int], default=[20, 56])
     parser.add_argument("--reductions", type=list[int], default=[1, 2, 4, 8, 16])
     parser.add_argument("--heads", type=list[int], default=[1, 2, 4])
-    parser.add_argument("--methods", type=list[str], default=["softmax", "scale"],
-                        help="grid mode: normalizations (registered names, e.g. linear, efficient, or class paths)")
-    parser.add_argument("--out", type=str | None, default=None,
-                        help="grid mode: also write the records as JSON (`nlbench report --bench FILE` plots them)")
+    parser.add_argument(
+        "--methods",
+        type=list[str],
+        default=["softmax", "scale"],
+        help="grid mode: normalizations (registered names, e.g. linear, efficient, or class paths)",
+    )
+    parser.add_argument(
+        "--out",
+        type=str | None,
+        default=None,
+        help="grid mode: also write the records as JSON (`nlbench report --bench FILE` plots them)",
+    )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"# training-step benchmark on {name}, batch {args.batch_size}, PreResNet, NL block in stage 2\n")
     if args.grid:
-        records = grid_records(device, args.batch_size, args.steps, args.warmup, args.depths, args.reductions,
-                               args.heads, args.bf16, methods=args.methods)
+        records = grid_records(
+            device,
+            args.batch_size,
+            args.steps,
+            args.warmup,
+            args.depths,
+            args.reductions,
+            args.heads,
+            args.bf16,
+            methods=args.methods,
+        )
         print(grid_table(records))
         if args.out:
-            atomic_write_json(args.out, {
-                "machine": f"{platform.node()} ({name})", "device": device.type, "batch_size": args.batch_size,
-                "bf16": args.bf16, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "records": records,
-            })
+            atomic_write_json(
+                args.out,
+                {
+                    "machine": f"{platform.node()} ({name})",
+                    "device": device.type,
+                    "batch_size": args.batch_size,
+                    "bf16": args.bf16,
+                    "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "records": records,
+                },
+            )
     else:
         print(overhead_table(device, args.batch_size, args.steps, args.warmup, args.repeats, args.bf16))
     return 0

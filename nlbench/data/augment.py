@@ -28,14 +28,16 @@ __all__ = [
 ]
 
 
-def sample_flips(n: int, *, p: float = 0.5, device: torch.device | str | None = None,
-                 generator: torch.Generator | None = None) -> Tensor:
+def sample_flips(
+    n: int, *, p: float = 0.5, device: torch.device | str | None = None, generator: torch.Generator | None = None
+) -> Tensor:
     """Bool (n,): which images to flip horizontally, each with probability ``p`` (as ``RandomHorizontalFlip``)."""
     return torch.rand(n, device=device, generator=generator) < p
 
 
-def sample_translations(n: int, padding: int, *, device: torch.device | str | None = None,
-                        generator: torch.Generator | None = None) -> Tensor:
+def sample_translations(
+    n: int, padding: int, *, device: torch.device | str | None = None, generator: torch.Generator | None = None
+) -> Tensor:
     """Long (n, 2): (top, left) crop offsets into the zero-padded image, each uniform on [0, 2 * padding].
 
     ``RandomCrop(size, padding=p)`` on an image of that size draws top and left independently and uniformly, so
@@ -59,13 +61,15 @@ def crop_flip(images: Tensor, offsets: Tensor, flips: Tensor, *, padding: int) -
     return torch.where(flips[:, None, None, None], crops.flip(-1), crops)
 
 
-def random_crop_flip(images: Tensor, *, padding: int, flip: bool = True,
-                     generator: torch.Generator | None = None) -> Tensor:
+def random_crop_flip(
+    images: Tensor, *, padding: int, flip: bool = True, generator: torch.Generator | None = None
+) -> Tensor:
     """``RandomCrop(size, padding=padding)`` followed by ``RandomHorizontalFlip()`` for every image of a batch."""
     n, device = images.shape[0], images.device
     offsets = sample_translations(n, padding, device=device, generator=generator)
-    flips = sample_flips(n, device=device, generator=generator) if flip else torch.zeros(n, dtype=torch.bool,
-                                                                                         device=device)
+    flips = (
+        sample_flips(n, device=device, generator=generator) if flip else torch.zeros(n, dtype=torch.bool, device=device)
+    )
     return crop_flip(images, offsets, flips, padding=padding)
 
 
@@ -77,10 +81,17 @@ def _log_ratio(low: float, high: float) -> tuple[float, float]:
     return log_ratio[0].item(), log_ratio[1].item()
 
 
-def sample_resized_crop_boxes(n: int, height: int, width: int, *, scale: Sequence[float] = (0.08, 1.0),
-                              ratio: Sequence[float] = (3 / 4, 4 / 3), attempts: int = 10,
-                              device: torch.device | str | None = None,
-                              generator: torch.Generator | None = None) -> Tensor:
+def sample_resized_crop_boxes(
+    n: int,
+    height: int,
+    width: int,
+    *,
+    scale: Sequence[float] = (0.08, 1.0),
+    ratio: Sequence[float] = (3 / 4, 4 / 3),
+    attempts: int = 10,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """Long (n, 4): (top, left, height, width) crop boxes distributed as ``RandomResizedCrop.get_params``.
 
     torchvision tries up to 10 (area fraction, log aspect ratio) draws per image and keeps the first box that fits
@@ -89,13 +100,14 @@ def sample_resized_crop_boxes(n: int, height: int, width: int, *, scale: Sequenc
     the two can disagree only on values within ~1e-6 of a .5 tie.)
     """
     if not (0 < scale[0] <= scale[1]) or not (0 < ratio[0] <= ratio[1]):
-        raise ValueError(f"random resized crop needs 0 < scale[0] <= scale[1] and 0 < ratio[0] <= ratio[1], "
-                         f"got scale={tuple(scale)}, ratio={tuple(ratio)}")
+        raise ValueError(
+            f"random resized crop needs 0 < scale[0] <= scale[1] and 0 < ratio[0] <= ratio[1], "
+            f"got scale={tuple(scale)}, ratio={tuple(ratio)}"
+        )
     area = height * width
     log_ratio = _log_ratio(float(ratio[0]), float(ratio[1]))
     target_area = area * torch.empty(n, attempts, device=device).uniform_(scale[0], scale[1], generator=generator)
-    aspect = torch.exp(torch.empty(n, attempts, device=device).uniform_(
-        *log_ratio, generator=generator))
+    aspect = torch.exp(torch.empty(n, attempts, device=device).uniform_(*log_ratio, generator=generator))
     w = torch.sqrt(target_area * aspect).round().long()
     h = torch.sqrt(target_area / aspect).round().long()
     fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
@@ -161,14 +173,21 @@ def resized_crop_flip(images: Tensor, boxes: Tensor, flips: Tensor, *, size: int
     return torch.einsum("boh,bchw,bpw->bcop", weights_y, images, weights_x)
 
 
-def random_resized_crop_flip(images: Tensor, *, size: int, scale: Sequence[float] = (0.08, 1.0),
-                             ratio: Sequence[float] = (3 / 4, 4 / 3), flip: bool = True,
-                             generator: torch.Generator | None = None) -> Tensor:
+def random_resized_crop_flip(
+    images: Tensor,
+    *,
+    size: int,
+    scale: Sequence[float] = (0.08, 1.0),
+    ratio: Sequence[float] = (3 / 4, 4 / 3),
+    flip: bool = True,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """``RandomResizedCrop(size, scale, ratio)`` followed by ``RandomHorizontalFlip()`` for a float batch."""
     n, device = images.shape[0], images.device
-    boxes = sample_resized_crop_boxes(n, images.shape[-2], images.shape[-1], scale=scale, ratio=ratio,
-                                      device=device, generator=generator)
-    flips = sample_flips(n, device=device, generator=generator) if flip else torch.zeros(n, dtype=torch.bool,
-                                                                                         device=device)
+    boxes = sample_resized_crop_boxes(
+        n, images.shape[-2], images.shape[-1], scale=scale, ratio=ratio, device=device, generator=generator
+    )
+    flips = (
+        sample_flips(n, device=device, generator=generator) if flip else torch.zeros(n, dtype=torch.bool, device=device)
+    )
     return resized_crop_flip(images, boxes, flips, size=size)
-

@@ -1,8 +1,9 @@
 """A decoded split as uint8 tensors, and its on-disk cache.
 
-Decoding happens once: the cache file ``<split>.pt`` (torch.save of plain tensors, lists and strings, read back
-with ``weights_only=True`` and memory-mapped, so every rank can open it cheaply) stores the arrays together with
-a fingerprint of the source files (names, sizes, times and sampled contents). A changed source changes the fingerprint, and the cache is rebuilt.
+Decoding happens once: the cache file ``<split>.pt`` (torch.save of plain tensors, lists and strings, read back with
+``weights_only=True`` and memory-mapped, so every rank can open it cheaply) stores the arrays together with a
+fingerprint of the source files (names, sizes, times and sampled contents). A changed source changes the fingerprint,
+and the cache is rebuilt.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ class ImageArrays:
     def __post_init__(self) -> None:
         images = self.images
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3 or not images.is_contiguous():
-            raise ValueError(f"images must be a contiguous uint8 (N, 3, H, W) tensor, got {images.dtype} "
-                             f"{tuple(images.shape)}")
+            raise ValueError(
+                f"images must be a contiguous uint8 (N, 3, H, W) tensor, got {images.dtype} {tuple(images.shape)}"
+            )
         _check_labels(self.labels, self.classes, len(images), "labels")
         if (self.coarse_labels is None) != (self.coarse_classes is None):
             raise ValueError("coarse_labels and coarse_classes must be given together")
@@ -76,7 +78,7 @@ def fingerprint(files: Iterable[str | Path], base: Path) -> str:
             raise ValueError(f"{path} is not under {base}")
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
-            digest.update(f"{path[len(prefix):]}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            digest.update(f"{path[len(prefix) :]}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
             if st.st_size <= _BLOCK * _SAMPLES:
                 digest.update(f.read())
             else:
@@ -120,8 +122,7 @@ def write_cache(path: Path, arrays: ImageArrays, *, fingerprint: str, verified: 
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except PermissionError as e:
         raise PermissionError(
-            f"cannot write the dataset cache {path}: {e.strerror}; make {path.parent} writable or load with "
-            "cache=False"
+            f"cannot write the dataset cache {path}: {e.strerror}; make {path.parent} writable or load with cache=False"
         ) from e
     try:
         os.chmod(tmp, new_file_mode())  # a shared data folder: readable by the group as the umask says, not 0600

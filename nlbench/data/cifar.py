@@ -43,8 +43,11 @@ _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
 }
-_PY2_GLOBAL_NAMES = {_reconstruct: ("numpy.core.multiarray", "_reconstruct"), np.ndarray: ("numpy", "ndarray"),
-                     np.dtype: ("numpy", "dtype")}
+_PY2_GLOBAL_NAMES = {
+    _reconstruct: ("numpy.core.multiarray", "_reconstruct"),
+    np.ndarray: ("numpy", "ndarray"),
+    np.dtype: ("numpy", "dtype"),
+}
 
 IMAGE_SIZE = 32
 
@@ -169,8 +172,9 @@ def split_files(tree: Path, layout: CifarLayout, split: str, *, require_all: boo
             "switch it off (verify=False, e.g. `--data.verify false`) to use a partial local copy"
         )
     if not present or layout.meta_file in missing:
-        raise DatasetNotFoundError(f"{tree} lacks {', '.join(missing)}: not a {layout.folder} tree in the official "
-                                   "layout")
+        raise DatasetNotFoundError(
+            f"{tree} lacks {', '.join(missing)}: not a {layout.folder} tree in the official layout"
+        )
     if len(present) < len(names):
         log.info("%s: using %d of the %d official %s batches", tree, len(present), len(names), split)
     return [*present, tree / layout.meta_file]
@@ -193,8 +197,12 @@ def read_split(files: list[Path], layout: CifarLayout) -> ImageArrays:
     for path in batch_files:
         batch = read_batch(path)
         data = _field(batch, "data", path)
-        if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
-                and data.shape[1] == 3 * IMAGE_SIZE * IMAGE_SIZE):
+        if not (
+            isinstance(data, np.ndarray)
+            and data.dtype == np.uint8
+            and data.ndim == 2
+            and data.shape[1] == 3 * IMAGE_SIZE * IMAGE_SIZE
+        ):
             raise DatasetFormatError(f"{path}: 'data' must be a uint8 array of shape (N, 3072)")
         images.append(data.reshape(-1, 3, IMAGE_SIZE, IMAGE_SIZE))
         labels.append(_labels(batch, layout.label_key, len(data), len(classes), path))

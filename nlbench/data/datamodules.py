@@ -116,8 +116,10 @@ class ImageDataModule(LightningDataModule):
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError(f"mean and std need 3 values each with std > 0, got mean={mean}, std={std}")
         if device_cache and (loader != "tensor" or num_workers):
-            raise ValueError("device_cache needs loader='tensor' and num_workers=0 (workers cannot share GPU memory), "
-                             f"got loader={loader!r}, num_workers={num_workers}")
+            raise ValueError(
+                "device_cache needs loader='tensor' and num_workers=0 (workers cannot share GPU memory), "
+                f"got loader={loader!r}, num_workers={num_workers}"
+            )
         if subset is not None and subset < 1:
             raise ValueError(f"subset must be >= 1 or None, got {subset}")
         self.save_hyperparameters()
@@ -179,8 +181,9 @@ class ImageDataModule(LightningDataModule):
         is a blocking host-to-device copy per batch (torchvision issue 9576)."""
         key = (images.device, images.dtype)
         if key not in self._norm_constants:
-            self._norm_constants[key] = tuple(torch.tensor(v, dtype=images.dtype, device=images.device).view(-1, 1, 1)
-                                              for v in (self.mean, self.std))  # type: ignore[assignment]
+            self._norm_constants[key] = tuple(
+                torch.tensor(v, dtype=images.dtype, device=images.device).view(-1, 1, 1) for v in (self.mean, self.std)
+            )  # type: ignore[assignment]
         mean, std = self._norm_constants[key]
         return images.sub(mean).div_(std)
 
@@ -252,13 +255,14 @@ class ImageDataModule(LightningDataModule):
         n = len(train.labels)
         n_val = round(self.val_split * n) if self.val_split < 1 else int(self.val_split)
         if self.val_split and not 0 < n_val < n:
-            raise ValueError(f"val_split={self.val_split} leaves no training or no validation images "
-                             f"out of {n} training images")
+            raise ValueError(
+                f"val_split={self.val_split} leaves no training or no validation images out of {n} training images"
+            )
         if not n_val and self.subset is None:
             return {"train": train}
         # One seeded permutation: its head is the validation split, the rest (or a subset of it) the training one.
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
-        train_idx = order[n_val:] if self.subset is None else order[n_val:n_val + self.subset]
+        train_idx = order[n_val:] if self.subset is None else order[n_val : n_val + self.subset]
         # Sorted, so a carved split keeps the file order (and a subset of a class-sorted split stays sorted).
         splits = {"train": _take(train, train_idx.sort().values)}
         if n_val:
@@ -293,16 +297,24 @@ class ImageDataModule(LightningDataModule):
             dataset = ImageTensorDataset(arrays.images, arrays.labels, transform=self.sample_transform(train=train))
         if pin_memory is None:
             pin_memory = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
-        return make_loader(dataset, batch_size=self.rank_batch_size if train else self.eval_batch_size, shuffle=train,
-                           drop_last=train and self.drop_last, num_workers=self.num_workers, pin_memory=pin_memory)
+        return make_loader(
+            dataset,
+            batch_size=self.rank_batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            drop_last=train and self.drop_last,
+            num_workers=self.num_workers,
+            pin_memory=pin_memory,
+        )
 
 
 def per_rank_batch(batch_size: int, world_size: int) -> int:
     """The per-process share of a global training batch; the global batch (and so the paper's learning rate) stays
     what the config says whatever the number of GPUs a run gets."""
     if batch_size % world_size:
-        raise ValueError(f"data.batch_size={batch_size} is the global batch and must divide evenly over the "
-                         f"{world_size} DDP processes (trainer.devices x trainer.num_nodes)")
+        raise ValueError(
+            f"data.batch_size={batch_size} is the global batch and must divide evenly over the "
+            f"{world_size} DDP processes (trainer.devices x trainer.num_nodes)"
+        )
     return batch_size // world_size
 
 
@@ -312,8 +324,12 @@ def _on_device_copy(arrays: ImageArrays, device: torch.device) -> ImageArrays:
 
 def _take(arrays: ImageArrays, index: Tensor) -> ImageArrays:
     coarse = arrays.coarse_labels
-    return dataclasses.replace(arrays, images=arrays.images[index], labels=arrays.labels[index],
-                               coarse_labels=None if coarse is None else coarse[index])
+    return dataclasses.replace(
+        arrays,
+        images=arrays.images[index],
+        labels=arrays.labels[index],
+        coarse_labels=None if coarse is None else coarse[index],
+    )
 
 
 class CIFARDataModule(ImageDataModule):
@@ -327,8 +343,14 @@ class CIFARDataModule(ImageDataModule):
         **kwargs: The common options of ``ImageDataModule``.
     """
 
-    def __init__(self, *, crop_padding: int = 4, mean: tuple[float, float, float] = CIFAR_MEAN,
-                 std: tuple[float, float, float] = CIFAR_STD, **kwargs) -> None:
+    def __init__(
+        self,
+        *,
+        crop_padding: int = 4,
+        mean: tuple[float, float, float] = CIFAR_MEAN,
+        std: tuple[float, float, float] = CIFAR_STD,
+        **kwargs,
+    ) -> None:
         if crop_padding < 0:
             raise ValueError(f"crop_padding must be >= 0, got {crop_padding}")
         super().__init__(mean=mean, std=std, **kwargs)
@@ -392,14 +414,23 @@ class TinyImageNetDataModule(ImageDataModule):
 
     name = "tiny_imagenet"
 
-    def __init__(self, *, crop_size: int = 56, rrc_scale: tuple[float, float] = (0.08, 1.0),
-                 rrc_ratio: tuple[float, float] = (3 / 4, 4 / 3), mean: tuple[float, float, float] = IMAGENET_MEAN,
-                 std: tuple[float, float, float] = IMAGENET_STD, **kwargs) -> None:
+    def __init__(
+        self,
+        *,
+        crop_size: int = 56,
+        rrc_scale: tuple[float, float] = (0.08, 1.0),
+        rrc_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        **kwargs,
+    ) -> None:
         if not 1 <= crop_size <= 64:
             raise ValueError(f"crop_size must be in [1, 64] (the images are 64 x 64), got {crop_size}")
         if not (0 < rrc_scale[0] <= rrc_scale[1] <= 1) or not (0 < rrc_ratio[0] <= rrc_ratio[1]):
-            raise ValueError(f"rrc_scale must satisfy 0 < low <= high <= 1 and rrc_ratio 0 < low <= high, "
-                             f"got rrc_scale={rrc_scale}, rrc_ratio={rrc_ratio}")
+            raise ValueError(
+                f"rrc_scale must satisfy 0 < low <= high <= 1 and rrc_ratio 0 < low <= high, "
+                f"got rrc_scale={rrc_scale}, rrc_ratio={rrc_ratio}"
+            )
         super().__init__(mean=mean, std=std, **kwargs)
         self.crop_size = crop_size
         self.rrc_scale = tuple(rrc_scale)
@@ -412,16 +443,22 @@ class TinyImageNetDataModule(ImageDataModule):
     def batch_transform(self, images: Tensor, *, train: bool, generator: torch.Generator | None = None) -> Tensor:
         if not (train and self.augment):
             return self._to_normalized_float(F.center_crop(images, [self.crop_size]))
-        images = random_resized_crop_flip(F.to_dtype(images, torch.float32, scale=True), size=self.crop_size,
-                                          scale=self.rrc_scale, ratio=self.rrc_ratio, flip=self.flip,
-                                          generator=generator)
+        images = random_resized_crop_flip(
+            F.to_dtype(images, torch.float32, scale=True),
+            size=self.crop_size,
+            scale=self.rrc_scale,
+            ratio=self.rrc_ratio,
+            flip=self.flip,
+            generator=generator,
+        )
         return self._normalize(images)
 
     def sample_transform(self, *, train: bool) -> v2.Transform:
         if not (train and self.augment):
             return v2.Compose([v2.CenterCrop(self.crop_size), *self._to_float_and_normalize()])
-        steps: list[v2.Transform] = [v2.RandomResizedCrop(self.crop_size, scale=self.rrc_scale, ratio=self.rrc_ratio,
-                                                          antialias=True)]
+        steps: list[v2.Transform] = [
+            v2.RandomResizedCrop(self.crop_size, scale=self.rrc_scale, ratio=self.rrc_ratio, antialias=True)
+        ]
         if self.flip:
             steps.append(v2.RandomHorizontalFlip())
         return v2.Compose(steps + self._to_float_and_normalize())

@@ -27,8 +27,9 @@ class ImageTensorDataset(Dataset[tuple[Tensor, Tensor]]):
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(f"images must be a uint8 (N, C, H, W) tensor, got {images.dtype} {tuple(images.shape)}")
         if labels.shape != (images.shape[0],):
-            raise ValueError(f"labels must have shape ({images.shape[0]},) to match the images, "
-                             f"got {tuple(labels.shape)}")
+            raise ValueError(
+                f"labels must have shape ({images.shape[0]},) to match the images, got {tuple(labels.shape)}"
+            )
         self.images = images
         self.labels = labels
         self.transform = transform
@@ -64,8 +65,15 @@ def keep_batch(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
     return batch
 
 
-def make_loader(dataset: ImageTensorDataset, *, batch_size: int, shuffle: bool, drop_last: bool = False,
-                num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+def make_loader(
+    dataset: ImageTensorDataset,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    drop_last: bool = False,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
     """A plain ``DataLoader`` for either dataset (the collate function follows the dataset's kind)."""
     return DataLoader(
         dataset,

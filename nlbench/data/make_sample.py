@@ -20,14 +20,20 @@ from nlbench.data.cifar import CIFAR10, read_batch, write_batch
 from nlbench.data.sources import SAMPLE_ROOT
 
 
-def _balanced_subset(batch: dict[str, Any], size: int, num_classes: int, rng: np.random.Generator,
-                     batch_label: str) -> dict[str, Any]:
+def _balanced_subset(
+    batch: dict[str, Any], size: int, num_classes: int, rng: np.random.Generator, batch_label: str
+) -> dict[str, Any]:
     if size % num_classes:
         raise ValueError(f"sample size {size} is not a multiple of the {num_classes} classes")
     labels = np.asarray(batch["labels"])
-    picked = np.sort(np.concatenate([
-        rng.choice(np.flatnonzero(labels == c), size=size // num_classes, replace=False) for c in range(num_classes)
-    ]))
+    picked = np.sort(
+        np.concatenate(
+            [
+                rng.choice(np.flatnonzero(labels == c), size=size // num_classes, replace=False)
+                for c in range(num_classes)
+            ]
+        )
+    )
     subset = {"batch_label": batch_label, "labels": labels[picked].tolist(), "data": batch["data"][picked]}
     if "filenames" in batch:
         subset["filenames"] = [batch["filenames"][i] for i in picked]

@@ -26,8 +26,7 @@ from nlbench.data import archives, cifar, tiny_imagenet
 from nlbench.data.cache import ImageArrays, fingerprint, read_cache, write_cache
 from nlbench.data.errors import DatasetNotFoundError
 
-__all__ = ["DATASETS", "SAMPLE_ROOT", "SPECS", "SPLITS", "DatasetSpec", "ImageArrays", "cache_path", "load",
-           "prepare"]
+__all__ = ["DATASETS", "SAMPLE_ROOT", "SPECS", "SPLITS", "DatasetSpec", "ImageArrays", "cache_path", "load", "prepare"]
 
 DATASETS = ("cifar10", "cifar100", "tiny_imagenet")
 SPLITS = ("train", "test")
@@ -189,8 +188,7 @@ def _acquire(spec: DatasetSpec, root: Path, *, download: bool, verify: bool) -> 
     return archives.extract(archive, root, folder=spec.folder)
 
 
-def _split_arrays(spec: DatasetSpec, root: Path, tree: Path, split: str, *, verify: bool,
-                  cache: bool) -> ImageArrays:
+def _split_arrays(spec: DatasetSpec, root: Path, tree: Path, split: str, *, verify: bool, cache: bool) -> ImageArrays:
     source = spec.open_split(tree, split, verify)
     cache = cache and root.resolve() != SAMPLE_ROOT
     if cache:

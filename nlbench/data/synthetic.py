@@ -34,10 +34,19 @@ def write_cifar10(root: str | Path, *, train: int = 50_000, test: int = 10_000, 
         labels = rng.integers(0, len(CIFAR10_CLASSES), size=n)
         noise = rng.integers(-40, 40, size=(n, 3, 1024), dtype=np.int16)
         data = np.clip(colours[labels] + noise, 0, 255).astype(np.uint8).reshape(n, 3072)
-        write_batch(tree / name, {"batch_label": f"synthetic {kind} batch {k}", "labels": labels.tolist(),
-                                  "data": data, "filenames": [f"synthetic_{k}_{i}.png" for i in range(n)]})
-    write_batch(tree / CIFAR10.meta_file,
-                {"num_cases_per_batch": int(sizes[0]), "label_names": list(CIFAR10_CLASSES), "num_vis": 3072})
+        write_batch(
+            tree / name,
+            {
+                "batch_label": f"synthetic {kind} batch {k}",
+                "labels": labels.tolist(),
+                "data": data,
+                "filenames": [f"synthetic_{k}_{i}.png" for i in range(n)],
+            },
+        )
+    write_batch(
+        tree / CIFAR10.meta_file,
+        {"num_cases_per_batch": int(sizes[0]), "label_names": list(CIFAR10_CLASSES), "num_vis": 3072},
+    )
     return Path(root)
 
 

@@ -62,8 +62,7 @@ def index_split(tree: Path, split: str) -> TinyImageNetIndex:
         annotations = tree / "val" / "val_annotations.txt"
         images, labels = _index_val(annotations, tree / "val" / "images", class_of)
         meta_files = [wnids_file, words_file, annotations]
-    return TinyImageNetIndex(images=images, labels=labels, wnids=wnids, words_file=words_file,
-                             meta_files=meta_files)
+    return TinyImageNetIndex(images=images, labels=labels, wnids=wnids, words_file=words_file, meta_files=meta_files)
 
 
 def _require_file(path: Path) -> None:
@@ -156,12 +155,15 @@ def read_split(index: TinyImageNetIndex) -> ImageArrays:
     n = len(index.images)
     images = torch.empty((n, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
     for lo in range(0, n, _DECODE_CHUNK):
-        paths = index.images[lo:lo + _DECODE_CHUNK]
-        images[lo:lo + len(paths)] = torch.stack([_check_size(img, p) for img, p in zip(_decode(paths), paths)])
+        paths = index.images[lo : lo + _DECODE_CHUNK]
+        images[lo : lo + len(paths)] = torch.stack([_check_size(img, p) for img, p in zip(_decode(paths), paths)])
     elapsed = time.perf_counter() - start
     log.info("decoded %d Tiny-ImageNet images in %.1f s (%.0f images/s)", n, elapsed, n / max(elapsed, 1e-9))
-    return ImageArrays(images=images, labels=torch.tensor(index.labels, dtype=torch.int64),
-                       classes=_class_names(index.words_file, index.wnids))
+    return ImageArrays(
+        images=images,
+        labels=torch.tensor(index.labels, dtype=torch.int64),
+        classes=_class_names(index.words_file, index.wnids),
+    )
 
 
 def _decode(paths: list[str]) -> list[torch.Tensor]:

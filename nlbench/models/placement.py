@@ -37,9 +37,7 @@ from nlbench.nn.config import DEFAULT_FC_INIT, DEFAULT_NL_STAGES, FcInit
 from nlbench.nn.registry import BLOCKS, DEFAULT_BLOCK
 
 
-def stage_counts(
-    num_stages: int, *, nl_stages: Sequence[int] | None, nl_blocks: int | Sequence[int]
-) -> dict[int, int]:
+def stage_counts(num_stages: int, *, nl_stages: Sequence[int] | None, nl_blocks: int | Sequence[int]) -> dict[int, int]:
     """{1-based stage: number of stacked NL blocks} for the stages that get at least one; raises ValueError naming
     the option when ``nl_stages`` and ``nl_blocks`` are malformed or disagree."""
     if isinstance(nl_blocks, int):
@@ -122,8 +120,12 @@ def build_stages(
     )
     cls = BLOCKS.resolve(block)
     if placement and not issubclass(cls, NonLocal2d) and nl != NLConfig():
-        warnings.warn(f"model.backbone.nl has no effect with model.backbone.block={block} (it configures the NL "
-                      "block only); leave it at its defaults", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"model.backbone.nl has no effect with model.backbone.block={block} (it configures the NL "
+            "block only); leave it at its defaults",
+            UserWarning,
+            stacklevel=3,
+        )
     built = []
     for number, blocks in enumerate(stages, start=1):
         insert_at, count = placement.get(number, (None, 0))
@@ -178,8 +180,12 @@ def init_weights(model: nn.Module, fc_init: FcInit = DEFAULT_FC_INIT) -> None:
 def named_inserted_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The blocks placed at insertion points (NL or a peer: GC, SE, ...) with their qualified names, in forward
     order."""
-    return [(f"{name}.{child}" if name else child, getattr(stage, child))
-            for name, stage in model.named_modules() if isinstance(stage, Stage) for child in stage.inserted]
+    return [
+        (f"{name}.{child}" if name else child, getattr(stage, child))
+        for name, stage in model.named_modules()
+        if isinstance(stage, Stage)
+        for child in stage.inserted
+    ]
 
 
 def named_nl_blocks(model: nn.Module) -> list[tuple[str, NonLocal2d]]:

@@ -157,8 +157,12 @@ class PreActResNet(nn.Module):
     ) -> None:
         super().__init__()
         if block in RESIDUAL_KINDS:
-            warnings.warn(f"model.backbone.block={block!r} is a residual block kind: use model.backbone.residual "
-                          "(block now selects the block at the NL insertion point)", DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                f"model.backbone.block={block!r} is a residual block kind: use model.backbone.residual "
+                "(block now selects the block at the NL insertion point)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
             residual, block = block, "nonlocal"
         kind, count = _cifar_layout(depth, residual)
         self.num_classes = num_classes

@@ -43,8 +43,17 @@ _LAZY = {
 }
 
 __all__ = [
-    "BLOCKS", "NORMALIZATIONS", "MethodInfo", "NLConfig", "block_info", "block_name", "method_info", "method_name",
-    "register_block", "register_normalization", *sorted(_LAZY),
+    "BLOCKS",
+    "NORMALIZATIONS",
+    "MethodInfo",
+    "NLConfig",
+    "block_info",
+    "block_name",
+    "method_info",
+    "method_name",
+    "register_block",
+    "register_normalization",
+    *sorted(_LAZY),
 ]
 
 

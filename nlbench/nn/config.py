@@ -37,9 +37,11 @@ class NLConfig:
         width: explicit total embedding width d, overriding ``reduction``; or "official": the official code's
             widths, C / h per head for h > 1 heads (total width C) and C / 2 for one head.
         heads: number of heads; the embedding width d is split into ``heads`` heads of width d / heads.
-        scale: divisor for "scale" (a warning when set for a method that ignores it): "sqrt_n" (sqrt of the number M of key positions, official N x N head),
-            "sqrt_nd" (sqrt(M * d_head), the official re-associated "T" head), "n" (M), or a number.
-        order: for "scale" (a warning when set for a method that ignores it), "reassociated" (theta (phi^T g), O(N d^2)) or "nxn" (the N x N map, O(N^2 d)).
+        scale: divisor for "scale" (a warning when set for a method that ignores it): "sqrt_n" (sqrt of the number M
+            of key positions, official N x N head), "sqrt_nd" (sqrt(M * d_head), the official re-associated "T"
+            head), "n" (M), or a number.
+        order: for "scale" (a warning when set for a method that ignores it), "reassociated" (theta (phi^T g),
+            O(N d^2)) or "nxn" (the N x N map, O(N^2 d)).
         similarity: "dot" (default), "magnitude" (norms only) or "direction" (cosine), applied to theta and phi.
         init: initialisation of theta/phi/g/W_z: "normal" (std 0.01), "zeros" or "kaiming".
         pos_encoding: add a fixed 2-D sinusoidal positional encoding to the block input.

@@ -20,7 +20,6 @@ class GlobalContext2d(nn.Module):
         ratio: bottleneck width C * ratio (GCNet: 1/4 or 1/16); at least one channel.
     """
 
-
     def __init__(self, channels: int, *, ratio: float = 0.25) -> None:
         super().__init__()
         if channels < 1:

@@ -56,6 +56,7 @@ def register_input_capture(
 ) -> list[torch.utils.hooks.RemovableHandle]:
     """Forward pre-hooks that put each block's input (detached) into ``store`` under its name, while ``enabled()``
     (always when None); returns the handles. The hook keeps a reference to an activation autograd holds anyway."""
+
     def hook_for(name: str) -> Callable[..., None]:
         def hook(_module: nn.Module, args: tuple[Tensor, ...]) -> None:
             # Compiled, the input is always kept (one more graph output, no copy): reading the sampling flag in the

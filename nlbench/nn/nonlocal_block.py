@@ -26,8 +26,12 @@ def _note_no_map(normalization: str) -> None:
     """Say once per method that its map statistics are skipped (not an error: the map is optional)."""
     if normalization not in _NOTED:
         _NOTED.add(normalization)
-        warnings.warn(f"normalization {normalization} has no attention_map: the attention statistics that need the "
-                      "map (key_norm_attention_corr, attention_entropy) are skipped", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"normalization {normalization} has no attention_map: the attention statistics that need the "
+            "map (key_norm_attention_corr, attention_entropy) are skipped",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _check_choice(option: str, value: object, choices: tuple[str, ...]) -> None:
@@ -55,7 +59,7 @@ def _embedding_width(channels: int, reduction: int, width: Width, heads: int) ->
         # The official code's num_c: C / h per head for h > 1 heads, C / 2 for a single head.
         width = channels if heads > 1 else channels // 2
     elif isinstance(width, str) or isinstance(width, bool):
-        raise ValueError(f"NonLocal2d: width must be a positive integer, \"official\" or null; got {width!r}")
+        raise ValueError(f'NonLocal2d: width must be a positive integer, "official" or null; got {width!r}')
     if width is None:
         if reduction < 1:
             raise ValueError(f"NonLocal2d: reduction must be positive; got {reduction}")
@@ -268,7 +272,9 @@ class NonLocal2d(nn.Module):
         weights = self.attention.attention_map(q[:, :, ::step], k).float()
         if getattr(self.attention, "probabilities", False):
             stats["attention_entropy"] = nl_stats.attention_entropy(weights)
-        stats["key_norm_attention_corr"] = nl_stats.key_norm_mass_corr(key_norm, nl_stats.attention_mass(weights)).mean()
+        stats["key_norm_attention_corr"] = nl_stats.key_norm_mass_corr(
+            key_norm, nl_stats.attention_mass(weights)
+        ).mean()
         return stats
 
     def extra_repr(self) -> str:
@@ -277,4 +283,3 @@ class NonLocal2d(nn.Module):
             f"scale={self.scale}, order={self.order}, similarity={self.similarity}, init={self.init}, "
             f"subsample={self.subsample}"
         )
-

@@ -60,8 +60,9 @@ class ScaleAttention(nn.Module):
 
     probabilities = False
 
-    def __init__(self, *, scale: ScaleDivisor = "sqrt_n", order: Order = "reassociated",
-                 head_width: int | None = None) -> None:
+    def __init__(
+        self, *, scale: ScaleDivisor = "sqrt_n", order: Order = "reassociated", head_width: int | None = None
+    ) -> None:
         super().__init__()
         self.scale, self.order, self.head_width = scale, order, head_width
 
@@ -142,7 +143,8 @@ def create_normalization(value: str | type, *, head_width: int | None = None, **
         warnings.warn(
             f"{', '.join(f'model.backbone.nl.{key}={options[key]!r}' for key in ignored)} has no effect with "
             f"normalization {name}, which does not take it",
-            UserWarning, stacklevel=3,
+            UserWarning,
+            stacklevel=3,
         )
     try:
         return cls(**kwargs)

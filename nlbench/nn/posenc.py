@@ -55,8 +55,9 @@ class SinusoidalPositionalEncoding2d(nn.Module):
         super().__init__()
         self.channels = channels
 
-    def prepare(self, height: int, width: int, device: torch.device | str | None = None,
-                dtype: torch.dtype | None = None) -> Tensor:
+    def prepare(
+        self, height: int, width: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> Tensor:
         """The buffer for (height, width), built now if missing (on `device`, default the module's; in `dtype`,
         default float32; it then follows the module's ``.to()``/``.double()``)."""
         name = f"table_{height}x{width}"

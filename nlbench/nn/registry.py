@@ -49,8 +49,15 @@ class Registry:
         # name -> label, colour and whether it has a map, given at registration
         self._looks: dict[str, tuple[str | None, str | None, bool | None]] = {}
 
-    def register(self, name: str, target: type | str, *, label: str | None = None, color: str | None = None,
-                 has_map: bool | None = None) -> None:
+    def register(
+        self,
+        name: str,
+        target: type | str,
+        *,
+        label: str | None = None,
+        color: str | None = None,
+        has_map: bool | None = None,
+    ) -> None:
         """Register a class (or its import path ``module.Class``, loaded on first use) under ``name``; ``label``,
         ``color`` and ``has_map`` let a reader of records show it without importing it (the class's attributes
         win)."""
@@ -116,8 +123,11 @@ class Registry:
             return value
         for name, target in self._entries.items():
             path = target if isinstance(target, str) else f"{target.__module__}.{target.__qualname__}"
-            if value == path or (value.startswith("nlbench.") and path.startswith("nlbench.")
-                                 and value.rsplit(".", 1)[-1] == path.rsplit(".", 1)[-1]):  # fmt: skip
+            if value == path or (
+                value.startswith("nlbench.")
+                and path.startswith("nlbench.")
+                and value.rsplit(".", 1)[-1] == path.rsplit(".", 1)[-1]
+            ):
                 return name
         return None
 
@@ -149,8 +159,10 @@ class Registry:
 
     def unknown(self, value: Any) -> str:
         """The one-line message for a value that names none of this registry's methods."""
-        return (f"{self.option}: unknown {self.kind} {value!r}: use one of {', '.join(self._entries)} or a class "
-                "path (package.module.Class) importable from the Python path")
+        return (
+            f"{self.option}: unknown {self.kind} {value!r}: use one of {', '.join(self._entries)} or a class "
+            "path (package.module.Class) importable from the Python path"
+        )
 
 
 # The attention normalization inside the NL block: forward(q, k, v) -> y (see nlbench.nn.normalizations).
@@ -174,14 +186,16 @@ DEFAULT_BLOCK = "nonlocal"
 RESIDUAL_KINDS = ("auto", "basic", "bottleneck")
 
 
-def register_normalization(name: str, target: type | str, *, label: str | None = None, color: str | None = None,
-                           has_map: bool | None = None) -> None:
+def register_normalization(
+    name: str, target: type | str, *, label: str | None = None, color: str | None = None, has_map: bool | None = None
+) -> None:
     """Make ``name`` select the normalization class ``target`` (a class or its path ``module.Class``)."""
     NORMALIZATIONS.register(name, target, label=label, color=color, has_map=has_map)
 
 
-def register_block(name: str, target: type | str, *, label: str | None = None, color: str | None = None,
-                   has_map: bool | None = None) -> None:
+def register_block(
+    name: str, target: type | str, *, label: str | None = None, color: str | None = None, has_map: bool | None = None
+) -> None:
     """Make ``name`` select the block class ``target`` for ``model.backbone.block``."""
     BLOCKS.register(name, target, label=label, color=color, has_map=has_map)
 
@@ -253,8 +267,9 @@ def recorded_method(value: Any, *, import_classes: bool = False) -> MethodInfo |
         return NONE
     if not (isinstance(value, str) and value) and not (import_classes and isinstance(value, type)):
         return None
-    registry = BLOCKS if value in BLOCKS or BLOCKS.registered_name(value) not in (None, DEFAULT_BLOCK) \
-        else NORMALIZATIONS  # fmt: skip
+    registry = (
+        BLOCKS if value in BLOCKS or BLOCKS.registered_name(value) not in (None, DEFAULT_BLOCK) else NORMALIZATIONS
+    )
     try:
         return registry.info(value) if import_classes else registry.known(value)
     except UnknownMethodError:

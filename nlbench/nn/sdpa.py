@@ -55,16 +55,18 @@ def kernels_in(fn: Callable[[], Any]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def sdpa_kernel_for(shape: tuple[int, int, int, int], dtype: torch.dtype, device: torch.device | str, *,
-                    requires_grad: bool = True) -> str:
+def sdpa_kernel_for(
+    shape: tuple[int, int, int, int], dtype: torch.dtype, device: torch.device | str, *, requires_grad: bool = True
+) -> str:
     """The kernel SDPA picks for (B, heads, N, d) queries, keys and values of `dtype` on `device` (training:
     `requires_grad`), with the NL block's plain dot product (``scale=1``); '+'-joined if several ran."""
     q, k, v = (torch.randn(shape, dtype=dtype, device=device, requires_grad=requires_grad) for _ in range(3))
     return "+".join(kernels_in(lambda: F.scaled_dot_product_attention(q, k, v, scale=1.0))) or "none"
 
 
-def model_sdpa_kernels(model: torch.nn.Module, example: torch.Tensor,
-                       context: Callable[[], AbstractContextManager[Any]] = nullcontext) -> str | None:
+def model_sdpa_kernels(
+    model: torch.nn.Module, example: torch.Tensor, context: Callable[[], AbstractContextManager[Any]] = nullcontext
+) -> str | None:
     """The SDPA kernels one eager forward of `model` on `example` runs, as training runs it (grads enabled, the
     precision `context`, e.g. a Lightning precision plugin's ``forward_context``), '+'-joined; None when the model
     calls no SDPA (no softmax block). Eval mode, so no BatchNorm statistics change; compiled code is run eagerly."""

@@ -20,7 +20,6 @@ class SqueezeExcite2d(nn.Module):
         zero_init_last: start W_2 at zero (PyTorch's default init otherwise).
     """
 
-
     def __init__(self, channels: int, *, ratio: float = 0.25, gain: float = 2.0, zero_init_last: bool = True) -> None:
         super().__init__()
         if channels < 1:

@@ -51,8 +51,12 @@ def claims(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], families: Fam
     """Each of :data:`CLAIMS` and what ``runs`` (every run: finished ones are measured, failed and diverged ones
     counted) support; ``keys`` are the varying keys, ``families`` the report's comparison families."""
     finished = [run for run in runs if run.get("status") == "finished"]
-    return [claim_magnitude(finished, keys, families), claim_scale(finished, keys, families),
-            claim_robust(runs, keys, families), claim_heads(finished, keys, families)]
+    return [
+        claim_magnitude(finished, keys, families),
+        claim_scale(finished, keys, families),
+        claim_robust(runs, keys, families),
+        claim_heads(finished, keys, families),
+    ]
 
 
 # ---- decisions (on test results; the calibration tests call these) ---------------------------------------------------
@@ -68,8 +72,9 @@ def decide_directional(result: stats.Stratified, sign: int) -> str:
     return INCONCLUSIVE
 
 
-def decide_robust(interactions: Sequence[stats.Interaction], p_failures: float, margin: float,
-                  failures_at_most_reference: bool) -> tuple[str, np.ndarray]:
+def decide_robust(
+    interactions: Sequence[stats.Interaction], p_failures: float, margin: float, failures_at_most_reference: bool
+) -> tuple[str, np.ndarray]:
     """Claim 3 from its tests: contradicted when, after Holm over the claim's tests (each later level's one-sided
     loss of scale - softmax against the first level, for every key, and the failure test), any rejects; supported
     when every level of every key is within ``margin`` of the first (intersection-union) and scale failed no more
@@ -87,8 +92,9 @@ def decide_robust(interactions: Sequence[stats.Interaction], p_failures: float, 
     return INCONCLUSIVE, adjusted
 
 
-def decide_no_cost(accuracy: Sequence[stats.Stratified], speed: Sequence[stats.Stratified],
-                   margin: float) -> tuple[str, np.ndarray]:
+def decide_no_cost(
+    accuracy: Sequence[stats.Stratified], speed: Sequence[stats.Stratified], margin: float
+) -> tuple[str, np.ndarray]:
     """Claim 4 from its tests, per head count: supported when every accuracy is within ``margin`` (TOST) and every
     throughput ratio is above 1 - THROUGHPUT_TOLERANCE (one-sided), all of them (intersection-union); contradicted
     when, after Holm over the claim's tests (accuracy two-sided with a loss, throughput one-sided below the
@@ -107,8 +113,15 @@ def decide_no_cost(accuracy: Sequence[stats.Stratified], speed: Sequence[stats.S
 
 
 # ---- the claims on runs ----------------------------------------------------------------------------------------------
-def paired_cells(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], key: str, treatment: Any, reference: Any,
-                 metric: str, transform: Any = None) -> dict[tuple[Any, ...], np.ndarray]:
+def paired_cells(
+    runs: Sequence[Mapping[str, Any]],
+    keys: Sequence[str],
+    key: str,
+    treatment: Any,
+    reference: Any,
+    metric: str,
+    transform: Any = None,
+) -> dict[tuple[Any, ...], np.ndarray]:
     """Per configuration of the other ``keys``: treatment - reference of ``metric`` on each seed both ran (the mean
     of a seed that ran twice), ``transform`` applied to the values first (e.g. log for a ratio)."""
     others = [k for k in keys if k != key]
@@ -133,18 +146,26 @@ def paired_cells(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], key: st
 
 def claim_magnitude(finished: Sequence[Mapping[str, Any]], keys: Sequence[str], families: Families) -> ClaimResult:
     if "similarity" not in keys:
-        return ClaimResult(CLAIMS[0], NOT_TESTED, "no similarity axis; sweep similarity dot/direction, or run "
-                           "`nlbench analyze` on a trained softmax run")  # fmt: skip
+        return ClaimResult(
+            CLAIMS[0],
+            NOT_TESTED,
+            "no similarity axis; sweep similarity dot/direction, or run `nlbench analyze` on a trained softmax run",
+        )
     softmax = [run for run in finished if run.get(NORMALIZATION) == "softmax"]
     cells = paired_cells(softmax, keys, "similarity", "direction", "dot", families.metric)
     if not cells:
-        return ClaimResult(CLAIMS[0], NOT_TESTED, "needs softmax runs of similarity dot and direction in the same "
-                           "configuration and seeds")  # fmt: skip
+        return ClaimResult(
+            CLAIMS[0],
+            NOT_TESTED,
+            "needs softmax runs of similarity dot and direction in the same configuration and seeds",
+        )
     result = stats.stratified(list(cells.values()), families.margin)
     family = families.get("similarity", reference="dot")
     rows = [c for c in family.of("direction") if c.context.get(NORMALIZATION, "softmax") == "softmax"]
-    evidence = (f"softmax, direction (magnitude removed) − dot, {_estimate_text(result, families)}; "
-                "per configuration " + _per_configuration(family, rows, "direction", "dot"))
+    evidence = (
+        f"softmax, direction (magnitude removed) − dot, {_estimate_text(result, families)}; "
+        "per configuration " + _per_configuration(family, rows, "direction", "dot")
+    )
     return ClaimResult(CLAIMS[0], decide_directional(result, -1), evidence)
 
 
@@ -159,8 +180,9 @@ def claim_scale(finished: Sequence[Mapping[str, Any]], keys: Sequence[str], fami
     family = families.get(NORMALIZATION, reference="softmax")
     datasets = sorted({str(run["dataset"]) for run in both if run.get("dataset") is not None})
     where = f" on {', '.join(datasets)}" if datasets else ""
-    evidence = (f"scale − softmax{where}, {_estimate_text(result, families)}; per configuration "
-                + _per_configuration(family, family.of("scale"), "scale", "softmax"))
+    evidence = f"scale − softmax{where}, {_estimate_text(result, families)}; per configuration " + _per_configuration(
+        family, family.of("scale"), "scale", "softmax"
+    )
     return ClaimResult(CLAIMS[1], decide_directional(result, +1), evidence)
 
 
@@ -175,43 +197,67 @@ def claim_robust(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], familie
         levels = _levels(factor, arms)
         levels_of[factor] = levels
         others = [k for k in keys if k not in (NORMALIZATION, factor)]
-        by_level = {level: paired_cells([r for r in finished if frozen(r.get(factor)) == level],
-                                        [*others, NORMALIZATION], NORMALIZATION, "scale", "softmax", families.metric)
-                    for level in levels}  # fmt: skip
+        by_level = {
+            level: paired_cells(
+                [r for r in finished if frozen(r.get(factor)) == level],
+                [*others, NORMALIZATION],
+                NORMALIZATION,
+                "scale",
+                "softmax",
+                families.metric,
+            )
+            for level in levels
+        }
         cells = {(level, other): d for level, configs in by_level.items() for other, d in configs.items()}
         interactions.append(stats.interaction(cells))
     counted = [run for run in arms if run.get("status") in ("finished", *FAILED)]
-    failures = {arm: sum(r.get("status") in FAILED for r in counted if r.get(NORMALIZATION) == arm)
-                for arm in ("scale", "softmax")}  # fmt: skip
+    failures = {
+        arm: sum(r.get("status") in FAILED for r in counted if r.get(NORMALIZATION) == arm)
+        for arm in ("scale", "softmax")
+    }
     totals = {arm: sum(r.get(NORMALIZATION) == arm for r in counted) for arm in ("scale", "softmax")}
     p_fail = stats.more_failures(failures["scale"], totals["scale"], failures["softmax"], totals["softmax"])
-    at_most = all(_failed(counted, "scale", f, level) <= _failed(counted, "softmax", f, level)
-                  for f in factors for level in levels_of[f])  # fmt: skip
+    at_most = all(
+        _failed(counted, "scale", f, level) <= _failed(counted, "softmax", f, level)
+        for f in factors
+        for level in levels_of[f]
+    )
     verdict, adjusted = decide_robust(interactions, p_fail, families.margin, at_most)
     family_size = int(np.isfinite(adjusted).sum())
     k = 0
     for factor, inter in zip(factors, interactions):
         levels = levels_of[factor]
-        text = f"over {factor}, scale − softmax by level: " + ", ".join(
-            f"{_level(factor, level)} {_pt(mean)}" for level, mean in zip(inter.levels, inter.level_means)) \
-            if inter.level_means else f"over {factor}: "  # fmt: skip
+        text = (
+            f"over {factor}, scale − softmax by level: "
+            + ", ".join(f"{_level(factor, level)} {_pt(mean)}" for level, mean in zip(inter.levels, inter.level_means))
+            if inter.level_means
+            else f"over {factor}: "
+        )
         if inter.undetermined:
             text += f" (interaction undetermined: {inter.undetermined})"
         else:
             changes = []
             for i, level in enumerate(inter.levels[1:]):
                 low, high = inter.interval(i)
-                changes.append(f"{_level(factor, level)} {_pt(inter.effects[i])} [{_pt(low)}, {_pt(high)}]"
-                               f" (Holm p{_p(adjusted[k])})")
+                changes.append(
+                    f"{_level(factor, level)} {_pt(inter.effects[i])} [{_pt(low)}, {_pt(high)}]"
+                    f" (Holm p{_p(adjusted[k])})"
+                )
                 k += 1
-            text += (f"; change against {_level(factor, inter.levels[0])}: " + ", ".join(changes)
-                     + f"; interaction F({inter.df_num:.0f}, {inter.df:.0f})={inter.f:.2f}, p{_p(inter.p)}")
+            text += (
+                f"; change against {_level(factor, inter.levels[0])}: "
+                + ", ".join(changes)
+                + f"; interaction F({inter.df_num:.0f}, {inter.df:.0f})={inter.f:.2f}, p{_p(inter.p)}"
+            )
         text += "; failed or diverged: " + _failure_text(counted, factor, levels)
         parts.append(text)
-    fail = (f"scale failed {failures['scale']}/{totals['scale']}, softmax {failures['softmax']}/{totals['softmax']}"
-            + ("" if not math.isfinite(p_fail) else f" (Fisher p{_p(p_fail)}, Holm p{_p(adjusted[-1])})"))
-    evidence = ("; ".join(parts) + f"; {fail}. {families.label}; one family of {family_size} test(s), Holm; robust "
-                f"= every level within ±{100 * families.margin:g} pt of the first")
+    fail = f"scale failed {failures['scale']}/{totals['scale']}, softmax {failures['softmax']}/{totals['softmax']}" + (
+        "" if not math.isfinite(p_fail) else f" (Fisher p{_p(p_fail)}, Holm p{_p(adjusted[-1])})"
+    )
+    evidence = (
+        "; ".join(parts) + f"; {fail}. {families.label}; one family of {family_size} test(s), Holm; robust "
+        f"= every level within ±{100 * families.margin:g} pt of the first"
+    )
     return ClaimResult(CLAIMS[2], verdict, evidence)
 
 
@@ -225,19 +271,27 @@ def claim_heads(finished: Sequence[Mapping[str, Any]], keys: Sequence[str], fami
     reference = heads[0]
     accuracy, speed, parts = [], [], []
     for h in heads[1:]:
-        acc = stats.stratified(list(paired_cells(scale, keys, "heads", h, reference, families.metric).values()),
-                               families.margin)
-        fast = stats.stratified(list(paired_cells(scale, keys, "heads", h, reference, IMAGES_PER_S,
-                                                  transform=np.log).values()), families.margin)
+        acc = stats.stratified(
+            list(paired_cells(scale, keys, "heads", h, reference, families.metric).values()), families.margin
+        )
+        fast = stats.stratified(
+            list(paired_cells(scale, keys, "heads", h, reference, IMAGES_PER_S, transform=np.log).values()),
+            families.margin,
+        )
         accuracy.append(acc)
         speed.append(fast)
-        ratio = "–" if fast.undetermined else (f"{math.exp(fast.mean):.2f}× [{math.exp(fast.low):.2f}, "
-                                                f"{math.exp(fast.high):.2f}]")  # fmt: skip
+        ratio = (
+            "–"
+            if fast.undetermined
+            else (f"{math.exp(fast.mean):.2f}× [{math.exp(fast.low):.2f}, {math.exp(fast.high):.2f}]")
+        )
         parts.append(f"h{h} − h{reference}: {_estimate_text(acc, families, tost=True)}; images/s ratio {ratio}")
     verdict, adjusted = decide_no_cost(accuracy, speed, families.margin)
-    evidence = ("scale: " + "; ".join(parts) + f". No cost = accuracy within ±{100 * families.margin:g} pt (TOST) "
-                f"and at most {100 * THROUGHPUT_TOLERANCE:g}% slower (throughput where the runs trained, see "
-                f"Throughput); one family of {int(np.isfinite(adjusted).sum())} test(s), Holm")
+    evidence = (
+        "scale: " + "; ".join(parts) + f". No cost = accuracy within ±{100 * families.margin:g} pt (TOST) "
+        f"and at most {100 * THROUGHPUT_TOLERANCE:g}% slower (throughput where the runs trained, see "
+        f"Throughput); one family of {int(np.isfinite(adjusted).sum())} test(s), Holm"
+    )
     return ClaimResult(CLAIMS[3], verdict, evidence)
 
 
@@ -266,17 +320,23 @@ def _failure_text(runs: Sequence[Mapping[str, Any]], key: str, levels: Sequence[
 
 
 def _per_configuration(family: Any, rows: Sequence[Any], treatment: str, reference: str) -> str:
-    """"better in k of m configurations after Holm" from the shared family."""
+    """ "better in k of m configurations after Holm" from the shared family."""
     counts = family.counts(rows)
     made = sum(n for code, n in counts.items() if code != stats.UNDETERMINED)
-    words = {stats.BETTER: f"{treatment} better", stats.WORSE: f"{reference} better",
-             stats.EQUIVALENT: f"equivalent within ±{100 * family.margin:g} pt", stats.INCONCLUSIVE: "inconclusive",
-             stats.UNDETERMINED: "undetermined"}  # fmt: skip
+    words = {
+        stats.BETTER: f"{treatment} better",
+        stats.WORSE: f"{reference} better",
+        stats.EQUIVALENT: f"equivalent within ±{100 * family.margin:g} pt",
+        stats.INCONCLUSIVE: "inconclusive",
+        stats.UNDETERMINED: "undetermined",
+    }
     listed = ", ".join(f"{n} {words[code]}" for code, n in counts.items())
     if not made:
         return f"({len(rows)}): none tested ({listed or 'no comparison'}; see Comparisons)"
-    return (f"({len(rows)}, {made} tested): {treatment} better in {counts.get(stats.BETTER, 0)} of {made} after Holm "
-            f"over the {family.key} family of {family.size} test(s) (see Comparisons): {listed}")
+    return (
+        f"({len(rows)}, {made} tested): {treatment} better in {counts.get(stats.BETTER, 0)} of {made} after Holm "
+        f"over the {family.key} family of {family.size} test(s) (see Comparisons): {listed}"
+    )
 
 
 def _estimate_text(result: stats.Stratified, families: Families, tost: bool = False) -> str:
@@ -285,8 +345,10 @@ def _estimate_text(result: stats.Stratified, families: Families, tost: bool = Fa
         mean = "" if not math.isfinite(result.mean) else f" {_pt(result.mean)} pt,"
         counted = "" if "seed pair(s) in" in result.undetermined else f"; {where}"
         return f"{families.label}:{mean} undetermined ({result.undetermined}{counted})"
-    text = (f"{families.label}: {_pt(result.mean)} pt [{_pt(result.low)}, {_pt(result.high)}] over {where} "
-            f"(stratified paired t, df={result.df:.0f}, p{_p(result.p)}")
+    text = (
+        f"{families.label}: {_pt(result.mean)} pt [{_pt(result.low)}, {_pt(result.high)}] over {where} "
+        f"(stratified paired t, df={result.df:.0f}, p{_p(result.p)}"
+    )
     if tost:
         text += f", TOST ±{100 * families.margin:g} pt p{_p(result.p_equivalent)}"
     return text + ")"

@@ -22,7 +22,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from nlbench import results, schema, yamlsafe
+from nlbench import results, schema, sweepdir
+from nlbench.record import Unreadable
 from nlbench.report import stats, style
 from nlbench.results import SourceError, WandbSourceError
 from nlbench.throughput_file import BenchFileError, Benchmark, load_benchmark
@@ -32,8 +33,16 @@ RUNNING = "running"
 # A row's keys that are bookkeeping or outcome, never configuration.
 SEED_KEYS: frozenset[str] = frozenset({schema.SEED, schema.SEED_KEY})
 
-__all__ = ["Benchmark", "BenchFileError", "SourceError", "Sweep", "WandbSourceError", "load_benchmark", "load_sweep",
-           "summarize"]
+__all__ = [
+    "Benchmark",
+    "BenchFileError",
+    "SourceError",
+    "Sweep",
+    "WandbSourceError",
+    "load_benchmark",
+    "load_sweep",
+    "summarize",
+]
 
 
 @dataclass
@@ -95,14 +104,19 @@ def near_chance(run: Mapping[str, Any]) -> bool:
     return float(acc) < schema.NEAR_CHANCE / float(classes)
 
 
-def merge_duplicates(runs: Sequence[dict[str, Any]], keys: Sequence[str]) -> tuple[list[dict[str, Any]],
-                                                                                   list[dict[str, Any]]]:
+def merge_duplicates(
+    runs: Sequence[dict[str, Any]], keys: Sequence[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(kept, merged): one run per configuration (the values of ``keys``) and seed, preferring a final outcome
     (finished, diverged), then a running one, then the newest record; runs without a seed or unreadable are kept
     as they are. The kept run stays where the first of its duplicates was."""
+
     def rank(run: Mapping[str, Any]) -> tuple[int, str]:
         status = run.get("status")
-        return (2 if status in schema.FINAL_STATUSES else 1 if status == RUNNING else 0, str(run.get("written_at") or ""))
+        return (
+            2 if status in schema.FINAL_STATUSES else 1 if status == RUNNING else 0,
+            str(run.get("written_at") or ""),
+        )
 
     chosen: dict[tuple[Any, ...], int] = {}
     slots: list[dict[str, Any] | tuple[Any, ...]] = []
@@ -205,20 +219,25 @@ def load_sweep(*sources: str | os.PathLike[str], groups: Sequence[str] = ()) -> 
     stamps = [_mtime(Path(source)) for source in map(str, sources) if not source.startswith("wandb:")]
     created = max((s for s in stamps if s), default=datetime.now(timezone.utc))
     runs, merged = merge_duplicates(runs, results.config_keys(frame))
-    return Sweep(name=" + ".join(names), source=", ".join(map(str, sources)), runs=runs, curves=curves,
-                 created=created.strftime("%Y-%m-%d %H:%M UTC"), frame=frame, merged=merged)
+    return Sweep(
+        name=" + ".join(names),
+        source=", ".join(map(str, sources)),
+        runs=runs,
+        curves=curves,
+        created=created.strftime("%Y-%m-%d %H:%M UTC"),
+        frame=frame,
+        merged=merged,
+    )
 
 
 def _source_name(path: Path) -> str:
     """A sweep's name from its sweep.yaml (else the folder's name)."""
     try:
-        import yaml
-
-        spec = yamlsafe.load_file(path / "sweep.yaml", "sweep spec", follow_links=False)
-        if isinstance(spec, dict) and isinstance(spec.get("name"), str):
-            return spec["name"]
-    except (OSError, ValueError, yaml.YAMLError):  # unreadable: listed among the unreadable files by the reader
-        pass
+        spec = sweepdir.read_spec(path)
+    except Unreadable:  # listed among the unreadable files by the reader
+        spec = None
+    if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+        return spec["name"]
     return path.resolve().name
 
 
@@ -236,7 +255,3 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return (1, value)
     return (2, str(value))
-
-
-
-

@@ -25,11 +25,16 @@ from nlbench.schema import BEST_ACC1, FINAL_ACC1, SELECTED_ACC1
 NORMALIZATION = "normalization"
 # The default reference per key (else the first value the runs take): the paper's baseline method and similarity.
 DEFAULT_REFERENCES: dict[str, Any] = {NORMALIZATION: "softmax", "similarity": "dot"}
-METRIC_LABELS = {BEST_ACC1: "best top-1 (optimistic)", FINAL_ACC1: "final top-1",
-                 SELECTED_ACC1: "test top-1 at the validation-selected epoch"}  # fmt: skip
-BEST_NOTE = ("*best top-1* is the highest top-1 over all epochs on the evaluation split; as in the paper, that split "
-             "is the test set, so *best* selects on the test data: optimistic, biased toward the arm whose accuracy "
-             "jumps more between epochs. It is shown, never decides")
+METRIC_LABELS = {
+    BEST_ACC1: "best top-1 (optimistic)",
+    FINAL_ACC1: "final top-1",
+    SELECTED_ACC1: "test top-1 at the validation-selected epoch",
+}
+BEST_NOTE = (
+    "*best top-1* is the highest top-1 over all epochs on the evaluation split; as in the paper, that split "
+    "is the test set, so *best* selects on the test data: optimistic, biased toward the arm whose accuracy "
+    "jumps more between epochs. It is shown, never decides"
+)
 
 
 def deciding_metric(runs: Sequence[Mapping[str, Any]]) -> str:
@@ -94,7 +99,7 @@ class Difference:
 
     @property
     def n_label(self) -> str:
-        """"4 pairs" (paired) or "3/2" (Welch: runs an arm)."""
+        """ "4 pairs" (paired) or "3/2" (Welch: runs an arm)."""
         if self.method == "paired":
             return f"{self.n_treatment} pair{'s' if self.n_treatment != 1 else ''}"
         return f"{self.n_treatment}/{self.n_reference}"
@@ -125,8 +130,12 @@ class Difference:
         return stats.seeds_needed(self.sd, difference, self.method == "paired", alpha)
 
 
-def difference(treatment_runs: Sequence[Mapping[str, Any]], reference_runs: Sequence[Mapping[str, Any]], metric: str,
-               margin: float = stats.DEFAULT_MARGIN) -> Difference:
+def difference(
+    treatment_runs: Sequence[Mapping[str, Any]],
+    reference_runs: Sequence[Mapping[str, Any]],
+    metric: str,
+    margin: float = stats.DEFAULT_MARGIN,
+) -> Difference:
     """treatment - reference of ``metric``: paired on the seeds both sides ran with a value (the others listed in
     ``dropped``), Welch's test only when they share no seed. Two runs of one seed on a side (the same run read
     twice, a rerun) count once, at their mean: the seed is the unit."""
@@ -136,11 +145,20 @@ def difference(treatment_runs: Sequence[Mapping[str, Any]], reference_runs: Sequ
     if shared:
         seeds = tuple(sorted(shared, key=_seed_order))
         xs, ys = tuple(a[s] for s in seeds), tuple(b[s] for s in seeds)
-        dropped = tuple([f"{_seed_text(s)}: only the treatment" for s in a if s not in b]
-                        + [f"{_seed_text(s)}: only the reference" for s in b if s not in a]
-                        + [f"{_seed_text(s)}: no value" for s in dict.fromkeys([*a_missing, *b_missing])])
-        return Difference(metric, "paired", stats.paired_test(xs, ys, margin), xs, ys, seeds,
-                          tuple(sorted(dropped, key=_dropped_order)))  # fmt: skip
+        dropped = tuple(
+            [f"{_seed_text(s)}: only the treatment" for s in a if s not in b]
+            + [f"{_seed_text(s)}: only the reference" for s in b if s not in a]
+            + [f"{_seed_text(s)}: no value" for s in dict.fromkeys([*a_missing, *b_missing])]
+        )
+        return Difference(
+            metric,
+            "paired",
+            stats.paired_test(xs, ys, margin),
+            xs,
+            ys,
+            seeds,
+            tuple(sorted(dropped, key=_dropped_order)),
+        )
     xs, ys = tuple(a.values()), tuple(b.values())
     dropped = tuple(f"{_seed_text(s)}: no value" for s in dict.fromkeys([*a_missing, *b_missing]))
     return Difference(metric, "Welch", stats.welch_test(xs, ys, margin), xs, ys, (), dropped)
@@ -253,8 +271,14 @@ def reference_of(key: str, values: Sequence[Any], given: Any = None) -> Any:
     return default if default in values else values[0]
 
 
-def compare(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], key: str, metric: str | None = None,
-            reference: Any = None, margin: float = stats.DEFAULT_MARGIN) -> Family:
+def compare(
+    runs: Sequence[Mapping[str, Any]],
+    keys: Sequence[str],
+    key: str,
+    metric: str | None = None,
+    reference: Any = None,
+    margin: float = stats.DEFAULT_MARGIN,
+) -> Family:
     """Each value of ``key`` against its reference (:func:`reference_of`) in every configuration of the other
     ``keys`` that ran both, over the given (finished) runs, as one family: Holm over every test made, in every
     configuration. ``metric``: default :func:`deciding_metric`; best top-1 gives descriptions without verdicts."""
@@ -271,8 +295,11 @@ def compare(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], key: str, me
         for config, sides in groups.items():
             if ref not in sides:
                 continue
-            pending += [(value, config, difference(sides[value], sides[ref], metric, margin)) for value in values
-                        if value != ref and value in sides]  # fmt: skip
+            pending += [
+                (value, config, difference(sides[value], sides[ref], metric, margin))
+                for value in values
+                if value != ref and value in sides
+            ]
     p = np.array([d.tested.p for _, _, d in pending], dtype=float) if decides else np.full(len(pending), np.nan)
     p_eq = np.array([d.tested.p_equivalent for _, _, d in pending], dtype=float) if decides else p
     p_adj, p_eq_adj = stats.holm(p), stats.holm(p_eq)
@@ -282,7 +309,8 @@ def compare(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], key: str, me
     size = int(np.isfinite(p).sum())
     comparisons = tuple(
         Comparison(key, value, ref, dict(zip(others, config)), d, _num(pa), _num(pe), size, code, margin)
-        for (value, config, d), pa, pe, code in zip(pending, p_adj, p_eq_adj, codes))
+        for (value, config, d), pa, pe, code in zip(pending, p_adj, p_eq_adj, codes)
+    )
     return Family(key, metric, ref, others, comparisons, size, decides, margin)
 
 
@@ -328,21 +356,39 @@ class PowerPlan:
     margin: float
 
 
-def power_plan(families: Sequence[Family], seeds: int, family_sizes: Mapping[str, int],
-               margin: float = stats.DEFAULT_MARGIN) -> list[PowerPlan]:
+def power_plan(
+    families: Sequence[Family], seeds: int, family_sizes: Mapping[str, int], margin: float = stats.DEFAULT_MARGIN
+) -> list[PowerPlan]:
     """Per key: the pilot's paired seed sd (pooled over its comparisons), and with ``seeds`` seeds and the planned
     family size (``family_sizes[key]``, default the pilot's) the smallest difference detectable at 80% power at
     Holm's first level ALPHA / family, and the seeds a difference of ``margin`` needs there."""
     plans = []
     for fam in families:
-        variances = [c.diff.sd**2 for c in fam.comparisons if c.diff.method == "paired" and c.diff.n_treatment >= 2
-                     and stats.finite(c.diff.sd) and c.diff.sd >= stats.NEAR_ZERO_SD]
+        variances = [
+            c.diff.sd**2
+            for c in fam.comparisons
+            if c.diff.method == "paired"
+            and c.diff.n_treatment >= 2
+            and stats.finite(c.diff.sd)
+            and c.diff.sd >= stats.NEAR_ZERO_SD
+        ]
         sd = math.sqrt(statistics.fmean(variances)) if variances else None
         size = max(1, family_sizes.get(fam.key, fam.size))
         alpha = stats.ALPHA / size
-        plans.append(PowerPlan(fam.key, fam.reference, fam.metric, sd, len(variances), seeds, size,
-                               None if sd is None else stats.detectable_difference(sd, seeds, alpha=alpha),
-                               None if sd is None else stats.seeds_needed(sd, margin, alpha=alpha), margin))
+        plans.append(
+            PowerPlan(
+                fam.key,
+                fam.reference,
+                fam.metric,
+                sd,
+                len(variances),
+                seeds,
+                size,
+                None if sd is None else stats.detectable_difference(sd, seeds, alpha=alpha),
+                None if sd is None else stats.seeds_needed(sd, margin, alpha=alpha),
+                margin,
+            )
+        )
     return plans
 
 

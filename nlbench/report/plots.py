@@ -44,6 +44,7 @@ def _label(key: str, value: Any) -> str:
     """:func:`nlbench.report.style.label`, cut as :func:`config_label` is."""
     return shorten(style.label(key, value))
 
+
 # Per-configuration figures (one panel, point or bar per configuration) show at most this many configurations, the
 # best first, with a note saying how many more the table holds: a 2,000-configuration report stays seconds long.
 MAX_CONFIGS = 24
@@ -73,14 +74,24 @@ def capped_note(sweep: Sweep, limit: int = MAX_CONFIGS) -> str:
     n = len({config_of(row, sweep.config_keys) for row in summarize(sweep) if row["n"] > 0})
     if n <= limit:
         return ""
-    return (f" Per-configuration figures show the {limit} configurations with the best mean best top-1 of {n}; the "
-            "table below holds them all.")
+    return (
+        f" Per-configuration figures show the {limit} configurations with the best mean best top-1 of {n}; the "
+        "table below holds them all."
+    )
 
 
 def reduction_is_swept(sweep: Sweep) -> bool:
     """Whether the finished NL runs take more than one reduction ratio (the x axis of :func:`error_vs_reduction`)."""
-    return len({run.get("reduction") for run in sweep.finished if run.get("normalization") != "none"
-                and run.get("reduction") is not None}) > 1
+    return (
+        len(
+            {
+                run.get("reduction")
+                for run in sweep.finished
+                if run.get("normalization") != "none" and run.get("reduction") is not None
+            }
+        )
+        > 1
+    )
 
 
 def headline(sweep: Sweep) -> tuple[str, Figure | None]:
@@ -120,17 +131,28 @@ def error_by_configuration(sweep: Sweep) -> Figure | None:
     fig = _figure(ncols=len(METRICS), nrows=1, width=max(3.6, 1.2 * len(positions) + 1.8), height=3.4, sharey=False)
     for ax, (which, metric) in zip(fig.axes, METRICS.items()):
         for s, normalization in enumerate(normalizations):
-            points = [(positions.index((normalization,) if alone else config_of(row, x_keys)), row) for row in rows
-                      if str(row.get("normalization")) == normalization and row[f"{metric}_mean"] is not None]
+            points = [
+                (positions.index((normalization,) if alone else config_of(row, x_keys)), row)
+                for row in rows
+                if str(row.get("normalization")) == normalization and row[f"{metric}_mean"] is not None
+            ]
             if not points:
                 continue
             offset = 0.0 if alone else (s - (len(normalizations) - 1) / 2) * width
             config = {"normalization": normalization} if "normalization" in keys or normalization != "None" else {}
             look = _style(config, s, colors)
             label = _label("normalization", normalization) if config else "runs"
-            ax.errorbar([x + offset for x, _ in points], [top1_error(row[f"{metric}_mean"]) for _, row in points],
-                        yerr=[100.0 * (row[f"{metric}_std"] or 0.0) for _, row in points], capsize=4,
-                        linestyle="none", marker=look["marker"], color=look["color"], markersize=7, label=label)
+            ax.errorbar(
+                [x + offset for x, _ in points],
+                [top1_error(row[f"{metric}_mean"]) for _, row in points],
+                yerr=[100.0 * (row[f"{metric}_std"] or 0.0) for _, row in points],
+                capsize=4,
+                linestyle="none",
+                marker=look["marker"],
+                color=look["color"],
+                markersize=7,
+                label=label,
+            )
         _baseline_band(ax, baseline, metric)
         if alone:
             labels = [_label("normalization", n) for n in normalizations]
@@ -169,8 +191,13 @@ def error_vs_reduction(sweep: Sweep) -> Figure | None:
 
     # Rows final / best, a column per panel; a single panel puts final and best side by side instead.
     single = len(panels) == 1
-    fig = _figure(ncols=len(METRICS) if single else len(panels), nrows=1 if single else len(METRICS), width=4.2,
-                  height=3.2, sharey=False if single else "row")
+    fig = _figure(
+        ncols=len(METRICS) if single else len(panels),
+        nrows=1 if single else len(METRICS),
+        width=4.2,
+        height=3.2,
+        sharey=False if single else "row",
+    )
     for r, (which, metric) in enumerate(METRICS.items()):
         for c, panel in enumerate(panels):
             ax = fig.axes[r * len(panels) + c]
@@ -187,9 +214,7 @@ def error_vs_reduction(sweep: Sweep) -> Figure | None:
                 ys = [top1_error(row[f"{metric}_mean"]) for row in points]
                 errs = [100.0 * (row[f"{metric}_std"] or 0.0) for row in points]
                 config = dict(zip(series_keys, values))
-                ax.errorbar(
-                    xs, ys, yerr=errs, capsize=3, label=config_label(config), **_style(config, s, colors)
-                )
+                ax.errorbar(xs, ys, yerr=errs, capsize=3, label=config_label(config), **_style(config, s, colors))
             _baseline_band(ax, baseline, metric)
             reductions = sorted({row["reduction"] for row in nl_rows if row.get("reduction")}) if has_x else None
             _reduction_axis(ax, reductions, [config_label(dict(zip(series_keys, v))) for v in series])
@@ -236,16 +261,29 @@ def learning_curves(sweep: Sweep) -> Figure | None:
             look = _style(config, s, colors)
             label = config_label(config)
             all_epochs.update(epochs)
-            ax.plot(epochs, errors, label=f"{label} (n={len(line_runs)})", color=look["color"],
-                    linestyle=look["linestyle"], marker=look["marker"] if len(epochs) < 15 else None, markersize=3)
-            ax.fill_between(epochs, [e - d for e, d in zip(errors, spread)], [e + d for e, d in zip(errors, spread)],
-                            color=look["color"], alpha=0.15, linewidth=0)
+            ax.plot(
+                epochs,
+                errors,
+                label=f"{label} (n={len(line_runs)})",
+                color=look["color"],
+                linestyle=look["linestyle"],
+                marker=look["marker"] if len(epochs) < 15 else None,
+                markersize=3,
+            )
+            ax.fill_between(
+                epochs,
+                [e - d for e, d in zip(errors, spread)],
+                [e + d for e, d in zip(errors, spread)],
+                color=look["color"],
+                alpha=0.15,
+                linewidth=0,
+            )
         ax.set_title(config_label(dict(zip(panel_keys, values))), fontsize=9)
         ax.set_xlabel("epoch")
         _epoch_axis(ax, sorted(all_epochs))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in fig.axes[len(panels):]:
+    for ax in fig.axes[len(panels) :]:
         ax.set_visible(False)
     for row_start in range(0, len(panels), ncols):
         fig.axes[row_start].set_ylabel("val top-1 error (%)")
@@ -272,11 +310,17 @@ def throughput_and_params(sweep: Sweep, where: str = "") -> Figure | None:
     colors = [style.color("normalization", row.get("normalization"), order) for row in rows]
     positions = list(range(len(rows)))
     with_params = params_differ(rows)
-    fig = _figure(ncols=2 if with_params else 1, nrows=1, width=5.0, height=max(2.4, 0.28 * len(rows) + 1.2),
-                  sharey=True)
+    fig = _figure(
+        ncols=2 if with_params else 1, nrows=1, width=5.0, height=max(2.4, 0.28 * len(rows) + 1.2), sharey=True
+    )
     speed = fig.axes[0]
-    speed.barh(positions, [row[f"{IMAGES_PER_S}_mean"] or 0.0 for row in rows],
-               xerr=[row[f"{IMAGES_PER_S}_std"] or 0.0 for row in rows], color=colors, capsize=2)
+    speed.barh(
+        positions,
+        [row[f"{IMAGES_PER_S}_mean"] or 0.0 for row in rows],
+        xerr=[row[f"{IMAGES_PER_S}_std"] or 0.0 for row in rows],
+        color=colors,
+        capsize=2,
+    )
     speed.set_xlabel("training images/s")
     if where:
         speed.set_title(shorten(where, 4 * MAX_LABEL_CHARS), fontsize=8)
@@ -323,9 +367,14 @@ def training_benchmark(bench: Benchmark) -> Figure:
                     if not points:  # e.g. C / r does not split into this many heads
                         continue
                     color = style.color("normalization", normalization, normalizations)
-                    ax.plot([x for x, _ in points], [y for _, y in points], color=color,
-                            linestyle=LINESTYLES[h % len(LINESTYLES)], marker=MARKERS[h % len(MARKERS)],
-                            label=config_label({"normalization": normalization, "heads": head_count}))
+                    ax.plot(
+                        [x for x, _ in points],
+                        [y for _, y in points],
+                        color=color,
+                        linestyle=LINESTYLES[h % len(LINESTYLES)],
+                        marker=MARKERS[h % len(MARKERS)],
+                        label=config_label({"normalization": normalization, "heads": head_count}),
+                    )
             # From zero, so the gap between the lines reads as the ratio it is.
             ax.set_ylim(bottom=0)
             _reduction_axis(ax, reductions, [])

@@ -60,7 +60,9 @@ class ReportFiles:
 
 
 def build_report(
-    sweep: Sweep, benchmarks: Sequence[Benchmark] = (), compare: dict[str, str | None] | None = None,
+    sweep: Sweep,
+    benchmarks: Sequence[Benchmark] = (),
+    compare: dict[str, str | None] | None = None,
     margin: float = stats.DEFAULT_MARGIN,
 ) -> tuple[str, list[Section]]:
     """The report's title and sections, independent of the output format; each benchmark file adds a section.
@@ -91,13 +93,20 @@ def _build_report(
         ),
         Section("Comparisons", comparison_blocks(sweep, compare, families)),
         Section("The paper's claims", [claims_intro(families), claims_table(sweep, families)]),
-        Section("Every configuration", [
-            f"Errors: mean ± std over seeds; the 95% interval of the {families.label} error is Student's t over "
-            "seeds, clipped to [0, 100] (*best* selects on the test split, see above). Each configuration's "
-            "training recipe is in its row when it varies, else under **Recipe** above."
-            + (f" *at chance*: finished runs below {NEAR_CHANCE:g} × chance top-1 (1 / classes)."
-               if sweep.at_chance else ""),
-            configuration_table(sweep, families)]),
+        Section(
+            "Every configuration",
+            [
+                f"Errors: mean ± std over seeds; the 95% interval of the {families.label} error is Student's t over "
+                "seeds, clipped to [0, 100] (*best* selects on the test split, see above). Each configuration's "
+                "training recipe is in its row when it varies, else under **Recipe** above."
+                + (
+                    f" *at chance*: finished runs below {NEAR_CHANCE:g} × chance top-1 (1 / classes)."
+                    if sweep.at_chance
+                    else ""
+                ),
+                configuration_table(sweep, families),
+            ],
+        ),
         _figure_section(
             "Learning curves",
             plots.learning_curves(sweep),
@@ -113,27 +122,46 @@ def _build_report(
             f"Training images/s as measured by the training loop (mean ± std over seeds). Measured on: {where}."
             + plots.capped_note(sweep)
             + (f" **Caveat:** {caveat}" if caveat else "")
-            + ("" if plots.params_differ(summarize(sweep)) else
-               " The NL blocks have the same parameter count in every configuration (see the table)."),
+            + (
+                ""
+                if plots.params_differ(summarize(sweep))
+                else " The NL blocks have the same parameter count in every configuration (see the table)."
+            ),
             missing="No throughput recorded.",
         ),
     ]
     if sweep.running:
-        sections.append(Section("Runs still running", [
-            "Still training when this report was made: left out of the statistics until they end.",
-            _run_table(sweep, sweep.running)]))
+        sections.append(
+            Section(
+                "Runs still running",
+                [
+                    "Still training when this report was made: left out of the statistics until they end.",
+                    _run_table(sweep, sweep.running),
+                ],
+            )
+        )
     if sweep.unreadable:
-        sections.append(Section("Unreadable runs", [
-            "Runs or files that could not be read (not UTF-8, not valid YAML or JSON, not nlbench's format): left "
-            "out of everything else; the error names the file.", _run_table(sweep, sweep.unreadable)]))
+        sections.append(
+            Section(
+                "Unreadable runs",
+                [
+                    "Runs or files that could not be read (not UTF-8, not valid YAML or JSON, not nlbench's "
+                    "format): left out of everything else; the error names the file.",
+                    _run_table(sweep, sweep.unreadable),
+                ],
+            )
+        )
     unreadable = {id(run) for run in sweep.unreadable}  # a set: 100k runs, one real, must not take n² compares
     unfinished = [run for run in sweep.unfinished if id(run) not in unreadable]
     if unfinished:
         sections.append(
             Section(
                 "Runs left out of the statistics",
-                ["Failed, diverged, interrupted or not yet started runs: counted in the configuration table, never "
-                 "averaged.", _run_table(sweep, unfinished)],
+                [
+                    "Failed, diverged, interrupted or not yet started runs: counted in the configuration table, never "
+                    "averaged.",
+                    _run_table(sweep, unfinished),
+                ],
             )
         )
     names: set[str] = set()
@@ -148,8 +176,12 @@ def _figure_section(title: str, figure: Figure | None, name: str, text: str, *, 
 
 
 def write_report(
-    sweep: Sweep, out_dir: str | os.PathLike[str], *, benchmarks: Sequence[Benchmark] = (),
-    compare: dict[str, str | None] | None = None, margin: float = stats.DEFAULT_MARGIN,
+    sweep: Sweep,
+    out_dir: str | os.PathLike[str],
+    *,
+    benchmarks: Sequence[Benchmark] = (),
+    compare: dict[str, str | None] | None = None,
+    margin: float = stats.DEFAULT_MARGIN,
 ) -> ReportFiles:
     """Write report.md, report.html and the figures as PNG files into ``out_dir`` (created if needed), with a
     section per training benchmark file."""
@@ -194,26 +226,31 @@ def measured_where(sweep: Sweep) -> tuple[str, str | None]:
         caveat = "whether runs shared the machine is unknown for some runs; " + caveat
     elif concurrent > 1:
         parts.append(f"up to {concurrent} runs at the same time")
-        caveat = (f"up to {concurrent} runs trained at the same time and shared the machine, so their images/s are "
-                  "lower than a run alone would get; " + caveat)
+        caveat = (
+            f"up to {concurrent} runs trained at the same time and shared the machine, so their images/s are "
+            "lower than a run alone would get; " + caveat
+        )
     else:
         parts.append("one run at a time")
     return "; ".join(parts), caveat
 
 
-def comparisons(sweep: Sweep, compare: dict[str, str | None] | None = None,
-                families: Families | None = None) -> list[tuple[Family, Family]]:
+def comparisons(
+    sweep: Sweep, compare: dict[str, str | None] | None = None, families: Families | None = None
+) -> list[tuple[Family, Family]]:
     """Every comparison family the report shows: along each key of ``compare`` (default: every varying key), each
     value against its reference over the finished runs, as (deciding-metric family, best top-1 description)."""
     families = families or Families(sweep.finished, sweep.config_keys)
     wanted = compare if compare else dict.fromkeys(sweep.config_keys)
-    found = [(families.get(key, reference), families.get(key, reference, BEST_ACC1))
-             for key, reference in wanted.items()]
+    found = [
+        (families.get(key, reference), families.get(key, reference, BEST_ACC1)) for key, reference in wanted.items()
+    ]
     return [(deciding, best) for deciding, best in found if deciding.comparisons]
 
 
-def comparison_blocks(sweep: Sweep, compare: dict[str, str | None] | None = None,
-                      families: Families | None = None) -> list[str | Table]:
+def comparison_blocks(
+    sweep: Sweep, compare: dict[str, str | None] | None = None, families: Families | None = None
+) -> list[str | Table]:
     """Per compared key, one family: treatment - reference in every configuration of the other keys that ran both,
     on the deciding metric (verdicts) and best top-1 (described), with intervals, P(better), power and verdict."""
     families = families or Families(sweep.finished, sweep.config_keys)
@@ -235,7 +272,8 @@ def comparison_blocks(sweep: Sweep, compare: dict[str, str | None] | None = None
         "difference this comparison detects with 80% power at Holm's first level 0.05 / family size, from its seeds "
         f"and their observed standard deviation; *seeds for ±{m:g}*: the seeds (pairs, or runs an arm) a difference "
         "of the margin needs there. Pick keys and references with `--compare KEY[=REFERENCE]`. "
-        f"{BEST_NOTE}."]
+        f"{BEST_NOTE}."
+    ]
     for deciding, best in found:
         blocks += _family_blocks(deciding, best, families)
     return blocks
@@ -244,17 +282,39 @@ def comparison_blocks(sweep: Sweep, compare: dict[str, str | None] | None = None
 def _family_blocks(family: Family, best: Family, families: Families) -> list[str | Table]:
     key, others = family.key, list(family.others)
     counts = family.counts()
-    words = {stats.BETTER: "better", stats.WORSE: "worse", stats.EQUIVALENT: "equivalent",
-             stats.INCONCLUSIVE: "inconclusive", stats.UNDETERMINED: "undetermined"}  # fmt: skip
+    words = {
+        stats.BETTER: "better",
+        stats.WORSE: "worse",
+        stats.EQUIVALENT: "equivalent",
+        stats.INCONCLUSIVE: "inconclusive",
+        stats.UNDETERMINED: "undetermined",
+    }
     tally = ", ".join(f"{n} {words[code]}" for code, n in counts.items())
     blocks: list[str | Table] = [
         f"**{key}** against {style.label(key, family.reference)}: one family of {family.size} test(s) on "
         f"{METRIC_LABELS.get(family.metric, family.metric)} over {len(family.comparisons)} comparison(s), Holm; "
-        f"{tally}."]
+        f"{tally}."
+    ]
     m = 100 * family.margin
     alpha = stats.ALPHA / max(1, family.size)
-    table = Table([*others, key, "metric", "n", "difference (pt)", "95% interval", "BCa bootstrap",
-                   "P(better) [95%]", "detectable (pt)", f"seeds for ±{m:g}", "p (Holm)", "test", "verdict"], [])
+    table = Table(
+        [
+            *others,
+            key,
+            "metric",
+            "n",
+            "difference (pt)",
+            "95% interval",
+            "BCa bootstrap",
+            "P(better) [95%]",
+            "detectable (pt)",
+            f"seeds for ±{m:g}",
+            "p (Holm)",
+            "test",
+            "verdict",
+        ],
+        [],
+    )
     described = {(c.treatment, tuple(map(str, c.context.values()))): c for c in best.comparisons}
     for c in family.comparisons[:MAX_COMPARISON_ROWS]:
         d = c.diff
@@ -264,25 +324,50 @@ def _family_blocks(family: Family, best: Family, families: Families) -> list[str
         boot = d.bootstrap
         share = d.p_improvement
         p = "–" if d.p_value is None else f"{_p(d.p_value)} ({_p(c.p_adjusted)})"
-        table.rows.append([
-            *context, style.label(key, c.treatment), METRIC_LABELS.get(d.metric, d.metric), d.n_label,
-            _diff(d.mean), _interval(d.low, d.high),
-            "–" if boot is None else _interval(*boot),
-            "–" if share is None else f"{share.value:.2f} [{share.low:.2f}, {share.high:.2f}]",
-            "–" if detectable is None else f"{100 * detectable:.2f}",
-            str(seeds) if seeds is not None else "–" if detectable is None else f"> {stats.MAX_SEEDS:,}",
-            p, _test(d), c.verdict])
+        table.rows.append(
+            [
+                *context,
+                style.label(key, c.treatment),
+                METRIC_LABELS.get(d.metric, d.metric),
+                d.n_label,
+                _diff(d.mean),
+                _interval(d.low, d.high),
+                "–" if boot is None else _interval(*boot),
+                "–" if share is None else f"{share.value:.2f} [{share.low:.2f}, {share.high:.2f}]",
+                "–" if detectable is None else f"{100 * detectable:.2f}",
+                str(seeds) if seeds is not None else "–" if detectable is None else f"> {stats.MAX_SEEDS:,}",
+                p,
+                _test(d),
+                c.verdict,
+            ]
+        )
         optimistic = described.get((c.treatment, tuple(map(str, c.context.values()))))
         if optimistic is not None:
             o = optimistic.diff
-            table.rows.append([*context, style.label(key, c.treatment), METRIC_LABELS[BEST_ACC1], o.n_label,
-                               _diff(o.mean), _interval(o.low, o.high), "–", "–", "–", "–", "–", _test(o),
-                               optimistic.verdict])
+            table.rows.append(
+                [
+                    *context,
+                    style.label(key, c.treatment),
+                    METRIC_LABELS[BEST_ACC1],
+                    o.n_label,
+                    _diff(o.mean),
+                    _interval(o.low, o.high),
+                    "–",
+                    "–",
+                    "–",
+                    "–",
+                    "–",
+                    _test(o),
+                    optimistic.verdict,
+                ]
+            )
     blocks.append(table)
     if len(family.comparisons) > MAX_COMPARISON_ROWS:
         rest = family.counts(family.comparisons[MAX_COMPARISON_ROWS:])
-        blocks.append(f"{len(family.comparisons) - MAX_COMPARISON_ROWS} more comparisons along {key} not shown (same "
-                      "family): " + ", ".join(f"{n} {words[code]}" for code, n in rest.items()) + ".")
+        blocks.append(
+            f"{len(family.comparisons) - MAX_COMPARISON_ROWS} more comparisons along {key} not shown (same "
+            "family): " + ", ".join(f"{n} {words[code]}" for code, n in rest.items()) + "."
+        )
     return blocks
 
 
@@ -314,26 +399,34 @@ def _signed(value: float, digits: int = 2) -> str:
 
 
 def claims_intro(families: Families) -> str:
-    return (f"Each claim is decided by a test of the claim on **{families.label}** (docs/statistics.md): "
-            "*supported* or *contradicted* at level 0.05 within the claim's own family (Holm over the tests it "
-            f"makes), *not supported: no effect beyond the margin* when TOST puts the effect within "
-            f"±{100 * families.margin:g} pt, *inconclusive* otherwise, *undetermined* when the data allows no test "
-            "(too few seeds, zero variance). Per-configuration counts read the comparison families above.")
+    return (
+        f"Each claim is decided by a test of the claim on **{families.label}** (docs/statistics.md): "
+        "*supported* or *contradicted* at level 0.05 within the claim's own family (Holm over the tests it "
+        f"makes), *not supported: no effect beyond the margin* when TOST puts the effect within "
+        f"±{100 * families.margin:g} pt, *inconclusive* otherwise, *undetermined* when the data allows no test "
+        "(too few seeds, zero variance). Per-configuration counts read the comparison families above."
+    )
 
 
 def claims_table(sweep: Sweep, families: Families | None = None) -> Table:
     """Each of the paper's four claims, its verdict and the evidence."""
     families = families or Families(sweep.finished, sweep.config_keys)
     found = paper_claims(sweep.runs, sweep.config_keys, families)
-    return Table(["claim (paper's abstract)", "verdict", "evidence"],
-                 [[c.claim, c.verdict, c.evidence] for c in found])
+    return Table(["claim (paper's abstract)", "verdict", "evidence"], [[c.claim, c.verdict, c.evidence] for c in found])
 
 
 # What an unset recipe option means (None in the resolved config).
-RECIPE_UNSET = {"limit_train_batches": "all", "limit_val_batches": "all", "gradient_clip_val": "none",
-                "subset": "all", "scheduler": "none"}  # fmt: skip
-DECIDES = {FINAL_ACC1: "final top-1 (the last epoch; no epoch is chosen on the test split)",
-           SELECTED_ACC1: "test top-1 of the checkpoint chosen on the held-out validation split (data.val_split > 0)"}
+RECIPE_UNSET = {
+    "limit_train_batches": "all",
+    "limit_val_batches": "all",
+    "gradient_clip_val": "none",
+    "subset": "all",
+    "scheduler": "none",
+}
+DECIDES = {
+    FINAL_ACC1: "final top-1 (the last epoch; no epoch is chosen on the test split)",
+    SELECTED_ACC1: "test top-1 of the checkpoint chosen on the held-out validation split (data.val_split > 0)",
+}
 
 
 def _header(sweep: Sweep, families: Families | None = None) -> Section:
@@ -350,20 +443,25 @@ def _header(sweep: Sweep, families: Families | None = None) -> Section:
         f"**Sweep** `{sweep.name}` from `{sweep.source}`",
         f"**Results written** {sweep.created or 'unknown'}; **report generated** {generated}",
         f"**Runs** {len(sweep.runs)} ({status})",
-        "**Compared** " + (" × ".join(sweep.config_keys) or "nothing (a single configuration)")
+        "**Compared** "
+        + (" × ".join(sweep.config_keys) or "nothing (a single configuration)")
         + (f"; **seeds** {', '.join(seeds)}" if seeds else ""),
         f"**Decided on** {DECIDES.get(families.metric, families.metric)}; *best* top-1 is shown, labelled "
         f"optimistic, and decides nothing; equivalence margin ±{100 * families.margin:g} pt",
     ]
     if sweep.merged:
         ids = ", ".join(str(run["run_id"]) for run in sweep.merged[:5]) + (" ..." if len(sweep.merged) > 5 else "")
-        lines.append(f"**Merged** {len(sweep.merged)} duplicate run(s) of a configuration and seed already counted "
-                     f"(the same run read twice, or a rerun): each seed counts once, the finished (else newest) record "
-                     f"kept; merged: {ids}")
+        lines.append(
+            f"**Merged** {len(sweep.merged)} duplicate run(s) of a configuration and seed already counted "
+            f"(the same run read twice, or a rerun): each seed counts once, the finished (else newest) record "
+            f"kept; merged: {ids}"
+        )
     if sweep.at_chance:
-        lines.append(f"**At chance** {len(sweep.at_chance)} finished run(s) below {NEAR_CHANCE:g} × chance top-1 "
-                     "(1 / classes): they learnt next to nothing, and comparisons of them say little (flagged in "
-                     "the configuration table)")
+        lines.append(
+            f"**At chance** {len(sweep.at_chance)} finished run(s) below {NEAR_CHANCE:g} × chance top-1 "
+            "(1 / classes): they learnt next to nothing, and comparisons of them say little (flagged in "
+            "the configuration table)"
+        )
     lines.append(_recipe_line(sweep))
     fixed = {key: value for key, value in fixed.items() if key not in RECIPE}
     if fixed:
@@ -413,8 +511,19 @@ def configuration_table(sweep: Sweep, families: Families | None = None) -> Table
     show_unfinished = any(row["n_unfinished"] for row in rows)
     show_running = any(row["n_running"] for row in rows)
     label = "final top-1" if families.metric == FINAL_ACC1 else "val-selected test top-1"
-    header = [*keys, "n", f"{label} err (%)", "95% interval", "best top-1 err (%, optimistic)",
-              "best top-5 err (%)", "best epoch", "epochs", "images/s", "params", "NL params"]
+    header = [
+        *keys,
+        "n",
+        f"{label} err (%)",
+        "95% interval",
+        "best top-1 err (%, optimistic)",
+        "best top-5 err (%)",
+        "best epoch",
+        "epochs",
+        "images/s",
+        "params",
+        "NL params",
+    ]
     if show_chance:
         header.append("at chance")
     if show_unfinished:
@@ -448,9 +557,11 @@ def configuration_table(sweep: Sweep, families: Families | None = None) -> Table
 
 def benchmark_section(bench: Benchmark, png_name: str) -> Section:
     """A training benchmark file: where and how it was measured, its figure, and its numbers side by side."""
-    settings = [f"device {bench.device}" if bench.device else None,
-                f"batch {bench.batch_size}" if bench.batch_size else None,
-                None if bench.bf16 is None else f"bf16 autocast {'on' if bench.bf16 else 'off'}"]
+    settings = [
+        f"device {bench.device}" if bench.device else None,
+        f"batch {bench.batch_size}" if bench.batch_size else None,
+        None if bench.bf16 is None else f"bf16 autocast {'on' if bench.bf16 else 'off'}",
+    ]
     text = (
         "Whole training steps (forward, backward, SGD step) measured by `nlbench bench train --grid` ("
         f"{', '.join(filter(None, settings)) or 'settings not recorded'}), read from `{bench.source}`. "
@@ -459,9 +570,15 @@ def benchmark_section(bench: Benchmark, png_name: str) -> Section:
     )
     return Section(
         f"Training throughput benchmark ({bench.machine}, {bench.when})",
-        [text, Image(png_name, plots.to_png(plots.training_benchmark(bench)),
-                     f"Training images/s and peak memory against the reduction ratio ({bench.machine})"),
-         benchmark_table(bench)],
+        [
+            text,
+            Image(
+                png_name,
+                plots.to_png(plots.training_benchmark(bench)),
+                f"Training images/s and peak memory against the reduction ratio ({bench.machine})",
+            ),
+            benchmark_table(bench),
+        ],
     )
 
 
@@ -469,15 +586,24 @@ def benchmark_table(bench: Benchmark) -> Table:
     """One row per backbone x reduction x heads, the normalisations side by side (images/s, then peak MiB), and
     each normalisation's speed-up over the reference one (:func:`nlbench.report.compare.reference_of`)."""
     normalizations = list(dict.fromkeys(record["normalization"] for record in bench.records))
-    measured = {config_of(record, ("backbone", "reduction", "heads", "normalization")): record
-                for record in bench.records}
+    measured = {
+        config_of(record, ("backbone", "reduction", "heads", "normalization")): record for record in bench.records
+    }
     reference = reference_of("normalization", normalizations) if len(normalizations) > 1 else None
     treatments = [n for n in normalizations if reference is not None and n != reference]
-    header = ["backbone", "r", "heads", *(f"{n} img/s" for n in normalizations),
-              *(f"{n} peak MiB" for n in normalizations), *(f"{n} / {reference} img/s" for n in treatments)]
+    header = [
+        "backbone",
+        "r",
+        "heads",
+        *(f"{n} img/s" for n in normalizations),
+        *(f"{n} peak MiB" for n in normalizations),
+        *(f"{n} / {reference} img/s" for n in treatments),
+    ]
     table = Table(header, [])
-    configs = sorted({config_of(record, ("backbone", "reduction", "heads")) for record in bench.records},
-                     key=lambda config: (bench.backbones.index(config[0]), *config[1:]))
+    configs = sorted(
+        {config_of(record, ("backbone", "reduction", "heads")) for record in bench.records},
+        key=lambda config: (bench.backbones.index(config[0]), *config[1:]),
+    )
     for config in configs:
         records = {n: measured.get((*config, n)) for n in normalizations}
         cells = [_text(value) for value in config]
@@ -601,7 +727,7 @@ def to_html(title: str, sections: Sequence[Section]) -> str:
             else:
                 body.append(f"<p>{_inline_markdown(block)}</p>")
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n"
         + "\n".join(body)
         + "\n</body></html>\n"
@@ -616,7 +742,7 @@ def _inline_markdown(text: str) -> str:
         for marker, tag in markers:
             end = text.find(marker, i + len(marker)) if text.startswith(marker, i) else -1
             if end > i:
-                out.append(f"<{tag}>{html.escape(text[i + len(marker):end])}</{tag}>")
+                out.append(f"<{tag}>{html.escape(text[i + len(marker) : end])}</{tag}>")
                 i = end + len(marker)
                 break
         else:

@@ -71,8 +71,9 @@ class Estimate:
     high: float | None
 
 
-def estimate(values: Iterable[float | None], confidence: float = CONFIDENCE,
-             bounds: tuple[float, float] | None = None) -> Estimate:
+def estimate(
+    values: Iterable[float | None], confidence: float = CONFIDENCE, bounds: tuple[float, float] | None = None
+) -> Estimate:
     """The :class:`Estimate` of the finite, non-missing ``values``; the interval is clipped to ``bounds`` (e.g. an
     accuracy's [0, 1]: the mean of accuracies cannot leave it, whatever t says at n = 2)."""
     xs = [float(v) for v in values if finite(v)]
@@ -129,8 +130,9 @@ def paired_test(x: Any, y: Any, margin: float = DEFAULT_MARGIN) -> Tested:
     p_eq = np.reshape(p_eq, d.shape[:-1]) if np.ndim(p_eq) else np.full(d.shape[:-1], p_eq, dtype=float)
     mean = d.mean(axis=-1) if n else np.full(d.shape[:-1], np.nan)
     reason = _why_undetermined(np.full(d.shape[:-1], n), np.full(d.shape[:-1], n), d, d, sd, sd, "pair")
-    return _tested("paired", n, n, mean, sd, ci.low, ci.high, np.broadcast_to(res.df, mean.shape), res.pvalue, p_eq,
-                   reason)
+    return _tested(
+        "paired", n, n, mean, sd, ci.low, ci.high, np.broadcast_to(res.df, mean.shape), res.pvalue, p_eq, reason
+    )
 
 
 def welch_test(x: Any, y: Any, margin: float = DEFAULT_MARGIN) -> Tested:
@@ -147,8 +149,9 @@ def welch_test(x: Any, y: Any, margin: float = DEFAULT_MARGIN) -> Tested:
         ci = res.confidence_interval(CONFIDENCE)
         sx = x.std(axis=-1, ddof=1) if nx >= 2 else np.full(x.shape[:-1], np.nan)
         sy = y.std(axis=-1, ddof=1) if ny >= 2 else np.full(y.shape[:-1], np.nan)
-        p_eq = ttost_ind(_columns(x), _columns(y), -margin, margin, usevar="unequal")[0] \
-            if nx >= 2 and ny >= 2 else np.nan  # fmt: skip
+        p_eq = (
+            ttost_ind(_columns(x), _columns(y), -margin, margin, usevar="unequal")[0] if nx >= 2 and ny >= 2 else np.nan
+        )
         mean = x.mean(axis=-1) - y.mean(axis=-1) if nx and ny else np.full(shape, np.nan)
     p_eq = np.reshape(p_eq, shape) if np.ndim(p_eq) else np.full(shape, p_eq, dtype=float)
     sd = np.sqrt((sx**2 + sy**2) / 2)
@@ -161,21 +164,39 @@ def _columns(a: np.ndarray) -> np.ndarray:
     return np.moveaxis(a, -1, 0).reshape(a.shape[-1], -1)
 
 
-def _why_undetermined(nx: np.ndarray, ny: np.ndarray, x: np.ndarray, y: np.ndarray, sx: np.ndarray, sy: np.ndarray,
-                      unit: str) -> np.ndarray:
+def _why_undetermined(
+    nx: np.ndarray, ny: np.ndarray, x: np.ndarray, y: np.ndarray, sx: np.ndarray, sy: np.ndarray, unit: str
+) -> np.ndarray:
     n = np.minimum(nx, ny)
-    missing = ~(np.isfinite(x).all(axis=-1) & np.isfinite(y).all(axis=-1)) if x.shape[-1] and y.shape[-1] \
-        else np.zeros(n.shape, dtype=bool)  # fmt: skip
+    missing = (
+        ~(np.isfinite(x).all(axis=-1) & np.isfinite(y).all(axis=-1))
+        if x.shape[-1] and y.shape[-1]
+        else np.zeros(n.shape, dtype=bool)
+    )
     flat = ~(np.nan_to_num(sx, nan=np.inf) >= NEAR_ZERO_SD) | ~(np.nan_to_num(sy, nan=np.inf) >= NEAR_ZERO_SD)
     word = "seed pairs" if unit == "pair" else "runs an arm"
     few = np.char.add(np.char.add("n=", n.astype(str)), f"; {MIN_SEEDS} {word} needed")
     what = "of the per-seed differences" if unit == "pair" else "within an arm"
-    return np.select([n < MIN_SEEDS, missing, flat],
-                     [few, "missing values", f"zero variance {what}: identical values are no evidence"], "")
+    return np.select(
+        [n < MIN_SEEDS, missing, flat],
+        [few, "missing values", f"zero variance {what}: identical values are no evidence"],
+        "",
+    )
 
 
-def _tested(method: str, nx: Any, ny: Any, mean: Any, sd: Any, low: Any, high: Any, df: Any, p: Any, p_eq: Any,
-            reason: np.ndarray) -> Tested:
+def _tested(
+    method: str,
+    nx: Any,
+    ny: Any,
+    mean: Any,
+    sd: Any,
+    low: Any,
+    high: Any,
+    df: Any,
+    p: Any,
+    p_eq: Any,
+    reason: np.ndarray,
+) -> Tested:
     undetermined = reason != ""
     shape = reason.shape
     arrays = [np.array(np.broadcast_to(v, shape), dtype=float) for v in (mean, sd, low, high, df, p, p_eq)]
@@ -184,8 +205,9 @@ def _tested(method: str, nx: Any, ny: Any, mean: Any, sd: Any, low: Any, high: A
     pointless = ~(high - low > NEAR_ZERO_SD)  # zero variance or undefined: a point is not an interval
     low[pointless], high[pointless] = np.nan, np.nan
     low, high = np.clip(low, -1.0, 1.0), np.clip(high, -1.0, 1.0)  # differences of accuracies
-    return Tested(method, np.broadcast_to(nx, shape), np.broadcast_to(ny, shape), mean, sd, low, high, df, p, p_eq,
-                  reason)
+    return Tested(
+        method, np.broadcast_to(nx, shape), np.broadcast_to(ny, shape), mean, sd, low, high, df, p, p_eq, reason
+    )
 
 
 # ---- families and verdicts -------------------------------------------------------------------------------------------
@@ -211,9 +233,15 @@ def decide(p_adjusted: Any, p_equivalent_adjusted: Any, mean: Any, undetermined:
     p, p_eq, mean = (np.asarray(v, dtype=float) for v in (p_adjusted, p_equivalent_adjusted, mean))
     significant = np.nan_to_num(p, nan=1.0) < ALPHA
     return np.select(
-        [np.asarray(undetermined) != "", significant & (mean > 0), significant & (mean < 0),
-         np.nan_to_num(p_eq, nan=1.0) < ALPHA],
-        [UNDETERMINED, BETTER, WORSE, EQUIVALENT], INCONCLUSIVE).astype(object)
+        [
+            np.asarray(undetermined) != "",
+            significant & (mean > 0),
+            significant & (mean < 0),
+            np.nan_to_num(p_eq, nan=1.0) < ALPHA,
+        ],
+        [UNDETERMINED, BETTER, WORSE, EQUIVALENT],
+        INCONCLUSIVE,
+    ).astype(object)
 
 
 @dataclass(frozen=True)
@@ -230,8 +258,9 @@ class FamilyResult:
 def family(tested: Tested) -> FamilyResult:
     """Holm over the tests ``tested`` made along its last axis (better/worse and, separately, equivalence)."""
     p_adj, p_eq_adj = holm(tested.p), holm(tested.p_equivalent)
-    return FamilyResult(p_adj, p_eq_adj, decide(p_adj, p_eq_adj, tested.mean, tested.undetermined),
-                        np.isfinite(tested.p).sum(axis=-1))
+    return FamilyResult(
+        p_adj, p_eq_adj, decide(p_adj, p_eq_adj, tested.mean, tested.undetermined), np.isfinite(tested.p).sum(axis=-1)
+    )
 
 
 # ---- one estimate over matched configurations, and interactions -----------------------------------------------------
@@ -273,7 +302,7 @@ def _cell_ols(cells: Sequence[np.ndarray]) -> Any:
     design = np.zeros((len(y), len(cells)))
     start = 0
     for j, cell in enumerate(cells):
-        design[start:start + len(cell), j] = 1.0
+        design[start : start + len(cell), j] = 1.0
         start += len(cell)
     return OLS(y, design).fit()
 
@@ -291,20 +320,39 @@ def stratified(cells: Sequence[Any], margin: float = DEFAULT_MARGIN) -> Stratifi
         return Stratified(nan, nan, nan, nan, nan, nan, nan, n_pairs, k, "missing values")
     mean = float(np.mean([c.mean() for c in cells]))
     if n_pairs - k < MIN_SEEDS - 1:
-        return Stratified(mean, nan, nan, nan, nan, nan, nan, n_pairs, k,
-                          f"{n_pairs} seed pair(s) in {k} configuration(s): too few seeds, {MIN_SEEDS} pairs in one "
-                          "configuration or more in several needed")  # fmt: skip
+        return Stratified(
+            mean,
+            nan,
+            nan,
+            nan,
+            nan,
+            nan,
+            nan,
+            n_pairs,
+            k,
+            f"{n_pairs} seed pair(s) in {k} configuration(s): too few seeds, {MIN_SEEDS} pairs in one "
+            "configuration or more in several needed",
+        )
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         fit = _cell_ols(cells)
         if not math.sqrt(max(float(fit.scale), 0.0)) >= NEAR_ZERO_SD:
-            return Stratified(mean, nan, nan, nan, nan, nan, nan, n_pairs, k,
-                              "zero variance of the per-seed differences: identical values are no evidence")
+            return Stratified(
+                mean,
+                nan,
+                nan,
+                nan,
+                nan,
+                nan,
+                nan,
+                n_pairs,
+                k,
+                "zero variance of the per-seed differences: identical values are no evidence",
+            )
         test = fit.t_test(np.full((1, k), 1.0 / k))
     se, df = float(np.squeeze(test.sd)), float(test.df_denom)
     low, high = (float(v) for v in np.squeeze(test.conf_int(alpha=1 - CONFIDENCE)))
-    result = Stratified(mean, max(low, -1.0), min(high, 1.0), se, df, float(np.squeeze(test.pvalue)), nan, n_pairs,
-                        k)  # fmt: skip
+    result = Stratified(mean, max(low, -1.0), min(high, 1.0), se, df, float(np.squeeze(test.pvalue)), nan, n_pairs, k)
     p_eq = max(result.p_above(-margin), result.p_below(margin))  # TOST on the contrast
     return Stratified(**{**result.__dict__, "p_equivalent": p_eq})
 
@@ -353,8 +401,9 @@ def interaction(cells: Mapping[tuple[Any, Any], Any]) -> Interaction:
     first is the reference level). Only other configurations present at every level are used, so each level mean
     averages the same configurations."""
     levels = tuple(dict.fromkeys(level for level, _ in cells))
-    others = [o for o in dict.fromkeys(other for _, other in cells)
-              if all(len(cells.get((level, o), ())) for level in levels)]  # fmt: skip
+    others = [
+        o for o in dict.fromkeys(other for _, other in cells) if all(len(cells.get((level, o), ())) for level in levels)
+    ]
     nan = math.nan
     arrays = [np.asarray(cells[(level, other)], dtype=float) for level in levels for other in others]
     n_pairs = sum(len(a) for a in arrays)
@@ -367,12 +416,12 @@ def interaction(cells: Mapping[tuple[Any, Any], Any]) -> Interaction:
     if any(not np.isfinite(a).all() for a in arrays):
         return undetermined("missing values")
     k = len(others)
-    means = tuple(float(np.mean([a.mean() for a in arrays[i * k:(i + 1) * k]])) for i in range(len(levels)))
+    means = tuple(float(np.mean([a.mean() for a in arrays[i * k : (i + 1) * k]])) for i in range(len(levels)))
     if n_pairs - len(arrays) < MIN_SEEDS - 1:
         return undetermined(f"{n_pairs} pairs in {len(arrays)} cells: too few seeds", means)
     contrast = np.zeros((len(levels) - 1, len(arrays)))
     for i in range(1, len(levels)):
-        contrast[i - 1, i * k:(i + 1) * k] = 1.0 / k
+        contrast[i - 1, i * k : (i + 1) * k] = 1.0 / k
         contrast[i - 1, :k] = -1.0 / k
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
@@ -382,8 +431,17 @@ def interaction(cells: Mapping[tuple[Any, Any], Any]) -> Interaction:
         ftest, ttest = fit.f_test(contrast), fit.t_test(contrast)
     effects = tuple(float(e) for e in np.atleast_1d(np.squeeze(ttest.effect)))
     se = tuple(float(s) for s in np.atleast_1d(np.squeeze(ttest.sd)))
-    return Interaction(levels, means, effects, se, float(ttest.df_denom), float(np.squeeze(ftest.fvalue)),
-                       float(ftest.df_num), float(np.squeeze(ftest.pvalue)), n_pairs)
+    return Interaction(
+        levels,
+        means,
+        effects,
+        se,
+        float(ttest.df_denom),
+        float(np.squeeze(ftest.fvalue)),
+        float(ftest.df_num),
+        float(np.squeeze(ftest.pvalue)),
+        n_pairs,
+    )
 
 
 def more_failures(failed_treatment: int, runs_treatment: int, failed_reference: int, runs_reference: int) -> float:
@@ -393,8 +451,10 @@ def more_failures(failed_treatment: int, runs_treatment: int, failed_reference: 
 
     if not failed_treatment and not failed_reference:
         return math.nan
-    table = [[failed_treatment, runs_treatment - failed_treatment],
-             [failed_reference, runs_reference - failed_reference]]
+    table = [
+        [failed_treatment, runs_treatment - failed_treatment],
+        [failed_reference, runs_reference - failed_reference],
+    ]
     return float(fisher_exact(table, alternative="greater").pvalue)
 
 
@@ -410,11 +470,23 @@ def bootstrap_interval(x: Sequence[float], y: Sequence[float], paired: bool) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # degenerate (all-equal) samples warn; the interval is then NaN
         if paired:
-            res = bootstrap((np.subtract(x, y),), np.mean, confidence_level=CONFIDENCE,
-                            n_resamples=BOOTSTRAP_RESAMPLES, method="BCa", rng=rng)
+            res = bootstrap(
+                (np.subtract(x, y),),
+                np.mean,
+                confidence_level=CONFIDENCE,
+                n_resamples=BOOTSTRAP_RESAMPLES,
+                method="BCa",
+                rng=rng,
+            )
         else:
-            res = bootstrap((np.asarray(x), np.asarray(y)), lambda a, b, axis=-1: a.mean(axis) - b.mean(axis),
-                            confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES, method="BCa", rng=rng)
+            res = bootstrap(
+                (np.asarray(x), np.asarray(y)),
+                lambda a, b, axis=-1: a.mean(axis) - b.mean(axis),
+                confidence_level=CONFIDENCE,
+                n_resamples=BOOTSTRAP_RESAMPLES,
+                method="BCa",
+                rng=rng,
+            )
     low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
     return (low, high) if math.isfinite(low) and math.isfinite(high) else None
 
@@ -452,8 +524,9 @@ def _power(effect: float, n_treatment: int, n_reference: int | None, alpha: floa
         if n_reference is None:
             value = TTestPower().power(effect_size=effect, nobs=n_treatment, alpha=alpha)
         else:
-            value = TTestIndPower().power(effect_size=effect, nobs1=n_treatment, alpha=alpha,
-                                          ratio=n_reference / n_treatment)  # fmt: skip
+            value = TTestIndPower().power(
+                effect_size=effect, nobs1=n_treatment, alpha=alpha, ratio=n_reference / n_treatment
+            )
     value = float(np.squeeze(value))
     if math.isnan(value) and effect > 0:
         # statsmodels adds the lower tail, scipy's noncentral t cdf far below its centre, which is NaN at some
@@ -462,8 +535,11 @@ def _power(effect: float, n_treatment: int, n_reference: int | None, alpha: floa
         from scipy.stats import nct, t
 
         df = n_treatment - 1 if n_reference is None else n_treatment + n_reference - 2
-        scale = math.sqrt(n_treatment) if n_reference is None else math.sqrt(
-            n_treatment * n_reference / (n_treatment + n_reference))
+        scale = (
+            math.sqrt(n_treatment)
+            if n_reference is None
+            else math.sqrt(n_treatment * n_reference / (n_treatment + n_reference))
+        )
         value = float(nct.sf(t.ppf(1 - alpha / 2, df), df, effect * scale))
     return value
 
@@ -487,8 +563,9 @@ def detectable_effect(n_treatment: int, n_reference: int | None, alpha: float) -
     return float(brentq(short, high / 2 if high > 1 else 1e-9, high, xtol=1e-10))
 
 
-def detectable_difference(sd: float, n_treatment: int, n_reference: int | None = None,
-                          alpha: float = ALPHA) -> float | None:
+def detectable_difference(
+    sd: float, n_treatment: int, n_reference: int | None = None, alpha: float = ALPHA
+) -> float | None:
     """The smallest difference detectable at :data:`POWER` with these seeds and this seed standard deviation (of
     the paired differences, or of the runs for two arms); None without a usable sd or seeds."""
     if not (finite(sd) and sd >= NEAR_ZERO_SD) or n_treatment < 2 or (n_reference is not None and n_reference < 2):
@@ -526,4 +603,3 @@ def finite(value: Any) -> bool:
         return value is not None and not isinstance(value, bool) and math.isfinite(float(value))
     except (TypeError, ValueError):
         return False
-

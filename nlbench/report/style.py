@@ -19,8 +19,17 @@ from typing import Any
 from nlbench import schema
 from nlbench.nn.registry import NONE, method_look
 
-PALETTE: tuple[str, ...] = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
-                            "tab:pink", "tab:olive", "tab:cyan")  # fmt: skip
+PALETTE: tuple[str, ...] = (
+    "tab:blue",
+    "tab:orange",
+    "tab:green",
+    "tab:red",
+    "tab:purple",
+    "tab:brown",
+    "tab:pink",
+    "tab:olive",
+    "tab:cyan",
+)
 BASELINE_COLOR = NONE.color or "tab:gray"
 BASELINE = NONE.value  # the normalization of a backbone without NL blocks
 METHOD = "normalization"  # the reader's column naming the method at the insertion point
@@ -97,4 +106,3 @@ def _look(method: str) -> tuple[str, str | None]:
     """The records' look of a method, else the registry's (registered methods; a class path by its last component);
     never an import."""
     return _RECORDED.get(method) or method_look(method)
-

@@ -21,17 +21,19 @@ from typing import Any
 from nlbench.trusted_imports import dotted_names
 
 # Prints {module: the file or folder its import would use, or null}, for the modules named in argv.
-_PROBE = ("import importlib.util, json, sys\n"
-          "def where(m):\n"
-          "    try:\n"
-          "        s = importlib.util.find_spec(m)\n"
-          "    except (ImportError, ValueError):\n"
-          "        return None\n"
-          "    if s is None:\n"
-          "        return None\n"
-          "    o = s.origin if s.origin not in (None, 'built-in', 'frozen') else None\n"
-          "    return o or next(iter(s.submodule_search_locations or []), None) or s.origin\n"
-          "print(json.dumps({m: where(m) for m in sys.argv[1:]}))\n")
+_PROBE = (
+    "import importlib.util, json, sys\n"
+    "def where(m):\n"
+    "    try:\n"
+    "        s = importlib.util.find_spec(m)\n"
+    "    except (ImportError, ValueError):\n"
+    "        return None\n"
+    "    if s is None:\n"
+    "        return None\n"
+    "    o = s.origin if s.origin not in (None, 'built-in', 'frozen') else None\n"
+    "    return o or next(iter(s.submodule_search_locations or []), None) or s.origin\n"
+    "print(json.dumps({m: where(m) for m in sys.argv[1:]}))\n"
+)
 
 
 def imported_modules(configs: Iterable[Any]) -> list[str]:
@@ -70,8 +72,14 @@ def check_child_imports(modules: Sequence[str], fit_command: Sequence[str], env:
     if not modules:
         return
     try:
-        done = subprocess.run([*probe_command(fit_command), *modules], env=dict(env), capture_output=True, text=True,
-                              timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
+        done = subprocess.run(
+            [*probe_command(fit_command), *modules],
+            env=dict(env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
         there = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else None
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
         there = None
@@ -82,10 +90,14 @@ def check_child_imports(modules: Sequence[str], fit_command: Sequence[str], env:
         if here is None:
             continue
         if theirs is None:
-            raise ValueError(f"the runs could not import {module}: this process checked them with {module} from "
-                             f"{here}, where a run (started without the current folder on its import path) does not "
-                             "look; install it, or put its folder on PYTHONPATH")
+            raise ValueError(
+                f"the runs could not import {module}: this process checked them with {module} from "
+                f"{here}, where a run (started without the current folder on its import path) does not "
+                "look; install it, or put its folder on PYTHONPATH"
+            )
         if os.path.realpath(theirs) != os.path.realpath(here):
-            raise ValueError(f"the runs would import {module} from {theirs}, but this process checked them with "
-                             f"{module} from {here}; start the sweep as `nlbench sweep` (or `python -P -m nlbench "
-                             "sweep`), so that both import the same")
+            raise ValueError(
+                f"the runs would import {module} from {theirs}, but this process checked them with "
+                f"{module} from {here}; start the sweep as `nlbench sweep` (or `python -P -m nlbench "
+                "sweep`), so that both import the same"
+            )

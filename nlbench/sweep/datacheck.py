@@ -34,7 +34,9 @@ class DataNeed:
             return f"data: {self.dataset} found in {self.root}"
         where = f"put {spec.filename} ({spec.url}) into {self.root}"
         if self.download:
-            return f"data: {self.dataset} missing from {self.root}; the sweep downloads it once first (offline: {where})"
+            return (
+                f"data: {self.dataset} missing from {self.root}; the sweep downloads it once first (offline: {where})"
+            )
         return f"data: {self.dataset} missing from {self.root}; {where}, or set data.download: true"
 
 
@@ -57,8 +59,9 @@ def data_needs(configs: Iterable[Any]) -> list[DataNeed]:
             continue
         spec = SPECS[dataset]
         present = (root / spec.folder).is_dir() or (root / spec.filename).is_file()
-        needs[(dataset, root)] = DataNeed(dataset, root, bool(args.get("download")), bool(args.get("verify", True)),
-                                          present)  # fmt: skip
+        needs[(dataset, root)] = DataNeed(
+            dataset, root, bool(args.get("download")), bool(args.get("verify", True)), present
+        )
     return list(needs.values())
 
 

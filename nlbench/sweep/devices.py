@@ -115,12 +115,13 @@ def plan_slots(gpus: Sequence[str], devices_per_run: int, runs_per_device: int =
         groups: list[tuple[str, ...]] = [()]
     else:
         if len(gpus) < devices_per_run:
-            raise ValueError(
-                f"devices_per_run={devices_per_run} but only {len(gpus)} GPU(s) visible: {','.join(gpus)}"
-            )
+            raise ValueError(f"devices_per_run={devices_per_run} but only {len(gpus)} GPU(s) visible: {','.join(gpus)}")
         n_groups = len(gpus) // devices_per_run
         groups = [tuple(gpus[i * devices_per_run : (i + 1) * devices_per_run]) for i in range(n_groups)]
     processes = len(groups) * runs_per_device * devices_per_run  # training processes at once (DDP: one per GPU)
     concurrent = processes if processes > 1 else None  # None: alone, as `Slot()`
-    return [Slot(group, runs_per_device, index, concurrent=concurrent) for index in range(runs_per_device)
-            for group in groups]  # fmt: skip
+    return [
+        Slot(group, runs_per_device, index, concurrent=concurrent)
+        for index in range(runs_per_device)
+        for group in groups
+    ]

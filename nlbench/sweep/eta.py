@@ -37,8 +37,9 @@ class Estimate:
     how: str
 
 
-def estimate(planned: Sequence[tuple[SweepRun, RunState]], parsed: Mapping[str, Any], slots: int,
-             max_runs: int | None = None) -> Estimate | None:
+def estimate(
+    planned: Sequence[tuple[SweepRun, RunState]], parsed: Mapping[str, Any], slots: int, max_runs: int | None = None
+) -> Estimate | None:
     """The time of the runs a sweep would start (``planned``: each run with its state; the first ``max_runs`` of
     those not done) on ``slots`` CPU slots; None when no run's epochs are known."""
     todo = [(run, state) for run, state in planned if state.action != "skip"][:max_runs]
@@ -61,8 +62,10 @@ def estimate(planned: Sequence[tuple[SweepRun, RunState]], parsed: Mapping[str, 
             return None
         total += run_epochs * images / _rate(settings)
     cores = os.cpu_count() or RECORDED_CORES
-    how = (f"{CPU_IMAGES_PER_S:.0f} training images/s recorded for PreActResNet-{RECORDED_DEPTH} on {RECORDED_CORES} "
-           f"CPU cores, scaled to its depth and to {cores} cores; evaluation not counted")
+    how = (
+        f"{CPU_IMAGES_PER_S:.0f} training images/s recorded for PreActResNet-{RECORDED_DEPTH} on {RECORDED_CORES} "
+        f"CPU cores, scaled to its depth and to {cores} cores; evaluation not counted"
+    )
     return Estimate(total / max(1, slots), sum(epochs), how)
 
 

@@ -38,8 +38,16 @@ class Launcher(Protocol):
     def options(self, spec: SweepSpec, given: Mapping[str, Any]) -> dict[str, Any]:
         """The spec's section overridden by ``given``, checked (ValueError/SweepSpecError naming the option)."""
 
-    def launch(self, spec: SweepSpec, runs: Sequence[SweepRun], todo: Sequence[SweepRun], options: Mapping[str, Any],
-               needs: Sequence[DataNeed], *, dry_run: bool) -> None:
+    def launch(
+        self,
+        spec: SweepSpec,
+        runs: Sequence[SweepRun],
+        todo: Sequence[SweepRun],
+        options: Mapping[str, Any],
+        needs: Sequence[DataNeed],
+        *,
+        dry_run: bool,
+    ) -> None:
         """Start (or with ``dry_run`` print) the runs of ``todo`` that are neither done nor running; prints what it
         did. Raises LaunchError, or the sweep's own errors (SweepDirError, ValueError, OSError)."""
 
@@ -59,5 +67,7 @@ def launchers() -> dict[str, Launcher]:
 def counts_line(spec: SweepSpec, runs: Sequence[SweepRun]) -> str:
     """``90 runs, 30 done, 50 new, 10 to resume, 0 to retry``: what the next sweep would do."""
     actions = Counter(state.action for _, state in plan(spec, runs))
-    return (f"{len(runs)} runs, {actions['skip']} done, {actions['run']} new, {actions['resume']} to resume, "
-            f"{actions['retry']} to retry")  # fmt: skip
+    return (
+        f"{len(runs)} runs, {actions['skip']} done, {actions['run']} new, {actions['resume']} to resume, "
+        f"{actions['retry']} to retry"
+    )

@@ -51,8 +51,9 @@ def start(mps_dir: Path) -> str | None:
         return f"the pipe directory {env[PIPE_ENV]} is too long for a UNIX socket path"
     for folder in env.values():
         Path(folder).mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([program, "-d"], env=daemon_env(mps_dir, os.environ), capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [program, "-d"], env=daemon_env(mps_dir, os.environ), capture_output=True, text=True, timeout=60
+    )
     if done.returncode:
         message = (done.stderr or done.stdout).strip().splitlines()
         return f"{CONTROL} -d exited with {done.returncode}: {message[-1] if message else 'no message'}"
@@ -64,8 +65,9 @@ def stop(mps_dir: Path) -> str | None:
     program = shutil.which(CONTROL)
     if program is None:
         return f"{CONTROL} is not on PATH"
-    done = subprocess.run([program], input="quit\n", env=daemon_env(mps_dir, os.environ), capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [program], input="quit\n", env=daemon_env(mps_dir, os.environ), capture_output=True, text=True, timeout=60
+    )
     if done.returncode:
         message = (done.stderr or done.stdout).strip().splitlines()
         return f"{CONTROL} quit exited with {done.returncode}: {message[-1] if message else 'no message'}"
@@ -81,8 +83,10 @@ def mps_slots(slots: Sequence[Slot], sweep_dir: Path, *, enabled: bool) -> Itera
         yield slots
         return
     if not any(s.gpus and s.shared_by > 1 for s in slots):
-        _warn("--mps has no effect: it shares a GPU between concurrent runs, and no GPU runs more than one "
-              "(set runs_per_device > 1 on GPUs)")
+        _warn(
+            "--mps has no effect: it shares a GPU between concurrent runs, and no GPU runs more than one "
+            "(set runs_per_device > 1 on GPUs)"
+        )
         yield slots
         return
     mps_dir = sweep_dir / sweepdir.MPS
@@ -96,8 +100,10 @@ def mps_slots(slots: Sequence[Slot], sweep_dir: Path, *, enabled: bool) -> Itera
     finally:
         why = stop(mps_dir)
         if why:
-            _warn(f"--mps: could not stop the MPS control daemon ({why}); stop it with "
-                  f"`echo quit | {PIPE_ENV}={client_env(mps_dir)[PIPE_ENV]} {CONTROL}`")
+            _warn(
+                f"--mps: could not stop the MPS control daemon ({why}); stop it with "
+                f"`echo quit | {PIPE_ENV}={client_env(mps_dir)[PIPE_ENV]} {CONTROL}`"
+            )
 
 
 def _warn(line: str) -> None:

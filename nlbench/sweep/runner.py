@@ -119,12 +119,16 @@ def check_sweep_dir(spec: SweepSpec) -> None:
             raise SweepDirError(f"{err}; not writing into this directory") from err
         theirs = sweepdir.stored_identity(stored)
         if theirs != spec.identity:
-            if theirs is not None and theirs["base_digest"] is None and \
-                    {**theirs, "base_digest": spec.base_digest} == spec.identity:  # fmt: skip
+            if (
+                theirs is not None
+                and theirs["base_digest"] is None
+                and {**theirs, "base_digest": spec.base_digest} == spec.identity
+            ):
                 raise SweepDirError(
                     f"{stored_path} was written by an earlier nlbench and records no base_digest (its base configs' "
                     f"content); if its base configs are the ones {spec.label} names, unchanged, add the line "
-                    f"'base_digest: {spec.base_digest}' to it; else choose another --output_dir (or output_dir:)")
+                    f"'base_digest: {spec.base_digest}' to it; else choose another --output_dir (or output_dir:)"
+                )
             diff = ", ".join(k for k in spec.identity if (theirs or {}).get(k) != spec.identity[k]) or "format"
             diff = diff.replace("base_digest", "base config content")
             raise SweepDirError(
@@ -144,11 +148,14 @@ def _check_entries(out: Path) -> None:
     for name, is_folder in sweepdir.ENTRIES.items():
         path = out / name
         if os.path.islink(path):
-            raise SweepDirError(f"{path}: a symbolic link in the sweep directory; nlbench does not write through links "
-                                "(replace it with the file or folder itself, or choose another --output_dir)")
+            raise SweepDirError(
+                f"{path}: a symbolic link in the sweep directory; nlbench does not write through links "
+                "(replace it with the file or folder itself, or choose another --output_dir)"
+            )
         if os.path.lexists(path) and not (path.is_dir() if is_folder else path.is_file()):
-            raise SweepDirError(f"{path}: not a {'folder' if is_folder else 'regular file'}; remove it, or choose "
-                                "another --output_dir")
+            raise SweepDirError(
+                f"{path}: not a {'folder' if is_folder else 'regular file'}; remove it, or choose another --output_dir"
+            )
     for folder in (out / sweepdir.CLAIMS, out / sweepdir.RUNS):  # slurm/ is submitit's (it links its files there)
         if not folder.is_dir():
             continue
@@ -156,8 +163,10 @@ def _check_entries(out: Path) -> None:
             for entry in entries:
                 if entry.is_symlink() or not (entry.is_dir() or entry.is_file()):
                     what = "a symbolic link" if entry.is_symlink() else "not a regular file or folder"
-                    raise SweepDirError(f"{entry.path}: {what} in the sweep directory; nlbench does not write through "
-                                        "links or into special files (remove it, or choose another --output_dir)")
+                    raise SweepDirError(
+                        f"{entry.path}: {what} in the sweep directory; nlbench does not write through "
+                        "links or into special files (remove it, or choose another --output_dir)"
+                    )
                 if folder.name == sweepdir.RUNS and entry.is_dir():
                     try:
                         RunDir(Path(entry.path)).check_files()
@@ -231,8 +240,14 @@ def run_sweep(
         # Packed runs that ran out of memory, each waiting for every slot of its GPU group to retry once alone there.
         alone: list[tuple[SweepRun, Slot]] = []
         retried: set[str] = set()
-        bar = _Bar(total=skipped + limit, initial=skipped, unit="run", desc=spec.name,
-                   disable=None if progress else True, dynamic_ncols=True)  # fmt: skip
+        bar = _Bar(
+            total=skipped + limit,
+            initial=skipped,
+            unit="run",
+            desc=spec.name,
+            disable=None if progress else True,
+            dynamic_ncols=True,
+        )
         try:
             while True:
                 for run, slot in list(alone):
@@ -272,13 +287,20 @@ def run_sweep(
                     finally:
                         job.claim.release()
                     # Retried only where this process holds every slot of the group (so it can empty it).
-                    if status == "failed" and job.slot.gpus and job.slot.shared_by > 1 \
-                            and _group_size(slots, job.slot) == job.slot.shared_by \
-                            and job.run.run_id not in retried and _ran_out_of_memory(spec, job.run):  # fmt: skip
+                    if (
+                        status == "failed"
+                        and job.slot.gpus
+                        and job.slot.shared_by > 1
+                        and _group_size(slots, job.slot) == job.slot.shared_by
+                        and job.run.run_id not in retried
+                        and _ran_out_of_memory(spec, job.run)
+                    ):
                         retried.add(job.run.run_id)
                         alone.append((job.run, job.slot))
-                        bar.write(f"{LOG_MARK} {job.run.run_id} ran out of memory with {job.slot.shared_by} runs on "
-                                  f"{job.slot.label}: retrying it once alone on gpu {','.join(job.slot.gpus)}")
+                        bar.write(
+                            f"{LOG_MARK} {job.run.run_id} ran out of memory with {job.slot.shared_by} runs on "
+                            f"{job.slot.label}: retrying it once alone on gpu {','.join(job.slot.gpus)}"
+                        )
                         write_results(spec, runs)
                         continue
                     counts[status] += 1
@@ -296,9 +318,7 @@ def run_sweep(
         return rows
 
 
-def _claim_and_launch(
-    spec: SweepSpec, pending: list[SweepRun], slot: Slot, fit_command: Sequence[str]
-) -> _Job | None:
+def _claim_and_launch(spec: SweepSpec, pending: list[SweepRun], slot: Slot, fit_command: Sequence[str]) -> _Job | None:
     """Claim the first pending run nobody else holds and start it; drops runs found final on the way."""
     for run in list(pending):
         claim = runlock.RunLock(run_dir_of(spec, run), path=claim_path(spec, run), command=_claim_command())
@@ -427,19 +447,20 @@ def _finish(spec: SweepSpec, job: _Job) -> str:
     return "failed"
 
 
-def _failed_record(
-    spec: SweepSpec, run: SweepRun, running: RunRecord | None, error: str, code: int
-) -> RunRecord:
+def _failed_record(spec: SweepSpec, run: SweepRun, running: RunRecord | None, error: str, code: int) -> RunRecord:
     """The record of a run that could not write its outcome: its last "running" record (identity and metrics up
     to the last validation) when it got that far, else the identity of its fit config."""
     if running is None:
         identity = _identity_of(spec, run)
-        running = RunRecord(status="failed", run_name=identity.name if identity else run.run_id,
-                                    group=identity.group if identity else "",
-                                    hparams=identity.hparams if identity else {},
-                                    config=identity.config if identity else {},
-                                    differs=identity.differs if identity else [],
-                                    method=identity.method if identity else {})  # fmt: skip
+        running = RunRecord(
+            status="failed",
+            run_name=identity.name if identity else run.run_id,
+            group=identity.group if identity else "",
+            hparams=identity.hparams if identity else {},
+            config=identity.config if identity else {},
+            differs=identity.differs if identity else [],
+            method=identity.method if identity else {},
+        )
     running.status, running.error, running.exit_code, running.written_by = "failed", error, code, "nlbench sweep"
     return running
 

@@ -18,7 +18,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 # sbatch's long options (Slurm 23.02, `man sbatch`). Exact names only: sbatch would also take an unambiguous prefix.
-SBATCH_OPTIONS = frozenset("""
+SBATCH_OPTIONS = frozenset(
+    """
 account acctg-freq array batch bb bbf begin chdir cluster-constraint clusters comment constraint container
 container-id contiguous core-spec cores-per-socket cpu-freq cpus-per-gpu cpus-per-task deadline delay-boot dependency
 distribution error exclude exclusive export export-file extra extra-node-info get-user-env gid gpu-bind gpu-freq gpus
@@ -28,25 +29,43 @@ no-kill no-requeue nodefile nodelist nodes ntasks ntasks-per-core ntasks-per-gpu
 open-mode output overcommit oversubscribe parsable partition power prefer priority profile propagate qos quiet reboot
 requeue reservation signal sockets-per-node spread-job switches test-only thread-spec threads-per-core time time-min
 tmp tres-per-task uid usage use-min-nodes verbose version wait wait-all-nodes wckey wrap
-""".split())
+""".split()
+)
 # Set by nlbench or submitit, or changing who runs the task, where it runs, what it sees or where its output goes:
 # refused in `additional` (option -> why).
 RESERVED = {
-    "array": "the sweep's array of pending runs", "job-name": "nlbench-<sweep name>",
-    "output": "submitit's logs in <sweep_dir>/slurm/", "error": "submitit's logs in <sweep_dir>/slurm/",
-    "open-mode": "submitit's logs", "input": "the task reads no input", "signal": "submitit's requeue signal",
-    "chdir": "the task runs where the sweep was submitted", "export": "the task gets the submitting environment",
+    "array": "the sweep's array of pending runs",
+    "job-name": "nlbench-<sweep name>",
+    "output": "submitit's logs in <sweep_dir>/slurm/",
+    "error": "submitit's logs in <sweep_dir>/slurm/",
+    "open-mode": "submitit's logs",
+    "input": "the task reads no input",
+    "signal": "submitit's requeue signal",
+    "chdir": "the task runs where the sweep was submitted",
+    "export": "the task gets the submitting environment",
     "export-file": "the task gets the submitting environment",
     "get-user-env": "the task gets the submitting environment",
-    "uid": "the task runs as you", "gid": "the task runs as you", "wrap": "the script is submitit's",
-    "batch": "the script is submitit's", "parsable": "submitit reads sbatch's answer",
+    "uid": "the task runs as you",
+    "gid": "the task runs as you",
+    "wrap": "the script is submitit's",
+    "batch": "the script is submitit's",
+    "parsable": "submitit reads sbatch's answer",
     "test-only": "nothing is submitted",
-    "wait": "the sweep does not wait", "help": "not an option of a job", "usage": "not an option of a job",
+    "wait": "the sweep does not wait",
+    "help": "not an option of a job",
+    "usage": "not an option of a job",
     "version": "not an option of a job",
-}  # fmt: skip
+}
 # Options nlbench has its own key for (--slurm.KEY, slurm: KEY).
-OWN_KEYS = {"partition": "partition", "time": "time", "gpus-per-task": "gpus_per_task",
-            "cpus-per-task": "cpus_per_task", "mem": "mem", "account": "account", "qos": "qos"}  # fmt: skip
+OWN_KEYS = {
+    "partition": "partition",
+    "time": "time",
+    "gpus-per-task": "gpus_per_task",
+    "cpus-per-task": "cpus_per_task",
+    "mem": "mem",
+    "account": "account",
+    "qos": "qos",
+}
 _SAFE_VALUE = re.compile(r"[!$-&(-\[\]-_a-~]+")  # printable ASCII but space ' " # \ `
 _MEM = re.compile(r"\d+[KMGT]?", re.IGNORECASE)
 _SHOWN = 40
@@ -68,30 +87,37 @@ def check_value(value: Any, where: str) -> str | int | float | bool:
     if not value or not _SAFE_VALUE.fullmatch(value):
         bad = next((c for c in value if not _SAFE_VALUE.fullmatch(c)), None)
         what = "is empty" if not value else f"holds {_char(bad)}"
-        raise SbatchOptionError(f"{where}: {_show(value)} {what}; a value that sbatch reads as one option is printable "
-                                "text without spaces, quotes, backslashes or '#'")
+        raise SbatchOptionError(
+            f"{where}: {_show(value)} {what}; a value that sbatch reads as one option is printable "
+            "text without spaces, quotes, backslashes or '#'"
+        )
     return value
 
 
 def check_additional(additional: Any, where: str) -> dict[str, Any]:
     """``additional``: sbatch option names (``mail-type`` or ``mail_type``) -> values, each checked."""
     if not isinstance(additional, Mapping):
-        raise SbatchOptionError(f"{where}: must map sbatch option names to values, e.g. "
-                                f"'{{\"constraint\": \"a100\"}}', got {type(additional).__name__}")
+        raise SbatchOptionError(
+            f"{where}: must map sbatch option names to values, e.g. "
+            f'\'{{"constraint": "a100"}}\', got {type(additional).__name__}'
+        )
     checked: dict[str, Any] = {}
     for key, value in additional.items():
         if not isinstance(key, str) or not re.fullmatch(r"[a-z][a-z0-9_-]*", key):
-            raise SbatchOptionError(f"{where}: {_show(key)} is not an sbatch option name (lower-case letters, digits "
-                                    "and -)")
+            raise SbatchOptionError(
+                f"{where}: {_show(key)} is not an sbatch option name (lower-case letters, digits and -)"
+            )
         name = key.replace("_", "-")  # as submitit writes it
         if name in OWN_KEYS:
-            raise SbatchOptionError(f"{where}: {key} has its own option: --slurm.{OWN_KEYS[name]} (or slurm: "
-                                    f"{OWN_KEYS[name]})")
+            raise SbatchOptionError(
+                f"{where}: {key} has its own option: --slurm.{OWN_KEYS[name]} (or slurm: {OWN_KEYS[name]})"
+            )
         if name in RESERVED:
             raise SbatchOptionError(f"{where}: {key} is set by nlbench ({RESERVED[name]}); leave it out")
         if name not in SBATCH_OPTIONS:
-            raise SbatchOptionError(f"{where}: {key} is not an sbatch option (see `man sbatch`; the full name, "
-                                    "not a prefix)")
+            raise SbatchOptionError(
+                f"{where}: {key} is not an sbatch option (see `man sbatch`; the full name, not a prefix)"
+            )
         checked[key] = check_value(value, f"{where}.{key}")
     return checked
 
@@ -114,8 +140,16 @@ def check_options(options: Mapping[str, Any], where: Callable[[str], str]) -> di
 
 
 def _char(c: str | None) -> str:
-    names = {" ": "a space", "\n": "a newline", "\t": "a tab", "'": "a quote", '"': "a quote", "#": "'#'",
-             "\\": "a backslash", "`": "a backquote"}  # fmt: skip
+    names = {
+        " ": "a space",
+        "\n": "a newline",
+        "\t": "a tab",
+        "'": "a quote",
+        '"': "a quote",
+        "#": "'#'",
+        "\\": "a backslash",
+        "`": "a backquote",
+    }
     return names.get(c or "", f"the character {c!r}")
 
 

@@ -7,16 +7,16 @@ sweep runner as on one machine (:func:`nlbench.sweep.runner.run_sweep`) restrict
 submitit writes its scripts and logs under ``<sweep_dir>/slurm/``.
 
 Requeue and resume: submitit's checkpointing, not Lightning's SLURM auto-requeue. The array task's process is
-submitit's, and the fit is its child: with ``--signal=USR2@90`` (submitit's) SLURM warns the task before its time
-limit or on preemption, submitit calls ``ArrayTask.checkpoint`` (nlbench/sweep/slurm_task.py) and requeues the task (counting timeouts),
-and the requeued task resumes the run from its last checkpoint with nlbench's exact resume (``--ckpt_path last``:
-model, optimizer, scheduler, RNG states and loader position), so it ends where an uninterrupted run would: bit for
-bit on the CPU; on a GPU with ``trainer.deterministic: true`` (and ``trainer.benchmark: false``), else within the
-kernels' nondeterminism (cuDNN's autotuned and atomic-add convolution and attention backward kernels differ from run
-to run whether or not it was interrupted). Lightning's SLURMEnvironment is kept out of the child (runner.child_environ), so no second handler requeues
-the job, and the child ignores USR1/USR2; it is stopped with SIGTERM by the task. A task that gets SIGTERM while
-still RUNNING (``scancel --signal=TERM``, a preemption that does not requeue) requeues itself the same way; a
-cancelled job (``scancel JOB``) stays cancelled.
+submitit's, and the fit is its child: with ``--signal=USR2@90`` (submitit's) SLURM warns the task before its time limit
+or on preemption, submitit calls ``ArrayTask.checkpoint`` (nlbench/sweep/slurm_task.py) and requeues the task (counting
+timeouts), and the requeued task resumes the run from its last checkpoint with nlbench's exact resume (``--ckpt_path
+last``: model, optimizer, scheduler, RNG states and loader position), so it ends where an uninterrupted run would: bit
+for bit on the CPU; on a GPU with ``trainer.deterministic: true`` (and ``trainer.benchmark: false``), else within the
+kernels' nondeterminism (cuDNN's autotuned and atomic-add convolution and attention backward kernels differ from run to
+run whether or not it was interrupted). Lightning's SLURMEnvironment is kept out of the child (runner.child_environ), so
+no second handler requeues the job, and the child ignores USR1/USR2; it is stopped with SIGTERM by the task. A task that
+gets SIGTERM while still RUNNING (``scancel --signal=TERM``, a preemption that does not requeue) requeues itself the
+same way; a cancelled job (``scancel JOB``) stays cancelled.
 """
 
 from __future__ import annotations
@@ -44,8 +44,18 @@ from nlbench.sweep.sbatch import check_options
 from nlbench.sweep.spec import SweepRun, SweepSpec, SweepSpecError
 
 # The options a user sets, on the command line (--slurm.KEY) or in the spec's `slurm:` section.
-SLURM_KEYS = ("partition", "time", "gpus_per_task", "gres", "cpus_per_task", "mem", "array_parallelism", "account",
-              "qos", "additional")  # fmt: skip
+SLURM_KEYS = (
+    "partition",
+    "time",
+    "gpus_per_task",
+    "gres",
+    "cpus_per_task",
+    "mem",
+    "array_parallelism",
+    "account",
+    "qos",
+    "additional",
+)
 
 DEFAULT_MEM_PER_RUN_GB = 8  # a CIFAR or Tiny-ImageNet run's uint8 cache, model and workers, with room to spare
 JOBS_FILE = "jobs.txt"  # <sweep_dir>/slurm/jobs.txt: which task each submitted run went to
@@ -77,13 +87,16 @@ def slurm_options(spec: SweepSpec, given: Mapping[str, Any]) -> dict[str, Any]:
     """The spec's `slurm:` section, overridden by the command line's --slurm.* values that are set; checked."""
     unknown = sorted(map(repr, set(spec.slurm) - set(SLURM_KEYS)))  # repr: a received key may hold a newline
     if unknown:
-        raise SweepSpecError(f"{spec.label}: unknown slurm key(s) {', '.join(unknown)}; "
-                             f"allowed: {', '.join(SLURM_KEYS)}")  # fmt: skip
+        raise SweepSpecError(
+            f"{spec.label}: unknown slurm key(s) {', '.join(unknown)}; allowed: {', '.join(SLURM_KEYS)}"
+        )
     options = {**spec.slurm, **{k: v for k, v in given.items() if v is not None}}
     where = {k: (f"--slurm.{k}" if given.get(k) is not None else f"{spec.label}: slurm.{k}") for k in options}
     if "time" not in options:
-        raise ValueError("--slurm.time is required (or slurm: time: in the spec), e.g. 12:00:00: submitit's default "
-                         "of 5 minutes would stop every run at once")  # fmt: skip
+        raise ValueError(
+            "--slurm.time is required (or slurm: time: in the spec), e.g. 12:00:00: submitit's default "
+            "of 5 minutes would stop every run at once"
+        )
     options["time"] = parse_time(options["time"], where["time"])
     for key in ("gpus_per_task", "cpus_per_task", "array_parallelism"):
         value = options.get(key)
@@ -112,13 +125,17 @@ def task_gpus(options: Mapping[str, Any], where: Mapping[str, str] | None = None
         items = [item.strip() for item in str(gres).split(",")]
         counts = [int(m.group(1)) for item in items if (m := _GRES_GPUS.fullmatch(item))]
         if any(item.startswith("gpu") for item in items) and not counts:
-            raise ValueError(f"{where.get('gres', '--slurm.gres')}: {gres!r} names GPUs without a count; "
-                             "expected gpu:N or gpu:TYPE:N, e.g. gpu:a100:2")  # fmt: skip
+            raise ValueError(
+                f"{where.get('gres', '--slurm.gres')}: {gres!r} names GPUs without a count; "
+                "expected gpu:N or gpu:TYPE:N, e.g. gpu:a100:2"
+            )
         from_gres = sum(counts) if counts else None
     gpus = options.get("gpus_per_task")
     if gpus is not None and from_gres is not None and gpus != from_gres:
-        raise ValueError(f"{where.get('gres', '--slurm.gres')}={gres!r} gives {from_gres} GPU(s) per task but "
-                         f"{where.get('gpus_per_task', '--slurm.gpus_per_task')} is {gpus}; set one of them")
+        raise ValueError(
+            f"{where.get('gres', '--slurm.gres')}={gres!r} gives {from_gres} GPU(s) per task but "
+            f"{where.get('gpus_per_task', '--slurm.gpus_per_task')} is {gpus}; set one of them"
+        )
     return gpus if gpus is not None else from_gres or 0
 
 
@@ -131,8 +148,10 @@ def runs_per_task(spec: SweepSpec, options: Mapping[str, Any], where: Mapping[st
     label = (where or {}).get("gpus_per_task") or (where or {}).get("gres") or "--slurm.gpus_per_task"
     groups, idle = divmod(gpus, spec.devices_per_run)
     if not groups or idle:
-        raise ValueError(f"{label}: {gpus} GPU(s) per task do not split into runs of devices_per_run="
-                         f"{spec.devices_per_run} ({idle or gpus} would sit idle); give a multiple of it")
+        raise ValueError(
+            f"{label}: {gpus} GPU(s) per task do not split into runs of devices_per_run="
+            f"{spec.devices_per_run} ({idle or gpus} would sit idle); give a multiple of it"
+        )
     return groups * spec.runs_per_device
 
 
@@ -166,8 +185,9 @@ def sbatch_script(spec: SweepSpec, tasks: int, options: Mapping[str, Any]) -> st
     from submitit.slurm.slurm import _make_sbatch_string
 
     python = " ".join([_quote(sys.executable), "-u -m submitit.core._submit", _quote(str(log_folder(spec)))])
-    return _make_sbatch_string(command=python, folder=log_folder(spec), map_count=tasks,
-                               **executor_parameters(spec, options))  # fmt: skip
+    return _make_sbatch_string(
+        command=python, folder=log_folder(spec), map_count=tasks, **executor_parameters(spec, options)
+    )
 
 
 def log_folder(spec: SweepSpec) -> Path:
@@ -210,8 +230,12 @@ def queued(job_ids: Sequence[str]) -> dict[str, str]:
     if not job_ids:
         return {}
     try:
-        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(sorted(set(job_ids)))],
-                             capture_output=True, text=True, timeout=20).stdout  # fmt: skip
+        out = subprocess.run(
+            ["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(sorted(set(job_ids)))],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return {}
     return dict(line.split(None, 1) for line in out.splitlines() if len(line.split(None, 1)) == 2)
@@ -222,21 +246,31 @@ class SlurmLauncher:
 
     name = "slurm"
     HELP = {
-        "partition": "SLURM partition", "time": "time limit per array task (minutes, HH:MM:SS, D-HH:MM:SS); required",
-        "gpus_per_task": "GPUs per array task", "gres": "generic resources per task, e.g. gpu:a100:2 (sbatch --gres)",
+        "partition": "SLURM partition",
+        "time": "time limit per array task (minutes, HH:MM:SS, D-HH:MM:SS); required",
+        "gpus_per_task": "GPUs per array task",
+        "gres": "generic resources per task, e.g. gpu:a100:2 (sbatch --gres)",
         "cpus_per_task": "CPUs per array task",
         "mem": "memory per array task, e.g. 32G (default: 8G per run the task holds)",
         "array_parallelism": "at most this many tasks at once",
-        "account": "account to charge", "qos": "quality of service",
+        "account": "account to charge",
+        "qos": "quality of service",
         "additional": "any other sbatch options as a mapping, e.g. '{constraint: a100, mail-type: END}'",
-    }  # fmt: skip
+    }
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         for key in SLURM_KEYS:
-            kind: Any = dict if key == "additional" else (
-                int if key in ("gpus_per_task", "cpus_per_task", "array_parallelism") else str)
-            parser.add_argument(f"--slurm.{key}", type=kind | None, default=None,
-                                help=f"{self.HELP[key]} (default: the spec's slurm: {key})")  # fmt: skip
+            kind: Any = (
+                dict
+                if key == "additional"
+                else (int if key in ("gpus_per_task", "cpus_per_task", "array_parallelism") else str)
+            )
+            parser.add_argument(
+                f"--slurm.{key}",
+                type=kind | None,
+                default=None,
+                help=f"{self.HELP[key]} (default: the spec's slurm: {key})",
+            )
 
     def given(self, args: Namespace) -> dict[str, Any]:
         section = getattr(args, "slurm", None)
@@ -245,14 +279,24 @@ class SlurmLauncher:
     def options(self, spec: SweepSpec, given: Mapping[str, Any]) -> dict[str, Any]:
         return slurm_options(spec, given)
 
-    def launch(self, spec: SweepSpec, runs: Sequence[SweepRun], todo: Sequence[SweepRun], options: Mapping[str, Any],
-               needs: Sequence[DataNeed], *, dry_run: bool) -> None:
+    def launch(
+        self,
+        spec: SweepSpec,
+        runs: Sequence[SweepRun],
+        todo: Sequence[SweepRun],
+        options: Mapping[str, Any],
+        needs: Sequence[DataNeed],
+        *,
+        dry_run: bool,
+    ) -> None:
         pending = [run for run, state in plan(spec, todo) if state.action != "skip" and run_owner(spec, run) is None]
         tasks = task_runs(spec, pending, options)
         if dry_run:
-            print(f"sweep {spec.name}: {counts_line(spec, runs)}; would submit {len(pending)} run(s) as "
-                  f"{len(tasks)} array task(s), logs under {spec.output_dir / sweepdir.SLURM}; each task asks for "
-                  f"{options['mem']} of memory (--slurm.mem)")  # fmt: skip
+            print(
+                f"sweep {spec.name}: {counts_line(spec, runs)}; would submit {len(pending)} run(s) as "
+                f"{len(tasks)} array task(s), logs under {spec.output_dir / sweepdir.SLURM}; each task asks for "
+                f"{options['mem']} of memory (--slurm.mem)"
+            )
             # e.g. devices_per_run above --slurm.gpus_per_task (every task would fail): ValueError
             commands = task_commands(spec, pending, tasks[:20], options)
             for i, (ids, lines) in enumerate(zip(tasks, commands)):
@@ -264,8 +308,7 @@ class SlurmLauncher:
             print(sbatch_script(spec, max(1, len(tasks)), options))
             return
         if not pending:
-            print(f"sweep {spec.name}: nothing to submit ({counts_line(spec, runs)}; running ones are not "
-                  "resubmitted)")
+            print(f"sweep {spec.name}: nothing to submit ({counts_line(spec, runs)}; running ones are not resubmitted)")
             return
         try:
             check_data(needs)
@@ -278,16 +321,23 @@ class SlurmLauncher:
             raise LaunchError(os_error_line(err, where=spec.output_dir)) from err
         except Exception as err:  # submitit's FailedJobError / FailedSubmissionError: sbatch said no
             raise LaunchError(f"sbatch refused the job: {' '.join(str(err).split())[:300]}") from err
-        print(f"submitted job {job}: {len(pending)} run(s) as {len(tasks)} array task(s); "
-              f"logs: {spec.output_dir / sweepdir.SLURM}")  # fmt: skip
-        print(f"follow it with: nlbench sweep --config {spec.source or '<spec>'} --status"
-              + (f" --output_dir {spec.output_dir}" if spec.source is None else ""))
+        print(
+            f"submitted job {job}: {len(pending)} run(s) as {len(tasks)} array task(s); "
+            f"logs: {spec.output_dir / sweepdir.SLURM}"
+        )
+        print(
+            f"follow it with: nlbench sweep --config {spec.source or '<spec>'} --status"
+            + (f" --output_dir {spec.output_dir}" if spec.source is None else "")
+        )
 
     def queued(self, spec: SweepSpec) -> dict[str, str]:
         submitted = submitted_jobs(spec)
         queue = queued([task.split("_")[0] for task in submitted.values()])
-        return {run_id: f"queued as SLURM job {task} ({queue[task]})"
-                for run_id, task in submitted.items() if queue.get(task)}  # fmt: skip
+        return {
+            run_id: f"queued as SLURM job {task} ({queue[task]})"
+            for run_id, task in submitted.items()
+            if queue.get(task)
+        }
 
 
 def task_commands(
@@ -298,8 +348,13 @@ def task_commands(
     gpus = [str(i) for i in range(options.get("gpus_per_task") or 0)]
     slots = plan_slots(gpus, spec.devices_per_run, spec.runs_per_device)
     by_id = {run.run_id: (run, state) for run, state in plan(spec, pending)}
-    return [[shlex.join(fit_command_of(spec, by_id[run_id][0], slot, resume=by_id[run_id][1].resumable))
-             for run_id, slot in zip(ids, itertools.cycle(slots))] for ids in tasks]  # fmt: skip
+    return [
+        [
+            shlex.join(fit_command_of(spec, by_id[run_id][0], slot, resume=by_id[run_id][1].resumable))
+            for run_id, slot in zip(ids, itertools.cycle(slots))
+        ]
+        for ids in tasks
+    ]
 
 
 def _quote(text: str) -> str:

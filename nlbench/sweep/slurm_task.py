@@ -50,8 +50,7 @@ def _requeue_if_running() -> None:
     if not job:
         return
     try:
-        out = subprocess.run(["scontrol", "-o", "show", "job", job], capture_output=True, text=True,
-                             timeout=30).stdout  # fmt: skip
+        out = subprocess.run(["scontrol", "-o", "show", "job", job], capture_output=True, text=True, timeout=30).stdout
         state = re.search(r"\bJobState=(\S+)", out)
         if state and state.group(1) == "RUNNING":
             subprocess.run(["scontrol", "requeue", job], capture_output=True, timeout=60)

@@ -26,8 +26,19 @@ from nlbench import trusted_imports, yamlsafe
 from nlbench.limits import MAX_ECHO_CHARS, echo, shorten
 from nlbench.sweepdir import DEFAULT_GRID_LIMIT, canonical, format_value, grid, run_id
 
-SPEC_KEYS = ("name", "base", "output_dir", "overrides", "axes", "points", "devices_per_run", "grid_limit", "runs_per_device",
-             "slurm", "base_digest")  # base_digest: written into sweep.yaml by nlbench, recomputed from the files
+SPEC_KEYS = (
+    "name",
+    "base",
+    "output_dir",
+    "overrides",
+    "axes",
+    "points",
+    "devices_per_run",
+    "grid_limit",
+    "runs_per_device",
+    "slurm",
+    "base_digest",
+)  # base_digest: written into sweep.yaml by nlbench, recomputed from the files
 # Above this many runs a spec is refused unless it (or --grid-limit) raises the limit: a typo such as a 1000-value
 # seed axis should fail at once, not after minutes of expansion. 100,000 runs of even one minute are ~70 GPU-days.
 # Set by the sweep itself (run directory, resume, device assignment), so a spec may not set them.
@@ -125,8 +136,12 @@ class SweepSpec:
         :func:`base_digest` hashes it: a same-named spec over another demo.yaml is another sweep) and its fixed
         overrides: everything every run shares. The runs' own values (axes, points) are hashed in their run ids;
         axes and points may grow or shrink: more seeds extend a sweep, fewer never drop its finished rows."""
-        return {"name": self.name, "base": [p.name for p in self.base], "base_digest": self.base_digest,
-                "overrides": dict(self.overrides)}
+        return {
+            "name": self.name,
+            "base": [p.name for p in self.base],
+            "base_digest": self.base_digest,
+            "overrides": dict(self.overrides),
+        }
 
     def as_dict(self) -> dict[str, Any]:
         """The spec as run, for ``<sweep_dir>/sweep.yaml`` (absolute paths)."""
@@ -248,8 +263,10 @@ def spec_from_dict(
     if isinstance(grid_limit, bool) or not isinstance(grid_limit, int) or grid_limit < 1:
         raise fail(f"'grid_limit' must be a positive integer, got {echo(grid_limit)}")
     if grid_limit > DEFAULT_GRID_LIMIT:  # a received spec must not lift the guard meant to stop it
-        raise fail(f"'grid_limit' {grid_limit:,} raises the limit of {DEFAULT_GRID_LIMIT:,}; a spec may only lower "
-                   "it, raise it on the command line with --grid-limit N")  # fmt: skip
+        raise fail(
+            f"'grid_limit' {grid_limit:,} raises the limit of {DEFAULT_GRID_LIMIT:,}; a spec may only lower "
+            "it, raise it on the command line with --grid-limit N"
+        )
     slurm = data.get("slurm") or {}
     if not isinstance(slurm, dict):
         raise fail(f"'slurm' must map option names to values, got {type(slurm).__name__}")
@@ -296,8 +313,13 @@ def base_digest(base: Sequence[Path], label: str = "sweep spec") -> str:
         included = data.get("config") if isinstance(data, dict) else None
         if isinstance(included, (str, list)):
             names = [included] if isinstance(included, str) else included
-            data = {**data, "config": [resolved(path.parent / str(name), (*chain, path))
-                                       if isinstance(name, str) else name for name in names]}  # fmt: skip
+            data = {
+                **data,
+                "config": [
+                    resolved(path.parent / str(name), (*chain, path)) if isinstance(name, str) else name
+                    for name in names
+                ],
+            }
         return data
 
     content = _plain([resolved(Path(path), ()) for path in base])
@@ -314,7 +336,9 @@ def _plain(value: Any) -> Any:
 
 
 def _check_command_size(
-    overrides: Mapping[str, Any], axes: Mapping[str, Sequence[Any]], points: Sequence[Mapping[str, Any]],
+    overrides: Mapping[str, Any],
+    axes: Mapping[str, Sequence[Any]],
+    points: Sequence[Mapping[str, Any]],
     fail: Callable[[str], SweepSpecError],
 ) -> None:
     """Refuse values that cannot reach `nlbench fit` on a command line (see MAX_ARG_CHARS), naming the key."""
@@ -328,14 +352,20 @@ def _check_command_size(
         ((f"points[{i}]", k, v) for i, point in enumerate(points) for k, v in point.items()),
     ):
         if size(key, value) > MAX_ARG_CHARS:
-            raise fail(f"{where}: the value of {echo(key)} is {size(key, value):,} bytes on the command line, over the "
-                       f"{MAX_ARG_CHARS:,} a run's argument may take; put it in a base config file instead")
-    largest = sum(size(k, v) for k, v in overrides.items()) + sum(
-        max(size(k, v) for v in values) for k, values in axes.items()
-    ) + max((sum(size(k, v) for k, v in point.items()) for point in points), default=0)
+            raise fail(
+                f"{where}: the value of {echo(key)} is {size(key, value):,} bytes on the command line, over the "
+                f"{MAX_ARG_CHARS:,} a run's argument may take; put it in a base config file instead"
+            )
+    largest = (
+        sum(size(k, v) for k, v in overrides.items())
+        + sum(max(size(k, v) for v in values) for k, values in axes.items())
+        + max((sum(size(k, v) for k, v in point.items()) for point in points), default=0)
+    )
     if largest > MAX_COMMAND_CHARS:
-        raise fail(f"the overrides of a run take {largest:,} bytes on the command line, over {MAX_COMMAND_CHARS:,}; "
-                   "put the large values in a base config file instead")
+        raise fail(
+            f"the overrides of a run take {largest:,} bytes on the command line, over {MAX_COMMAND_CHARS:,}; "
+            "put the large values in a base config file instead"
+        )
 
 
 def _check_key(key: Any, where: str, fail: Callable[[str], SweepSpecError]) -> None:
@@ -441,8 +471,12 @@ def check_swept_keys_take_effect(spec: SweepSpec, parsed: Mapping[str, Any]) -> 
 
 
 def _validate(
-    spec: SweepSpec, runs: Sequence[SweepRun], parse: Callable[[list[str]], Any], error: type[Exception],
-    *, progress: bool = False,
+    spec: SweepSpec,
+    runs: Sequence[SweepRun],
+    parse: Callable[[list[str]], Any],
+    error: type[Exception],
+    *,
+    progress: bool = False,
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
@@ -451,8 +485,9 @@ def _validate(
     except error as err:
         raise SweepSpecError(f"{spec.label}: base config with 'overrides' is not a valid fit config: {err}") from err
     # disable=None: a bar on a terminal only (logs and tests get the one "checking" line).
-    for run in tqdm(runs, desc="checking", unit="config", file=sys.stderr, disable=None if progress else True,
-                    leave=False):  # fmt: skip
+    for run in tqdm(
+        runs, desc="checking", unit="config", file=sys.stderr, disable=None if progress else True, leave=False
+    ):
         try:
             parsed[run.run_id] = parse(spec.fit_args(run.params))
         except error as err:

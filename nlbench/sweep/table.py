@@ -93,13 +93,19 @@ def collect_rows(spec: SweepSpec, runs: Sequence[SweepRun]) -> list[dict[str, An
     rows = []
     for run in runs:
         run_dir = sweepdir.run_dir(spec.output_dir, run.run_id)
-        read = results.read_run(run_dir, run_id=run.run_id, params=run.params, curves=False) if run_dir.is_dir() \
+        read = (
+            results.read_run(run_dir, run_id=run.run_id, params=run.params, curves=False)
+            if run_dir.is_dir()
             else {"status": schema.NEW, "error": None}
+        )
         rows.append(_row(run.run_id, read, {col: run.params.get(key) for key, col in columns.items()}))
     ids = {run.run_id for run in runs}
     run_root = spec.output_dir / sweepdir.RUNS
-    others = sorted(p.name for p in run_root.iterdir() if p.name not in ids and p.is_dir() and not p.is_symlink()) \
-        if run_root.is_dir() else []  # fmt: skip
+    others = (
+        sorted(p.name for p in run_root.iterdir() if p.name not in ids and p.is_dir() and not p.is_symlink())
+        if run_root.is_dir()
+        else []
+    )
     if not others:
         return rows
     reads = [results.read_run(run_root / run_id, run_id=run_id, curves=False) for run_id in others]
@@ -107,15 +113,23 @@ def collect_rows(spec: SweepSpec, runs: Sequence[SweepRun]) -> list[dict[str, An
     known = {schema.canonical_key(key) for key in (*spec.swept_keys, *spec.overrides)}
     extra: dict[str, None] = {}
     for read in reads:
-        extra.update(dict.fromkeys(key for key in read.get("differs") or [] if not schema.is_volatile(key)
-                                   and schema.canonical_key(key) not in known
-                                   and not any(schema.canonical_key(key).startswith(k + ".") for k in known)))
+        extra.update(
+            dict.fromkeys(
+                key
+                for key in read.get("differs") or []
+                if not schema.is_volatile(key)
+                and schema.canonical_key(key) not in known
+                and not any(schema.canonical_key(key).startswith(k + ".") for k in known)
+            )
+        )
     extra_columns = schema.column_names(list(extra), taken=(*schema.BOOKKEEPING, *schema.METRICS, *columns.values()))
     for run_id, read in zip(others, reads):
         config = read.get("config") or {}
         # A record without a config (an earlier version's) still names its vocabulary: seed, normalization, ...
-        values = {col: config.get(schema.flat_key(key, config), read.get(schema.short_name(key)))
-                  for key, col in columns.items()}  # fmt: skip
+        values = {
+            col: config.get(schema.flat_key(key, config), read.get(schema.short_name(key)))
+            for key, col in columns.items()
+        }
         values.update({col: config.get(key) for key, col in extra_columns.items()})
         rows.append(_row(run_id, read, values))
     return rows
@@ -140,14 +154,20 @@ def write_results(spec: SweepSpec, runs: Sequence[SweepRun]) -> list[dict[str, A
     out = spec.output_dir
     atomic_write_json(out / sweepdir.RESULTS_JSON, rows)
     columns = list(dict.fromkeys(key for row in rows for key in row))  # rows of earlier axes may add columns
-    order = ["run_id", "status", *(c for c in columns if c not in ("run_id", "status", "error", *schema.METRICS)),
-             *schema.METRICS, "error"]  # fmt: skip
+    order = [
+        "run_id",
+        "status",
+        *(c for c in columns if c not in ("run_id", "status", "error", *schema.METRICS)),
+        *schema.METRICS,
+        "error",
+    ]
     table = pd.DataFrame.from_records(rows, columns=order if rows else None)
     for column in table.columns:
         values = [row[column] for row in rows if row.get(column) is not None]
         if any(isinstance(v, (list, dict)) for v in values):  # lists (e.g. nl_stages) as JSON, as the spec has them
-            table[column] = table[column].map(lambda v: json.dumps(v, separators=(",", ":"))
-                                              if isinstance(v, (list, dict)) else v)
+            table[column] = table[column].map(
+                lambda v: json.dumps(v, separators=(",", ":")) if isinstance(v, (list, dict)) else v
+            )
         elif values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
             table[column] = table[column].astype("Int64")  # "30", not pandas' "30.0" for a column with blanks
     atomic_write_text(out / sweepdir.RESULTS_CSV, table.to_csv(index=False, lineterminator="\n") if rows else "")

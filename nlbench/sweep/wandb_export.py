@@ -82,8 +82,9 @@ def export_wandb(spec: SweepSpec, path: str | Path, *, cwd: Path | None = None) 
     runs = 1
     for values in spec.axes.values():
         runs *= len(values)
-    header = _HEADER.format(name=spec.name, source=spec.source or "<spec>", path=path, runs=runs,
-                            output_dir=spec.output_dir)  # fmt: skip
+    header = _HEADER.format(
+        name=spec.name, source=spec.source or "<spec>", path=path, runs=runs, output_dir=spec.output_dir
+    )
     from nlbench.sweep.runner import prepare_sweep_dir
 
     prepare_sweep_dir(spec)  # agents find the spec (and so their run ids) in its sweep.yaml
