@@ -16,6 +16,7 @@ from nlbench.models import nl_blocks_of
 from nlbench.nn import NonLocal2d
 from nlbench.nn.attention import scale_divisor
 from nlbench.run import BEST_ACC1, read_record
+from tinyfit import FAST_DEMO, with_options
 
 REPO = Path(__file__).resolve().parents[1]
 # A real but tiny training run: the embedded CIFAR-10 sample, PreResNet-8 (the demo's PreResNet-20 with one
@@ -33,14 +34,10 @@ def train_tiny_run(run_dir: Path) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("WANDB_MODE", "disabled")
         patch.chdir(REPO)
-        rc = nlbench_main([
-            "fit", "--config", "experiments/demo.yaml", "--run_dir", str(run_dir),
-            "--model.backbone.init_args.depth", "8", "--trainer.accelerator", "cpu", "--trainer.max_epochs", "1",
-            "--trainer.limit_train_batches", "5",
-            "--trainer.limit_val_batches", str(VAL_BATCHES), "--trainer.num_sanity_val_steps", "0",
-            "--trainer.enable_progress_bar", "false", "--data.init_args.batch_size", "16",
-            "--data.init_args.eval_batch_size", str(EVAL_BATCH), "--model.nl_stats_every_n_steps", "0",
-        ])
+        fast = with_options(FAST_DEMO, "--trainer.limit_train_batches=5", f"--trainer.limit_val_batches={VAL_BATCHES}",
+                            f"--data.init_args.eval_batch_size={EVAL_BATCH}")  # fmt: skip
+        rc = nlbench_main(["fit", *fast, "--model.backbone.init_args.depth=8", "--trainer.num_sanity_val_steps=0",
+                           "--model.nl_stats_every_n_steps=0", f"--run_dir={run_dir}"])  # fmt: skip
     assert rc == 0 and (run_dir / "checkpoints" / "best.ckpt").is_file()
     return run_dir
 

@@ -27,9 +27,10 @@ class Payload:
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    os.environ["WANDB_MODE"] = "disabled"
     run_dir = tmp_path_factory.mktemp("safety") / "run"
-    assert main(["fit", *TINY, f"--run_dir={run_dir}"]) == 0
+    with pytest.MonkeyPatch.context() as mp:  # module scope: no monkeypatch fixture, and nothing left behind
+        mp.setenv("WANDB_MODE", "disabled")
+        assert main(["fit", *TINY, f"--run_dir={run_dir}"]) == 0
     assert json.loads((run_dir / "result.json").read_text())["status"] == "finished"
     return run_dir
 

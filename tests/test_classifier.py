@@ -12,24 +12,22 @@ import torch
 from nlbench.classifier import ImageClassifier
 from nlbench.cli import main
 from nlbench.run import BEST_ACC1, FINAL_ACC1, IMAGES_PER_S, read_record
+from tinyfit import DEMO, FAST_DEMO, with_options
 
-DEMO = Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml"
+# Every test gives its number of epochs; metrics every step and an epoch-wise schedule to read back.
 FAST = [
-    "--trainer.accelerator=cpu", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=1",
-    "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.log_every_n_steps=1",
-    "--data.init_args.batch_size=16", "--data.init_args.eval_batch_size=64", "--model.nl_stats_every_n_steps=2",
+    *with_options(FAST_DEMO, "--trainer.limit_train_batches=3", "--data.init_args.eval_batch_size=64"),
+    "--trainer.log_every_n_steps=1", "--model.nl_stats_every_n_steps=2",
     "--model.scheduler=torch.optim.lr_scheduler.StepLR", "--model.scheduler.step_size=1",
     "--model.scheduler_interval=epoch",
 ]
 
 
-@pytest.fixture(autouse=True)
-def _no_wandb_service(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "disabled")
+pytestmark = pytest.mark.usefixtures("no_wandb")  # W&B off for every test here (conftest.py)
 
 
 def fit(run_dir: Path, *extra: str) -> int:
-    return main(["fit", f"--config={DEMO}", *FAST, f"--run_dir={run_dir}", *extra])
+    return main(["fit", *FAST, f"--run_dir={run_dir}", *extra])
 
 
 def epoch_rows(run_dir: Path, column: str) -> list[float]:

@@ -15,16 +15,13 @@ import torch
 from nlbench.classifier import ImageClassifier
 from nlbench.cli import ConfigError, NLBenchCLI, load_run, main, parse_fit_args
 from nlbench.run import BEST_ACC1, FINAL_ACC1, read_record
-from tinyfit import FAST
+from tinyfit import FAST, FAST_DEMO
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
 
 
-@pytest.fixture(autouse=True)
-def _no_wandb_service(monkeypatch: pytest.MonkeyPatch) -> None:
-    # W&B is exercised (offline) in its own tests; elsewhere "auto" resolves to disabled.
-    monkeypatch.setenv("WANDB_MODE", "disabled")
+pytestmark = pytest.mark.usefixtures("no_wandb")  # W&B off for every test here (conftest.py)
 
 
 @pytest.fixture
@@ -86,7 +83,7 @@ def test_softmax_and_scale_runs_are_named_and_grouped_apart(tmp_path: Path) -> N
 
 
 def test_default_run_dir_is_named_and_never_reused(tmp_path: Path) -> None:
-    args = ["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--trainer.default_root_dir={tmp_path}"]
+    args = ["fit", *FAST_DEMO, f"--trainer.default_root_dir={tmp_path}"]
     assert main(args) == 0 and main(args) == 0
     name = f"scale-r2-h1-normal-{FAST_WORDS}-s0"
     assert sorted(p.name for p in tmp_path.iterdir()) == [name, f"{name}-v2"]
@@ -103,7 +100,7 @@ def test_same_seed_gives_identical_runs(tmp_path: Path) -> None:
 
 def test_resume_continues_optimizer_scheduler_and_epoch_state(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    base = ["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--run_dir={run_dir}",
+    base = ["fit", *FAST_DEMO, f"--run_dir={run_dir}",
             "--model.scheduler=torch.optim.lr_scheduler.StepLR", "--model.scheduler.step_size=1",
             "--model.scheduler.gamma=0.5", "--model.scheduler_interval=epoch"]
     assert main([*base, "--trainer.max_epochs=1"]) == 0
@@ -248,7 +245,7 @@ def offline_fit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """One real fit in a fresh process, W&B offline without credentials, model summary on: (run_dir, output)."""
     tmp_path = tmp_path_factory.mktemp("offline")
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "nlbench", "fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--run_dir={run_dir}",
+    cmd = [sys.executable, "-m", "nlbench", "fit", *FAST_DEMO, f"--run_dir={run_dir}",
            "--trainer.enable_model_summary=true"]
     proc = subprocess.run(cmd, env=_offline_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -294,7 +291,7 @@ def test_wandb_runs_offline_without_credentials(offline_fit: tuple[Path, str]) -
 
 def test_wandb_ids_are_new_per_run_and_kept_on_resume(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    args = ["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--run_dir={run_dir}",
+    args = ["fit", *FAST_DEMO, f"--run_dir={run_dir}",
             "--model.scheduler=null"]
     assert main(args) == 0
     first = (run_dir / "wandb-id").read_text().strip()
@@ -323,7 +320,7 @@ def test_test_on_a_fit_run_directory_opens_no_wandb_run(tmp_path: Path, monkeypa
 def test_a_failed_first_run_leaves_no_empty_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # The optimizer is built after the run directory's first files are written.
     root = tmp_path / "runs" / "demo"
-    code = main(["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--trainer.default_root_dir={root}",
+    code = main(["fit", *FAST_DEMO, f"--trainer.default_root_dir={root}",
                  "--model.optimizer.init_args.lr=-0.1"])
     assert code == 2 and "learning rate" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
@@ -331,7 +328,7 @@ def test_a_failed_first_run_leaves_no_empty_root(tmp_path: Path, capsys: pytest.
 
 def test_ddp_on_cpu_with_two_processes(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "nlbench", "fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST,
+    cmd = [sys.executable, "-m", "nlbench", "fit", *FAST_DEMO,
            f"--run_dir={run_dir}", "--trainer.devices=2", "--trainer.strategy=ddp"]
     proc = subprocess.run(cmd, env=_offline_env(tmp_path), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -424,7 +421,7 @@ def test_an_unwritable_run_dir_is_one_line(
         raise PermissionError(errno.EROFS, "Read-only file system", str(run_dir))
 
     monkeypatch.setattr(NLBenchCLI, "before_instantiate_classes", read_only)
-    code = main(["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--run_dir={run_dir}"])
+    code = main(["fit", *FAST_DEMO, f"--run_dir={run_dir}"])
     err = capsys.readouterr().err
     assert code == 2 and err == f"nlbench fit: error: {run_dir}: cannot write: read-only file system; " \
                                 "choose a writable directory\n", err
@@ -436,7 +433,7 @@ def test_a_really_read_only_run_dir_is_one_line(tmp_path: Path, capsys: pytest.C
     parent.mkdir()
     parent.chmod(0o555)
     try:
-        code = main(["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--run_dir={parent / 'run'}"])
+        code = main(["fit", *FAST_DEMO, f"--run_dir={parent / 'run'}"])
     finally:
         parent.chmod(0o755)
     err = capsys.readouterr().err

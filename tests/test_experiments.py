@@ -12,20 +12,16 @@ import yaml
 
 from nlbench.cli import main, parse_fit_args
 from nlbench.sweep.cli import main as sweep_main
+import tinyfit
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
 SWEEPS = sorted((EXPERIMENTS / "sweeps").glob("*.yaml"))
-FAST = [
-    "--trainer.accelerator=cpu", "--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
-    "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-    "--data.init_args.batch_size=8", "--data.init_args.eval_batch_size=8",
-]
+FAST = tinyfit.with_options(tinyfit.FAST, "--trainer.limit_train_batches=1", "--data.init_args.batch_size=8",
+                            "--data.init_args.eval_batch_size=8")  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _no_wandb_service(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "disabled")
+pytestmark = pytest.mark.usefixtures("no_wandb")  # W&B off for every test here (conftest.py)
 
 
 # ---- the base experiment and its deltas ------------------------------------------------------------------------

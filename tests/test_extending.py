@@ -17,14 +17,11 @@ from nlbench.run import read_record
 from nlbench.sweep.cli import main as sweep_main
 from nlbench.sweep.runner import run_dir_of
 from nlbench.sweep.spec import load_spec
+from tinyfit import OVERRIDES
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "experiments" / "demo.yaml"
-TINY = {
-    "trainer.max_epochs": 1, "trainer.limit_train_batches": 2, "trainer.limit_val_batches": 1,
-    "trainer.num_sanity_val_steps": 0, "data.batch_size": 32, "data.eval_batch_size": 50,
-    "model.nl_stats_every_n_steps": 1,
-}  # fmt: skip
+TINY = {**OVERRIDES, "model.nl_stats_every_n_steps": 1}  # the attention statistics of the user's method, logged
 
 USER_MODULE = '''
 import torch

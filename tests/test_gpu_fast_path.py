@@ -182,13 +182,13 @@ def test_nlbench_fit_with_the_overlay_on_the_cpu(tmp_path: Path, monkeypatch: py
     import json
 
     from nlbench.cli import main
+    from tinyfit import DEMO, FAST
 
     monkeypatch.setenv("WANDB_MODE", "disabled")
     run_dir = tmp_path / "run"
-    code = main(["fit", f"--config={REPO / 'experiments/demo.yaml'}", f"--config={REPO / 'experiments/gpu.yaml'}",
+    code = main(["fit", f"--config={DEMO}", f"--config={REPO / 'experiments/gpu.yaml'}", *FAST,
                  "--model.compile=false",  # compiling takes a minute on this CPU: the slow test covers it
-                 "--trainer.accelerator=cpu", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
-                 "--trainer.limit_val_batches=1", "--data.init_args.batch_size=16", f"--run_dir={run_dir}"])  # fmt: skip
+                 f"--run_dir={run_dir}"])  # fmt: skip
     assert code == 0
     assert json.loads((run_dir / "result.json").read_text())["status"] == "finished"
     config = (run_dir / "config.yaml").read_text()

@@ -102,13 +102,11 @@ def test_the_readme_wandb_recipe_finds_its_names_in_an_offline_run(tmp_path: Pat
     """Issue 26 item 11: the summary holds val/acc1_best as a plain number (not {"max": ...}, which the UI shows as
     val/acc1_best.max), lr/initial beside the scheduled lr, and every name the README's recipe uses is there."""
     from nlbench.cli import main
-    from tinyfit import REPO
+    from tinyfit import FAST_DEMO, REPO, with_options
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     run_dir = tmp_path / "run"
-    assert main(["fit", f"--config={REPO / 'experiments' / 'demo.yaml'}", "--trainer.accelerator=cpu",
-                 "--trainer.max_epochs=2", "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=1",
-                 "--trainer.enable_progress_bar=false", "--data.init_args.batch_size=16",
+    assert main(["fit", *with_options(FAST_DEMO, "--trainer.max_epochs=2", "--trainer.limit_train_batches=4"),
                  "--model.optimizer.init_args.lr=0.05", f"--run_dir={run_dir}"]) == 0  # fmt: skip
     (run_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
     config, summary, history = {}, {}, set()

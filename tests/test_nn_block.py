@@ -35,9 +35,7 @@ def make_block(channels: int = 8, *, trained: bool = True, **options) -> NonLoca
     return block
 
 
-@pytest.fixture(autouse=True)
-def _seed() -> None:
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("seeded")  # the same random tensors in every test (conftest.py)
 
 
 # --- construction and options -------------------------------------------------------------------------------------

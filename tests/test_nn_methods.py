@@ -27,9 +27,7 @@ from nlbench.results import _fold_block
 from nlbench.run import identify
 
 
-@pytest.fixture(autouse=True)
-def _seed() -> None:
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("seeded")  # the same random tensors in every test (conftest.py)
 
 
 def qkv(heads: int, *, n: int = 12, m: int = 5, d: int = 3, dv: int = 4, dtype=torch.float64):

@@ -10,18 +10,17 @@ from pathlib import Path
 import pytest
 
 from nlbench.cli import main
+from tinyfit import FAST_DEMO
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = [f"--config={REPO / 'experiments' / 'demo.yaml'}", "--trainer.accelerator=cpu", "--trainer.max_epochs=1",
-        "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false", "--model.scheduler=null", "--data.init_args.batch_size=16",
-        "--data.init_args.eval_batch_size=16"]  # fmt: skip
+# With the demo's loggers: test and predict run with them (only the fit turns them off).
+TINY = [*FAST_DEMO, "--model.scheduler=null"]
 
 
+@pytest.mark.usefixtures("no_wandb")
 def test_test_and_predict_are_quiet_and_predict_names_its_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    os.environ["WANDB_MODE"] = "disabled"
     run_dir = tmp_path / "run"
     best = run_dir / "checkpoints" / "best.ckpt"
     with warnings.catch_warnings(record=True) as caught:

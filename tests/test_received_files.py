@@ -48,9 +48,7 @@ record = {"status": "finished", "run_name": run_dir.name, "hparams": {"seed": se
 """, "fit"]
 
 
-@pytest.fixture(autouse=True)
-def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "disabled")
+pytestmark = pytest.mark.usefixtures("no_wandb")  # W&B off for every test here (conftest.py)
 
 
 @contextlib.contextmanager

@@ -21,17 +21,12 @@ from nlbench.report import collect
 from nlbench.report.cli import main as report_main
 from nlbench.sweep.results import read_state, write_results
 from nlbench.sweep.spec import spec_from_dict
+from tinyfit import FAST_DEMO
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "experiments" / "demo.yaml"
-FAST = ["--trainer.accelerator=cpu", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
-        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-        "--data.init_args.batch_size=16", "--data.init_args.eval_batch_size=16"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "disabled")
+pytestmark = pytest.mark.usefixtures("no_wandb")  # W&B off for every test here (conftest.py)
 
 
 # ---- lr x normalization x 2 seeds: 4 groups, 4 configurations, from any source --------------------------------------
@@ -140,7 +135,7 @@ def test_the_report_compares_lr_and_normalization(lr_sweep, tmp_path: Path) -> N
 def test_a_killed_plain_fit_reads_interrupted_everywhere(tmp_path: Path) -> None:
     run_dir = tmp_path / "fit"
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled"}
-    proc = subprocess.Popen([sys.executable, "-m", "nlbench", "fit", f"--config={DEMO}", *FAST,
+    proc = subprocess.Popen([sys.executable, "-m", "nlbench", "fit", *FAST_DEMO,
                              "--trainer.max_epochs=200", f"--run_dir={run_dir}"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
@@ -168,7 +163,7 @@ def test_a_torn_result_json_is_rebuilt_not_recorded_with_null_accuracy(tmp_path:
     from nlbench.cli import main
 
     run_dir = tmp_path / "fit"
-    assert main(["fit", f"--config={DEMO}", *FAST, "--trainer.max_epochs=1", f"--run_dir={run_dir}"]) == 0
+    assert main(["fit", *FAST_DEMO, f"--run_dir={run_dir}"]) == 0
     done = nlrun.read_record(run_dir)
     assert done is not None and done.metrics[nlrun.FINAL_ACC1] is not None
     text = (run_dir / "result.json").read_text()
@@ -178,7 +173,7 @@ def test_a_torn_result_json_is_rebuilt_not_recorded_with_null_accuracy(tmp_path:
     assert torn[nlrun.BEST_ACC1] == pytest.approx(done.metrics[nlrun.BEST_ACC1])
     assert torn[nlrun.FINAL_ACC1] == pytest.approx(done.metrics[nlrun.FINAL_ACC1])
     # ... and the sweep's resume from the end checkpoint records the checkpoint's metrics, not nulls.
-    assert main(["fit", f"--config={DEMO}", *FAST, "--trainer.max_epochs=1", f"--run_dir={run_dir}",
+    assert main(["fit", *FAST_DEMO, f"--run_dir={run_dir}",
                  "--ckpt_path=last"]) == 0  # fmt: skip
     again = nlrun.read_record(run_dir)
     assert again is not None and again.status == "finished"

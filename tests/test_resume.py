@@ -18,31 +18,17 @@ from nlbench.classifier import ImageClassifier
 from nlbench.io import _umask
 from nlbench.cli import main
 from nlbench.run import BEST_ACC1, BEST_EPOCH, FINAL_ACC1, read_record
+from tinyfit import FAST_DEMO, with_options
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "experiments" / "demo.yaml"
 # Three tiny epochs (2 training batches of 16 images each), a step-wise OneCycleLR and metrics every step.
-TINY = [
-    f"--config={DEMO}",
-    "--trainer.accelerator=cpu",
-    "--trainer.max_epochs=3",
-    "--trainer.limit_train_batches=2",
-    "--trainer.limit_val_batches=1",
-    "--trainer.log_every_n_steps=1",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
-    "--data.init_args.batch_size=16",
-    "--data.init_args.eval_batch_size=16",
-]
+TINY = [*with_options(FAST_DEMO, "--trainer.max_epochs=3"), "--trainer.log_every_n_steps=1"]
 
 
 class Crash(RuntimeError):
     pass
 
 
-@pytest.fixture(autouse=True)
-def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "disabled")
+pytestmark = pytest.mark.usefixtures("no_wandb")  # W&B off for every test here (conftest.py)
 
 
 def _crash_at(monkeypatch: pytest.MonkeyPatch, step: int, action=None) -> None:

@@ -16,18 +16,13 @@ from nlbench.report import collect
 from nlbench import results
 from nlbench.sweep.results import collect_rows, write_results
 from nlbench.sweep.spec import spec_from_dict
+from tinyfit import FAST
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "experiments" / "demo.yaml"
-FAST = ["--trainer.accelerator=cpu", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
-        "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false", "--data.init_args.batch_size=16",
-        "--data.init_args.eval_batch_size=16"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "disabled")
+pytestmark = pytest.mark.usefixtures("no_wandb")  # W&B off for every test here (conftest.py)
 
 
 def demo_sweep(root: Path, seeds: tuple[int, ...] = (0, 1)):

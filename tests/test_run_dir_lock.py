@@ -13,9 +13,7 @@ from nlbench.runlock import RunLock, owner
 from tinyfit import TINY
 
 
-@pytest.fixture(autouse=True)
-def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "disabled")
+pytestmark = pytest.mark.usefixtures("no_wandb")  # W&B off for every test here (conftest.py)
 
 
 class OwnsRunDir(L.Callback):

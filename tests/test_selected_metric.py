@@ -25,9 +25,7 @@ class Crash(RuntimeError):
     pass
 
 
-@pytest.fixture(autouse=True)
-def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "disabled")
+pytestmark = pytest.mark.usefixtures("no_wandb")  # W&B off for every test here (conftest.py)
 
 
 def _metrics(run_dir: Path) -> dict:

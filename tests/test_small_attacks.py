@@ -11,16 +11,14 @@ import torch
 
 from nlbench.cli import ConfigError, main, parse_fit_args
 from nlbench.data.cache import ImageArrays, write_cache
+from tinyfit import FAST_DEMO
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = [f"--config={REPO / 'experiments' / 'demo.yaml'}", "--trainer.accelerator=cpu", "--trainer.max_epochs=1",
-        "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false", "--trainer.logger=false",
-        "--data.init_args.batch_size=16", "--data.init_args.eval_batch_size=16"]  # fmt: skip
+# With the demo's schedule: a test is parametrized over it. Every test gives its limit_train_batches.
+TINY = [*FAST_DEMO, "--trainer.logger=false"]
 
 
-@pytest.fixture(autouse=True)
-def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "disabled")
+pytestmark = pytest.mark.usefixtures("no_wandb")  # W&B off for every test here (conftest.py)
 
 
 @pytest.mark.parametrize("scheduler", [[], ["--model.scheduler=null"]], ids=["one-cycle", "no-scheduler"])

@@ -14,12 +14,11 @@ from nlbench.run import read_record
 from nlbench.sweep.cli import main as sweep_main
 from nlbench.sweep.runner import DEFAULT_FIT_COMMAND, child_environ, run_dir_of
 from nlbench.sweep.spec import load_spec
+from tinyfit import OVERRIDES
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "experiments" / "demo.yaml"
-TINY = {"trainer.max_epochs": 1, "trainer.limit_train_batches": 1, "trainer.limit_val_batches": 1,
-        "trainer.num_sanity_val_steps": 0, "trainer.logger": False, "data.batch_size": 16,
-        "data.eval_batch_size": 16}  # fmt: skip
+TINY = {**OVERRIDES, "trainer.limit_train_batches": 1, "trainer.logger": False}
 
 
 def write_spec(path: Path, **body: object) -> Path:

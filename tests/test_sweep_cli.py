@@ -16,15 +16,13 @@ from nlbench.sweep.cli import main, wandb_sync_line
 from nlbench.sweep.runner import LOG_MARK, run_dir_of
 from nlbench.sweep.spec import load_spec
 from nlbench.sweep.wandb_export import export_wandb
+from tinyfit import OVERRIDES
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "experiments" / "demo.yaml"
 NORMALIZATION = "model.backbone.nl.normalization"
 # A couple of batches per run: the sweep machinery, not the training, is under test.
-TINY = {
-    "trainer.max_epochs": 1, "trainer.limit_train_batches": 2, "trainer.limit_val_batches": 1,
-    "trainer.num_sanity_val_steps": 0, "data.batch_size": 32, "data.eval_batch_size": 50,
-}  # fmt: skip
+TINY = OVERRIDES
 
 
 def demo_spec(tmp_path: Path, **body: Any) -> Path:

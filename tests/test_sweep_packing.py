@@ -21,6 +21,7 @@ from nlbench.sweep.cli import main as sweep_main
 from nlbench.sweep.runner import LOG_MARK, run_dir_of
 from nlbench.sweep.spec import SweepSpecError, spec_from_dict
 from fakecuda import FakeCuda
+from tinyfit import OVERRIDES
 from test_sweep_runner import FAKE_FIT, calls, write_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,11 +159,9 @@ def test_k_runs_on_the_cpu_get_their_share_of_threads(tmp_path: Path) -> None:
 
 
 # ---- real fits on the CPU -----------------------------------------------------------------------------------------
-TINY = {
-    "trainer.max_epochs": 2, "trainer.limit_train_batches": 3, "trainer.limit_val_batches": 2,
-    "trainer.num_sanity_val_steps": 0, "data.batch_size": 32, "data.eval_batch_size": 50,
-    "model.nl_stats_every_n_steps": 0,
-}  # fmt: skip
+# Two epochs: the slow test compares both epochs' losses of the packed runs with the sequential ones.
+TINY = {**OVERRIDES, "trainer.max_epochs": 2, "trainer.limit_train_batches": 3, "trainer.limit_val_batches": 2,
+        "model.nl_stats_every_n_steps": 0}  # fmt: skip
 
 
 def _real_sweep(tmp_path: Path, name: str, runs_per_device: int) -> tuple[Any, list[dict[str, str]]]:

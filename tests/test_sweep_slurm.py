@@ -24,13 +24,11 @@ import slurmcluster
 from nlbench.run import read_record
 from nlbench.sweep.runner import LOG_MARK, run_dir_of
 from nlbench.sweep.spec import load_spec
+from tinyfit import OVERRIDES
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "experiments" / "demo.yaml"
-TINY = {
-    "trainer.max_epochs": 1, "trainer.limit_train_batches": 2, "trainer.limit_val_batches": 1,
-    "trainer.num_sanity_val_steps": 0, "data.batch_size": 16, "data.eval_batch_size": 50,
-}  # fmt: skip
+TINY = OVERRIDES
 # What differs between two equal runs: when and where they ran, and how fast.
 VOLATILE = {"written_at", "time_s", "train/images_per_s", "host", "threads", "device", "wandb_id"}
 
