@@ -1,4 +1,5 @@
-"""Shared fixtures: small generated datasets in the official formats (see fakedata.py), one fresh copy per test."""
+"""Shared fixtures: small generated datasets in the official formats (see fakedata.py), one fresh copy per test, and
+the fixtures that several test files apply to all their tests (`pytestmark = pytest.mark.usefixtures(...)`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,22 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # lets tests `import fakedata` (tests/ is not a package)
 
 import fakedata  # noqa: E402
+
+
+@pytest.fixture
+def no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """W&B disabled for the test (fits of experiments/demo.yaml would otherwise log offline: slow, and files in the
+    run directory). W&B is exercised in its own tests. Not autouse: those tests and the ones of "auto" choose the mode
+    themselves; a file that fits applies it with `pytestmark = pytest.mark.usefixtures("no_wandb")`."""
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+
+
+@pytest.fixture
+def seeded() -> None:
+    """torch's global generator at seed 0, so a test's random tensors (and a failure) are the same on every run."""
+    import torch  # here, not at the top: a conftest import is paid by every test, also those without torch
+
+    torch.manual_seed(0)
 
 
 @pytest.fixture

@@ -74,8 +74,9 @@ def _finish(tree: Path, root: Path, archive_name: str, archive: bool) -> tuple[P
     return path, md5_of(path)
 
 
-def write_cifar10(root: Path, *, num_batches: int = 5, batch_size: int = 8, test_size: int = 10, seed: int = 0,
-                  archive: bool = True) -> FakeDataset:
+def write_cifar10(
+    root: Path, *, num_batches: int = 5, batch_size: int = 8, test_size: int = 10, seed: int = 0, archive: bool = True
+) -> FakeDataset:
     """CIFAR-10: ``cifar-10-batches-py/{data_batch_1..num_batches, test_batch, batches.meta}`` (or its .tar.gz)."""
     rng = np.random.default_rng(seed)
     root = Path(root)
@@ -83,31 +84,47 @@ def write_cifar10(root: Path, *, num_batches: int = 5, batch_size: int = 8, test
         tree = Path(staging) / "cifar-10-batches-py"
         tree.mkdir()
         splits = {}
-        for split, names, size in (("train", [f"data_batch_{k}" for k in range(1, num_batches + 1)], batch_size),
-                                   ("test", ["test_batch"], test_size)):
+        for split, names, size in (
+            ("train", [f"data_batch_{k}" for k in range(1, num_batches + 1)], batch_size),
+            ("test", ["test_batch"], test_size),
+        ):
             images, labels = [], []
             for k, name in enumerate(names, start=1):
                 batch_images = _random_images(rng, size, 32)
                 batch_labels = rng.integers(0, 10, size=size).tolist()
-                write_batch(tree / name, {
-                    "batch_label": f"{'training' if split == 'train' else 'testing'} batch {k} of {len(names)}",
-                    "labels": batch_labels,
-                    "data": batch_images.reshape(size, -1),
-                    "filenames": [f"fake_{name}_{i}.png" for i in range(size)],
-                })
+                write_batch(
+                    tree / name,
+                    {
+                        "batch_label": f"{'training' if split == 'train' else 'testing'} batch {k} of {len(names)}",
+                        "labels": batch_labels,
+                        "data": batch_images.reshape(size, -1),
+                        "filenames": [f"fake_{name}_{i}.png" for i in range(size)],
+                    },
+                )
                 images.append(batch_images)
                 labels += batch_labels
             splits[split] = FakeSplit(torch.from_numpy(np.concatenate(images)), torch.tensor(labels))
-        write_batch(tree / "batches.meta",
-                    {"num_cases_per_batch": batch_size, "label_names": CIFAR10_CLASSES, "num_vis": 3072})
+        write_batch(
+            tree / "batches.meta", {"num_cases_per_batch": batch_size, "label_names": CIFAR10_CLASSES, "num_vis": 3072}
+        )
         file_md5s = {p.name: md5_of(p) for p in tree.iterdir()}
         path, md5 = _finish(tree, root, "cifar-10-python.tar.gz", archive)
-    return FakeDataset("cifar10", root, root / "cifar-10-batches-py", path, splits["train"], splits["test"],
-                       CIFAR10_CLASSES, md5=md5, file_md5s=file_md5s)
+    return FakeDataset(
+        "cifar10",
+        root,
+        root / "cifar-10-batches-py",
+        path,
+        splits["train"],
+        splits["test"],
+        CIFAR10_CLASSES,
+        md5=md5,
+        file_md5s=file_md5s,
+    )
 
 
-def write_cifar100(root: Path, *, train_size: int = 30, test_size: int = 10, seed: int = 0,
-                   archive: bool = True) -> FakeDataset:
+def write_cifar100(
+    root: Path, *, train_size: int = 30, test_size: int = 10, seed: int = 0, archive: bool = True
+) -> FakeDataset:
     """CIFAR-100: ``cifar-100-python/{train, test, meta}`` with fine and coarse labels (or its .tar.gz)."""
     rng = np.random.default_rng(seed)
     root = Path(root)
@@ -121,19 +138,32 @@ def write_cifar100(root: Path, *, train_size: int = 30, test_size: int = 10, see
             images = _random_images(rng, size, 32)
             fine = rng.integers(0, 100, size=size)
             coarse = fine // 5
-            write_batch(tree / split, {
-                "filenames": [f"fake_{split}_{i}.png" for i in range(size)],
-                "batch_label": f"{split}ing batch 1 of 1",
-                "fine_labels": fine.tolist(),
-                "coarse_labels": coarse.tolist(),
-                "data": images.reshape(size, -1),
-            })
+            write_batch(
+                tree / split,
+                {
+                    "filenames": [f"fake_{split}_{i}.png" for i in range(size)],
+                    "batch_label": f"{split}ing batch 1 of 1",
+                    "fine_labels": fine.tolist(),
+                    "coarse_labels": coarse.tolist(),
+                    "data": images.reshape(size, -1),
+                },
+            )
             splits[split] = FakeSplit(torch.from_numpy(images), torch.from_numpy(fine), torch.from_numpy(coarse))
         write_batch(tree / "meta", {"fine_label_names": fine_names, "coarse_label_names": coarse_names})
         file_md5s = {p.name: md5_of(p) for p in tree.iterdir()}
         path, md5 = _finish(tree, root, "cifar-100-python.tar.gz", archive)
-    return FakeDataset("cifar100", root, root / "cifar-100-python", path, splits["train"], splits["test"],
-                       fine_names, coarse_classes=coarse_names, md5=md5, file_md5s=file_md5s)
+    return FakeDataset(
+        "cifar100",
+        root,
+        root / "cifar-100-python",
+        path,
+        splits["train"],
+        splits["test"],
+        fine_names,
+        coarse_classes=coarse_names,
+        md5=md5,
+        file_md5s=file_md5s,
+    )
 
 
 def _jpeg(pixels: np.ndarray, *, greyscale: bool) -> tuple[bytes, torch.Tensor]:
@@ -147,8 +177,16 @@ def _jpeg(pixels: np.ndarray, *, greyscale: bool) -> tuple[bytes, torch.Tensor]:
     return buffer.getvalue(), torch.from_numpy(decoded.transpose(2, 0, 1).copy())
 
 
-def write_tiny_imagenet(root: Path, *, num_classes: int = 3, train_per_class: int = 3, val_per_class: int = 2,
-                        test_size: int = 2, seed: int = 0, archive: bool = True) -> FakeDataset:
+def write_tiny_imagenet(
+    root: Path,
+    *,
+    num_classes: int = 3,
+    train_per_class: int = 3,
+    val_per_class: int = 2,
+    test_size: int = 2,
+    seed: int = 0,
+    archive: bool = True,
+) -> FakeDataset:
     """Tiny-ImageNet-200 layout with ``num_classes`` classes (or its zip), 64x64 JPEGs, some greyscale.
 
     The first train image of the second class and the first val image are greyscale JPEGs. ``wnids.txt`` is not
@@ -178,7 +216,8 @@ def write_tiny_imagenet(root: Path, *, num_classes: int = 3, train_per_class: in
                 train_images.append(expected)
                 train_labels.append(label)
             (tree / "train" / wnid / f"{wnid}_boxes.txt").write_text(
-                "".join(f"{name}\t0\t0\t63\t63\n" for name in files))
+                "".join(f"{name}\t0\t0\t63\t63\n" for name in files)
+            )
 
         val_labels = rng.permutation(np.repeat(np.arange(num_classes), val_per_class)).tolist()
         val_images, lines = [], []
@@ -190,11 +229,16 @@ def write_tiny_imagenet(root: Path, *, num_classes: int = 3, train_per_class: in
         (tree / "val" / "val_annotations.txt").write_text("".join(lines))
         for k in range(test_size):
             (tree / "test" / "images" / f"test_{k}.JPEG").write_bytes(
-                _jpeg(_random_images(rng, 1, 64)[0], greyscale=False)[0])
+                _jpeg(_random_images(rng, 1, 64)[0], greyscale=False)[0]
+            )
         path, md5 = _finish(tree, root, "tiny-imagenet-200.zip", archive)
     return FakeDataset(
-        "tiny_imagenet", root, root / "tiny-imagenet-200", path,
+        "tiny_imagenet",
+        root,
+        root / "tiny-imagenet-200",
+        path,
         FakeSplit(torch.stack(train_images), torch.tensor(train_labels)),
         FakeSplit(torch.stack(val_images), torch.tensor(val_labels)),
-        names, md5=md5,
+        names,
+        md5=md5,
     )

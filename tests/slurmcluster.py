@@ -108,8 +108,11 @@ def start(root: Path, cpus: int = 2, gpus: int = 0) -> Cluster:
     --gpus-per-task and sets CUDA_VISIBLE_DEVICES as on a GPU node."""
     if os.geteuid() != 0:
         raise ClusterUnavailable("not root: the local SLURM cluster's daemons run as root")
-    missing = [tool for tool in ("munged", "slurmctld", "slurmd", "sbatch", "scontrol") if not shutil.which(tool)
-               and not Path("/usr/sbin", tool).exists()]  # fmt: skip
+    missing = [
+        tool
+        for tool in ("munged", "slurmctld", "slurmd", "sbatch", "scontrol")
+        if not shutil.which(tool) and not Path("/usr/sbin", tool).exists()
+    ]
     if missing:
         raise ClusterUnavailable(f"{', '.join(missing)} missing: apt-get install slurm-wlm munge (.ci/run does)")
     root.mkdir(parents=True, exist_ok=True)
@@ -134,12 +137,12 @@ SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={munge_socket},cred_expire=5
-StateSaveLocation={root / 'state'}
+StateSaveLocation={root / "state"}
 SlurmdSpoolDir={spool}
-SlurmctldPidFile={root / 'slurmctld.pid'}
-SlurmdPidFile={root / 'slurmd.pid'}
-SlurmctldLogFile={root / 'slurmctld.log'}
-SlurmdLogFile={root / 'slurmd.log'}
+SlurmctldPidFile={root / "slurmctld.pid"}
+SlurmdPidFile={root / "slurmd.pid"}
+SlurmctldLogFile={root / "slurmctld.log"}
+SlurmdLogFile={root / "slurmd.log"}
 SlurmctldPort={_free_port()}
 SlurmdPort={_free_port()}
 ProctrackType=proctrack/linuxproc
@@ -170,11 +173,18 @@ PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP
         (root / "gres.conf").write_text(f"AutoDetect=off\nName=gpu File={devices}/nvidia[0-{gpus - 1}]\n")
     cluster = Cluster(root, env, node, gpus)
     commands = [
-        ["munged", f"--key-file={key}", f"--socket={munge_socket}", f"--pid-file={root / 'munged.pid'}",
-         f"--log-file={root / 'munged.log'}", f"--seed-file={root / 'munged.seed'}", "--force"],
+        [
+            "munged",
+            f"--key-file={key}",
+            f"--socket={munge_socket}",
+            f"--pid-file={root / 'munged.pid'}",
+            f"--log-file={root / 'munged.log'}",
+            f"--seed-file={root / 'munged.seed'}",
+            "--force",
+        ],
         ["slurmctld", "-c"],
         ["slurmd"],
-    ]  # fmt: skip
+    ]
     try:
         for name, command in zip(DAEMONS, commands):
             done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)

@@ -10,13 +10,15 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 import torch
+from tinyfit import FAST_DEMO, with_options
 
-from nlbench.analysis import analyze_block, main as analyze_main, similarity_ablation, similarity_set
+from nlbench.analysis import analyze_block, similarity_ablation, similarity_set
+from nlbench.analysis import main as analyze_main
 from nlbench.models import nl_blocks_of
 from nlbench.nn import NonLocal2d
 from nlbench.nn.attention import scale_divisor
-from nlbench.schema import BEST_ACC1
 from nlbench.record import read_record
+from nlbench.schema import BEST_ACC1
 
 REPO = Path(__file__).resolve().parents[1]
 # A real but tiny training run: the embedded CIFAR-10 sample, PreResNet-8 (the demo's PreResNet-20 with one
@@ -34,14 +36,22 @@ def train_tiny_run(run_dir: Path) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("WANDB_MODE", "disabled")
         patch.chdir(REPO)
-        rc = nlbench_main([
-            "fit", "--config", "experiments/demo.yaml", "--run_dir", str(run_dir),
-            "--model.backbone.init_args.depth", "8", "--trainer.accelerator", "cpu", "--trainer.max_epochs", "1",
-            "--trainer.limit_train_batches", "5",
-            "--trainer.limit_val_batches", str(VAL_BATCHES), "--trainer.num_sanity_val_steps", "0",
-            "--trainer.enable_progress_bar", "false", "--data.init_args.batch_size", "16",
-            "--data.init_args.eval_batch_size", str(EVAL_BATCH), "--model.nl_stats_every_n_steps", "0",
-        ])
+        fast = with_options(
+            FAST_DEMO,
+            "--trainer.limit_train_batches=5",
+            f"--trainer.limit_val_batches={VAL_BATCHES}",
+            f"--data.init_args.eval_batch_size={EVAL_BATCH}",
+        )
+        rc = nlbench_main(
+            [
+                "fit",
+                *fast,
+                "--model.backbone.init_args.depth=8",
+                "--trainer.num_sanity_val_steps=0",
+                "--model.nl_stats_every_n_steps=0",
+                f"--run_dir={run_dir}",
+            ]
+        )
     assert rc == 0 and (run_dir / "checkpoints" / "best.ckpt").is_file()
     return run_dir
 
@@ -109,8 +119,13 @@ def test_uniform_softmax_attention_has_entropy_one() -> None:
     assert stats.query_variation == pytest.approx(0.0, abs=1e-6)
 
 
-@pytest.mark.parametrize("options", [dict(heads=2, subsample=True, pos_encoding=True),
-                                     dict(heads=1, subsample=False, pos_encoding=True, similarity="direction")])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(heads=2, subsample=True, pos_encoding=True),
+        dict(heads=1, subsample=False, pos_encoding=True, similarity="direction"),
+    ],
+)
 @pytest.mark.parametrize("normalization", ["softmax", "scale"])
 def test_queries_keys_reproduce_the_attention_map(normalization: str, options: dict) -> None:
     torch.manual_seed(0)
@@ -120,7 +135,11 @@ def test_queries_keys_reproduce_the_attention_map(normalization: str, options: d
     logits = q @ k.transpose(-2, -1)
     with similarity_set([block], "dot"):
         weights = block.attention_map(x)
-    expected = logits.softmax(-1) if normalization == "softmax" else logits / scale_divisor(block.scale, k.shape[-2], head_width=block.width // block.heads)
+    expected = (
+        logits.softmax(-1)
+        if normalization == "softmax"
+        else logits / scale_divisor(block.scale, k.shape[-2], head_width=block.width // block.heads)
+    )
     torch.testing.assert_close(expected, weights, rtol=1e-4, atol=1e-5)
     assert q.shape == (2, options["heads"], 30, 8 // options["heads"])
     assert k.shape[2] == (9 if options["subsample"] else 30)  # 2x2 ceil-mode pooling of 5x6
@@ -159,9 +178,24 @@ def _drawn(path: Path) -> bool:
 
 def test_analyze_a_trained_run(tiny_run: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "analysis"
-    rc = analyze_main(["--run_dir", str(tiny_run), "--out", str(out), "--batches", str(VAL_BATCHES),
-                       "--images", "4", "--queries", "[[0.5, 0.5], [0.0, 1.0]]", "--show_images", "2",
-                       "--device", "cpu"])
+    rc = analyze_main(
+        [
+            "--run_dir",
+            str(tiny_run),
+            "--out",
+            str(out),
+            "--batches",
+            str(VAL_BATCHES),
+            "--images",
+            "4",
+            "--queries",
+            "[[0.5, 0.5], [0.0, 1.0]]",
+            "--show_images",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     summary = json.loads((out / "analysis.json").read_text())
     printed = capsys.readouterr().out.splitlines()  # a summary and the paths, not the JSON (issue 20, item 2)
@@ -177,8 +211,11 @@ def test_analyze_a_trained_run(tiny_run: Path, tmp_path: Path, capsys) -> None:
     assert block["query_grid"] == [32, 32] and block["key_grid"] == [32, 32]
     assert -1 <= block["key_norm_mass_pearson"] <= 1 and 0 <= block["logit_r2_magnitude"] <= 1
     assert summary["images_analysed"] == 4
-    assert sorted(summary["figures"]) == ["attention_stage2_nonlocal0.png", "key_norm_vs_mass.png",
-                                          "similarity_ablation.png"]
+    assert sorted(summary["figures"]) == [
+        "attention_stage2_nonlocal0.png",
+        "key_norm_vs_mass.png",
+        "similarity_ablation.png",
+    ]
     assert all(_drawn(out / name) for name in summary["figures"])
     md = (out / "analysis.md").read_text()
     assert "| stage2.nonlocal0 | scale | 1 | 32x32 |" in md and "| dot |" in md
@@ -237,8 +274,9 @@ def test_analyze_warns_when_the_model_is_near_chance() -> None:
     from nlbench.analysis import analyze, to_markdown
 
     torch.manual_seed(0)
-    model = torch.nn.Sequential(NonLocal2d(8, normalization="scale", init="kaiming"), torch.nn.Flatten(),
-                                torch.nn.Linear(8 * 4 * 4, 10)).eval()
+    model = torch.nn.Sequential(
+        NonLocal2d(8, normalization="scale", init="kaiming"), torch.nn.Flatten(), torch.nn.Linear(8 * 4 * 4, 10)
+    ).eval()
     images = torch.randn(40, 8, 4, 4)
     with torch.no_grad():
         own = model(images).argmax(dim=-1)

@@ -14,8 +14,8 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
-
 from fakecuda import FakeCuda
+
 from nlbench.bench import device_check, device_phases
 from nlbench.bench.block import VARIANTS
 from nlbench.bench.device_check import PHASES, Phase, precision_summary, projection, run_phase
@@ -37,9 +37,14 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         place.mkdir()
     sample_before = sorted(p.name for p in SAMPLE_ROOT.rglob("*"))
     env = {**os.environ, "HOME": str(places["home"]), "TMPDIR": str(places["tmp"]), "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-m", "nlbench", "bench", "device-check", "--smoke", "--out",
-                           str(root / "out")], cwd=places["cwd"], env=env, capture_output=True, text=True,
-                          timeout=900)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "nlbench", "bench", "device-check", "--smoke", "--out", str(root / "out")],
+        cwd=places["cwd"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     return {"done": done, "out": root / "out", "places": places, "sample_before": sample_before}
 
 
@@ -55,19 +60,27 @@ def test_the_smoke_run_passes_every_phase(smoke: dict[str, Any]) -> None:
     assert set(kernels) == {(d, r) for d in ("float32", "bfloat16") for r in (1, 2, 4, 8, 16)}
     assert {r["kernel"] for r in rows["kernels"]} == {"flash (cpu)"}  # the CPU's one fused kernel
     assert results["phases"]["kernels"]["info"]["versions"]["torch"] == torch.__version__
-    assert [(r["setup"], r["settings"]["precision"]) for r in rows["epoch"]] == [("fast", "32-true"),
-                                                                                 ("paper", "32-true")]
+    assert [(r["setup"], r["settings"]["precision"]) for r in rows["epoch"]] == [
+        ("fast", "32-true"),
+        ("paper", "32-true"),
+    ]
     assert all(r["epoch_s"] > 0 and r["train_images"] == SMOKE.train_images for r in rows["epoch"])
     assert [(r["k"], r["mps"]) for r in rows["packed"]] == [(1, False), (2, False), (2, True)]
     assert all(r["images_per_s"] > 0 for r in rows["packed"][:2]) and rows["packed"][0]["speedup"] == 1.0
     assert rows["packed"][2]["skipped"] == "MPS is a CUDA feature"
     assert [(r["precision"], r["seed"]) for r in rows["precision"]] == [
-        ("32-true", 0), ("bf16-mixed", 0), ("32-true", 1), ("bf16-mixed", 1)]
+        ("32-true", 0),
+        ("bf16-mixed", 0),
+        ("32-true", 1),
+        ("bf16-mixed", 1),
+    ]
     assert all(0 <= r["val_acc1"] <= 1 and r["tf32"] == {"matmul": False, "cudnn": False} for r in rows["precision"])
     assert results["precision"]["val_acc1"]["verdict"] in ("within the fp32 noise floor", "beyond the fp32 noise floor")
-    assert [r["setting"] for r in rows["compile"]] == ["fast path, compile default / reduce-overhead",
-                                                       "paper set-up, deterministic: false",
-                                                       "paper set-up, deterministic: true"]
+    assert [r["setting"] for r in rows["compile"]] == [
+        "fast path, compile default / reduce-overhead",
+        "paper set-up, deterministic: false",
+        "paper set-up, deterministic: true",
+    ]
     assert rows["compile"][0]["skipped"].startswith("smoke run") and results["determinism_cost"] is not None
     assert {r["variant"] for r in rows["block"]} == {v.name for v in VARIANTS}
     assert {r["sdpa"] for r in rows["block"] if r["variant"] == "softmax (SDPA)"} == {"flash (cpu)"}
@@ -85,8 +98,11 @@ def test_the_smoke_run_writes_only_under_out(smoke: dict[str, Any]) -> None:
 
 def test_the_report_has_every_section_and_both_labelled_projections(smoke: dict[str, Any]) -> None:
     table = (smoke["out"] / "device-check.md").read_text()
-    for heading in ("| check | figure, or why there is none |", *(f"## {p.title}" for p in PHASES),
-                    "## Projected CIFAR-10 grid"):  # fmt: skip
+    for heading in (
+        "| check | figure, or why there is none |",
+        *(f"## {p.title}" for p in PHASES),
+        "## Projected CIFAR-10 grid",
+    ):
         assert heading in table
     for label in device_check.PROJECTION_LABELS.values():
         assert f"- {label}: **" in table
@@ -102,8 +118,7 @@ def test_a_phase_past_its_deadline_is_stopped_with_its_children(tmp_path: Path) 
     result = run_phase(Phase("packed", "(b) packed runs", 1, 1), tmp_path, smoke=True, device="cpu", seconds=2)
     assert time.monotonic() - start < 2 + device_check.GRACE_S + 5
     assert result["status"] == "deadline" and result["why"].startswith("stopped at its deadline (2 s)")
-    assert not subprocess.run(["pgrep", "-f", f"device_phases packed --out {tmp_path}"],
-                              capture_output=True).stdout  # fmt: skip
+    assert not subprocess.run(["pgrep", "-f", f"device_phases packed --out {tmp_path}"], capture_output=True).stdout
 
 
 def test_a_spent_budget_leaves_phases_unrun_and_says_why(tmp_path: Path) -> None:
@@ -131,10 +146,21 @@ def test_a_spent_phase_deadline_skips_the_packed_rows(tmp_path: Path) -> None:
 
 
 def test_projections_scale_the_epoch_and_the_fast_path_uses_the_best_packing() -> None:
-    epoch = {"train_s": 1.0, "train_images": 5000, "val_s": 0.5, "val_images": 1000, "epoch_s": 1.5, "fit_s": 20.0,
-             "epochs": [{"epoch_s": 1.5}], "process_s": 2.0}  # fmt: skip
-    packed = [{"k": 1, "speedup": 1.0, "startup_s": 10.0}, {"k": 4, "speedup": 3.0, "startup_s": 20.0},
-              {"k": 8, "skipped": "x"}]  # fmt: skip
+    epoch = {
+        "train_s": 1.0,
+        "train_images": 5000,
+        "val_s": 0.5,
+        "val_images": 1000,
+        "epoch_s": 1.5,
+        "fit_s": 20.0,
+        "epochs": [{"epoch_s": 1.5}],
+        "process_s": 2.0,
+    }
+    packed = [
+        {"k": 1, "speedup": 1.0, "startup_s": 10.0},
+        {"k": 4, "speedup": 3.0, "startup_s": 20.0},
+        {"k": 8, "skipped": "x"},
+    ]
     epoch_s = 50_000 / 5000 * 1.0 + 10_000 / 1000 * 0.5  # 10 s + 5 s
     fast = projection(epoch, packed)
     assert fast["epoch_s"] == pytest.approx(epoch_s) and fast["best_k"] == 4
@@ -148,14 +174,22 @@ def test_the_precision_row_can_fail() -> None:
     def run(precision: str, seed: int, acc: float, loss: float) -> dict[str, Any]:
         return {"precision": precision, "seed": seed, "val_acc1": acc, "val_loss": loss}
 
-    close = [run("32-true", 0, 0.50, 1.5), run("bf16-mixed", 0, 0.51, 1.5), run("32-true", 1, 0.53, 1.4),
-             run("bf16-mixed", 1, 0.52, 1.41)]  # fmt: skip
+    close = [
+        run("32-true", 0, 0.50, 1.5),
+        run("bf16-mixed", 0, 0.51, 1.5),
+        run("32-true", 1, 0.53, 1.4),
+        run("bf16-mixed", 1, 0.52, 1.41),
+    ]
     summary = precision_summary(close)
     assert summary["val_acc1"]["fp32_seed_difference"] == pytest.approx(0.03)
     assert summary["val_acc1"]["bf16_minus_fp32"] == pytest.approx(0.0)
     assert summary["val_acc1"]["verdict"] == "within the fp32 noise floor"
-    far = [run("32-true", 0, 0.50, 1.5), run("bf16-mixed", 0, 0.40, 1.9), run("32-true", 1, 0.51, 1.5),
-           run("bf16-mixed", 1, 0.41, 1.9)]  # fmt: skip
+    far = [
+        run("32-true", 0, 0.50, 1.5),
+        run("bf16-mixed", 0, 0.40, 1.9),
+        run("32-true", 1, 0.51, 1.5),
+        run("bf16-mixed", 1, 0.41, 1.9),
+    ]
     assert precision_summary(far)["val_acc1"]["verdict"] == "beyond the fp32 noise floor"
     assert precision_summary(far[:2])["val_acc1"]["verdict"] is None  # one seed: no noise floor, no verdict
 
@@ -183,9 +217,16 @@ def test_host_syncs_are_counted_after_the_compiling_epoch_only(tmp_path: Path) -
 
     dm = CIFAR10DataModule(data_dir=str(write_cifar10(tmp_path, train=64, test=8)), verify=False, batch_size=32)
     model = ImageClassifier(device_phases._model("scale"), optimizer=device_phases.SGD)
-    trainer = L.Trainer(accelerator="cpu", max_epochs=3, num_sanity_val_steps=0, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[debug, Watch()])  # fmt: skip
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=3,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[debug, Watch()],
+    )
     trainer.fit(model, datamodule=dm)
     assert seen == [(0, None)] * 2 + [(1, "warn")] * 2 + [(2, 0)] * 2 and modes == ["warn", 0]
     assert debug.epochs == [1]

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from tinyfit import TINY
 
 from nlbench import analysis
 from nlbench.lightning_cli import load_run, main
-from tinyfit import TINY
 
 
 class Payload:
@@ -27,9 +27,10 @@ class Payload:
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    os.environ["WANDB_MODE"] = "disabled"
     run_dir = tmp_path_factory.mktemp("safety") / "run"
-    assert main(["fit", *TINY, f"--run_dir={run_dir}"]) == 0
+    with pytest.MonkeyPatch.context() as mp:  # module scope: no monkeypatch fixture, and nothing left behind
+        mp.setenv("WANDB_MODE", "disabled")
+        assert main(["fit", *TINY, f"--run_dir={run_dir}"]) == 0
     assert json.loads((run_dir / "result.json").read_text())["status"] == "finished"
     return run_dir
 
@@ -69,7 +70,9 @@ def test_resuming_does_not_run_the_payload(poisoned_run: tuple[Path, Path], caps
     assert not marker.exists()
 
 
-def test_test_command_does_not_run_the_payload(poisoned_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_test_command_does_not_run_the_payload(
+    poisoned_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     run_dir, marker = poisoned_run
     code = main(["test", *TINY, f"--run_dir={run_dir}", f"--ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"])
     assert code == 2 and "refused to load" in capsys.readouterr().err

@@ -16,8 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 def test_ci_runs_exactly_the_readmes_test_command() -> None:
     script = REPO / ".ci" / "run"
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
-    commands = [line.strip() for line in script.read_text().splitlines()
-                if line.strip() and not line.lstrip().startswith("#")]  # fmt: skip
+    commands = [
+        line.strip() for line in script.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
     assert commands[0] == "set -euo pipefail"  # before anything that could fail
     assert commands[-2:] == ["make test-oldest", "make test"]
     assert all("`" not in line for line in commands)

@@ -8,29 +8,29 @@ from pathlib import Path
 
 import pytest
 import torch
+from tinyfit import DEMO, FAST_DEMO, with_options
 
 from nlbench.classifier import ImageClassifier
 from nlbench.lightning_cli import main
-from nlbench.schema import BEST_ACC1, FINAL_ACC1, IMAGES_PER_S
 from nlbench.record import read_record
+from nlbench.schema import BEST_ACC1, FINAL_ACC1, IMAGES_PER_S
 
-DEMO = Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml"
+# Every test gives its number of epochs; metrics every step and an epoch-wise schedule to read back.
 FAST = [
-    "--trainer.accelerator=cpu", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=1",
-    "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.log_every_n_steps=1",
-    "--data.init_args.batch_size=16", "--data.init_args.eval_batch_size=64", "--model.nl_stats_every_n_steps=2",
-    "--model.scheduler=torch.optim.lr_scheduler.StepLR", "--model.scheduler.step_size=1",
+    *with_options(FAST_DEMO, "--trainer.limit_train_batches=3", "--data.init_args.eval_batch_size=64"),
+    "--trainer.log_every_n_steps=1",
+    "--model.nl_stats_every_n_steps=2",
+    "--model.scheduler=torch.optim.lr_scheduler.StepLR",
+    "--model.scheduler.step_size=1",
     "--model.scheduler_interval=epoch",
 ]
 
 
-@pytest.fixture(autouse=True)
-def _no_wandb_service(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "disabled")
+pytestmark = pytest.mark.usefixtures("no_wandb")  # W&B off for every test here (conftest.py)
 
 
 def fit(run_dir: Path, *extra: str) -> int:
-    return main(["fit", f"--config={DEMO}", *FAST, f"--run_dir={run_dir}", *extra])
+    return main(["fit", *FAST, f"--run_dir={run_dir}", *extra])
 
 
 def epoch_rows(run_dir: Path, column: str) -> list[float]:
@@ -86,8 +86,13 @@ def test_failure_during_training_keeps_the_run_and_says_failed(tmp_path: Path, m
 
 def test_divergence_is_caught_at_epoch_end_without_step_checks(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    code = fit(run_dir, "--trainer.max_epochs=3", "--trainer.log_every_n_steps=50", "--model.scheduler=null",
-               "--model.optimizer.init_args.lr=1e30")
+    code = fit(
+        run_dir,
+        "--trainer.max_epochs=3",
+        "--trainer.log_every_n_steps=50",
+        "--model.scheduler=null",
+        "--model.optimizer.init_args.lr=1e30",
+    )
     assert code == 0
     result = read_record(run_dir).flat()
     assert result["status"] == "diverged" and result["global_step"] == 3  # stopped after the first epoch
@@ -107,8 +112,12 @@ def test_cosine_t_max_is_filled_from_the_run_length(interval: str, t_max: int) -
     from nlbench.lightning_cli import _ParseOnlyCLI
 
     cli = _ParseOnlyCLI(
-        args=[f"--config={DEMO}", "--model.scheduler=nlbench.schedulers.CosineAnnealingLR",
-              f"--model.scheduler_interval={interval}", "--model.optimizer.lr=0.1"],
+        args=[
+            f"--config={DEMO}",
+            "--model.scheduler=nlbench.schedulers.CosineAnnealingLR",
+            f"--model.scheduler_interval={interval}",
+            "--model.optimizer.lr=0.1",
+        ],
         run=False,
     )
     model = cli.config_init.model
@@ -147,11 +156,21 @@ def test_metrics_update_every_step_and_compute_once_per_epoch(tmp_path: Path, mo
         monkeypatch.setattr(cls, "compute", counting)
     models: list[ImageClassifier] = []
     monkeypatch.setattr(ImageClassifier, "on_fit_start", lambda self: models.append(self), raising=False)
-    assert fit(tmp_path / "run", "--trainer.max_epochs=2", "--trainer.limit_val_batches=2",
-               "--data.init_args.eval_batch_size=16", "--trainer.logger=false") == 0  # fmt: skip
+    assert (
+        fit(
+            tmp_path / "run",
+            "--trainer.max_epochs=2",
+            "--trainer.limit_val_batches=2",
+            "--data.init_args.eval_batch_size=16",
+            "--trainer.logger=false",
+        )
+        == 0
+    )
     (model,) = models
-    per_metric = {name: computed.get(id(getattr(model, name)), 0)
-                  for name in ("train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5")}  # fmt: skip
+    per_metric = {
+        name: computed.get(id(getattr(model, name)), 0)
+        for name in ("train_loss", "train_acc1", "val_loss", "val_acc1", "val_acc5")
+    }
     # 2 epochs x 3 training steps and 2 validation steps (+ the sanity check's validation): one compute per epoch
     # and stage (torchmetrics caches it until the next update: val/acc1_best and the divergence check reuse it).
     assert per_metric == {"train_loss": 2, "train_acc1": 2, "val_loss": 3, "val_acc1": 3, "val_acc5": 3}

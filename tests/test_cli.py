@@ -11,21 +11,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from tinyfit import FAST, FAST_DEMO
 
 from nlbench.classifier import ImageClassifier
 from nlbench.lightning_cli import ConfigError, NLBenchCLI, load_run, main, parse_fit_args
-from nlbench.schema import BEST_ACC1, FINAL_ACC1
 from nlbench.record import read_record
-from tinyfit import FAST
+from nlbench.schema import BEST_ACC1, FINAL_ACC1
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
 
 
-@pytest.fixture(autouse=True)
-def _no_wandb_service(monkeypatch: pytest.MonkeyPatch) -> None:
-    # W&B is exercised (offline) in its own tests; elsewhere "auto" resolves to disabled.
-    monkeypatch.setenv("WANDB_MODE", "disabled")
+pytestmark = pytest.mark.usefixtures("no_wandb")  # W&B off for every test here (conftest.py)
 
 
 @pytest.fixture
@@ -87,7 +84,7 @@ def test_softmax_and_scale_runs_are_named_and_grouped_apart(tmp_path: Path) -> N
 
 
 def test_default_run_dir_is_named_and_never_reused(tmp_path: Path) -> None:
-    args = ["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--trainer.default_root_dir={tmp_path}"]
+    args = ["fit", *FAST_DEMO, f"--trainer.default_root_dir={tmp_path}"]
     assert main(args) == 0 and main(args) == 0
     name = f"scale-r2-h1-normal-{FAST_WORDS}-s0"
     assert sorted(p.name for p in tmp_path.iterdir()) == [name, f"{name}-v2"]
@@ -104,9 +101,15 @@ def test_same_seed_gives_identical_runs(tmp_path: Path) -> None:
 
 def test_resume_continues_optimizer_scheduler_and_epoch_state(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    base = ["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--run_dir={run_dir}",
-            "--model.scheduler=torch.optim.lr_scheduler.StepLR", "--model.scheduler.step_size=1",
-            "--model.scheduler.gamma=0.5", "--model.scheduler_interval=epoch"]
+    base = [
+        "fit",
+        *FAST_DEMO,
+        f"--run_dir={run_dir}",
+        "--model.scheduler=torch.optim.lr_scheduler.StepLR",
+        "--model.scheduler.step_size=1",
+        "--model.scheduler.gamma=0.5",
+        "--model.scheduler_interval=epoch",
+    ]
     assert main([*base, "--trainer.max_epochs=1"]) == 0
     first = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     # Without --ckpt_path the existing checkpoints are protected.
@@ -127,8 +130,13 @@ def test_resume_continues_optimizer_scheduler_and_epoch_state(tmp_path: Path) ->
 
 def test_diverged_run_is_recorded(tmp_path: Path) -> None:
     code, run_dir = fit(
-        tmp_path, "demo.yaml", "--model.optimizer.init_args.lr=1e30", "--model.scheduler=null",
-        "--trainer.log_every_n_steps=1", "--trainer.limit_train_batches=4", "--trainer.max_epochs=3",
+        tmp_path,
+        "demo.yaml",
+        "--model.optimizer.init_args.lr=1e30",
+        "--model.scheduler=null",
+        "--trainer.log_every_n_steps=1",
+        "--trainer.limit_train_batches=4",
+        "--trainer.max_epochs=3",
     )
     assert code == 0
     result = read_record(run_dir).flat()
@@ -196,12 +204,33 @@ def test_validate_test_predict_and_load_run(tmp_path: Path) -> None:
     images = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(loaded(images), model(images))
-    assert main(["test", f"--config={run_dir / 'config.yaml'}", f"--run_dir={run_dir}",
-                 f"--ckpt_path={best}", "--trainer.limit_test_batches=1"]) == 0
+    assert (
+        main(
+            [
+                "test",
+                f"--config={run_dir / 'config.yaml'}",
+                f"--run_dir={run_dir}",
+                f"--ckpt_path={best}",
+                "--trainer.limit_test_batches=1",
+            ]
+        )
+        == 0
+    )
     assert (run_dir / "test" / "metrics.csv").is_file()
 
-    assert main(["predict", f"--config={run_dir / 'config.yaml'}", f"--run_dir={run_dir}", f"--ckpt_path={best}",
-                 "--trainer.limit_predict_batches=2", "--data.init_args.eval_batch_size=8"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                f"--config={run_dir / 'config.yaml'}",
+                f"--run_dir={run_dir}",
+                f"--ckpt_path={best}",
+                "--trainer.limit_predict_batches=2",
+                "--data.init_args.eval_batch_size=8",
+            ]
+        )
+        == 0
+    )
     with open(run_dir / "predict" / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["index"]) for r in rows] == list(range(16))
@@ -223,8 +252,10 @@ def test_fit_help_lists_nlbench_backbones_and_any_module_still_works(capsys: pyt
         main(["fit", "--model.backbone.help", "nlbench.models.PreActResNet"])
     assert "--model.backbone.depth DEPTH" in capsys.readouterr().out
     # Any importable nn.Module still works through class_path.
-    backbone = ('{"class_path": "torchvision.models.ResNet", "init_args": '
-                '{"block": "torchvision.models.resnet.BasicBlock", "layers": [1, 1, 1, 1]}}')
+    backbone = (
+        '{"class_path": "torchvision.models.ResNet", "init_args": '
+        '{"block": "torchvision.models.resnet.BasicBlock", "layers": [1, 1, 1, 1]}}'
+    )
     cfg = parse_fit_args([f"--config={EXPERIMENTS / 'demo.yaml'}", f"--model.backbone={backbone}"])
     assert cfg.model.backbone.class_path == "torchvision.models.ResNet"
 
@@ -249,8 +280,15 @@ def offline_fit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """One real fit in a fresh process, W&B offline without credentials, model summary on: (run_dir, output)."""
     tmp_path = tmp_path_factory.mktemp("offline")
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "nlbench", "fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--run_dir={run_dir}",
-           "--trainer.enable_model_summary=true"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nlbench",
+        "fit",
+        *FAST_DEMO,
+        f"--run_dir={run_dir}",
+        "--trainer.enable_model_summary=true",
+    ]
     proc = subprocess.run(cmd, env=_offline_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir, proc.stdout + proc.stderr
@@ -274,8 +312,11 @@ def test_fit_output_has_no_false_or_useless_messages(offline_fit: tuple[Path, st
 def test_model_summary_counts_flops(offline_fit: tuple[Path, str]) -> None:
     # Lightning's plain summary ends the line with "Total Flops"; its rich one (with `rich` installed) starts it
     # with "Total FLOPs:".
-    total = next(line for line in offline_fit[1].splitlines()
-                 if line.rstrip().endswith("Total Flops") or line.startswith("Total FLOPs:"))  # fmt: skip
+    total = next(
+        line
+        for line in offline_fit[1].splitlines()
+        if line.rstrip().endswith("Total Flops") or line.startswith("Total FLOPs:")
+    )
     count = total.split()[0] if total.rstrip().endswith("Total Flops") else total.split(":", 1)[1].split()[0]
     assert count not in ("0", "0.0"), total
 
@@ -299,8 +340,7 @@ def test_wandb_runs_offline_without_credentials(offline_fit: tuple[Path, str]) -
 
 def test_wandb_ids_are_new_per_run_and_kept_on_resume(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    args = ["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--run_dir={run_dir}",
-            "--model.scheduler=null"]
+    args = ["fit", *FAST_DEMO, f"--run_dir={run_dir}", "--model.scheduler=null"]
     assert main(args) == 0
     first = (run_dir / "wandb-id").read_text().strip()
     assert main([*args, "--trainer.max_epochs=2", "--ckpt_path=last"]) == 0
@@ -317,9 +357,21 @@ def test_test_on_a_fit_run_directory_opens_no_wandb_run(tmp_path: Path, monkeypa
     assert code == 0
     seen = []
     real = nlbench.lightning_cli._configure_loggers
-    monkeypatch.setattr(nlbench.lightning_cli, "_configure_loggers", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
-    assert main(["test", f"--config={run_dir / 'config.yaml'}", f"--run_dir={run_dir}",
-                 f"--ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}", "--trainer.limit_test_batches=1"]) == 0
+    monkeypatch.setattr(
+        nlbench.lightning_cli, "_configure_loggers", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1]
+    )
+    assert (
+        main(
+            [
+                "test",
+                f"--config={run_dir / 'config.yaml'}",
+                f"--run_dir={run_dir}",
+                f"--ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
+                "--trainer.limit_test_batches=1",
+            ]
+        )
+        == 0
+    )
     loggers = [str(logger["class_path"]) for logger in seen[0]]
     assert loggers == ["nlbench.loggers.CSVLogger"], loggers  # demo.yaml configures W&B too
     assert (run_dir / "test" / "metrics.csv").is_file()
@@ -328,16 +380,23 @@ def test_test_on_a_fit_run_directory_opens_no_wandb_run(tmp_path: Path, monkeypa
 def test_a_failed_first_run_leaves_no_empty_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # The optimizer is built after the run directory's first files are written.
     root = tmp_path / "runs" / "demo"
-    code = main(["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--trainer.default_root_dir={root}",
-                 "--model.optimizer.init_args.lr=-0.1"])
+    code = main(["fit", *FAST_DEMO, f"--trainer.default_root_dir={root}", "--model.optimizer.init_args.lr=-0.1"])
     assert code == 2 and "learning rate" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
 
 
 def test_ddp_on_cpu_with_two_processes(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "nlbench", "fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST,
-           f"--run_dir={run_dir}", "--trainer.devices=2", "--trainer.strategy=ddp"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nlbench",
+        "fit",
+        *FAST_DEMO,
+        f"--run_dir={run_dir}",
+        "--trainer.devices=2",
+        "--trainer.strategy=ddp",
+    ]
     proc = subprocess.run(cmd, env=_offline_env(tmp_path), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = read_record(run_dir).flat()
@@ -355,8 +414,10 @@ def test_ddp_on_cpu_with_two_processes(tmp_path: Path) -> None:
         ("--data.init_args.batch_size=0", "data.batch_size: batch_size must be >= 1, got 0"),
         ("--model.backbone.nl.heads=3", "model.backbone.nl.heads: NonLocal2d: width 16 is not divisible by heads=3"),
         ("--seed_everything=notanint", "seed_everything: got 'notanint'; expected a bool or an int"),
-        ("--trainer.precision=bogus", "trainer.precision: got 'bogus'; expected one of 64, 32, 16, "
-                                      "'transformer-engine', "),
+        (
+            "--trainer.precision=bogus",
+            "trainer.precision: got 'bogus'; expected one of 64, 32, 16, 'transformer-engine', ",
+        ),
     ],
 )
 def test_bad_values_name_their_option(
@@ -384,7 +445,9 @@ def test_unusable_config_files_are_named(
 ) -> None:
     path = tmp_path / "odd.yaml"
     path.write_bytes(content)
-    assert main(["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", f"--config={path}", f"--run_dir={tmp_path / 'r'}"]) == 2
+    assert (
+        main(["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", f"--config={path}", f"--run_dir={tmp_path / 'r'}"]) == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith(f"nlbench fit: error: --config {path}: {expected}") and err.count("\n") == 1, err
 
@@ -407,8 +470,9 @@ def test_corrupt_and_unsafe_archives_are_one_line(
         info = tarfile.TarInfo("cifar-10-batches-py/../../escaped")
         info.size = 4
         tar.addfile(info, io.BytesIO(b"evil"))
-    code, run_dir = fit(tmp_path, "cifar10.yaml", f"--data.init_args.data_dir={evil}",
-                        "--data.init_args.verify=false", name="evil-run")  # fmt: skip
+    code, run_dir = fit(
+        tmp_path, "cifar10.yaml", f"--data.init_args.data_dir={evil}", "--data.init_args.verify=false", name="evil-run"
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "'..' component" in err, err
     assert not run_dir.exists() and not (tmp_path / "escaped").exists()
@@ -429,10 +493,12 @@ def test_an_unwritable_run_dir_is_one_line(
         raise PermissionError(errno.EROFS, "Read-only file system", str(run_dir))
 
     monkeypatch.setattr(NLBenchCLI, "before_instantiate_classes", read_only)
-    code = main(["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--run_dir={run_dir}"])
+    code = main(["fit", *FAST_DEMO, f"--run_dir={run_dir}"])
     err = capsys.readouterr().err
-    assert code == 2 and err == f"nlbench fit: error: {run_dir}: cannot write: read-only file system; " \
-                                "choose a writable directory\n", err
+    assert (
+        code == 2
+        and err == f"nlbench fit: error: {run_dir}: cannot write: read-only file system; choose a writable directory\n"
+    ), err
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="optional: needs a non-root user (root writes into read-only folders)")
@@ -441,7 +507,7 @@ def test_a_really_read_only_run_dir_is_one_line(tmp_path: Path, capsys: pytest.C
     parent.mkdir()
     parent.chmod(0o555)
     try:
-        code = main(["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, f"--run_dir={parent / 'run'}"])
+        code = main(["fit", *FAST_DEMO, f"--run_dir={parent / 'run'}"])
     finally:
         parent.chmod(0o755)
     err = capsys.readouterr().err
@@ -462,8 +528,10 @@ def test_a_full_disk_during_training_is_one_line(
     code, run_dir = fit(tmp_path, "demo.yaml")
     err = capsys.readouterr().err
     assert code == 2, err
-    assert err.splitlines()[-1] == (f"nlbench fit: error: {run_dir / 'checkpoints' / 'last.ckpt'}: cannot write: "
-                                    "no space left on device; free some space or write elsewhere")
+    assert err.splitlines()[-1] == (
+        f"nlbench fit: error: {run_dir / 'checkpoints' / 'last.ckpt'}: cannot write: "
+        "no space left on device; free some space or write elsewhere"
+    )
     import json
 
     assert json.loads((run_dir / "result.json").read_text())["status"] == "failed"  # the run is kept, as failed
@@ -472,14 +540,17 @@ def test_a_full_disk_during_training_is_one_line(
 @pytest.mark.parametrize("argv", [["--help"], ["report", "--bogus"], ["sweep", "--bogus"], ["bench", "--help"]])
 def test_help_and_usage_errors_import_no_torch_lightning_or_matplotlib(argv: list[str]) -> None:
     """What keeps them under a second (timings: `nlbench bench imports`, BENCHMARKS.md)."""
-    code = ("import sys; from nlbench.commands import main; main(sys.argv[1:]); "
-            "print(sorted(m for m in ('torch', 'lightning', 'matplotlib', 'wandb') if m in sys.modules))")
+    code = (
+        "import sys; from nlbench.commands import main; main(sys.argv[1:]); "
+        "print(sorted(m for m in ('torch', 'lightning', 'matplotlib', 'wandb') if m in sys.modules))"
+    )
     proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout + proc.stderr
 
 
 def test_one_entry_point_without_an_import_cycle() -> None:
-    """The command table lives in nlbench.commands; nlbench.lightning_cli (the LightningCLI subcommands) never imports it."""
+    """The command table lives in nlbench.commands; nlbench.lightning_cli (the LightningCLI subcommands) never
+    imports it."""
     code = "import sys, nlbench.lightning_cli; print('nlbench.commands' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

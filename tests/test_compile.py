@@ -45,8 +45,16 @@ def test_one_graph_per_mode_and_batch_shape(eager_backend: list[dict[str, Any]])
     model = _classifier(compile="default", nl_stats_every_n_steps=2)  # statistics on steps 0, 2, 4, ...
     assert eager_backend == [{"mode": "default", "dynamic": False}]
     dm = CIFAR10SampleDataModule(batch_size=16, eval_batch_size=20, subset=40)  # batches 16, 16, 8 (the short one)
-    trainer = L.Trainer(accelerator="cpu", max_epochs=2, limit_val_batches=1, num_sanity_val_steps=0, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model, datamodule=dm)
     assert trainer.global_step == 6
     graphs = counters["stats"]["unique_graphs"]

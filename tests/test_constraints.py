@@ -16,8 +16,9 @@ def pins(text: str) -> dict[str, str]:
 def test_constraints_are_the_generated_dependency_tree() -> None:
     committed = (REPO / "constraints.txt").read_text()
     assert "make constraints" in committed.splitlines()[1]  # it says how it was made
-    generated = subprocess.run([sys.executable, str(REPO / "tools" / "constraints.py")], capture_output=True,
-                               text=True, check=True).stdout  # fmt: skip
+    generated = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "constraints.py")], capture_output=True, text=True, check=True
+    ).stdout
     assert pins(generated) == pins(committed)
     locked = pins(committed)
     assert locked["torch"] == "2.14.1" and locked["torchvision"] == "0.29.1"

@@ -15,7 +15,6 @@ import torchvision.transforms.v2 as v2
 import torchvision.transforms.v2.functional as F
 
 from nlbench.data import CIFAR10DataModule, TinyImageNetDataModule
-from nlbench.data.datamodules import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
 from nlbench.data.augment import (
     crop_flip,
     resized_crop_flip,
@@ -23,6 +22,7 @@ from nlbench.data.augment import (
     sample_resized_crop_boxes,
     sample_translations,
 )
+from nlbench.data.datamodules import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
 
 ALPHA = 1e-4
 
@@ -97,8 +97,7 @@ def test_resized_crop_flip_equals_torchvision_resized_crop():
     for image, image_u8, box, flip, got in zip(floats, images, boxes.tolist(), flips, out):
         expected = F.resized_crop(image, *box, [56, 56], antialias=True)
         # what the torchvision path computes: the same resize on uint8 (fixed-point weights, rounded output)
-        expected_u8 = F.to_dtype(F.resized_crop(image_u8, *box, [56, 56], antialias=True), torch.float32,
-                                 scale=True)
+        expected_u8 = F.to_dtype(F.resized_crop(image_u8, *box, [56, 56], antialias=True), torch.float32, scale=True)
         if flip:
             expected, expected_u8 = F.horizontal_flip(expected), F.horizontal_flip(expected_u8)
         torch.testing.assert_close(got, expected, atol=2e-5, rtol=0)
@@ -107,8 +106,9 @@ def test_resized_crop_flip_equals_torchvision_resized_crop():
 
 def test_resized_crop_needs_float():
     with pytest.raises(TypeError, match="float"):
-        resized_crop_flip(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), torch.tensor([[0, 0, 8, 8]]),
-                          torch.tensor([False]), size=4)
+        resized_crop_flip(
+            torch.zeros(1, 3, 8, 8, dtype=torch.uint8), torch.tensor([[0, 0, 8, 8]]), torch.tensor([False]), size=4
+        )
 
 
 # ---- RandomResizedCrop box distribution ----------------------------------------------------------------------
@@ -147,13 +147,13 @@ def clamped_boxes(n: int, height: int, width: int, scale, ratio, generator) -> t
 def test_resized_crop_boxes_distributed_as_torchvision(height, width):
     n, scale, ratio = 10_000, (0.08, 1.0), (3 / 4, 4 / 3)
     ref = box_features(torchvision_boxes(n, height, width, scale, ratio, seed=0), height, width)
-    fast_boxes = sample_resized_crop_boxes(n, height, width, scale=scale, ratio=ratio,
-                                           generator=torch.Generator().manual_seed(0))
+    fast_boxes = sample_resized_crop_boxes(
+        n, height, width, scale=scale, ratio=ratio, generator=torch.Generator().manual_seed(0)
+    )
     top, left, h, w = fast_boxes.unbind(1)
     assert (h >= 1).all() and (w >= 1).all() and (top + h <= height).all() and (left + w <= width).all()
     fast = box_features(fast_boxes, height, width)
-    wrong = box_features(clamped_boxes(n, height, width, scale, ratio, torch.Generator().manual_seed(0)),
-                         height, width)
+    wrong = box_features(clamped_boxes(n, height, width, scale, ratio, torch.Generator().manual_seed(0)), height, width)
     critical = ks_critical(n, n)
     for name in ref:
         assert ks_statistic(ref[name], fast[name]) < critical, name
@@ -279,7 +279,7 @@ def test_eval_transform_identical_between_paths(module, size):
     assert torch.equal(fast, slow)
     # and it is the right transform: centre crop (4 px border for 64 -> 56) and the normalisation inverts
     border = (size - dm.image_size) // 2
-    expected = images[:, :, border:border + dm.image_size, border:border + dm.image_size]
+    expected = images[:, :, border : border + dm.image_size, border : border + dm.image_size]
     assert torch.equal(unnormalize(fast, dm.mean, dm.std).round().to(torch.uint8), expected)
 
 
@@ -288,5 +288,6 @@ def test_augment_off_gives_eval_transform_for_training(module, size):
     dm = module(data_dir="unused", augment=False)
     images = torch.randint(0, 256, (8, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(8))
     assert torch.equal(dm.batch_transform(images, train=True), dm.batch_transform(images, train=False))
-    assert torch.equal(run_sample_transform(dm.sample_transform(train=True), images),
-                       dm.batch_transform(images, train=False))
+    assert torch.equal(
+        run_sample_transform(dm.sample_transform(train=True), images), dm.batch_transform(images, train=False)
+    )

@@ -28,10 +28,11 @@ TINY_ZIP = SHARED / "tiny-imagenet-sample" / "tiny-imagenet-200.zip"
 # package's own embedded sample and generated data in the official formats cover the same code).
 needs_cifar = pytest.mark.skipif(
     not (CIFAR_SAMPLE / "cifar-10-batches-py").is_dir(),
-    reason=f"optional: needs real CIFAR-10 batches in {CIFAR_SAMPLE}/cifar-10-batches-py (set NLBENCH_SHARED_DATA)")
+    reason=f"optional: needs real CIFAR-10 batches in {CIFAR_SAMPLE}/cifar-10-batches-py (set NLBENCH_SHARED_DATA)",
+)
 needs_tiny = pytest.mark.skipif(
-    not TINY_ZIP.is_file(),
-    reason=f"optional: needs the real Tiny-ImageNet zip at {TINY_ZIP} (set NLBENCH_SHARED_DATA)")
+    not TINY_ZIP.is_file(), reason=f"optional: needs the real Tiny-ImageNet zip at {TINY_ZIP} (set NLBENCH_SHARED_DATA)"
+)
 
 
 @needs_cifar
@@ -90,8 +91,11 @@ def test_real_tiny_imagenet_sample(tmp_path: Path) -> None:
             image = Image.open(io.BytesIO(zf.read(f"tiny-imagenet-200/val/images/{name}")))
             assert torch.equal(test.images[k], torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1))
             assert test.labels[k] == wnids.index(wnid)
-        greyscale = [n for n in zf.namelist() if n.startswith("tiny-imagenet-200/val/images/val_")
-                     and Image.open(io.BytesIO(zf.read(n))).mode == "L"]
+        greyscale = [
+            n
+            for n in zf.namelist()
+            if n.startswith("tiny-imagenet-200/val/images/val_") and Image.open(io.BytesIO(zf.read(n))).mode == "L"
+        ]
     assert greyscale, "the sample should contain greyscale JPEGs"
     k = [name for name, _ in annotations].index(greyscale[0].rsplit("/", 1)[1])
     assert torch.equal(test.images[k][0], test.images[k][1]) and torch.equal(test.images[k][0], test.images[k][2])

@@ -15,11 +15,11 @@ import urllib.error
 import zipfile
 from pathlib import Path
 
+import fakedata
 import numpy as np
 import pytest
 import torch
 
-import fakedata
 from nlbench.data import archives, cifar, sources
 from nlbench.data.errors import (
     ArchiveError,
@@ -32,8 +32,11 @@ from nlbench.data.errors import (
 )
 from nlbench.data.sources import SAMPLE_ROOT, load, prepare
 
-WRITERS = {"cifar10": fakedata.write_cifar10, "cifar100": fakedata.write_cifar100,
-           "tiny_imagenet": fakedata.write_tiny_imagenet}
+WRITERS = {
+    "cifar10": fakedata.write_cifar10,
+    "cifar100": fakedata.write_cifar100,
+    "tiny_imagenet": fakedata.write_tiny_imagenet,
+}
 
 
 def trust(monkeypatch: pytest.MonkeyPatch, fake: fakedata.FakeDataset) -> None:
@@ -41,8 +44,9 @@ def trust(monkeypatch: pytest.MonkeyPatch, fake: fakedata.FakeDataset) -> None:
     spec = sources.SPECS[fake.name]
     changes = {"md5": fake.md5}
     if fake.file_md5s:
-        layout = dataclasses.replace({"cifar10": cifar.CIFAR10, "cifar100": cifar.CIFAR100}[fake.name],
-                                     md5s=fake.file_md5s)
+        layout = dataclasses.replace(
+            {"cifar10": cifar.CIFAR10, "cifar100": cifar.CIFAR100}[fake.name], md5s=fake.file_md5s
+        )
         changes["open_split"] = functools.partial(sources._open_cifar, layout)
     monkeypatch.setitem(sources.SPECS, fake.name, dataclasses.replace(spec, **changes))
 
@@ -61,9 +65,11 @@ def assert_split_equal(arrays: sources.ImageArrays, expected: fakedata.FakeSplit
 
 # ---- round trip -------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", sources.DATASETS)
-def test_prepare_then_load_round_trips_pixels_and_labels(name: str, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prepare_then_load_round_trips_pixels_and_labels(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake = WRITERS[name](tmp_path)
     trust(monkeypatch, fake)
     prepare(name, tmp_path, download=False, verify=True)
@@ -80,16 +86,18 @@ def test_prepare_then_load_round_trips_pixels_and_labels(name: str, tmp_path: Pa
             assert arrays.coarse_labels is None
 
 
-def test_load_reads_the_cache_without_touching_the_source(fake_cifar10: fakedata.FakeDataset,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_reads_the_cache_without_touching_the_source(
+    fake_cifar10: fakedata.FakeDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
     prepare("cifar10", fake_cifar10.root, download=False, verify=False)
 
     def fail(*args: object, **kwargs: object) -> None:
         raise AssertionError("the source was read although the cache is valid")
 
     monkeypatch.setattr(cifar, "read_split", fail)
-    assert_split_equal(load("cifar10", fake_cifar10.root, "train", verify=False), fake_cifar10.train,
-                       fake_cifar10.classes)
+    assert_split_equal(
+        load("cifar10", fake_cifar10.root, "train", verify=False), fake_cifar10.train, fake_cifar10.classes
+    )
 
 
 def test_greyscale_jpegs_become_rgb(fake_tiny_imagenet: fakedata.FakeDataset) -> None:
@@ -112,6 +120,7 @@ def test_class_index_follows_wnids_order_not_sorting(fake_tiny_imagenet: fakedat
 
 
 # ---- missing data, checksums, download --------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", sources.DATASETS)
 def test_missing_data_without_download_says_where_and_how(name: str, tmp_path: Path) -> None:
@@ -190,6 +199,7 @@ def test_failed_download_says_which_url(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 # ---- corrupted and malicious input ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["cifar10", "tiny_imagenet"])
 def test_truncated_archive(name: str, tmp_path: Path) -> None:
@@ -277,15 +287,20 @@ def _tar_member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tar
     return info
 
 
-@pytest.mark.parametrize("member, reason", [
-    (_tar_member("cifar-10-batches-py/../../evil"), "'..' component"),
-    (_tar_member("/tmp/nlbench-evil"), "absolute path"),
-    (_tar_member("elsewhere/evil"), "outside the expected folder"),
-    (_tar_member("cifar-10-batches-py/evil", tarfile.SYMTYPE, "/etc/passwd"), "link or special file"),
-    (_tar_member("cifar-10-batches-py/evil", tarfile.LNKTYPE, "cifar-10-batches-py/batches.meta"),
-     "link or special file"),
-    (_tar_member("cifar-10-batches-py/evil", tarfile.CHRTYPE), "link or special file"),
-])
+@pytest.mark.parametrize(
+    "member, reason",
+    [
+        (_tar_member("cifar-10-batches-py/../../evil"), "'..' component"),
+        (_tar_member("/tmp/nlbench-evil"), "absolute path"),
+        (_tar_member("elsewhere/evil"), "outside the expected folder"),
+        (_tar_member("cifar-10-batches-py/evil", tarfile.SYMTYPE, "/etc/passwd"), "link or special file"),
+        (
+            _tar_member("cifar-10-batches-py/evil", tarfile.LNKTYPE, "cifar-10-batches-py/batches.meta"),
+            "link or special file",
+        ),
+        (_tar_member("cifar-10-batches-py/evil", tarfile.CHRTYPE), "link or special file"),
+    ],
+)
 def test_unsafe_tar_members_are_refused(member: tarfile.TarInfo, reason: str, tmp_path: Path) -> None:
     root = tmp_path / "data"
     root.mkdir()
@@ -296,12 +311,15 @@ def test_unsafe_tar_members_are_refused(member: tarfile.TarInfo, reason: str, tm
     assert not (tmp_path / "evil").exists() and not Path("/tmp/nlbench-evil").exists()
 
 
-@pytest.mark.parametrize("name, mode, reason", [
-    ("tiny-imagenet-200/../evil", stat.S_IFREG | 0o644, "'..' component"),
-    ("/tmp/nlbench-evil", stat.S_IFREG | 0o644, "absolute path"),
-    ("tiny-imagenet-200\\..\\..\\evil", stat.S_IFREG | 0o644, "'..' component"),
-    ("tiny-imagenet-200/link", stat.S_IFLNK | 0o777, "link or special file"),
-])
+@pytest.mark.parametrize(
+    "name, mode, reason",
+    [
+        ("tiny-imagenet-200/../evil", stat.S_IFREG | 0o644, "'..' component"),
+        ("/tmp/nlbench-evil", stat.S_IFREG | 0o644, "absolute path"),
+        ("tiny-imagenet-200\\..\\..\\evil", stat.S_IFREG | 0o644, "'..' component"),
+        ("tiny-imagenet-200/link", stat.S_IFLNK | 0o777, "link or special file"),
+    ],
+)
 def test_unsafe_zip_members_are_refused(name: str, mode: int, reason: str, tmp_path: Path) -> None:
     root = tmp_path / "data"
     root.mkdir()
@@ -328,6 +346,7 @@ def test_extracting_onto_an_existing_tree_keeps_it(fake_cifar10: fakedata.FakeDa
 
 # ---- Tiny-ImageNet layout errors --------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def tiny_tree(tmp_path: Path) -> fakedata.FakeDataset:
     return fakedata.write_tiny_imagenet(tmp_path, archive=False)
@@ -347,11 +366,14 @@ def test_tiny_class_folder_not_in_wnids(tiny_tree: fakedata.FakeDataset) -> None
         load("tiny_imagenet", tiny_tree.root, "train", verify=False)
 
 
-@pytest.mark.parametrize("line, message", [
-    ("val_0.JPEG\tn99999999\t0\t0\t63\t63", r"val_annotations.txt:1: class id 'n99999999' is not listed"),
-    ("val_missing.JPEG\t{wnid}\t0\t0\t63\t63", r"val_annotations.txt:1: image .*val_missing.JPEG does not exist"),
-    ("val_0.JPEG", r"val_annotations.txt:1: expected tab-separated"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("val_0.JPEG\tn99999999\t0\t0\t63\t63", r"val_annotations.txt:1: class id 'n99999999' is not listed"),
+        ("val_missing.JPEG\t{wnid}\t0\t0\t63\t63", r"val_annotations.txt:1: image .*val_missing.JPEG does not exist"),
+        ("val_0.JPEG", r"val_annotations.txt:1: expected tab-separated"),
+    ],
+)
 def test_tiny_bad_annotation(tiny_tree: fakedata.FakeDataset, line: str, message: str) -> None:
     annotations = tiny_tree.tree / "val" / "val_annotations.txt"
     wnid = (tiny_tree.tree / "wnids.txt").read_text().split()[0]
@@ -368,6 +390,7 @@ def test_tiny_undecodable_jpeg_is_named(tiny_tree: fakedata.FakeDataset) -> None
 
 
 # ---- cache ------------------------------------------------------------------------------------------------------
+
 
 def test_cache_is_rebuilt_when_the_source_changes(tmp_path: Path) -> None:
     fakedata.write_cifar10(tmp_path, archive=False, seed=0)
@@ -409,8 +432,9 @@ def test_corrupted_cache_is_rebuilt(fake_cifar10: fakedata.FakeDataset) -> None:
     prepare("cifar10", fake_cifar10.root, download=False, verify=False)
     path = sources.cache_path("cifar10", fake_cifar10.root, "train")
     path.write_bytes(path.read_bytes()[:100])
-    assert_split_equal(load("cifar10", fake_cifar10.root, "train", verify=False), fake_cifar10.train,
-                       fake_cifar10.classes)
+    assert_split_equal(
+        load("cifar10", fake_cifar10.root, "train", verify=False), fake_cifar10.train, fake_cifar10.classes
+    )
     assert path.stat().st_size > 100
 
 
@@ -420,6 +444,7 @@ def test_cache_false_writes_nothing(fake_cifar10: fakedata.FakeDataset) -> None:
 
 
 # ---- embedded sample and argument checks ------------------------------------------------------------------------
+
 
 def test_embedded_sample_is_real_balanced_and_never_cached() -> None:
     before = sorted(p.relative_to(SAMPLE_ROOT) for p in SAMPLE_ROOT.rglob("*"))

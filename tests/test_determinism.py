@@ -40,11 +40,16 @@ def modules_refused_on_cuda() -> tuple[type, ...]:
     return tuple(getattr(nn, name) for name in names if hasattr(nn, name))
 
 
-@pytest.mark.parametrize("backbone", [
-    lambda: PreActResNet(depth=20, nl=NLConfig(normalization="softmax", subsample=True)),
-    lambda: PreActResNet(depth=20, block="gc"), lambda: PreActResNet(depth=20, block="se"),
-    lambda: WideResNet(depth=10, widen=1), lambda: PreActResNetTiny(depth=18),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "backbone",
+    [
+        lambda: PreActResNet(depth=20, nl=NLConfig(normalization="softmax", subsample=True)),
+        lambda: PreActResNet(depth=20, block="gc"),
+        lambda: PreActResNet(depth=20, block="se"),
+        lambda: WideResNet(depth=10, widen=1),
+        lambda: PreActResNetTiny(depth=18),
+    ],
+)
 def test_no_backbone_module_is_refused_by_deterministic_cuda(backbone) -> None:
     refused = modules_refused_on_cuda()
     assert [type(m).__name__ for m in backbone().modules() if isinstance(m, refused)] == []
@@ -71,8 +76,14 @@ def test_lightning_sets_the_cublas_workspace_for_deterministic_runs(monkeypatch:
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     before = torch.are_deterministic_algorithms_enabled()
     try:
-        L.Trainer(accelerator="cpu", deterministic=True, logger=False, enable_checkpointing=False,
-                  enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+        L.Trainer(
+            accelerator="cpu",
+            deterministic=True,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
         assert torch.are_deterministic_algorithms_enabled()
         import os
 

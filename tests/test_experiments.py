@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+import tinyfit
 import yaml
 
 from nlbench.lightning_cli import main, parse_fit_args
@@ -16,16 +17,15 @@ from nlbench.sweep_command import main as sweep_main
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
 SWEEPS = sorted((EXPERIMENTS / "sweeps").glob("*.yaml"))
-FAST = [
-    "--trainer.accelerator=cpu", "--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
-    "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-    "--data.init_args.batch_size=8", "--data.init_args.eval_batch_size=8",
-]
+FAST = tinyfit.with_options(
+    tinyfit.FAST,
+    "--trainer.limit_train_batches=1",
+    "--data.init_args.batch_size=8",
+    "--data.init_args.eval_batch_size=8",
+)
 
 
-@pytest.fixture(autouse=True)
-def _no_wandb_service(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "disabled")
+pytestmark = pytest.mark.usefixtures("no_wandb")  # W&B off for every test here (conftest.py)
 
 
 # ---- the base experiment and its deltas ------------------------------------------------------------------------
@@ -51,11 +51,19 @@ def test_paper_experiments_share_one_base() -> None:
 
 def test_wide_resnet_delta_fits(tmp_path: Path, cifar10_root: Path) -> None:
     run_dir = tmp_path / "wrn"
-    code = main([
-        "fit", f"--config={EXPERIMENTS / 'cifar10.yaml'}", f"--config={EXPERIMENTS / 'base' / 'wrn28_10.yaml'}",
-        *FAST, f"--data.init_args.data_dir={cifar10_root}", "--data.init_args.verify=false",
-        "--model.backbone.init_args.depth=10", "--model.backbone.init_args.widen=1", f"--run_dir={run_dir}",
-    ])  # fmt: skip
+    code = main(
+        [
+            "fit",
+            f"--config={EXPERIMENTS / 'cifar10.yaml'}",
+            f"--config={EXPERIMENTS / 'base' / 'wrn28_10.yaml'}",
+            *FAST,
+            f"--data.init_args.data_dir={cifar10_root}",
+            "--data.init_args.verify=false",
+            "--model.backbone.init_args.depth=10",
+            "--model.backbone.init_args.widen=1",
+            f"--run_dir={run_dir}",
+        ]
+    )
     assert code == 0
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["model"]["backbone"]["class_path"] == "nlbench.models.WideResNet"
@@ -87,8 +95,18 @@ def test_seed_everything_true_draws_a_random_seed_and_records_it(
     seeds = []
     for name in ("a", "b"):
         run_dir = tmp_path / name
-        assert main(["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, "--seed_everything=true",
-                     f"--run_dir={run_dir}"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "fit",
+                    f"--config={EXPERIMENTS / 'demo.yaml'}",
+                    *FAST,
+                    "--seed_everything=true",
+                    f"--run_dir={run_dir}",
+                ]
+            )
+            == 0
+        )
         config_seed = yaml.safe_load((run_dir / "config.yaml").read_text())["seed_everything"]
         result = json.loads((run_dir / "result.json").read_text())
         assert isinstance(config_seed, int) and not isinstance(config_seed, bool)
@@ -99,6 +117,16 @@ def test_seed_everything_true_draws_a_random_seed_and_records_it(
 
 
 def test_a_given_seed_is_kept(tmp_path: Path) -> None:
-    assert main(["fit", f"--config={EXPERIMENTS / 'demo.yaml'}", *FAST, "--seed_everything=7",
-                 f"--run_dir={tmp_path / 'r'}"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "fit",
+                f"--config={EXPERIMENTS / 'demo.yaml'}",
+                *FAST,
+                "--seed_everything=7",
+                f"--run_dir={tmp_path / 'r'}",
+            ]
+        )
+        == 0
+    )
     assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["seed_everything"] == 7

@@ -11,20 +11,17 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tinyfit import OVERRIDES
 
-from nlbench.report_command import main as report_main
 from nlbench.record import read_record
-from nlbench.sweep_command import main as sweep_main
+from nlbench.report_command import main as report_main
 from nlbench.sweep.runner import run_dir_of
 from nlbench.sweep.spec import load_spec
+from nlbench.sweep_command import main as sweep_main
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "experiments" / "demo.yaml"
-TINY = {
-    "trainer.max_epochs": 1, "trainer.limit_train_batches": 2, "trainer.limit_val_batches": 1,
-    "trainer.num_sanity_val_steps": 0, "data.batch_size": 32, "data.eval_batch_size": 50,
-    "model.nl_stats_every_n_steps": 1,
-}  # fmt: skip
+TINY = {**OVERRIDES, "model.nl_stats_every_n_steps": 1}  # the attention statistics of the user's method, logged
 
 USER_MODULE = '''
 import torch
@@ -67,10 +64,17 @@ def test_a_user_normalization_runs_through_a_sweep_of_nlbench_fit(
     user_package: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec_path = tmp_path / "mine.yaml"
-    spec_path.write_text(yaml.safe_dump({
-        "name": "mine", "base": str(DEMO), "output_dir": str(tmp_path / "out"), "overrides": TINY,
-        "axes": {"model.backbone.nl.normalization": ["softmax", user_package]},
-    }))  # fmt: skip
+    spec_path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "mine",
+                "base": str(DEMO),
+                "output_dir": str(tmp_path / "out"),
+                "overrides": TINY,
+                "axes": {"model.backbone.nl.normalization": ["softmax", user_package]},
+            }
+        )
+    )
     assert sweep_main(["--config", str(spec_path), "--devices", "cpu"]) == 0, capsys.readouterr()
     spec = load_spec(spec_path)
     _, run = spec.expand()
@@ -92,23 +96,45 @@ def test_a_user_normalization_runs_through_a_sweep_of_nlbench_fit(
 
 def test_an_unknown_normalization_exits_2_with_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled"}
-    cmd = [sys.executable, "-m", "nlbench", "fit", "--config", str(DEMO), "--trainer.fast_dev_run", "true",
-           "--model.backbone.nl.normalization", "my_pkg.attn.Missing", "--run_dir", str(tmp_path / "run")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nlbench",
+        "fit",
+        "--config",
+        str(DEMO),
+        "--trainer.fast_dev_run",
+        "true",
+        "--model.backbone.nl.normalization",
+        "my_pkg.attn.Missing",
+        "--run_dir",
+        str(tmp_path / "run"),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     errors = [line for line in proc.stderr.splitlines() if "error" in line]
     assert proc.returncode == 2, proc.stderr
     assert len(errors) == 1 and errors[0].startswith(
-        "nlbench fit: error: model.backbone.nl.normalization: unknown normalization 'my_pkg.attn.Missing'")
+        "nlbench fit: error: model.backbone.nl.normalization: unknown normalization 'my_pkg.attn.Missing'"
+    )
 
 
-@pytest.mark.parametrize(("key", "value"), [("model.backbone.nl.normalization", "my_pkg.attn.Missing"),
-                                            ("model.backbone.block", "cbam")])
+@pytest.mark.parametrize(
+    ("key", "value"), [("model.backbone.nl.normalization", "my_pkg.attn.Missing"), ("model.backbone.block", "cbam")]
+)
 def test_the_dry_run_refuses_a_method_that_does_not_resolve(
     user_package: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, value: str
 ) -> None:
     spec_path = tmp_path / "bad.yaml"
-    spec_path.write_text(yaml.safe_dump({"name": "bad", "base": str(DEMO), "output_dir": str(tmp_path / "out"),
-                                         "axes": {key: [user_package if "nl." in key else "gc", value]}}))
+    spec_path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "bad",
+                "base": str(DEMO),
+                "output_dir": str(tmp_path / "out"),
+                "axes": {key: [user_package if "nl." in key else "gc", value]},
+            }
+        )
+    )
     assert sweep_main(["--config", str(spec_path), "--dry-run", "--devices", "cpu"]) == 2
     error = capsys.readouterr().err.splitlines()[-1]
     assert f"axis '{key}' value '{value}'" in error and f"{key}: unknown" in error

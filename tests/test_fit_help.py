@@ -34,8 +34,9 @@ def test_default_fit_help_is_short_and_says_where_the_rest_is(capsys: pytest.Cap
 def test_hidden_options_still_parse_and_readme_help_examples_work(capsys: pytest.CaptureFixture[str]) -> None:
     cfg = parse_fit_args([f"--config={REPO / 'experiments' / 'demo.yaml'}", "--trainer.gradient_clip_val=1.0"])
     assert cfg.trainer.gradient_clip_val == 1.0
-    assert "--model.backbone.depth DEPTH" in help_of(["fit", "--model.backbone.help", "nlbench.models.PreActResNet"],
-                                                      capsys)
+    assert "--model.backbone.depth DEPTH" in help_of(
+        ["fit", "--model.backbone.help", "nlbench.models.PreActResNet"], capsys
+    )
     assert "--model.optimizer.lr LR" in help_of(["fit", "--model.optimizer.help", "SGD"], capsys)
 
 
@@ -44,27 +45,35 @@ def test_the_recorded_fit_help_is_what_the_parser_prints() -> None:
     the parser's own text. After changing an option or a docstring the help shows: `make fit-help`."""
     assert fit_help.recorded() is not None, "fit_help.txt was recorded with other versions: run `make fit-help`"
     # In a fresh process, as `nlbench fit --help` runs: the help lists the subclasses imported so far.
-    done = subprocess.run([sys.executable, "-c", "import sys; from nlbench.fit_help import live; "
-                           "sys.stdout.write(live())"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from nlbench.fit_help import live; sys.stdout.write(live())"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert fit_help.recorded() == done.stdout, "fit_help.txt is out of date: run `make fit-help`"
 
 
 def test_fit_help_and_a_misspelt_method_answer_without_torch() -> None:
     """What makes them fast (no torch, no Lightning) is checked here; their time is BENCHMARKS.md's."""
-    code = ("import sys, contextlib, io\n"
-            "from nlbench.commands import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
-            "    assert main(['fit', '--help']) == 0\n"
-            "assert 'usage: nlbench [options] fit' in out.getvalue()\n"
-            "assert main(['fit', '--model.backbone.nl.normalization', 'sigmoid']) == 2\n"
-            "print(sorted(m for m in ('torch', 'lightning', 'jsonargparse') if m in sys.modules))\n")  # fmt: skip
+    code = (
+        "import sys, contextlib, io\n"
+        "from nlbench.commands import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    assert main(['fit', '--help']) == 0\n"
+        "assert 'usage: nlbench [options] fit' in out.getvalue()\n"
+        "assert main(['fit', '--model.backbone.nl.normalization', 'sigmoid']) == 2\n"
+        "print(sorted(m for m in ('torch', 'lightning', 'jsonargparse') if m in sys.modules))\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
-    assert done.stderr.strip() == ("nlbench fit: error: model.backbone.nl.normalization: unknown normalization "
-                                   "'sigmoid': use one of softmax, scale, linear, efficient or a class path "
-                                   "(package.module.Class) importable from the Python path")
+    assert done.stderr.strip() == (
+        "nlbench fit: error: model.backbone.nl.normalization: unknown normalization "
+        "'sigmoid': use one of softmax, scale, linear, efficient or a class path "
+        "(package.module.Class) importable from the Python path"
+    )
 
 
 def test_the_readme_error_example_is_what_nlbench_prints(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,11 +9,11 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -25,8 +25,12 @@ import gpu_bundle  # noqa: E402
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bundle") / "gpu-bundle"
-    done = subprocess.run([sys.executable, str(REPO / "tools" / "gpu_bundle.py"), "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "gpu_bundle.py"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if done.returncode and "pip download failed" in done.stderr:
         pytest.skip(f"optional: needs the package registry ({done.stderr.strip()})")
     assert done.returncode == 0, done.stderr
@@ -40,7 +44,8 @@ def test_the_bundle_holds_what_the_image_lacks_and_nothing_of_wandb(bundle: dict
     assert all(p.name.endswith("-py3-none-any.whl") for p in (out / "wheels").iterdir())
     pins = gpu_bundle.constraint_pins()
     assert {p.name.split("-")[1] for p in (out / "wheels").iterdir()} == {
-        pins[canonicalize_name(name)] for name in wheels}  # constraints.txt's versions
+        pins[canonicalize_name(name)] for name in wheels
+    }  # constraints.txt's versions
     assert (out / "src" / "nlbench" / "bench" / "device_check.py").is_file()
     assert (out / "src" / "nlbench" / "data" / "sample" / "cifar-10-batches-py" / "data_batch_1").is_file()
     assert (out / "src" / "experiments" / "gpu.yaml").is_file() and not list(out.rglob("__pycache__"))
@@ -52,33 +57,44 @@ def test_the_bundle_holds_what_the_image_lacks_and_nothing_of_wandb(bundle: dict
 
 def test_run_sh_refuses_bad_use_in_one_line(bundle: dict[str, Any], tmp_path: Path) -> None:
     run = str(bundle["out"] / "run.sh")
-    for args, env, message in (([], {}, "usage: bash run.sh OUT_DIR [--smoke]"),
-                               ([str(tmp_path / "o"), "--fast"], {}, "unknown option --fast"),
-                               ([str(tmp_path / "o")], {"PYTHON": "/bin/false"}, "cannot import torch")):  # fmt: skip
+    for args, env, message in (
+        ([], {}, "usage: bash run.sh OUT_DIR [--smoke]"),
+        ([str(tmp_path / "o"), "--fast"], {}, "unknown option --fast"),
+        ([str(tmp_path / "o")], {"PYTHON": "/bin/false"}, "cannot import torch"),
+    ):
         done = subprocess.run(["bash", run, *args], env={**os.environ, **env}, capture_output=True, text=True)
         assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
 
 
 def test_pyproject_declares_the_images_versions_as_the_lowest() -> None:
-    """One owner: tools/gpu-image.txt pins the image; pyproject's lower bounds are those pins (what test-oldest tests)."""
-    declared = {canonicalize_name(Requirement(line).name): Requirement(line).specifier
-                for line in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    """One owner: tools/gpu-image.txt pins the image; pyproject's lower bounds are those pins (what test-oldest
+    tests)."""
+    declared = {
+        canonicalize_name(Requirement(line).name): Requirement(line).specifier
+        for line in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
     pinned = [r for r in gpu_bundle.image_requirements() if str(r.specifier).startswith("==")]
     assert {r.name for r in pinned} == {"torch", "torchvision", "lightning", "torchmetrics"}
     for requirement in pinned:
         version = str(requirement.specifier).removeprefix("==")
         specifier = declared[canonicalize_name(requirement.name)]
-        assert [(s.operator, s.version) for s in specifier] == [(">=", version.removesuffix(".0"))] or \
-            [(s.operator, s.version) for s in specifier] == [(">=", version)], (requirement, specifier)  # fmt: skip
+        assert [(s.operator, s.version) for s in specifier] == [(">=", version.removesuffix(".0"))] or [
+            (s.operator, s.version) for s in specifier
+        ] == [(">=", version)], (requirement, specifier)
 
 
 @pytest.mark.slow
 def test_run_sh_smoke_passes_with_no_index(bundle: dict[str, Any], tmp_path: Path) -> None:
     """The issue's acceptance, in this venv (make test-oldest runs it in the image-like one)."""
     env = {**os.environ, "PIP_NO_INDEX": "1", "PYTHON": sys.executable, "PYTHONPATH": ""}
-    done = subprocess.run(["bash", str(bundle["out"] / "run.sh"), str(tmp_path / "out"), "--smoke"], env=env,
-                          capture_output=True, text=True, timeout=1200)  # fmt: skip
+    done = subprocess.run(
+        ["bash", str(bundle["out"] / "run.sh"), str(tmp_path / "out"), "--smoke"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     results = json.loads((tmp_path / "out" / "device-check.json").read_text())
     assert {phase["status"] for phase in results["phases"].values()} == {"done"}

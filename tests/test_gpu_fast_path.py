@@ -27,16 +27,25 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from nlbench.callbacks import RunResult
 from nlbench.classifier import COMPILE_MODES, ImageClassifier
-from nlbench.lightning_cli import parse_fit_args
 from nlbench.data import CIFAR10SampleDataModule, TinyImageNetDataModule
 from nlbench.data.loaders import BatchedImageDataset
+from nlbench.lightning_cli import parse_fit_args
 from nlbench.models import PreActResNet
 from nlbench.nn import NLConfig
 from nlbench.record import identify
 
 REPO = Path(__file__).resolve().parents[1]
-SYNCING_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "_unique2", "unique_dim", "unique_consecutive",
-               "repeat_interleave", "masked_scatter", "lift_fresh"}  # fmt: skip
+SYNCING_OPS = {
+    "_local_scalar_dense",
+    "nonzero",
+    "masked_select",
+    "_unique2",
+    "unique_dim",
+    "unique_consecutive",
+    "repeat_interleave",
+    "masked_scatter",
+    "lift_fresh",
+}
 
 
 class HostSyncs(TorchDispatchMode):
@@ -74,14 +83,22 @@ def _model(normalization: str, **kwargs: Any) -> ImageClassifier:
 
 
 def test_the_overlay_turns_the_fast_path_on() -> None:
-    config = parse_fit_args(["--config", str(REPO / "experiments/cifar10.yaml"),
-                             "--config", str(REPO / "experiments/gpu.yaml")])  # fmt: skip
+    config = parse_fit_args(
+        ["--config", str(REPO / "experiments/cifar10.yaml"), "--config", str(REPO / "experiments/gpu.yaml")]
+    )
     assert (config.trainer.precision, config.trainer.enable_progress_bar) == ("bf16-mixed", False)
     assert (config.model.channels_last, config.model.compile) == (True, "default")
     assert config.data.class_path == "nlbench.data.CIFAR10DataModule"  # the base's data module, one option more
     assert config.data.init_args.device_cache and config.data.init_args.batch_size == 128
-    overridden = parse_fit_args(["--config", str(REPO / "experiments/demo.yaml"), "--config",
-                                 str(REPO / "experiments/gpu.yaml"), "--model.compile=reduce-overhead"])  # fmt: skip
+    overridden = parse_fit_args(
+        [
+            "--config",
+            str(REPO / "experiments/demo.yaml"),
+            "--config",
+            str(REPO / "experiments/gpu.yaml"),
+            "--model.compile=reduce-overhead",
+        ]
+    )
     assert overridden.model.compile == "reduce-overhead"
 
 
@@ -105,7 +122,8 @@ def test_device_cache_option() -> None:
     a, b = next(iter(plain.val_dataloader())), next(iter(cached.val_dataloader()))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     images, labels = BatchedImageDataset(plain._arrays["train"].images, plain._arrays["train"].labels).__getitems__(
-        [3, 1])
+        [3, 1]
+    )
     assert images.shape == (2, 3, 32, 32) and labels.dtype == torch.long
 
 
@@ -114,20 +132,33 @@ def test_training_makes_no_host_syncs_between_logging_steps(tmp_path: Path, norm
     probe = HostSyncs()
     dm = CIFAR10SampleDataModule(batch_size=16, subset=160, device_cache=True)  # 10 steps
     trainer = L.Trainer(
-        accelerator="cpu", max_epochs=1, limit_val_batches=1, num_sanity_val_steps=0, precision="bf16-mixed",
-        logger=L.pytorch.loggers.CSVLogger(tmp_path), enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, log_every_n_steps=5,
-        callbacks=[StepMarker(probe), RunResult(str(tmp_path), identify(nl=None, dataset="cifar10_sample", backbone="PreActResNet")),
-                   L.pytorch.callbacks.LearningRateMonitor(logging_interval="epoch")],
-    )  # fmt: skip
+        accelerator="cpu",
+        max_epochs=1,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        precision="bf16-mixed",
+        logger=L.pytorch.loggers.CSVLogger(tmp_path),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=5,
+        callbacks=[
+            StepMarker(probe),
+            RunResult(str(tmp_path), identify(nl=None, dataset="cifar10_sample", backbone="PreActResNet")),
+            L.pytorch.callbacks.LearningRateMonitor(logging_interval="epoch"),
+        ],
+    )
     with probe:
         trainer.fit(_model(normalization, channels_last=True, nl_stats_every_n_steps=0), datamodule=dm)
     assert trainer.global_step == 10
     # The sampler's indices are host data by nature: BatchedImageDataset copies them from pinned memory without
     # blocking. Any other tensor built from Python data in a step (e.g. F.normalize's mean/std) is a blocking copy.
     logging_steps = {4, 9}  # Lightning logs (and the divergence check reads the loss) every log_every_n_steps
-    built = {step: n for (step, op), n in probe.counts.items() if op == "lift_fresh" and step >= 0
-             and step not in logging_steps}  # fmt: skip
+    built = {
+        step: n
+        for (step, op), n in probe.counts.items()
+        if op == "lift_fresh" and step >= 0 and step not in logging_steps
+    }
     assert built == dict.fromkeys(set(range(10)) - logging_steps, 1), f"tensors from host data per step: {built}"
     per_step = {(step, op): n for (step, op), n in probe.counts.items() if step >= 0 and op != "lift_fresh"}
     assert {step for step, _ in per_step} <= logging_steps, f"host syncs inside the training loop: {per_step}"
@@ -149,8 +180,16 @@ def test_normalisation_builds_nothing_from_host_data_per_batch() -> None:
 def test_a_progress_bar_is_what_costs_a_sync_per_step(tmp_path: Path) -> None:
     """The probe does see per-step syncs: with a progress bar, the step loss is read back after every batch."""
     probe = HostSyncs()
-    trainer = L.Trainer(accelerator="cpu", max_steps=3, limit_val_batches=0, logger=False, enable_checkpointing=False,
-                        enable_model_summary=False, log_every_n_steps=50, callbacks=[StepMarker(probe)])  # fmt: skip
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=3,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        log_every_n_steps=50,
+        callbacks=[StepMarker(probe)],
+    )
     with probe:
         trainer.fit(_model("scale"), datamodule=CIFAR10SampleDataModule(batch_size=16, subset=64))
     assert all(probe.counts[(step, "_local_scalar_dense")] >= 1 for step in range(3))
@@ -181,14 +220,22 @@ def test_compiled_training_matches_eager(mode: str) -> None:
 def test_nlbench_fit_with_the_overlay_on_the_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
+    from tinyfit import DEMO, FAST
+
     from nlbench.lightning_cli import main
 
     monkeypatch.setenv("WANDB_MODE", "disabled")
     run_dir = tmp_path / "run"
-    code = main(["fit", f"--config={REPO / 'experiments/demo.yaml'}", f"--config={REPO / 'experiments/gpu.yaml'}",
-                 "--model.compile=false",  # compiling takes a minute on this CPU: the slow test covers it
-                 "--trainer.accelerator=cpu", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
-                 "--trainer.limit_val_batches=1", "--data.init_args.batch_size=16", f"--run_dir={run_dir}"])  # fmt: skip
+    code = main(
+        [
+            "fit",
+            f"--config={DEMO}",
+            f"--config={REPO / 'experiments/gpu.yaml'}",
+            *FAST,
+            "--model.compile=false",  # compiling takes a minute on this CPU: the slow test covers it
+            f"--run_dir={run_dir}",
+        ]
+    )
     assert code == 0
     assert json.loads((run_dir / "result.json").read_text())["status"] == "finished"
     config = (run_dir / "config.yaml").read_text()

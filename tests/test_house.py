@@ -40,8 +40,20 @@ def _imports(path: Path) -> list[tuple[ast.AST, str, str | None]]:
 
 
 # ---- received YAML ----------------------------------------------------------------------------------------------
-YAML_LOADERS = {"load", "safe_load", "full_load", "unsafe_load", "load_all", "safe_load_all", "full_load_all",
-                "unsafe_load_all", "compose", "compose_all", "parse", "scan"}  # fmt: skip
+YAML_LOADERS = {
+    "load",
+    "safe_load",
+    "full_load",
+    "unsafe_load",
+    "load_all",
+    "safe_load_all",
+    "full_load_all",
+    "unsafe_load_all",
+    "compose",
+    "compose_all",
+    "parse",
+    "scan",
+}
 
 
 def yaml_loads_outside_yamlsafe(sources: list[Path]) -> list[str]:
@@ -52,12 +64,19 @@ def yaml_loads_outside_yamlsafe(sources: list[Path]) -> list[str]:
             continue
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and node.attr in YAML_LOADERS and isinstance(node.value, ast.Name) \
-                    and node.value.id == "yaml":  # fmt: skip
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in YAML_LOADERS
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "yaml"
+            ):
                 bad.append(f"{path.relative_to(REPO)}:{node.lineno}: yaml.{node.attr}")
             elif isinstance(node, ast.ImportFrom) and node.module == "yaml":
-                bad += [f"{path.relative_to(REPO)}:{node.lineno}: from yaml import {a.name}" for a in node.names
-                        if a.name in YAML_LOADERS]  # fmt: skip
+                bad += [
+                    f"{path.relative_to(REPO)}:{node.lineno}: from yaml import {a.name}"
+                    for a in node.names
+                    if a.name in YAML_LOADERS
+                ]
     return bad
 
 
@@ -72,7 +91,10 @@ def test_the_yaml_check_finds_a_plain_load(tmp_path: Path) -> None:
     global REPO
     repo, REPO = REPO, tmp_path
     try:
-        assert yaml_loads_outside_yamlsafe(sources) == ["reader.py:4: yaml.safe_load", "other.py:1: from yaml import load_all"]
+        assert yaml_loads_outside_yamlsafe(sources) == [
+            "reader.py:4: yaml.safe_load",
+            "other.py:1: from yaml import load_all",
+        ]
     finally:
         REPO = repo
 
@@ -89,9 +111,12 @@ def test_module_names_are_unique_across_the_package() -> None:
 def test_nlbench_modules_are_imported_under_their_own_name() -> None:
     """``from nlbench import run as run_`` is how one module came to have four names; names of functions and
     classes may be aliased, modules may not."""
-    bad = [f"{path.relative_to(REPO)}:{node.lineno}: {name} as {alias}"
-           for path in SOURCES for node, name, alias in _imports(path)
-           if alias and name in MODULES and alias != name.rsplit(".", 1)[-1]]  # fmt: skip
+    bad = [
+        f"{path.relative_to(REPO)}:{node.lineno}: {name} as {alias}"
+        for path in SOURCES
+        for node, name, alias in _imports(path)
+        if alias and name in MODULES and alias != name.rsplit(".", 1)[-1]
+    ]
     assert bad == []
 
 
@@ -188,9 +213,13 @@ def test_the_schema_is_the_one_place_that_spells_the_record_fields() -> None:
     # Not the record's vocabulary: benchmarks write synthetic configs, and the sweep's cost estimate reads the
     # parsed config of runs that have no record yet.
     elsewhere = ("nlbench/schema.py", "nlbench/bench/", "nlbench/sweep/eta.py", "nlbench/sweep_command.py")
-    bad = [f"{path.relative_to(REPO)}: {key}" for path in SOURCES
-           if not str(path.relative_to(REPO)).startswith(elsewhere)
-           for key in keys if f'"{key}"' in path.read_text()]  # fmt: skip
+    bad = [
+        f"{path.relative_to(REPO)}: {key}"
+        for path in SOURCES
+        if not str(path.relative_to(REPO)).startswith(elsewhere)
+        for key in keys
+        if f'"{key}"' in path.read_text()
+    ]
     assert bad == []
 
 
@@ -198,5 +227,7 @@ def test_design_doc_shows_the_schema_table() -> None:
     from nlbench import schema
 
     text = (REPO / "docs" / "design.md").read_text()
-    missing = [f.name for f in schema.FIELDS if f.name not in schema.NL_FIELDS and f"| `{f.name}` | `{f.key}` |" not in text]
+    missing = [
+        f.name for f in schema.FIELDS if f.name not in schema.NL_FIELDS and f"| `{f.name}` | `{f.key}` |" not in text
+    ]
     assert missing == []

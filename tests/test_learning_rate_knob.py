@@ -16,8 +16,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 def write_spec(tmp_path: Path, overrides: dict | None = None) -> Path:
     """The attack's own spec: an optimizer-lr axis on a sweep based on experiments/demo.yaml."""
-    spec = {"name": "lr", "base": str(REPO / "experiments" / "demo.yaml"), "output_dir": str(tmp_path / "out"),
-            "overrides": overrides or {}, "axes": {"model.optimizer.init_args.lr": [0.05, 0.1]}}  # fmt: skip
+    spec = {
+        "name": "lr",
+        "base": str(REPO / "experiments" / "demo.yaml"),
+        "output_dir": str(tmp_path / "out"),
+        "overrides": overrides or {},
+        "axes": {"model.optimizer.init_args.lr": [0.05, 0.1]},
+    }
     path = tmp_path / "lr.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -43,15 +48,25 @@ def test_an_lr_axis_on_the_demo_is_a_real_axis(tmp_path: Path) -> None:
     assert main(["--config", str(write_spec(tmp_path)), "--dry-run", "--devices", "cpu"]) == 0
 
 
-@pytest.mark.parametrize("scheduler", [
-    {"model.scheduler.init_args.max_lr": 0.2},
-    {"model.scheduler": {"class_path": "torch.optim.lr_scheduler.OneCycleLR",
-                         "init_args": {"max_lr": 0.2, "pct_start": 0.25}}},
-], ids=["nlbench-max_lr", "torch-one-cycle"])  # fmt: skip
+@pytest.mark.parametrize(
+    "scheduler",
+    [
+        {"model.scheduler.init_args.max_lr": 0.2},
+        {
+            "model.scheduler": {
+                "class_path": "torch.optim.lr_scheduler.OneCycleLR",
+                "init_args": {"max_lr": 0.2, "pct_start": 0.25},
+            }
+        },
+    ],
+    ids=["nlbench-max_lr", "torch-one-cycle"],
+)
 def test_an_lr_axis_a_scheduler_overrides_is_refused_in_the_dry_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], scheduler: dict
 ) -> None:
     assert main(["--config", str(write_spec(tmp_path, scheduler)), "--dry-run", "--devices", "cpu"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
-    assert len(err) == 1 and "swept key 'model.optimizer.init_args.lr' changes nothing: OneCycleLR's max_lr (0.2)" \
-        in err[0], err
+    assert (
+        len(err) == 1
+        and "swept key 'model.optimizer.init_args.lr' changes nothing: OneCycleLR's max_lr (0.2)" in err[0]
+    ), err

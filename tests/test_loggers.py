@@ -101,21 +101,32 @@ def wandb_records(path: Path) -> Iterator[object]:
 def test_the_readme_wandb_recipe_finds_its_names_in_an_offline_run(tmp_path: Path, monkeypatch) -> None:
     """Issue 26 item 11: the summary holds val/acc1_best as a plain number (not {"max": ...}, which the UI shows as
     val/acc1_best.max), lr/initial beside the scheduled lr, and every name the README's recipe uses is there."""
+    from tinyfit import FAST_DEMO, REPO, with_options
+
     from nlbench.lightning_cli import main
-    from tinyfit import REPO
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     run_dir = tmp_path / "run"
-    assert main(["fit", f"--config={REPO / 'experiments' / 'demo.yaml'}", "--trainer.accelerator=cpu",
-                 "--trainer.max_epochs=2", "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=1",
-                 "--trainer.enable_progress_bar=false", "--data.init_args.batch_size=16",
-                 "--model.optimizer.init_args.lr=0.05", f"--run_dir={run_dir}"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "fit",
+                *with_options(FAST_DEMO, "--trainer.max_epochs=2", "--trainer.limit_train_batches=4"),
+                "--model.optimizer.init_args.lr=0.05",
+                f"--run_dir={run_dir}",
+            ]
+        )
+        == 0
+    )
     (run_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
     config, summary, history = {}, {}, set()
     for record in wandb_records(run_file):
         kind = record.WhichOneof("record_type")
-        items = {"config": lambda: record.config.update, "summary": lambda: record.summary.update,
-                 "history": lambda: record.history.item}.get(kind, lambda: [])()  # fmt: skip
+        items = {
+            "config": lambda record=record: record.config.update,
+            "summary": lambda record=record: record.summary.update,
+            "history": lambda record=record: record.history.item,
+        }.get(kind, lambda: [])()
         for item in items:
             key = item.key or "/".join(item.nested_key)
             if kind == "history":

@@ -173,7 +173,12 @@ def test_nl_options_reach_every_block_unchanged(backbone, depth, monkeypatch):
     assert received == [cfg, dataclasses.replace(cfg, pos_encoding=False)] * 2
     for block in nl_blocks_of(model):
         assert (block.normalization, block.width, block.heads, block.similarity, block.init, block.subsample) == (
-            "softmax", 16, 4, "direction", "zeros", True
+            "softmax",
+            16,
+            4,
+            "direction",
+            "zeros",
+            True,
         )
 
 
@@ -264,7 +269,10 @@ def test_configs_instantiate_backbones_by_class_path():
     model = parser.instantiate(config).model
     assert isinstance(model, WideResNet) and model.num_classes == 10
     assert [name for name, _ in named_nl_blocks(model)] == [
-        "stage1.nonlocal0", "stage1.nonlocal1", "stage3.nonlocal0", "stage3.nonlocal1"
+        "stage1.nonlocal0",
+        "stage1.nonlocal1",
+        "stage3.nonlocal0",
+        "stage3.nonlocal1",
     ]
     assert {(block.normalization, block.heads) for block in nl_blocks_of(model)} == {("softmax", 2)}
 
@@ -303,12 +311,18 @@ def test_positional_encoding_is_added_once_per_insertion_point(monkeypatch):
     model = PreActResNet(depth=20, nl_stages=[2, 3], nl_blocks=3)
     blocks = named_nl_blocks(model)
     assert [(name, block.pos_encoding is not None) for name, block in blocks] == [
-        ("stage2.nonlocal0", True), ("stage2.nonlocal1", False), ("stage2.nonlocal2", False),
-        ("stage3.nonlocal0", True), ("stage3.nonlocal1", False), ("stage3.nonlocal2", False),
+        ("stage2.nonlocal0", True),
+        ("stage2.nonlocal1", False),
+        ("stage2.nonlocal2", False),
+        ("stage3.nonlocal0", True),
+        ("stage3.nonlocal1", False),
+        ("stage3.nonlocal2", False),
     ]
     calls = []
     real = SinusoidalPositionalEncoding2d.forward
-    monkeypatch.setattr(SinusoidalPositionalEncoding2d, "forward", lambda self, x: calls.append(x.shape) or real(self, x))
+    monkeypatch.setattr(
+        SinusoidalPositionalEncoding2d, "forward", lambda self, x: calls.append(x.shape) or real(self, x)
+    )
     model(torch.randn(2, 3, 32, 32))
     assert calls == [torch.Size([2, 32, 16, 16]), torch.Size([2, 64, 8, 8])]
     # Switched off, no block adds it.
@@ -320,7 +334,9 @@ def test_per_stage_counts_place_that_many_blocks_in_each_stage():
     names = lambda model: [name for name, _ in named_nl_blocks(model)]  # noqa: E731
     assert names(PreActResNet(depth=20, nl_blocks=[0, 1, 0])) == names(PreActResNet(depth=20)) == ["stage2.nonlocal0"]
     assert names(PreActResNet(depth=20, nl_blocks=[2, 0, 1], nl_stages=[1, 3])) == [
-        "stage1.nonlocal0", "stage1.nonlocal1", "stage3.nonlocal0"
+        "stage1.nonlocal0",
+        "stage1.nonlocal1",
+        "stage3.nonlocal0",
     ]
     tiny = _on_meta(lambda: PreActResNetTiny(depth=18, nl_blocks=[0, 1, 2, 0]))
     assert names(tiny) == ["stage2.nonlocal0", "stage3.nonlocal0", "stage3.nonlocal1"]

@@ -63,8 +63,22 @@ def test_bad_choices_are_rejected(option: str, value: str) -> None:
 def test_variants_come_from_the_registries_and_take_user_methods(capsys: pytest.CaptureFixture[str]) -> None:
     names = [v.name for v in bench.VARIANTS]
     assert {"linear", "efficient", "gc block", "se block"} <= set(names)
-    argv = ["--device", "cpu", "--sizes", "[4]", "--batch", "1", "--reps", "1", "--warmup", "0",
-            "--methods", "[linear, tests.test_nn_methods.SigmoidAttention]", "--blocks", "[se]"]
+    argv = [
+        "--device",
+        "cpu",
+        "--sizes",
+        "[4]",
+        "--batch",
+        "1",
+        "--reps",
+        "1",
+        "--warmup",
+        "0",
+        "--methods",
+        "[linear, tests.test_nn_methods.SigmoidAttention]",
+        "--blocks",
+        "[se]",
+    ]
     assert bench.main(argv) == 0
     rows = table_rows(capsys.readouterr().out)
     assert set(rows) == {("4x4", "linear"), ("4x4", "sigmoid"), ("4x4", "se block")}
@@ -78,9 +92,33 @@ def test_unknown_methods_are_refused_naming_the_option(option: str, value: str) 
 
 
 def test_each_row_names_the_sdpa_kernel_it_ran(capsys: pytest.CaptureFixture[str]) -> None:
-    bench.main(["--device", "cpu", "--sizes", "[8]", "--batch", "1", "--reps", "1", "--warmup", "0",
-                "--methods", "[softmax, scale]", "--blocks", "[gc]"])  # fmt: skip
-    kernels = {cells[2]: cells[3] for line in capsys.readouterr().out.splitlines()
-               if (cells := [c.strip() for c in line.strip("|").split("|")])[0] == "8x8"}  # fmt: skip
-    assert kernels == {"softmax (SDPA)": "flash (cpu)", "softmax (unfused)": "math", "scale nxn": "–",
-                       "scale re-associated": "–", "gc block": "–"}  # fmt: skip
+    bench.main(
+        [
+            "--device",
+            "cpu",
+            "--sizes",
+            "[8]",
+            "--batch",
+            "1",
+            "--reps",
+            "1",
+            "--warmup",
+            "0",
+            "--methods",
+            "[softmax, scale]",
+            "--blocks",
+            "[gc]",
+        ]
+    )
+    kernels = {
+        cells[2]: cells[3]
+        for line in capsys.readouterr().out.splitlines()
+        if (cells := [c.strip() for c in line.strip("|").split("|")])[0] == "8x8"
+    }
+    assert kernels == {
+        "softmax (SDPA)": "flash (cpu)",
+        "softmax (unfused)": "math",
+        "scale nxn": "–",
+        "scale re-associated": "–",
+        "gc block": "–",
+    }

@@ -35,9 +35,7 @@ def make_block(channels: int = 8, *, trained: bool = True, **options) -> NonLoca
     return block
 
 
-@pytest.fixture(autouse=True)
-def _seed() -> None:
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("seeded")  # the same random tensors in every test (conftest.py)
 
 
 # --- construction and options -------------------------------------------------------------------------------------
@@ -54,8 +52,15 @@ def test_default_options_follow_nlconfig() -> None:
 
 def test_from_config_passes_every_option() -> None:
     cfg = NLConfig(
-        normalization="softmax", width=6, heads=3, scale=2.5, order="nxn", similarity="direction",
-        init="kaiming", pos_encoding=False, subsample=True,
+        normalization="softmax",
+        width=6,
+        heads=3,
+        scale=2.5,
+        order="nxn",
+        similarity="direction",
+        init="kaiming",
+        pos_encoding=False,
+        subsample=True,
     )
     with pytest.warns(UserWarning, match="has no effect with normalization softmax"):  # scale/order: scale's options
         block = NonLocal2d.from_config(12, cfg)
@@ -432,7 +437,11 @@ def test_sqrt_nd_is_the_official_t_head_divisor_in_float64(order: str, heads: in
     n, d_head = 5 * 6, 16 // heads
 
     def embed(conv: torch.nn.Conv2d) -> torch.Tensor:  # (B, heads, N, d_head)
-        return torch.einsum("oc,bcn->bon", conv.weight[:, :, 0, 0], xp.flatten(2)).unflatten(1, (heads, d_head)).transpose(-2, -1)
+        return (
+            torch.einsum("oc,bcn->bon", conv.weight[:, :, 0, 0], xp.flatten(2))
+            .unflatten(1, (heads, d_head))
+            .transpose(-2, -1)
+        )
 
     q, k, v = embed(block.theta), embed(block.phi), embed(block.g)
     y = (q @ k.transpose(-2, -1) / math.sqrt(n * d_head)) @ v  # (B, heads, N, d_head)
@@ -457,8 +466,10 @@ def test_width_rejects_other_words() -> None:
         NonLocal2d(64, width="paper")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("normalization", "order"), [("scale", "reassociated"), ("scale", "nxn"), ("softmax", "reassociated"),
-                                                      ("linear", "reassociated")])
+@pytest.mark.parametrize(
+    ("normalization", "order"),
+    [("scale", "reassociated"), ("scale", "nxn"), ("softmax", "reassociated"), ("linear", "reassociated")],
+)
 def test_the_output_keeps_the_inputs_memory_format(normalization: str, order: str) -> None:
     """The folded (re-associated scale) output was a contiguous (B, C, N) viewed as NCHW: a channels-last trunk
     (experiments/gpu.yaml) left channels-last at every NL block."""

@@ -23,19 +23,19 @@ from nlbench.nn import (
     method_name,
 )
 from nlbench.nn.registry import RESIDUAL_KINDS, UnknownMethodError, method_look, peer_block
-from nlbench.results import _fold_block
 from nlbench.record import identify
+from nlbench.results import _fold_block
 
-
-@pytest.fixture(autouse=True)
-def _seed() -> None:
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("seeded")  # the same random tensors in every test (conftest.py)
 
 
 def qkv(heads: int, *, n: int = 12, m: int = 5, d: int = 3, dv: int = 4, dtype=torch.float64):
     """Queries (2, heads, N, d), sub-sampled keys (2, heads, M, d) with M < N, values (2, heads, M, d_v)."""
-    return (torch.randn(2, heads, n, d, dtype=dtype), torch.randn(2, heads, m, d, dtype=dtype),
-            torch.randn(2, heads, m, dv, dtype=dtype))
+    return (
+        torch.randn(2, heads, n, d, dtype=dtype),
+        torch.randn(2, heads, m, d, dtype=dtype),
+        torch.randn(2, heads, m, dv, dtype=dtype),
+    )
 
 
 def linear_reference(q, k, v, eps=1e-6):
@@ -152,12 +152,18 @@ def test_a_class_path_is_a_normalization_named_by_its_class() -> None:
     assert block(torch.randn(2, 8, 4, 4)).shape == (2, 8, 4, 4)
     info = method_info(PATH)
     assert (info.name, info.label, info.color, info.has_map, info.value) == (
-        "sigmoid", "sigmoid attention", "tab:olive", True, PATH)
+        "sigmoid",
+        "sigmoid attention",
+        "tab:olive",
+        True,
+        PATH,
+    )
     assert method_info(f"{__name__}.NoMapAttention").name == "NoMapAttention"  # no name attribute: the class name
     assert method_info("linear").label == "linear (Katharopoulos)" and method_name("softmax") == "softmax"
     nl = NLConfig(normalization=PATH)
     assert identify(nl=nl, dataset="cifar10", backbone="PreActResNet", seed=0, nl_blocks=1).name == (
-        "sigmoid-r2-h1-normal-s0")
+        "sigmoid-r2-h1-normal-s0"
+    )
 
 
 @pytest.mark.parametrize("value", ["sigmoid", "no_such_pkg.Attention", f"{__name__}.Missing", "torch.relu"])
@@ -216,8 +222,15 @@ def test_analysis_skips_the_map_statistics_with_a_note() -> None:
     item = analyze_block("stage2.nonlocal0", NonLocal2d(8, normalization=NoMapAttention), torch.randn(2, 8, 4, 4))
     assert item.weights is None and item.stats.key_norm_mass_pearson is None and item.stats.attention_entropy is None
     assert "has no attention_map" in item.stats.note and item.stats.normalization == "NoMapAttention"
-    summary = {"run_dir": "r", "checkpoint": "best", "images_analysed": 2, "test_images_evaluated": 2,
-               "device": "cpu", "accuracy": {"dot": 0.5}, "blocks": [vars(item.stats)]}
+    summary = {
+        "run_dir": "r",
+        "checkpoint": "best",
+        "images_analysed": 2,
+        "test_images_evaluated": 2,
+        "device": "cpu",
+        "accuracy": {"dot": 0.5},
+        "blocks": [vars(item.stats)],
+    }
     assert "has no attention_map" in to_markdown(summary)
 
 
@@ -253,8 +266,10 @@ def test_se_block_matches_its_formula() -> None:
     assert block.fc1.weight.shape[0] == 2
     torch.testing.assert_close(block(x), x * gate[..., None, None])
     classic = perturbed(SqueezeExcite2d(8, gain=1.0, zero_init_last=False))
-    gate = torch.sigmoid(torch.relu(squeezed @ classic.fc1.weight.flatten(1).T + classic.fc1.bias)
-                         @ classic.fc2.weight.flatten(1).T + classic.fc2.bias)
+    gate = torch.sigmoid(
+        torch.relu(squeezed @ classic.fc1.weight.flatten(1).T + classic.fc1.bias) @ classic.fc2.weight.flatten(1).T
+        + classic.fc2.bias
+    )
     torch.testing.assert_close(classic(x), x * gate[..., None, None])
 
 
@@ -303,14 +318,30 @@ def test_the_residual_kind_moved_to_residual_with_a_deprecation_warning() -> Non
 
 
 def test_peer_runs_are_named_by_their_block_without_nl_options() -> None:
-    identity = identify(nl=NLConfig(), dataset="cifar10", backbone="PreActResNet", depth=20, seed=1, block="gc",
-                        nl_stages=[2], nl_blocks=1)
+    identity = identify(
+        nl=NLConfig(),
+        dataset="cifar10",
+        backbone="PreActResNet",
+        depth=20,
+        seed=1,
+        block="gc",
+        nl_stages=[2],
+        nl_blocks=1,
+    )
     assert identity.name == "gc-s1" and identity.hparams["block"] == "gc" and "normalization" not in identity.hparams
-    nl = identify(nl=NLConfig(normalization="linear"), dataset="cifar10", backbone="PreActResNet", seed=1,
-                  block="nonlocal", nl_blocks=1)
+    nl = identify(
+        nl=NLConfig(normalization="linear"),
+        dataset="cifar10",
+        backbone="PreActResNet",
+        seed=1,
+        block="nonlocal",
+        nl_blocks=1,
+    )
     assert nl.name == "linear-r2-h1-normal-s1" and "block" not in nl.hparams
-    assert identify(nl=NLConfig(), dataset="cifar10", backbone="PreActResNet", block="se", nl_stages=[],
-                    nl_blocks=1).name == "baseline"
+    assert (
+        identify(nl=NLConfig(), dataset="cifar10", backbone="PreActResNet", block="se", nl_stages=[], nl_blocks=1).name
+        == "baseline"
+    )
 
 
 @pytest.mark.parametrize("name", ["linear", "efficient"])
@@ -345,8 +376,14 @@ def test_a_former_residual_kind_in_block_is_not_a_peer_block(legacy: str) -> Non
     from nlbench.models.preact_resnet import BlockKind
 
     assert get_args(BlockKind) == RESIDUAL_KINDS  # the model's residual kinds are the ones readers recognise
-    identity = identify(nl=NLConfig(normalization="scale"), dataset="cifar10", backbone="PreActResNet", nl_blocks=1,
-                        block=legacy, seed=0)
+    identity = identify(
+        nl=NLConfig(normalization="scale"),
+        dataset="cifar10",
+        backbone="PreActResNet",
+        nl_blocks=1,
+        block=legacy,
+        seed=0,
+    )
     assert identity.name == "scale-r2-h1-normal-s0" and identity.hparams["normalization"] == "scale"
     assert "block" not in identity.hparams
     hparams = {"block": legacy, "normalization": "softmax", "reduction": 2}
@@ -370,13 +407,16 @@ def scale_reference(q, k, v):
     return (q @ k.transpose(-2, -1) / k.shape[-2] ** 0.5) @ v  # s = sqrt(M), the default "sqrt_n"
 
 
-@pytest.mark.parametrize(("name", "options", "reference"), [
-    ("softmax", {}, softmax_reference),
-    ("scale", {"order": "reassociated"}, scale_reference),
-    ("scale", {"order": "nxn"}, scale_reference),
-    ("linear", {}, linear_reference),
-    ("efficient", {}, efficient_reference),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "options", "reference"),
+    [
+        ("softmax", {}, softmax_reference),
+        ("scale", {"order": "reassociated"}, scale_reference),
+        ("scale", {"order": "nxn"}, scale_reference),
+        ("linear", {}, linear_reference),
+        ("efficient", {}, efficient_reference),
+    ],
+)
 def test_every_method_matches_its_formula_to_float64_precision(name: str, options: dict, reference) -> None:
     """No kernel lowers float64 to float32 on the way (where the kernels agree to ~1e-16, a float32 step shows as
     ~1e-8, as the GC block's softmax did)."""
@@ -404,8 +444,10 @@ def test_the_peer_blocks_match_their_formulas_to_float64_precision() -> None:
     torch.testing.assert_close(gc(x), gc_reference(gc, x), rtol=1e-12, atol=1e-12)
     x = torch.randn(2, 8, 5, 3, dtype=torch.float64)
     se = perturbed(SqueezeExcite2d(8, ratio=0.25))
-    gate = 2.0 * torch.sigmoid(torch.relu(x.mean(dim=(2, 3)) @ se.fc1.weight.flatten(1).T + se.fc1.bias)
-                               @ se.fc2.weight.flatten(1).T + se.fc2.bias)  # fmt: skip
+    gate = 2.0 * torch.sigmoid(
+        torch.relu(x.mean(dim=(2, 3)) @ se.fc1.weight.flatten(1).T + se.fc1.bias) @ se.fc2.weight.flatten(1).T
+        + se.fc2.bias
+    )
     torch.testing.assert_close(se(x), x * gate[..., None, None], rtol=1e-12, atol=1e-12)
 
 

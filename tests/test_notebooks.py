@@ -13,7 +13,6 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
-
 from test_analysis import train_tiny_run
 from test_report import write_sweep
 
@@ -43,8 +42,13 @@ def run_notebook(name: str, kernel_path: Path, monkeypatch: pytest.MonkeyPatch, 
 
 
 def outputs_of(notebook: dict, kind: str) -> list[dict]:
-    return [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs
-            if kind in out.get("data", {})]
+    return [
+        out
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
+        if kind in out.get("data", {})
+    ]
 
 
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
@@ -54,7 +58,8 @@ def test_notebooks_are_stored_without_outputs(path: Path) -> None:
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert code, f"{path.name} has no code"
     assert all(cell.outputs == [] and cell.execution_count is None for cell in code), (
-        f"{path.name} is stored with outputs: clear them (Jupyter: Edit > Clear outputs of all cells)")
+        f"{path.name} is stored with outputs: clear them (Jupyter: Edit > Clear outputs of all cells)"
+    )
     assert "NLBENCH_" in code[0].source  # the first code cell reads the parameters from the environment
 
 
@@ -74,12 +79,16 @@ def test_compare_runs_notebook(kernel_path: Path, tmp_path: Path, monkeypatch: p
     assert "| normalization | reduction | init | n |" in table["data"]["text/markdown"]
 
 
-def test_attention_analysis_notebook(kernel_path: Path, tmp_path_factory: pytest.TempPathFactory,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_attention_analysis_notebook(
+    kernel_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run_dir = train_tiny_run(tmp_path_factory.getbasetemp() / "tiny-run")
-    notebook = run_notebook("attention_analysis.ipynb", kernel_path, monkeypatch,
-                            {"NLBENCH_RUN_DIR": str(run_dir), "NLBENCH_BATCHES": "1", "NLBENCH_IMAGES": "4",
-                             "NLBENCH_DEVICE": "cpu"})
+    notebook = run_notebook(
+        "attention_analysis.ipynb",
+        kernel_path,
+        monkeypatch,
+        {"NLBENCH_RUN_DIR": str(run_dir), "NLBENCH_BATCHES": "1", "NLBENCH_IMAGES": "4", "NLBENCH_DEVICE": "cpu"},
+    )
     [summary] = outputs_of(notebook, "text/markdown")
     assert "| stage2.nonlocal0 | scale | 1 | 32x32 |" in summary["data"]["text/markdown"]
     # Attention maps, scatter, ablation bars, key-norm histogram.

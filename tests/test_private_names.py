@@ -20,13 +20,18 @@ PRIVATE = [
     ("lightning.pytorch.cli", "LightningCLI", "_set_seed", ["self"]),
     ("lightning.pytorch.callbacks", "ModelCheckpoint", "_should_skip_saving_checkpoint", ["self", "trainer"]),
     ("lightning.pytorch.callbacks", "ModelCheckpoint", "_should_save_on_train_epoch_end", ["self", "trainer"]),
-    ("lightning.pytorch.callbacks", "ModelCheckpoint", "_save_last_checkpoint", ["self", "trainer", "monitor_candidates"]),
+    (
+        "lightning.pytorch.callbacks",
+        "ModelCheckpoint",
+        "_save_last_checkpoint",
+        ["self", "trainer", "monitor_candidates"],
+    ),
     ("lightning.pytorch.callbacks", "ModelCheckpoint", "_monitor_candidates", ["self", "trainer"]),
     ("lightning.pytorch.loggers.csv_logs", "ExperimentWriter", "_check_log_dir_exists", ["self"]),
     ("submitit.slurm.slurm", "_make_sbatch_string", None, ["command", "folder"]),  # and map_count, by keyword
     ("torch._dynamo.utils", "counters", None, None),
     ("jsonargparse._deprecated", "JsonargparseDeprecationWarning", None, None),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("module", "name", "attribute", "params"), PRIVATE, ids=lambda v: str(v))
@@ -72,7 +77,9 @@ def test_the_lightning_range_we_test_is_declared() -> None:
     minor version the private names above were not checked against."""
     import lightning
 
-    assert re.findall(r'^\s*"(lightning[^"]*)"', (REPO / "pyproject.toml").read_text(), re.M) == ["lightning>=2.6.6,<2.7"]
+    assert re.findall(r'^\s*"(lightning[^"]*)"', (REPO / "pyproject.toml").read_text(), re.M) == [
+        "lightning>=2.6.6,<2.7"
+    ]
     major, minor = (int(part) for part in lightning.__version__.split(".")[:2])
     assert (major, minor) == (2, 6)
     for pinned in ("constraints.txt", "tools/gpu-image.txt"):

@@ -23,18 +23,20 @@ from typing import Any
 
 import pytest
 import yaml
+from tinyfit import REPO, TINY
 
-from nlbench import limits, results, sweepdir
-from nlbench import schema
-from nlbench.record import RunDir, RunRecord, Unreadable, identify, read_record, write_record
+from nlbench import limits, results, schema, sweepdir
 from nlbench.io import UnsafeFileError, atomic_write_text, open_append
+from nlbench.record import RunDir, RunRecord, Unreadable, identify, read_record, write_record
 from nlbench.runlock import RunLock, owner
 from nlbench.sweep import Slot, load_spec, run_sweep
 from nlbench.sweep.runner import SweepDirError, claim_path, run_dir_of
-from tinyfit import REPO, TINY
 
 # A fake `nlbench fit` (no torch): writes result.json as the fit does, its config and differing keys included.
-FAKE_FIT = [sys.executable, "-c", """
+FAKE_FIT = [
+    sys.executable,
+    "-c",
+    """
 import json, sys
 from pathlib import Path
 opts = dict(arg[2:].split("=", 1) for arg in sys.argv[1:] if arg.startswith("--") and "=" in arg)
@@ -46,12 +48,12 @@ record = {"status": "finished", "run_name": run_dir.name, "hparams": {"seed": se
           "config": {"seed_everything": seed, "trainer.max_epochs": int(opts.get("trainer.max_epochs", "1"))},
           "differs": [key for key in ("seed_everything", "trainer.max_epochs") if key in opts]}
 (run_dir / "result.json").write_text(json.dumps(record))
-""", "fit"]
+""",
+    "fit",
+]
 
 
-@pytest.fixture(autouse=True)
-def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "disabled")
+pytestmark = pytest.mark.usefixtures("no_wandb")  # W&B off for every test here (conftest.py)
 
 
 @contextlib.contextmanager
@@ -79,8 +81,9 @@ def write_spec(folder: Path, body: dict[str, Any], *, base_text: str = "trainer:
 
 
 def sweep(spec_path: Path, **kwargs: Any) -> list[dict[str, Any]]:
-    return run_sweep(load_spec(spec_path), slots=[Slot()], fit_command=FAKE_FIT, progress=False,
-                     poll_interval_s=0.02, **kwargs)  # fmt: skip
+    return run_sweep(
+        load_spec(spec_path), slots=[Slot()], fit_command=FAKE_FIT, progress=False, poll_interval_s=0.02, **kwargs
+    )
 
 
 @pytest.fixture
@@ -94,14 +97,28 @@ def outside(tmp_path: Path) -> Path:
 
 
 def intact(folder: Path) -> bool:
-    return {p.name: p.read_text() for p in folder.iterdir()} == {p.name: f"{p.name}: keep me\n"
-                                                                  for p in folder.iterdir()}
+    return {p.name: p.read_text() for p in folder.iterdir()} == {
+        p.name: f"{p.name}: keep me\n" for p in folder.iterdir()
+    }
 
 
 # ---- item 1: no file in a sweep or run directory is written through a link ---------------------------------------
-@pytest.mark.parametrize("where", ["claims/RUN.lock", "runs/RUN/.lock", "runs/RUN/stdout.log", "runs/RUN/result.json",
-                                   "runs/RUN", "claims", "runs", "results.csv", "results.json", "sweep.yaml",
-                                   "slurm"])
+@pytest.mark.parametrize(
+    "where",
+    [
+        "claims/RUN.lock",
+        "runs/RUN/.lock",
+        "runs/RUN/stdout.log",
+        "runs/RUN/result.json",
+        "runs/RUN",
+        "claims",
+        "runs",
+        "results.csv",
+        "results.json",
+        "sweep.yaml",
+        "slurm",
+    ],
+)
 def test_a_sweep_never_writes_through_a_link_in_its_directory(tmp_path: Path, outside: Path, where: str) -> None:
     spec_path = write_spec(tmp_path / "spec", {"output_dir": str(tmp_path / "out"), "axes": {"seed_everything": [0]}})
     spec = load_spec(spec_path)
@@ -130,8 +147,14 @@ def test_a_sweep_command_refuses_a_linked_run_directory_in_one_line(
     tmp_path: Path, outside: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """End to end, with the real fit parser: exit code 2, one line, the other directory's files untouched."""
-    spec_path = write_spec(tmp_path / "spec", {"base": str(REPO / "experiments" / "demo.yaml"),
-                                               "output_dir": str(tmp_path / "out"), "axes": {"seed_everything": [0]}})
+    spec_path = write_spec(
+        tmp_path / "spec",
+        {
+            "base": str(REPO / "experiments" / "demo.yaml"),
+            "output_dir": str(tmp_path / "out"),
+            "axes": {"seed_everything": [0]},
+        },
+    )
     spec = load_spec(spec_path)
     (run,) = spec.expand()
     run_dir_of(spec, run).parent.mkdir(parents=True)
@@ -145,8 +168,9 @@ def test_a_sweep_command_refuses_a_linked_run_directory_in_one_line(
     assert intact(outside)
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "metrics.csv", "hparams.yaml", "result.json", ".lock", "wandb-id",
-                                  "checkpoints"])
+@pytest.mark.parametrize(
+    "name", ["config.yaml", "metrics.csv", "hparams.yaml", "result.json", ".lock", "wandb-id", "checkpoints"]
+)
 def test_a_fit_never_writes_through_a_link_in_its_run_directory(
     tmp_path: Path, outside: Path, capsys: pytest.CaptureFixture[str], name: str
 ) -> None:
@@ -159,11 +183,13 @@ def test_a_fit_never_writes_through_a_link_in_its_run_directory(
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("nlbench fit: error: ") and "symbolic link" in err[-1], err
     assert intact(outside) and sorted(p.name for p in outside.iterdir()) == sorted(
-        ["precious.txt", "config.yaml", "metrics.csv", "result.json", "hparams.yaml", "stdout.log"])
+        ["precious.txt", "config.yaml", "metrics.csv", "result.json", "hparams.yaml", "stdout.log"]
+    )
 
 
-def test_a_run_directory_that_is_a_link_is_refused(tmp_path: Path, outside: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_run_directory_that_is_a_link_is_refused(
+    tmp_path: Path, outside: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from nlbench.lightning_cli import main
 
     linked = tmp_path / "linked"
@@ -201,8 +227,9 @@ def test_nlbench_writers_refuse_links(tmp_path: Path, outside: Path) -> None:
         RunLock(tmp_path, path=link).acquire()  # O_RDWR|O_CREAT would have truncated it to 0 bytes
     from nlbench.sweep import slurm
 
-    spec = load_spec(write_spec(tmp_path / "spec", {"output_dir": str(tmp_path / "out"),
-                                                    "axes": {"seed_everything": [0]}}))  # fmt: skip
+    spec = load_spec(
+        write_spec(tmp_path / "spec", {"output_dir": str(tmp_path / "out"), "axes": {"seed_everything": [0]}})
+    )
     (spec.output_dir / sweepdir.SLURM).mkdir(parents=True)
     (spec.output_dir / sweepdir.SLURM / slurm.JOBS_FILE).symlink_to(outside / "precious.txt")
     assert slurm.submitted_jobs(spec) == {}  # read neither through the link ...
@@ -224,11 +251,23 @@ def test_a_checkpoint_linked_beside_its_target_is_allowed(tmp_path: Path) -> Non
 
 
 # ---- item 1 (readers) and 7: a reader never blocks on a FIFO ------------------------------------------------------
-@pytest.mark.parametrize("where", ["runs/RUN/.lock", "claims/RUN.lock", "runs/RUN/result.json", "runs/RUN/metrics.csv",
-                                   "runs/RUN/config.yaml", "runs/RUN/stdout.log", "sweep.yaml", "slurm/jobs.txt"])
+@pytest.mark.parametrize(
+    "where",
+    [
+        "runs/RUN/.lock",
+        "claims/RUN.lock",
+        "runs/RUN/result.json",
+        "runs/RUN/metrics.csv",
+        "runs/RUN/config.yaml",
+        "runs/RUN/stdout.log",
+        "sweep.yaml",
+        "slurm/jobs.txt",
+    ],
+)
 def test_readers_never_block_on_a_fifo(tmp_path: Path, where: str, capsys: pytest.CaptureFixture[str]) -> None:
-    spec_path = write_spec(tmp_path / "spec", {"output_dir": str(tmp_path / "out"),
-                                               "axes": {"seed_everything": [0, 1]}})  # fmt: skip
+    spec_path = write_spec(
+        tmp_path / "spec", {"output_dir": str(tmp_path / "out"), "axes": {"seed_everything": [0, 1]}}
+    )
     spec = load_spec(spec_path)
     sweep(spec_path)
     run = spec.expand()[0]
@@ -251,19 +290,28 @@ def test_readers_never_block_on_a_fifo(tmp_path: Path, where: str, capsys: pytes
 # ---- item 6: a sweep directory is its spec's content ---------------------------------------------------------------
 def test_a_same_named_spec_over_another_base_config_is_another_sweep(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    victim = write_spec(tmp_path / "a", {"output_dir": str(out), "axes": {"seed_everything": [0, 1]}},
-                        base_text="trainer: {max_epochs: 300}\n")
+    victim = write_spec(
+        tmp_path / "a",
+        {"output_dir": str(out), "axes": {"seed_everything": [0, 1]}},
+        base_text="trainer: {max_epochs: 300}\n",
+    )
     sweep(victim)
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     # Same spec name, same base file name (base.yaml), same overrides: a different demo.yaml.
-    attacker = write_spec(tmp_path / "b", {"output_dir": str(out), "axes": {"seed_everything": [0, 1]}},
-                          base_text="trainer: {max_epochs: 1}\n")
+    attacker = write_spec(
+        tmp_path / "b",
+        {"output_dir": str(out), "axes": {"seed_everything": [0, 1]}},
+        base_text="trainer: {max_epochs: 1}\n",
+    )
     with pytest.raises(SweepDirError, match="differs in base config content"):
         sweep(attacker, max_runs=0)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # sweep.yaml, results kept
     # The same content under another layout (comments, key order) is the same sweep: adopted.
-    same = write_spec(tmp_path / "c", {"output_dir": str(out), "axes": {"seed_everything": [0, 1, 2]}},
-                      base_text="# the same experiment\ntrainer:\n  max_epochs: 300\n")
+    same = write_spec(
+        tmp_path / "c",
+        {"output_dir": str(out), "axes": {"seed_everything": [0, 1, 2]}},
+        base_text="# the same experiment\ntrainer:\n  max_epochs: 300\n",
+    )
     assert [row["status"] for row in sweep(same)] == ["finished"] * 3
 
 
@@ -280,15 +328,22 @@ def test_an_earlier_versions_sweep_directory_says_how_to_adopt_it(tmp_path: Path
 
 def test_a_spec_with_fewer_axes_keeps_every_finished_row(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    sweep(write_spec(tmp_path / "a", {"output_dir": str(out), "axes": {"seed_everything": [0, 1],
-                                                                       "trainer.max_epochs": [1, 2]}}))
+    sweep(
+        write_spec(
+            tmp_path / "a", {"output_dir": str(out), "axes": {"seed_everything": [0, 1], "trainer.max_epochs": [1, 2]}}
+        )
+    )
     assert len(list(csv.DictReader((out / "results.csv").open()))) == 4
     rows = sweep(write_spec(tmp_path / "b", {"output_dir": str(out), "axes": {"seed_everything": [0]}}))
     table = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) == len(table) == 5  # the new run (max_epochs from the base), then the four finished ones
     assert all(row["status"] == "finished" for row in table)
-    assert sorted((row["seed"], row["max_epochs"]) for row in table[1:]) == [("0", "1"), ("0", "2"), ("1", "1"),
-                                                                              ("1", "2")]
+    assert sorted((row["seed"], row["max_epochs"]) for row in table[1:]) == [
+        ("0", "1"),
+        ("0", "2"),
+        ("1", "1"),
+        ("1", "2"),
+    ]
     assert len(json.loads((out / "results.json").read_text())) == 5
 
 
@@ -314,8 +369,9 @@ def test_a_result_json_nested_100k_deep_is_unreadable_not_a_traceback(tmp_path: 
 
 
 @pytest.mark.parametrize("name", ["result.json", "metrics.csv"])
-def test_a_huge_received_file_is_refused_before_it_is_read(tmp_path: Path, name: str,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_huge_received_file_is_refused_before_it_is_read(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The issue's 1 GB file took 2 GB of memory: past the per-file limit it is refused unread (a sparse file)."""
     run_dir = _one_run_dir(tmp_path)
     limit = limits.MAX_JSON_BYTES if name == "result.json" else limits.MAX_CSV_BYTES
@@ -352,14 +408,22 @@ def test_a_huge_label_is_cut_in_figures_and_whole_in_tables(tmp_path: Path) -> N
         for seed in (0, 1):
             run_dir = tmp_path / "runs" / f"r{i}{seed}"
             run_dir.mkdir(parents=True)
-            write_record(run_dir, RunRecord(
-                status="finished", run_name=f"r{i}{seed}",
-                hparams={"normalization": normalization, "reduction": 2, "seed": seed},
-                metrics={schema.BEST_ACC1: 0.5 + i / 10, schema.FINAL_ACC1: 0.5, schema.IMAGES_PER_S: 10.0 + seed}))
+            write_record(
+                run_dir,
+                RunRecord(
+                    status="finished",
+                    run_name=f"r{i}{seed}",
+                    hparams={"normalization": normalization, "reduction": 2, "seed": seed},
+                    metrics={schema.BEST_ACC1: 0.5 + i / 10, schema.FINAL_ACC1: 0.5, schema.IMAGES_PER_S: 10.0 + seed},
+                ),
+            )
     swept = collect.load_sweep(tmp_path)
     for figure in (plots.error_by_configuration(swept), plots.throughput_and_params(swept)):
-        texts = [t.get_text() for ax in figure.axes for t in [*ax.get_xticklabels(), *ax.get_yticklabels(),
-                                                                 *ax.texts, ax.title]]
+        texts = [
+            t.get_text()
+            for ax in figure.axes
+            for t in [*ax.get_xticklabels(), *ax.get_yticklabels(), *ax.texts, ax.title]
+        ]
         texts += [t.get_text() for ax in figure.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
         assert texts and max(map(len, texts)) <= 4 * limits.MAX_LABEL_CHARS
         assert any(text.startswith("x" * 10) and text.endswith("…") for text in texts)
@@ -372,12 +436,16 @@ def test_the_unreadable_runs_are_looked_up_once_per_report(tmp_path: Path, monke
     real run was still reporting after 400 s). Counted, not timed: the list is built a fixed number of times."""
     from nlbench.report import collect, render
 
-    spec = {"name": "big", "base": ["base.yaml"], "axes": {"seed_everything": list(range(300)),
-                                                           "trainer.max_epochs": [1, 2]}}  # fmt: skip
+    spec = {
+        "name": "big",
+        "base": ["base.yaml"],
+        "axes": {"seed_everything": list(range(300)), "trainer.max_epochs": [1, 2]},
+    }
     (tmp_path / "runs").mkdir()
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(spec))
-    write_record(tmp_path / "runs" / "real", RunRecord(status="finished", hparams={"seed": 0},
-                                                                   metrics={schema.BEST_ACC1: 0.5}))
+    write_record(
+        tmp_path / "runs" / "real", RunRecord(status="finished", hparams={"seed": 0}, metrics={schema.BEST_ACC1: 0.5})
+    )
     (tmp_path / "runs" / "broken").mkdir()
     (tmp_path / "runs" / "broken" / "result.json").write_bytes(b"\xff\xfe")
     swept = collect.load_sweep(tmp_path)
@@ -420,8 +488,15 @@ def test_yaml_nested_990_deep_is_one_line(tmp_path: Path, capsys: pytest.Capture
 
 
 # ---- item 8: a fit that trains no step -----------------------------------------------------------------------------
-@pytest.mark.parametrize("option", ["--trainer.max_epochs=0", "--trainer.max_steps=0",
-                                    "--trainer.max_time=00:00:00:00", "--trainer.limit_train_batches=0.0"])
+@pytest.mark.parametrize(
+    "option",
+    [
+        "--trainer.max_epochs=0",
+        "--trainer.max_steps=0",
+        "--trainer.max_time=00:00:00:00",
+        "--trainer.limit_train_batches=0.0",
+    ],
+)
 def test_a_fit_that_trains_no_step_is_refused_before_it_starts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
 ) -> None:
@@ -457,21 +532,29 @@ def test_a_fit_that_stopped_before_its_first_step_is_recorded_failed(tmp_path: P
 
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(4, 2), torch.zeros(4)), batch_size=2)
     identity = identify(nl=None, dataset="d", backbone="B")
-    trainer = L.Trainer(max_epochs=0, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[RunResult(str(tmp_path), identity)])  # fmt: skip
+    trainer = L.Trainer(
+        max_epochs=0,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[RunResult(str(tmp_path), identity)],
+    )
     trainer.fit(Tiny(), data)
     record = read_record(tmp_path)
     assert record is not None and record.status == "failed" and "trained no step" in (record.error or "")
 
 
 # ---- item 9: received text reaching a terminal or a report -------------------------------------------------------
-def test_a_claims_owner_text_is_printed_without_terminal_escapes(tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_claims_owner_text_is_printed_without_terminal_escapes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from nlbench.sweep_command import print_status
 
-    spec = load_spec(write_spec(tmp_path / "spec", {"output_dir": str(tmp_path / "out"),
-                                                    "axes": {"seed_everything": [0]}}))  # fmt: skip
+    spec = load_spec(
+        write_spec(tmp_path / "spec", {"output_dir": str(tmp_path / "out"), "axes": {"seed_everything": [0]}})
+    )
     (run,) = spec.expand()
     lock = claim_path(spec, run)
     lock.parent.mkdir(parents=True)
@@ -494,8 +577,9 @@ def test_a_rejected_99k_character_value_is_not_echoed_whole(tmp_path: Path, caps
     spec = write_spec(tmp_path, {"axes": {"seed_everything": [0]}})
     spec.write_text(f"base: base.yaml\naxes: {{seed_everything: [0, !!binary {'QUFB' * 24_000}]}}\n")
     assert sweep_main(["--config", str(spec), "--dry-run"]) == 2  # refused by the spec's own checks
-    spec.write_text(f"base: {REPO / 'experiments' / 'demo.yaml'}\n"
-                    f"axes: {{model.backbone.nl.normalization: [softmax, {value}]}}\n")
+    spec.write_text(
+        f"base: {REPO / 'experiments' / 'demo.yaml'}\naxes: {{model.backbone.nl.normalization: [softmax, {value}]}}\n"
+    )
     assert sweep_main(["--config", str(spec), "--dry-run"]) == 2  # refused by the fit parser
     assert fit_main(["fit", *TINY, f"--model.backbone.nl.normalization={value}"]) == 2  # not a method
     err = capsys.readouterr().err.strip().splitlines()
@@ -513,10 +597,16 @@ def test_report_md_escapes_html_from_received_values(tmp_path: Path) -> None:
         for seed in (0, 1):
             run_dir = tmp_path / "runs" / f"r{i}{seed}"
             run_dir.mkdir(parents=True)
-            write_record(run_dir, RunRecord(
-                status="finished" if seed == 0 else "failed", run_name=f"r{i}{seed}",
-                hparams={"normalization": normalization, "seed": seed}, metrics={schema.BEST_ACC1: 0.5},
-                error=None if seed == 0 else "<img src=x onerror=alert(2)>"))
+            write_record(
+                run_dir,
+                RunRecord(
+                    status="finished" if seed == 0 else "failed",
+                    run_name=f"r{i}{seed}",
+                    hparams={"normalization": normalization, "seed": seed},
+                    metrics={schema.BEST_ACC1: 0.5},
+                    error=None if seed == 0 else "<img src=x onerror=alert(2)>",
+                ),
+            )
     assert report_main([str(tmp_path), "--out", str(tmp_path / "report")]) == 0
     md = (tmp_path / "report" / "report.md").read_text()
     assert "<script" not in md and "<img" not in md

@@ -8,8 +8,8 @@ and "nlbench/sweep"), with accuracies from a known formula so the aggregated num
 from __future__ import annotations
 
 import base64
-import dataclasses
 import csv
+import dataclasses
 import itertools
 import json
 import math
@@ -24,19 +24,27 @@ import matplotlib.image
 import pytest
 import yaml
 
-from nlbench import results
-from nlbench import schema
+from nlbench import results, schema
 from nlbench.record import RunRecord, read_record, write_record
 from nlbench.report import collect, plots, render
 from nlbench.report_command import main as report_main
 from nlbench.schema import BEST_ACC1, FINAL_ACC1, IMAGES_PER_S
-from nlbench.sweep.table import write_results
 from nlbench.sweep.spec import spec_from_dict
+from nlbench.sweep.table import write_results
 
 REPO = Path(__file__).resolve().parents[1]
 
-METRIC_COLUMNS = ["epoch", "step", "train/loss", "train/acc1", "val/loss", "val/acc1", "val/acc5", "lr",
-                  "train/images_per_s"]
+METRIC_COLUMNS = [
+    "epoch",
+    "step",
+    "train/loss",
+    "train/acc1",
+    "val/loss",
+    "val/acc1",
+    "val/acc5",
+    "lr",
+    "train/images_per_s",
+]
 
 
 def synthetic_acc(normalization: str, reduction: int, init: str, seed: int, epoch: int, epochs: int) -> float:
@@ -63,14 +71,19 @@ def write_sweep(
     """Write a sweep directory the way `nlbench sweep` does (its spec expansion, run ids and results writer, with
     synthetic run directories in place of training); returns it. Runs listed in ``failed``/``diverged`` as
     (normalization, reduction, init, seed) get that status; failed ones have no metrics."""
-    axes: dict[str, list] = {"model.backbone.nl.normalization": list(normalizations),
-                             "model.backbone.nl.reduction": list(reductions)}
+    axes: dict[str, list] = {
+        "model.backbone.nl.normalization": list(normalizations),
+        "model.backbone.nl.reduction": list(reductions),
+    }
     if inits:
         axes["model.backbone.nl.init"] = list(inits)
     axes["seed_everything"] = list(seeds)
     points = [{"model.backbone.nl_blocks": 0, "seed_everything": seed} for seed in seeds] if baseline else []
-    spec = spec_from_dict({"name": "synthetic", "base": "experiments/demo.yaml", "axes": axes, "points": points},
-                          root=REPO, output_dir=root)
+    spec = spec_from_dict(
+        {"name": "synthetic", "base": "experiments/demo.yaml", "axes": axes, "points": points},
+        root=REPO,
+        output_dir=root,
+    )
     runs = spec.expand()
     for run in runs:
         if "model.backbone.nl_blocks" in run.params:
@@ -80,9 +93,19 @@ def write_sweep(
             reduction = run.params["model.backbone.nl.reduction"]
             init = run.params.get("model.backbone.nl.init")
         seed = run.params["seed_everything"]
-        write_run(root / "runs" / run.run_id, normalization, reduction, init, seed, epochs=epochs,
-                  status="failed" if (normalization, reduction, init, seed) in failed
-                  else "diverged" if (normalization, reduction, init, seed) in diverged else "finished")
+        write_run(
+            root / "runs" / run.run_id,
+            normalization,
+            reduction,
+            init,
+            seed,
+            epochs=epochs,
+            status="failed"
+            if (normalization, reduction, init, seed) in failed
+            else "diverged"
+            if (normalization, reduction, init, seed) in diverged
+            else "finished",
+        )
     root.mkdir(parents=True, exist_ok=True)
     (root / "sweep.yaml").write_text(yaml.safe_dump(spec.as_dict(), sort_keys=False))
     write_results(spec, runs)
@@ -91,28 +114,52 @@ def write_sweep(
     return root
 
 
-def write_run(run_dir: Path, normalization: str, reduction: int, init: str | None, seed: int, *, epochs: int,
-              status: str) -> None:
+def write_run(
+    run_dir: Path, normalization: str, reduction: int, init: str | None, seed: int, *, epochs: int, status: str
+) -> None:
     """A run directory as `nlbench fit` leaves it (result.json, CSVLogger metrics.csv, config.yaml)."""
     (run_dir / "checkpoints").mkdir(parents=True)
-    hparams = {"dataset": "cifar10", "backbone": "PreActResNet", "depth": 20, "nl_stages": [2],
-               "nl_blocks": 0 if normalization == "none" else 1, "normalization": normalization,
-               "reduction": reduction, "heads": 1, "init": init or "normal", "similarity": "dot",
-               "order": "reassociated", "seed": seed}
+    hparams = {
+        "dataset": "cifar10",
+        "backbone": "PreActResNet",
+        "depth": 20,
+        "nl_stages": [2],
+        "nl_blocks": 0 if normalization == "none" else 1,
+        "normalization": normalization,
+        "reduction": reduction,
+        "heads": 1,
+        "init": init or "normal",
+        "similarity": "dot",
+        "order": "reassociated",
+        "seed": seed,
+    }
     accs = [synthetic_acc(normalization, reduction, init or "normal", seed, e, epochs) for e in range(epochs)]
     accs = {"finished": accs, "diverged": accs[:1], "failed": []}[status]
     nl_params = 0 if normalization == "none" else 4 * 32 * 32 // reduction + 64
     metrics = {
-        schema.BEST_ACC1: max(accs) if accs else None, schema.FINAL_ACC1: accs[-1] if accs else None,
+        schema.BEST_ACC1: max(accs) if accs else None,
+        schema.FINAL_ACC1: accs[-1] if accs else None,
         schema.BEST_ACC5: min(1.0, max(accs) + 0.15) if accs else None,
         schema.FINAL_ACC5: min(1.0, accs[-1] + 0.15) if accs else None,
-        schema.BEST_EPOCH: accs.index(max(accs)) if accs else None, "epochs": len(accs), "global_step": 10 * len(accs),
-        "time_s": 12.5, schema.IMAGES_PER_S: 400.0 + (50.0 if normalization == "scale" else 0.0) + seed,
-        "params": 270_000 + nl_params, "nl_params": nl_params,
+        schema.BEST_EPOCH: accs.index(max(accs)) if accs else None,
+        "epochs": len(accs),
+        "global_step": 10 * len(accs),
+        "time_s": 12.5,
+        schema.IMAGES_PER_S: 400.0 + (50.0 if normalization == "scale" else 0.0) + seed,
+        "params": 270_000 + nl_params,
+        "nl_params": nl_params,
     }
-    write_record(run_dir, RunRecord(
-        status=status, run_name=run_dir.name, group=run_dir.name.split("_seed")[0], hparams=hparams, metrics=metrics,
-        error="RuntimeError: CUDA out of memory" if status == "failed" else None))
+    write_record(
+        run_dir,
+        RunRecord(
+            status=status,
+            run_name=run_dir.name,
+            group=run_dir.name.split("_seed")[0],
+            hparams=hparams,
+            metrics=metrics,
+            error="RuntimeError: CUDA out of memory" if status == "failed" else None,
+        ),
+    )
     (run_dir / "config.yaml").write_text(yaml.safe_dump({"seed_everything": seed}))
     (run_dir / "stdout.log").write_text("")
     with (run_dir / "metrics.csv").open("w", newline="") as f:
@@ -120,15 +167,33 @@ def write_run(run_dir: Path, normalization: str, reduction: int, init: str | Non
         writer.writeheader()
         for epoch, acc in enumerate(accs):
             # CSVLogger's sparse layout: a train row and a val row per epoch.
-            writer.writerow({"epoch": epoch, "step": 10 * epoch + 9, "train/loss": 2.0 - epoch * 0.1,
-                             "train/acc1": acc - 0.05, "lr": 0.1, "train/images_per_s": 400.0})
-            writer.writerow({"epoch": epoch, "step": 10 * epoch + 9, "val/loss": 1.5 - epoch * 0.1,
-                             "val/acc1": acc, "val/acc5": min(1.0, acc + 0.15)})
+            writer.writerow(
+                {
+                    "epoch": epoch,
+                    "step": 10 * epoch + 9,
+                    "train/loss": 2.0 - epoch * 0.1,
+                    "train/acc1": acc - 0.05,
+                    "lr": 0.1,
+                    "train/images_per_s": 400.0,
+                }
+            )
+            writer.writerow(
+                {
+                    "epoch": epoch,
+                    "step": 10 * epoch + 9,
+                    "val/loss": 1.5 - epoch * 0.1,
+                    "val/acc1": acc,
+                    "val/acc5": min(1.0, acc + 0.15),
+                }
+            )
 
 
 def find_run(sweep: collect.Sweep, normalization: str, reduction: int, init: str | None, seed: int) -> dict:
-    return next(r for r in sweep.runs if (r["normalization"], r["reduction"], r.get("init"), r["seed"])
-                == (normalization, reduction, init, seed))
+    return next(
+        r
+        for r in sweep.runs
+        if (r["normalization"], r["reduction"], r.get("init"), r["seed"]) == (normalization, reduction, init, seed)
+    )
 
 
 @pytest.fixture
@@ -147,7 +212,8 @@ def test_load_sweep_records_config_keys_and_curves(sweep_dir: Path) -> None:
     assert run[FINAL_ACC1] == pytest.approx(synthetic_acc("scale", 4, "zeros", 1, 2, 3))
     assert {r["run_id"]: r["status"] for r in sweep.unfinished} == {
         find_run(sweep, "softmax", 4, "zeros", 1)["run_id"]: "failed",
-        find_run(sweep, "scale", 1, "normal", 0)["run_id"]: "diverged"}
+        find_run(sweep, "scale", 1, "normal", 0)["run_id"]: "diverged",
+    }
     assert find_run(sweep, "softmax", 4, "zeros", 1)["error"] == "RuntimeError: CUDA out of memory"
     # Sparse CSVLogger rows collapse to one row per epoch holding both train and val metrics.
     curve = sweep.curves[run["run_id"]]
@@ -187,8 +253,9 @@ def test_summarize_means_over_finished_seeds_only(sweep_dir: Path) -> None:
     # The failed seed is excluded from the statistics and counted; one finished seed left: no std.
     failed = rows[("softmax", 4, "zeros")]
     assert failed["n"] == 1 and failed["n_unfinished"] == 1 and failed[f"{BEST_ACC1}_std"] is None
-    assert failed[f"{BEST_ACC1}_mean"] == pytest.approx(max(synthetic_acc("softmax", 4, "zeros", 0, e, 3)
-                                                             for e in range(3)))
+    assert failed[f"{BEST_ACC1}_mean"] == pytest.approx(
+        max(synthetic_acc("softmax", 4, "zeros", 0, e, 3) for e in range(3))
+    )
 
 
 def test_bad_sweep_dirs_raise_clear_errors(tmp_path: Path) -> None:
@@ -220,8 +287,11 @@ def test_error_figure_plots_mean_error_per_reduction_and_init(sweep_dir: Path) -
     series = _series(best_normal)
     assert set(series) == {"softmax", "scale"}
     xs, ys = series["softmax"]
-    expected = [100 * (1 - statistics.fmean(max(synthetic_acc("softmax", r, "normal", s, e, 3) for e in range(3))
-                                            for s in (0, 1))) for r in (1, 4)]
+    expected = [
+        100
+        * (1 - statistics.fmean(max(synthetic_acc("softmax", r, "normal", s, e, 3) for e in range(3)) for s in (0, 1)))
+        for r in (1, 4)
+    ]
     assert xs == [1, 4] and ys == pytest.approx(expected)
     # The diverged scale r1 seed 0 is excluded: the point is seed 1 alone.
     xs, ys = series["scale"]
@@ -231,8 +301,9 @@ def test_error_figure_plots_mean_error_per_reduction_and_init(sweep_dir: Path) -
 
 
 def test_figures_without_init_axis_single_seed_and_baseline(tmp_path: Path) -> None:
-    sweep = collect.load_sweep(write_sweep(tmp_path / "s", inits=None, seeds=(0,), failed=(), diverged=(),
-                                           baseline=True))
+    sweep = collect.load_sweep(
+        write_sweep(tmp_path / "s", inits=None, seeds=(0,), failed=(), diverged=(), baseline=True)
+    )
     assert sweep.config_keys == ("normalization", "reduction")
     fig = plots.error_vs_reduction(sweep)
     assert len(fig.axes) == 2  # one column: best and final
@@ -242,8 +313,11 @@ def test_figures_without_init_axis_single_seed_and_baseline(tmp_path: Path) -> N
     assert series["baseline (no block)"][1] == pytest.approx([baseline_error] * 2)
     curves = plots.learning_curves(sweep)
     assert [ax.get_title() for ax in curves.axes if ax.get_visible()] == ["r1", "r4"]
-    assert {line.get_label() for line in curves.axes[1].lines} == {"baseline (no block) (n=1)", "scale (n=1)",
-                                                                 "softmax (n=1)"}
+    assert {line.get_label() for line in curves.axes[1].lines} == {
+        "baseline (no block) (n=1)",
+        "scale (n=1)",
+        "softmax (n=1)",
+    }
     md = render.to_markdown(*render.build_report(sweep))
     table = md.split("## Every configuration")[1].split("##")[0]
     assert "±" not in "".join(line for line in table.splitlines() if line.startswith("|"))
@@ -257,8 +331,9 @@ def test_learning_curves_mean_over_seeds(sweep_dir: Path) -> None:
     ax = next(ax for ax in visible if ax.get_title() == "r1 normal")
     lines = {line.get_label(): line for line in ax.lines}
     assert set(lines) == {"softmax (n=2)", "scale (n=1)"}
-    expected = [100 * (1 - statistics.fmean(synthetic_acc("softmax", 1, "normal", s, e, 3) for s in (0, 1)))
-                for e in range(3)]
+    expected = [
+        100 * (1 - statistics.fmean(synthetic_acc("softmax", 1, "normal", s, e, 3) for s in (0, 1))) for e in range(3)
+    ]
     assert list(lines["softmax (n=2)"].get_ydata()) == pytest.approx(expected)
 
 
@@ -297,10 +372,10 @@ def test_report_cli_writes_markdown_html_and_pngs(sweep_dir: Path, tmp_path: Pat
 
     page = (out / "report.html").read_text()
     embedded = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
-    assert [base64.b64decode(data) for data in embedded] == [(out / name).read_bytes() for name in
-                                                              ["error_vs_reduction.png", "learning_curves.png",
-                                                               "throughput_params.png"]]
-    assert "src=\"http" not in page and "<script" not in page  # self-contained, static
+    assert [base64.b64decode(data) for data in embedded] == [
+        (out / name).read_bytes() for name in ["error_vs_reduction.png", "learning_curves.png", "throughput_params.png"]
+    ]
+    assert 'src="http' not in page and "<script" not in page  # self-contained, static
     assert f"<td>{cell}</td>" in page
 
 
@@ -335,16 +410,34 @@ class _FakeWandbRun:
         self.group = normalization
         accs = [synthetic_acc(normalization, 2, "normal", seed, e, 3) for e in range(3)]
         # Top level: the run's headline hparams; "config": the full resolved LightningCLI config.
-        self.config = {"normalization": normalization, "reduction": 2, "init": "normal", "seed": seed,
-                       "params": 1000, "nl_params": 100,
-                       "config": {"seed_everything": seed, "model": {"backbone": {"init_args": {"nl": {
-                           "normalization": "scale", "reduction": 2}}}}}}
-        self.summary = {"val/acc1_best": max(accs), "val/acc1": accs[-1], "val/acc5": 0.9, "epoch": 2,
-                        "train/images_per_s": 300.0}
+        self.config = {
+            "normalization": normalization,
+            "reduction": 2,
+            "init": "normal",
+            "seed": seed,
+            "params": 1000,
+            "nl_params": 100,
+            "config": {
+                "seed_everything": seed,
+                "model": {"backbone": {"init_args": {"nl": {"normalization": "scale", "reduction": 2}}}},
+            },
+        }
+        self.summary = {
+            "val/acc1_best": max(accs),
+            "val/acc1": accs[-1],
+            "val/acc5": 0.9,
+            "epoch": 2,
+            "train/images_per_s": 300.0,
+        }
         self._history = [{"epoch": e, "val/acc1": acc} for e, acc in enumerate(accs)]
 
-    def scan_history(self, keys: list[str] | None = None, page_size: int = 1000, min_step: int | None = None,
-                     max_step: int | None = None):
+    def scan_history(
+        self,
+        keys: list[str] | None = None,
+        page_size: int = 1000,
+        min_step: int | None = None,
+        max_step: int | None = None,
+    ):
         return iter([{k: row[k] for k in (keys or row) if k in row} for row in self._history])
 
 
@@ -353,14 +446,25 @@ class FakeApi:
     ``runs(path, filters, order, per_page, include_sweeps)``; a path that is not ENTITY/PROJECT is refused."""
 
     calls: list = []
-    make_runs = staticmethod(lambda: [_FakeWandbRun(n, s, "crashed" if (n, s) == ("softmax", 1) else "finished")
-                                      for n in ("softmax", "scale") for s in (0, 1)])
+    make_runs = staticmethod(
+        lambda: [
+            _FakeWandbRun(n, s, "crashed" if (n, s) == ("softmax", 1) else "finished")
+            for n in ("softmax", "scale")
+            for s in (0, 1)
+        ]
+    )
 
     def __init__(self, overrides: dict | None = None, timeout: int | None = None, api_key: str | None = None) -> None:
         pass
 
-    def runs(self, path: str | None = None, filters: dict | None = None, order: str = "+created_at",
-             per_page: int = 50, include_sweeps: bool = True):
+    def runs(
+        self,
+        path: str | None = None,
+        filters: dict | None = None,
+        order: str = "+created_at",
+        per_page: int = 50,
+        include_sweeps: bool = True,
+    ):
         if not path or path.count("/") != 1:
             raise ValueError(f"Invalid path: {path}")
         FakeApi.calls.append((path, filters))
@@ -388,8 +492,9 @@ def test_wandb_source_reads_config_summary_and_history(tmp_path: Path, monkeypat
 
 def test_report_with_no_finished_run(tmp_path: Path) -> None:
     every = tuple(itertools.product(("softmax", "scale"), (1,), ("normal",), (0,)))
-    sweep = collect.load_sweep(write_sweep(tmp_path / "s", reductions=(1,), inits=("normal",), seeds=(0,),
-                                           failed=every, diverged=()))
+    sweep = collect.load_sweep(
+        write_sweep(tmp_path / "s", reductions=(1,), inits=("normal",), seeds=(0,), failed=every, diverged=())
+    )
     files = render.write_report(sweep, tmp_path / "out")
     md = files.markdown.read_text()
     assert files.images == [] and "No finished run: nothing to plot." in md
@@ -410,16 +515,38 @@ def bench_peak(depth: int, normalization: str, reduction: int, heads: int) -> fl
     return 2.0 * depth + (50.0 if normalization == "softmax" else 0.0) + 100 / reduction + heads / 10
 
 
-def write_bench(path: Path, *, machine: str = "host (CPU, 2 threads)", depths: tuple[int, ...] = (20, 56),
-                reductions: tuple[int, ...] = (1, 2, 4, 8, 16), **overrides) -> Path:
+def write_bench(
+    path: Path,
+    *,
+    machine: str = "host (CPU, 2 threads)",
+    depths: tuple[int, ...] = (20, 56),
+    reductions: tuple[int, ...] = (1, 2, 4, 8, 16),
+    **overrides,
+) -> Path:
     """A benchmark file as `nlbench bench train --grid --out` writes it. As in the real grid, a configuration whose
     width C / r does not split into the heads is absent (here r16 with 4 heads)."""
-    records = [{"backbone": f"PreResNet-{depth}", "depth": depth, "normalization": norm, "reduction": r, "heads": h,
-                "images_per_s": bench_rate(depth, norm, r, h), "peak_mib": bench_peak(depth, norm, r, h)}
-               for depth, norm, r, h in itertools.product(depths, ("softmax", "scale"), reductions, BENCH_HEADS)
-               if (r, h) != (16, 4)]
-    data = {"machine": machine, "device": "cpu", "batch_size": 128, "bf16": False,
-            "date": "2026-11-24T15:00:00+00:00", "records": records, **overrides}
+    records = [
+        {
+            "backbone": f"PreResNet-{depth}",
+            "depth": depth,
+            "normalization": norm,
+            "reduction": r,
+            "heads": h,
+            "images_per_s": bench_rate(depth, norm, r, h),
+            "peak_mib": bench_peak(depth, norm, r, h),
+        }
+        for depth, norm, r, h in itertools.product(depths, ("softmax", "scale"), reductions, BENCH_HEADS)
+        if (r, h) != (16, 4)
+    ]
+    data = {
+        "machine": machine,
+        "device": "cpu",
+        "batch_size": 128,
+        "bf16": False,
+        "date": "2026-11-24T15:00:00+00:00",
+        "records": records,
+        **overrides,
+    }
     data = {key: value for key, value in data.items() if value is not DROP}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
@@ -469,17 +596,23 @@ def test_report_cli_adds_a_section_per_benchmark_file(sweep_dir: Path, tmp_path:
 
     md = (out / "report.md").read_text()
     titles = re.findall(r"^## (Training throughput benchmark .*)$", md, re.M)
-    assert titles == ["Training throughput benchmark (host (CPU, 2 threads), 2026-11-24 15:00 UTC)",
-                      "Training throughput benchmark (gpu-host (NVIDIA H200), 2026-11-24 15:00 UTC)",
-                      "Training throughput benchmark (laptop (CPU, 8 threads), 2026-11-24 15:00 UTC)"]
+    assert titles == [
+        "Training throughput benchmark (host (CPU, 2 threads), 2026-11-24 15:00 UTC)",
+        "Training throughput benchmark (gpu-host (NVIDIA H200), 2026-11-24 15:00 UTC)",
+        "Training throughput benchmark (laptop (CPU, 8 threads), 2026-11-24 15:00 UTC)",
+    ]
     cpu_section = md.split(f"## {titles[0]}")[1].split("\n## ")[0]
     assert "(bench_cpu.png)" in cpu_section and f"`{cpu}`" in cpu_section and "batch 128" in cpu_section
-    assert ("| backbone | r | heads | softmax img/s | scale img/s | softmax peak MiB | scale peak MiB "
-            "| scale / softmax img/s |") in cpu_section
+    assert (
+        "| backbone | r | heads | softmax img/s | scale img/s | softmax peak MiB | scale peak MiB "
+        "| scale / softmax img/s |"
+    ) in cpu_section
     rates = [bench_rate(56, norm, 8, 2) for norm in ("softmax", "scale")]
     peaks = [bench_peak(56, norm, 8, 2) for norm in ("softmax", "scale")]
-    row = (f"| PreResNet-56 | 8 | 2 | {rates[0]:.0f} | {rates[1]:.0f} | {peaks[0]:.0f} | {peaks[1]:.0f} "
-           f"| {rates[1] / rates[0]:.2f}× |")
+    row = (
+        f"| PreResNet-56 | 8 | 2 | {rates[0]:.0f} | {rates[1]:.0f} | {peaks[0]:.0f} | {peaks[1]:.0f} "
+        f"| {rates[1] / rates[0]:.2f}× |"
+    )
     assert row in cpu_section
     assert cpu_section.count("\n| PreResNet-") == 2 * (5 * 3 - 1)
     # Rows follow the benchmark's backbone order, then reduction and heads.
@@ -499,14 +632,56 @@ def test_report_cli_adds_a_section_per_benchmark_file(sweep_dir: Path, tmp_path:
         ({"date": DROP, "records": DROP}, "missing date, records"),
         ({"date": "yesterday"}, "date 'yesterday' is not an ISO 8601 date"),
         ({"records": []}, "records is not a non-empty list"),
-        ({"records": [{"backbone": "PreResNet-20"}]},
-         "records[0] lacks normalization, reduction, heads, images_per_s, peak_mib"),
-        ({"records": [{"backbone": "b", "normalization": "scale", "reduction": 0, "heads": 1, "images_per_s": 1.0,
-                       "peak_mib": 1.0}]}, "records[0] reduction 0 is not a positive integer"),
-        ({"records": [{"backbone": "b", "normalization": "scale", "reduction": 2, "heads": 1, "images_per_s": "fast",
-                       "peak_mib": 1.0}]}, "records[0] images_per_s 'fast' is not a non-negative number"),
-        ({"records": [{"backbone": "b", "normalization": "scale", "reduction": 2, "heads": 1,
-                       "images_per_s": 1.0, "peak_mib": 1.0}] * 2}, "records[1] repeats"),
+        (
+            {"records": [{"backbone": "PreResNet-20"}]},
+            "records[0] lacks normalization, reduction, heads, images_per_s, peak_mib",
+        ),
+        (
+            {
+                "records": [
+                    {
+                        "backbone": "b",
+                        "normalization": "scale",
+                        "reduction": 0,
+                        "heads": 1,
+                        "images_per_s": 1.0,
+                        "peak_mib": 1.0,
+                    }
+                ]
+            },
+            "records[0] reduction 0 is not a positive integer",
+        ),
+        (
+            {
+                "records": [
+                    {
+                        "backbone": "b",
+                        "normalization": "scale",
+                        "reduction": 2,
+                        "heads": 1,
+                        "images_per_s": "fast",
+                        "peak_mib": 1.0,
+                    }
+                ]
+            },
+            "records[0] images_per_s 'fast' is not a non-negative number",
+        ),
+        (
+            {
+                "records": [
+                    {
+                        "backbone": "b",
+                        "normalization": "scale",
+                        "reduction": 2,
+                        "heads": 1,
+                        "images_per_s": 1.0,
+                        "peak_mib": 1.0,
+                    }
+                ]
+                * 2
+            },
+            "records[1] repeats",
+        ),
     ],
 )
 def test_report_cli_rejects_a_bad_benchmark_file(sweep_dir: Path, tmp_path: Path, capsys, content, message) -> None:
@@ -539,8 +714,30 @@ def test_report_of_a_real_tiny_benchmark_run(sweep_dir: Path, tmp_path: Path) ->
     from nlbench.bench.train import main as bench_main
 
     path = tmp_path / "tiny.json"
-    assert bench_main(["--grid", "--device", "cpu", "--depths", "[8]", "--steps", "2", "--warmup", "1",
-                       "--reductions", "[2,4]", "--heads", "[1,2]", "--batch_size", "16", "--out", str(path)]) == 0
+    assert (
+        bench_main(
+            [
+                "--grid",
+                "--device",
+                "cpu",
+                "--depths",
+                "[8]",
+                "--steps",
+                "2",
+                "--warmup",
+                "1",
+                "--reductions",
+                "[2,4]",
+                "--heads",
+                "[1,2]",
+                "--batch_size",
+                "16",
+                "--out",
+                str(path),
+            ]
+        )
+        == 0
+    )
     records = json.loads(path.read_text())["records"]
     bench = collect.load_benchmark(path)
     fig = plots.training_benchmark(bench)
@@ -574,7 +771,8 @@ window.addEventListener("load", () => {
     const colours = [[31, 119, 180], [255, 127, 14]];
     for (let i = 0; i < px.length; i += 4) {
       colours.forEach((c, k) => {
-        if (Math.abs(px[i] - c[0]) < 12 && Math.abs(px[i + 1] - c[1]) < 12 && Math.abs(px[i + 2] - c[2]) < 12) counts[k]++;
+        const near = Math.abs(px[i] - c[0]) < 12 && Math.abs(px[i + 1] - c[1]) < 12;
+        if (near && Math.abs(px[i + 2] - c[2]) < 12) counts[k]++;
       });
     }
   }
@@ -584,26 +782,46 @@ window.addEventListener("load", () => {
 });
 </script>"""
 
-_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-          "--virtual-time-budget=3000"]
+_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-extensions",
+    "--virtual-time-budget=3000",
+]
 
 
 def _probe(html: Path, tmp_path: Path) -> tuple[list[str], list[int]]:
     """Image sizes as Chromium decoded them, and the series-colour pixel counts of the first image."""
     probe = tmp_path / "probe.html"
     probe.write_text(html.read_text().replace("</body>", _PROBE + "</body>"))
-    dom = subprocess.run([_chromium(), *_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
-                          probe.as_uri()], capture_output=True, text=True, timeout=60)
+    dom = subprocess.run(
+        [_chromium(), *_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", probe.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     match = re.search(r'data-probe="([^"]*)"', dom.stdout)
     series = re.search(r'data-series="([^"]*)"', dom.stdout)
     assert match and series, f"no probe result in the DOM; stderr: {dom.stderr[-2000:]}"
     return match.group(1).split(","), [int(n) for n in series.group(1).split(",")]
 
 
-@pytest.mark.skipif(_chromium() is None, reason="optional: needs a Chromium/Chrome binary on PATH to render report.html (apt-get install chromium)")
-@pytest.mark.parametrize("kwargs", [{"reductions": (2,), "inits": None},  # one axis: the demo's softmax vs scale
-                                    {}])  # normalization x reduction x init
+@pytest.mark.skipif(
+    _chromium() is None,
+    reason="optional: needs a Chromium/Chrome binary on PATH to render report.html (apt-get install chromium)",
+)
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"reductions": (2,), "inits": None},  # one axis: the demo's softmax vs scale
+        {},
+    ],
+)  # normalization x reduction x init
 def test_headline_figure_shows_both_series_in_chromium(tmp_path: Path, kwargs) -> None:
     sweep = collect.load_sweep(write_sweep(tmp_path / "s", **kwargs))
     files = render.write_report(sweep, tmp_path / "out")
@@ -614,7 +832,10 @@ def test_headline_figure_shows_both_series_in_chromium(tmp_path: Path, kwargs) -
     assert blue > 300 and orange > 300, (blue, orange)
 
 
-@pytest.mark.skipif(_chromium() is None, reason="optional: needs a Chromium/Chrome binary on PATH to render report.html (apt-get install chromium)")
+@pytest.mark.skipif(
+    _chromium() is None,
+    reason="optional: needs a Chromium/Chrome binary on PATH to render report.html (apt-get install chromium)",
+)
 def test_report_html_renders_in_headless_chromium(sweep_dir: Path, tmp_path: Path) -> None:
     bench = collect.load_benchmark(write_bench(tmp_path / "cpu.json"))
     files = render.write_report(collect.load_sweep(sweep_dir), tmp_path / "out", benchmarks=[bench])
@@ -625,9 +846,19 @@ def test_report_html_renders_in_headless_chromium(sweep_dir: Path, tmp_path: Pat
         assert size == f"{width}x{height}"
     # And the page as a user sees it: a screenshot that is not blank.
     shot = tmp_path / "page.png"
-    subprocess.run([_chromium(), *_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2400",
-                    f"--screenshot={shot}", files.html.as_uri()],
-                   capture_output=True, timeout=60, check=True)
+    subprocess.run(
+        [
+            _chromium(),
+            *_FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1280,2400",
+            f"--screenshot={shot}",
+            files.html.as_uri(),
+        ],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
     assert _png_is_drawn(shot)
 
 
@@ -635,10 +866,21 @@ def test_report_html_renders_in_headless_chromium(sweep_dir: Path, tmp_path: Pat
 from nlbench.report import claims, compare, stats  # noqa: E402
 
 
-@pytest.mark.parametrize(("p", "df", "expected"), [
-    (0.975, 1, 12.706205), (0.975, 2, 4.302653), (0.975, 3, 3.182446), (0.975, 4, 2.776445), (0.975, 10, 2.228139),
-    (0.975, 30, 2.042272), (0.95, 5, 2.015048), (0.995, 7, 3.499483), (0.9, 1, 3.077684), (0.025, 3, -3.182446),
-])
+@pytest.mark.parametrize(
+    ("p", "df", "expected"),
+    [
+        (0.975, 1, 12.706205),
+        (0.975, 2, 4.302653),
+        (0.975, 3, 3.182446),
+        (0.975, 4, 2.776445),
+        (0.975, 10, 2.228139),
+        (0.975, 30, 2.042272),
+        (0.95, 5, 2.015048),
+        (0.995, 7, 3.499483),
+        (0.9, 1, 3.077684),
+        (0.025, 3, -3.182446),
+    ],
+)
 def test_t_quantile_matches_the_table(p: float, df: float, expected: float) -> None:
     assert stats.t_quantile(p, df) == pytest.approx(expected, abs=2e-6)
 
@@ -648,20 +890,29 @@ def test_scipy_intervals_equal_the_former_hand_written_ones() -> None:
     fixed data): the scipy-based estimate, paired and Welch intervals equal them to 1e-9."""
     xs, ys = [0.712, 0.705, 0.731, 0.698, 0.720], [0.701, 0.699, 0.715, 0.690, 0.705]
     est = stats.estimate(xs)
-    assert (est.low, est.high) == (pytest.approx(0.6972167407713282, abs=1e-9),
-                                   pytest.approx(0.7291832592286717, abs=1e-9))
+    assert (est.low, est.high) == (
+        pytest.approx(0.6972167407713282, abs=1e-9),
+        pytest.approx(0.7291832592286717, abs=1e-9),
+    )
     treatment = [{"seed": i, "m": v} for i, v in enumerate(xs)]
     paired = compare.difference(treatment, [{"seed": i, "m": v} for i, v in enumerate(ys)], "m")
     assert paired.method == "paired" and paired.df == 4
-    assert (paired.mean, paired.low, paired.high) == (pytest.approx(0.01120000000000001, abs=1e-9),
-                                                      pytest.approx(0.005830610708941, abs=1e-9),
-                                                      pytest.approx(0.01656938929105902, abs=1e-9))
+    assert (paired.mean, paired.low, paired.high) == (
+        pytest.approx(0.01120000000000001, abs=1e-9),
+        pytest.approx(0.005830610708941, abs=1e-9),
+        pytest.approx(0.01656938929105902, abs=1e-9),
+    )
     welch = compare.difference(treatment, [{"seed": i + 10, "m": v} for i, v in enumerate(ys[:4])], "m")
     assert welch.method == "Welch" and welch.df == pytest.approx(6.99086560721941, abs=1e-9)
-    assert (welch.low, welch.high) == (pytest.approx(-0.006351167293004417, abs=1e-9),
-                                       pytest.approx(0.03025116729300445, abs=1e-9))
-    for (p, df), value in {(0.975, 2): 4.302652729749411, (0.975, 3.7): 2.8675207071911473,
-                           (0.995, 10): 3.169272672617012}.items():
+    assert (welch.low, welch.high) == (
+        pytest.approx(-0.006351167293004417, abs=1e-9),
+        pytest.approx(0.03025116729300445, abs=1e-9),
+    )
+    for (p, df), value in {
+        (0.975, 2): 4.302652729749411,
+        (0.975, 3.7): 2.8675207071911473,
+        (0.995, 10): 3.169272672617012,
+    }.items():
         assert stats.t_quantile(p, df) == pytest.approx(value, abs=1e-9)
     # The quantile with Welch's fractional degrees of freedom lies between its integer neighbours.
     assert stats.t_quantile(0.975, 3) > stats.t_quantile(0.975, 3.5) > stats.t_quantile(0.975, 4)
@@ -701,8 +952,9 @@ def test_difference_is_paired_by_seed_when_seeds_match() -> None:
     others = _runs("softmax", {3: 0.78, 4: 0.725, 5: 0.765})
     unpaired = compare.difference(scale, others, FINAL_ACC1)
     assert unpaired.method == "Welch" and unpaired.p_improvement is None
-    assert _verdict(scale, others) == (f"inconclusive (n=3/3, [{100 * unpaired.low:+.2f}, {100 * unpaired.high:+.2f}] "
-                                       "pt)")
+    assert _verdict(scale, others) == (
+        f"inconclusive (n=3/3, [{100 * unpaired.low:+.2f}, {100 * unpaired.high:+.2f}] pt)"
+    )
 
 
 def test_difference_is_welch_when_seeds_differ_and_gives_verdicts() -> None:
@@ -716,10 +968,12 @@ def test_difference_is_welch_when_seeds_differ_and_gives_verdicts() -> None:
     assert (diff.low, diff.high) == (pytest.approx(0.09 - half), pytest.approx(0.09 + half))
     assert _verdict(scale, softmax) == "normalization=scale better"
     assert _verdict(_runs("scale", {0: 0.5, 1: 0.52, 2: 0.51}), _runs("softmax", {0: 0.7, 1: 0.71, 2: 0.72})) == (
-        "normalization=softmax better")
+        "normalization=softmax better"
+    )
     # Two seeds a side: no verdict, whatever the difference (its 95% interval spans 12.7 standard errors).
     assert _verdict(_runs("scale", {0: 0.5, 1: 0.52}), _runs("softmax", {0: 0.7, 1: 0.71})) == (
-        "undetermined (n=2; 3 seed pairs needed)")
+        "undetermined (n=2; 3 seed pairs needed)"
+    )
     assert _verdict(_runs("scale", {0: 0.5}), _runs("softmax", {0: 0.6})) == "undetermined (n=1; 3 seed pairs needed)"
     wide = _runs("scale", {0: 0.5, 1: 0.7, 2: 0.6}), _runs("softmax", {0: 0.6, 1: 0.6, 2: 0.62})
     assert _verdict(*wide).startswith("inconclusive (n=3 pairs, [")
@@ -728,10 +982,12 @@ def test_difference_is_welch_when_seeds_differ_and_gives_verdicts() -> None:
 def test_a_heads_axis_of_four_values_gives_three_holm_corrected_comparisons() -> None:
     """Each head count against the first (h1), Holm-adjusted over the three: a difference that passes alone at
     p < 0.05 but not after the correction gets no verdict."""
-    accs = {1: [0.700, 0.710, 0.705], 2: [0.712, 0.719, 0.718], 4: [0.710, 0.724, 0.712],
-            8: [0.690, 0.718, 0.699]}
-    runs = [{"heads": h, "normalization": "scale", "seed": s, FINAL_ACC1: acc}
-            for h, values in accs.items() for s, acc in enumerate(values)]
+    accs = {1: [0.700, 0.710, 0.705], 2: [0.712, 0.719, 0.718], 4: [0.710, 0.724, 0.712], 8: [0.690, 0.718, 0.699]}
+    runs = [
+        {"heads": h, "normalization": "scale", "seed": s, FINAL_ACC1: acc}
+        for h, values in accs.items()
+        for s, acc in enumerate(values)
+    ]
     family = compare.compare(runs, ["heads"], "heads")
     found = family.comparisons
     assert [(c.treatment, c.reference, c.family) for c in found] == [(2, 1, 3), (4, 1, 3), (8, 1, 3)]
@@ -755,8 +1011,10 @@ def test_a_heads_axis_of_four_values_gives_three_holm_corrected_comparisons() ->
 
 def test_claims_say_what_is_not_tested(sweep_dir: Path) -> None:
     sweep = collect.load_sweep(sweep_dir)
-    found = {c.claim: c for c in claims.claims(sweep.runs, sweep.config_keys,
-                                               compare.Families(sweep.finished, sweep.config_keys))}
+    found = {
+        c.claim: c
+        for c in claims.claims(sweep.runs, sweep.config_keys, compare.Families(sweep.finished, sweep.config_keys))
+    }
     assert found[claims.CLAIMS[0]].verdict == found[claims.CLAIMS[3]].verdict == claims.NOT_TESTED
     scale = found[claims.CLAIMS[1]]
     assert scale.verdict == claims.UNDETERMINED and "scale − softmax on cifar10" in scale.evidence
@@ -769,8 +1027,9 @@ def test_report_states_differences_verdicts_and_the_test_split(sweep_dir: Path, 
     md = render.to_markdown(*render.build_report(sweep))
     section = md.split("**normalization** against softmax")[1].split("**reduction**")[0]
     # softmax r4 normal: seeds 0 and 1 on both sides -> paired; the hand computation of the row:
-    diffs = [synthetic_acc("scale", 4, "normal", s, 2, 3) - synthetic_acc("softmax", 4, "normal", s, 2, 3)
-             for s in (0, 1)]
+    diffs = [
+        synthetic_acc("scale", 4, "normal", s, 2, 3) - synthetic_acc("softmax", 4, "normal", s, 2, 3) for s in (0, 1)
+    ]
     assert f"| 4 | normal | scale | final top-1 | 2 pairs | {100 * statistics.fmean(diffs):+.2f} |" in section
     assert "| 4 | normal | scale | best top-1 (optimistic) | 2 pairs |" in section
     # scale r1 normal lost seed 0 (diverged): one pair left, and the seed left out is named.
@@ -816,7 +1075,8 @@ def test_a_report_made_mid_sweep_shows_running_runs(sweep_dir: Path, tmp_path: P
     # Its process gone (the lock is free): interrupted, in every reader.
     after = collect.load_sweep(sweep_dir)
     assert not after.running and {r["run_id"]: r["status"] for r in after.unfinished}[running["run_id"]] == (
-        "interrupted")
+        "interrupted"
+    )
 
 
 # ---- the headline figure is never empty ------------------------------------------------------------------------------
@@ -824,15 +1084,20 @@ def _plotted_points(fig) -> int:
     """Finite data points of the errorbar series (not the baseline band) in every panel of a figure."""
     return sum(
         sum(1 for x, y in zip(*container.lines[0].get_data()) if math.isfinite(x) and math.isfinite(y))
-        for ax in fig.axes for container in ax.containers if container.get_label() != "baseline (no block)"
+        for ax in fig.axes
+        for container in ax.containers
+        if container.get_label() != "baseline (no block)"
     )
 
 
-@pytest.mark.parametrize(("kwargs", "title", "points"), [
-    ({"reductions": (2,), "inits": None}, "Top-1 error per normalization", 2 * 2),  # one axis, as the demo
-    ({"reductions": (2,)}, "Top-1 error per normalization × init", 2 * 4),
-    ({}, "Top-1 error against the reduction ratio", 2 * 8),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "title", "points"),
+    [
+        ({"reductions": (2,), "inits": None}, "Top-1 error per normalization", 2 * 2),  # one axis, as the demo
+        ({"reductions": (2,)}, "Top-1 error per normalization × init", 2 * 4),
+        ({}, "Top-1 error against the reduction ratio", 2 * 8),
+    ],
+)
 def test_headline_figure_has_data_for_one_and_many_axes(tmp_path: Path, kwargs, title, points) -> None:
     sweep = collect.load_sweep(write_sweep(tmp_path / "s", failed=(), diverged=(), **kwargs))
     got_title, fig = plots.headline(sweep)
@@ -866,8 +1131,9 @@ def test_the_report_does_not_import_torch() -> None:
 
 # ---- report details (issue 20 items 3 and 15) ----------------------------------------------------------------------
 def test_one_epoch_learning_curves_have_whole_epoch_ticks(tmp_path: Path) -> None:
-    sweep = collect.load_sweep(write_sweep(tmp_path / "s", reductions=(2,), inits=None, epochs=1, failed=(),
-                                           diverged=()))  # fmt: skip
+    sweep = collect.load_sweep(
+        write_sweep(tmp_path / "s", reductions=(2,), inits=None, epochs=1, failed=(), diverged=())
+    )
     fig = plots.learning_curves(sweep)
     fig.canvas.draw()
     for ax in fig.axes:
@@ -881,8 +1147,11 @@ def test_differences_never_print_minus_zero() -> None:
 
 
 def test_category_labels_do_not_collide(tmp_path: Path) -> None:
-    sweep = collect.load_sweep(write_sweep(tmp_path / "s", normalizations=("sigmoid", "softmax"), reductions=(2,),
-                                           inits=None, failed=(), diverged=()))  # fmt: skip
+    sweep = collect.load_sweep(
+        write_sweep(
+            tmp_path / "s", normalizations=("sigmoid", "softmax"), reductions=(2,), inits=None, failed=(), diverged=()
+        )
+    )
     fig = plots.error_by_configuration(sweep)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
@@ -903,7 +1172,8 @@ def test_per_configuration_figures_are_capped(tmp_path: Path) -> None:
     bars = plots.throughput_and_params(sweep)
     assert len(bars.axes[0].patches) == plots.MAX_CONFIGS
     assert f"show the {plots.MAX_CONFIGS} configurations with the best mean best top-1 of 60" in (
-        plots.capped_note(sweep))
+        plots.capped_note(sweep)
+    )
 
 
 def test_every_method_of_the_rivals_sweep_is_compared_against_softmax(tmp_path: Path) -> None:
@@ -914,8 +1184,9 @@ def test_every_method_of_the_rivals_sweep_is_compared_against_softmax(tmp_path: 
     for method in methods:
         for seed in (0, 1, 2):
             run_dir = root / f"{method}-s{seed}"
-            write_run(run_dir, "softmax" if method in ("gc", "se") else method, 2, "normal", seed, epochs=3,
-                      status="finished")
+            write_run(
+                run_dir, "softmax" if method in ("gc", "se") else method, 2, "normal", seed, epochs=3, status="finished"
+            )
             if method in ("gc", "se"):  # as nlbench.record.identify records a peer block
                 record = read_record(run_dir)
                 kept = {k: v for k, v in record.hparams.items() if k not in schema.NL_FIELDS}
@@ -928,6 +1199,12 @@ def test_every_method_of_the_rivals_sweep_is_compared_against_softmax(tmp_path: 
     md = (out / "report.md").read_text()
     block = md.split("**normalization** against softmax:")[1].split("\n\n")[1]
     shown = {line.split("|")[1].strip() for line in block.splitlines()[2:]}
-    assert shown == {"scale", "linear (Katharopoulos)", "efficient (Shen)", "GC block", "SE block",
-                     "baseline (no block)"}
+    assert shown == {
+        "scale",
+        "linear (Katharopoulos)",
+        "efficient (Shen)",
+        "GC block",
+        "SE block",
+        "baseline (no block)",
+    }
     assert "**normalization** against softmax: one family of" in md and "over 6 comparison(s), Holm" in md

@@ -43,14 +43,22 @@ def _fast_holm():
     gc.unfreeze()
 
 
-def simulate(rng: np.random.Generator, sweeps: int, noisy: int, effect: float = 0.0, seeds: int = SEEDS,
-             seed_sd: float = 0.004, epoch_sd: tuple[float, float] = (0.002, 0.008),
-             flat: bool = False) -> dict[str, np.ndarray]:
+def simulate(
+    rng: np.random.Generator,
+    sweeps: int,
+    noisy: int,
+    effect: float = 0.0,
+    seeds: int = SEEDS,
+    seed_sd: float = 0.004,
+    epoch_sd: tuple[float, float] = (0.002, 0.008),
+    flat: bool = False,
+) -> dict[str, np.ndarray]:
     """Final and best top-1 of two arms (0, 1), shape (sweeps, configurations, seeds): a level per configuration
     (one level for all when ``flat``), a seed effect shared by both arms, per-epoch noise of sd ``epoch_sd[arm]``
     (arm ``noisy`` gets the larger), and ``effect`` added to arm 1 (the treatment)."""
-    level = np.array([0.80 - (0.0 if flat else 0.01 * math.log2(r) + (0.02 if i == "zeros" else 0.0))
-                      for r, i in CONFIGS])
+    level = np.array(
+        [0.80 - (0.0 if flat else 0.01 * math.log2(r) + (0.02 if i == "zeros" else 0.0)) for r, i in CONFIGS]
+    )
     shared = level[None, :, None] + seed_sd * rng.standard_normal((sweeps, len(CONFIGS), seeds))
     climb = np.linspace(-0.002, 0.0, EPOCHS)  # the plateau of the learning curve: its last epochs
     out = {}
@@ -78,8 +86,10 @@ def test_each_family_is_wrong_somewhere_in_at_most_5_percent_of_null_sweeps() ->
     # The reduction family: each reduction against r1 within (normalization, init), 16 tests; init: 10 tests.
     arms = np.stack([y, x], axis=1)  # (sweeps, arm, configuration, seed)
     index = {config: k for k, config in enumerate(CONFIGS)}
-    for pairs, size in (([(index[(r, i)], index[(1, i)]) for r in REDUCTIONS[1:] for i in INITS], 16),
-                        ([(index[(r, "zeros")], index[(r, "normal")]) for r in REDUCTIONS], 10)):
+    for pairs, size in (
+        ([(index[(r, i)], index[(1, i)]) for r in REDUCTIONS[1:] for i in INITS], 16),
+        ([(index[(r, "zeros")], index[(r, "normal")]) for r in REDUCTIONS], 10),
+    ):
         treatment = np.concatenate([arms[:, :, a] for a, _ in pairs], axis=1)
         reference = np.concatenate([arms[:, :, b] for _, b in pairs], axis=1)
         found = stats.family(stats.paired_test(treatment, reference, MARGIN))
@@ -138,9 +148,14 @@ def test_claim_4_at_the_margin_is_supported_in_at_most_5_percent() -> None:
     # Well inside both bounds it is found.
     acc = simulate(rng, 100, noisy=1, seed_sd=0.002, epoch_sd=(0.0005, 0.0005))
     ips = simulate(rng, 100, noisy=1, seed_sd=0.0, epoch_sd=(0.002, 0.002))
-    found = [claims.decide_no_cost([stats.stratified(list(acc["final1"][s] - acc["final0"][s]), MARGIN)],
-                                   [stats.stratified(list(ips["final1"][s] - ips["final0"][s]), MARGIN)], MARGIN)[0]
-             for s in range(100)]
+    found = [
+        claims.decide_no_cost(
+            [stats.stratified(list(acc["final1"][s] - acc["final0"][s]), MARGIN)],
+            [stats.stratified(list(ips["final1"][s] - ips["final0"][s]), MARGIN)],
+            MARGIN,
+        )[0]
+        for s in range(100)
+    ]
     assert np.mean([v == claims.SUPPORTED for v in found]) >= 0.8
 
 

@@ -33,20 +33,43 @@ def write_runs(root: Path, runs: list[dict[str, Any]]) -> Path:
     """A folder of run directories (``root/runs/<id>``, read as a sweep directory) from dicts of hyper-parameters
     (the keys of :data:`KEYS` and ``seed``), metrics (FINAL_ACC1, BEST_ACC1, ...), ``status`` and ``config``."""
     for i, spec in enumerate(runs):
-        hparams = {"dataset": "cifar10", "backbone": "PreActResNet", "depth": 20, "nl_blocks": 1,
-                   "normalization": "softmax", "reduction": 2, "heads": 1, "init": "normal", "similarity": "dot",
-                   **{k: spec[k] for k in (*KEYS, "seed") if k in spec}}  # fmt: skip
+        hparams = {
+            "dataset": "cifar10",
+            "backbone": "PreActResNet",
+            "depth": 20,
+            "nl_blocks": 1,
+            "normalization": "softmax",
+            "reduction": 2,
+            "heads": 1,
+            "init": "normal",
+            "similarity": "dot",
+            **{k: spec[k] for k in (*KEYS, "seed") if k in spec},
+        }
         final = spec.get(FINAL_ACC1)
-        metrics = {FINAL_ACC1: final, BEST_ACC1: spec.get(BEST_ACC1, final), schema.IMAGES_PER_S: spec.get("ips", 500.0),
-                   "epochs": 3, "time_s": 10.0, SELECTED_ACC1: spec.get(SELECTED_ACC1),
-                   schema.CLASSES: spec.get("classes")}  # fmt: skip
+        metrics = {
+            FINAL_ACC1: final,
+            BEST_ACC1: spec.get(BEST_ACC1, final),
+            schema.IMAGES_PER_S: spec.get("ips", 500.0),
+            "epochs": 3,
+            "time_s": 10.0,
+            SELECTED_ACC1: spec.get(SELECTED_ACC1),
+            schema.CLASSES: spec.get("classes"),
+        }
         status = spec.get("status", "finished")
         if status != "finished":
             metrics = {schema.IMAGES_PER_S: None}
         name = "-".join(f"{k}{hparams[k]}" for k in (*KEYS, "seed"))
-        write_record(root / "runs" / f"{i:03d}-{name}", RunRecord(
-            status=status, run_name=name, hparams=hparams, metrics=metrics, config=spec.get("config", {}),
-            error="RuntimeError: loss is nan" if status != "finished" else None))  # fmt: skip
+        write_record(
+            root / "runs" / f"{i:03d}-{name}",
+            RunRecord(
+                status=status,
+                run_name=name,
+                hparams=hparams,
+                metrics=metrics,
+                config=spec.get("config", {}),
+                error="RuntimeError: loss is nan" if status != "finished" else None,
+            ),
+        )
     return root
 
 
@@ -62,8 +85,11 @@ def family_section(md: str, key: str) -> str:
 
 
 def rows_of(section: str, metric: str = "final top-1") -> list[list[str]]:
-    return [[cell.strip() for cell in line.split("|")[1:-1]] for line in section.splitlines()
-            if line.startswith("|") and f"| {metric} |" in line]
+    return [
+        [cell.strip() for cell in line.split("|")[1:-1]]
+        for line in section.splitlines()
+        if line.startswith("|") and f"| {metric} |" in line
+    ]
 
 
 # ---- zero variance: never p = 0, never "better" ----------------------------------------------------------------------
@@ -71,23 +97,33 @@ def test_zero_variance_is_undetermined_not_proof(tmp_path: Path) -> None:
     """n=2 seeds with the same +0.2 pt difference (a 1,000-image test set quantises accuracy to 0.1 pt) used to read
     p = 0, "normalization=scale better", interval [+0.20, +0.20]; Welch with identical values per arm did the same."""
     soft = {0: 0.712, 1: 0.735}
-    runs = [{"normalization": n, "seed": s, FINAL_ACC1: v + (0.002 if n == "scale" else 0.0)}
-            for n in ("softmax", "scale") for s, v in soft.items()]
+    runs = [
+        {"normalization": n, "seed": s, FINAL_ACC1: v + (0.002 if n == "scale" else 0.0)}
+        for n in ("softmax", "scale")
+        for s, v in soft.items()
+    ]
     md = report_md(write_runs(tmp_path / "two", runs), tmp_path)
     [row] = rows_of(family_section(md, "normalization"))
     assert row[2:5] == ["2 pairs", "+0.20", "–"]  # no point interval
     assert row[9] == "–" and row[-1] == "undetermined (n=2; 3 seed pairs needed)"
     # Three seeds, the same +0.2 pt each: enough seeds, still no evidence.
-    three = compare.difference([{"seed": s, "m": v + 0.002} for s, v in enumerate([0.71, 0.73, 0.70])],
-                               [{"seed": s, "m": v} for s, v in enumerate([0.71, 0.73, 0.70])], "m")
+    three = compare.difference(
+        [{"seed": s, "m": v + 0.002} for s, v in enumerate([0.71, 0.73, 0.70])],
+        [{"seed": s, "m": v} for s, v in enumerate([0.71, 0.73, 0.70])],
+        "m",
+    )
     assert three.p_value is None and three.low is None and three.undetermined.startswith("zero variance")
     # Welch (no seed shared) with identical values in each arm.
-    welch = compare.difference([{"seed": s, "m": 0.712} for s in (0, 1, 2)],
-                               [{"seed": s, "m": 0.710} for s in (3, 4, 5)], "m")
+    welch = compare.difference(
+        [{"seed": s, "m": 0.712} for s in (0, 1, 2)], [{"seed": s, "m": 0.710} for s in (3, 4, 5)], "m"
+    )
     assert welch.method == "Welch" and welch.p_value is None and welch.undetermined.startswith("zero variance")
-    family = compare.compare([{"normalization": "softmax", "seed": s, FINAL_ACC1: 0.710} for s in (3, 4, 5)]
-                             + [{"normalization": "scale", "seed": s, FINAL_ACC1: 0.712} for s in (0, 1, 2)],
-                             ["normalization"], "normalization")
+    family = compare.compare(
+        [{"normalization": "softmax", "seed": s, FINAL_ACC1: 0.710} for s in (3, 4, 5)]
+        + [{"normalization": "scale", "seed": s, FINAL_ACC1: 0.712} for s in (0, 1, 2)],
+        ["normalization"],
+        "normalization",
+    )
     assert family.size == 0 and family.comparisons[0].code == stats.UNDETERMINED
 
 
@@ -109,12 +145,18 @@ def test_one_missing_seed_keeps_the_pairing(tmp_path: Path) -> None:
         runs += [{"normalization": "scale", "seed": s, FINAL_ACC1: v} for s, v in scale.items()]
         if missing == "no value":  # finished, but its metric is NaN (the record keeps it as null)
             runs.append({"normalization": "scale", "seed": 4, FINAL_ACC1: float("nan")})
-        diff = compare.difference([r for r in runs if r["normalization"] == "scale"],
-                                  [r for r in runs if r["normalization"] == "softmax"], FINAL_ACC1)
+        diff = compare.difference(
+            [r for r in runs if r["normalization"] == "scale"],
+            [r for r in runs if r["normalization"] == "softmax"],
+            FINAL_ACC1,
+        )
         assert diff.method == "paired" and diff.seeds == (0, 1, 2, 3)
         assert diff.p_value == pytest.approx(paired_p, rel=1e-9)
-        assert diff.dropped == (("seed 4: only the reference",) if missing == "absent" else
-                                ("seed 4: only the reference", "seed 4: no value"))
+        assert diff.dropped == (
+            ("seed 4: only the reference",)
+            if missing == "absent"
+            else ("seed 4: only the reference", "seed 4: no value")
+        )
         md = report_md(write_runs(tmp_path / missing, runs), tmp_path / missing)
         [row] = rows_of(family_section(md, "normalization"))
         assert row[2] == "4 pairs" and row[-1] == "normalization=scale better"
@@ -128,8 +170,9 @@ def test_best_on_test_never_decides(tmp_path: Path) -> None:
     runs = []
     for s in range(5):
         base = 0.70 + 0.01 * s
-        runs.append({"normalization": "softmax", "seed": s, FINAL_ACC1: base + 0.001 * (s % 2),
-                     BEST_ACC1: base + 0.003})
+        runs.append(
+            {"normalization": "softmax", "seed": s, FINAL_ACC1: base + 0.001 * (s % 2), BEST_ACC1: base + 0.003}
+        )
         runs.append({"normalization": "scale", "seed": s, FINAL_ACC1: base - 0.001 * (s % 3), BEST_ACC1: base + 0.012})
     md = report_md(write_runs(tmp_path / "jumpy", runs), tmp_path)
     section = family_section(md, "normalization")
@@ -143,8 +186,16 @@ def test_best_on_test_never_decides(tmp_path: Path) -> None:
 
 
 def test_a_held_out_validation_split_decides_on_the_selected_test_top1(tmp_path: Path) -> None:
-    runs = [{"normalization": n, "seed": s, FINAL_ACC1: 0.70, SELECTED_ACC1: 0.70 + (0.01 if n == "scale" else 0)
-             + 0.001 * s * (1 if n == "scale" else 2)} for n in ("softmax", "scale") for s in range(3)]
+    runs = [
+        {
+            "normalization": n,
+            "seed": s,
+            FINAL_ACC1: 0.70,
+            SELECTED_ACC1: 0.70 + (0.01 if n == "scale" else 0) + 0.001 * s * (1 if n == "scale" else 2),
+        }
+        for n in ("softmax", "scale")
+        for s in range(3)
+    ]
     md = report_md(write_runs(tmp_path / "val", runs), tmp_path)
     assert "**Decided on** test top-1 of the checkpoint chosen on the held-out validation split" in md
     [row] = rows_of(family_section(md, "normalization"), "test top-1 at the validation-selected epoch")
@@ -162,12 +213,15 @@ def test_claim_1_is_decided_within_configurations_not_pooled(tmp_path: Path) -> 
             for s in range(count):
                 acc = level + 0.003 * s + (0.0094 + noise[s] if similarity == "dot" else 0.0)
                 runs.append({"similarity": similarity, "reduction": reduction, "seed": s, FINAL_ACC1: acc})
-    pooled = {sim: statistics.fmean(r[FINAL_ACC1] for r in runs if r["similarity"] == sim)
-              for sim in ("dot", "direction")}
+    pooled = {
+        sim: statistics.fmean(r[FINAL_ACC1] for r in runs if r["similarity"] == sim) for sim in ("dot", "direction")
+    }
     assert pooled["dot"] - pooled["direction"] < -0.02  # the pooled comparison is reversed
     sweep = collect.load_sweep(write_runs(tmp_path / "simpson", runs))
-    result = {c.claim: c for c in claims.claims(sweep.runs, sweep.config_keys,
-                                                 compare.Families(sweep.finished, sweep.config_keys))}[claims.CLAIMS[0]]
+    result = {
+        c.claim: c
+        for c in claims.claims(sweep.runs, sweep.config_keys, compare.Families(sweep.finished, sweep.config_keys))
+    }[claims.CLAIMS[0]]
     assert result.verdict == claims.SUPPORTED
     within = statistics.fmean(-(0.0094 + noise[s]) for s in range(3))  # direction - dot, seeds 0-2 in each
     assert f"{100 * within:+.2f} pt [" in result.evidence
@@ -182,25 +236,39 @@ def test_claim_3_counts_diverged_runs_and_never_reads_robust(tmp_path: Path) -> 
     for i, r in enumerate((1, 2, 4, 8, 16)):
         for s in range(3):
             seed = 0.004 * s + 0.0005 * ((s + i) % 2)
-            runs.append({"normalization": "softmax", "reduction": r, "seed": s,
-                         FINAL_ACC1: 0.80 - 0.4375 * i / 100 + seed})
+            runs.append(
+                {"normalization": "softmax", "reduction": r, "seed": s, FINAL_ACC1: 0.80 - 0.4375 * i / 100 + seed}
+            )
             diverged = r >= 8 and s < 2
-            runs.append({"normalization": "scale", "reduction": r, "seed": s, "status": "diverged" if diverged else
-                         "finished", FINAL_ACC1: 0.80 + 0.0003 * i + seed + 0.001 * ((2 * s + i) % 3 - 1)})  # fmt: skip
+            runs.append(
+                {
+                    "normalization": "scale",
+                    "reduction": r,
+                    "seed": s,
+                    "status": "diverged" if diverged else "finished",
+                    FINAL_ACC1: 0.80 + 0.0003 * i + seed + 0.001 * ((2 * s + i) % 3 - 1),
+                }
+            )
     sweep = collect.load_sweep(write_runs(tmp_path / "diverged", runs))
-    result = {c.claim: c for c in claims.claims(sweep.runs, sweep.config_keys,
-                                                 compare.Families(sweep.finished, sweep.config_keys))}[claims.CLAIMS[2]]
+    result = {
+        c.claim: c
+        for c in claims.claims(sweep.runs, sweep.config_keys, compare.Families(sweep.finished, sweep.config_keys))
+    }[claims.CLAIMS[2]]
     assert result.verdict != claims.SUPPORTED
-    assert "failed or diverged: scale r1 0/3 r2 0/3 r4 0/3 r8 2/3 r16 2/3, softmax r1 0/3 r2 0/3 r4 0/3 r8 0/3 " \
-           "r16 0/3" in result.evidence  # fmt: skip
+    assert (
+        "failed or diverged: scale r1 0/3 r2 0/3 r4 0/3 r8 2/3 r16 2/3, softmax r1 0/3 r2 0/3 r4 0/3 r8 0/3 "
+        "r16 0/3" in result.evidence
+    )
     fisher = scipy_stats.fisher_exact([[4, 11], [0, 15]], alternative="greater").pvalue
     assert f"scale failed 4/15, softmax 0/15 (Fisher p={fisher:.3f}" in result.evidence
     assert "interaction F(4, " in result.evidence and "range of mean" not in result.evidence
     # Without the divergences, the same accuracies make scale robust against softmax's loss.
     kept = [dict(r, status="finished") for r in runs]
     flat = collect.load_sweep(write_runs(tmp_path / "flat", kept))
-    again = {c.claim: c for c in claims.claims(flat.runs, flat.config_keys,
-                                                compare.Families(flat.finished, flat.config_keys))}[claims.CLAIMS[2]]
+    again = {
+        c.claim: c
+        for c in claims.claims(flat.runs, flat.config_keys, compare.Families(flat.finished, flat.config_keys))
+    }[claims.CLAIMS[2]]
     assert again.verdict == claims.SUPPORTED
 
 
@@ -215,8 +283,14 @@ def test_the_comparisons_and_the_claims_read_one_family(tmp_path: Path) -> None:
         for s in range(4):
             base = 0.75 + 0.01 * rng.standard_normal()
             runs.append({"normalization": "softmax", "reduction": r, "seed": s, FINAL_ACC1: base})
-            runs.append({"normalization": "scale", "reduction": r, "seed": s,
-                         FINAL_ACC1: base + gain + 0.002 * rng.standard_normal()})
+            runs.append(
+                {
+                    "normalization": "scale",
+                    "reduction": r,
+                    "seed": s,
+                    FINAL_ACC1: base + gain + 0.002 * rng.standard_normal(),
+                }
+            )
     md = report_md(write_runs(tmp_path / "three", runs), tmp_path)
     section = family_section(md, "normalization")
     assert section.startswith(" softmax: one family of 3 test(s) on final top-1 over 3 comparison(s), Holm")
@@ -225,8 +299,9 @@ def test_the_comparisons_and_the_claims_read_one_family(tmp_path: Path) -> None:
     raw = [float(row[10].split(" (")[0].replace("<", "")) for row in rows]  # reduction | normalization | ...
     assert better >= 1 and len(raw) == 3
     claim = md.split("| 2. Replacing softmax")[1].splitlines()[0]
-    assert (f"(3, 3 tested): scale better in {better} of 3 after Holm over the normalization family of 3 test(s)"
-            in claim)
+    assert (
+        f"(3, 3 tested): scale better in {better} of 3 after Holm over the normalization family of 3 test(s)" in claim
+    )
     sweep = collect.load_sweep(tmp_path / "three")
     families = compare.Families(sweep.finished, sweep.config_keys)
     shown = render.comparisons(sweep, None, families)[0][0]
@@ -237,8 +312,11 @@ def test_the_comparisons_and_the_claims_read_one_family(tmp_path: Path) -> None:
 def test_one_configuration_in_two_sources_counts_each_seed_once(tmp_path: Path, capsys) -> None:
     """`nlbench report sweepA sweepB` with one configuration in both: n stayed 2 (not 4), the test stays paired, the
     interval does not shrink, and the report says how many runs it merged."""
-    runs = [{"normalization": n, "seed": s, FINAL_ACC1: v + (0.01 * (s + 1) if n == "scale" else 0.0)}
-            for n in ("softmax", "scale") for s, v in ((0, 0.70), (1, 0.74), (2, 0.71))]
+    runs = [
+        {"normalization": n, "seed": s, FINAL_ACC1: v + (0.01 * (s + 1) if n == "scale" else 0.0)}
+        for n in ("softmax", "scale")
+        for s, v in ((0, 0.70), (1, 0.74), (2, 0.71))
+    ]
     a, b = write_runs(tmp_path / "a", runs), write_runs(tmp_path / "b", runs)
     alone = family_section(report_md(a, tmp_path / "alone"), "normalization")
     md = report_md([a, b], tmp_path / "both")
@@ -264,8 +342,11 @@ def test_accuracy_intervals_stay_within_0_and_100(tmp_path: Path) -> None:
 
 
 def test_runs_at_chance_are_flagged(tmp_path: Path) -> None:
-    runs = [{"normalization": n, "seed": s, "classes": 10, FINAL_ACC1: 0.12 if n == "scale" else 0.50 + 0.01 * s}
-            for n in ("softmax", "scale") for s in range(3)]
+    runs = [
+        {"normalization": n, "seed": s, "classes": 10, FINAL_ACC1: 0.12 if n == "scale" else 0.50 + 0.01 * s}
+        for n in ("softmax", "scale")
+        for s in range(3)
+    ]
     md = report_md(write_runs(tmp_path / "chance", runs), tmp_path)
     assert "**At chance** 3 finished run(s) below 1.5 × chance top-1 (1 / classes)" in md
     table = md.split("## Every configuration")[1]
@@ -275,24 +356,44 @@ def test_runs_at_chance_are_flagged(tmp_path: Path) -> None:
 def test_the_recipe_states_every_option_that_shapes_training(tmp_path: Path) -> None:
     """limit_train_batches and limit_val_batches (and the rest of the recipe) in report.md, report.html and the
     sweep's results.csv."""
-    from nlbench.sweep.table import write_results
     from nlbench.sweep.spec import spec_from_dict
+    from nlbench.sweep.table import write_results
 
     root = tmp_path / "sweep"
-    spec = spec_from_dict({"name": "recipe", "base": "experiments/demo.yaml",
-                           "axes": {"model.backbone.nl.normalization": ["softmax", "scale"],
-                                    "seed_everything": [0, 1, 2]}},
-                          root=REPO, output_dir=root)  # fmt: skip
+    spec = spec_from_dict(
+        {
+            "name": "recipe",
+            "base": "experiments/demo.yaml",
+            "axes": {"model.backbone.nl.normalization": ["softmax", "scale"], "seed_everything": [0, 1, 2]},
+        },
+        root=REPO,
+        output_dir=root,
+    )
     runs = spec.expand()
-    config = {"model.optimizer.class_path": "torch.optim.SGD", "model.optimizer.init_args.lr": 0.2,
-              "model.optimizer.init_args.momentum": 0.9, "model.optimizer.init_args.weight_decay": 5e-4,
-              "trainer.max_epochs": 4, "trainer.limit_train_batches": 2, "trainer.limit_val_batches": 1,
-              "data.init_args.batch_size": 16, "data.init_args.val_split": 0, "trainer.precision": "32-true"}
+    config = {
+        "model.optimizer.class_path": "torch.optim.SGD",
+        "model.optimizer.init_args.lr": 0.2,
+        "model.optimizer.init_args.momentum": 0.9,
+        "model.optimizer.init_args.weight_decay": 5e-4,
+        "trainer.max_epochs": 4,
+        "trainer.limit_train_batches": 2,
+        "trainer.limit_val_batches": 1,
+        "data.init_args.batch_size": 16,
+        "data.init_args.val_split": 0,
+        "trainer.precision": "32-true",
+    }
     for i, point in enumerate(runs):
         norm, seed = point.params["model.backbone.nl.normalization"], point.params["seed_everything"]
-        write_record(root / "runs" / point.run_id, RunRecord(
-            status="finished", run_name=point.run_id, hparams={"normalization": norm, "seed": seed},
-            metrics={FINAL_ACC1: 0.5 + 0.01 * i}, config=config))
+        write_record(
+            root / "runs" / point.run_id,
+            RunRecord(
+                status="finished",
+                run_name=point.run_id,
+                hparams={"normalization": norm, "seed": seed},
+                metrics={FINAL_ACC1: 0.5 + 0.01 * i},
+                config=config,
+            ),
+        )
     (root / "sweep.yaml").write_text(yaml.safe_dump(spec.as_dict(), sort_keys=False))
     write_results(spec, runs)
     with open(root / "results.csv") as f:
@@ -304,8 +405,18 @@ def test_the_recipe_states_every_option_that_shapes_training(tmp_path: Path) -> 
     assert report_main([str(root), "--out", str(out)]) == 0
     for page in ((out / "report.md").read_text(), (out / "report.html").read_text()):
         recipe = page.split("Recipe")[1].splitlines()[0]
-        for text in ("optimizer=SGD", "lr=0.2", "momentum=0.9", "max_epochs=4", "limit_train_batches=2",
-                     "limit_val_batches=1", "batch_size=16", "val_split=0", "subset=all", "precision=32-true"):
+        for text in (
+            "optimizer=SGD",
+            "lr=0.2",
+            "momentum=0.9",
+            "max_epochs=4",
+            "limit_train_batches=2",
+            "limit_val_batches=1",
+            "batch_size=16",
+            "val_split=0",
+            "subset=all",
+            "precision=32-true",
+        ):
             assert text in recipe, text
 
 
@@ -355,15 +466,44 @@ def test_power_in_the_report_and_from_a_pilot(tmp_path: Path, capsys) -> None:
     # A difference far below the noise needs more seeds than anyone runs: said, not guessed.
     assert stats.seeds_needed(0.02, 0.0005) is None and stats.seeds_needed(0.0001, 0.005) == stats.MIN_SEEDS
     # The demo sweep plans 2 seeds, one comparison of normalization: what could it detect?
-    assert sweep_main(["--config", str(REPO / "experiments" / "sweeps" / "demo.yaml"), "--dry-run", "--pilot",
-                       str(pilot), "--output_dir", str(tmp_path / "planned")]) == 0
+    assert (
+        sweep_main(
+            [
+                "--config",
+                str(REPO / "experiments" / "sweeps" / "demo.yaml"),
+                "--dry-run",
+                "--pilot",
+                str(pilot),
+                "--output_dir",
+                str(tmp_path / "planned"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.strip().startswith("normalization"))
     detect2 = TTestPower().solve_power(nobs=2, alpha=0.05, power=0.8) * sd
-    assert line.split() == ["normalization", "softmax", f"{100 * sd:.2f}", "2", "1", f"{100 * detect2:.2f}",
-                            str(needed)]
+    assert line.split() == [
+        "normalization",
+        "softmax",
+        f"{100 * sd:.2f}",
+        "2",
+        "1",
+        f"{100 * detect2:.2f}",
+        str(needed),
+    ]
     assert sweep_main(["--config", str(REPO / "experiments" / "sweeps" / "demo.yaml"), "--pilot", str(pilot)]) == 2
     assert "add --dry-run" in capsys.readouterr().err
-    assert sweep_main(["--config", str(REPO / "experiments" / "sweeps" / "demo.yaml"), "--dry-run", "--pilot",
-                       str(tmp_path / "nope")]) == 2
+    assert (
+        sweep_main(
+            [
+                "--config",
+                str(REPO / "experiments" / "sweeps" / "demo.yaml"),
+                "--dry-run",
+                "--pilot",
+                str(tmp_path / "nope"),
+            ]
+        )
+        == 2
+    )
     assert "--pilot" in capsys.readouterr().err and math.isfinite(sd)

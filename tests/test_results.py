@@ -4,7 +4,6 @@ everywhere), and runs whose files are torn or foreign."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -14,25 +13,19 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tinyfit import FAST_DEMO
 
-from nlbench import results
-from nlbench import schema
+from nlbench import results, schema
 from nlbench.record import RunRecord, identity_from_config, read_record, write_record
 from nlbench.report import collect
 from nlbench.report_command import main as report_main
-from nlbench.sweep.table import read_state, write_results
 from nlbench.sweep.spec import spec_from_dict
+from nlbench.sweep.table import read_state, write_results
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "experiments" / "demo.yaml"
-FAST = ["--trainer.accelerator=cpu", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
-        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-        "--data.init_args.batch_size=16", "--data.init_args.eval_batch_size=16"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "disabled")
+pytestmark = pytest.mark.usefixtures("no_wandb")  # W&B off for every test here (conftest.py)
 
 
 # ---- lr x normalization x 2 seeds: 4 groups, 4 configurations, from any source --------------------------------------
@@ -43,9 +36,19 @@ def lr_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]
     from nlbench.lightning_cli import parse_fit_args
 
     root = tmp_path_factory.mktemp("lr") / "sweep"
-    spec = spec_from_dict({"name": "lr", "base": "experiments/demo.yaml", "axes": {
-        "model.optimizer.init_args.lr": [0.05, 0.1], "model.backbone.nl.normalization": ["softmax", "scale"],
-        "seed_everything": [0, 1]}}, root=REPO, output_dir=root)  # fmt: skip
+    spec = spec_from_dict(
+        {
+            "name": "lr",
+            "base": "experiments/demo.yaml",
+            "axes": {
+                "model.optimizer.init_args.lr": [0.05, 0.1],
+                "model.backbone.nl.normalization": ["softmax", "scale"],
+                "seed_everything": [0, 1],
+            },
+        },
+        root=REPO,
+        output_dir=root,
+    )
     runs = spec.expand()
     made = []
     for point in runs:
@@ -54,9 +57,15 @@ def lr_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]
         identity = identity_from_config(config, schema.command_line_keys(args))
         lr, norm, seed = (point.params[k] for k in spec.axes)
         acc = 0.6 + (0.05 if norm == "scale" else 0.0) + (0.1 if lr == 0.1 else 0.0) + 0.01 * seed
-        record = RunRecord(status="finished", run_name=identity.name, group=identity.group,
-                                 hparams=identity.hparams, config=identity.config, differs=identity.differs,
-                                 metrics={schema.BEST_ACC1: acc, schema.FINAL_ACC1: acc, "epochs": 4})  # fmt: skip
+        record = RunRecord(
+            status="finished",
+            run_name=identity.name,
+            group=identity.group,
+            hparams=identity.hparams,
+            config=identity.config,
+            differs=identity.differs,
+            metrics={schema.BEST_ACC1: acc, schema.FINAL_ACC1: acc, "epochs": 4},
+        )
         write_record(root / "runs" / point.run_id, record)
         made.append({"identity": identity, "record": record, "config": config.as_dict(), "run_id": point.run_id})
     root.mkdir(parents=True, exist_ok=True)
@@ -81,8 +90,11 @@ def test_the_name_and_group_come_from_what_differs(lr_sweep) -> None:
     assert "softmax-r2-h1-normal-lr0.05-s0" in names
     assert "cifar10_sample-preactresnet20-scale-r2-h1-normal-lr0.1" in groups
     [one] = [m for m in made if m["identity"].name == "softmax-r2-h1-normal-lr0.05-s0"]
-    assert one["identity"].differs == ["model.optimizer.init_args.lr", "model.backbone.init_args.nl.normalization",
-                                       "seed_everything"]
+    assert one["identity"].differs == [
+        "model.optimizer.init_args.lr",
+        "model.backbone.init_args.nl.normalization",
+        "seed_everything",
+    ]
     assert one["identity"].config["model.optimizer.init_args.lr"] == 0.05
     assert not any(schema.is_volatile(key) for key in one["identity"].config)
 
@@ -105,9 +117,14 @@ def test_load_gives_four_groups_from_wandb(lr_sweep, monkeypatch: pytest.MonkeyP
     class Run:
         def __init__(self, m: dict) -> None:
             identity = m["identity"]
-            self.id, self.name, self.group, self.state = m["run_id"][-8:] + identity.name, identity.name, \
-                identity.group, "finished"
-            # What nlbench.lightning_cli.ConfigSaver uploads: the NL vocabulary at the top, the resolved config and differs.
+            self.id, self.name, self.group, self.state = (
+                m["run_id"][-8:] + identity.name,
+                identity.name,
+                identity.group,
+                "finished",
+            )
+            # What nlbench.lightning_cli.ConfigSaver uploads: the NL vocabulary at the top, the resolved config and
+            # differs.
             self.config = {**identity.hparams, "config": m["config"], "differs": identity.differs}
             self.summary = {k: v for k, v in m["record"].metrics.items() if v is not None}
 
@@ -141,13 +158,19 @@ def test_the_report_compares_lr_and_normalization(lr_sweep, tmp_path: Path) -> N
 def test_a_killed_plain_fit_reads_interrupted_everywhere(tmp_path: Path) -> None:
     run_dir = tmp_path / "fit"
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled"}
-    proc = subprocess.Popen([sys.executable, "-m", "nlbench", "fit", f"--config={DEMO}", *FAST,
-                             "--trainer.max_epochs=200", f"--run_dir={run_dir}"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nlbench", "fit", *FAST_DEMO, "--trainer.max_epochs=200", f"--run_dir={run_dir}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
-        while (read_record(run_dir) is None or read_record(run_dir).metrics["epochs"] < 1) \
-                and proc.poll() is None and time.monotonic() < deadline:
+        while (
+            (read_record(run_dir) is None or read_record(run_dir).metrics["epochs"] < 1)
+            and proc.poll() is None
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.2)
         assert proc.poll() is None, "the fit ended before it could be killed"
         assert results.load(run_dir)["status"].tolist() == ["running"]  # the fit holds its run's lock
@@ -169,7 +192,7 @@ def test_a_torn_result_json_is_rebuilt_not_recorded_with_null_accuracy(tmp_path:
     from nlbench.lightning_cli import main
 
     run_dir = tmp_path / "fit"
-    assert main(["fit", f"--config={DEMO}", *FAST, "--trainer.max_epochs=1", f"--run_dir={run_dir}"]) == 0
+    assert main(["fit", *FAST_DEMO, f"--run_dir={run_dir}"]) == 0
     done = read_record(run_dir)
     assert done is not None and done.metrics[schema.FINAL_ACC1] is not None
     text = (run_dir / "result.json").read_text()
@@ -179,8 +202,7 @@ def test_a_torn_result_json_is_rebuilt_not_recorded_with_null_accuracy(tmp_path:
     assert torn[schema.BEST_ACC1] == pytest.approx(done.metrics[schema.BEST_ACC1])
     assert torn[schema.FINAL_ACC1] == pytest.approx(done.metrics[schema.FINAL_ACC1])
     # ... and the sweep's resume from the end checkpoint records the checkpoint's metrics, not nulls.
-    assert main(["fit", f"--config={DEMO}", *FAST, "--trainer.max_epochs=1", f"--run_dir={run_dir}",
-                 "--ckpt_path=last"]) == 0  # fmt: skip
+    assert main(["fit", *FAST_DEMO, f"--run_dir={run_dir}", "--ckpt_path=last"]) == 0
     again = read_record(run_dir)
     assert again is not None and again.status == "finished"
     assert again.metrics[schema.FINAL_ACC1] == pytest.approx(done.metrics[schema.FINAL_ACC1])
@@ -192,8 +214,12 @@ def _sweep_with_foreign_files(tmp_path: Path) -> tuple[Path, dict[str, Path]]:
 
     root = write_sweep(tmp_path / "sweep")
     dirs = sorted((root / "runs").iterdir())
-    bad = {"metrics": dirs[0] / "metrics.csv", "config": dirs[1] / "config.yaml", "tag": dirs[2] / "config.yaml",
-           "yaml": dirs[3] / "config.yaml"}  # fmt: skip
+    bad = {
+        "metrics": dirs[0] / "metrics.csv",
+        "config": dirs[1] / "config.yaml",
+        "tag": dirs[2] / "config.yaml",
+        "yaml": dirs[3] / "config.yaml",
+    }
     bad["metrics"].write_bytes(b"epoch,val/acc1\n0,\xff\xfe0.5\n")  # not UTF-8
     bad["config"].write_bytes(b"seed_everything: \xe9\n")
     bad["tag"].write_text("seed_everything: !!python/object/apply:os.system ['echo pwned']\n")
@@ -208,8 +234,7 @@ def test_unreadable_runs_are_listed_naming_the_file(tmp_path: Path) -> None:
     df = results.load(root, curves=True)  # metrics.csv is read with the curves
     unreadable = df[df["status"] == "unreadable"]
     assert sorted(unreadable["error"].str.split(":").str[0]) == sorted(str(p) for p in bad.values())
-    assert {e.split(": ", 1)[1].split(" (")[0] for e in unreadable["error"]} == {"not UTF-8 text",
-                                                                                  "not valid YAML"}
+    assert {e.split(": ", 1)[1].split(" (")[0] for e in unreadable["error"]} == {"not UTF-8 text", "not valid YAML"}
     assert results.config_keys(df) == ["normalization", "reduction", "init"]  # the others still compare
     assert report_main([str(root)]) == 0
     md = (root / "report" / "report.md").read_text()
@@ -240,7 +265,8 @@ def test_received_yaml_bombs_are_listed_not_expanded(tmp_path: Path) -> None:
     bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
         f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
-        for i in range(8))  # fmt: skip
+        for i in range(8)
+    )
     (run_dir / "config.yaml").write_text(bomb)
     df = results.load(root)
     [error] = df.loc[df["status"] == "unreadable", "error"]

@@ -12,38 +12,24 @@ from pathlib import Path
 
 import pytest
 import torch
+from tinyfit import FAST_DEMO, with_options
 
 from nlbench.checkpoint_io import AtomicCheckpointIO
 from nlbench.classifier import ImageClassifier
 from nlbench.io import _umask
 from nlbench.lightning_cli import main
-from nlbench.schema import BEST_ACC1, BEST_EPOCH, FINAL_ACC1
 from nlbench.record import read_record
+from nlbench.schema import BEST_ACC1, BEST_EPOCH, FINAL_ACC1
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "experiments" / "demo.yaml"
 # Three tiny epochs (2 training batches of 16 images each), a step-wise OneCycleLR and metrics every step.
-TINY = [
-    f"--config={DEMO}",
-    "--trainer.accelerator=cpu",
-    "--trainer.max_epochs=3",
-    "--trainer.limit_train_batches=2",
-    "--trainer.limit_val_batches=1",
-    "--trainer.log_every_n_steps=1",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
-    "--data.init_args.batch_size=16",
-    "--data.init_args.eval_batch_size=16",
-]
+TINY = [*with_options(FAST_DEMO, "--trainer.max_epochs=3"), "--trainer.log_every_n_steps=1"]
 
 
 class Crash(RuntimeError):
     pass
 
 
-@pytest.fixture(autouse=True)
-def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "disabled")
+pytestmark = pytest.mark.usefixtures("no_wandb")  # W&B off for every test here (conftest.py)
 
 
 def _crash_at(monkeypatch: pytest.MonkeyPatch, step: int, action=None) -> None:
@@ -83,8 +69,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_interrupted_and_resumed_equals_uninterrupted(runs: dict[str, Path]) -> None:
     last = {k: torch.load(d / "checkpoints" / "last.ckpt", weights_only=False) for k, d in runs.items()}
     weights = {k: v["state_dict"] for k, v in last.items()}
-    different = [name for name in weights["straight"] if not torch.equal(weights["straight"][name],
-                                                                         weights["resumed"][name])]
+    different = [
+        name for name in weights["straight"] if not torch.equal(weights["straight"][name], weights["resumed"][name])
+    ]
     assert not different, f"{len(different)} of {len(weights['straight'])} tensors differ, e.g. {different[:3]}"
     results = {k: read_record(d).flat() for k, d in runs.items()}
     for key in (FINAL_ACC1, BEST_ACC1, BEST_EPOCH, "epochs", "global_step", "status"):
@@ -98,8 +85,9 @@ def test_resumed_metrics_csv_drops_the_killed_attempts_rows(runs: dict[str, Path
     assert resumed == straight
 
 
-def test_resume_skips_an_unreadable_last_checkpoint(runs: dict[str, Path], tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_skips_an_unreadable_last_checkpoint(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run_dir = tmp_path / "run"
     # A run stopped in epoch 1: its last.ckpt then gets truncated (as an ENOSPC used to leave it).
     with pytest.MonkeyPatch.context() as mp:
@@ -152,15 +140,20 @@ def small_disk(tmp_path: Path):
     """A 3 MB tmpfs: room for one checkpoint of the demo model (2.3 MB) but not two."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
-                                           capture_output=True).returncode:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+    ):
         pytest.skip("optional: needs root (to mount a 3 MB tmpfs) for the full-disk checkpoint test")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_a_full_disk_leaves_loadable_checkpoints_and_a_result(small_disk: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_full_disk_leaves_loadable_checkpoints_and_a_result(
+    small_disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run_dir = small_disk / "run"
     assert main(["fit", *TINY, f"--run_dir={run_dir}"]) == 2  # a full disk is the user's to fix: one line, exit 2
     assert "no space left on device" in capsys.readouterr().err.strip().splitlines()[-1]

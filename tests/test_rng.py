@@ -8,15 +8,19 @@ from typing import Any
 
 import pytest
 import torch
-
 from fakecuda import FakeCuda
+
 from nlbench.rng import RandomState
 
 
 def _callback(device: str, *, rank: int = 0, world: int = 1, generator: torch.Generator | None = None) -> RandomState:
     datamodule = SimpleNamespace(augmentation_generator=lambda _device: generator)
-    trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)), global_rank=rank,
-                              world_size=world, datamodule=datamodule)  # fmt: skip
+    trainer = SimpleNamespace(
+        strategy=SimpleNamespace(root_device=torch.device(device)),
+        global_rank=rank,
+        world_size=world,
+        datamodule=datamodule,
+    )
     callback = RandomState()
     callback.setup(trainer, None, "fit")  # type: ignore[arg-type]
     return callback

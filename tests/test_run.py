@@ -9,39 +9,47 @@ import json
 from pathlib import Path
 
 import pytest
+from tinyfit import FAST
 
-from nlbench import schema
+from nlbench import results, schema
 from nlbench.record import RunRecord, Unreadable, identify, identity_from_config, load_record, read_record, write_record
 from nlbench.report import collect
-from nlbench import results
-from nlbench.sweep.table import collect_rows, write_results
 from nlbench.sweep.spec import spec_from_dict
+from nlbench.sweep.table import collect_rows, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "experiments" / "demo.yaml"
-FAST = ["--trainer.accelerator=cpu", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
-        "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false", "--data.init_args.batch_size=16",
-        "--data.init_args.eval_batch_size=16"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "disabled")
+pytestmark = pytest.mark.usefixtures("no_wandb")  # W&B off for every test here (conftest.py)
 
 
 def demo_sweep(root: Path, seeds: tuple[int, ...] = (0, 1)):
-    spec = spec_from_dict({"name": "s", "base": "experiments/demo.yaml",
-                           "axes": {"model.backbone.nl.normalization": ["scale"], "seed_everything": list(seeds)}},
-                          root=REPO, output_dir=root)  # fmt: skip
+    spec = spec_from_dict(
+        {
+            "name": "s",
+            "base": "experiments/demo.yaml",
+            "axes": {"model.backbone.nl.normalization": ["scale"], "seed_everything": list(seeds)},
+        },
+        root=REPO,
+        output_dir=root,
+    )
     return spec, spec.expand()
 
 
 def record(status: str = "finished", seed: int = 0, **metrics: float) -> RunRecord:
-    identity = identify(nl=schema.NLConfig(), dataset="cifar10", backbone="PreActResNet", depth=20, nl_stages=[2],
-                            nl_blocks=1, seed=seed)  # fmt: skip
-    return RunRecord(status=status, run_name=identity.name, group=identity.group, hparams=identity.hparams,
-                         metrics=metrics)  # fmt: skip
+    identity = identify(
+        nl=schema.NLConfig(),
+        dataset="cifar10",
+        backbone="PreActResNet",
+        depth=20,
+        nl_stages=[2],
+        nl_blocks=1,
+        seed=seed,
+    )
+    return RunRecord(
+        status=status, run_name=identity.name, group=identity.group, hparams=identity.hparams, metrics=metrics
+    )
 
 
 # ---- identity ------------------------------------------------------------------------------------------------------
@@ -49,11 +57,25 @@ def test_identity_comes_from_the_config_classes_not_second_defaults() -> None:
     config = {
         "seed_everything": 3,
         "data": {"class_path": "nlbench.data.CIFAR100DataModule", "init_args": {"batch_size": 128}},
-        "model": {"backbone": {"class_path": "nlbench.models.PreActResNet", "init_args": {
-            "depth": 20, "nl_stages": [2], "nl_blocks": 1,
-            "nl": {"normalization": "scale", "reduction": 8, "heads": 4, "init": "zeros", "similarity": "direction",
-                   "order": "nxn"}}}},
-    }  # fmt: skip
+        "model": {
+            "backbone": {
+                "class_path": "nlbench.models.PreActResNet",
+                "init_args": {
+                    "depth": 20,
+                    "nl_stages": [2],
+                    "nl_blocks": 1,
+                    "nl": {
+                        "normalization": "scale",
+                        "reduction": 8,
+                        "heads": 4,
+                        "init": "zeros",
+                        "similarity": "direction",
+                        "order": "nxn",
+                    },
+                },
+            }
+        },
+    }
     identity = identity_from_config(config)
     assert identity.name == "scale-r8-h4-zeros-direction-nxn-s3"
     assert identity.group == "cifar100-preactresnet20-scale-r8-h4-zeros-direction-nxn"
@@ -77,8 +99,9 @@ def test_a_metric_added_to_the_vocabulary_reaches_result_json_results_csv_and_th
     monkeypatch.setattr(schema, "METRICS", (*schema.METRICS, "val/extra"))
     spec, runs = demo_sweep(tmp_path / "sweep")
     for i, r in enumerate(runs):
-        write_record(spec.output_dir / "runs" / r.run_id,
-                         record(seed=i, **{schema.BEST_ACC1: 0.5, "val/extra": 0.1 * i}))  # its own seed
+        write_record(
+            spec.output_dir / "runs" / r.run_id, record(seed=i, **{schema.BEST_ACC1: 0.5, "val/extra": 0.1 * i})
+        )  # its own seed
     write_results(spec, runs)
     saved = json.loads((spec.output_dir / "runs" / runs[1].run_id / "result.json").read_text())
     assert saved["metrics"]["val/extra"] == pytest.approx(0.1)
@@ -104,7 +127,9 @@ def test_reader_tells_missing_torn_and_foreign_result_json_apart(tmp_path: Path)
         read_record(tmp_path)
     write_record(tmp_path, record(**{schema.BEST_ACC1: float("nan")}))
     loaded = read_record(tmp_path)
-    assert loaded is not None and loaded.metrics[schema.BEST_ACC1] is None and set(loaded.metrics) == set(schema.METRICS)
+    assert (
+        loaded is not None and loaded.metrics[schema.BEST_ACC1] is None and set(loaded.metrics) == set(schema.METRICS)
+    )
     assert loaded.written_at and not list(tmp_path.glob(".result.json.*"))  # atomic: no temporary left behind
 
 
@@ -115,8 +140,9 @@ def test_a_report_made_mid_sweep_shows_running_runs_as_running(tmp_path: Path) -
     spec, runs = demo_sweep(tmp_path / "sweep")
     done, busy = runs
     write_record(spec.output_dir / "runs" / done.run_id, record(seed=0, **{schema.BEST_ACC1: 0.6}))
-    write_record(spec.output_dir / "runs" / busy.run_id,
-                     record("running", seed=1, **{schema.BEST_ACC1: 0.3, "epochs": 1}))
+    write_record(
+        spec.output_dir / "runs" / busy.run_id, record("running", seed=1, **{schema.BEST_ACC1: 0.3, "epochs": 1})
+    )
     with RunLock(spec.output_dir / "runs" / busy.run_id):  # the fit's process works on it
         write_results(spec, runs)
         sweep = collect.load_sweep(spec.output_dir)
@@ -126,7 +152,9 @@ def test_a_report_made_mid_sweep_shows_running_runs_as_running(tmp_path: Path) -
     assert [r["run_id"] for r in sweep.running] == [busy.run_id] and not sweep.unfinished
     # The export written meanwhile never claims the run is alive: after a kill -9 it would still say so.
     assert [row["status"] for row in json.loads((spec.output_dir / "results.json").read_text())] == [
-        "finished", "unfinished"]
+        "finished",
+        "unfinished",
+    ]
     # Its process gone (lock free), the same "running" record reads interrupted, in every reader.
     assert [r["status"] for r in collect.load_sweep(spec.output_dir).runs] == ["finished", "interrupted"]
     assert results.load(spec.output_dir)["status"].tolist() == ["finished", "interrupted"]
@@ -141,8 +169,9 @@ def test_a_plain_fit_run_directory_loads_and_the_failure_path_writes_the_same_hp
     from nlbench.sweep.runner import _failed_record
 
     written, write = [], write_record
-    monkeypatch.setattr("nlbench.callbacks.write_record", lambda d, r: (written.append((r.status, r.metrics["epochs"])),
-                                                           write(d, r))[1])
+    monkeypatch.setattr(
+        "nlbench.callbacks.write_record", lambda d, r: (written.append((r.status, r.metrics["epochs"])), write(d, r))[1]
+    )
     run_dir = tmp_path / "fit"
     assert main(["fit", f"--config={DEMO}", *FAST, "--seed_everything=0", f"--run_dir={run_dir}"]) == 0
     # At the start of training, after the validation that completes epoch 1 (one epoch done, not 0), at the end.
@@ -164,8 +193,16 @@ def test_a_plain_fit_run_directory_loads_and_the_failure_path_writes_the_same_hp
     assert bare["reduction"] == fitted.hparams["reduction"] and bare["seed"] == fitted.hparams["seed"]
 
     # The sweep's failure path for the same configuration: same short names, same values.
-    spec = spec_from_dict({"name": "s", "base": "experiments/demo.yaml", "overrides": dict(
-        arg[2:].split("=", 1) for arg in FAST[1:]), "axes": {"seed_everything": [0]}}, root=REPO, output_dir=tmp_path / "sw")
+    spec = spec_from_dict(
+        {
+            "name": "s",
+            "base": "experiments/demo.yaml",
+            "overrides": dict(arg[2:].split("=", 1) for arg in FAST[1:]),
+            "axes": {"seed_everything": [0]},
+        },
+        root=REPO,
+        output_dir=tmp_path / "sw",
+    )
     [point] = spec.expand()
     failed = _failed_record(spec, point, None, "RuntimeError: boom", 1)
     assert failed.status == "failed" and failed.hparams == fitted.hparams and failed.run_name == fitted.run_name
@@ -176,10 +213,24 @@ def test_a_plain_fit_run_directory_loads_and_the_failure_path_writes_the_same_hp
 
 
 def test_options_off_their_default_name_the_run_and_per_stage_counts_read() -> None:
-    args = {"depth": 20, "nl_stages": None, "nl_blocks": [0, 1, 0], "nl": {"normalization": "scale", "reduction": 2,
-            "heads": 1, "init": "normal", "scale": "sqrt_nd", "pos_encoding": False}}  # fmt: skip
-    config = {"seed_everything": 1, "data": {"class_path": "nlbench.data.CIFAR10DataModule"},
-              "model": {"backbone": {"class_path": "nlbench.models.PreActResNet", "init_args": args}}}  # fmt: skip
+    args = {
+        "depth": 20,
+        "nl_stages": None,
+        "nl_blocks": [0, 1, 0],
+        "nl": {
+            "normalization": "scale",
+            "reduction": 2,
+            "heads": 1,
+            "init": "normal",
+            "scale": "sqrt_nd",
+            "pos_encoding": False,
+        },
+    }
+    config = {
+        "seed_everything": 1,
+        "data": {"class_path": "nlbench.data.CIFAR10DataModule"},
+        "model": {"backbone": {"class_path": "nlbench.models.PreActResNet", "init_args": args}},
+    }
     identity = identity_from_config(config)
     assert identity.name == "scale-r2-h1-normal-sqrt_nd-nopos-blocks0-1-0-s1"
     assert identity.hparams["nl_blocks"] == [0, 1, 0] and identity.hparams["normalization"] == "scale"
@@ -196,23 +247,37 @@ def test_the_wandb_summary_gets_the_record_names() -> None:
     from nlbench.callbacks import _update_wandb_summary
 
     summary: dict[str, float] = {}
-    trainer = SimpleNamespace(loggers=[SimpleNamespace(_experiment=SimpleNamespace(summary=summary)),
-                                       SimpleNamespace(_experiment=None)])  # fmt: skip
+    trainer = SimpleNamespace(
+        loggers=[SimpleNamespace(_experiment=SimpleNamespace(summary=summary)), SimpleNamespace(_experiment=None)]
+    )
     metrics = record(**{schema.BEST_ACC1: 0.7, schema.BEST_ACC5: 0.9, schema.BEST_EPOCH: 3, "time_s": 5.0}).metrics
     _update_wandb_summary(trainer, metrics)  # type: ignore[arg-type]
     # Every value under the record's name, as a plain number: val/acc1_best too (issue 26 item 11: not {"max": ...}).
     assert summary == {schema.BEST_ACC1: 0.7, schema.BEST_ACC5: 0.9, schema.BEST_EPOCH: 3, "time_s": 5.0}
 
 
-def test_the_record_names_the_attention_kernel_a_softmax_run_used(tmp_path: Path,
-                                                                   capfd: pytest.CaptureFixture[str]) -> None:
+def test_the_record_names_the_attention_kernel_a_softmax_run_used(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     """SDPA picks its kernel per device, dtype and head width (on a GPU: cuDNN, flash, memory-efficient or math);
     the record says which one trained the run, read off the ATen op one eager forward dispatched to."""
     from nlbench.lightning_cli import main
 
     run_dir = tmp_path / "fit"
-    assert main(["fit", f"--config={DEMO}", *FAST, "--seed_everything=0", f"--run_dir={run_dir}",
-                 "--model.backbone.init_args.nl.normalization=softmax", "--trainer.logger=false"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "fit",
+                f"--config={DEMO}",
+                *FAST,
+                "--seed_everything=0",
+                f"--run_dir={run_dir}",
+                "--model.backbone.init_args.nl.normalization=softmax",
+                "--trainer.logger=false",
+            ]
+        )
+        == 0
+    )
     fitted = read_record(run_dir)
     assert fitted is not None and fitted.machine["sdpa"] == "flash (cpu)" and fitted.flat()["sdpa"] == "flash (cpu)"
     assert "USDT" not in capfd.readouterr().err  # the profiler's start/stop lines stay out of the fit's output

@@ -7,15 +7,12 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+from tinyfit import TINY
 
 from nlbench.lightning_cli import main
 from nlbench.runlock import RunLock, owner
-from tinyfit import TINY
 
-
-@pytest.fixture(autouse=True)
-def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "disabled")
+pytestmark = pytest.mark.usefixtures("no_wandb")  # W&B off for every test here (conftest.py)
 
 
 class OwnsRunDir(L.Callback):
@@ -73,9 +70,13 @@ def test_two_default_named_fits_take_different_directories(tmp_path: Path) -> No
 def test_a_failed_fit_keeps_a_folder_another_fit_started_in(tmp_path: Path) -> None:
     parent = tmp_path / "F"
     other = parent / "A"
-    args = ["fit", *TINY, f"--run_dir={parent / 'B'}",
-            f"--trainer.callbacks+=test_run_dir_lock.StartsARunThenInterrupts",
-            f"--trainer.callbacks.init_args.other_run_dir={other}"]  # fmt: skip
+    args = [
+        "fit",
+        *TINY,
+        f"--run_dir={parent / 'B'}",
+        "--trainer.callbacks+=test_run_dir_lock.StartsARunThenInterrupts",
+        f"--trainer.callbacks.init_args.other_run_dir={other}",
+    ]
     try:
         with pytest.raises((KeyboardInterrupt, SystemExit)):
             main(args)
@@ -116,12 +117,21 @@ def test_a_waiter_whose_lock_file_was_removed_locks_the_new_one(tmp_path: Path) 
 
 # Each launcher's complete set of variables, as Lightning detects it (nlbench.launch; tests/test_launch.py refuses
 # the incomplete ones).
-@pytest.mark.parametrize("launcher", [
-    {"TORCHELASTIC_RUN_ID": "job", "RANK": "1", "LOCAL_RANK": "1", "GROUP_RANK": "0", "LOCAL_WORLD_SIZE": "2",
-     "WORLD_SIZE": "2"},
-    {"SLURM_PROCID": "1", "SLURM_LOCALID": "1", "SLURM_NODEID": "0", "SLURM_NTASKS": "2"},
-    {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500", "NODE_RANK": "1"},
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        {
+            "TORCHELASTIC_RUN_ID": "job",
+            "RANK": "1",
+            "LOCAL_RANK": "1",
+            "GROUP_RANK": "0",
+            "LOCAL_WORLD_SIZE": "2",
+            "WORLD_SIZE": "2",
+        },
+        {"SLURM_PROCID": "1", "SLURM_LOCALID": "1", "SLURM_NODEID": "0", "SLURM_NTASKS": "2"},
+        {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500", "NODE_RANK": "1"},
+    ],
+)
 def test_a_worker_rank_of_an_outside_launcher_neither_locks_nor_versions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, launcher: dict[str, str]
 ) -> None:
@@ -130,12 +140,18 @@ def test_a_worker_rank_of_an_outside_launcher_neither_locks_nor_versions(
     from jsonargparse import Namespace
 
     from nlbench import rundir
+    from nlbench.launch import RANK_VARS
     from nlbench.record import RunIdentity
 
-    from nlbench.launch import RANK_VARS
-
-    for name in (*RANK_VARS, "TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "SLURM_JOB_NAME", "MASTER_ADDR", "MASTER_PORT",
-                 "NLBENCH_DDP_RUN_DIR"):  # fmt: skip
+    for name in (
+        *RANK_VARS,
+        "TORCHELASTIC_RUN_ID",
+        "SLURM_NTASKS",
+        "SLURM_JOB_NAME",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "NLBENCH_DDP_RUN_DIR",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in launcher.items():
         monkeypatch.setenv(name, value)
@@ -145,10 +161,14 @@ def test_a_worker_rank_of_an_outside_launcher_neither_locks_nor_versions(
     trainer = Namespace(default_root_dir=str(tmp_path / "runs"))
     with RunLock(given, command="nlbench fit (rank 0)"), RunLock(default, command="nlbench fit (rank 0)"):
         (default / "config.yaml").write_text("rank 0 wrote this\n")
-        assert rundir.resolve(Namespace(run_dir=str(given), ckpt_path=None, trainer=trainer), identity, "fit", claim) \
+        assert (
+            rundir.resolve(Namespace(run_dir=str(given), ckpt_path=None, trainer=trainer), identity, "fit", claim)
             == given.resolve()
-        assert rundir.resolve(Namespace(run_dir=None, ckpt_path=None, trainer=trainer), identity, "fit", claim) \
+        )
+        assert (
+            rundir.resolve(Namespace(run_dir=None, ckpt_path=None, trainer=trainer), identity, "fit", claim)
             == default.resolve()
+        )
     assert claim.lock is None and not (tmp_path / "runs" / f"{identity.name}-v2").exists()
     from nlbench.loggers import WANDB_ID_FILE, wandb_run_id
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +29,10 @@ def test_lock_is_exclusive_and_names_its_owner(tmp_path):
 
 def test_a_killed_owner_frees_the_lock(tmp_path):
     run = tmp_path / "run"
-    code = "import sys, time; from nlbench.runlock import RunLock; RunLock(sys.argv[1]).acquire(); print('ok', flush=True); time.sleep(60)"
+    code = (
+        "import sys, time; from nlbench.runlock import RunLock; RunLock(sys.argv[1]).acquire(); "
+        "print('ok', flush=True); time.sleep(60)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ok"

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+from tinyfit import TINY
 
 from nlbench.callbacks import RunResult, evaluate_selected_checkpoint
 from nlbench.classifier import ImageClassifier
 from nlbench.lightning_cli import main
-from nlbench.schema import BEST_ACC1, CLASSES, FINAL_ACC1, SELECTED_ACC1
 from nlbench.record import identify
-
-from tinyfit import TINY
+from nlbench.schema import BEST_ACC1, CLASSES, FINAL_ACC1, SELECTED_ACC1
 
 # Two epochs, 64 training images held out for validation, two test batches.
 HELD_OUT = [*TINY, "--trainer.max_epochs=2", "--data.init_args.val_split=64", "--trainer.limit_test_batches=2"]
@@ -26,9 +25,7 @@ class Crash(RuntimeError):
     pass
 
 
-@pytest.fixture(autouse=True)
-def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "disabled")
+pytestmark = pytest.mark.usefixtures("no_wandb")  # W&B off for every test here (conftest.py)
 
 
 def _metrics(run_dir: Path) -> dict:
@@ -37,8 +34,9 @@ def _metrics(run_dir: Path) -> dict:
     return record["metrics"]
 
 
-def test_the_validation_selected_checkpoint_is_tested_and_recorded(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_validation_selected_checkpoint_is_tested_and_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tested = []
     original = L.Trainer.test
 

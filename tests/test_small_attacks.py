@@ -8,19 +8,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from tinyfit import FAST_DEMO
 
-from nlbench.lightning_cli import ConfigError, main, parse_fit_args
 from nlbench.data.cache import ImageArrays, write_cache
+from nlbench.lightning_cli import ConfigError, main, parse_fit_args
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = [f"--config={REPO / 'experiments' / 'demo.yaml'}", "--trainer.accelerator=cpu", "--trainer.max_epochs=1",
-        "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false", "--trainer.logger=false",
-        "--data.init_args.batch_size=16", "--data.init_args.eval_batch_size=16"]  # fmt: skip
+# With the demo's schedule: a test is parametrized over it. Every test gives its limit_train_batches.
+TINY = [*FAST_DEMO, "--trainer.logger=false"]
 
 
-@pytest.fixture(autouse=True)
-def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "disabled")
+pytestmark = pytest.mark.usefixtures("no_wandb")  # W&B off for every test here (conftest.py)
 
 
 @pytest.mark.parametrize("scheduler", [[], ["--model.scheduler=null"]], ids=["one-cycle", "no-scheduler"])
@@ -46,8 +44,10 @@ def test_stray_rank_variables_are_refused(
     run_dir = tmp_path / "run"
     assert main(["fit", *TINY, "--trainer.limit_train_batches=1", f"--run_dir={run_dir}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("nlbench fit: error: RANK=1 LOCAL_RANK=1 set in the environment, but no launcher "
-                              "Lightning detects started this process; unset them")
+    assert err[-1].startswith(
+        "nlbench fit: error: RANK=1 LOCAL_RANK=1 set in the environment, but no launcher "
+        "Lightning detects started this process; unset them"
+    )
     assert not run_dir.exists()
 
 

@@ -9,22 +9,24 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tinyfit import OVERRIDES
 
 from nlbench.record import read_record
-from nlbench.sweep_command import main as sweep_main
 from nlbench.sweep.runner import DEFAULT_FIT_COMMAND, child_environ, run_dir_of
 from nlbench.sweep.spec import load_spec
+from nlbench.sweep_command import main as sweep_main
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "experiments" / "demo.yaml"
-TINY = {"trainer.max_epochs": 1, "trainer.limit_train_batches": 1, "trainer.limit_val_batches": 1,
-        "trainer.num_sanity_val_steps": 0, "trainer.logger": False, "data.batch_size": 16,
-        "data.eval_batch_size": 16}  # fmt: skip
+TINY = {**OVERRIDES, "trainer.limit_train_batches": 1, "trainer.logger": False}
 
 
 def write_spec(path: Path, **body: object) -> Path:
-    path.write_text(yaml.safe_dump({"name": path.stem, "base": str(DEMO), "output_dir": str(path.with_suffix("")),
-                                    "overrides": TINY, **body}))  # fmt: skip
+    path.write_text(
+        yaml.safe_dump(
+            {"name": path.stem, "base": str(DEMO), "output_dir": str(path.with_suffix("")), "overrides": TINY, **body}
+        )
+    )
     return path
 
 
@@ -40,11 +42,13 @@ def test_a_folder_named_nlbench_in_the_current_folder_does_not_shadow_the_runs(
     from: the runs import the installed nlbench and finish."""
     cwd = tmp_path / "home"
     (cwd / "nlbench" / "data").mkdir(parents=True)
-    (cwd / "nlbench" / "__init__.py").write_text(textwrap.dedent('''
+    (cwd / "nlbench" / "__init__.py").write_text(
+        textwrap.dedent("""
         import pathlib
         pathlib.Path(__file__).parent.with_name("SHADOWED").write_text("the current folder's nlbench ran")
         raise ImportError("not the installed nlbench")
-    '''))
+    """)
+    )
     monkeypatch.chdir(cwd)
     monkeypatch.setenv("WANDB_MODE", "disabled")
     spec_path = write_spec(tmp_path / "shadow.yaml", axes={"seed_everything": [0]})
@@ -62,18 +66,22 @@ def test_the_up_front_check_refuses_what_the_runs_could_not_import(
     in every run: the sweep refuses it before starting any."""
     mods = tmp_path / "mods"
     mods.mkdir()
-    (mods / "only_here.py").write_text("from torch import nn\n\n\nclass Attn(nn.Module):\n"
-                                       "    def forward(self, q, k, v):\n        return v\n")  # fmt: skip
+    (mods / "only_here.py").write_text(
+        "from torch import nn\n\n\nclass Attn(nn.Module):\n    def forward(self, q, k, v):\n        return v\n"
+    )
     monkeypatch.syspath_prepend(str(mods))
     monkeypatch.delenv("PYTHONPATH", raising=False)
     monkeypatch.delitem(sys.modules, "only_here", raising=False)
-    spec_path = write_spec(tmp_path / "here.yaml", axes={"model.backbone.nl.normalization": ["softmax",
-                                                                                             "only_here.Attn"]})
+    spec_path = write_spec(
+        tmp_path / "here.yaml", axes={"model.backbone.nl.normalization": ["softmax", "only_here.Attn"]}
+    )
     assert sweep_main(["--config", str(spec_path), "--devices", "cpu", "--max-runs", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == (f"nlbench sweep: error: the runs could not import only_here: this process checked them with "
-                       f"only_here from {mods / 'only_here.py'}, where a run (started without the current folder on "
-                       "its import path) does not look; install it, or put its folder on PYTHONPATH")
+    assert err[-1] == (
+        f"nlbench sweep: error: the runs could not import only_here: this process checked them with "
+        f"only_here from {mods / 'only_here.py'}, where a run (started without the current folder on "
+        "its import path) does not look; install it, or put its folder on PYTHONPATH"
+    )
     assert not (tmp_path / "here").exists()
     monkeypatch.setenv("PYTHONPATH", str(mods))  # where the runs find it too: accepted
     assert sweep_main(["--config", str(spec_path), "--devices", "cpu", "--dry-run"]) == 0

@@ -9,23 +9,21 @@ from typing import Any
 
 import pytest
 import yaml
+from tinyfit import OVERRIDES
 
+from nlbench.record import RunRecord, read_record, write_record
 from nlbench.report import collect
 from nlbench.schema import BEST_ACC1, FINAL_ACC5
-from nlbench.record import RunRecord, read_record, write_record
-from nlbench.sweep_command import main, wandb_sync_line
 from nlbench.sweep.runner import LOG_MARK, run_dir_of
 from nlbench.sweep.spec import load_spec
 from nlbench.sweep.wandb_export import export_wandb
+from nlbench.sweep_command import main, wandb_sync_line
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "experiments" / "demo.yaml"
 NORMALIZATION = "model.backbone.nl.normalization"
 # A couple of batches per run: the sweep machinery, not the training, is under test.
-TINY = {
-    "trainer.max_epochs": 1, "trainer.limit_train_batches": 2, "trainer.limit_val_batches": 1,
-    "trainer.num_sanity_val_steps": 0, "data.batch_size": 32, "data.eval_batch_size": 50,
-}  # fmt: skip
+TINY = OVERRIDES
 
 
 def demo_spec(tmp_path: Path, **body: Any) -> Path:
@@ -97,8 +95,15 @@ def test_wandb_export_names_real_fit_arguments(
     assert text.startswith("# W&B sweep definition") and "wandb agent ENTITY/PROJECT/SWEEP_ID" in text
     definition = yaml.safe_load(text)
     assert definition["method"] == "grid" and definition["project"] == "nlbench-cifar10"
-    assert definition["command"] == ["${env}", f"NLBENCH_SWEEP_DIR={tmp_path / 'sweep'}", "nlbench", "fit",
-                                     "--config", "experiments/cifar10.yaml", "${args}"]  # fmt: skip
+    assert definition["command"] == [
+        "${env}",
+        f"NLBENCH_SWEEP_DIR={tmp_path / 'sweep'}",
+        "nlbench",
+        "fit",
+        "--config",
+        "experiments/cifar10.yaml",
+        "${args}",
+    ]
     parameters = definition["parameters"]
     assert {k: p["values"] for k, p in parameters.items() if "values" in p} == spec.axes
     assert parameters["data.download"] == {"value": True}
@@ -108,13 +113,20 @@ def test_wandb_export_names_real_fit_arguments(
     for i in range(longest):
         chosen = {k: p["values"][i % len(p["values"])] if "values" in p else p["value"] for k, p in parameters.items()}
         args = create_sweep_command_args({"args": {k: {"value": v} for k, v in chosen.items()}})["args"]
-        command = [a for c in definition["command"] for a in {"${env}": [], "${args}": args}.get(c, [c])
-                   if not a.startswith("NLBENCH_SWEEP_DIR=")]  # fmt: skip
+        command = [
+            a
+            for c in definition["command"]
+            for a in {"${env}": [], "${args}": args}.get(c, [c])
+            if not a.startswith("NLBENCH_SWEEP_DIR=")
+        ]
         assert command[:2] == ["nlbench", "fit"]
         config = parse_fit_args(command[2:])
         nl = config.model.backbone.init_args.nl
         assert (nl.normalization, nl.reduction, nl.init) == (
-            chosen[NORMALIZATION], chosen["model.backbone.nl.reduction"], chosen["model.backbone.nl.init"])
+            chosen[NORMALIZATION],
+            chosen["model.backbone.nl.reduction"],
+            chosen["model.backbone.nl.init"],
+        )
         assert config.seed_everything == chosen["seed_everything"] and config.data.init_args.download is True
 
     # Through the CLI; explicit points cannot be a W&B grid.
@@ -132,16 +144,24 @@ def test_a_wandb_agents_run_lands_in_the_sweep_directory_with_the_agents_id(tmp_
 
     from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 
-    spec = load_spec(demo_spec(tmp_path, overrides=TINY, axes={NORMALIZATION: ["softmax", "scale"],
-                                                               "seed_everything": [0]}))  # fmt: skip
+    spec = load_spec(
+        demo_spec(tmp_path, overrides=TINY, axes={NORMALIZATION: ["softmax", "scale"], "seed_everything": [0]})
+    )
     definition = yaml.safe_load(export_wandb(spec, tmp_path / "w.yaml").read_text())
     chosen = {k: p["values"][-1] if "values" in p else p["value"] for k, p in definition["parameters"].items()}
     args = create_sweep_command_args({"args": {k: {"value": v} for k, v in chosen.items()}})["args"]
     command = [a for c in definition["command"] for a in {"${env}": ["/usr/bin/env"], "${args}": args}.get(c, [c])]
     at = command.index("nlbench")  # the console script `nlbench` is `python -m nlbench` (no install needed here)
     command[at : at + 1] = [sys.executable, "-m", "nlbench"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline", "WANDB_SWEEP_ID": "swp12345",
-           "WANDB_RUN_ID": "agentrun1", "WANDB_PROJECT": "nlbench-test", "WANDB_DIR": str(tmp_path)}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "WANDB_MODE": "offline",
+        "WANDB_SWEEP_ID": "swp12345",
+        "WANDB_RUN_ID": "agentrun1",
+        "WANDB_PROJECT": "nlbench-test",
+        "WANDB_DIR": str(tmp_path),
+    }
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)  # as agents do
     assert done.returncode == 0, done.stderr[-2000:]
     run = spec.expand()[1]  # scale, seed 0
@@ -180,7 +200,9 @@ def test_real_tiny_sweep_end_to_end(
         assert row["epochs"] == "1" and float(row["time_s"]) > 0 and int(row["params"]) > 0 and not row["error"]
     summary = collect.summarize(collect.load_sweep(spec.output_dir))
     assert sorted((s["normalization"], s["n"], s[f"{BEST_ACC1}_std"]) for s in summary) == [
-        ("scale", 1, None), ("softmax", 1, None)]  # fmt: skip
+        ("scale", 1, None),
+        ("softmax", 1, None),
+    ]
     record = read_record(run_dir_of(spec, spec.expand()[0]))
     assert record is not None and record.hparams["normalization"] == "softmax"  # the fit's identity, short names
     for run, value in zip(spec.expand(), ["softmax", "scale"]):
@@ -209,8 +231,10 @@ def test_gpu_ids_that_are_not_visible_are_refused(
     spec = demo_spec(tmp_path, axes={NORMALIZATION: ["scale"]})
     assert main(["--config", str(spec), "--devices", "7,9", "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert err == ("nlbench sweep: error: --devices 7,9: GPU(s) 7, 9 not visible on this machine (visible: none); "
-                   "use --devices auto or cpu\n")  # fmt: skip
+    assert err == (
+        "nlbench sweep: error: --devices 7,9: GPU(s) 7, 9 not visible on this machine (visible: none); "
+        "use --devices auto or cpu\n"
+    )
 
 
 def test_grid_limit_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -225,15 +249,20 @@ def test_missing_data_fails_once_before_any_run_and_the_dry_run_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     empty = tmp_path / "nodata"
-    path = demo_spec(tmp_path, axes={NORMALIZATION: ["softmax", "scale"]},
-                     overrides={"data.data_dir": str(empty), "data.download": False})  # fmt: skip
+    path = demo_spec(
+        tmp_path,
+        axes={NORMALIZATION: ["softmax", "scale"]},
+        overrides={"data.data_dir": str(empty), "data.download": False},
+    )
     yaml_spec = yaml.safe_load(path.read_text())
     yaml_spec["base"] = str(CIFAR10)
     path.write_text(yaml.safe_dump(yaml_spec))
     assert main(["--config", str(path), "--devices", "cpu"]) == 2
     err = capsys.readouterr().err.splitlines()[-1]
-    assert err == (f"nlbench sweep: error: cifar10 missing from {empty}; put cifar-10-python.tar.gz "
-                   f"(https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz) into {empty}, or set data.download: true")
+    assert err == (
+        f"nlbench sweep: error: cifar10 missing from {empty}; put cifar-10-python.tar.gz "
+        f"(https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz) into {empty}, or set data.download: true"
+    )
     assert not (tmp_path / "out").exists()  # no run was started
 
     assert main(["--config", str(path), "--devices", "cpu", "--dry-run"]) == 0
@@ -256,17 +285,23 @@ def test_a_failed_download_fails_the_sweep_once_saying_where_to_put_the_archive(
 
     monkeypatch.setattr(archives, "download", offline)
     empty = tmp_path / "nodata"
-    spec = {"name": "c", "base": str(CIFAR10), "output_dir": str(tmp_path / "out"),
-            "overrides": {"data.data_dir": str(empty), "data.download": True},
-            "axes": {NORMALIZATION: ["softmax", "scale"], "seed_everything": [0, 1, 2]}}  # fmt: skip
+    spec = {
+        "name": "c",
+        "base": str(CIFAR10),
+        "output_dir": str(tmp_path / "out"),
+        "overrides": {"data.data_dir": str(empty), "data.download": True},
+        "axes": {NORMALIZATION: ["softmax", "scale"], "seed_everything": [0, 1, 2]},
+    }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(spec))
     # --yes: 300-epoch CIFAR-10 runs on the CPU would otherwise stop at the time estimate, before any download.
     assert main(["--config", str(path), "--devices", "cpu", "--yes"]) == 2
     err = capsys.readouterr().err.splitlines()[-1]
     assert err.startswith("nlbench sweep: error: cifar10: downloading https://www.cs.toronto.edu/")
-    assert err.endswith(f"without network, put cifar-10-python.tar.gz "
-                        f"(https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz) into {empty}")
+    assert err.endswith(
+        f"without network, put cifar-10-python.tar.gz "
+        f"(https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz) into {empty}"
+    )
     assert len(calls) == 1 and not (tmp_path / "out" / "runs").exists()  # once, and no run started
 
 
@@ -289,8 +324,10 @@ def test_an_unwritable_output_dir_is_one_line(
     spec = demo_spec(tmp_path, axes={NORMALIZATION: ["scale"]})
     assert main(["--config", str(spec), "--devices", "cpu"]) == 2
     err = capsys.readouterr().err.splitlines()[-1]
-    what = {errno.EROFS: "read-only file system; choose a writable directory",
-            errno.ENOSPC: "no space left on device; free some space or write elsewhere"}[code]  # fmt: skip
+    what = {
+        errno.EROFS: "read-only file system; choose a writable directory",
+        errno.ENOSPC: "no space left on device; free some space or write elsewhere",
+    }[code]
     assert err == f"nlbench sweep: error: {out / 'runs'}: cannot write: {what}"
 
 
@@ -305,22 +342,36 @@ def test_one_wandb_sync_line_for_the_offline_runs_of_a_sweep(tmp_path: Path) -> 
 
 
 def test_the_dry_run_estimates_the_eta_from_a_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = demo_spec(tmp_path, axes={NORMALIZATION: ["softmax", "scale"]},
-                     overrides={"data.data_dir": str(tmp_path / "nodata"), "data.download": False,
-                                "trainer.max_epochs": 3})  # fmt: skip
+    path = demo_spec(
+        tmp_path,
+        axes={NORMALIZATION: ["softmax", "scale"]},
+        overrides={"data.data_dir": str(tmp_path / "nodata"), "data.download": False, "trainer.max_epochs": 3},
+    )
     yaml_spec = yaml.safe_load(path.read_text())
     yaml_spec["base"] = str(CIFAR10)
     path.write_text(yaml.safe_dump(yaml_spec))
     record = {"backbone": "PreResNet-20", "depth": 20, "reduction": 2, "heads": 1, "peak_mib": 100.0}
     bench = tmp_path / "bench.json"
-    bench.write_text(json.dumps({"machine": "test box", "device": "cuda (H200)", "date": "2026-12-01T10:00:00+00:00",
-                                 "records": [{**record, "normalization": "softmax", "images_per_s": 1000.0},
-                                             {**record, "normalization": "scale", "images_per_s": 2000.0}]}))
+    bench.write_text(
+        json.dumps(
+            {
+                "machine": "test box",
+                "device": "cuda (H200)",
+                "date": "2026-12-01T10:00:00+00:00",
+                "records": [
+                    {**record, "normalization": "softmax", "images_per_s": 1000.0},
+                    {**record, "normalization": "scale", "images_per_s": 2000.0},
+                ],
+            }
+        )
+    )
     assert main(["--config", str(path), "--devices", "cpu", "--dry-run", "--bench", str(bench)]) == 0
     out = capsys.readouterr().out
     # 3 epochs x 50,000 images at 1,000 img/s (softmax) + at 2,000 img/s (scale) = 150 s + 75 s, one slot.
-    assert (f"ETA: ~3m 45s from the benchmark {bench} (cuda (H200), measured 2026-12-01 10:00 UTC; 50,000 training "
-            "images per epoch, one run at a time per slot)") in out
+    assert (
+        f"ETA: ~3m 45s from the benchmark {bench} (cuda (H200), measured 2026-12-01 10:00 UTC; 50,000 training "
+        "images per epoch, one run at a time per slot)"
+    ) in out
 
 
 def test_a_long_grid_on_the_cpu_says_how_long_and_asks_for_yes(
@@ -338,7 +389,8 @@ def test_a_long_grid_on_the_cpu_says_how_long_and_asks_for_yes(
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "nlbench sweep: error: the runs would take about 1h 15m on this machine's CPU (no GPU visible): 1,800 epochs "
         "at 400 training images/s recorded for PreActResNet-20 on 2 CPU cores, scaled to its depth and to 2 cores; "
-        "evaluation not counted; pass --yes to run them anyway, or fewer with --max-runs N or --index")
+        "evaluation not counted; pass --yes to run them anyway, or fewer with --max-runs N or --index"
+    )
     assert not (tmp_path / "out" / "runs").exists()  # nothing started
     assert main([*argv, "--dry-run"]) == 0
     out = capsys.readouterr().out

@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_sweep_runner import FAKE_FIT, calls, write_spec
 
 from nlbench.sweep import load_spec, plan_slots, run_sweep
 from nlbench.sweep.devices import LOG_ENV, PIPE_ENV, client_env
 from nlbench.sweep.mps import mps_slots
-from test_sweep_runner import FAKE_FIT, calls, write_spec
 
 FAKE_CONTROL = f"""#!{sys.executable}
 import os, sys
@@ -60,8 +60,11 @@ def control(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _spec(tmp_path: Path):  # type: ignore[no-untyped-def]
-    return load_spec(write_spec(tmp_path, {"overrides": {"fake.epochs": 1}, "axes": {"seed_everything": [0, 1]},
-                                           "runs_per_device": 2}))  # fmt: skip
+    return load_spec(
+        write_spec(
+            tmp_path, {"overrides": {"fake.epochs": 1}, "axes": {"seed_everything": [0, 1]}, "runs_per_device": 2}
+        )
+    )
 
 
 def test_packed_runs_share_a_private_daemon_for_the_sweeps_lifetime(tmp_path: Path, control: Path) -> None:
@@ -83,8 +86,9 @@ def test_the_daemon_is_stopped_when_the_sweep_fails(tmp_path: Path, control: Pat
     assert not (spec.output_dir / "mps" / "pipe" / "control").exists()
 
 
-def test_no_daemon_means_one_warning_and_time_slicing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_no_daemon_means_one_warning_and_time_slicing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     slots = plan_slots(["0"], 1, 2)
     with mps_slots(slots, tmp_path, enabled=True) as given:
@@ -125,8 +129,11 @@ def test_clients_ids_mean_what_they_say_when_the_sweep_has_cuda_visible_devices(
     """A daemon started with the sweep's CUDA_VISIBLE_DEVICES=2,3 would serve those GPUs as 0 and 1, and runs
     pinned to 2 and 3 would fail (NVIDIA: the MPS server renumbers the devices)."""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # e.g. a SLURM allocation
-    spec = load_spec(write_spec(tmp_path, {"overrides": {"fake.epochs": 1}, "axes": {"seed_everything": [0, 1, 2, 3]},
-                                           "runs_per_device": 2}))  # fmt: skip
+    spec = load_spec(
+        write_spec(
+            tmp_path, {"overrides": {"fake.epochs": 1}, "axes": {"seed_everything": [0, 1, 2, 3]}, "runs_per_device": 2}
+        )
+    )
     with mps_slots(plan_slots(["2", "3"], 1, 2), spec.output_dir, enabled=True) as slots:
         rows = run_sweep(spec, slots=slots, fit_command=FAKE_FIT, progress=False, poll_interval_s=0.02)
     assert [row["status"] for row in rows] == ["finished"] * 4

@@ -13,15 +13,16 @@ from typing import Any
 import pytest
 import torch
 import yaml
-
-from nlbench.device_share import CUDA_RESERVE, MEMORY_FRACTION_ENV, DeviceShare, apply_memory_share, memory_fraction
-from nlbench.sweep import Slot, load_spec, plan_slots, run_sweep
-from nlbench.launch import child_env
-from nlbench.sweep_command import main as sweep_main
-from nlbench.sweep.runner import LOG_MARK, run_dir_of
-from nlbench.sweep.spec import SweepSpecError, spec_from_dict
 from fakecuda import FakeCuda
 from test_sweep_runner import FAKE_FIT, calls, write_spec
+from tinyfit import OVERRIDES
+
+from nlbench.device_share import CUDA_RESERVE, MEMORY_FRACTION_ENV, DeviceShare, apply_memory_share, memory_fraction
+from nlbench.launch import child_env
+from nlbench.sweep import Slot, load_spec, plan_slots, run_sweep
+from nlbench.sweep.runner import LOG_MARK, run_dir_of
+from nlbench.sweep.spec import SweepSpecError, spec_from_dict
+from nlbench.sweep_command import main as sweep_main
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "experiments" / "demo.yaml"
@@ -31,7 +32,13 @@ DEMO = REPO / "experiments" / "demo.yaml"
 def test_each_gpu_group_is_shared_by_k_slots_round_robin() -> None:
     slots = plan_slots(["0", "1", "2", "3"], devices_per_run=2, runs_per_device=3)
     assert [(s.gpus, s.index) for s in slots] == [
-        (("0", "1"), 0), (("2", "3"), 0), (("0", "1"), 1), (("2", "3"), 1), (("0", "1"), 2), (("2", "3"), 2)]  # fmt: skip
+        (("0", "1"), 0),
+        (("2", "3"), 0),
+        (("0", "1"), 1),
+        (("2", "3"), 1),
+        (("0", "1"), 2),
+        (("2", "3"), 2),
+    ]
     assert len(set(slots)) == 6 and slots[2].label == "gpu 0,1 #2/3"
     env = slots[0].env()
     assert env["CUDA_VISIBLE_DEVICES"] == "0,1"
@@ -51,8 +58,15 @@ def test_packed_gpu_runs_split_the_host_cores() -> None:
 
 
 def test_packed_and_ddp_runs_drop_an_outer_launchers_variables() -> None:
-    parent = {"PATH": "/bin", "SLURM_JOB_ID": "7", "SLURM_NTASKS": "1", "MASTER_PORT": "29500", "RANK": "0",
-              "TORCHELASTIC_RUN_ID": "x", "NLBENCH_X": "1"}  # fmt: skip
+    parent = {
+        "PATH": "/bin",
+        "SLURM_JOB_ID": "7",
+        "SLURM_NTASKS": "1",
+        "MASTER_PORT": "29500",
+        "RANK": "0",
+        "TORCHELASTIC_RUN_ID": "x",
+        "NLBENCH_X": "1",
+    }
     assert child_env(parent, own_world=True) == {"PATH": "/bin", "NLBENCH_X": "1"}
     packed, ddp, alone = Slot(("0",), 2, 0), Slot(("0", "1")), Slot(("0",))
     for slot in (packed, ddp):
@@ -61,8 +75,11 @@ def test_packed_and_ddp_runs_drop_an_outer_launchers_variables() -> None:
         assert env["CUDA_VISIBLE_DEVICES"] == ",".join(slot.gpus) and env["PATH"] == "/bin"
     assert alone.child_env(parent)["SLURM_JOB_ID"] == "7"  # a run alone keeps its SLURM job (requeue, signals)
     # ... but never a task's variables, by which Lightning would take the outer SLURM task for its own
-    assert {k: v for k, v in alone.child_env(parent).items() if k != "CUDA_VISIBLE_DEVICES"} \
-        == child_env(parent) == {k: v for k, v in parent.items() if k != "SLURM_NTASKS"}
+    assert (
+        {k: v for k, v in alone.child_env(parent).items() if k != "CUDA_VISIBLE_DEVICES"}
+        == child_env(parent)
+        == {k: v for k, v in parent.items() if k != "SLURM_NTASKS"}
+    )
 
 
 def test_cpu_slots_split_the_cores() -> None:
@@ -82,7 +99,9 @@ def test_spec_key_and_cli_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert spec.runs_per_device == 4 and spec.as_dict()["runs_per_device"] == 4
     for bad in (0, True, "2"):
         with pytest.raises(SweepSpecError, match="'runs_per_device' must be a positive integer"):
-            spec_from_dict({"name": "t", "base": "base.yaml", "axes": {"a.b": [1]}, "runs_per_device": bad}, root=tmp_path)
+            spec_from_dict(
+                {"name": "t", "base": "base.yaml", "axes": {"a.b": [1]}, "runs_per_device": bad}, root=tmp_path
+            )
     path = write_spec(tmp_path, {"axes": {"seed_everything": [0]}})
     assert sweep_main(["--config", str(path), "--runs-per-device", "0"]) == 2
     assert "--runs-per-device must be >= 1, got 0" in capsys.readouterr().err
@@ -134,9 +153,16 @@ def _overlapping(launched: list[dict[str, Any]]) -> list[tuple[dict[str, Any], d
 def test_k_runs_share_one_simulated_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLURM_JOB_ID", "7")  # the sweep inside a SLURM array task
     monkeypatch.setenv("MASTER_PORT", "29500")
-    spec = load_spec(write_spec(tmp_path, {
-        "overrides": {"fake.epochs": 1, "fake.sleep": 0.5}, "axes": {"seed_everything": [0, 1, 2, 3]},
-        "runs_per_device": 2}))  # fmt: skip
+    spec = load_spec(
+        write_spec(
+            tmp_path,
+            {
+                "overrides": {"fake.epochs": 1, "fake.sleep": 0.5},
+                "axes": {"seed_everything": [0, 1, 2, 3]},
+                "runs_per_device": 2,
+            },
+        )
+    )
     slots = plan_slots(["3"], spec.devices_per_run, spec.runs_per_device)
     rows = run_sweep(spec, slots=slots, fit_command=FAKE_FIT, progress=False, poll_interval_s=0.02)
     assert {row["status"] for row in rows} == {"finished"}
@@ -151,8 +177,9 @@ def test_k_runs_share_one_simulated_gpu(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_k_runs_on_the_cpu_get_their_share_of_threads(tmp_path: Path) -> None:
-    spec = load_spec(write_spec(tmp_path, {
-        "overrides": {"fake.epochs": 1, "fake.sleep": 0.5}, "axes": {"seed_everything": [0, 1]}}))  # fmt: skip
+    spec = load_spec(
+        write_spec(tmp_path, {"overrides": {"fake.epochs": 1, "fake.sleep": 0.5}, "axes": {"seed_everything": [0, 1]}})
+    )
     slots = [Slot((), 2, i, cpus=8) for i in range(2)]
     run_sweep(spec, slots=slots, fit_command=FAKE_FIT, progress=False, poll_interval_s=0.02)
     launched = [calls(spec, run.run_id)[0] for run in spec.expand()]
@@ -161,17 +188,29 @@ def test_k_runs_on_the_cpu_get_their_share_of_threads(tmp_path: Path) -> None:
 
 
 # ---- real fits on the CPU -----------------------------------------------------------------------------------------
+# Two epochs: the slow test compares both epochs' losses of the packed runs with the sequential ones.
 TINY = {
-    "trainer.max_epochs": 2, "trainer.limit_train_batches": 3, "trainer.limit_val_batches": 2,
-    "trainer.num_sanity_val_steps": 0, "data.batch_size": 32, "data.eval_batch_size": 50,
+    **OVERRIDES,
+    "trainer.max_epochs": 2,
+    "trainer.limit_train_batches": 3,
+    "trainer.limit_val_batches": 2,
     "model.nl_stats_every_n_steps": 0,
-}  # fmt: skip
+}
 
 
 def _real_sweep(tmp_path: Path, name: str, runs_per_device: int) -> tuple[Any, list[dict[str, str]]]:
     path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"name": name, "base": str(DEMO), "output_dir": str(tmp_path / name),
-                                    "overrides": TINY, "axes": {"seed_everything": [3, 4]}}))  # fmt: skip
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": name,
+                "base": str(DEMO),
+                "output_dir": str(tmp_path / name),
+                "overrides": TINY,
+                "axes": {"seed_everything": [3, 4]},
+            }
+        )
+    )
     assert sweep_main(["--config", str(path), "--devices", "cpu", "--runs-per-device", str(runs_per_device)]) == 0
     spec = load_spec(path)
     with open(spec.output_dir / "results.csv") as f:
@@ -216,12 +255,21 @@ def test_packed_seeded_results_equal_sequential_ones(tmp_path: Path, monkeypatch
 
 
 # ---- out of memory --------------------------------------------------------------------------------------------------
-def test_a_packed_run_out_of_memory_is_retried_once_alone_on_its_gpu(tmp_path: Path,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_packed_run_out_of_memory_is_retried_once_alone_on_its_gpu(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Retried with the same 0.9/k cap on every rerun, such a run could never finish: it gets the GPU to itself."""
-    spec = load_spec(write_spec(tmp_path, {
-        "overrides": {"fake.epochs": 1, "fake.sleep": 0.3}, "axes": {"seed_everything": [0, 1, 2]},
-        "points": [{"fake.mode": "oom_when_packed", "seed_everything": 9}], "runs_per_device": 2}))  # fmt: skip
+    spec = load_spec(
+        write_spec(
+            tmp_path,
+            {
+                "overrides": {"fake.epochs": 1, "fake.sleep": 0.3},
+                "axes": {"seed_everything": [0, 1, 2]},
+                "points": [{"fake.mode": "oom_when_packed", "seed_everything": 9}],
+                "runs_per_device": 2,
+            },
+        )
+    )
     runs = spec.expand()
     rows = run_sweep(spec, slots=plan_slots(["0"], 1, 2), fit_command=FAKE_FIT, progress=False, poll_interval_s=0.02)
     assert [row["status"] for row in rows] == ["finished"] * 4
@@ -235,8 +283,16 @@ def test_a_packed_run_out_of_memory_is_retried_once_alone_on_its_gpu(tmp_path: P
 def test_a_run_out_of_memory_alone_is_recorded_with_its_cap_and_advice(tmp_path: Path) -> None:
     from nlbench.out_of_memory import is_out_of_memory, message
 
-    spec = load_spec(write_spec(tmp_path, {"overrides": {"fake.epochs": 1, "fake.mode": "oom_when_packed"},
-                                           "axes": {"seed_everything": [0]}, "runs_per_device": 2}))  # fmt: skip
+    spec = load_spec(
+        write_spec(
+            tmp_path,
+            {
+                "overrides": {"fake.epochs": 1, "fake.mode": "oom_when_packed"},
+                "axes": {"seed_everything": [0]},
+                "runs_per_device": 2,
+            },
+        )
+    )
     slots = [dataclasses.replace(s, shared_by=2) for s in plan_slots(["0"], 1, 1)]  # a cap, but no group to free
     [row] = run_sweep(spec, slots=slots, fit_command=FAKE_FIT, progress=False, poll_interval_s=0.02)
     assert row["status"] == "failed" and row["error"] == message(0.4, 0.9, packed=True)

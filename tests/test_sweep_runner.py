@@ -4,15 +4,14 @@ The fake honours the fit contract the sweep relies on (docs/design.md): ``--run_
 refusing a run directory with checkpoints otherwise, result.json (finished / failed / diverged) and
 checkpoints/last.ckpt after every epoch. ``fake.*`` overrides steer it: mode (ok, fail, fail_result, diverge,
 killed, oom_when_packed: fails out of memory when given a memory cap), epochs, sleep (per epoch), hang_once=PATH
-(the first fit to find no PATH writes its pid there and hangs after its first checkpoint until killed). Every call is appended to ``<run_dir>/calls.jsonl`` so the tests can see
-how each run was launched.
+(the first fit to find no PATH writes its pid there and hangs after its first checkpoint until killed). Every call
+is appended to ``<run_dir>/calls.jsonl`` so the tests can see how each run was launched.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import json
 import os
 import signal
@@ -47,13 +46,20 @@ def fake_fit(argv: list[str]) -> int:
         return 2
     run_dir.mkdir(parents=True, exist_ok=True)
     start = json.loads(ckpt.read_text())["epoch"] + 1 if resumed and ckpt.exists() else 0
-    call = {"pid": os.getpid(), "ppid": os.getppid(), "ckpt_path": opts.get("ckpt_path"), "start_epoch": start, "t0": time.time(),
-            "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "argv": argv,
-            "memory_fraction": os.environ.get("NLBENCH_CUDA_MEMORY_FRACTION"),
-            "threads": os.environ.get("OMP_NUM_THREADS"),
-            "compile_threads": os.environ.get("TORCHINDUCTOR_COMPILE_THREADS"),
-            "mps_pipe": os.environ.get("CUDA_MPS_PIPE_DIRECTORY"),
-            "launcher": sorted(k for k in os.environ if k.startswith("SLURM_") or k == "MASTER_PORT")}  # fmt: skip
+    call = {
+        "pid": os.getpid(),
+        "ppid": os.getppid(),
+        "ckpt_path": opts.get("ckpt_path"),
+        "start_epoch": start,
+        "t0": time.time(),
+        "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "argv": argv,
+        "memory_fraction": os.environ.get("NLBENCH_CUDA_MEMORY_FRACTION"),
+        "threads": os.environ.get("OMP_NUM_THREADS"),
+        "compile_threads": os.environ.get("TORCHINDUCTOR_COMPILE_THREADS"),
+        "mps_pipe": os.environ.get("CUDA_MPS_PIPE_DIRECTORY"),
+        "launcher": sorted(k for k in os.environ if k.startswith("SLURM_") or k == "MASTER_PORT"),
+    }
     pipe = os.environ.get("CUDA_MPS_PIPE_DIRECTORY")
     if pipe and os.path.exists(os.path.join(pipe, "server_devices")):
         # An MPS client: its CUDA_VISIBLE_DEVICES indexes the server's devices, which the server renumbered 0..n-1
@@ -70,11 +76,27 @@ def fake_fit(argv: list[str]) -> int:
     seed = int(opts.get("seed_everything", "0"))
     acc = float(opts.get("fake.acc", "0.5")) + 0.01 * seed
     # result.json in the record's layout (nlbench.record.RunRecord), written by hand: importing it pulls in torch.
-    metrics = {"val/acc1_best": acc, "val/acc1": acc - 0.01, "val/acc5_at_best": 0.9, "val/acc5": 0.89,
-               "best_epoch": epochs - 1, "epochs": epochs, "global_step": 10 * epochs, "time_s": 2.0 * epochs,
-               "train/images_per_s": 100.0, "params": 1000, "nl_params": 100}  # fmt: skip
-    result = {"status": "finished", "run_name": run_dir.name, "group": "", "hparams": {"seed": seed},
-              "metrics": metrics, "error": None}
+    metrics = {
+        "val/acc1_best": acc,
+        "val/acc1": acc - 0.01,
+        "val/acc5_at_best": 0.9,
+        "val/acc5": 0.89,
+        "best_epoch": epochs - 1,
+        "epochs": epochs,
+        "global_step": 10 * epochs,
+        "time_s": 2.0 * epochs,
+        "train/images_per_s": 100.0,
+        "params": 1000,
+        "nl_params": 100,
+    }
+    result = {
+        "status": "finished",
+        "run_name": run_dir.name,
+        "group": "",
+        "hparams": {"seed": seed},
+        "metrics": metrics,
+        "error": None,
+    }
     print(f"fake fit {run_dir.name} from epoch {start}", flush=True)
     try:
         if mode == "fail":
@@ -96,8 +118,10 @@ def fake_fit(argv: list[str]) -> int:
             ckpt.parent.mkdir(exist_ok=True)
             atomic_write_json(ckpt, {"epoch": epoch})
             if mode == "diverge":
-                atomic_write_json(run_dir / "result.json", {**result, "status": "diverged",
-                                                              "metrics": {**metrics, "epochs": epoch + 1}})
+                atomic_write_json(
+                    run_dir / "result.json",
+                    {**result, "status": "diverged", "metrics": {**metrics, "epochs": epoch + 1}},
+                )
                 return 0
             hang_marker = Path(opts.get("fake.hang_once", run_dir / "no-hang"))
             if "fake.hang_once" in opts and not resumed and not hang_marker.exists():
@@ -129,8 +153,8 @@ import yaml  # noqa: E402
 
 from nlbench import results  # noqa: E402
 from nlbench.report import collect  # noqa: E402
-from nlbench.sweep import Slot, SweepSpec, load_spec, plan_slots, run_sweep  # noqa: E402
 from nlbench.runlock import RunLock  # noqa: E402
+from nlbench.sweep import Slot, SweepSpec, load_spec, plan_slots, run_sweep  # noqa: E402
 from nlbench.sweep.runner import SweepDirError, claim_path, fit_command_of, plan, run_dir_of  # noqa: E402
 
 
@@ -151,12 +175,19 @@ def sweep(spec: SweepSpec, **kwargs: Any) -> list[dict[str, Any]]:
     return run_sweep(spec, fit_command=FAKE_FIT, progress=False, poll_interval_s=0.02, **kwargs)
 
 
-def test_outcomes_are_recorded_and_a_rerun_only_retries_failures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    spec = load_spec(write_spec(tmp_path, {
-        "overrides": {"fake.epochs": 2},
-        "axes": {"seed_everything": [0, 1, 2]},
-        "points": [{"fake.mode": m} for m in ("fail", "fail_result", "diverge", "killed")],
-    }))  # fmt: skip
+def test_outcomes_are_recorded_and_a_rerun_only_retries_failures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = load_spec(
+        write_spec(
+            tmp_path,
+            {
+                "overrides": {"fake.epochs": 2},
+                "axes": {"seed_everything": [0, 1, 2]},
+                "points": [{"fake.mode": m} for m in ("fail", "fail_result", "diverge", "killed")],
+            },
+        )
+    )
     runs = spec.expand()
     rows = sweep(spec, slots=[Slot()])
     # The progress lines name each outcome, the one the fit recorded itself included (this process still held the
@@ -200,9 +231,16 @@ def test_outcomes_are_recorded_and_a_rerun_only_retries_failures(tmp_path: Path,
 
 
 def test_gpu_slots_run_concurrently_and_are_pinned(tmp_path: Path) -> None:
-    spec = load_spec(write_spec(tmp_path, {
-        "overrides": {"fake.epochs": 1, "fake.sleep": 0.4}, "axes": {"seed_everything": [0, 1, 2, 3, 4]},
-        "devices_per_run": 2}))  # fmt: skip
+    spec = load_spec(
+        write_spec(
+            tmp_path,
+            {
+                "overrides": {"fake.epochs": 1, "fake.sleep": 0.4},
+                "axes": {"seed_everything": [0, 1, 2, 3, 4]},
+                "devices_per_run": 2,
+            },
+        )
+    )
     slots = plan_slots(["0", "1", "2", "3", "4"], spec.devices_per_run)  # 5 simulated GPUs -> 2 slots of 2
     rows = sweep(spec, slots=slots)
     assert {row["status"] for row in rows} == {"finished"}
@@ -255,8 +293,9 @@ def test_an_unreadable_result_json_is_moved_aside_not_run_over(tmp_path: Path, c
 
 
 def test_two_sweep_processes_on_one_directory_run_each_run_once(tmp_path: Path) -> None:
-    spec_path = write_spec(tmp_path, {"overrides": {"fake.epochs": 1, "fake.sleep": 0.3},
-                                      "axes": {"seed_everything": list(range(6))}})  # fmt: skip
+    spec_path = write_spec(
+        tmp_path, {"overrides": {"fake.epochs": 1, "fake.sleep": 0.3}, "axes": {"seed_everything": list(range(6))}}
+    )
     spec = load_spec(spec_path)
     sweepers = [subprocess.Popen([sys.executable, __file__, "sweep", str(spec_path)]) for _ in range(2)]
     try:
@@ -273,16 +312,24 @@ def test_two_sweep_processes_on_one_directory_run_each_run_once(tmp_path: Path) 
 
 
 def test_a_dead_owners_run_is_resumed_by_a_sweep_still_running(tmp_path: Path) -> None:
-    spec = load_spec(write_spec(tmp_path, {"overrides": {"fake.epochs": 2, "fake.sleep": 0.4},
-                                           "axes": {"seed_everything": [0, 1, 2]}}))  # fmt: skip
+    spec = load_spec(
+        write_spec(
+            tmp_path, {"overrides": {"fake.epochs": 2, "fake.sleep": 0.4}, "axes": {"seed_everything": [0, 1, 2]}}
+        )
+    )
     first = spec.expand()[0]
     ckpt = run_dir_of(spec, first) / "checkpoints" / "last.ckpt"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_text(json.dumps({"epoch": 0}))
-    code = ("import sys, time; from nlbench.runlock import RunLock; "
-            "RunLock(sys.argv[1], path=sys.argv[2]).acquire(); print('ok', flush=True); time.sleep(60)")
-    owner = subprocess.Popen([sys.executable, "-c", code, str(run_dir_of(spec, first)), str(claim_path(spec, first))],
-                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    code = (
+        "import sys, time; from nlbench.runlock import RunLock; "
+        "RunLock(sys.argv[1], path=sys.argv[2]).acquire(); print('ok', flush=True); time.sleep(60)"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", code, str(run_dir_of(spec, first)), str(claim_path(spec, first))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert owner.stdout is not None and owner.stdout.readline().strip() == "ok"
         with pytest.raises(Exception, match="in use"):  # the claim is held: nobody else may take the run
@@ -305,12 +352,23 @@ def test_index_runs_exactly_the_chosen_points_and_status_shows_every_run(
     from nlbench.sweep_command import parse_index, print_status
 
     assert parse_index("0-2,5, 4", 6) == [0, 1, 2, 4, 5]
-    for bad, message in (("7", "7 is out of range; the sweep has 6 runs"), ("2-1", "increasing range"),
-                         ("a", "'a' is not an index")):  # fmt: skip
+    for bad, message in (
+        ("7", "7 is out of range; the sweep has 6 runs"),
+        ("2-1", "increasing range"),
+        ("a", "'a' is not an index"),
+    ):
         with pytest.raises(ValueError, match=message):
             parse_index(bad, 6)
-    spec = load_spec(write_spec(tmp_path, {"overrides": {"fake.epochs": 1}, "axes": {"seed_everything": [0, 1, 2]},
-                                           "points": [{"fake.mode": "fail"}]}))  # fmt: skip
+    spec = load_spec(
+        write_spec(
+            tmp_path,
+            {
+                "overrides": {"fake.epochs": 1},
+                "axes": {"seed_everything": [0, 1, 2]},
+                "points": [{"fake.mode": "fail"}],
+            },
+        )
+    )
     runs = spec.expand()
     rows = sweep(spec, slots=[Slot()], runs=runs, todo=[runs[i] for i in parse_index("1,3", 4)])
     assert [len(calls(spec, run.run_id)) for run in runs] == [0, 1, 0, 1]  # what an array task with --index does
@@ -348,8 +406,11 @@ def test_a_spec_cannot_overwrite_another_sweeps_directory(tmp_path: Path) -> Non
     before = {p.name: p.read_bytes() for p in victim.output_dir.iterdir() if p.is_file()}
     attacker_dir = tmp_path / "attacker"
     attacker_dir.mkdir()
-    attacker = load_spec(write_spec(attacker_dir, {"name": "other", "output_dir": str(victim.output_dir),
-                                                   "axes": {"seed_everything": [7]}}))  # fmt: skip
+    attacker = load_spec(
+        write_spec(
+            attacker_dir, {"name": "other", "output_dir": str(victim.output_dir), "axes": {"seed_everything": [7]}}
+        )
+    )
     with pytest.raises(SweepDirError, match="holds another sweep"):
         sweep(attacker, slots=[Slot()], max_runs=0)
     from nlbench.sweep_command import main
@@ -365,8 +426,10 @@ def test_a_spec_cannot_overwrite_another_sweeps_directory(tmp_path: Path) -> Non
     elsewhere.mkdir()
     (elsewhere / "notes.txt").write_text("mine")
     with pytest.raises(SweepDirError, match="not a sweep directory"):
-        sweep(load_spec(write_spec(tmp_path, {"output_dir": str(elsewhere), "axes": {"seed_everything": [0]}})),
-              slots=[Slot()])  # fmt: skip
+        sweep(
+            load_spec(write_spec(tmp_path, {"output_dir": str(elsewhere), "axes": {"seed_everything": [0]}})),
+            slots=[Slot()],
+        )
 
 
 def _alive(pid: int) -> bool:

@@ -17,20 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import slurmcluster
 import torch
 import yaml
+from tinyfit import OVERRIDES
 
-import slurmcluster
 from nlbench.record import read_record
 from nlbench.sweep.runner import LOG_MARK, run_dir_of
 from nlbench.sweep.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "experiments" / "demo.yaml"
-TINY = {
-    "trainer.max_epochs": 1, "trainer.limit_train_batches": 2, "trainer.limit_val_batches": 1,
-    "trainer.num_sanity_val_steps": 0, "data.batch_size": 16, "data.eval_batch_size": 50,
-}  # fmt: skip
+TINY = OVERRIDES
 # What differs between two equal runs: when and where they ran, and how fast.
 VOLATILE = {"written_at", "time_s", "train/images_per_s", "host", "threads", "device", "wandb_id"}
 
@@ -59,8 +57,9 @@ def write_spec(tmp_path: Path, name: str, **body: Any) -> Path:
 
 def nlbench_sweep(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = {**env, "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled"}
-    return subprocess.run([sys.executable, "-m", "nlbench", "sweep", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "nlbench", "sweep", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def job_of(out: str) -> str:
@@ -83,26 +82,49 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def test_dry_run_prints_the_sbatch_script_without_slurm(tmp_path: Path) -> None:
-    spec = write_spec(tmp_path, "dry", overrides=TINY, axes={"seed_everything": [0, 1, 2]},
-                      slurm={"time": "2:00:00", "partition": "gpu", "additional": {"constraint": "a100"}})  # fmt: skip
-    done = nlbench_sweep({**os.environ, "PATH": os.path.dirname(sys.executable)}, "--config", str(spec), "--launcher", "slurm",
-                         "--dry-run", "--slurm.cpus_per_task", "4", "--index", "1-2")  # fmt: skip
+    spec = write_spec(
+        tmp_path,
+        "dry",
+        overrides=TINY,
+        axes={"seed_everything": [0, 1, 2]},
+        slurm={"time": "2:00:00", "partition": "gpu", "additional": {"constraint": "a100"}},
+    )
+    done = nlbench_sweep(
+        {**os.environ, "PATH": os.path.dirname(sys.executable)},
+        "--config",
+        str(spec),
+        "--launcher",
+        "slurm",
+        "--dry-run",
+        "--slurm.cpus_per_task",
+        "4",
+        "--index",
+        "1-2",
+    )
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "would submit 2 run(s) as 2 array task(s)" in out
-    for line in ("#SBATCH --array=0-1%2", "#SBATCH --time=120", "#SBATCH --partition=gpu",
-                 "#SBATCH --cpus-per-task=4", "#SBATCH --constraint=a100", "#SBATCH --signal=USR2@90",
-                 f"#SBATCH --output={tmp_path / 'dry' / 'slurm'}/%A_%a/%A_%a_0_log.out"):  # fmt: skip
+    for line in (
+        "#SBATCH --array=0-1%2",
+        "#SBATCH --time=120",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --cpus-per-task=4",
+        "#SBATCH --constraint=a100",
+        "#SBATCH --signal=USR2@90",
+        f"#SBATCH --output={tmp_path / 'dry' / 'slurm'}/%A_%a/%A_%a_0_log.out",
+    ):
         assert line in out
     assert not (tmp_path / "dry").exists()  # a dry run writes nothing
 
 
 def test_bad_slurm_options_exit_2_with_one_line(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, "bad", overrides=TINY, axes={"seed_everything": [0]})
-    for args, message in ((["--slurm.time", "soon"], "--slurm.time: 'soon' is not a SLURM time"),
-                          ([], "--slurm.time is required"),
-                          (["--slurm.time", "5", "--slurm.cpus_per_task", "0"], "--slurm.cpus_per_task: must be"),
-                          (["--slurm.time", "5", "--mps"], "--mps runs a sweep here")):  # else silently no MPS
+    for args, message in (
+        (["--slurm.time", "soon"], "--slurm.time: 'soon' is not a SLURM time"),
+        ([], "--slurm.time is required"),
+        (["--slurm.time", "5", "--slurm.cpus_per_task", "0"], "--slurm.cpus_per_task: must be"),
+        (["--slurm.time", "5", "--mps"], "--mps runs a sweep here"),
+    ):  # else silently no MPS
         done = nlbench_sweep(dict(os.environ), "--config", str(spec), "--launcher", "slurm", "--dry-run", *args)
         assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
@@ -138,11 +160,11 @@ def sbatch_arguments(text: str) -> list[str]:
 def script_of(out: str) -> tuple[dict[str, str], list[str]]:
     """The dry run's sbatch script: {option: value} of its #SBATCH lines (each must be exactly one argument), and
     the lines bash runs."""
-    script = out[out.index("#!/bin/bash"):]
+    script = out[out.index("#!/bin/bash") :]
     options, commands = {}, []
     for line in script.splitlines():
         if line.startswith("#SBATCH"):
-            (arg,) = sbatch_arguments(line[len("#SBATCH"):])  # one option per line, whatever the values held
+            (arg,) = sbatch_arguments(line[len("#SBATCH") :])  # one option per line, whatever the values held
             key, _, value = arg.removeprefix("--").partition("=")
             options[key] = value
         elif line.strip() and not line.startswith("#"):
@@ -153,48 +175,90 @@ def script_of(out: str) -> tuple[dict[str, str], list[str]]:
 def test_every_slurm_value_reaches_sbatch_as_one_option(tmp_path: Path) -> None:
     """Issue 26 item 2: the spec's `slurm:` section and --slurm.* values become exactly the options they name; the
     dry run shows each task's `nlbench fit` command lines (not submitit's pickled call) and asks for memory."""
-    slurm = {"time": "1:00:00", "partition": "gpu-long", "account": "proj_1", "qos": "high",
-             "additional": {"constraint": "a100|h100", "exclude": "node[1-3]", "mail-type": "END,FAIL",
-                            "mail_user": "me@example.org", "comment": "nl:scale", "requeue": True}}  # fmt: skip
+    slurm = {
+        "time": "1:00:00",
+        "partition": "gpu-long",
+        "account": "proj_1",
+        "qos": "high",
+        "additional": {
+            "constraint": "a100|h100",
+            "exclude": "node[1-3]",
+            "mail-type": "END,FAIL",
+            "mail_user": "me@example.org",
+            "comment": "nl:scale",
+            "requeue": True,
+        },
+    }
     spec = write_spec(tmp_path, "ok", overrides=TINY, axes={"seed_everything": [0, 1]}, slurm=slurm)
-    done = nlbench_sweep(dict(os.environ), "--config", str(spec), "--launcher", "slurm", "--dry-run",
-                         "--slurm.cpus_per_task", "2")  # fmt: skip
+    done = nlbench_sweep(
+        dict(os.environ), "--config", str(spec), "--launcher", "slurm", "--dry-run", "--slurm.cpus_per_task", "2"
+    )
     assert done.returncode == 0, done.stderr
     options, commands = script_of(done.stdout)
-    assert {k: options[k] for k in ("partition", "account", "qos", "constraint", "exclude", "mail-type", "mail-user",
-                                    "comment", "requeue", "cpus-per-task", "time", "mem")} == {
-        "partition": "gpu-long", "account": "proj_1", "qos": "high", "constraint": "a100|h100",
-        "exclude": "node[1-3]", "mail-type": "END,FAIL", "mail-user": "me@example.org", "comment": "nl:scale",
-        "requeue": "", "cpus-per-task": "2", "time": "60", "mem": "8G"}  # fmt: skip
+    assert {
+        k: options[k]
+        for k in (
+            "partition",
+            "account",
+            "qos",
+            "constraint",
+            "exclude",
+            "mail-type",
+            "mail-user",
+            "comment",
+            "requeue",
+            "cpus-per-task",
+            "time",
+            "mem",
+        )
+    } == {
+        "partition": "gpu-long",
+        "account": "proj_1",
+        "qos": "high",
+        "constraint": "a100|h100",
+        "exclude": "node[1-3]",
+        "mail-type": "END,FAIL",
+        "mail-user": "me@example.org",
+        "comment": "nl:scale",
+        "requeue": "",
+        "cpus-per-task": "2",
+        "time": "60",
+        "mem": "8G",
+    }
     assert commands[:2] == ["export PYTHONSAFEPATH=1", "export SUBMITIT_EXECUTOR=slurm"]
     assert len(commands) == 3 and commands[2].startswith("srun ")  # nothing else runs
     assert "each task asks for 8G of memory" in done.stdout
     fits = [line.strip() for line in done.stdout.splitlines() if " -m nlbench fit " in line]
-    assert len(fits) == 2 and all(line.startswith(f"{sys.executable} -P -m nlbench fit --config {DEMO}")
-                                  and "--run_dir=" in line for line in fits)  # fmt: skip
-    again = nlbench_sweep(dict(os.environ), "--config", str(spec), "--launcher", "slurm", "--dry-run",
-                          "--slurm.mem", "2000")  # fmt: skip
+    assert len(fits) == 2 and all(
+        line.startswith(f"{sys.executable} -P -m nlbench fit --config {DEMO}") and "--run_dir=" in line for line in fits
+    )
+    again = nlbench_sweep(
+        dict(os.environ), "--config", str(spec), "--launcher", "slurm", "--dry-run", "--slurm.mem", "2000"
+    )
     assert script_of(again.stdout)[0]["mem"] == "2000"
 
 
-@pytest.mark.parametrize(("slurm", "args", "named"), [
-    ({"additional": {"constraint": "a100\nrm -rf ~"}}, [], "slurm.additional.constraint"),
-    ({"partition": "gpu\necho pwned"}, [], "slurm.partition"),
-    ({"mem": "4G --export=ALL"}, [], "slurm.mem"),
-    ({"additional": {"export": "LD_PRELOAD=/tmp/x.so"}}, [], "export is set by nlbench"),
-    ({"additional": {"output": "/home/me/.bashrc"}}, [], "output is set by nlbench"),
-    ({"additional": {"error": "/tmp/e"}}, [], "error is set by nlbench"),
-    ({"additional": {"chdir": "/"}}, [], "chdir is set by nlbench"),
-    ({"additional": {"out": "/tmp/x"}}, [], "out is not an sbatch option"),  # sbatch would take it as --output
-    ({"additional": {"constraint\nid": "a"}}, [], "is not an sbatch option name"),
-    ({"additional": {"export=LD_PRELOAD": "x"}}, [], "is not an sbatch option name"),
-    ({"additional": {"comment": "a 'b' c"}}, [], "slurm.additional.comment"),
-    ({"additional": {"partition": "gpu"}}, [], "has its own option: --slurm.partition"),
-    ({"bogus\nkey": 1}, [], "unknown slurm key(s) 'bogus\\nkey'"),
-    ({}, ["--slurm.partition", "gpu --export=LD_PRELOAD=/tmp/x.so"], "--slurm.partition"),
-    ({}, ["--slurm.additional", '{"export": "ALL"}'], "export is set by nlbench"),
-    ({}, ["--slurm.account", "a#b"], "--slurm.account"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("slurm", "args", "named"),
+    [
+        ({"additional": {"constraint": "a100\nrm -rf ~"}}, [], "slurm.additional.constraint"),
+        ({"partition": "gpu\necho pwned"}, [], "slurm.partition"),
+        ({"mem": "4G --export=ALL"}, [], "slurm.mem"),
+        ({"additional": {"export": "LD_PRELOAD=/tmp/x.so"}}, [], "export is set by nlbench"),
+        ({"additional": {"output": "/home/me/.bashrc"}}, [], "output is set by nlbench"),
+        ({"additional": {"error": "/tmp/e"}}, [], "error is set by nlbench"),
+        ({"additional": {"chdir": "/"}}, [], "chdir is set by nlbench"),
+        ({"additional": {"out": "/tmp/x"}}, [], "out is not an sbatch option"),  # sbatch would take it as --output
+        ({"additional": {"constraint\nid": "a"}}, [], "is not an sbatch option name"),
+        ({"additional": {"export=LD_PRELOAD": "x"}}, [], "is not an sbatch option name"),
+        ({"additional": {"comment": "a 'b' c"}}, [], "slurm.additional.comment"),
+        ({"additional": {"partition": "gpu"}}, [], "has its own option: --slurm.partition"),
+        ({"bogus\nkey": 1}, [], "unknown slurm key(s) 'bogus\\nkey'"),
+        ({}, ["--slurm.partition", "gpu --export=LD_PRELOAD=/tmp/x.so"], "--slurm.partition"),
+        ({}, ["--slurm.additional", '{"export": "ALL"}'], "export is set by nlbench"),
+        ({}, ["--slurm.account", "a#b"], "--slurm.account"),
+    ],
+)
 def test_a_slurm_option_that_would_not_be_one_sbatch_option_is_refused(
     tmp_path: Path, slurm: dict[str, Any], args: list[str], named: str
 ) -> None:
@@ -215,7 +279,7 @@ def test_a_sweep_submitted_to_slurm_equals_the_same_sweep_run_locally(cluster: A
     job = job_of(done.stdout)
     # The dry run printed the very script submitit submitted (sweep/slurm.py renders it with submitit's function).
     (submitted,) = (tmp_path / "grid" / "slurm").glob("*/*_submission.sh")
-    assert dry.stdout[dry.stdout.index("#!/bin/bash"):].strip() == submitted.read_text().strip()
+    assert dry.stdout[dry.stdout.index("#!/bin/bash") :].strip() == submitted.read_text().strip()
     assert "4 run(s) as 4 array task(s)" in done.stdout
     cluster.wait_idle(job, timeout=400)  # a bound, not a target: minutes on a loaded 2-core machine
     sweep_dir = tmp_path / "grid"
@@ -225,12 +289,14 @@ def test_a_sweep_submitted_to_slurm_equals_the_same_sweep_run_locally(cluster: A
     assert status.returncode == 0 and "4 finished" in status.stdout, status.stdout + status.stderr
     for run_dir in (sweep_dir / "runs").iterdir():  # every run exactly once
         assert (run_dir / "stdout.log").read_text().count(LOG_MARK) == 1, run_dir.name
-    again = nlbench_sweep(cluster.env, "--config", str(spec), "--launcher", "slurm", "--slurm.time", "10",
-                          "--slurm.mem", "1G")
+    again = nlbench_sweep(
+        cluster.env, "--config", str(spec), "--launcher", "slurm", "--slurm.time", "10", "--slurm.mem", "1G"
+    )
     assert again.returncode == 0 and "nothing to submit" in again.stdout  # only pending runs are submitted
 
-    local = nlbench_sweep(cluster.env, "--config", str(spec), "--output_dir", str(tmp_path / "local"),
-                          "--runs-per-device", "2")
+    local = nlbench_sweep(
+        cluster.env, "--config", str(spec), "--output_dir", str(tmp_path / "local"), "--runs-per-device", "2"
+    )
     assert local.returncode == 0, local.stderr
     assert records(sweep_dir) == records(tmp_path / "local")
     results = json.loads((sweep_dir / "results.json").read_text())
@@ -239,14 +305,26 @@ def test_a_sweep_submitted_to_slurm_equals_the_same_sweep_run_locally(cluster: A
 
 # Requeue by hand runs the same resume path as TERM (SLURM sends SIGTERM to the task): slow, to keep the default
 # SLURM tests under 3 minutes on an idle 2-core machine.
-@pytest.mark.parametrize("interrupt", ["scancel --signal=TERM",
-                                       pytest.param("scontrol requeue", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "interrupt", ["scancel --signal=TERM", pytest.param("scontrol requeue", marks=pytest.mark.slow)]
+)
 def test_an_interrupted_array_task_resumes_bit_for_bit(cluster: Any, tmp_path: Path, interrupt: str) -> None:
     # Three epochs of a few batches: long enough to interrupt after the first epoch's checkpoint.
     overrides = {**TINY, "trainer.max_epochs": 3, "trainer.limit_train_batches": 6}
     spec = write_spec(tmp_path, "resume", overrides=overrides, axes={"seed_everything": [3]})
-    done = nlbench_sweep(cluster.env, "--config", str(spec), "--launcher", "slurm", "--slurm.time", "10",
-                         "--slurm.cpus_per_task", "1", "--slurm.mem", "1G")  # fmt: skip  (the test node is small)
+    done = nlbench_sweep(
+        cluster.env,
+        "--config",
+        str(spec),
+        "--launcher",
+        "slurm",
+        "--slurm.time",
+        "10",
+        "--slurm.cpus_per_task",
+        "1",
+        "--slurm.mem",
+        "1G",
+    )  # fmt: skip  (the test node is small)
     assert done.returncode == 0, done.stderr
     job = job_of(done.stdout)
     run_dir = next((tmp_path / "resume" / "runs").iterdir(), None) if (tmp_path / "resume" / "runs").exists() else None
@@ -276,14 +354,23 @@ def test_an_interrupted_array_task_resumes_bit_for_bit(cluster: Any, tmp_path: P
 def packed_spec(tmp_path: Path, **body: Any) -> Any:
     from nlbench.sweep.spec import load_spec
 
-    return load_spec(write_spec(tmp_path, "packed", overrides=TINY, axes={"seed_everything": list(range(10))},
-                                runs_per_device=2, **body))  # fmt: skip
+    return load_spec(
+        write_spec(
+            tmp_path, "packed", overrides=TINY, axes={"seed_everything": list(range(10))}, runs_per_device=2, **body
+        )
+    )
 
 
-@pytest.mark.parametrize(("given", "devices_per_run", "per_task"), [
-    ({"gpus_per_task": 2}, 1, 4), ({"gres": "gpu:a100:2"}, 1, 4), ({"gpus_per_task": 4}, 2, 4),
-    ({"gres": "gpu:2", "gpus_per_task": 2}, 1, 4), ({}, 1, 1),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("given", "devices_per_run", "per_task"),
+    [
+        ({"gpus_per_task": 2}, 1, 4),
+        ({"gres": "gpu:a100:2"}, 1, 4),
+        ({"gpus_per_task": 4}, 2, 4),
+        ({"gres": "gpu:2", "gpus_per_task": 2}, 1, 4),
+        ({}, 1, 1),
+    ],
+)
 def test_a_task_holds_its_gpus_times_runs_per_device_over_devices_per_run(
     tmp_path: Path, given: dict[str, Any], devices_per_run: int, per_task: int
 ) -> None:
@@ -299,11 +386,14 @@ def test_a_task_holds_its_gpus_times_runs_per_device_over_devices_per_run(
         assert f"#SBATCH --gres={given['gres']}" in slurm.sbatch_script(spec, len(tasks), options)
 
 
-@pytest.mark.parametrize(("given", "message"), [
-    ({"gpus_per_task": 3}, "--slurm.gpus_per_task: 3 GPU(s) per task do not split into runs of devices_per_run=2"),
-    ({"gres": "gpu:2", "gpus_per_task": 4}, "gives 2 GPU(s) per task but --slurm.gpus_per_task is 4; set one"),
-    ({"gres": "gpu:a100"}, "--slurm.gres: 'gpu:a100' names GPUs without a count"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"gpus_per_task": 3}, "--slurm.gpus_per_task: 3 GPU(s) per task do not split into runs of devices_per_run=2"),
+        ({"gres": "gpu:2", "gpus_per_task": 4}, "gives 2 GPU(s) per task but --slurm.gpus_per_task is 4; set one"),
+        ({"gres": "gpu:a100"}, "--slurm.gres: 'gpu:a100' names GPUs without a count"),
+    ],
+)
 def test_a_gpu_split_that_leaves_gpus_idle_is_refused(tmp_path: Path, given: dict[str, Any], message: str) -> None:
     from nlbench.sweep import slurm
 
@@ -320,15 +410,19 @@ def test_the_array_task_runs_its_pack_at_once_on_its_gpus(tmp_path: Path, monkey
     ids = slurm.task_runs(spec, spec.expand(), options)[1]
     seen: dict[str, Any] = {}
     monkeypatch.setattr("nlbench.sweep.devices.visible_gpus", lambda: ["2", "3"])  # what SLURM's CVD gives the task
-    monkeypatch.setattr(runner, "run_sweep", lambda spec, slots, runs, todo, progress: seen.update(
-        slots=slots, todo=[r.run_id for r in todo]) or [])  # fmt: skip
+    monkeypatch.setattr(
+        runner,
+        "run_sweep",
+        lambda spec, slots, runs, todo, progress: seen.update(slots=slots, todo=[r.run_id for r in todo]) or [],
+    )
     slurm_task.ArrayTask(spec, ids)()
     assert seen["todo"] == ids and len(seen["slots"]) == len(ids) == 4
     assert sorted(s.label for s in seen["slots"]) == ["gpu 2 #1/2", "gpu 2 #2/2", "gpu 3 #1/2", "gpu 3 #2/2"]
 
 
-def test_slurm_gives_each_array_task_the_gpus_its_pack_needs(cluster: Any, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_slurm_gives_each_array_task_the_gpus_its_pack_needs(
+    cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """On the local cluster's fake GPUs: the executor parameters the sweep submits with (--gres) give every array
     task two GPUs in CUDA_VISIBLE_DEVICES, which the task's plan turns into one slot per run of its pack."""
     import functools
@@ -344,8 +438,9 @@ def test_slurm_gives_each_array_task_the_gpus_its_pack_needs(cluster: Any, tmp_p
         if key.startswith("SLURM_CONF"):
             monkeypatch.setenv(key, value)
     spec = packed_spec(tmp_path)
-    options = slurm.slurm_options(spec, {"time": "10", "gres": "gpu:2", "cpus_per_task": 1,
-                                               "mem": "1G"})  # the test node is small (the default: 8G a run)
+    options = slurm.slurm_options(
+        spec, {"time": "10", "gres": "gpu:2", "cpus_per_task": 1, "mem": "1G"}
+    )  # the test node is small (the default: 8G a run)
     tasks = slurm.task_runs(spec, spec.expand(), options)[:2]
     executor = submitit.SlurmExecutor(folder=tmp_path / "probe" / "%j")
     executor.update_parameters(**{**slurm.executor_parameters(spec, options), "job_name": "gpu-probe"})

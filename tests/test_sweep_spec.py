@@ -22,7 +22,10 @@ def write(tmp_path: Path, body: str, *, base_name: str = "base.yaml", name: str 
 
 
 def test_grid_is_the_product_of_the_axes_plus_the_explicit_points(tmp_path: Path) -> None:
-    spec = load_spec(write(tmp_path, """
+    spec = load_spec(
+        write(
+            tmp_path,
+            """
 base: base.yaml
 overrides: {trainer.max_epochs: 3}
 axes:
@@ -30,7 +33,9 @@ axes:
   model.backbone.nl_stages: [[2], [1, 2]]
 points:
   - {model.backbone.nl_stages: []}
-"""))
+""",
+        )
+    )
     runs = spec.expand()
     assert [dict(r.params) for r in runs] == [
         {"model.backbone.nl.normalization": "softmax", "model.backbone.nl_stages": [2]},
@@ -42,24 +47,37 @@ points:
     assert [r.origin for r in runs] == ["grid"] * 4 + ["points[0]"]
     assert spec.name == "sweep" and spec.output_dir == Path("sweeps/sweep").absolute()
     assert spec.fit_args(runs[1].params) == [
-        "--config", str(tmp_path / "base.yaml"), "--trainer.max_epochs=3",
-        "--model.backbone.nl.normalization=softmax", "--model.backbone.nl_stages=[1,2]",
-    ]  # fmt: skip
+        "--config",
+        str(tmp_path / "base.yaml"),
+        "--trainer.max_epochs=3",
+        "--model.backbone.nl.normalization=softmax",
+        "--model.backbone.nl_stages=[1,2]",
+    ]
 
 
 def test_run_ids_are_readable_stable_and_independent_of_key_order(tmp_path: Path) -> None:
-    a = load_spec(write(tmp_path, """
+    a = load_spec(
+        write(
+            tmp_path,
+            """
 base: base.yaml
 overrides: {trainer.max_epochs: 300, data.download: true}
 axes: {model.backbone.nl.normalization: [softmax, scale], model.backbone.nl.init: [normal], seed_everything: [0, 1]}
-"""))
+""",
+        )
+    )
     other = tmp_path / "other"
     other.mkdir()
-    b = load_spec(write(other, """
+    b = load_spec(
+        write(
+            other,
+            """
 base: base.yaml
 overrides: {data.download: true, trainer.max_epochs: 300}
 axes: {seed_everything: [1, 0], model.backbone.nl.init: [normal], model.backbone.nl.normalization: [scale, softmax]}
-"""))
+""",
+        )
+    )
     ids = [r.run_id for r in a.expand()]
     assert re.fullmatch(r"init=normal_normalization=softmax_seed=0-[0-9a-f]{8}", ids[0])
     assert len(set(ids)) == 4
@@ -111,9 +129,12 @@ def test_missing_files_are_named(tmp_path: Path) -> None:
 def test_column_names_are_short_unique_and_avoid_metric_names() -> None:
     keys = ["model.backbone.nl.init", "model.init", "seed_everything", "model.backbone.nl.reduction", "x.epochs"]
     assert column_names(keys, taken=["epochs"]) == {
-        "model.backbone.nl.init": "nl.init", "model.init": "model.init", "seed_everything": "seed",
-        "model.backbone.nl.reduction": "reduction", "x.epochs": "x.epochs",
-    }  # fmt: skip
+        "model.backbone.nl.init": "nl.init",
+        "model.init": "model.init",
+        "seed_everything": "seed",
+        "model.backbone.nl.reduction": "reduction",
+        "x.epochs": "x.epochs",
+    }
 
 
 def test_every_run_is_checked_by_the_real_fit_parser(tmp_path: Path) -> None:
@@ -140,15 +161,22 @@ def test_every_run_is_checked_by_the_real_fit_parser(tmp_path: Path) -> None:
 
 # ---- big grids: a size limit, and validation of what can differ instead of every product --------------------------
 def test_a_grid_above_the_limit_is_refused_before_it_is_expanded(tmp_path: Path) -> None:
-    axes = "axes: {model.x: [%s], model.y: [%s]}\n" % (", ".join(map(str, range(400))), ", ".join(map(str, range(400))))
+    values = ", ".join(map(str, range(400)))
+    axes = f"axes: {{model.x: [{values}], model.y: [{values}]}}\n"
     spec = load_spec(write(tmp_path, "base: base.yaml\n" + axes))
     assert spec.size == 160_000
-    with pytest.raises(SweepSpecError, match=r"160,000 runs \(axes 400 x 400, 0 points\) exceed the limit of 100,000.*"
-                       r"on the command line with --grid-limit 160000$"):
+    with pytest.raises(
+        SweepSpecError,
+        match=r"160,000 runs \(axes 400 x 400, 0 points\) exceed the limit of 100,000.*"
+        r"on the command line with --grid-limit 160000$",
+    ):
         spec.expand()
     # Issue 20 item 14: a received spec may not raise its own limit; only the command line may (nlbench.sweep_command).
-    with pytest.raises(SweepSpecError, match=r"'grid_limit' 200,000 raises the limit of 100,000; a spec may only "
-                       r"lower it, raise it on the command line with --grid-limit N"):
+    with pytest.raises(
+        SweepSpecError,
+        match=r"'grid_limit' 200,000 raises the limit of 100,000; a spec may only "
+        r"lower it, raise it on the command line with --grid-limit N",
+    ):
         load_spec(write(tmp_path, "base: base.yaml\ngrid_limit: 200000\n" + axes, name="raised.yaml"))
     lowered = load_spec(write(tmp_path, "base: base.yaml\ngrid_limit: 10\naxes: {model.x: [1]}\n", name="low.yaml"))
     assert lowered.grid_limit == 10
@@ -157,11 +185,16 @@ def test_a_grid_above_the_limit_is_refused_before_it_is_expanded(tmp_path: Path)
 
 
 def test_validation_parses_each_value_of_each_axis_and_each_point_not_every_product(tmp_path: Path) -> None:
-    spec = load_spec(write(tmp_path, """
+    spec = load_spec(
+        write(
+            tmp_path,
+            """
 base: base.yaml
 axes: {model.a: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], model.b: [0, 1, 2, 3, 4], seed_everything: [0, 1, 2, 3, 4, 5, 6, 7]}
 points: [{model.a: 99}]
-"""))
+""",
+        )
+    )
     runs = spec.expand()
     parsed_args: list[list[str]] = []
 
@@ -216,9 +249,11 @@ def test_name_is_a_plain_file_name(tmp_path: Path, name: str) -> None:
 
 def test_an_override_too_long_for_a_command_line_is_refused_naming_its_key(tmp_path: Path) -> None:
     big = "x" * 200_000  # the attack's 200 KB value: passed --dry-run, then "Argument list too long"
-    for body, where in ((f"overrides: {{model.note: {big}}}\naxes: {{seed_everything: [0]}}", "overrides"),
-                        (f"axes: {{model.note: [a, {big}]}}", "axis 'model.note'"),
-                        (f"points: [{{model.note: {big}}}]", "points[0]")):  # fmt: skip
+    for body, where in (
+        (f"overrides: {{model.note: {big}}}\naxes: {{seed_everything: [0]}}", "overrides"),
+        (f"axes: {{model.note: [a, {big}]}}", "axis 'model.note'"),
+        (f"points: [{{model.note: {big}}}]", "points[0]"),
+    ):
         with pytest.raises(SweepSpecError, match=rf"{re.escape(where)}: the value of 'model.note' is 200,013 bytes"):
             load_spec(write(tmp_path, "base: base.yaml\n" + body + "\n"))
     # The attack through the CLI: the dry run now refuses it (exit 2, one line) instead of passing it.

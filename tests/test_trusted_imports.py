@@ -17,19 +17,18 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
-from nlbench import results, trusted_imports
-from nlbench import schema
-from nlbench.record import RunRecord, write_record
-from nlbench.lightning_cli import load_run, main
-from nlbench.report_command import main as report_main
-from nlbench.sweep_command import main as sweep_main
-from nlbench.sweep.spec import load_spec
 from tinyfit import FAST, TINY
+
+from nlbench import results, schema, trusted_imports
+from nlbench.lightning_cli import load_run, main
+from nlbench.record import RunRecord, write_record
+from nlbench.report_command import main as report_main
+from nlbench.sweep.spec import load_spec
+from nlbench.sweep_command import main as sweep_main
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "experiments" / "demo.yaml"
-EVIL = '''
+EVIL = """
 import pathlib
 pathlib.Path(__file__).with_name("IMPORTED").write_text("evil.py ran")
 import torch
@@ -55,10 +54,15 @@ class Block(torch.nn.Module):
 
 class DataModule:
     name = "imported-dataset"
-'''
+"""
 # What the fit recorded of the method (RunRecord.method): the report shows this label without importing evil.
-RECORDED = {"name": "cosine", "label": "cosine / temperature", "color": "tab:pink", "has_map": True,
-            "value": "evil.Attn"}  # fmt: skip
+RECORDED = {
+    "name": "cosine",
+    "label": "cosine / temperature",
+    "color": "tab:pink",
+    "has_map": True,
+    "value": "evil.Attn",
+}
 
 
 @pytest.fixture
@@ -77,10 +81,15 @@ def evil(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def write_run(run_dir: Path, status: str = "finished", method: dict | None = None, **hparams: object) -> None:
-    record = RunRecord(status=status, run_name=run_dir.name, group="g",
-                             hparams={"dataset": "cifar10", "backbone": "PreActResNet", "seed": 0, **hparams},
-                             metrics={schema.BEST_ACC1: 0.5, schema.FINAL_ACC1: 0.5, "epochs": 1},
-                             config={"data.class_path": "evil.DataModule"}, method=method or {})  # fmt: skip
+    record = RunRecord(
+        status=status,
+        run_name=run_dir.name,
+        group="g",
+        hparams={"dataset": "cifar10", "backbone": "PreActResNet", "seed": 0, **hparams},
+        metrics={schema.BEST_ACC1: 0.5, schema.FINAL_ACC1: 0.5, "epochs": 1},
+        config={"data.class_path": "evil.DataModule"},
+        method=method or {},
+    )
     write_record(run_dir, record)
 
 
@@ -91,11 +100,26 @@ def received_sweep(root: Path) -> Path:
     write_run(runs / "attn", method=RECORDED, normalization="evil.Attn", reduction=2)
     write_run(runs / "block", block="evil.Block", normalization="softmax")
     (runs / "killed").mkdir(parents=True)  # killed before its first record: its identity comes from config.yaml
-    (runs / "killed" / "config.yaml").write_text(yaml.safe_dump({
-        "seed_everything": 1, "data": {"class_path": "evil.DataModule"},
-        "model": {"backbone": {"class_path": "nlbench.models.PreActResNet", "init_args": {
-            "depth": 20, "nl_stages": [2], "nl_blocks": 1, "block": "evil.Block",
-            "nl": {"normalization": "evil.Attn"}}}}}))  # fmt: skip
+    (runs / "killed" / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "seed_everything": 1,
+                "data": {"class_path": "evil.DataModule"},
+                "model": {
+                    "backbone": {
+                        "class_path": "nlbench.models.PreActResNet",
+                        "init_args": {
+                            "depth": 20,
+                            "nl_stages": [2],
+                            "nl_blocks": 1,
+                            "block": "evil.Block",
+                            "nl": {"normalization": "evil.Attn"},
+                        },
+                    }
+                },
+            }
+        )
+    )
     return root
 
 
@@ -117,8 +141,11 @@ def test_a_sweep_over_received_runs_imports_no_class(
     evil: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec_path = tmp_path / "s.yaml"
-    spec_path.write_text(yaml.safe_dump({"name": "s", "base": str(DEMO), "output_dir": str(tmp_path / "s"),
-                                         "axes": {"seed_everything": [0, 1, 2]}}))  # fmt: skip
+    spec_path.write_text(
+        yaml.safe_dump(
+            {"name": "s", "base": str(DEMO), "output_dir": str(tmp_path / "s"), "axes": {"seed_everything": [0, 1, 2]}}
+        )
+    )
     args = ["--config", str(spec_path), "--max-runs", "0", "--devices", "cpu"]
     assert sweep_main(args) == 0, capsys.readouterr().err
     first, second, third = (tmp_path / "s" / "runs" / run.run_id for run in load_spec(spec_path).expand())
@@ -174,8 +201,10 @@ def test_nlbench_test_refuses_a_class_from_the_current_folder(
     ckpt = received_run / "checkpoints" / "best.ckpt"
     out = received_run.parent / "evaluated"
     # The checkpoint's hyper-parameters name it (the config is the demo's own) ...
-    assert main(["test", f"--config={DEMO}", *FAST, "--trainer.logger=false", f"--ckpt_path={ckpt}",
-                 f"--run_dir={out}"]) == 2  # fmt: skip
+    assert (
+        main(["test", f"--config={DEMO}", *FAST, "--trainer.logger=false", f"--ckpt_path={ckpt}", f"--run_dir={out}"])
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"nlbench test: error: --ckpt_path {ckpt}: refused to import evil.Net")
     # ... or the received run's config.yaml does.
@@ -191,8 +220,10 @@ def test_the_users_environment_is_trusted(evil: Path, monkeypatch: pytest.Monkey
         trusted_imports.check_file(data, evil.parent / "config.yaml")
     monkeypatch.setenv("PYTHONPATH", str(evil.parent))  # the user put the folder on PYTHONPATH: their choice
     trusted_imports.check_file(data, evil.parent / "config.yaml")
-    assert trusted_imports.dotted_names({"base": "demo.yaml", "x": ["a.b.Cls"], "class_path": "m.f"}) == ["a.b.Cls",
-                                                                                                         "m.f"]
+    assert trusted_imports.dotted_names({"base": "demo.yaml", "x": ["a.b.Cls"], "class_path": "m.f"}) == [
+        "a.b.Cls",
+        "m.f",
+    ]
     assert not evil.exists()
 
 
@@ -209,8 +240,14 @@ def test_python_m_nlbench_drops_the_current_folder(evil: Path, monkeypatch: pyte
     config = evil.parent / "received.yaml"
     config.write_text(yaml.safe_dump({"model": {"backbone": {"class_path": "evil.Net"}}}))
     env = {**__import__("os").environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-m", "nlbench", "test", "--config", str(config)], cwd=evil.parent,
-                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "nlbench", "test", "--config", str(config)],
+        cwd=evil.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2 and "evil" in done.stderr, done.stderr
     assert "refused to import" not in done.stderr  # not even found: the current folder is not on the path
     assert not evil.exists()

@@ -25,7 +25,9 @@ def alias_bomb(levels: int = 9, width: int = 10) -> str:
 def test_alias_bomb_in_a_sweep_spec_is_refused_at_once(tmp_path: Path) -> None:
     spec = tmp_path / "bomb.yaml"
     bomb = alias_bomb().replace("a0:", "  a0:").replace("\na", "\n  a")
-    spec.write_text(f"base: [{REPO / 'experiments' / 'demo.yaml'}]\noverrides:\n{bomb}axes:\n  seed_everything: [0, 1]\n")
+    spec.write_text(
+        f"base: [{REPO / 'experiments' / 'demo.yaml'}]\noverrides:\n{bomb}axes:\n  seed_everything: [0, 1]\n"
+    )
     start = time.perf_counter()
     with pytest.raises(SweepSpecError, match=r"bomb.yaml: YAML aliases expand to more than"):
         load_spec(spec)
@@ -34,8 +36,14 @@ def test_alias_bomb_in_a_sweep_spec_is_refused_at_once(tmp_path: Path) -> None:
 
 def test_alias_bomb_in_a_fit_config_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "bomb.yaml"
-    config.write_text("config: " + str(REPO / "experiments" / "demo.yaml") + "\n" + "model:\n  label_smoothing: 0.0\n"
-                      + "trainer:\n  callbacks:\n" + "".join(f"    {line}\n" for line in ["- " + alias_bomb()]))
+    config.write_text(
+        "config: "
+        + str(REPO / "experiments" / "demo.yaml")
+        + "\n"
+        + "model:\n  label_smoothing: 0.0\n"
+        + "trainer:\n  callbacks:\n"
+        + "".join(f"    {line}\n" for line in ["- " + alias_bomb()])
+    )
     assert main(["fit", f"--config={config}", f"--run_dir={tmp_path / 'run'}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"nlbench fit: error: --config {config}: YAML aliases expand to more than")
