@@ -507,3 +507,38 @@ def test_power_in_the_report_and_from_a_pilot(tmp_path: Path, capsys) -> None:
         == 2
     )
     assert "--pilot" in capsys.readouterr().err and math.isfinite(sd)
+
+
+def test_batched_differences_equal_one_test_per_comparison() -> None:
+    """compare() tests comparisons of one shape in one vectorised call (stats.row picks each): the same numbers as
+    one call per comparison, for paired and Welch, several seed counts, a missing value and zero variance."""
+    import dataclasses as dc
+
+    from nlbench.report import compare as cmp
+    from nlbench.report import stats as st
+
+    rng = np.random.default_rng(0)
+
+    def runs(seeds: list[int], offset: float, flat: bool = False) -> list[dict]:
+        return [{"seed": s, FINAL_ACC1: 0.5 if flat else 0.5 + offset + 0.01 * rng.standard_normal()} for s in seeds]
+
+    pairs = [
+        (runs([0, 1, 2], 0.01), runs([0, 1, 2], 0.0)),
+        (runs([0, 1, 2, 3, 4], 0.0), runs([0, 1, 2, 3, 4], 0.0)),
+        (runs([0, 1, 2], 0.02), runs([0, 1, 2], 0.0)),
+        (runs([0, 1], 0.0), runs([5, 6, 7], 0.0)),  # no shared seed: Welch
+        (runs([0, 1, 2], 0.0, flat=True), runs([0, 1, 2], 0.0, flat=True)),  # zero variance
+        ([*runs([0, 1], 0.01), {"seed": 2, FINAL_ACC1: None}], runs([0, 1, 2], 0.0)),  # a seed without a value
+    ]
+    batched = cmp.differences(pairs, FINAL_ACC1)
+    for (treatment, reference), got in zip(pairs, batched):
+        method, xs, ys, seeds, dropped = cmp._pairing(treatment, reference, FINAL_ACC1)
+        test = st.paired_test if method == "paired" else st.welch_test
+        alone = test(np.array(xs), np.array(ys))
+        assert got.method == method and got.seeds == seeds and got.dropped == dropped
+        for f in dc.fields(st.Tested):
+            a, b = getattr(got.tested, f.name), getattr(alone, f.name)
+            if f.name in ("method", "undetermined"):
+                assert str(a) == str(b), f.name
+            else:
+                np.testing.assert_allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float), err_msg=f.name)

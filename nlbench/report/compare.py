@@ -139,29 +139,52 @@ def difference(
     """treatment - reference of ``metric``: paired on the seeds both sides ran with a value (the others listed in
     ``dropped``), Welch's test only when they share no seed. Two runs of one seed on a side (the same run read
     twice, a rerun) count once, at their mean: the seed is the unit."""
+    return differences([(treatment_runs, reference_runs)], metric, margin)[0]
+
+
+def differences(
+    pairs: Sequence[tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]]],
+    metric: str,
+    margin: float = stats.DEFAULT_MARGIN,
+) -> list[Difference]:
+    """:func:`difference` of each (treatment runs, reference runs) pair; the tests of one shape (method and seed
+    counts) are made in one vectorised call (a report of 2,000 configurations makes thousands)."""
+    plans = [_pairing(treatment, reference, metric) for treatment, reference in pairs]
+    groups: dict[tuple[str, int, int], list[int]] = {}
+    for i, (method, xs, ys, _, _) in enumerate(plans):
+        groups.setdefault((method, len(xs), len(ys)), []).append(i)
+    tested: list[stats.Tested | None] = [None] * len(plans)
+    for (method, nx, ny), rows in groups.items():
+        x = np.array([plans[i][1] for i in rows], dtype=float).reshape(len(rows), nx)
+        y = np.array([plans[i][2] for i in rows], dtype=float).reshape(len(rows), ny)
+        test = stats.paired_test if method == "paired" else stats.welch_test
+        many = test(x, y, margin)
+        for j, i in enumerate(rows):
+            tested[i] = stats.row(many, j)
+    return [
+        Difference(metric, method, t, xs, ys, seeds, dropped)
+        for (method, xs, ys, seeds, dropped), t in zip(plans, tested)
+    ]
+
+
+def _pairing(
+    treatment_runs: Sequence[Mapping[str, Any]], reference_runs: Sequence[Mapping[str, Any]], metric: str
+) -> tuple[str, tuple[float, ...], tuple[float, ...], tuple[Any, ...], tuple[str, ...]]:
+    """How one comparison is tested: (method, treatment values, reference values, seeds paired on, dropped)."""
     a, a_missing = values_by_seed(treatment_runs, metric)
     b, b_missing = values_by_seed(reference_runs, metric)
     shared = [seed for seed in a if not isinstance(seed, NoSeed) and seed in b]
+    no_value = [f"{_seed_text(s)}: no value" for s in dict.fromkeys([*a_missing, *b_missing])]
     if shared:
         seeds = tuple(sorted(shared, key=_seed_order))
-        xs, ys = tuple(a[s] for s in seeds), tuple(b[s] for s in seeds)
-        dropped = tuple(
+        dropped = (
             [f"{_seed_text(s)}: only the treatment" for s in a if s not in b]
             + [f"{_seed_text(s)}: only the reference" for s in b if s not in a]
-            + [f"{_seed_text(s)}: no value" for s in dict.fromkeys([*a_missing, *b_missing])]
+            + no_value
         )
-        return Difference(
-            metric,
-            "paired",
-            stats.paired_test(xs, ys, margin),
-            xs,
-            ys,
-            seeds,
-            tuple(sorted(dropped, key=_dropped_order)),
-        )
-    xs, ys = tuple(a.values()), tuple(b.values())
-    dropped = tuple(f"{_seed_text(s)}: no value" for s in dict.fromkeys([*a_missing, *b_missing]))
-    return Difference(metric, "Welch", stats.welch_test(xs, ys, margin), xs, ys, (), dropped)
+        xs, ys = tuple(a[s] for s in seeds), tuple(b[s] for s in seeds)
+        return "paired", xs, ys, seeds, tuple(sorted(dropped, key=_dropped_order))
+    return "Welch", tuple(a.values()), tuple(b.values()), (), tuple(no_value)
 
 
 def values_by_seed(runs: Sequence[Mapping[str, Any]], metric: str) -> tuple[dict[Any, float], list[Any]]:
@@ -292,14 +315,15 @@ def compare(
         groups: dict[tuple[Any, ...], dict[Any, list[Mapping[str, Any]]]] = {}
         for run in runs:
             groups.setdefault(config_of(run, others), {}).setdefault(frozen(run.get(key)), []).append(run)
-        for config, sides in groups.items():
-            if ref not in sides:
-                continue
-            pending += [
-                (value, config, difference(sides[value], sides[ref], metric, margin))
-                for value in values
-                if value != ref and value in sides
-            ]
+        where = [
+            (value, config, (sides[value], sides[ref]))
+            for config, sides in groups.items()
+            if ref in sides
+            for value in values
+            if value != ref and value in sides
+        ]
+        tested = differences([pair for _, _, pair in where], metric, margin)
+        pending = [(value, config, d) for (value, config, _), d in zip(where, tested)]
     p = np.array([d.tested.p for _, _, d in pending], dtype=float) if decides else np.full(len(pending), np.nan)
     p_eq = np.array([d.tested.p_equivalent for _, _, d in pending], dtype=float) if decides else p
     p_adj, p_eq_adj = stats.holm(p), stats.holm(p_eq)

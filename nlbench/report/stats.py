@@ -22,6 +22,7 @@ report prints percentage points). No torch import: the report runs without the t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import warnings
@@ -133,6 +134,12 @@ def paired_test(x: Any, y: Any, margin: float = DEFAULT_MARGIN) -> Tested:
     return _tested(
         "paired", n, n, mean, sd, ci.low, ci.high, np.broadcast_to(res.df, mean.shape), res.pvalue, p_eq, reason
     )
+
+
+def row(tested: Tested, i: int) -> Tested:
+    """Comparison ``i`` of a test made over many (its fields as 0-d arrays, as a test of one comparison has them)."""
+    fields = {f.name: np.asarray(getattr(tested, f.name))[i] for f in dataclasses.fields(Tested) if f.name != "method"}
+    return dataclasses.replace(tested, **{name: np.asarray(value) for name, value in fields.items()})
 
 
 def welch_test(x: Any, y: Any, margin: float = DEFAULT_MARGIN) -> Tested:
