@@ -234,7 +234,7 @@ def frame(rows: Sequence[Mapping[str, Any]], *, curves: bool = False) -> pd.Data
         baseline = hparams.get("normalization") == "none"
         for name in schema.HPARAMS:
             field = schema.BY_NAME[name]
-            canon = schema.canonical_key(field.key)
+            canon = _CANONICAL[name]
             if name in hparams and (
                 canon not in swept or field.read is not None or (baseline and name in schema.NL_FIELDS)
             ):
@@ -276,10 +276,10 @@ def recipe(config: Mapping[str, Any], hparams: Mapping[str, Any] | None = None) 
 def _in_vocabulary(key: str) -> bool:
     """Whether a word of the schema (a hyper-parameter or the recipe) holds this flat key, or it is volatile."""
     canon = schema.canonical_key(key)
-    return schema.is_volatile(key) or any(canon == c or canon.startswith(c + ".") for c in _FIELD_KEYS)
+    return schema.is_volatile(key) or any(canon == c or canon.startswith(c + ".") for c in _CANONICAL.values())
 
 
-_FIELD_KEYS = tuple(schema.canonical_key(field.key) for field in schema.FIELDS)
+_CANONICAL = {field.name: schema.canonical_key(field.key) for field in schema.FIELDS}  # word -> key, no init_args
 
 
 def _fold_block(hparams: dict[str, Any]) -> None:

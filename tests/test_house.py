@@ -56,7 +56,7 @@ YAML_LOADERS = {
 }
 
 
-def yaml_loads_outside_yamlsafe(sources: list[Path]) -> list[str]:
+def yaml_loads_outside_yamlsafe(sources: list[Path], root: Path = REPO) -> list[str]:
     """``yaml.<loader>(...)`` calls (and loaders imported by name) anywhere but nlbench/yamlsafe.py."""
     bad = []
     for path in sources:
@@ -70,10 +70,10 @@ def yaml_loads_outside_yamlsafe(sources: list[Path]) -> list[str]:
                 and isinstance(node.value, ast.Name)
                 and node.value.id == "yaml"
             ):
-                bad.append(f"{path.relative_to(REPO)}:{node.lineno}: yaml.{node.attr}")
+                bad.append(f"{path.relative_to(root)}:{node.lineno}: yaml.{node.attr}")
             elif isinstance(node, ast.ImportFrom) and node.module == "yaml":
                 bad += [
-                    f"{path.relative_to(REPO)}:{node.lineno}: from yaml import {a.name}"
+                    f"{path.relative_to(root)}:{node.lineno}: from yaml import {a.name}"
                     for a in node.names
                     if a.name in YAML_LOADERS
                 ]
@@ -88,15 +88,10 @@ def test_the_yaml_check_finds_a_plain_load(tmp_path: Path) -> None:
     (tmp_path / "reader.py").write_text("import yaml\n\ndef f(p):\n    return yaml.safe_load(open(p))\n")
     (tmp_path / "other.py").write_text("from yaml import load_all\n")
     sources = [tmp_path / "reader.py", tmp_path / "other.py"]
-    global REPO
-    repo, REPO = REPO, tmp_path
-    try:
-        assert yaml_loads_outside_yamlsafe(sources) == [
-            "reader.py:4: yaml.safe_load",
-            "other.py:1: from yaml import load_all",
-        ]
-    finally:
-        REPO = repo
+    assert yaml_loads_outside_yamlsafe(sources, root=tmp_path) == [
+        "reader.py:4: yaml.safe_load",
+        "other.py:1: from yaml import load_all",
+    ]
 
 
 # ---- names -------------------------------------------------------------------------------------------------------

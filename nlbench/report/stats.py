@@ -287,6 +287,12 @@ class Stratified:
     n_configs: int
     undetermined: str = ""
 
+    @classmethod
+    def undetermined_by(cls, reason: str, n_pairs: int = 0, n_configs: int = 0, mean: float = math.nan) -> Stratified:
+        """No test made (``reason``): every statistic but the mean NaN."""
+        nan = math.nan
+        return cls(mean, nan, nan, nan, nan, nan, nan, n_pairs, n_configs, reason)
+
     def p_above(self, bound: float) -> float:
         """One-sided p of H0: the difference <= ``bound`` (e.g. a non-inferiority bound)."""
         from scipy.stats import t
@@ -322,46 +328,34 @@ def stratified(cells: Sequence[Any], margin: float = DEFAULT_MARGIN) -> Stratifi
     n_pairs, k = sum(len(c) for c in cells), len(cells)
     nan = math.nan
     if not k:
-        return Stratified(nan, nan, nan, nan, nan, nan, nan, 0, 0, "no seed ran both")
+        return Stratified.undetermined_by("no seed ran both")
     if any(not np.isfinite(c).all() for c in cells):
-        return Stratified(nan, nan, nan, nan, nan, nan, nan, n_pairs, k, "missing values")
+        return Stratified.undetermined_by("missing values", n_pairs, k)
     mean = float(np.mean([c.mean() for c in cells]))
     if n_pairs - k < MIN_SEEDS - 1:
-        return Stratified(
-            mean,
-            nan,
-            nan,
-            nan,
-            nan,
-            nan,
-            nan,
-            n_pairs,
-            k,
+        return Stratified.undetermined_by(
             f"{n_pairs} seed pair(s) in {k} configuration(s): too few seeds, {MIN_SEEDS} pairs in one "
             "configuration or more in several needed",
+            n_pairs,
+            k,
+            mean,
         )
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         fit = _cell_ols(cells)
         if not math.sqrt(max(float(fit.scale), 0.0)) >= NEAR_ZERO_SD:
-            return Stratified(
-                mean,
-                nan,
-                nan,
-                nan,
-                nan,
-                nan,
-                nan,
+            return Stratified.undetermined_by(
+                "zero variance of the per-seed differences: identical values are no evidence",
                 n_pairs,
                 k,
-                "zero variance of the per-seed differences: identical values are no evidence",
+                mean,
             )
         test = fit.t_test(np.full((1, k), 1.0 / k))
     se, df = float(np.squeeze(test.sd)), float(test.df_denom)
     low, high = (float(v) for v in np.squeeze(test.conf_int(alpha=1 - CONFIDENCE)))
     result = Stratified(mean, max(low, -1.0), min(high, 1.0), se, df, float(np.squeeze(test.pvalue)), nan, n_pairs, k)
     p_eq = max(result.p_above(-margin), result.p_below(margin))  # TOST on the contrast
-    return Stratified(**{**result.__dict__, "p_equivalent": p_eq})
+    return dataclasses.replace(result, p_equivalent=p_eq)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ section), refuses them without ``--launcher <name>``, hands it the runs to start
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -55,8 +56,9 @@ class Launcher(Protocol):
         """run_id -> where it waits (``SLURM job 12_3 (PENDING)``), for the runs the scheduler still holds."""
 
 
+@functools.cache
 def launchers() -> dict[str, Launcher]:
-    """Every launcher of :data:`LAUNCHERS`, by name."""
+    """Every launcher of :data:`LAUNCHERS`, by name (imported once)."""
     out = {}
     for name, path in LAUNCHERS.items():
         module, _, cls = path.partition(":")

@@ -43,19 +43,20 @@ from nlbench.sweep.runner import SweepDirError, fit_command_of, plan, prepare_sw
 from nlbench.sweep.sbatch import check_options
 from nlbench.sweep.spec import SweepRun, SweepSpec, SweepSpecError
 
-# The options a user sets, on the command line (--slurm.KEY) or in the spec's `slurm:` section.
-SLURM_KEYS = (
-    "partition",
-    "time",
-    "gpus_per_task",
-    "gres",
-    "cpus_per_task",
-    "mem",
-    "array_parallelism",
-    "account",
-    "qos",
-    "additional",
-)
+# The options a user sets, on the command line (--slurm.KEY) or in the spec's `slurm:` section: key -> (type, help).
+SLURM_OPTIONS: dict[str, tuple[type, str]] = {
+    "partition": (str, "SLURM partition"),
+    "time": (str, "time limit per array task (minutes, HH:MM:SS, D-HH:MM:SS); required"),
+    "gpus_per_task": (int, "GPUs per array task"),
+    "gres": (str, "generic resources per task, e.g. gpu:a100:2 (sbatch --gres)"),
+    "cpus_per_task": (int, "CPUs per array task"),
+    "mem": (str, "memory per array task, e.g. 32G (default: 8G per run the task holds)"),
+    "array_parallelism": (int, "at most this many tasks at once"),
+    "account": (str, "account to charge"),
+    "qos": (str, "quality of service"),
+    "additional": (dict, "any other sbatch options as a mapping, e.g. '{constraint: a100, mail-type: END}'"),
+}
+SLURM_KEYS = tuple(SLURM_OPTIONS)
 
 DEFAULT_MEM_PER_RUN_GB = 8  # a CIFAR or Tiny-ImageNet run's uint8 cache, model and workers, with room to spare
 JOBS_FILE = "jobs.txt"  # <sweep_dir>/slurm/jobs.txt: which task each submitted run went to
@@ -98,14 +99,14 @@ def slurm_options(spec: SweepSpec, given: Mapping[str, Any]) -> dict[str, Any]:
             "of 5 minutes would stop every run at once"
         )
     options["time"] = parse_time(options["time"], where["time"])
-    for key in ("gpus_per_task", "cpus_per_task", "array_parallelism"):
+    for key in (key for key, (kind, _) in SLURM_OPTIONS.items() if kind is int):
         value = options.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{where[key]}: must be a positive integer, got {value!r}")
     options["additional"] = options.get("additional") or {}
     # Every key and value reaches sbatch as the one option it names (nlbench.sweep.sbatch), or is refused.
     options = check_options(options, lambda key: where.get(key, f"--slurm.{key}"))
-    for key in ("partition", "gres", "mem", "account", "qos"):
+    for key in (key for key, (kind, _) in SLURM_OPTIONS.items() if kind is str and key != "time"):  # time: minutes
         if options.get(key) is not None:
             options[key] = str(options[key])
     runs = runs_per_task(spec, options, where)  # a task's GPUs must split into the spec's runs
@@ -245,31 +246,11 @@ class SlurmLauncher:
     """``--launcher slurm``: the runs neither done nor running, as one SLURM job array (see the module doc)."""
 
     name = "slurm"
-    HELP = {
-        "partition": "SLURM partition",
-        "time": "time limit per array task (minutes, HH:MM:SS, D-HH:MM:SS); required",
-        "gpus_per_task": "GPUs per array task",
-        "gres": "generic resources per task, e.g. gpu:a100:2 (sbatch --gres)",
-        "cpus_per_task": "CPUs per array task",
-        "mem": "memory per array task, e.g. 32G (default: 8G per run the task holds)",
-        "array_parallelism": "at most this many tasks at once",
-        "account": "account to charge",
-        "qos": "quality of service",
-        "additional": "any other sbatch options as a mapping, e.g. '{constraint: a100, mail-type: END}'",
-    }
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        for key in SLURM_KEYS:
-            kind: Any = (
-                dict
-                if key == "additional"
-                else (int if key in ("gpus_per_task", "cpus_per_task", "array_parallelism") else str)
-            )
+        for key, (kind, text) in SLURM_OPTIONS.items():
             parser.add_argument(
-                f"--slurm.{key}",
-                type=kind | None,
-                default=None,
-                help=f"{self.HELP[key]} (default: the spec's slurm: {key})",
+                f"--slurm.{key}", type=kind | None, default=None, help=f"{text} (default: the spec's slurm: {key})"
             )
 
     def given(self, args: Namespace) -> dict[str, Any]:
